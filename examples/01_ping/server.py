@@ -1,0 +1,109 @@
+"""Example 01: a ping service with one RPC of each call shape, built from Contexts.
+
+Run it:   python examples/01_ping/server.py --port 50051 [--workers 2]
+Load it:  python examples/01_ping/client.py 127.0.0.1:50051
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import itertools
+import os
+from collections.abc import AsyncIterator
+
+import asyncinfer
+from asyncinfer import (
+    BidiStreamContext,
+    ClientStreamContext,
+    Resources,
+    Server,
+    ServerStreamContext,
+    UnaryContext,
+    rpc_method,
+)
+from asyncinfer.errors import InvalidArgument
+from asyncinfer.pb import ping_pb2
+from asyncinfer.pb.ping_pb2 import CollectReply, CountdownRequest, PingReply, PingRequest
+
+MAX_COUNTDOWN = 10_000
+
+
+class PingResources(Resources):
+    """Shared by every call: the worker's pid and a reply counter."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._sequence = itertools.count()
+
+    def reply(self, payload: bytes) -> PingReply:
+        return PingReply(payload=payload, pid=self.pid, sequence=next(self._sequence))
+
+
+async def _delay(microseconds: int) -> None:
+    if microseconds:
+        await asyncio.sleep(microseconds / 1e6)
+
+
+class Ping(UnaryContext[PingRequest, PingReply, PingResources]):
+    method = rpc_method(ping_pb2, "Ping", "Ping")
+    max_in_flight = 1024
+
+    async def execute(self, request: PingRequest) -> PingReply:
+        await _delay(request.delay_us)
+        return self.resources.reply(request.payload)
+
+
+class Countdown(ServerStreamContext[CountdownRequest, PingReply, PingResources]):
+    method = rpc_method(ping_pb2, "Ping", "Countdown")
+    max_in_flight = 64
+
+    async def execute(self, request: CountdownRequest) -> AsyncIterator[PingReply]:
+        if request.count > MAX_COUNTDOWN:
+            raise InvalidArgument(f"count is {request.count}; at most {MAX_COUNTDOWN} replies")
+        for remaining in range(request.count, 0, -1):
+            await _delay(request.interval_us)
+            yield self.resources.reply(str(remaining).encode())
+
+
+class Collect(ClientStreamContext[PingRequest, CollectReply, PingResources]):
+    method = rpc_method(ping_pb2, "Ping", "Collect")
+    max_in_flight = 64
+
+    async def execute(self, requests: AsyncIterator[PingRequest]) -> CollectReply:
+        messages = payload_bytes = 0
+        async for request in requests:
+            messages += 1
+            payload_bytes += len(request.payload)
+        return CollectReply(messages=messages, payload_bytes=payload_bytes, pid=self.resources.pid)
+
+
+class Echo(BidiStreamContext[PingRequest, PingReply, PingResources]):
+    method = rpc_method(ping_pb2, "Ping", "Echo")
+    max_in_flight = 64
+
+    async def execute(self, requests: AsyncIterator[PingRequest]) -> AsyncIterator[PingReply]:
+        async for request in requests:
+            await _delay(request.delay_us)
+            yield self.resources.reply(request.payload)
+
+
+def build(host: str = "127.0.0.1", port: int = 0, workers: int = 1) -> Server:
+    """The server factory; each worker process calls it to build its own server."""
+    server = Server(host=host, port=port, workers=workers, reuse_port=workers > 1)
+    server.add_service(PingResources(), Ping, Countdown, Collect, Echo)
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    return asyncinfer.serve(functools.partial(build, args.host, args.port, args.workers))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

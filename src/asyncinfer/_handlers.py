@@ -1,0 +1,176 @@
+"""Turns a Context class into a grpc.aio method handler: parse, admit, execute, map errors.
+
+Requests arrive as raw bytes and are parsed here so that bytes that do not parse become
+INVALID_ARGUMENT naming the RPC (grpc would answer INTERNAL). Replies may be messages or bytes
+that the Context framed itself; both go out unchanged in meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from .admission import Admission
+from .context import CallInfo, Context
+from .errors import InvalidArgument, RpcError, internal_error
+from .resources import Resources
+
+__all__ = ["make_handler", "serialize_reply"]
+
+AnyContext = Context[Any, Any, Any]
+GrpcContext = grpc.aio.ServicerContext[Any, Any]
+
+
+def serialize_reply(reply: Message | bytes) -> bytes:
+    """Serialize a reply; a Context may return bytes it framed itself (large tensors)."""
+    return reply if type(reply) is bytes else reply.SerializeToString()  # type: ignore[union-attr]
+
+
+def make_handler(
+    cls: type[AnyContext], resources: Resources, admission: Admission
+) -> grpc.RpcMethodHandler:
+    """The grpc method handler that runs ``cls`` for each call of its RPC."""
+    shape = (cls.client_streaming, cls.server_streaming)
+    behaviour = _BEHAVIOURS[shape](cls, resources, admission)
+    factory = _FACTORIES[shape]
+    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)  # type: ignore[no-any-return]
+
+
+def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
+    request_type = cls.request_type
+    path = cls.rpc_path()
+
+    def parse(raw: bytes) -> Message:
+        try:
+            return request_type.FromString(raw)
+        except DecodeError as exc:
+            raise InvalidArgument(
+                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} "
+                f"({exc})"
+            ) from None
+
+    return parse
+
+
+async def _fail(call: GrpcContext, cls: type[AnyContext], admission: Admission, exc: Exception) -> None:
+    """Answer the call with the status ``exc`` maps to; never returns."""
+    admission.failed += 1
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc  # the Context aborted the call itself; its status is already set
+    error = exc if isinstance(exc, RpcError) else internal_error(exc, cls.rpc_path())
+    await call.abort(error.code, error.message)
+
+
+def _unary_unary(
+    cls: type[AnyContext], resources: Resources, admission: Admission
+) -> Callable[[bytes, GrpcContext], Awaitable[Any]]:
+    parse = _parser(cls)
+
+    async def handle(raw: bytes, call: GrpcContext) -> Any:
+        try:
+            request = parse(raw)
+            if not admission.try_acquire():
+                await admission.acquire(call.time_remaining())
+        except Exception as exc:
+            await _fail(call, cls, admission, exc)
+        # From here on the slot is ours: every path out, cancellation included, releases it.
+        try:
+            reply = await cls(resources, CallInfo(call)).execute(request)
+        except asyncio.CancelledError:
+            admission.cancelled += 1
+            raise
+        except Exception as exc:
+            await _fail(call, cls, admission, exc)
+        else:
+            admission.completed += 1
+            return reply
+        finally:
+            admission.release()
+
+    return handle
+
+
+def _stream_requests(raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Message]) -> AsyncIterator[Message]:
+    async def requests() -> AsyncIterator[Message]:
+        async for raw in raw_requests:
+            yield parse(raw)
+
+    return requests()
+
+
+def _stream_unary(
+    cls: type[AnyContext], resources: Resources, admission: Admission
+) -> Callable[[AsyncIterator[bytes], GrpcContext], Awaitable[Any]]:
+    parse = _parser(cls)
+
+    async def handle(raw_requests: AsyncIterator[bytes], call: GrpcContext) -> Any:
+        try:
+            await admission.acquire(call.time_remaining())
+        except Exception as exc:
+            await _fail(call, cls, admission, exc)
+        try:
+            context = cls(resources, CallInfo(call))
+            reply = await context.execute(_stream_requests(raw_requests, parse))
+        except asyncio.CancelledError:
+            admission.cancelled += 1
+            raise
+        except Exception as exc:
+            await _fail(call, cls, admission, exc)
+        else:
+            admission.completed += 1
+            return reply
+        finally:
+            admission.release()
+
+    return handle
+
+
+def _streaming_reply(
+    cls: type[AnyContext], resources: Resources, admission: Admission
+) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
+    parse = _parser(cls)
+    streaming_requests = cls.client_streaming
+
+    async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
+        try:
+            request = _stream_requests(raw, parse) if streaming_requests else parse(raw)
+            await admission.acquire(call.time_remaining())
+        except Exception as exc:
+            await _fail(call, cls, admission, exc)
+        try:
+            replies = cls(resources, CallInfo(call)).execute(request)
+            try:
+                async for reply in replies:
+                    yield reply
+            finally:
+                # Close the Context's generator here, under our accounting, not at GC time.
+                await replies.aclose()
+        except (asyncio.CancelledError, GeneratorExit):
+            admission.cancelled += 1
+            raise
+        except Exception as exc:
+            await _fail(call, cls, admission, exc)
+        else:
+            admission.completed += 1
+        finally:
+            admission.release()
+
+    return handle
+
+
+_BEHAVIOURS: dict[tuple[bool, bool], Callable[..., Any]] = {
+    (False, False): _unary_unary,
+    (True, False): _stream_unary,
+    (False, True): _streaming_reply,
+    (True, True): _streaming_reply,
+}
+_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}

@@ -1,0 +1,68 @@
+"""Server configuration: a frozen dataclass, validated when it is constructed."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from .errors import ConfigError
+
+__all__ = ["ServerConfig"]
+
+MiB = 1024 * 1024
+LoopKind = Literal["auto", "uvloop", "asyncio"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where and how a Server listens. Every limit is bounded by default."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port; Server.start() returns the bound one.
+    port: int = 0
+    #: SO_REUSEPORT, chosen explicitly: required for workers > 1, off by default so that a port
+    #: already in use is an error instead of a silent share with a stranger.
+    reuse_port: bool = False
+    #: Worker processes, each with its own event loop; 1 serves in the calling process.
+    workers: int = 1
+    #: Seconds in-flight calls get to finish on a graceful stop before they are cancelled.
+    grace: float = 5.0
+    max_receive_message_bytes: int = 4 * MiB
+    max_send_message_bytes: int = 4 * MiB
+    #: Calls the gRPC core accepts at once across all RPCs; beyond it: RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = 10_000
+    #: "auto" runs uvloop when it is installed.
+    loop: LoopKind = "auto"
+    health: bool = True
+    reflection: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, not {self.port}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, not {self.workers}")
+        if self.workers > 1 and not self.reuse_port:
+            raise ConfigError(
+                f"workers={self.workers} share one port through SO_REUSEPORT: "
+                "set reuse_port=True (or --reuse-port) to allow it"
+            )
+        if self.grace < 0:
+            raise ConfigError(f"grace must be seconds >= 0, not {self.grace}")
+        for name in ("max_receive_message_bytes", "max_send_message_bytes", "max_concurrent_rpcs"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"{name} must be positive, not {value}")
+        if self.loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError(f"loop must be 'auto', 'uvloop' or 'asyncio', not {self.loop!r}")
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.so_reuseport", int(self.reuse_port)),
+            ("grpc.max_receive_message_length", self.max_receive_message_bytes),
+            ("grpc.max_send_message_length", self.max_send_message_bytes),
+        ]

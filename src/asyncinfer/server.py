@@ -1,0 +1,214 @@
+"""Server: binds services made of Contexts and Resources, serves health and reflection, stops
+gracefully.
+
+Life cycle: ``start()`` starts every Resources in registration order, binds the port (port 0
+gives back the bound one) and marks the services SERVING. ``stop()`` marks them NOT_SERVING,
+stops accepting calls, lets in-flight calls drain for ``grace`` seconds, cancels what is left
+and stops the Resources in reverse order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Self
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from ._handlers import AnyContext, make_handler
+from .admission import Admission, AdmissionStatistics
+from .config import ServerConfig
+from .context import Context
+from .errors import ConfigError, UsageError
+from .resources import Resources
+
+__all__ = ["Server", "ServerStatistics"]
+
+log = logging.getLogger("asyncinfer.server")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerStatistics:
+    """Admission counters per RPC path and each service's Resources statistics."""
+
+    rpcs: dict[str, AdmissionStatistics]
+    resources: dict[str, dict[str, Any]]
+
+    @property
+    def idle(self) -> bool:
+        return all(rpc.idle for rpc in self.rpcs.values())
+
+
+@dataclasses.dataclass
+class _Service:
+    name: str
+    resources: Resources
+    contexts: dict[str, type[AnyContext]]
+
+
+class Server:
+    """A gRPC server for services built from Contexts. Construct, ``add_service``, ``start``."""
+
+    def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise UsageError("pass either a ServerConfig or keyword options, not both")
+        self.config = config if config is not None else ServerConfig(**options)
+        self._services: dict[str, _Service] = {}
+        self._admissions: dict[str, Admission] = {}
+        self._grpc: grpc.aio.Server | None = None
+        self._health: health_aio.HealthServicer | None = None
+        self._started: list[Resources] = []
+        self._port: int | None = None
+
+    def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
+        """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
+        if self._grpc is not None:
+            raise UsageError("add_service() must come before start()")
+        if not isinstance(resources, Resources):
+            raise ConfigError(f"resources must be a Resources instance, not {resources!r}")
+        if not contexts:
+            raise ConfigError("add_service() needs at least one Context class")
+        names = {_context_service(cls) for cls in contexts}
+        if len(names) != 1:
+            raise ConfigError(f"one add_service() call serves one gRPC service, got {sorted(names)}")
+        (name,) = names
+        if name in self._services:
+            raise ConfigError(f"service {name} is already registered")
+        by_method: dict[str, type[AnyContext]] = {}
+        for cls in contexts:
+            if cls.method.name in by_method:
+                raise ConfigError(
+                    f"{name}/{cls.method.name} is implemented twice: "
+                    f"{by_method[cls.method.name].__qualname__} and {cls.__qualname__}"
+                )
+            by_method[cls.method.name] = cls
+        self._services[name] = _Service(name, resources, by_method)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise UsageError("the server is not started; port is known after start()")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"{host}:{self.port}"
+
+    async def start(self) -> int:
+        """Start Resources, bind, serve. Returns the bound port."""
+        if self._grpc is not None:
+            raise UsageError("start() was already called")
+        if not self._services:
+            raise ConfigError("no services: call add_service() before start()")
+        server = grpc.aio.server(
+            options=self.config.grpc_options(),
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
+        self._grpc = server
+        try:
+            await self._start_resources()
+            self._add_handlers(server)
+            self._port = self._bind(server)
+            await server.start()
+        except BaseException:
+            await self._stop_resources()
+            raise
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving %s on %s", ", ".join(self._services), self.address)
+        return self._port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain in-flight calls for ``grace`` seconds (the config's by default), then stop."""
+        if self._grpc is None:
+            return
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._grpc.stop(self.config.grace if grace is None else grace)
+        await self._stop_resources()
+
+    async def wait_for_termination(self) -> None:
+        if self._grpc is None:
+            raise UsageError("start() the server before waiting for it")
+        await self._grpc.wait_for_termination()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(
+            rpcs={path: adm.statistics() for path, adm in self._admissions.items()},
+            resources={name: svc.resources.statistics() for name, svc in self._services.items()},
+        )
+
+    def _add_handlers(self, server: grpc.aio.Server) -> None:
+        for service in self._services.values():
+            handlers = {}
+            for method_name, cls in service.contexts.items():
+                admission = Admission(
+                    cls.rpc_path(), cls.max_in_flight, queue_timeout=cls.queue_timeout
+                )
+                self._admissions[cls.rpc_path()] = admission
+                handlers[method_name] = make_handler(cls, service.resources, admission)
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service.name, handlers),)
+            )
+        names = list(self._services)
+        if self.config.health:
+            self._health = health_aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+            names.append(health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+        if self.config.reflection:
+            reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        try:
+            port = server.add_insecure_port(self.config.address)
+        except RuntimeError as exc:
+            port = 0
+            cause: BaseException | None = exc
+        else:
+            cause = None
+        if port == 0 and self.config.port != 0 or cause is not None:
+            hint = "" if self.config.reuse_port else " (or set reuse_port=True to share it on purpose)"
+            raise ConfigError(
+                f"cannot bind {self.config.address}: the port is in use or the address is not "
+                f"local; choose another port or port=0{hint}"
+            ) from cause
+        return port
+
+    async def _start_resources(self) -> None:
+        for service in self._services.values():
+            if any(service.resources is started for started in self._started):
+                continue
+            await service.resources.start()
+            self._started.append(service.resources)
+
+    async def _stop_resources(self) -> None:
+        while self._started:
+            resources = self._started.pop()
+            try:
+                await resources.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(resources).__qualname__)
+
+    async def _set_health(self, status: int) -> None:
+        if self._health is None:
+            return
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            ready = all(svc.resources.ready() for svc in self._services.values())
+            status = status if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self._services):
+            await self._health.set(name, status)
+
+
+def _context_service(cls: type[AnyContext]) -> str:
+    if not (isinstance(cls, type) and issubclass(cls, Context) and hasattr(cls, "request_type")):
+        raise ConfigError(f"{cls!r} is not a concrete Context class")
+    return cls.method.containing_service.full_name
