@@ -271,8 +271,9 @@ def _from_contents(
         array = np.empty(count, dtype=np.object_)
         array[:] = list(values)
         return array.reshape(shape)
-    wide = np.array(values)
-    if datatype.dtype.kind in "iu" and count:
+    # The protobuf field already bounds 32- and 64-bit values; narrower types need a check.
+    wide = np.array(values, dtype=np.uint64 if field == "uint64_contents" else None)
+    if datatype.dtype.kind in "iu" and datatype.dtype.itemsize < 4 and count:
         info = np.iinfo(datatype.dtype)
         if int(wide.min()) < info.min or int(wide.max()) > info.max:
             raise InvalidArgument(
