@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from asyncinfer.inference.app import build_server
 from asyncinfer.server import Server
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples"
@@ -49,5 +48,3 @@ class ThreadedServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
-
-

@@ -85,16 +85,33 @@ def client(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("models")
     for name, source in MODELS.items():
         _write_model(root, name, source)
-    warmup = 'model_warmup [ { name: "w" count: 3 inputs { key: "IN" value { data_type: TYPE_INT32 dims: [ 2 ] zero_data: true } } } ]'
+    warmup = (
+        'model_warmup [ { name: "w" count: 3 inputs { key: "IN" value '
+        "{ data_type: TYPE_INT32 dims: [ 2 ] zero_data: true } } } ]"
+    )
     _write_model(root, "warmed", MODELS["sync_counter"], extra=warmup)
-    _write_model(root, "latest_two", VERSIONED, versions=(1, 2, 3),
-                 extra="version_policy: { latest: { num_versions: 2 } }")
-    _write_model(root, "all_versions", VERSIONED, versions=(1, 2), extra="version_policy: { all: {} }")
-    _write_model(root, "specific", VERSIONED, versions=(1, 2, 3),
-                 extra="version_policy: { specific: { versions: [ 1, 3 ] } }")
-    with ThreadedServer(lambda: build_server(root, grpc_port=0)) as url:
-        with grpcclient.InferenceServerClient(url) as client:
-            yield client
+    _write_model(
+        root,
+        "latest_two",
+        VERSIONED,
+        versions=(1, 2, 3),
+        extra="version_policy: { latest: { num_versions: 2 } }",
+    )
+    _write_model(
+        root, "all_versions", VERSIONED, versions=(1, 2), extra="version_policy: { all: {} }"
+    )
+    _write_model(
+        root,
+        "specific",
+        VERSIONED,
+        versions=(1, 2, 3),
+        extra="version_policy: { specific: { versions: [ 1, 3 ] } }",
+    )
+    with (
+        ThreadedServer(lambda: build_server(root, grpc_port=0)) as url,
+        grpcclient.InferenceServerClient(url) as client,
+    ):
+        yield client
 
 
 def _infer(client, model: str, values, version: str = "") -> np.ndarray:

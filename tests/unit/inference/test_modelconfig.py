@@ -33,7 +33,7 @@ def test_missing_name_comes_from_directory() -> None:
 
 
 def test_unparsable_pbtxt_names_the_model() -> None:
-    with pytest.raises(InvalidArgument, match="config.pbtxt of model 'm' does not parse"):
+    with pytest.raises(InvalidArgument, match=r"config\.pbtxt of model 'm' does not parse"):
         parse_pbtxt("max_batch_size: eight", model="m")
 
 
@@ -58,8 +58,10 @@ def test_bad_override_fails_to_load(override: str) -> None:
         ('output [ { name: "O" data_type: TYPE_INVALID dims: [1] } ]', "no valid data_type"),
         ('output [ { name: "O" data_type: TYPE_FP32 dims: [0] } ]', "must be positive or -1"),
         ("max_batch_size: 0", "declares no outputs"),
-        ('max_batch_size: -1 output [ { name: "O" data_type: TYPE_FP32 dims: [1] } ]',
-         "max_batch_size must be >= 0"),
+        (
+            'max_batch_size: -1 output [ { name: "O" data_type: TYPE_FP32 dims: [1] } ]',
+            "max_batch_size must be >= 0",
+        ),
     ],
 )
 def test_invalid_signatures(text: str, match: str) -> None:

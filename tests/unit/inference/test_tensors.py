@@ -22,7 +22,9 @@ from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest, ModelInf
 
 def _sig(datatype: str, dims=(-1,), max_batch_size: int = 0) -> Signature:
     spec = TensorSpec("X", DATATYPES[datatype], tuple(dims))
-    return Signature("m", max_batch_size, {"X": spec}, {"Y": TensorSpec("Y", DATATYPES[datatype], tuple(dims))})
+    return Signature(
+        "m", max_batch_size, {"X": spec}, {"Y": TensorSpec("Y", DATATYPES[datatype], tuple(dims))}
+    )
 
 
 @given(st.lists(st.binary(max_size=40), max_size=30))
@@ -35,7 +37,7 @@ def test_bytes_round_trip(items: list[bytes]) -> None:
 
 @given(st.binary(min_size=1, max_size=3))
 def test_truncated_bytes_prefix_is_invalid(tail: bytes) -> None:
-    with pytest.raises(InvalidArgument, match="truncated length prefix|declares"):
+    with pytest.raises(InvalidArgument, match=r"truncated length prefix|declares"):
         deserialize_bytes(serialize_bytes(np.array([b"ab"], dtype=object)) + tail, 2, what="t")
 
 
