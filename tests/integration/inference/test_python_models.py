@@ -9,10 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from inference_servers import ThreadedServer
 from tritonclient.utils import InferenceServerException
 
 from asyncinfer.inference.app import build_server
+
+from .inference_servers import ThreadedServer
 
 IDENTITY_CONFIG = """
 name: "{name}"
