@@ -173,7 +173,7 @@ class Server:
                 for cls in service.contexts.values()
             )
             reflection.enable_server_reflection(
-                [*names, reflection.SERVICE_NAME], server, pool=pools
+                [*names, reflection.SERVICE_NAME], server, pool=pools  # type: ignore[arg-type]
             )
 
     def _bind(self, server: grpc.aio.Server) -> int:

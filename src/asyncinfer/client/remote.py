@@ -147,7 +147,7 @@ class RemoteManager:
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)
             self._channel = None
 
     async def __aenter__(self) -> Self:
