@@ -124,10 +124,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             code = self._process.wait()
-        # The reader ends at EOF once the process is gone; then its pipe can be closed.
         if self._reader is not None:
-            self._reader.join(5)
-        if self._process.stdout is not None and (self._reader is None or not self._reader.is_alive()):
+            self._reader.join(timeout)  # EOF once the process and its workers are gone
+        if self._process.stdout is not None:
             self._process.stdout.close()
         return code
 
