@@ -158,7 +158,7 @@ def build_command(
         *("-m", model, "-u", url, "-i", "grpc"),
         *("--concurrency-range", _range(concurrency)),
         *("-p", str(measurement_interval_ms), "-s", str(stability_percent)),
-        *("--max-trials", str(max_trials), "-f", str(csv_path)),
+        *("--max-trials", str(max_trials), "-f", str(csv_path), "--verbose-csv"),
     ]
     for name, shape in shapes.items():
         command += ["--shape", f"{name}:{','.join(str(d) for d in shape)}"]
@@ -166,7 +166,7 @@ def build_command(
 
 
 def parse_csv(text: str) -> tuple[PerfAnalyzerRow, ...]:
-    """Rows of perf_analyzer's ``-f`` CSV (the columns it writes without --verbose-csv)."""
+    """Rows of perf_analyzer's ``-f ... --verbose-csv`` CSV file."""
     rows = []
     for record in csv.DictReader(io.StringIO(text)):
         rows.append(
