@@ -26,18 +26,23 @@ def bare_spec(*models: str, name: str = "bare") -> ServerSpec:
     )
 
 
-def asyncinfer_spec(*models: str, name: str = "asyncinfer") -> ServerSpec:
-    """`asyncinfer serve` on examples/model_repository, loading only ``models``."""
+def asyncinfer_spec(*models: str, name: str = "asyncinfer", workers: int = 1) -> ServerSpec:
+    """asyncinfer's inference service on examples/model_repository (bench/_asyncinfer_server.py)."""
     if importlib.util.find_spec("asyncinfer.inference") is None:
         raise HarnessError(
             "asyncinfer's inference service (asyncinfer.inference) is not on this branch: "
-            "merge the `infer` branch, or run with --servers bare,mlserver"
+            "merge the `infer` branch, or leave asyncinfer out of --servers"
         )
     command = [
-        str(Path(sys.executable).parent / "asyncinfer"), "serve",
-        "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "{port}",
+        python(), str(BENCH / "_asyncinfer_server.py"),
+        "--model-repository", str(MODEL_REPOSITORY), "--port", "0", "--workers", str(workers),
     ]  # fmt: skip
-    return ServerSpec(name=name, command=command, ready=triton_ready(*models))
+    return ServerSpec(
+        name=name,
+        command=command,
+        ready=triton_ready(*models),
+        port_pattern=r"asyncinfer: .*serving on \S+:(\d+)",
+    )
 
 
 def _mlserver_stamp() -> Path:
