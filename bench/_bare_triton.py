@@ -145,7 +145,9 @@ def config(model: Model) -> mc.ModelConfig:
         name=model.name,
         platform="bare",
         max_batch_size=model.max_batch_size,
-        input=[mc.ModelInput(name=n, data_type=mc.TYPE_INT32, dims=model.dims) for n in model.inputs],
+        input=[
+            mc.ModelInput(name=n, data_type=mc.TYPE_INT32, dims=model.dims) for n in model.inputs
+        ],
         output=[
             mc.ModelOutput(name=n, data_type=mc.TYPE_INT32, dims=model.dims) for n in model.outputs
         ],
@@ -223,7 +225,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument(
-        "--loop", choices=("uvloop", "asyncio"), default="uvloop",
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
         help="event loop; uvloop by default, as asyncinfer uses it when installed",
     )
     args = parser.parse_args()

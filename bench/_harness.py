@@ -136,7 +136,9 @@ def _wait_ready(server: RunningServer, until: float) -> None:
         if server.spec.ready(server.address):
             return
         time.sleep(0.1)
-    raise HarnessError(f"{server.name} was not ready within its start timeout:\n{server.log_tail()}")
+    raise HarnessError(
+        f"{server.name} was not ready within its start timeout:\n{server.log_tail()}"
+    )
 
 
 def start_server(spec: ServerSpec, log_dir: Path) -> RunningServer:
@@ -154,7 +156,9 @@ def start_server(spec: ServerSpec, log_dir: Path) -> RunningServer:
         )  # fmt: skip
     until = time.monotonic() + spec.start_timeout
     try:
-        port = ports.get("port") or _wait_for_port(process, log_path, spec.port_pattern or "", until)
+        port = ports.get("port") or _wait_for_port(
+            process, log_path, spec.port_pattern or "", until
+        )
         server = RunningServer(spec, process, f"{LOCALHOST}:{port}", log_path)
         _wait_ready(server, until)
     except BaseException:
@@ -259,4 +263,3 @@ def grpc_health_ready(service: str = "") -> ReadyCheck:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     return check
-

@@ -105,7 +105,8 @@ def _one_perf_analyzer(
 ) -> dict[str, Any]:
     run = run_perf_analyzer(
         server.address, model, concurrency=concurrency, shapes=shapes,
-        measurement_interval_ms=interval_ms, stability_percent=stability, max_trials=6, timeout=90,
+        measurement_interval_ms=interval_ms, stability_percent=stability, max_trials=6,
+        kill_after=90,
     )  # fmt: skip
     try:
         result = asyncio.run(run)

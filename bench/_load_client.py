@@ -106,10 +106,12 @@ async def measure(
     begin = time.perf_counter() + warmup
     end = begin + duration
     last_done = begin
+    issued = 0  # requests started inside the recorded window (checked before each start)
 
     async def worker() -> None:
-        nonlocal last_done
-        while (now := time.perf_counter()) < end and len(level.latencies) + level.errors < max_requests:
+        nonlocal last_done, issued
+        while (now := time.perf_counter()) < end and issued < max_requests:
+            issued += now >= begin
             try:
                 result = await client.infer(model, workload.inputs, client_timeout=30.0)
             except InferenceServerException as exc:

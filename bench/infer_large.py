@@ -39,7 +39,11 @@ def main() -> int:
         client_args = ["--elements", str(args.elements)]
         load = common.summarize(common.load_rounds(servers, MODEL, args, client_args))
         shapes = {"INPUT0": [args.elements]}
-        pa = {} if args.no_perf_analyzer else common.perf_analyzer_figures(servers, MODEL, args, shapes)
+        pa = (
+            {}
+            if args.no_perf_analyzer
+            else common.perf_analyzer_figures(servers, MODEL, args, shapes)
+        )
     vs_bare = common.ratios(load, "asyncinfer", "bare")
     result = {
         "bench": "infer_large",

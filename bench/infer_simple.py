@@ -72,7 +72,11 @@ def main() -> int:
         servers = list(running.values())
         load = common.summarize(common.load_rounds(servers, "simple", args))
         pa_servers = [s for s in servers if s.name != "mlserver"]
-        pa = {} if args.no_perf_analyzer else common.perf_analyzer_figures(pa_servers, "simple", args)
+        pa = (
+            {}
+            if args.no_perf_analyzer
+            else common.perf_analyzer_figures(pa_servers, "simple", args)
+        )
     result = {
         "bench": "infer_simple",
         "model": "simple",

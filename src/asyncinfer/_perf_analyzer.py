@@ -166,7 +166,8 @@ def build_command(
 
 
 def parse_csv(text: str) -> tuple[PerfAnalyzerRow, ...]:
-    """Rows of perf_analyzer's ``-f ... --verbose-csv`` CSV file."""
+    """Rows of perf_analyzer's ``-f ... --verbose-csv`` CSV file, by concurrency (the file
+    itself is ordered by throughput)."""
     rows = []
     for record in csv.DictReader(io.StringIO(text)):
         rows.append(
@@ -180,15 +181,15 @@ def parse_csv(text: str) -> tuple[PerfAnalyzerRow, ...]:
                 avg_us=int(record["Avg latency"]),
             )
         )
-    return tuple(rows)
+    return tuple(sorted(rows, key=lambda row: row.concurrency))
 
 
-async def _attempt(command: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+async def _attempt(command: list[str], env: dict[str, str], kill_after: float) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
-        stdout, _ = await asyncio.wait_for(process.communicate(), timeout)
+        stdout, _ = await asyncio.wait_for(process.communicate(), kill_after)
     except (TimeoutError, asyncio.CancelledError):
         # Never leave a load generator running behind a cancelled test or a timeout.
         process.kill()
@@ -207,7 +208,7 @@ async def run_perf_analyzer(
     measurement_interval_ms: int = 2000,
     stability_percent: int = 50,
     max_trials: int = 6,
-    timeout: float = 120.0,
+    kill_after: float = 120.0,
     retries_on_unstable: int = 1,
     extra: Sequence[str] = (),
     binary: Path | None = None,
@@ -216,7 +217,8 @@ async def run_perf_analyzer(
 
     ``concurrency`` is one level or a ``(start, end, step)`` range. Raises PerfAnalyzerNotFound
     when there is no binary, PerfAnalyzerFailed when it fails, reports an error, or stays
-    unstable after ``retries_on_unstable`` retries, or runs past ``timeout`` seconds.
+    unstable after ``retries_on_unstable`` retries, or runs past ``kill_after`` seconds (it is
+    killed then; cancelling the call kills it too).
     """
     binary = binary if binary is not None else find_perf_analyzer()
     env = perf_analyzer_env(binary)
@@ -228,14 +230,18 @@ async def run_perf_analyzer(
             measurement_interval_ms=measurement_interval_ms, stability_percent=stability_percent,
             max_trials=max_trials, extra=extra,
         )  # fmt: skip
-        for attempt in range(1, retries_on_unstable + 2):
+        attempts = 0
+        while True:
+            attempts += 1
             try:
-                code, output = await _attempt(command, env, timeout)
+                code, output = await _attempt(command, env, kill_after)
             except TimeoutError:
-                raise PerfAnalyzerFailed(f"perf_analyzer ran past {timeout} s: {command}") from None
-            if code == 0 or UNSTABLE not in output:
+                raise PerfAnalyzerFailed(
+                    f"perf_analyzer ran past {kill_after} s: {command}"
+                ) from None
+            if code == 0 or UNSTABLE not in output or attempts > retries_on_unstable:
                 break
-        result = _result(code, output, attempt, command, csv_path)
+        result = _result(code, output, attempts, command, csv_path)
     return result
 
 
@@ -244,10 +250,14 @@ def _result(
 ) -> PerfAnalyzerResult:
     tail = "\n".join(output.splitlines()[-15:])
     if code != 0:
-        raise PerfAnalyzerFailed(f"perf_analyzer exited with {code} after {attempts} run(s):\n{tail}", output)
+        raise PerfAnalyzerFailed(
+            f"perf_analyzer exited with {code} after {attempts} run(s):\n{tail}", output
+        )
     if not csv_path.exists():
         raise PerfAnalyzerFailed(f"perf_analyzer wrote no CSV:\n{tail}", output)
     result = PerfAnalyzerResult(parse_csv(csv_path.read_text()), output, attempts, tuple(command))
     if not result.rows:
         raise PerfAnalyzerFailed(f"perf_analyzer measured nothing:\n{tail}", output)
+    if result.errors:
+        raise PerfAnalyzerFailed(f"perf_analyzer reported errors: {result.errors[:3]}", output)
     return result
