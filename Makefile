@@ -36,5 +36,10 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# Every benchmark in bench/ (private modules start with _), one after the other: never in
+# parallel, they share the machine's cores with the servers they measure.
+bench: $(STAMP)
+	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
+
 clean:
 	rm -rf $(VENV) .venv-pa build dist src/*.egg-info src/asyncinfer/pb/*_pb2*.py src/asyncinfer/pb/*_pb2*.pyi src/asyncinfer/pb/inference/*_pb2*.py src/asyncinfer/pb/inference/*_pb2*.pyi

@@ -84,7 +84,7 @@ def perf_analyzer_figures(
     """perf_analyzer at each level against each server; a failure is recorded, not raised."""
     # Quick runs only prove the path works: short windows, loose stability. Full runs follow
     # ../shared/TOOLS.md's advice for this noisy machine (long windows, retry once).
-    interval, stability = (500, 100) if args.quick else (1500, 60)
+    interval, stability = (500, 100) if args.quick else (1000, 60)
     figures: dict[str, dict[str, dict[str, Any]]] = {}
     for server in servers:
         figures[server.name] = {}

@@ -58,10 +58,15 @@ def ensure_mlserver() -> Path:
     venv_python = MLSERVER_VENV / "bin" / "python"
     if not venv_python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-    subprocess.run(
+    done = subprocess.run(
         [str(venv_python), "-m", "pip", "install", "--quiet", *MLSERVER_REQUIREMENTS],
-        check=True, timeout=900,
+        check=False, timeout=900,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise HarnessError(
+            f"installing MLServer into {MLSERVER_VENV} failed (pip exit {done.returncode}); "
+            "see pip's output above, or leave mlserver out of --servers"
+        )
     _mlserver_stamp().touch()
     return binary
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 import _infer_common as common
@@ -66,6 +67,7 @@ def main() -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     args = parser.parse_args()
     common.apply_quick(args)
+    started = time.monotonic()
     names = [n for n in args.servers.split(",") if n]
     common.check_servers(names, SERVERS)
     with serving(specs(names), BUILD / "bench-logs" / "infer_simple") as running:
@@ -85,6 +87,7 @@ def main() -> int:
         "duration_s": args.duration,
         "load_client": load,
         "perf_analyzer": pa,
+        "wall_s": round(time.monotonic() - started, 1),
         "goals": {"ratio_vs_bare_min": GOAL_VS_BARE, "ratio_vs_mlserver_min": GOAL_VS_MLSERVER},
         **comparisons(load),
     }
