@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 from .. import __version__
+from ..context import Context
 from ..errors import ConfigError
 from ..server import Server
 from .infer import ModelInfer, ModelStreamInfer
@@ -34,7 +36,7 @@ __all__ = ["CONTEXTS", "build_server"]
 #: Triton's limit for both directions (INT32_MAX): clients may send and receive large tensors.
 MAX_MESSAGE_BYTES = 2**31 - 1
 
-CONTEXTS = (
+CONTEXTS: tuple[type[Context[Any, Any, InferenceResources]], ...] = (
     ServerLive,
     ServerReady,
     ModelReady,

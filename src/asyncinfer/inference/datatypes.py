@@ -41,7 +41,7 @@ class Datatype:
 
     @property
     def config_enum(self) -> int:
-        return model_config_pb2.DataType.Value(self.config)  # type: ignore[no-any-return]
+        return model_config_pb2.DataType.Value(self.config)
 
 
 def _table() -> dict[str, Datatype]:
@@ -63,8 +63,11 @@ def _table() -> dict[str, Datatype]:
     ]
     # Little-endian on the wire whatever the host is; "<" is a no-op for 1-byte types.
     return {
-        wire: Datatype(wire, config, np.dtype(dtype).newbyteorder("<") if wire != BYTES
-                       else np.dtype(np.object_))
+        wire: Datatype(
+            wire,
+            config,
+            np.dtype(dtype).newbyteorder("<") if wire != BYTES else np.dtype(np.object_),
+        )
         for wire, config, dtype in rows
     }
 

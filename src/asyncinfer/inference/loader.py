@@ -45,9 +45,7 @@ def read_config(name: str, model_dir: pathlib.Path, override: str | None) -> Mod
 def available_versions(model_dir: pathlib.Path) -> list[int]:
     """The numeric version directories of a model, ascending."""
     return sorted(
-        int(entry.name)
-        for entry in model_dir.iterdir()
-        if entry.is_dir() and entry.name.isdigit()
+        int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and entry.name.isdigit()
     )
 
 
@@ -85,13 +83,9 @@ def _check_supported(config: ModelConfig) -> None:
         )
     scheduling = config.WhichOneof("scheduling_choice")
     if scheduling is not None:
-        raise InvalidArgument(
-            f"failed to load '{name}', {scheduling} is not supported yet"
-        )
+        raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
     if config.model_transaction_policy.decoupled:
-        raise InvalidArgument(
-            f"failed to load '{name}', decoupled models are not supported yet"
-        )
+        raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
 
 
 async def load_model_dir(
@@ -108,7 +102,9 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            backend = await PythonBackend.load(config, version, model_dir / str(version), repository)
+            backend = await PythonBackend.load(
+                config, version, model_dir / str(version), repository
+            )
             model = LoadedModel(config, version, sig, backend, labels)
             loaded[version] = model
             await warm_up(model, model_dir)

@@ -115,4 +115,3 @@ class LoadedModel:
             else:
                 outputs.append((name, plan.spec.datatype.wire, array))
         return outputs
-

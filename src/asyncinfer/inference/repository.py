@@ -214,7 +214,9 @@ class ModelRepository:
 
     # ------------------------------------------------------------------ internals
 
-    def _model_dir(self, name: str, override: str | None, files: Mapping[str, bytes]) -> pathlib.Path:
+    def _model_dir(
+        self, name: str, override: str | None, files: Mapping[str, bytes]
+    ) -> pathlib.Path:
         if not files:
             model_dir = self.root / name
             if "/" in name or name.startswith(".") or not name or not model_dir.is_dir():

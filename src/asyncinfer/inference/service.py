@@ -148,8 +148,10 @@ class ModelStatistics(
             versions = (
                 [model]
                 if request.version
-                else [repository.ready_models()[model.name].versions[v]
-                      for v in sorted(repository.ready_models()[model.name].versions)]
+                else [
+                    repository.ready_models()[model.name].versions[v]
+                    for v in sorted(repository.ready_models()[model.name].versions)
+                ]
             )
         else:
             versions = [

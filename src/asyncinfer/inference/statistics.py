@@ -61,6 +61,13 @@ class ModelStats:
             execution_count=self.execution_count,
         )
         inference = stats.inference_stats
-        for field in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+        for field in (
+            "success",
+            "fail",
+            "queue",
+            "compute_input",
+            "compute_infer",
+            "compute_output",
+        ):
             getattr(inference, field).CopyFrom(getattr(self, field).message())
         return stats

@@ -46,4 +46,6 @@ def _context(method_name: str, feature: str) -> type[UnaryContext[Any, Any, Infe
 
 
 #: One Context class per unimplemented RPC.
-UNIMPLEMENTED = tuple(_context(name, feature) for name, feature in _FEATURES.items())
+UNIMPLEMENTED: tuple[type[UnaryContext[Any, Any, InferenceResources]], ...] = tuple(
+    _context(name, feature) for name, feature in _FEATURES.items()
+)

@@ -78,25 +78,49 @@ def test_raw_and_contents_mixed_is_rejected_before_size_checks(stub) -> None:
 @pytest.mark.parametrize(
     ("mutate", "texts"),
     [
-        (lambda r: setattr(r.inputs[0], "datatype", "FP32"),
-         ["inference input 'INPUT0' data-type is 'FP32', but model 'simple' expects 'INT32'"]),
-        (lambda r: (r.inputs[0].ClearField("shape"), r.inputs[0].shape.extend([1, 8])),
-         ["unexpected shape for input 'INPUT0' for model 'simple'", "[-1, 16]"]),
-        (lambda r: (r.inputs[1].ClearField("shape"), r.inputs[1].shape.extend([1, -16])),
-         ["input 'INPUT1' for model 'simple' has a negative dimension"]),
-        (lambda r: r.raw_input_contents.__setitem__(1, b"\x00" * 60),
-         ["unexpected total byte size 60 for input 'INPUT1' for model 'simple', expecting 64"]),
-        (lambda r: (r.inputs.pop(), r.raw_input_contents.pop()),
-         ["expected 2 inputs but got 1 inputs for model 'simple'", "['INPUT1']"]),
-        (lambda r: r.outputs.add(name="OUTPUT9"),
-         ["unexpected inference output 'OUTPUT9' for model 'simple'"]),
-        (lambda r: setattr(r.inputs[0], "name", "INPUTX"),
-         ["unexpected inference input 'INPUTX' for model 'simple'"]),
-        (lambda r: setattr(r, "model_version", "wrong_specification"),
-         ["failed to get model version from specified version string 'wrong_specification'"]),
+        (
+            lambda r: setattr(r.inputs[0], "datatype", "FP32"),
+            ["inference input 'INPUT0' data-type is 'FP32', but model 'simple' expects 'INT32'"],
+        ),
+        (
+            lambda r: (r.inputs[0].ClearField("shape"), r.inputs[0].shape.extend([1, 8])),
+            ["unexpected shape for input 'INPUT0' for model 'simple'", "[-1, 16]"],
+        ),
+        (
+            lambda r: (r.inputs[1].ClearField("shape"), r.inputs[1].shape.extend([1, -16])),
+            ["input 'INPUT1' for model 'simple' has a negative dimension"],
+        ),
+        (
+            lambda r: r.raw_input_contents.__setitem__(1, b"\x00" * 60),
+            ["unexpected total byte size 60 for input 'INPUT1' for model 'simple', expecting 64"],
+        ),
+        (
+            lambda r: (r.inputs.pop(), r.raw_input_contents.pop()),
+            ["expected 2 inputs but got 1 inputs for model 'simple'", "['INPUT1']"],
+        ),
+        (
+            lambda r: r.outputs.add(name="OUTPUT9"),
+            ["unexpected inference output 'OUTPUT9' for model 'simple'"],
+        ),
+        (
+            lambda r: setattr(r.inputs[0], "name", "INPUTX"),
+            ["unexpected inference input 'INPUTX' for model 'simple'"],
+        ),
+        (
+            lambda r: setattr(r, "model_version", "wrong_specification"),
+            ["failed to get model version from specified version string 'wrong_specification'"],
+        ),
     ],
-    ids=["datatype", "shape", "negative-dims", "raw-size", "missing-input", "unknown-output",
-         "unknown-input", "bad-version"],
+    ids=[
+        "datatype",
+        "shape",
+        "negative-dims",
+        "raw-size",
+        "missing-input",
+        "unknown-output",
+        "unknown-input",
+        "bad-version",
+    ],
 )
 def test_invalid_argument(stub, mutate, texts) -> None:
     request = _simple_request()

@@ -29,7 +29,10 @@ def test_server_metadata_name_is_triton(client) -> None:
     metadata = client.get_server_metadata()
     assert metadata.name == "triton"
     assert set(metadata.extensions) == {
-        "classification", "model_configuration", "model_repository", "statistics"
+        "classification",
+        "model_configuration",
+        "model_repository",
+        "statistics",
     }
     assert client.is_server_live() and client.is_server_ready()
 
@@ -125,7 +128,10 @@ def test_requested_outputs_come_in_request_order_only(client) -> None:
     response = client.infer("simple", _inputs("INT32", a, a), outputs=outputs).get_response()
     assert [o.name for o in response.outputs] == ["OUTPUT1"]
     assert len(response.raw_output_contents) == 1
-    outputs = [grpcclient.InferRequestedOutput("OUTPUT1"), grpcclient.InferRequestedOutput("OUTPUT0")]
+    outputs = [
+        grpcclient.InferRequestedOutput("OUTPUT1"),
+        grpcclient.InferRequestedOutput("OUTPUT0"),
+    ]
     result = client.infer("simple", _inputs("INT32", a, a), outputs=outputs)
     assert [o.name for o in result.get_response().outputs] == ["OUTPUT1", "OUTPUT0"]
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
@@ -139,7 +145,10 @@ def test_all_outputs_in_config_order_when_none_requested(client) -> None:
 
 def test_request_id_is_echoed(client) -> None:
     a = np.ones((1, 16), np.int32)
-    assert client.infer("simple", _inputs("INT32", a, a), request_id="r-42").get_response().id == "r-42"
+    assert (
+        client.infer("simple", _inputs("INT32", a, a), request_id="r-42").get_response().id
+        == "r-42"
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])

@@ -26,7 +26,7 @@ from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
 
-__all__ = ["MODEL_CLASS", "PythonBackend", "ModelLoadFailed"]
+__all__ = ["MODEL_CLASS", "ModelLoadFailed", "PythonBackend"]
 
 MODEL_CLASS = "Model"
 DEFAULT_FILENAME = "model.py"
@@ -86,8 +86,7 @@ class PythonBackend:
         except Exception as exc:
             await _finalize_all(instances)
             raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: initialize() raised "
-                f"{_one_line(exc)}"
+                f"failed to load '{name}' version {version}: initialize() raised {_one_line(exc)}"
             ) from None
         return cls(name, version, instances)
 
