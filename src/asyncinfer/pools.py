@@ -23,6 +23,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import traceback
 from collections.abc import Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -121,8 +122,20 @@ class _Acquire(Generic[T]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         lease, self._lease = self._lease, None
-        if lease is not None and not lease.released:
+        if lease is None or lease.released:
+            return
+        if tb is None:
             lease.release()
+            return
+        # An exception is leaving the block. Its traceback holds the frames it passed through,
+        # and their locals may hold views of the leased item (buffers of a memory stack), which
+        # would make the reset on return fail. Clear those finished frames' locals first; the
+        # traceback text stays intact. A reset that still fails must not hide the exception.
+        traceback.clear_frames(tb)
+        try:
+            lease.release()
+        except Exception as reset_error:
+            log.warning("pool %r: reset on return failed: %s", self._pool.name, reset_error)
 
 
 class Pool(Generic[T]):

@@ -1,0 +1,1 @@
+"""Clients: load clients for any service and the InferRunner API (local and remote managers)."""
