@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import os
 import pathlib
 import threading
@@ -117,6 +116,15 @@ class CpuSet:
             parts.append(CpuSet(frozenset(ordered[start:end])))
             start = end
         return parts
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # the awaiting task was cancelled; the result is dropped
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _parse_range(part: str, text: str) -> range:
@@ -278,18 +286,36 @@ class PinnedThreadPool:
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on a pinned thread and return its result."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._call, fn, *args, **kwargs)
-        return await loop.run_in_executor(self._pool(), call)
+        future: asyncio.Future[T] = loop.create_future()
+        job: list[Any] = [fn, args, kwargs]
+        self._pool().submit(self._work, job, loop, future)
+        return await future
 
-    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _work(
+        self, job: list[Any], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+    ) -> None:
+        # The thread drops its references to fn and its arguments *before* the awaiting task
+        # wakes up. Arguments may be views of a leased memory stack; if the thread still held
+        # them when the task returned the lease, the stack would refuse to reset.
+        fn, args, kwargs = job
+        job.clear()
         with self._lock:
             self._running += 1
+        result: Any = None
+        error: BaseException | None = None
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            error = exc
         finally:
+            del fn, args, kwargs
             with self._lock:
                 self._running -= 1
                 self._completed += 1
+        try:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+        except RuntimeError:  # the loop closed while the call ran: nobody is waiting
+            pass
 
     def close(self) -> None:
         """Wait for running calls, then stop the threads; later ``run`` calls fail."""

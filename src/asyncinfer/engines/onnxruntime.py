@@ -134,7 +134,8 @@ class OnnxEngine:
         """Outputs by name; views into ``memory.host`` when it is given and shapes allow."""
         limiter, threads = self._started()
         arrays = check_inputs(self._name, self._inputs, inputs)
-        shapes = self._output_shapes(arrays) if memory is not None else None
+        symbols = self._symbols(arrays)
+        shapes = self._output_shapes(symbols) if memory is not None else None
         async with limiter.context(timeout) as ctx:
             async with limiter.workspace(timeout):
                 if memory is not None and shapes is not None:
@@ -147,12 +148,23 @@ class OnnxEngine:
         self._calls += 1
         return outputs
 
-    def _output_shapes(self, arrays: Arrays) -> dict[str, tuple[int, ...]] | None:
+    def _symbols(self, arrays: Arrays) -> dict[str, int]:
+        """Extents of the model's symbolic dimensions ("batch"), checked across inputs."""
         symbols: dict[str, int] = {}
+        owners: dict[str, str] = {}
         for name, dims in self._input_dims.items():
             for dim, extent in zip(dims, arrays[name].shape, strict=True):
-                if isinstance(dim, str):
-                    symbols.setdefault(dim, extent)
+                if not isinstance(dim, str):
+                    continue
+                if symbols.setdefault(dim, extent) != extent:
+                    raise InvalidArgument(
+                        f"model {self._name!r}: inputs {owners[dim]!r} and {name!r} disagree on "
+                        f"dimension {dim!r} ({symbols[dim]} vs {extent}); it must be equal"
+                    )
+                owners.setdefault(dim, name)
+        return symbols
+
+    def _output_shapes(self, symbols: dict[str, int]) -> dict[str, tuple[int, ...]] | None:
         shapes = {}
         for name, dims in self._output_dims.items():
             shape = [d if isinstance(d, int) else symbols.get(d) if isinstance(d, str) else None

@@ -16,14 +16,13 @@ one object per instance instead.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..affinity import PinnedThreadPool
+from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, Internal, UsageError
 from ..memory import StackSet
 from ..pools import Pool
@@ -59,6 +58,7 @@ class PythonEngine:
         self._threads = threads
         self._workspaces = workspaces
         self._timeout = timeout
+        self._own_threads: PinnedThreadPool | None = None
         self._limiter: Limiter[ModelFn, Any] | None = None
         self._calls = 0
 
@@ -78,12 +78,20 @@ class PythonEngine:
         else:
             assert self._model is not None
             models = [self._model] * self.instances
+        if self._threads is None:
+            self._own_threads = PinnedThreadPool(
+                CpuSet.current(), name=f"{self._name}-py", max_workers=self.instances
+            )
+            self._threads = self._own_threads
         workspaces = self._workspaces or compute_tokens(self.instances, name=f"{self._name}.compute")
         self._limiter = Limiter(models, workspaces, name=self._name, timeout=self._timeout)
 
     async def stop(self) -> None:
         if self._limiter is not None:
             self._limiter.close()
+        if self._own_threads is not None:
+            self._own_threads.close()
+            self._threads = self._own_threads = None
 
     async def infer(
         self, inputs: Mapping[str, npt.NDArray[Any]], *,
@@ -99,9 +107,8 @@ class PythonEngine:
         return self._check_outputs(result)
 
     async def _run(self, model: ModelFn, arrays: Arrays) -> Mapping[str, Any]:
-        if self._threads is not None:
-            return await uninterrupted(self._threads.run(model, **arrays))
-        return await uninterrupted(asyncio.to_thread(model, **arrays))
+        assert self._threads is not None
+        return await uninterrupted(self._threads.run(model, **arrays))
 
     def _check_outputs(self, result: Mapping[str, Any]) -> Arrays:
         if not isinstance(result, Mapping):
