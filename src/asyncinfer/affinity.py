@@ -16,6 +16,7 @@ to the CPUs of one NUMA node keeps their memory traffic local::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -169,7 +170,9 @@ class Topology:
         raise ConfigError(f"CPU {cpu} belongs to no NUMA node; nodes are {self.nodes}")
 
 
-def read_topology(root: str | os.PathLike[str] = SYSFS, *, allowed: CpuSet | None = None) -> Topology:
+def read_topology(
+    root: str | os.PathLike[str] = SYSFS, *, allowed: CpuSet | None = None
+) -> Topology:
     """Read CPUs and NUMA nodes from a sysfs tree (``/sys`` by default; tests pass a fake one).
 
     A machine (or container) without ``devices/system/node`` is one node holding every online
@@ -278,8 +281,10 @@ class PinnedThreadPool:
                 raise UsageError(f"thread pool {self.name!r} is closed")
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
-                    self.max_workers, thread_name_prefix=self.name,
-                    initializer=_set_affinity, initargs=(self.cpus,),
+                    self.max_workers,
+                    thread_name_prefix=self.name,
+                    initializer=_set_affinity,
+                    initargs=(self.cpus,),
                 )
             return self._executor
 
@@ -312,10 +317,9 @@ class PinnedThreadPool:
             with self._lock:
                 self._running -= 1
                 self._completed += 1
-        try:
+        # RuntimeError: the loop closed while the call ran, so nobody is waiting.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, future, result, error)
-        except RuntimeError:  # the loop closed while the call ran: nobody is waiting
-            pass
 
     def close(self) -> None:
         """Wait for running calls, then stop the threads; later ``run`` calls fail."""

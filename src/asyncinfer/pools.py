@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import traceback
@@ -182,7 +183,7 @@ class Pool(Generic[T]):
             raise ResourceExhausted(f"pool {self.name!r}: all {self._size} items are leased")
         return self._grant(self._idle.popleft())
 
-    async def _lease(self, timeout: float | None) -> Lease[T]:
+    async def _lease(self, wait: float | None) -> Lease[T]:
         self._check_open()
         self._loop = asyncio.get_running_loop()
         if self._idle and not self._waiters:
@@ -190,14 +191,14 @@ class Pool(Generic[T]):
         waiter: asyncio.Future[T] = self._loop.create_future()
         self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 item = await waiter
         except BaseException as exc:
             self._abandon(waiter)
             if isinstance(exc, TimeoutError):
                 self._timeouts += 1
                 raise ResourceExhausted(
-                    f"pool {self.name!r}: no item free within {timeout} s "
+                    f"pool {self.name!r}: no item free within {wait} s "
                     f"({self._size} items, all leased; {len(self._waiters)} waiting)"
                 ) from None
             raise
@@ -210,10 +211,8 @@ class Pool(Generic[T]):
             self._give_back(waiter.result(), reset=False)
             return
         waiter.cancel()
-        try:
+        with contextlib.suppress(ValueError):  # already handed over or failed by close()
             self._waiters.remove(waiter)
-        except ValueError:
-            pass
 
     def _grant(self, item: T) -> Lease[T]:
         self._acquired += 1
@@ -243,14 +242,17 @@ class Pool(Generic[T]):
             self._size += 1
             self._hand_over(self._factory())
         else:
-            log.warning("pool %r retired an item whose reset failed; %d left", self.name, self._size)
+            log.warning(
+                "pool %r retired an item whose reset failed; %d left", self.name, self._size
+            )
 
     def _leaked(self, item: T) -> None:
         self._leaks += 1
         log.warning(
             "pool %r: a lease was garbage-collected without release (leak #%d); "
             "use `async with pool.acquire()` or call lease.release()",
-            self.name, self._leaks,
+            self.name,
+            self._leaks,
         )
         # __del__ can run in any thread and at any time: return the item through the loop.
         loop = self._loop

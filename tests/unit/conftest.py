@@ -23,7 +23,8 @@ def mlp_model(seed: int = 0) -> tuple[bytes, Any]:
         helper.make_node("MatMul", ["r", "w2"], ["scores"]),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4])],
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
@@ -42,7 +43,8 @@ def add_model() -> bytes:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["c"])], "add",
+        [helper.make_node("Add", ["a", "b"], ["c"])],
+        "add",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("a", "b")],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["batch", 4])],
     )

@@ -88,7 +88,7 @@ def test_workers_get_only_allowed_cpus(tmp_path: pathlib.Path) -> None:
     assert [str(cpus_for_worker(i, 2, topology)) for i in range(2)] == ["2-3", "4-5"]
     only_node1 = read_topology(root, allowed=CpuSet.parse("6"))
     assert str(cpus_for_worker(0, 2, only_node1)) == "6"
-    with pytest.raises(UsageError, match="outside 0..1"):
+    with pytest.raises(UsageError, match=r"outside 0\.\.1"):
         cpus_for_worker(2, 2, topology)
 
 
@@ -115,7 +115,7 @@ def test_gpu_local_cpus_from_pci_sysfs(tmp_path: pathlib.Path) -> None:
     (device / "local_cpulist").write_text("0-7,16-23\n")
     assert str(gpu_local_cpus("00000000:17:00.0", tmp_path)) == "0-7,16-23"  # NVML's form
     assert str(gpu_local_cpus("17:00.0", tmp_path)) == "0-7,16-23"
-    with pytest.raises(ConfigError, match="no PCI device 0000:18:00.0"):
+    with pytest.raises(ConfigError, match=r"no PCI device 0000:18:00\.0"):
         gpu_local_cpus("18:00.0", tmp_path)
     with pytest.raises(ConfigError, match="bad PCI bus id"):
         gpu_local_cpus("gpu0", tmp_path)

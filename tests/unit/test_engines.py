@@ -30,8 +30,11 @@ F32 = np.float32
 
 def doubler(**kwargs: Any) -> PythonEngine:
     return PythonEngine(
-        "double", lambda x: {"y": x * 2},
-        inputs=[binding("x", F32, (-1, 4))], outputs=[binding("y", F32, (-1, 4))], **kwargs,
+        "double",
+        lambda x: {"y": x * 2},
+        inputs=[binding("x", F32, (-1, 4))],
+        outputs=[binding("y", F32, (-1, 4))],
+        **kwargs,
     )
 
 
@@ -54,9 +57,21 @@ class Gate:
         return {"y": x}
 
 
+async def wait_until(condition: Any) -> None:
+    """Poll a condition set by a model thread (bounded: 10 s at most)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 10 s")
+
+
 def gated(gate: Gate, name: str = "gated", **kwargs: Any) -> PythonEngine:
     return PythonEngine(
-        name, gate, inputs=[binding("x", F32, (-1, 4))], outputs=[binding("y", F32, (-1, 4))],
+        name,
+        gate,
+        inputs=[binding("x", F32, (-1, 4))],
+        outputs=[binding("y", F32, (-1, 4))],
         **kwargs,
     )
 
@@ -79,9 +94,15 @@ async def test_python_engine_runs_the_callable() -> None:
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({"x": np.ones((2, 4), F32), "z": np.ones(1)}, r"has no input\(s\) \['z'\]; its inputs are \['x'\]"),
+        (
+            {"x": np.ones((2, 4), F32), "z": np.ones(1)},
+            r"has no input\(s\) \['z'\]; its inputs are \['x'\]",
+        ),
         ({}, r"input 'x' is missing \(expected FP32 \[-1, 4\]\)"),
-        ({"x": np.ones((2, 4), np.float64)}, r"input 'x' has dtype float64; expected float32 \(FP32\)"),
+        (
+            {"x": np.ones((2, 4), np.float64)},
+            r"input 'x' has dtype float64; expected float32 \(FP32\)",
+        ),
         ({"x": np.ones((2, 5), F32)}, r"input 'x' has shape \[2, 5\]; expected \[-1, 4\]"),
         ({"x": [[1.0] * 4]}, r"input 'x' must be a numpy array, not list"),
     ],
@@ -96,8 +117,10 @@ async def test_bad_inputs_name_the_binding(inputs: dict[str, Any], message: str)
 
 async def test_wrong_model_output_is_an_internal_error_naming_it() -> None:
     engine = PythonEngine(
-        "liar", lambda x: {"y": x.astype(np.int64)},
-        inputs=[binding("x", F32, (-1,))], outputs=[binding("y", F32, (-1,))],
+        "liar",
+        lambda x: {"y": x.astype(np.int64)},
+        inputs=[binding("x", F32, (-1,))],
+        outputs=[binding("y", F32, (-1,))],
     )
     await engine.start()
     with pytest.raises(Internal, match="output 'y' as int64"):
@@ -114,8 +137,7 @@ async def test_instances_bound_concurrency() -> None:
     engine = gated(gate, instances=2)
     await engine.start()
     tasks = [asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)})) for _ in range(6)]
-    while gate.running < 2:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: gate.running == 2)
     assert engine.statistics()["contexts"]["waiting"] == 4
     gate.release.set()
     await asyncio.gather(*tasks)
@@ -129,8 +151,7 @@ async def test_shared_workspaces_cap_compute_across_engines() -> None:
     for engine in engines:
         await engine.start()
     tasks = [asyncio.create_task(e.infer({"x": np.ones((1, 4), F32)})) for e in engines * 2]
-    while gate.running < 1:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: gate.running == 1)
     await asyncio.sleep(0.05)
     # four contexts are leased (two per engine) but only one computes: one workspace token
     assert sum(e.statistics()["contexts"]["leased"] for e in engines) == 4
@@ -145,8 +166,7 @@ async def test_cancelled_call_keeps_its_instance_until_the_thread_ends() -> None
     engine = gated(gate)
     await engine.start()
     first = asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)}))
-    while gate.running < 1:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: gate.running == 1)
     first.cancel()
     second = asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)}))
     await asyncio.sleep(0.05)
@@ -195,7 +215,9 @@ async def test_onnx_rejection_is_invalid_argument_and_releases_everything() -> N
     stacks.open()
     bad = {"a": np.ones((2, 4), F32), "b": np.ones((3, 4), F32)}  # batch disagrees
     for memory in (False, True):
-        with pytest.raises(InvalidArgument, match="inputs 'a' and 'b' disagree on dimension 'batch'"):
+        with pytest.raises(
+            InvalidArgument, match="inputs 'a' and 'b' disagree on dimension 'batch'"
+        ):
             async with stacks.acquire() as lease:
                 await engine.infer(bad, memory=lease.item if memory else None)
     stats = stacks.statistics()
@@ -236,8 +258,9 @@ def build_plan(onnx_model: bytes) -> bytes:
 @pytest.mark.parametrize("unified_weights", [False, True])
 async def test_tensorrt_engine_runs_a_plan(mlp: tuple[bytes, Any], unified_weights: bool) -> None:
     model, reference = mlp
-    engine = TensorRTEngine("mlp", build_plan(model), contexts=2, workspaces=1,
-                            unified_weights=unified_weights)
+    engine = TensorRTEngine(
+        "mlp", build_plan(model), contexts=2, workspaces=1, unified_weights=unified_weights
+    )
     await engine.start()
     stacks = StackPool(count=2, host_bytes=1 << 16, device_bytes=1 << 16, name="trt")
     stacks.open()

@@ -18,8 +18,12 @@ F32 = np.float32
 
 
 def engines(model: bytes) -> list[Any]:
-    negate = PythonEngine("negate", lambda x: {"y": -x},
-                          inputs=[binding("x", np.int32, (-1,))], outputs=[binding("y", np.int32, (-1,))])
+    negate = PythonEngine(
+        "negate",
+        lambda x: {"y": -x},
+        inputs=[binding("x", np.int32, (-1,))],
+        outputs=[binding("y", np.int32, (-1,))],
+    )
     return [OnnxEngine("mlp", model, instances=2), negate]
 
 
@@ -30,7 +34,9 @@ async def test_manager_api(mlp: tuple[bytes, Any]) -> None:
         runner: InferRunner = manager.infer_runner("mlp")
         assert list(runner.input_bindings()) == ["features"]
         assert runner.output_bindings()["scores"].datatype == "FP32"
-        with pytest.raises(NotFound, match=r"model 'nope' is not loaded here; models: \['mlp', 'negate'\]"):
+        with pytest.raises(
+            NotFound, match=r"model 'nope' is not loaded here; models: \['mlp', 'negate'\]"
+        ):
             manager.infer_runner("nope")
         with pytest.raises(NotFound, match="only version 1"):
             manager.infer_runner("mlp", "2")
@@ -38,7 +44,9 @@ async def test_manager_api(mlp: tuple[bytes, Any]) -> None:
 
 
 @pytest.mark.parametrize("stack_bytes", [0, 1 << 16])
-async def test_results_match_onnxruntime_run_directly(mlp: tuple[bytes, Any], stack_bytes: int) -> None:
+async def test_results_match_onnxruntime_run_directly(
+    mlp: tuple[bytes, Any], stack_bytes: int
+) -> None:
     model, _ = mlp
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(5).standard_normal((6, 16)).astype(F32)
@@ -67,7 +75,9 @@ async def test_outputs_outlive_the_stack_lease(mlp: tuple[bytes, Any]) -> None:
         assert manager.statistics()["mlp"]["outputs_in_place"] == 20
 
 
-async def test_bad_input_comes_through_the_future_naming_the_binding(mlp: tuple[bytes, Any]) -> None:
+async def test_bad_input_comes_through_the_future_naming_the_binding(
+    mlp: tuple[bytes, Any],
+) -> None:
     async with LocalManager(engines(mlp[0]), stack_bytes=1 << 16) as manager:
         runner = manager.infer_runner("mlp")
         with pytest.raises(InvalidArgument, match=r"input 'features' has shape \[2, 15\]"):

@@ -60,7 +60,9 @@ def test_arrays_are_views_into_the_stack() -> None:
 def test_overflow_names_the_sizes() -> None:
     stack = host_stack(4096)
     stack.allocate(4000)
-    with pytest.raises(ResourceExhausted, match=r"cannot allocate 512 bytes .* 96 of 4096 bytes left"):
+    with pytest.raises(
+        ResourceExhausted, match=r"cannot allocate 512 bytes .* 96 of 4096 bytes left"
+    ):
         stack.allocate(512)
 
 

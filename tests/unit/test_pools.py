@@ -76,7 +76,7 @@ async def test_returned_item_goes_to_the_waiter_not_a_newcomer() -> None:
 async def test_timeout_names_the_pool_and_counts() -> None:
     pool = Pool([object()], name="engines")
     async with pool.acquire():
-        with pytest.raises(ResourceExhausted, match="pool 'engines': no item free within 0.01 s"):
+        with pytest.raises(ResourceExhausted, match=r"pool 'engines': no item free within 0\.01 s"):
             async with pool.acquire(timeout=0.01):
                 pass
     stats = pool.statistics()

@@ -67,8 +67,13 @@ class LocalManager:
     """Engines in this process behind the Manager API; ``async with`` it, or start()/stop()."""
 
     def __init__(
-        self, engines: Iterable[Engine], *, stack_bytes: int = 0, device_stack_bytes: int = 0,
-        stacks: int = 4, timeout: float | None = None,
+        self,
+        engines: Iterable[Engine],
+        *,
+        stack_bytes: int = 0,
+        device_stack_bytes: int = 0,
+        stacks: int = 4,
+        timeout: float | None = None,
     ) -> None:
         self._engines: dict[str, Engine] = {}
         for engine in engines:
@@ -76,9 +81,15 @@ class LocalManager:
                 raise ConfigError(f"two engines are named {engine.name!r}")
             self._engines[engine.name] = engine
         self._stacks = (
-            StackPool(count=stacks, host_bytes=stack_bytes, device_bytes=device_stack_bytes,
-                      name="local-stacks", timeout=timeout)
-            if stack_bytes else None
+            StackPool(
+                count=stacks,
+                host_bytes=stack_bytes,
+                device_bytes=device_stack_bytes,
+                name="local-stacks",
+                timeout=timeout,
+            )
+            if stack_bytes
+            else None
         )
         if device_stack_bytes and not stack_bytes:
             raise ConfigError("device_stack_bytes needs stack_bytes for the host side")
@@ -140,9 +151,9 @@ class LocalManager:
     async def _infer(self, engine: Engine, inputs: Mapping[str, npt.NDArray[Any]]) -> Arrays:
         self._loop_or_fail()
         if self._stacks is None:
-            return await engine.infer(inputs, timeout=self._timeout)
+            return await engine.infer(inputs, queue_timeout=self._timeout)
         async with self._stacks.acquire() as lease:
-            outputs = await engine.infer(inputs, memory=lease.item, timeout=self._timeout)
+            outputs = await engine.infer(inputs, memory=lease.item, queue_timeout=self._timeout)
             # The stack resets when the lease returns: copy out what lives in it, and drop
             # every view before leaving the block (reset refuses while views are alive).
             owned = {n: np.array(a) if lease.item.host.owns(a) else a for n, a in outputs.items()}

@@ -68,8 +68,9 @@ def compute_tokens(count: int, *, name: str = "compute") -> Pool[ComputeToken]:
 class Limiter(Generic[C, W]):
     """Execution contexts of one engine plus a (possibly shared) workspace pool."""
 
-    def __init__(self, contexts: Sequence[C], workspaces: Pool[W], *, name: str,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self, contexts: Sequence[C], workspaces: Pool[W], *, name: str, timeout: float | None = None
+    ) -> None:
         self.contexts: Pool[C] = Pool(contexts, name=f"{name}.contexts", timeout=timeout)
         self.workspaces = workspaces
         self._timeout = timeout

@@ -29,9 +29,19 @@ __all__ = ["Arrays", "Engine", "binding", "check_inputs", "datatype_of"]
 Arrays = dict[str, npt.NDArray[Any]]
 
 _DATATYPES = {
-    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32",
-    "uint64": "UINT64", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64", "object": "BYTES",
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+    "object": "BYTES",
 }
 
 
@@ -66,8 +76,11 @@ class Engine(Protocol):
     async def stop(self) -> None: ...
 
     async def infer(
-        self, inputs: Mapping[str, npt.NDArray[Any]], *,
-        memory: StackSet | None = None, timeout: float | None = None,
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        *,
+        memory: StackSet | None = None,
+        queue_timeout: float | None = None,
     ) -> Arrays:
         """Outputs by name. Raises InvalidArgument naming the binding on a mismatch."""
         ...

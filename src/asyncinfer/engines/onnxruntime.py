@@ -27,10 +27,18 @@ from .base import Arrays, binding, check_inputs
 __all__ = ["OnnxEngine"]
 
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
-    "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int8)": np.int8,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
     "tensor(string)": np.object_,
 }
 
@@ -41,9 +49,7 @@ def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise ConfigError(
-            "ONNX Runtime is not installed: pip install 'asyncinfer[onnx]'"
-        ) from None
+        raise ConfigError("ONNX Runtime is not installed: pip install 'asyncinfer[onnx]'") from None
     return onnxruntime
 
 
@@ -51,9 +57,15 @@ class OnnxEngine:
     """An ONNX model (path or serialized bytes) served by ``instances`` ORT sessions."""
 
     def __init__(
-        self, name: str, model: str | os.PathLike[str] | bytes, *, instances: int = 1,
-        cpus: CpuSet | None = None, workspaces: Pool[ComputeToken] | Pool[Any] | None = None,
-        spin: bool = False, timeout: float | None = None,
+        self,
+        name: str,
+        model: str | os.PathLike[str] | bytes,
+        *,
+        instances: int = 1,
+        cpus: CpuSet | None = None,
+        workspaces: Pool[ComputeToken] | Pool[Any] | None = None,
+        spin: bool = False,
+        timeout: float | None = None,
     ) -> None:
         if instances < 1:
             raise ConfigError(f"onnx engine {name!r}: instances must be >= 1")
@@ -86,11 +98,15 @@ class OnnxEngine:
         ort = _ort()
         cpus = self.cpus if self.cpus is not None else CpuSet.current()
         self._threads = PinnedThreadPool(cpus, name=f"{self._name}-ort", max_workers=self.instances)
-        parts = cpus.split(self.instances) if len(cpus) >= self.instances else [cpus] * self.instances
+        parts = (
+            cpus.split(self.instances) if len(cpus) >= self.instances else [cpus] * self.instances
+        )
         # Loading parses and optimizes the graph: seconds for big models, so off the loop.
         sessions = [await self._threads.run(self._session, ort, part) for part in parts]
         self._describe(sessions[0])
-        workspaces = self._workspaces or compute_tokens(self.instances, name=f"{self._name}.compute")
+        workspaces = self._workspaces or compute_tokens(
+            self.instances, name=f"{self._name}.compute"
+        )
         self._limiter = Limiter(sessions, workspaces, name=self._name, timeout=self._timeout)
 
     def _session(self, ort: Any, cpus: CpuSet) -> Any:
@@ -102,7 +118,9 @@ class OnnxEngine:
             # pool pins); it numbers logical processors from 1.
             affinities = ";".join(str(cpu + 1) for cpu in list(cpus)[1:])
             options.add_session_config_entry("session.intra_op_thread_affinities", affinities)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spin else "0")
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self._spin else "0"
+        )
         model = self._model if isinstance(self._model, bytes) else os.fspath(self._model)
         try:
             return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -128,23 +146,25 @@ class OnnxEngine:
             self._threads.close()
 
     async def infer(
-        self, inputs: Mapping[str, npt.NDArray[Any]], *,
-        memory: StackSet | None = None, timeout: float | None = None,
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        *,
+        memory: StackSet | None = None,
+        queue_timeout: float | None = None,
     ) -> Arrays:
         """Outputs by name; views into ``memory.host`` when it is given and shapes allow."""
         limiter, threads = self._started()
         arrays = check_inputs(self._name, self._inputs, inputs)
         symbols = self._symbols(arrays)
         shapes = self._output_shapes(symbols) if memory is not None else None
-        async with limiter.context(timeout) as ctx:
-            async with limiter.workspace(timeout):
-                if memory is not None and shapes is not None:
-                    outputs = self._place_outputs(memory, shapes)
-                    arrays = {n: _contiguous(a, memory) for n, a in arrays.items()}
-                    await uninterrupted(threads.run(self._run_bound, ctx.item, arrays, outputs))
-                    self._in_place += 1
-                else:
-                    outputs = await uninterrupted(threads.run(self._run, ctx.item, arrays))
+        async with limiter.context(queue_timeout) as ctx, limiter.workspace(queue_timeout):
+            if memory is not None and shapes is not None:
+                outputs = self._place_outputs(memory, shapes)
+                arrays = {n: _contiguous(a, memory) for n, a in arrays.items()}
+                await uninterrupted(threads.run(self._run_bound, ctx.item, arrays, outputs))
+                self._in_place += 1
+            else:
+                outputs = await uninterrupted(threads.run(self._run, ctx.item, arrays))
         self._calls += 1
         return outputs
 
@@ -167,16 +187,20 @@ class OnnxEngine:
     def _output_shapes(self, symbols: dict[str, int]) -> dict[str, tuple[int, ...]] | None:
         shapes = {}
         for name, dims in self._output_dims.items():
-            shape = [d if isinstance(d, int) else symbols.get(d) if isinstance(d, str) else None
-                     for d in dims]
+            shape = [
+                d if isinstance(d, int) else symbols.get(d) if isinstance(d, str) else None
+                for d in dims
+            ]
             if any(extent is None or extent < 0 for extent in shape):
                 return None  # not derivable from the inputs: let ORT allocate this call
             shapes[name] = tuple(int(e) for e in shape)  # type: ignore[arg-type]
         return shapes
 
     def _place_outputs(self, memory: StackSet, shapes: dict[str, tuple[int, ...]]) -> Arrays:
-        return {name: memory.host.array(shape, self._outputs[name].dtype)
-                for name, shape in shapes.items()}
+        return {
+            name: memory.host.array(shape, self._outputs[name].dtype)
+            for name, shape in shapes.items()
+        }
 
     def _run(self, session: Any, arrays: Arrays) -> Arrays:
         names = list(self._outputs)

@@ -39,11 +39,17 @@ class PythonEngine:
     """Runs ``model(**inputs) -> {name: array}`` with ``instances`` calls at most at once."""
 
     def __init__(
-        self, name: str, model: ModelFn | None = None, *,
-        inputs: Sequence[Binding], outputs: Sequence[Binding],
-        factory: Callable[[], ModelFn] | None = None, instances: int = 1,
+        self,
+        name: str,
+        model: ModelFn | None = None,
+        *,
+        inputs: Sequence[Binding],
+        outputs: Sequence[Binding],
+        factory: Callable[[], ModelFn] | None = None,
+        instances: int = 1,
         threads: PinnedThreadPool | None = None,
-        workspaces: Pool[ComputeToken] | Pool[Any] | None = None, timeout: float | None = None,
+        workspaces: Pool[ComputeToken] | Pool[Any] | None = None,
+        timeout: float | None = None,
     ) -> None:
         if (model is None) == (factory is None):
             raise ConfigError(f"python engine {name!r}: pass exactly one of model or factory")
@@ -83,7 +89,9 @@ class PythonEngine:
                 CpuSet.current(), name=f"{self._name}-py", max_workers=self.instances
             )
             self._threads = self._own_threads
-        workspaces = self._workspaces or compute_tokens(self.instances, name=f"{self._name}.compute")
+        workspaces = self._workspaces or compute_tokens(
+            self.instances, name=f"{self._name}.compute"
+        )
         self._limiter = Limiter(models, workspaces, name=self._name, timeout=self._timeout)
 
     async def stop(self) -> None:
@@ -94,15 +102,17 @@ class PythonEngine:
             self._threads = self._own_threads = None
 
     async def infer(
-        self, inputs: Mapping[str, npt.NDArray[Any]], *,
-        memory: StackSet | None = None, timeout: float | None = None,
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        *,
+        memory: StackSet | None = None,
+        queue_timeout: float | None = None,
     ) -> Arrays:
         """Run the model; outputs are the arrays it returned (``memory`` is not used)."""
         limiter = self._started()
         arrays = check_inputs(self._name, self._inputs, inputs)
-        async with limiter.context(timeout) as ctx:
-            async with limiter.workspace(timeout):
-                result = await self._run(ctx.item, arrays)
+        async with limiter.context(queue_timeout) as ctx, limiter.workspace(queue_timeout):
+            result = await self._run(ctx.item, arrays)
         self._calls += 1
         return self._check_outputs(result)
 

@@ -62,15 +62,17 @@ def _managed_allocator(trt: Any) -> Any:
     """An IGpuAllocator placing TensorRT's allocations in unified (managed) memory."""
     cudart = _cuda.runtime()
 
-    class ManagedAllocator(trt.IGpuAllocator):  # type: ignore[misc, name-defined]
+    class ManagedAllocator(trt.IGpuAllocator):  # type: ignore[misc, unused-ignore]
         def __init__(self) -> None:
             trt.IGpuAllocator.__init__(self)
 
         def allocate(self, size: int, alignment: int, flags: int) -> int:
             # cudaMallocManaged aligns to at least 256 bytes, which covers TensorRT's requests.
-            return int(_cuda.check(
-                cudart.cudaMallocManaged(size, cudart.cudaMemAttachGlobal), "cudaMallocManaged"
-            ))
+            return int(
+                _cuda.check(
+                    cudart.cudaMallocManaged(size, cudart.cudaMemAttachGlobal), "cudaMallocManaged"
+                )
+            )
 
         def deallocate(self, memory: int) -> bool:
             _cuda.check(cudart.cudaFree(memory), "cudaFree")
@@ -83,9 +85,15 @@ class TensorRTEngine:
     """A TensorRT plan file served by ``contexts`` execution contexts and shared workspaces."""
 
     def __init__(
-        self, name: str, plan: str | os.PathLike[str] | bytes, *, contexts: int = 2,
-        workspaces: Pool[Any] | int = 1, unified_weights: bool = False,
-        cpus: CpuSet | None = None, timeout: float | None = None,
+        self,
+        name: str,
+        plan: str | os.PathLike[str] | bytes,
+        *,
+        contexts: int = 2,
+        workspaces: Pool[Any] | int = 1,
+        unified_weights: bool = False,
+        cpus: CpuSet | None = None,
+        timeout: float | None = None,
     ) -> None:
         if contexts < 1:
             raise ConfigError(f"tensorrt engine {name!r}: contexts must be >= 1")
@@ -120,16 +128,20 @@ class TensorRTEngine:
     async def start(self) -> None:
         trt = self._trt = _trt()
         _cuda.runtime()
-        self._threads = PinnedThreadPool(self.cpus or CpuSet.current(), name=f"{self._name}-trt",
-                                         max_workers=self.contexts)
+        self._threads = PinnedThreadPool(
+            self.cpus or CpuSet.current(), name=f"{self._name}-trt", max_workers=self.contexts
+        )
         self._engine = await self._threads.run(self._deserialize, trt)
         self._describe(trt)
         contexts = [self._context(trt) for _ in range(self.contexts)]
-        self._limiter = Limiter(contexts, self._make_workspaces(), name=self._name,
-                                timeout=self._timeout)
+        self._limiter = Limiter(
+            contexts, self._make_workspaces(), name=self._name, timeout=self._timeout
+        )
 
     def _deserialize(self, trt: Any) -> Any:
-        data = self._plan if isinstance(self._plan, bytes) else pathlib.Path(self._plan).read_bytes()
+        data = (
+            self._plan if isinstance(self._plan, bytes) else pathlib.Path(self._plan).read_bytes()
+        )
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         if self.unified_weights:
             self._allocator = _managed_allocator(trt)
@@ -176,8 +188,11 @@ class TensorRTEngine:
         self._workspace_memory = []
 
     async def infer(
-        self, inputs: Mapping[str, npt.NDArray[Any]], *,
-        memory: StackSet | None = None, timeout: float | None = None,
+        self,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        *,
+        memory: StackSet | None = None,
+        queue_timeout: float | None = None,
     ) -> Arrays:
         """Run on the lease's stream; ``memory`` must hold a device stack and a stream."""
         limiter, threads = self._started()
@@ -185,11 +200,11 @@ class TensorRTEngine:
         if memory is None or memory.device is None or memory.stream is None:
             raise UsageError(f"tensorrt engine {self._name!r} needs a StackPool with device_bytes")
         device, stream = memory.device, memory.stream
-        async with limiter.context(timeout) as ctx:
+        async with limiter.context(queue_timeout) as ctx:
             context = ctx.item
             self._stage_inputs(context, arrays, memory, stream)
             outputs = self._place_outputs(context, memory.host, device)
-            async with limiter.workspace(timeout) as ws:
+            async with limiter.workspace(queue_timeout) as ws:
                 await uninterrupted(threads.run(self._compute, context, ws.item, stream))
             # the workspace is free for another context now; the copies below do not need it
             self._fetch_outputs(outputs, stream)
@@ -197,8 +212,9 @@ class TensorRTEngine:
         self._calls += 1
         return {name: array for name, (array, _) in outputs.items()}
 
-    def _stage_inputs(self, context: Any, arrays: Arrays, memory: StackSet,
-                      stream: _cuda.Stream) -> None:
+    def _stage_inputs(
+        self, context: Any, arrays: Arrays, memory: StackSet, stream: _cuda.Stream
+    ) -> None:
         assert memory.device is not None
         for name, array in arrays.items():
             if memory.host.allocation.kind == "pinned" or not array.flags.c_contiguous:
@@ -213,8 +229,12 @@ class TensorRTEngine:
                 )
             context.set_tensor_address(name, region.address)
 
-    def _place_outputs(self, context: Any, host: MemoryStack, device: MemoryStack,
-                       ) -> dict[str, tuple[npt.NDArray[Any], int]]:
+    def _place_outputs(
+        self,
+        context: Any,
+        host: MemoryStack,
+        device: MemoryStack,
+    ) -> dict[str, tuple[npt.NDArray[Any], int]]:
         outputs = {}
         for name, b in self._outputs.items():
             shape = tuple(int(d) for d in context.get_tensor_shape(name))
@@ -236,8 +256,9 @@ class TensorRTEngine:
         # use it are done, or the next context would share live scratch memory.
         stream.synchronize()
 
-    def _fetch_outputs(self, outputs: dict[str, tuple[npt.NDArray[Any], int]],
-                       stream: _cuda.Stream) -> None:
+    def _fetch_outputs(
+        self, outputs: dict[str, tuple[npt.NDArray[Any], int]], stream: _cuda.Stream
+    ) -> None:
         for array, device_address in outputs.values():
             stream.copy(array.ctypes.data, device_address, array.nbytes, "d2h")
 

@@ -21,7 +21,7 @@ def _load() -> Any:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
-            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+            from cuda import cudart  # type: ignore[no-redef, unused-ignore]  # older cuda-python
         except ImportError:
             return None
     return cudart

@@ -38,8 +38,12 @@ class Allocation:
     __slots__ = ("_free", "_owner", "address", "kind", "nbytes")
 
     def __init__(
-        self, kind: MemoryKind, address: int, nbytes: int,
-        free: Callable[[], None] | None = None, owner: Any = None,
+        self,
+        kind: MemoryKind,
+        address: int,
+        nbytes: int,
+        free: Callable[[], None] | None = None,
+        owner: Any = None,
     ) -> None:
         self.kind = kind
         self.address = address
@@ -99,11 +103,13 @@ class PinnedAllocator:
     def allocate(self, nbytes: int) -> Allocation:
         _check_size(self.kind, nbytes)
         cudart = _cuda.runtime()
-        address = int(_cuda.check(
-            cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocDefault), "cudaHostAlloc"
-        ))
+        address = int(
+            _cuda.check(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocDefault), "cudaHostAlloc")
+        )
         return Allocation(
-            "pinned", address, nbytes,
+            "pinned",
+            address,
+            nbytes,
             free=lambda: _cuda.check(cudart.cudaFreeHost(address), "cudaFreeHost"),
         )
 
@@ -122,10 +128,18 @@ class DeviceAllocator:
         stream = self.stream
         if stream is None:
             address = int(_cuda.check(cudart.cudaMalloc(nbytes), "cudaMalloc"))
-            free: Callable[[], None] = lambda: _cuda.check(cudart.cudaFree(address), "cudaFree")
+
+            def free() -> None:
+                _cuda.check(cudart.cudaFree(address), "cudaFree")
         else:
-            address = int(_cuda.check(cudart.cudaMallocAsync(nbytes, stream.raw), "cudaMallocAsync"))
-            free = lambda: _cuda.check(cudart.cudaFreeAsync(address, stream.raw), "cudaFreeAsync")
+            raw_stream = stream.raw
+            address = int(
+                _cuda.check(cudart.cudaMallocAsync(nbytes, raw_stream), "cudaMallocAsync")
+            )
+
+            def free() -> None:  # stream-ordered: freed after the work queued before it
+                _cuda.check(cudart.cudaFreeAsync(address, raw_stream), "cudaFreeAsync")
+
         return Allocation("device", address, nbytes, free=free)
 
 

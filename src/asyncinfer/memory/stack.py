@@ -61,8 +61,10 @@ class Region:
 
     def _interface(self) -> dict[str, Any]:
         return {
-            "shape": (self.nbytes,), "typestr": "|u1",
-            "data": (self.address, False), "version": 3,
+            "shape": (self.nbytes,),
+            "typestr": "|u1",
+            "data": (self.address, False),
+            "version": 3,
         }
 
     def numpy(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
@@ -81,8 +83,9 @@ class MemoryStack:
     """Bump allocation with alignment over one :class:`Allocation`; not thread-safe (one owner
     at a time: the lease holder)."""
 
-    def __init__(self, allocation: Allocation, *, name: str = "stack",
-                 alignment: int = DEFAULT_ALIGNMENT) -> None:
+    def __init__(
+        self, allocation: Allocation, *, name: str = "stack", alignment: int = DEFAULT_ALIGNMENT
+    ) -> None:
         if alignment < 1 or alignment & (alignment - 1):
             raise ConfigError(f"stack {name!r}: alignment must be a power of two, not {alignment}")
         self.allocation = allocation
@@ -136,8 +139,9 @@ class MemoryStack:
         # Runs in whichever thread drops the last reference; dict.pop is atomic under the GIL.
         self._views.pop(key, None)
 
-    def array(self, shape: tuple[int, ...], dtype: npt.DTypeLike, *,
-              alignment: int | None = None) -> npt.NDArray[Any]:
+    def array(
+        self, shape: tuple[int, ...], dtype: npt.DTypeLike, *, alignment: int | None = None
+    ) -> npt.NDArray[Any]:
         """An uninitialized numpy array in this stack (host and pinned stacks only)."""
         if not self.allocation.host_accessible:
             raise UsageError(
@@ -183,8 +187,11 @@ class MemoryStack:
 
     def statistics(self) -> dict[str, Any]:
         return {
-            "kind": self.allocation.kind, "capacity": self.capacity, "used": self._top,
-            "high_water": self._high_water, "live_views": len(self._views),
+            "kind": self.allocation.kind,
+            "capacity": self.capacity,
+            "used": self._top,
+            "high_water": self._high_water,
+            "live_views": len(self._views),
             "resets": self._resets,
         }
 

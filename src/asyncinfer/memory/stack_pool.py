@@ -62,9 +62,15 @@ class StackPool:
     """
 
     def __init__(
-        self, *, count: int, host_bytes: int, device_bytes: int = 0,
-        host_kind: MemoryKind | str = "auto", name: str = "stacks",
-        alignment: int = DEFAULT_ALIGNMENT, timeout: float | None = None,
+        self,
+        *,
+        count: int,
+        host_bytes: int,
+        device_bytes: int = 0,
+        host_kind: MemoryKind | str = "auto",
+        name: str = "stacks",
+        alignment: int = DEFAULT_ALIGNMENT,
+        timeout: float | None = None,
     ) -> None:
         if count < 1 or host_bytes < 1 or device_bytes < 0:
             raise ConfigError(
@@ -91,7 +97,10 @@ class StackPool:
             raise UsageError(f"stack pool {self.name!r} is already open")
         self._sets = [self._make(i) for i in range(self.count)]
         self._pool = Pool(
-            list(self._sets), name=self.name, reset=self._reset, factory=self._replace,
+            list(self._sets),
+            name=self.name,
+            reset=self._reset,
+            factory=self._replace,
             timeout=self.timeout,
         )
 
@@ -112,14 +121,16 @@ class StackPool:
     def _make(self, index: int) -> StackSet:
         host = MemoryStack(
             allocator_for(self.host_kind).allocate(self.host_bytes),
-            name=f"{self.name}[{index}].{self.host_kind}", alignment=self.alignment,
+            name=f"{self.name}[{index}].{self.host_kind}",
+            alignment=self.alignment,
         )
         if not self.device_bytes:
             return StackSet(host)
         stream = _cuda.Stream()
         device = MemoryStack(
             DeviceAllocator().allocate(self.device_bytes),
-            name=f"{self.name}[{index}].device", alignment=self.alignment,
+            name=f"{self.name}[{index}].device",
+            alignment=self.alignment,
         )
         return StackSet(host, device, stream)
 
@@ -144,6 +155,10 @@ class StackPool:
     def statistics(self) -> dict[str, Any]:
         if self._pool is None:
             return {"name": self.name, "open": False}
-        return {**dataclasses.asdict(self._pool.statistics()), "open": True,
-                "host_kind": self.host_kind, "host_bytes": self.host_bytes,
-                "device_bytes": self.device_bytes}
+        return {
+            **dataclasses.asdict(self._pool.statistics()),
+            "open": True,
+            "host_kind": self.host_kind,
+            "host_bytes": self.host_bytes,
+            "device_bytes": self.device_bytes,
+        }
