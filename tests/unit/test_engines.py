@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import add_model
 
 from asyncinfer.affinity import CpuSet
 from asyncinfer.engines import (
@@ -23,6 +22,8 @@ from asyncinfer.engines import (
 )
 from asyncinfer.errors import ConfigError, Internal, InvalidArgument, UsageError
 from asyncinfer.memory import StackPool
+
+from ..onnx_models import add_model
 
 NO_TRT = tensorrt_available()
 F32 = np.float32
