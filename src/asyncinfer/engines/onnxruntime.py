@@ -1,10 +1,11 @@
 """OnnxEngine: ONNX Runtime sessions behind the Engine protocol, the CPU default.
 
 ``instances`` sessions are created at start; each gets its own intra-op threads pinned to its
-share of ``cpus`` (the CPU set is split between instances), and calls run on a
-PinnedThreadPool over all of ``cpus``. When a memory lease is given and every output shape can
-be derived from the inputs (symbolic dimensions such as "batch" shared with an input), outputs
-are written straight into the lease's host stack through an IOBinding: no allocation per call.
+share of ``cpus`` (the CPU set is split between instances). Calls run on ``threads`` (a
+PinnedThreadPool the caller owns) or on one the engine makes over all of ``cpus``. When a
+memory lease is given and every output shape can be derived from the inputs (symbolic
+dimensions such as "batch" shared with an input), outputs are written straight into the
+lease's host stack through an IOBinding: no allocation per call.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class OnnxEngine:
         *,
         instances: int = 1,
         cpus: CpuSet | None = None,
+        threads: PinnedThreadPool | None = None,
         workspaces: Pool[ComputeToken] | Pool[Any] | None = None,
         spin: bool = False,
         timeout: float | None = None,
@@ -76,7 +78,8 @@ class OnnxEngine:
         self._spin = spin
         self._workspaces = workspaces
         self._timeout = timeout
-        self._threads: PinnedThreadPool | None = None
+        self._threads: PinnedThreadPool | None = threads
+        self._own_threads = threads is None
         self._limiter: Limiter[Any, Any] | None = None
         self._inputs: dict[str, Binding] = {}
         self._outputs: dict[str, Binding] = {}
@@ -97,7 +100,10 @@ class OnnxEngine:
     async def start(self) -> None:
         ort = _ort()
         cpus = self.cpus if self.cpus is not None else CpuSet.current()
-        self._threads = PinnedThreadPool(cpus, name=f"{self._name}-ort", max_workers=self.instances)
+        if self._threads is None:
+            self._threads = PinnedThreadPool(
+                cpus, name=f"{self._name}-ort", max_workers=self.instances
+            )
         parts = (
             cpus.split(self.instances) if len(cpus) >= self.instances else [cpus] * self.instances
         )
@@ -142,8 +148,9 @@ class OnnxEngine:
     async def stop(self) -> None:
         if self._limiter is not None:
             self._limiter.close()
-        if self._threads is not None:
+        if self._threads is not None and self._own_threads:
             self._threads.close()
+            self._threads = None
 
     async def infer(
         self,
