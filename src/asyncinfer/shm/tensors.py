@@ -1,0 +1,130 @@
+"""Tensor messages (asyncinfer.Tensor) to numpy and back, inline or through SysV shared memory.
+
+One RPC serves remote and co-located clients: a ``Tensor`` carries either its bytes (``raw``)
+or a ``ShmRef`` into the client's segment. :func:`read_tensor` gives a numpy view either way,
+without a copy: over the received bytes (read-only) or over the leased shared memory. A reply
+is :func:`inline_tensor` (the bytes) or, when the client supplied an output reference,
+:func:`write_tensor` copies the result into its shared memory once and replies with the
+reference only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidArgument
+from ..pb.tensor_pb2 import ShmRef, Tensor
+from .attach import SysvAttachments
+from .sysv import ShmDescriptor
+
+__all__ = [
+    "DATATYPES",
+    "datatype_of",
+    "descriptor_of",
+    "dtype_of",
+    "inline_tensor",
+    "read_tensor",
+    "shm_ref",
+    "shm_tensor",
+    "write_tensor",
+]
+
+#: Triton datatype names and their little-endian numpy dtypes.
+DATATYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(code).newbyteorder("<")
+    for name, code in {
+        "BOOL": "?", "UINT8": "u1", "UINT16": "u2", "UINT32": "u4", "UINT64": "u8",
+        "INT8": "i1", "INT16": "i2", "INT32": "i4", "INT64": "i8",
+        "FP16": "f2", "FP32": "f4", "FP64": "f8",
+    }.items()
+}  # fmt: skip
+_NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+
+
+def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
+    try:
+        return DATATYPES[datatype]
+    except KeyError:
+        raise InvalidArgument(
+            f"{what}: datatype {datatype!r} is not supported here; expected one of "
+            f"{', '.join(DATATYPES)}"
+        ) from None
+
+
+def datatype_of(dtype: npt.DTypeLike) -> str:
+    dt = np.dtype(dtype).newbyteorder("<")
+    try:
+        return _NAMES[dt]
+    except KeyError:
+        raise InvalidArgument(f"numpy dtype {dt} has no tensor datatype") from None
+
+
+def descriptor_of(ref: ShmRef) -> ShmDescriptor:
+    return ShmDescriptor(ref.segment_id, ref.key, ref.offset, ref.byte_size)
+
+
+def shm_ref(descriptor: ShmDescriptor) -> ShmRef:
+    return ShmRef(
+        segment_id=descriptor.segment_id,
+        key=descriptor.key,
+        offset=descriptor.offset,
+        byte_size=descriptor.size,
+    )
+
+
+def inline_tensor(array: npt.ArrayLike) -> Tensor:
+    data = np.ascontiguousarray(array)
+    return Tensor(datatype=datatype_of(data.dtype), shape=data.shape, raw=data.tobytes())
+
+
+def shm_tensor(descriptor: ShmDescriptor, dtype: npt.DTypeLike, shape: Sequence[int]) -> Tensor:
+    return Tensor(datatype=datatype_of(dtype), shape=shape, shm=shm_ref(descriptor))
+
+
+def _checked_shape(message: Tensor, what: str) -> tuple[int, ...]:
+    shape = tuple(message.shape)
+    if any(dim < 0 for dim in shape):
+        raise InvalidArgument(f"{what}: shape {list(shape)} has a negative dimension")
+    return shape
+
+
+@contextlib.contextmanager
+def read_tensor(
+    message: Tensor, attachments: SysvAttachments | None, what: str = "tensor"
+) -> Iterator[npt.NDArray[Any]]:
+    """A numpy view of ``message``'s data, valid inside the ``with`` block only."""
+    dtype = dtype_of(message.datatype, what)
+    shape = _checked_shape(message, what)
+    kind = message.WhichOneof("contents")
+    if kind == "shm":
+        if attachments is None:
+            raise InvalidArgument(f"{what}: this service does not accept shared memory")
+        with attachments.lease(descriptor_of(message.shm)) as lease:
+            yield lease.array(dtype, shape)
+        return
+    raw = message.raw if kind == "raw" else b""
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise InvalidArgument(
+            f"{what}: {len(raw)} raw bytes do not match {message.datatype}{list(shape)}, "
+            f"which needs {expected}"
+        )
+    yield np.frombuffer(raw, dtype).reshape(shape)
+
+
+def write_tensor(
+    array: npt.NDArray[Any], output: ShmRef | None, attachments: SysvAttachments | None
+) -> Tensor:
+    """The reply tensor: inline bytes, or ``array`` copied into ``output``'s shared memory."""
+    if output is None:
+        return inline_tensor(array)
+    if attachments is None:
+        raise InvalidArgument("output: this service does not accept shared memory")
+    with attachments.lease(descriptor_of(output)) as lease:
+        lease.write(array)
+    return Tensor(datatype=datatype_of(array.dtype), shape=array.shape, shm=output)
