@@ -110,7 +110,10 @@ class SysvLease:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()
 
@@ -129,7 +132,9 @@ class SysvAttachments:
     def lease(self, descriptor: ShmDescriptor) -> SysvLease:
         """Check ``descriptor`` and lease its bytes; release the lease (``with``) when done."""
         attachment = self._attachment(descriptor)
-        check_span(_label(descriptor.segment_id), descriptor.offset, descriptor.size, attachment.size)
+        check_span(
+            _label(descriptor.segment_id), descriptor.offset, descriptor.size, attachment.size
+        )
         attachment.leases += 1
         return SysvLease(self, attachment, descriptor)
 

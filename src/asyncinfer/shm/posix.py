@@ -24,6 +24,7 @@ Rules that matter here:
 
 from __future__ import annotations
 
+import _posixshmem
 import dataclasses
 import logging
 import mmap
@@ -32,7 +33,6 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import _posixshmem
 import numpy as np
 import numpy.typing as npt
 
@@ -139,7 +139,9 @@ class RegionLease:
 
     def write(self, data: bytes | memoryview | npt.NDArray[Any]) -> int:
         """Copy ``data`` to the start of the leased bytes; returns how many were written."""
-        source = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data).reshape(-1).view(np.uint8).data
+        source = memoryview(data)
         nbytes = source.nbytes
         if nbytes > self.byte_size:
             raise InvalidArgument(
@@ -160,7 +162,10 @@ class RegionLease:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()
 
@@ -249,13 +254,17 @@ def _open_region(status: RegionStatus, path: str) -> _Region:
             f"{label}: system shared memory key {status.key!r} does not exist"
         ) from None
     except PermissionError:
-        raise InvalidArgument(f"{label}: key {status.key!r} may not be opened by the server") from None
+        raise InvalidArgument(
+            f"{label}: key {status.key!r} may not be opened by the server"
+        ) from None
     try:
         check_span(label, status.offset, status.byte_size, os.fstat(fd).st_size)
         # mmap offsets must be page-granular: map from the page that holds `offset`.
         start = status.offset - status.offset % mmap.ALLOCATIONGRANULARITY
         length = status.offset - start + status.byte_size
-        mapping = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+        mapping = mmap.mmap(
+            fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=start
+        )
     except BaseException:
         os.close(fd)
         raise

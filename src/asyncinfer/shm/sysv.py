@@ -147,7 +147,10 @@ class Slot:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.release()
 
@@ -161,7 +164,9 @@ class SysvRing:
 
     def __init__(self, segment_bytes: int, segments: int = 2) -> None:
         if segment_bytes < 1 or segments < 1:
-            raise UsageError(f"need segment_bytes >= 1 and segments >= 1, not {segment_bytes}, {segments}")
+            raise UsageError(
+                f"need segment_bytes >= 1 and segments >= 1, not {segment_bytes}, {segments}"
+            )
         self.segment_bytes = _align_up(segment_bytes)
         self.segment_count = segments
         self._segments: list[_Segment] = []
@@ -210,18 +215,17 @@ class SysvRing:
         self._allocated += 1
         return Slot(self, segment, segment.take(size), size)
 
-    async def allocate(self, size: int, timeout: float | None = None) -> Slot:
-        """A slot of ``size`` bytes, waiting up to ``timeout`` seconds for space to be released."""
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    return self.allocate_nowait(size)
-                except ResourceExhausted:
-                    self._waits += 1
-                    if self._released is None:
-                        self._released = asyncio.Event()
-                    self._released.clear()
-                    await self._released.wait()
+    async def allocate(self, size: int) -> Slot:
+        """A slot of ``size`` bytes, waiting for space to be released (bound it with a timeout)."""
+        while True:
+            try:
+                return self.allocate_nowait(size)
+            except ResourceExhausted:
+                self._waits += 1
+                if self._released is None:
+                    self._released = asyncio.Event()
+                self._released.clear()
+                await self._released.wait()
 
     def statistics(self) -> dict[str, int]:
         return {

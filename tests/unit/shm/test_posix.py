@@ -31,7 +31,9 @@ def registry() -> Iterator[SystemShmRegistry]:
     assert registry.statistics() == {"regions": 0, "retiring": 0, "leases": 0}
 
 
-def test_register_lease_status_unregister(region: tuple[str, object], registry: SystemShmRegistry) -> None:
+def test_register_lease_status_unregister(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
     key, handle = region
     tshm.set_shared_memory_region(handle, [np.arange(16, dtype=np.int32)], offset=64)
     registry.register("in", key, 0, SIZE)
@@ -47,7 +49,9 @@ def test_register_lease_status_unregister(region: tuple[str, object], registry: 
     registry.unregister("")
 
 
-def test_registered_offset_is_honoured(region: tuple[str, object], registry: SystemShmRegistry) -> None:
+def test_registered_offset_is_honoured(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
     key, handle = region
     tshm.set_shared_memory_region(handle, [np.arange(4, dtype=np.int64)], offset=4096 + 8)
     registry.register("tail", key, 4096, 4096)
@@ -98,7 +102,9 @@ def test_bad_registrations(region: tuple[str, object], registry: SystemShmRegist
             lease.write(np.zeros(4, np.float32))
 
 
-def test_a_region_in_use_is_not_unmapped(region: tuple[str, object], registry: SystemShmRegistry) -> None:
+def test_a_region_in_use_is_not_unmapped(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
     key, handle = region
     registry.register("r", key, 0, SIZE)
     lease = registry.lease("r", 0, 16)
