@@ -112,16 +112,24 @@ class Slot:
         """The slot's bytes, writable."""
         return self._bytes().data
 
-    def array(self, dtype: npt.DTypeLike, shape: Sequence[int]) -> npt.NDArray[Any]:
-        """A numpy view of the slot as ``dtype`` and ``shape`` (no copy)."""
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        if count * dt.itemsize > self.descriptor.size:
+    def part(self, offset: int, size: int) -> ShmDescriptor:
+        """The descriptor of ``[offset, offset + size)`` of this slot (one slot, two tensors)."""
+        if offset < 0 or size < 0 or offset + size > self.descriptor.size:
             raise UsageError(
-                f"{dt.name}{list(shape)} needs {count * dt.itemsize} bytes; "
-                f"the slot holds {self.descriptor.size}"
+                f"[{offset}, {offset + size}) is not inside a {self.descriptor.size}-byte slot"
             )
-        return self._bytes()[: count * dt.itemsize].view(dt).reshape(shape)
+        return dataclasses.replace(
+            self.descriptor, offset=self.descriptor.offset + offset, size=size
+        )
+
+    def array(
+        self, dtype: npt.DTypeLike, shape: Sequence[int], offset: int = 0
+    ) -> npt.NDArray[Any]:
+        """A numpy view of the slot's bytes from ``offset`` as ``dtype`` and ``shape`` (no copy)."""
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        self.part(offset, nbytes)  # bounds
+        return self._bytes()[offset : offset + nbytes].view(dt).reshape(shape)
 
     def write(self, array: npt.ArrayLike) -> ShmDescriptor:
         """Copy ``array`` into the slot (one copy) and return the descriptor of those bytes."""
@@ -200,6 +208,10 @@ class SysvRing:
     @property
     def segment_ids(self) -> list[int]:
         return [segment.shm.id for segment in self._segments]
+
+    @property
+    def segment_keys(self) -> list[int]:
+        return [segment.shm.key for segment in self._segments]
 
     def allocate_nowait(self, size: int) -> Slot:
         """A slot of ``size`` bytes now, or ResourceExhausted when every segment is busy."""
