@@ -26,6 +26,7 @@ from .errors import (
 )
 from .resources import Resources
 from .server import Server, ServerStatistics
+from .workers import serve
 
 __version__ = "0.1.0"
 
@@ -47,4 +48,5 @@ __all__ = [
     "UsageError",
     "__version__",
     "rpc_method",
+    "serve",
 ]

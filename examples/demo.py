@@ -1,0 +1,50 @@
+"""`make demo`: start the ping service, load it with the sync, async and siege clients, print
+a summary table, stop the server, exit 0 (non-zero if any call failed)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE / "01_ping"))
+
+import client as ping_client  # noqa: E402
+
+from asyncinfer.client import Report  # noqa: E402
+from asyncinfer.testing import ServerProcess  # noqa: E402
+
+SECONDS = 3.0
+
+
+def table(rows: list[tuple[str, Report]]) -> str:
+    header = f"{'client':<18}{'calls':>8}{'ok':>8}{'failed':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+    lines = [header, "-" * len(header)]
+    for name, r in rows:
+        lines.append(
+            f"{name:<18}{r.calls:>8}{r.ok:>8}{r.failed:>8}{r.rate:>10,.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    server = [sys.executable, str(HERE / "01_ping" / "server.py"), "--port", "0"]
+    with ServerProcess(server) as proc:
+        target = proc.address
+        print(f"ping service on {target}; {SECONDS:.0f} s per client")
+        rows = [
+            ("sync (1 in flight)", ping_client.run_sync(target, SECONDS)),
+            ("async (16)", asyncio.run(ping_client.run_async(target, SECONDS))),
+            ("siege (1500/s)", asyncio.run(ping_client.run_siege(target, SECONDS))),
+        ]
+    print()
+    print("asyncinfer demo: examples/01_ping")
+    print(table(rows))
+    failed = sum(r.failed for _, r in rows)
+    print(f"\nserver stopped; {failed} failed calls")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

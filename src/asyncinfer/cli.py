@@ -1,0 +1,186 @@
+"""The ``asyncinfer`` console script: serve an app, or drive any service with a load client.
+
+    asyncinfer serve --app examples.ping:build --port 50051 --workers 2
+    asyncinfer sync  127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --request '{"payload": "aGk="}'
+    asyncinfer async 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --concurrency 32 --duration 5
+    asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
+        --rate-end 8000 --duration 10 --json siege.json
+
+Load clients find the RPC and its message types through server reflection, and build the
+request from JSON (protobuf's JSON mapping; bytes are base64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
+from .client.reflection import resolve_method
+from .errors import AsyncInferError, ConfigError, UsageError
+from .server import Server
+from .workers import run_loop, serve
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except AsyncInferError as exc:
+        print(f"asyncinfer {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asyncinfer", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve(commands.add_parser("serve", help="serve an application's services"))
+    for name, help_text in (
+        ("sync", "one call in flight; prints calls/s"),
+        ("async", "many calls in flight (closed loop)"),
+        ("siege", "open-loop load at a scheduled rate"),
+    ):
+        _add_load(commands.add_parser(name, help=help_text), name)
+    return parser
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--app", required=True, help="MODULE:FACTORY returning a Server")
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None, help="0 picks a free port")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--reuse-port", action="store_true", default=None)
+    parser.add_argument("--grace", type=float, default=None, help="drain seconds on stop")
+    parser.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    overrides = {
+        key: value
+        for key in ("host", "port", "workers", "reuse_port", "grace")
+        if (value := getattr(args, key)) is not None
+    }
+    return serve(functools.partial(_configured, _load_factory(args.app), overrides))
+
+
+def _load_factory(spec: str) -> Callable[[], Server]:
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ConfigError(f"--app takes MODULE:FACTORY, e.g. myservice:build; got {spec!r}")
+    sys.path.insert(0, ".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load --app {spec}: {exc}") from exc
+    if not callable(factory):
+        raise ConfigError(f"--app {spec} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def _configured(factory: Callable[[], Server], overrides: dict[str, Any]) -> Server:
+    """The app's server with command-line overrides applied (module level: workers pickle it)."""
+    server = factory()
+    if not isinstance(server, Server):
+        raise ConfigError(f"the --app factory returned {server!r}, not a Server")
+    if overrides:
+        if overrides.get("workers", 1) > 1 and "reuse_port" not in overrides:
+            overrides = {**overrides, "reuse_port": True}  # --workers N implies sharing the port
+        server.config = dataclasses.replace(server.config, **overrides)
+    return server
+
+
+def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+    parser.add_argument("target", help="HOST:PORT")
+    parser.add_argument("method", help="/package.Service/Method")
+    parser.add_argument("--request", default="{}", help="request as JSON (a list for client streams)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds")
+    parser.add_argument("--count", type=int, default=None, help="stop after this many calls")
+    parser.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds")
+    parser.add_argument("--json", default=None, help="write the result as JSON to this file")
+    if mode == "async":
+        parser.add_argument("--concurrency", type=int, default=16)
+        parser.add_argument("--max-in-flight", type=int, default=None)
+    if mode == "siege":
+        parser.add_argument("--rate", type=float, required=True, help="calls/s (start rate)")
+        parser.add_argument("--shape", choices=("constant", "linear", "cyclic"), default="constant")
+        parser.add_argument("--rate-end", type=float, default=None, help="linear: end; cyclic: high")
+        parser.add_argument("--period", type=float, default=None, help="cyclic period / linear ramp")
+        parser.add_argument("--max-in-flight", type=int, default=1000)
+    parser.set_defaults(run=_run_load)
+
+
+def parse_request(method: Method, text: str) -> Message | list[Message]:
+    """A request of ``method`` from JSON; a JSON list makes a client stream."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--request is not JSON: {exc}") from None
+    items = value if isinstance(value, list) else [value]
+    try:
+        messages = [json_format.ParseDict(item, method.request_type()) for item in items]
+    except json_format.ParseError as exc:
+        raise UsageError(
+            f"--request does not fit {method.request_type.DESCRIPTOR.full_name}: {exc}"
+        ) from None
+    return messages if method.client_streaming or isinstance(value, list) else messages[0]
+
+
+def rate_schedule(args: argparse.Namespace) -> Rate:
+    if args.shape == "constant":
+        return Constant(args.rate)
+    if args.rate_end is None:
+        raise UsageError(f"--shape {args.shape} needs --rate-end")
+    if args.shape == "linear":
+        return Linear(args.rate, args.rate_end, args.period or args.duration)
+    return Cyclic(args.rate, args.rate_end, args.period or args.duration / 2)
+
+
+def _run_load(args: argparse.Namespace) -> int:
+    method = resolve_method(args.target, args.method)
+    request = parse_request(method, args.request)
+    if args.command == "sync":
+        with SyncClient(args.target, method, timeout=args.timeout) as client:
+            report = client.run(request, duration=args.duration, count=args.count)
+        print(report.line())
+        result: dict[str, Any] = report.to_dict()
+    else:
+        result = run_loop(_run_async_load(args, method, request))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=2)
+    return 0
+
+
+async def _run_async_load(args: argparse.Namespace, method: Method, request: Any) -> Any:
+    if args.command == "async":
+        async with AsyncClient(
+            args.target, method, max_in_flight=args.max_in_flight, timeout=args.timeout
+        ) as client:
+            report = await client.run(
+                request, concurrency=args.concurrency, duration=args.duration, count=args.count
+            )
+        print(report.line())
+        return report.to_dict()
+    async with AsyncClient(args.target, method, timeout=args.timeout) as client:
+        siege = Siege(
+            client, rate_schedule(args), duration=args.duration, max_in_flight=args.max_in_flight
+        )
+        result = await siege.run(request)
+    print(result.report.line() + f" throttled={result.throttled}")
+    return result.to_dict()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

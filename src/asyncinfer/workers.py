@@ -1,0 +1,220 @@
+"""The process model: one event loop per process, N worker processes on one port, a supervisor.
+
+``serve(factory)`` builds a Server with ``factory()`` and runs it until SIGTERM or SIGINT, then
+drains it. With ``workers > 1`` (config), the calling process becomes a supervisor: it reserves
+the port, spawns N workers that each call ``factory()`` and bind the same port through
+SO_REUSEPORT, restarts a worker that dies, and on SIGTERM/SIGINT asks every worker to drain and
+waits for them (``grace`` plus a margin) before killing what is left.
+
+The factory must be picklable (a module-level function or a functools.partial of one): workers
+are started with the "spawn" method so that no gRPC or event-loop state crosses a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from .config import ServerConfig
+from .server import Server
+
+__all__ = ["run_loop", "serve"]
+
+log = logging.getLogger("asyncinfer.workers")
+
+ServerFactory = Callable[[], Server]
+T = TypeVar("T")
+#: A worker that dies sooner than this after its start counts as crashing; restarts back off.
+_HEALTHY_AFTER = 5.0
+_MAX_BACKOFF = 5.0
+
+
+def serve(factory: ServerFactory) -> int:
+    """Run the server ``factory`` builds, in this process or as a supervisor of workers.
+
+    Returns the exit code: 0 after a graceful stop.
+    """
+    config = factory().config
+    if config.workers == 1:
+        return run_loop(_serve_one(factory, config.port, announce=_print_ready), config.loop)
+    return Supervisor(factory, config).run()
+
+
+def run_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
+    """Run a coroutine on uvloop when installed (and allowed), else on asyncio's loop."""
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        return runner.run(main)
+
+
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if loop == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def _print_ready(index: int | None, address: str, pid: int | None = None) -> None:
+    """The line tools and tests wait for: who serves, and where."""
+    who = "" if index is None else f"worker {index} "
+    print(f"asyncinfer: {who}(pid {pid or os.getpid()}) serving on {address}", flush=True)
+
+
+async def _serve_one(
+    factory: ServerFactory,
+    port: int,
+    *,
+    announce: Callable[[int | None, str], None],
+    index: int | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT, then stop gracefully."""
+    server = factory()
+    if port != server.config.port:
+        server.config = dataclasses.replace(server.config, port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    announce(index, server.address)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def _worker_main(factory: ServerFactory, index: int, port: int, ready: Any) -> None:
+    """Entry point of a worker process."""
+
+    def announce(index: int | None, address: str) -> None:
+        ready.send((index, os.getpid(), address))
+
+    _exit_with_parent()
+    config = factory().config
+    sys.exit(run_loop(_serve_one(factory, port, announce=announce, index=index), config.loop))
+
+
+def _exit_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies, so no orphan keeps the port."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        sys.exit(0)
+
+
+@dataclasses.dataclass
+class _Worker:
+    index: int
+    process: BaseProcess
+    started: float
+    crashes: int = 0
+
+
+class Supervisor:
+    """Starts ``config.workers`` processes on one port, restarts the dead, drains on signal."""
+
+    def __init__(self, factory: ServerFactory, config: ServerConfig) -> None:
+        self.factory = factory
+        self.config = config
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, _Worker] = {}
+        self._stopping = False
+        self._ready_recv, self._ready_send = self._context.Pipe(duplex=False)
+
+    def run(self) -> int:
+        reservation, port = _reserve_port(self.config)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for index in range(self.config.workers):
+                self._start(index, port, crashes=0)
+            self._supervise(port)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._drain()
+            reservation.close()
+        return 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def _start(self, index: int, port: int, *, crashes: int) -> None:
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self.factory, index, port, self._ready_send),
+            name=f"asyncinfer-worker-{index}",
+        )
+        process.start()
+        self._workers[index] = _Worker(index, process, time.monotonic(), crashes)
+
+    def _supervise(self, port: int) -> None:
+        restart_at: dict[int, float] = {}
+        while not self._stopping:
+            sentinels = [w.process.sentinel for w in self._workers.values() if w.process.is_alive()]
+            multiprocessing.connection.wait([*sentinels, self._ready_recv], timeout=0.2)
+            while self._ready_recv.poll():
+                index, pid, address = self._ready_recv.recv()
+                _print_ready(index, address, pid)
+            now = time.monotonic()
+            for worker in list(self._workers.values()):
+                if worker.process.is_alive() or self._stopping:
+                    continue
+                if worker.index not in restart_at:
+                    restart_at[worker.index] = now + self._backoff(worker, now)
+                elif now >= restart_at.pop(worker.index):
+                    crashes = worker.crashes + 1 if now - worker.started < _HEALTHY_AFTER else 0
+                    self._start(worker.index, port, crashes=crashes)
+
+    def _backoff(self, worker: _Worker, now: float) -> float:
+        code = worker.process.exitcode
+        quick = now - worker.started < _HEALTHY_AFTER
+        delay = min(_MAX_BACKOFF, 0.1 * 2 ** worker.crashes) if quick else 0.0
+        print(
+            f"asyncinfer: worker {worker.index} (pid {worker.process.pid}) exited with code {code}; "
+            f"restarting in {delay:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+        return delay
+
+    def _drain(self) -> None:
+        """Ask every worker to stop gracefully; kill those still alive after grace + margin."""
+        alive = [w.process for w in self._workers.values() if w.process.is_alive()]
+        for process in alive:
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.grace + 5.0
+        for process in alive:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("worker pid %s did not stop in time; killing it", process.pid)
+                process.kill()
+                process.join()
+
+
+def _reserve_port(config: ServerConfig) -> tuple[socket.socket, int]:
+    """Bind (without listening) a SO_REUSEPORT socket so that port 0 becomes one port for all
+    workers; the socket takes no connections, it only keeps the port ours while workers restart."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    return sock, int(sock.getsockname()[1])
