@@ -192,6 +192,9 @@ class CudaShmRegistry:
             if not region.users:
                 region.close()
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._regions
+
     def status(self, name: str = "") -> list[CudaRegionStatus]:
         if not name:
             return [region.status for region in self._regions.values()]

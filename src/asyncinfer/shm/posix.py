@@ -198,6 +198,9 @@ class SystemShmRegistry:
         for each in names:
             self._retire(self._regions.pop(each))
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._regions
+
     def status(self, name: str = "") -> list[RegionStatus]:
         if not name:
             return [region.status for region in self._regions.values()]
