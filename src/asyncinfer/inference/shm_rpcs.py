@@ -64,7 +64,7 @@ class SystemSharedMemoryStatus(
                     key=region.key,
                     offset=region.offset,
                     byte_size=region.byte_size,
-                )  # fmt: skip
+                )
             )
         return reply
 
