@@ -194,7 +194,8 @@ def test_bad_shared_memory_requests(client, regions) -> None:
     cases = {
         "bytes [96, 160) are out of bounds; the region holds 128 bytes": (
             [_in("INPUT0", "in", 64, 96), a_raw], None),
-        "Unable to find shared memory region: 'nope'": ([_in("INPUT0", "nope", 64, 0), a_raw], None),
+        "Unable to find shared memory region: 'nope'": (
+            [_in("INPUT0", "nope", 64, 0), a_raw], None),
         "shared_memory_byte_size 60 of region 'in' does not match 16 elements of INT32": (
             [_in("INPUT0", "in", 60, 0), a_raw], None),
         "overlap those of output 'OUTPUT0' [0, 64)": (
