@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
-from inference_servers import REPOSITORY, ThreadedServer
+from .inference_servers import REPOSITORY, ThreadedServer
 from tritonclient.utils import (
     InferenceServerException,
     serialize_byte_tensor,
