@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -57,30 +57,59 @@ def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
     return parse
 
 
-async def _fail(call: GrpcContext, cls: type[AnyContext], admission: Admission, exc: Exception) -> None:
-    """Answer the call with the status ``exc`` maps to; never returns."""
+async def _fail(
+    call: GrpcContext, cls: type[AnyContext], admission: Admission, exc: Exception
+) -> NoReturn:
+    """Answer the call with the status ``exc`` maps to."""
     admission.failed += 1
     if isinstance(exc, grpc.aio.AbortError):
         raise exc  # the Context aborted the call itself; its status is already set
     error = exc if isinstance(exc, RpcError) else internal_error(exc, cls.rpc_path())
     await call.abort(error.code, error.message)
+    raise AssertionError("grpc's abort() returned")  # it raises; this line is never reached
 
 
-def _unary_unary(
+def _stream_requests(
+    raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Message]
+) -> AsyncIterator[Message]:
+    async def requests() -> AsyncIterator[Message]:
+        async for raw in raw_requests:
+            yield parse(raw)
+
+    return requests()
+
+
+async def _admit(
+    raw: Any,
+    call: GrpcContext,
+    cls: type[AnyContext],
+    admission: Admission,
+    parse: Callable[[bytes], Message],
+) -> Any:
+    """The parsed request (or stream of requests), once the call holds an admission slot.
+
+    Bad bytes and a full queue answer the call here; the slot is taken only on success, and
+    the caller must release it on every path from then on.
+    """
+    try:
+        request = _stream_requests(raw, parse) if cls.client_streaming else parse(raw)
+        if not admission.try_acquire():
+            await admission.acquire(call.time_remaining())
+    except asyncio.CancelledError:
+        admission.cancelled += 1
+        raise
+    except Exception as exc:
+        await _fail(call, cls, admission, exc)
+    return request
+
+
+def _single_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission
-) -> Callable[[bytes, GrpcContext], Awaitable[Any]]:
+) -> Callable[[Any, GrpcContext], Awaitable[Any]]:
     parse = _parser(cls)
 
-    async def handle(raw: bytes, call: GrpcContext) -> Any:
-        try:
-            request = parse(raw)
-            if not admission.try_acquire():
-                await admission.acquire(call.time_remaining())
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
+    async def handle(raw: Any, call: GrpcContext) -> Any:
+        request = await _admit(raw, call, cls, admission, parse)
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
             context: Any = cls(resources, CallInfo(call))
@@ -99,59 +128,13 @@ def _unary_unary(
     return handle
 
 
-def _stream_requests(raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Message]) -> AsyncIterator[Message]:
-    async def requests() -> AsyncIterator[Message]:
-        async for raw in raw_requests:
-            yield parse(raw)
-
-    return requests()
-
-
-def _stream_unary(
-    cls: type[AnyContext], resources: Resources, admission: Admission
-) -> Callable[[AsyncIterator[bytes], GrpcContext], Awaitable[Any]]:
-    parse = _parser(cls)
-
-    async def handle(raw_requests: AsyncIterator[bytes], call: GrpcContext) -> Any:
-        try:
-            await admission.acquire(call.time_remaining())
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
-        try:
-            context: Any = cls(resources, CallInfo(call))
-            reply = await context.execute(_stream_requests(raw_requests, parse))
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
-        else:
-            admission.completed += 1
-            return reply
-        finally:
-            admission.release()
-
-    return handle
-
-
 def _streaming_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission
 ) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
     parse = _parser(cls)
-    streaming_requests = cls.client_streaming
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
-        try:
-            request = _stream_requests(raw, parse) if streaming_requests else parse(raw)
-            await admission.acquire(call.time_remaining())
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
+        request = await _admit(raw, call, cls, admission, parse)
         try:
             context: Any = cls(resources, CallInfo(call))
             replies = context.execute(request)
