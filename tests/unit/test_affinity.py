@@ -14,10 +14,14 @@ from asyncinfer.affinity import (
     CpuSet,
     PinnedThreadPool,
     cpus_for_worker,
+    gpu_device_cpus,
     gpu_local_cpus,
     read_topology,
 )
 from asyncinfer.errors import ConfigError, UsageError
+from asyncinfer.memory import cuda_available
+
+NO_CUDA = cuda_available()
 
 
 def fake_sysfs(root: pathlib.Path, online: str, nodes: dict[int, str]) -> pathlib.Path:
@@ -141,3 +145,15 @@ async def test_closed_pool_refuses_work() -> None:
     pool.close()
     with pytest.raises(UsageError, match="'closing' is closed"):
         await pool.run(sum, [1])
+
+
+@pytest.mark.skipif(NO_CUDA is None, reason="CUDA is available here; this checks the error path")
+def test_gpu_device_cpus_without_cuda_says_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        gpu_device_cpus(0)
+
+
+@pytest.mark.skipif(NO_CUDA is not None, reason=f"needs a GPU: {NO_CUDA}")
+def test_gpu_device_cpus_on_this_machine() -> None:
+    cpus = gpu_device_cpus(0)
+    assert cpus and cpus.cpus <= read_topology().online.cpus
