@@ -3,6 +3,11 @@
 Generated code is never committed: every build (wheel, sdist install, editable install) runs
 grpcio-tools over protos/asyncinfer/pb/*.proto and writes *_pb2.py, *_pb2_grpc.py and typed
 stubs next to the package sources, where both normal and editable installs pick them up.
+
+The inference protos (package ``inference``) are post-processed to register into a private
+descriptor pool (asyncinfer.pb._pools.INFERENCE_POOL): tritonclient registers the same symbols
+in protobuf's default pool, and one process must be able to import both without a
+"duplicate symbol" error.
 """
 
 from __future__ import annotations
@@ -33,6 +38,26 @@ def compile_protos() -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit(f"protoc failed on {sources}")
+    for generated in (OUT_ROOT / PRIVATE_POOL_PACKAGE).glob("*_pb2.py"):
+        use_private_pool(generated)
+
+
+PRIVATE_POOL_PACKAGE = "asyncinfer/pb/inference"
+DEFAULT_POOL = "_descriptor_pool.Default()"
+
+
+def use_private_pool(path: pathlib.Path) -> None:
+    """Make a generated module register its file in INFERENCE_POOL instead of the default pool."""
+    text = path.read_text()
+    if DEFAULT_POOL not in text:
+        raise SystemExit(f"{path}: protoc output changed shape; cannot find {DEFAULT_POOL}")
+    text = text.replace(DEFAULT_POOL, "_pools.INFERENCE_POOL")
+    text = text.replace(
+        "from google.protobuf import symbol_database",
+        "from asyncinfer.pb import _pools\nfrom google.protobuf import symbol_database",
+        1,
+    )
+    path.write_text(text)
 
 
 class BuildPyWithProtos(build_py):

@@ -1,0 +1,1 @@
+"""The Triton-compatible inference service: protocol, tensors, model repository, Python models."""

@@ -1,0 +1,102 @@
+"""The server factory for the inference service: one Server serving one model repository.
+
+``build_server`` is a module-level function, so ``functools.partial(build_server, ...)`` is
+picklable and each worker process can build its own server from it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from .. import __version__
+from ..context import Context
+from ..errors import ConfigError
+from ..server import Server
+from .infer import ModelInfer, ModelStreamInfer
+from .repository import CONTROL_MODES, ControlMode, ModelRepository
+from .service import (
+    InferenceResources,
+    ModelConfig,
+    ModelMetadata,
+    ModelReady,
+    ModelStatistics,
+    RepositoryIndex,
+    RepositoryModelLoad,
+    RepositoryModelUnload,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from .shm_rpcs import SHM_CONTEXTS
+from .unimplemented import UNIMPLEMENTED
+
+__all__ = ["CONTEXTS", "build_server"]
+
+#: Triton's limit for both directions (INT32_MAX): clients may send and receive large tensors.
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+CONTEXTS: tuple[type[Context[Any, Any, InferenceResources]], ...] = (
+    ServerLive,
+    ServerReady,
+    ModelReady,
+    ServerMetadata,
+    ModelMetadata,
+    ModelConfig,
+    ModelInfer,
+    ModelStreamInfer,
+    ModelStatistics,
+    RepositoryIndex,
+    RepositoryModelLoad,
+    RepositoryModelUnload,
+    *SHM_CONTEXTS,
+    *UNIMPLEMENTED,
+)
+
+
+def build_server(
+    model_repository: str | pathlib.Path,
+    *,
+    host: str = "127.0.0.1",
+    grpc_port: int = 8001,
+    model_control_mode: ControlMode = "none",
+    load_models: Sequence[str] = (),
+    allow_client_shm: bool = False,
+    workers: int = 1,
+    poll_seconds: float = 15.0,
+) -> Server:
+    """A Server for ``model_repository``; nothing is loaded until the server starts."""
+    if model_control_mode not in CONTROL_MODES:
+        raise ConfigError(
+            f"model control mode must be one of {CONTROL_MODES}, not {model_control_mode!r}"
+        )
+    if load_models and model_control_mode != "explicit":
+        raise ConfigError(
+            "--load-model only applies with --model-control-mode explicit (the other modes "
+            "load every model in the repository)"
+        )
+    if workers > 1 and model_control_mode == "explicit":
+        raise ConfigError(
+            "--model-control-mode explicit needs a single worker: each worker process has its "
+            "own models, so a load through one worker would not reach the others"
+        )
+    repository = ModelRepository(
+        model_repository,
+        control_mode=model_control_mode,
+        load_models=load_models,
+        poll_seconds=poll_seconds,
+    )
+    server = Server(
+        host=host,
+        port=grpc_port,
+        workers=workers,
+        reuse_port=workers > 1,
+        max_receive_message_bytes=MAX_MESSAGE_BYTES,
+        max_send_message_bytes=MAX_MESSAGE_BYTES,
+    )
+    resources = InferenceResources(
+        repository, version=__version__, allow_client_shm=allow_client_shm
+    )
+    server.add_service(resources, *CONTEXTS)
+    return server

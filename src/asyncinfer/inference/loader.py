@@ -1,0 +1,115 @@
+"""Loading one model from a directory: config, version policy, backend, labels and warmup.
+
+``load_model_dir`` turns ``<dir>/config.pbtxt`` and ``<dir>/<version>/`` into ready
+LoadedModel versions, or fails with a message that names the model and says what is wrong.
+Features that belong to later work (other backends, batching and sequence schedulers,
+decoupled models) fail the load with a "not supported yet" message instead of half-working.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from ..errors import InvalidArgument
+from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.python import PythonBackend
+from .classification import read_labels
+from .model import LoadedModel
+from .modelconfig import apply_json_override, parse_pbtxt, signature
+from .warmup import warm_up
+
+__all__ = ["available_versions", "load_model_dir", "read_config", "select_versions"]
+
+CONFIG_FILE = "config.pbtxt"
+
+
+def read_config(name: str, model_dir: pathlib.Path, override: str | None) -> ModelConfig:
+    """The model's config: config.pbtxt (if any) with the JSON override laid over it."""
+    path = model_dir / CONFIG_FILE
+    if path.is_file():
+        config = parse_pbtxt(path.read_text(encoding="utf-8"), model=name)
+    elif override is not None:
+        config = ModelConfig(name=name)
+    else:
+        raise InvalidArgument(f"failed to load '{name}', {path} does not exist")
+    if override is not None:
+        config = apply_json_override(config, override, model=name)
+    if config.name != name:
+        raise InvalidArgument(
+            f"failed to load '{name}', its config names the model '{config.name}'; the name "
+            "must match the model's directory"
+        )
+    return config
+
+
+def available_versions(model_dir: pathlib.Path) -> list[int]:
+    """The numeric version directories of a model, ascending."""
+    return sorted(
+        int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and entry.name.isdigit()
+    )
+
+
+def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
+    """The versions the config's version policy serves (latest 1 when none is set)."""
+    name = config.name
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        chosen = list(available)
+    elif choice == "specific":
+        missing = [v for v in policy.specific.versions if v not in available]
+        if missing:
+            raise InvalidArgument(
+                f"failed to load '{name}', its version policy names version(s) {missing} "
+                f"that are not in the repository (available: {available})"
+            )
+        chosen = sorted(set(policy.specific.versions))
+    else:
+        count = policy.latest.num_versions if choice == "latest" else 1
+        chosen = available[-max(count, 1) :] if available else []
+    if not chosen:
+        raise InvalidArgument(f"failed to load '{name}', no version is available")
+    return chosen
+
+
+def _check_supported(config: ModelConfig) -> None:
+    name = config.name
+    backend = config.backend or ("python" if not config.platform else "")
+    if backend != "python":
+        kind = config.backend or config.platform
+        raise InvalidArgument(
+            f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
+            "runs python-backend models)"
+        )
+    scheduling = config.WhichOneof("scheduling_choice")
+    if scheduling is not None:
+        raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
+    if config.model_transaction_policy.decoupled:
+        raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
+
+
+async def load_model_dir(
+    config: ModelConfig, model_dir: pathlib.Path, repository: pathlib.Path
+) -> dict[int, LoadedModel]:
+    """Load every version the policy selects; on failure nothing stays loaded."""
+    _check_supported(config)
+    sig = signature(config)
+    labels = {
+        spec.name: read_labels(model_dir / spec.label_filename)
+        for spec in sig.outputs.values()
+        if spec.label_filename
+    }
+    loaded: dict[int, LoadedModel] = {}
+    try:
+        for version in select_versions(config, available_versions(model_dir)):
+            backend = await PythonBackend.load(
+                config, version, model_dir / str(version), repository
+            )
+            model = LoadedModel(config, version, sig, backend, labels)
+            loaded[version] = model
+            await warm_up(model, model_dir)
+    except BaseException:
+        for model in loaded.values():
+            await model.backend.unload()
+        raise
+    return loaded

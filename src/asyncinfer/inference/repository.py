@@ -1,0 +1,294 @@
+"""The model repository: which models exist, which versions are ready, load/unload/poll.
+
+Triton's layout: ``<root>/<model>/config.pbtxt`` and ``<root>/<model>/<version>/...``. Control
+modes: ``none`` loads every model at start and refuses load/unload; ``explicit`` loads only the
+models named at start and then what clients ask for; ``poll`` loads every model and rescans
+the repository periodically, loading new or changed models and unloading removed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from ..errors import ConfigError, Internal, InvalidArgument, NotFound, RpcError, Unavailable
+from .loader import load_model_dir, read_config
+from .model import LoadedModel
+
+__all__ = ["ControlMode", "ModelRecord", "ModelRepository"]
+
+log = logging.getLogger("asyncinfer.inference")
+ControlMode = Literal["none", "explicit", "poll"]
+CONTROL_MODES = ("none", "explicit", "poll")
+READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
+
+
+@dataclasses.dataclass(eq=False)
+class ModelRecord:
+    """What the repository knows of one model name: state, reason, ready versions."""
+
+    name: str
+    state: str = UNAVAILABLE
+    reason: str = ""
+    versions: dict[int, LoadedModel] = dataclasses.field(default_factory=dict)
+    fingerprint: tuple[tuple[str, int], ...] = ()
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+
+class ModelRepository:
+    """Models of one repository directory; every change goes through load() or unload()."""
+
+    def __init__(
+        self,
+        root: str | pathlib.Path,
+        *,
+        control_mode: ControlMode = "none",
+        load_models: Iterable[str] = (),
+        poll_seconds: float = 15.0,
+    ) -> None:
+        if control_mode not in CONTROL_MODES:
+            raise ConfigError(
+                f"model control mode must be one of {CONTROL_MODES}, not {control_mode!r}"
+            )
+        if poll_seconds <= 0:
+            raise ConfigError(f"poll_seconds must be > 0, not {poll_seconds}")
+        self.root = pathlib.Path(root).resolve()
+        self.control_mode = control_mode
+        self.load_models = tuple(load_models)
+        self.poll_seconds = poll_seconds
+        self._records: dict[str, ModelRecord] = {}
+        self._scratch: pathlib.Path | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Check the repository and load the start-up models (failures are logged, not fatal)."""
+        if not self.root.is_dir():
+            raise ConfigError(f"model repository {self.root} is not a directory")
+        if self.control_mode == "explicit" and "*" not in self.load_models:
+            names = list(self.load_models)
+        else:
+            names = self.directory_models()
+        for name in names:
+            try:
+                await self.load(name, _startup=True)
+            except RpcError as exc:
+                log.error("model '%s' did not load: %s", name, exc.message)
+
+    async def stop(self) -> None:
+        for name in list(self._records):
+            await self._unload(self._records[name], reason="server stopped")
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    # ------------------------------------------------------------------ queries
+
+    def directory_models(self) -> list[str]:
+        """Model names present in the repository directory, sorted."""
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
+
+    def index(self) -> list[tuple[str, str, str, str]]:
+        """(name, version, state, reason) for every model in the directory or ever loaded."""
+        rows: list[tuple[str, str, str, str]] = []
+        for name in sorted({*self.directory_models(), *self._records}):
+            record = self._records.get(name)
+            if record is None:
+                rows.append((name, "", "", ""))
+            elif record.versions:
+                rows += [(name, str(v), record.state, record.reason) for v in record.versions]
+            else:
+                rows.append((name, "", record.state, record.reason))
+        return rows
+
+    def ready_models(self) -> dict[str, ModelRecord]:
+        return {n: r for n, r in self._records.items() if r.state == READY and r.versions}
+
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        """The ready version a request names; errors carry Triton's texts."""
+        number = parse_version(version)
+        record = self._records.get(name)
+        if record is None:
+            raise NotFound(f"Request for unknown model: '{name}' is not found")
+        if not record.versions:
+            raise Unavailable(f"Request for unknown model: '{name}' has no available versions")
+        if number is None:
+            return record.versions[max(record.versions)]
+        model = record.versions.get(number)
+        if model is None:
+            raise NotFound(f"Request for unknown model: '{name}' version {number} is not found")
+        return model
+
+    def is_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.get(name, version)
+        except RpcError:
+            return False
+        return True
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "models": len(self._records),
+            "ready": sum(1 for r in self._records.values() if r.state == READY),
+        }
+
+    # ------------------------------------------------------------------ control
+
+    def check_control(self) -> None:
+        if self.control_mode == "none":
+            raise Unavailable(
+                "explicit model load / unload is not allowed: the server runs with model "
+                "control mode 'none' (start it with --model-control-mode explicit)"
+            )
+
+    async def load(
+        self,
+        name: str,
+        *,
+        config_override: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+        _startup: bool = False,
+    ) -> None:
+        """Load (or reload) ``name``; on failure the old versions keep serving."""
+        record = self._records.setdefault(name, ModelRecord(name))
+        async with record.lock:
+            try:
+                model_dir = self._model_dir(name, config_override, files or {})
+                config = read_config(name, model_dir, config_override)
+                fingerprint = _fingerprint(model_dir)
+                versions = await load_model_dir(config, model_dir, self.root)
+            except RpcError as exc:
+                self._failed(record, exc.message)
+                raise
+            except Exception as exc:
+                message = f"failed to load '{name}': {type(exc).__name__}: {exc}"
+                self._failed(record, message)
+                raise InvalidArgument(message) from None
+            old = record.versions
+            record.versions, record.state, record.reason = versions, READY, ""
+            record.fingerprint = fingerprint
+            for model in old.values():
+                await model.backend.unload()
+        log.info("model '%s' is ready (versions %s)", name, sorted(versions))
+
+    async def unload(self, name: str) -> None:
+        record = self._records.get(name)
+        if record is None:
+            if name in self.directory_models():
+                return  # never loaded: nothing to do, like Triton
+            raise InvalidArgument(f"failed to unload '{name}', the model is not in the repository")
+        async with record.lock:
+            await self._unload(record, reason="unloaded")
+
+    async def poll_once(self) -> None:
+        """Load new or changed models, unload removed ones (poll mode)."""
+        present = set(self.directory_models())
+        for name in sorted(present):
+            record = self._records.get(name)
+            if record is None or record.fingerprint != _fingerprint(self.root / name):
+                try:
+                    await self.load(name)
+                except RpcError as exc:
+                    log.error("model '%s' did not load: %s", name, exc.message)
+        for name in sorted(set(self._records) - present):
+            await self.unload(name)
+            self._records.pop(name, None)
+
+    async def poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await self.poll_once()
+            except OSError as exc:
+                log.error("polling %s failed: %s", self.root, exc)
+
+    # ------------------------------------------------------------------ internals
+
+    def _model_dir(
+        self, name: str, override: str | None, files: Mapping[str, bytes]
+    ) -> pathlib.Path:
+        if not files:
+            model_dir = self.root / name
+            if "/" in name or name.startswith(".") or not name or not model_dir.is_dir():
+                raise InvalidArgument(
+                    f"failed to load '{name}', no model directory '{name}' in the model "
+                    f"repository {self.root}"
+                )
+            return model_dir
+        if override is None:
+            raise InvalidArgument(
+                f"failed to load '{name}', file overrides need a 'config' parameter as well"
+            )
+        return self._write_override_files(name, files)
+
+    def _write_override_files(self, name: str, files: Mapping[str, bytes]) -> pathlib.Path:
+        """A fresh directory holding exactly the override files; it replaces the model's."""
+        if self._scratch is None:
+            self._scratch = pathlib.Path(tempfile.mkdtemp(prefix="asyncinfer-models-"))
+        model_dir = pathlib.Path(tempfile.mkdtemp(dir=self._scratch, prefix=f"{name}-"))
+        try:
+            for relative, content in files.items():
+                path = (model_dir / relative).resolve()
+                if not path.is_relative_to(model_dir):
+                    raise InvalidArgument(
+                        f"failed to load '{name}', override file '{relative}' is outside the "
+                        "model directory"
+                    )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+        except OSError as exc:
+            raise Internal(
+                f"failed to load '{name}', failed to poll from model repository: "
+                f"cannot write override file: {exc.strerror}"
+            ) from None
+        return model_dir
+
+    def _failed(self, record: ModelRecord, message: str) -> None:
+        if not record.versions:
+            record.state, record.reason = UNAVAILABLE, message
+        log.debug("load of '%s' failed: %s", record.name, message)
+
+    async def _unload(self, record: ModelRecord, *, reason: str) -> None:
+        versions, record.versions = record.versions, {}
+        record.state, record.reason = UNAVAILABLE, reason
+        for model in versions.values():
+            await model.backend.unload()
+
+
+def parse_version(version: str) -> int | None:
+    """The version a request names: '' means the latest ready one."""
+    if version == "":
+        return None
+    try:
+        number = int(version)
+    except ValueError:
+        number = -1
+    if number < 0 or not version.strip().isdigit():
+        raise InvalidArgument(
+            f"failed to get model version from specified version string '{version}'"
+        )
+    return number
+
+
+def _fingerprint(model_dir: pathlib.Path) -> tuple[tuple[str, int], ...]:
+    """(relative path, mtime) of every file: poll mode reloads a model when it changes."""
+    try:
+        return tuple(
+            sorted(
+                (str(p.relative_to(model_dir)), p.stat().st_mtime_ns)
+                for p in model_dir.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts
+            )
+        )
+    except OSError:
+        return ()

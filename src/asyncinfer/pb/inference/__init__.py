@@ -1,0 +1,1 @@
+"""The KServe v2 / Triton inference protocol, compiled into a private descriptor pool."""

@@ -1,0 +1,50 @@
+"""Inference servers on 127.0.0.1 port 0 for tests, each in its own thread and event loop.
+
+A thread of its own lets both tritonclient's blocking client and its asyncio client (in the
+test's loop) talk to the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from asyncinfer.server import Server
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples"
+REPOSITORY = EXAMPLES / "model_repository"
+EXPLICIT_REPOSITORY = EXAMPLES / "model_repository_explicit"
+
+
+class ThreadedServer:
+    """Runs a Server built by ``factory`` on its own loop in a daemon thread."""
+
+    def __init__(self, factory: Callable[[], Server]) -> None:
+        self._factory = factory
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.server: Server | None = None
+
+    def run(self, coroutine: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+
+        async def start() -> Server:
+            server = self._factory()
+            await server.start()
+            return server
+
+        self.server = self.run(start())
+        return f"127.0.0.1:{self.server.port}"
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.server is not None:
+            self.run(self.server.stop(0))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

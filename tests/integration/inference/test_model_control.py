@@ -1,0 +1,149 @@
+"""Model control (TRITON-COMPAT Part B.13) on the explicit-mode repository, plus the other
+control modes: none refuses load/unload, poll picks up changes on disk."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from asyncinfer.inference.app import build_server
+
+from .inference_servers import EXPLICIT_REPOSITORY, ThreadedServer
+
+EXPLICIT_MODELS = [
+    "densenet_onnx",
+    "inception_onnx",
+    "simple",
+    "simple_dyna_sequence",
+    "simple_identity",
+    "simple_int8",
+    "simple_sequence",
+    "simple_string",
+]
+
+
+@pytest.fixture
+def client(explicit_url: str):
+    with grpcclient.InferenceServerClient(explicit_url) as client:
+        yield client
+
+
+def _add(client: grpcclient.InferenceServerClient) -> np.ndarray:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    inputs = []
+    for name in ("INPUT0", "INPUT1"):
+        tensor = grpcclient.InferInput(name, [1, 16], "INT32")
+        tensor.set_data_from_numpy(a)
+        inputs.append(tensor)
+    return client.infer("simple", inputs).as_numpy("OUTPUT0")
+
+
+def test_index_lists_exactly_eight_models_none_loaded(client) -> None:
+    index = client.get_model_repository_index().models
+    assert sorted(m.name for m in index) == EXPLICIT_MODELS
+    assert not client.is_model_ready("simple")
+    assert client.get_model_repository_index(as_json=True).get("models")
+
+
+def test_load_infer_unload(client) -> None:
+    client.load_model("simple")
+    assert client.is_model_ready("simple")
+    np.testing.assert_array_equal(_add(client), np.arange(16).reshape(1, 16) * 2)
+    client.unload_model("simple")
+    assert client.is_model_ready("simple") is False
+    states = {m.name: (m.state, m.reason) for m in client.get_model_repository_index().models}
+    assert states["simple"] == ("UNAVAILABLE", "unloaded")
+
+
+def test_load_with_json_config_override(client) -> None:
+    client.load_model("simple", config=json.dumps({"max_batch_size": "16"}))
+    assert client.get_model_config("simple").config.max_batch_size == 16
+    assert client.is_model_ready("simple")
+
+
+def test_load_with_invalid_json_fails(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("simple", config="{not json")
+    assert "failed to load" in info.value.message()
+
+
+def test_load_unknown_model_fails(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("no_such_model")
+    assert "failed to load" in info.value.message()
+
+
+def test_load_later_feature_model_says_not_supported_yet(client) -> None:
+    for name in ("densenet_onnx", "simple_sequence"):
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model(name)
+        assert "failed to load" in info.value.message()
+        assert "not supported yet" in info.value.message()
+
+
+def test_file_name_too_long_is_internal_and_server_stays_live(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("simple", config="{}", files={"file:" + "a" * 256: b"x"})
+    assert info.value.status() == "StatusCode.INTERNAL"
+    assert "failed to poll from model repository" in info.value.message()
+    assert client.is_server_live()
+
+
+def test_load_with_override_files(client) -> None:
+    source = EXPLICIT_REPOSITORY / "simple"
+    config = json.dumps({"max_batch_size": 4})
+    files = {
+        "file:config.pbtxt": (source / "config.pbtxt").read_bytes(),
+        "file:1/model.py": (source / "1" / "model.py").read_bytes(),
+    }
+    client.load_model("simple", config=config, files=files)
+    assert client.get_model_config("simple").config.max_batch_size == 4
+    np.testing.assert_array_equal(_add(client), np.arange(16).reshape(1, 16) * 2)
+
+
+def test_control_mode_none_refuses_load(url: str) -> None:
+    with grpcclient.InferenceServerClient(url) as client:
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model("simple")
+        assert info.value.status() == "StatusCode.UNAVAILABLE"
+        assert "model control mode 'none'" in info.value.message()
+        assert client.is_model_ready("simple")
+
+
+def test_poll_mode_loads_new_and_unloads_removed(scratch_repository: pathlib.Path) -> None:
+    factory = lambda: build_server(  # noqa: E731
+        scratch_repository, grpc_port=0, model_control_mode="poll", poll_seconds=0.1
+    )
+    with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
+        assert client.is_model_ready("simple")
+        copy = scratch_repository / "simple_copy"
+        copy.mkdir()
+        (copy / "1").mkdir()
+        (copy / "config.pbtxt").write_text(
+            (scratch_repository / "simple" / "config.pbtxt")
+            .read_text()
+            .replace('"simple"', '"simple_copy"')
+        )
+        (copy / "1" / "model.py").write_bytes(
+            (scratch_repository / "simple" / "1" / "model.py").read_bytes()
+        )
+        assert _eventually(lambda: client.is_model_ready("simple_copy"))
+        for path in sorted(copy.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        copy.rmdir()
+        assert _eventually(lambda: not client.is_model_ready("simple_copy"))
+
+
+def _eventually(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,219 @@
+"""tritonclient.grpc (blocking client) against the example repository: TRITON-COMPAT Part B."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+
+
+@pytest.fixture
+def client(url: str):
+    with grpcclient.InferenceServerClient(url) as client:
+        yield client
+
+
+def _inputs(datatype: str, a: np.ndarray, b: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in (("INPUT0", a), ("INPUT1", b)):
+        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+def test_server_metadata_name_is_triton(client) -> None:
+    metadata = client.get_server_metadata()
+    assert metadata.name == "triton"
+    assert set(metadata.extensions) == {
+        "classification",
+        "model_configuration",
+        "model_repository",
+        "statistics",
+    }
+    assert client.is_server_live() and client.is_server_ready()
+
+
+def test_every_example_model_is_ready_with_version_1(client) -> None:
+    for name in MODELS:
+        assert client.is_model_ready(name)
+        assert client.is_model_ready(name, "1")
+        assert list(client.get_model_metadata(name).versions) == ["1"]
+
+
+def test_model_ready_is_false_not_an_error_for_unknown_models(client) -> None:
+    assert client.is_model_ready("no_such_model") is False
+    assert client.is_model_ready("simple", "7") is False
+
+
+def test_unknown_model_metadata_fails_with_triton_text(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.get_model_metadata("no_such_model")
+    assert "Request for unknown model: 'no_such_model' is not found" in info.value.message()
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_metadata_reports_batch_dimension(client) -> None:
+    metadata = client.get_model_metadata("simple")
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
+        ("INPUT0", "INT32", [-1, 16]),
+        ("INPUT1", "INT32", [-1, 16]),
+    ]
+    assert [t.name for t in metadata.outputs] == ["OUTPUT0", "OUTPUT1"]
+
+
+def test_config_name_and_statistics_entry(client) -> None:
+    config = client.get_model_config("simple").config
+    assert config.name == "simple" and config.max_batch_size == 8
+    assert len(client.get_inference_statistics("simple").model_stats) == 1
+
+
+def test_statistics_count_inferences(client) -> None:
+    before = client.get_inference_statistics("simple").model_stats[0].inference_count
+    a = np.ones((2, 16), np.int32)
+    client.infer("simple", _inputs("INT32", a, a))
+    after = client.get_inference_statistics("simple").model_stats[0]
+    assert after.inference_count == before + 2
+    assert after.inference_stats.success.count >= 1
+
+
+def test_simple_sum_and_difference(client) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.full((1, 16), 3, np.int32)
+    result = client.infer("simple", _inputs("INT32", a, b))
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    assert result.as_numpy("OUTPUT0").dtype == np.int32
+
+
+def test_simple_int8_wraps_like_int8(client) -> None:
+    a = np.array([[127, -128, 5] + [0] * 13], np.int8)
+    b = np.array([[1, 1, 7] + [0] * 13], np.int8)
+    result = client.infer("simple_int8", _inputs("INT8", a, b))
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+
+def test_simple_string_canonical_decimal_text(client) -> None:
+    a = np.array([[str(i).encode() for i in range(16)]], dtype=np.object_)
+    b = np.array([[b"1"] * 16], dtype=np.object_)
+    result = client.infer("simple_string", _inputs("BYTES", a, b))
+    assert list(result.as_numpy("OUTPUT0")[0]) == [str(i + 1).encode() for i in range(16)]
+    assert list(result.as_numpy("OUTPUT1")[0]) == [str(i - 1).encode() for i in range(16)]
+    assert result.as_numpy("OUTPUT1")[0][0] == b"-1"
+
+
+def test_simple_identity_returns_bytes_exactly(client) -> None:
+    data = np.array([[b"a\x00b", b"\xff\xfe", b"", "é".encode()]], dtype=np.object_)
+    tensor = grpcclient.InferInput("INPUT0", [1, 4], "BYTES")
+    tensor.set_data_from_numpy(data)
+    result = client.infer("simple_identity", [tensor])
+    assert list(result.as_numpy("OUTPUT0")[0]) == list(data[0])
+
+
+def test_custom_identity_int32_keeps_shape(client) -> None:
+    data = np.arange(3 * 1000, dtype=np.int32).reshape(3, 1000)
+    tensor = grpcclient.InferInput("INPUT0", [3, 1000], "INT32")
+    tensor.set_data_from_numpy(data)
+    result = client.infer("custom_identity_int32", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+
+
+def test_requested_outputs_come_in_request_order_only(client) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    outputs = [grpcclient.InferRequestedOutput("OUTPUT1")]
+    response = client.infer("simple", _inputs("INT32", a, a), outputs=outputs).get_response()
+    assert [o.name for o in response.outputs] == ["OUTPUT1"]
+    assert len(response.raw_output_contents) == 1
+    outputs = [
+        grpcclient.InferRequestedOutput("OUTPUT1"),
+        grpcclient.InferRequestedOutput("OUTPUT0"),
+    ]
+    result = client.infer("simple", _inputs("INT32", a, a), outputs=outputs)
+    assert [o.name for o in result.get_response().outputs] == ["OUTPUT1", "OUTPUT0"]
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
+
+
+def test_all_outputs_in_config_order_when_none_requested(client) -> None:
+    a = np.ones((1, 16), np.int32)
+    response = client.infer("simple", _inputs("INT32", a, a)).get_response()
+    assert [o.name for o in response.outputs] == ["OUTPUT0", "OUTPUT1"]
+
+
+def test_request_id_is_echoed(client) -> None:
+    a = np.ones((1, 16), np.int32)
+    assert (
+        client.infer("simple", _inputs("INT32", a, a), request_id="r-42").get_response().id
+        == "r-42"
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_work(client, algorithm: str) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    result = client.infer("simple", _inputs("INT32", a, a), compression_algorithm=algorithm)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
+
+
+def test_one_hundred_fresh_channels(url: str) -> None:
+    keepalive = grpcclient.KeepAliveOptions(keepalive_time_ms=2**31 - 1, keepalive_timeout_ms=20000)
+    data = np.arange(16, dtype=np.int32).reshape(1, 16)
+    for _ in range(100):
+        client = grpcclient.InferenceServerClient(
+            url,
+            keepalive_options=keepalive,
+            channel_args=[
+                ("grpc.max_send_message_length", 1024 * 1024),
+                ("grpc.max_receive_message_length", 1024 * 1024),
+            ],
+        )
+        tensor = grpcclient.InferInput("INPUT0", [1, 16], "INT32")
+        tensor.set_data_from_numpy(data)
+        result = client.infer("custom_identity_int32", [tensor])
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+        client.close()
+
+
+def test_bad_version_string(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.get_model_metadata("simple", "wrong_specification")
+    assert (
+        "failed to get model version from specified version string 'wrong_specification'"
+        in info.value.message()
+    )
+    a = np.ones((1, 16), np.int32)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("simple", _inputs("INT32", a, a), model_version="wrong_specification")
+    assert "failed to get model version from specified version string" in info.value.message()
+
+
+def test_unknown_version(client) -> None:
+    a = np.ones((1, 16), np.int32)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("simple", _inputs("INT32", a, a), model_version="3")
+    assert "'simple' version 3 is not found" in info.value.message()
+
+
+def test_classification_top_k(client) -> None:
+    a = np.array([[5, 1, 9, 3] + [0] * 12], np.int32)
+    b = np.zeros((1, 16), np.int32)
+    outputs = [grpcclient.InferRequestedOutput("OUTPUT0", class_count=3)]
+    result = client.infer("simple", _inputs("INT32", a, b), outputs=outputs)
+    assert list(result.as_numpy("OUTPUT0")[0]) == [b"9.000000:2", b"5.000000:0", b"3.000000:3"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.get_trace_settings(),
+        lambda c: c.get_log_settings(),
+    ],
+)
+def test_unimplemented_extensions_say_so(client, call) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        call(client)
+    assert info.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert "not supported by this server yet" in info.value.message()
