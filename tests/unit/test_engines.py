@@ -152,8 +152,7 @@ async def test_shared_workspaces_cap_compute_across_engines() -> None:
     for engine in engines:
         await engine.start()
     tasks = [asyncio.create_task(e.infer({"x": np.ones((1, 4), F32)})) for e in engines * 2]
-    await wait_until(lambda: gate.running == 1)
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: gate.running == 1 and tokens.statistics().waiting == 3)
     # four contexts are leased (two per engine) but only one computes: one workspace token
     assert sum(e.statistics()["contexts"]["leased"] for e in engines) == 4
     assert tokens.statistics().waiting == 3 and gate.running == 1
