@@ -38,7 +38,7 @@ class ClassifierResources(Resources):
         self.stack_count = stacks
 
     async def start(self) -> None:
-        cpus = CpuSet.current()  # the worker's CPUs: the process model pins workers per node
+        cpus = CpuSet.current()  # this worker's CPUs (see affinity.cpus_for_worker for pinning)
         self.threads = PinnedThreadPool(cpus, name="classifier", max_workers=self.sessions)
         self.engine = OnnxEngine(
             "classifier", self.model_path, instances=self.sessions, cpus=cpus, threads=self.threads
