@@ -32,12 +32,12 @@ def serialize_reply(reply: Message | bytes) -> bytes:
 
 def make_handler(
     cls: type[AnyContext], resources: Resources, admission: Admission
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """The grpc method handler that runs ``cls`` for each call of its RPC."""
     shape = (cls.client_streaming, cls.server_streaming)
     behaviour = _BEHAVIOURS[shape](cls, resources, admission)
     factory = _FACTORIES[shape]
-    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)  # type: ignore[no-any-return]
+    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)
 
 
 def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
@@ -82,7 +82,8 @@ def _unary_unary(
             await _fail(call, cls, admission, exc)
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
-            reply = await cls(resources, CallInfo(call)).execute(request)
+            context: Any = cls(resources, CallInfo(call))
+            reply = await context.execute(request)
         except asyncio.CancelledError:
             admission.cancelled += 1
             raise
@@ -119,7 +120,7 @@ def _stream_unary(
         except Exception as exc:
             await _fail(call, cls, admission, exc)
         try:
-            context = cls(resources, CallInfo(call))
+            context: Any = cls(resources, CallInfo(call))
             reply = await context.execute(_stream_requests(raw_requests, parse))
         except asyncio.CancelledError:
             admission.cancelled += 1
@@ -151,7 +152,8 @@ def _streaming_reply(
         except Exception as exc:
             await _fail(call, cls, admission, exc)
         try:
-            replies = cls(resources, CallInfo(call)).execute(request)
+            context: Any = cls(resources, CallInfo(call))
+            replies = context.execute(request)
             try:
                 async for reply in replies:
                     yield reply
@@ -177,7 +179,7 @@ _BEHAVIOURS: dict[tuple[bool, bool], Callable[..., Any]] = {
     (False, True): _streaming_reply,
     (True, True): _streaming_reply,
 }
-_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
+_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
