@@ -363,7 +363,8 @@ def encode_response(
         data = serialize_bytes(array) if datatype == BYTES else _raw_view(array)
         frames += (_RAW_OUTPUT_TAG, varint(len(data)), data)
     # Fields may come in any order on the wire: the header, then raw_output_contents entries.
-    return header.SerializeToString() + b"".join(frames)
+    # One join, so each tensor is copied exactly once, into the reply.
+    return b"".join((header.SerializeToString(), *frames))
 
 
 def _raw_view(array: Array) -> memoryview:

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
 
@@ -53,6 +53,7 @@ class PythonBackend:
         self.version = version
         self._instances = list(instances)
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._closing = False
         for instance in self._instances:
             self._idle.put_nowait(instance)
 
@@ -92,6 +93,8 @@ class PythonBackend:
 
     async def execute(self, requests: list[Request]) -> list[Response]:
         """Run the model on ``requests``; one Response each, in order."""
+        if self._closing:
+            raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
         instance = await self._idle.get()
         try:
             responses = await _call(instance.execute, requests)
@@ -107,6 +110,11 @@ class PythonBackend:
         return list(responses)
 
     async def unload(self) -> None:
+        """Refuse new calls, wait for the calls in flight to hand their instances back, then
+        finalize every instance (never while a call is still using it)."""
+        self._closing = True
+        for _ in self._instances:
+            await self._idle.get()
         await _finalize_all(self._instances)
         self._instances.clear()
 
