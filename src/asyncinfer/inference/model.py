@@ -32,6 +32,8 @@ Array = npt.NDArray[Any]
 def parameter_values(parameters: Mapping[str, InferParameter]) -> dict[str, Any]:
     """Request parameters as plain Python values."""
     values: dict[str, Any] = {}
+    if not parameters:
+        return values
     for key, parameter in parameters.items():
         choice = parameter.WhichOneof("parameter_choice")
         values[key] = getattr(parameter, choice) if choice else None

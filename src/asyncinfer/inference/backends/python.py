@@ -54,6 +54,9 @@ class PythonBackend:
         self._instances = list(instances)
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         self._closing = False
+        self._async_execute = all(
+            inspect.iscoroutinefunction(instance.execute) for instance in self._instances
+        )
         for instance in self._instances:
             self._idle.put_nowait(instance)
 
@@ -74,6 +77,11 @@ class PythonBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} defines no class "
                 f"'{MODEL_CLASS}'"
+            )
+        if not callable(getattr(model_class, "execute", None)):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
+                "has no execute(requests) method"
             )
         args = _initialize_args(config, version, repository)
         instances = []
@@ -97,7 +105,10 @@ class PythonBackend:
             raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
         instance = await self._idle.get()
         try:
-            responses = await _call(instance.execute, requests)
+            if self._async_execute:
+                responses = await instance.execute(requests)
+            else:
+                responses = await asyncio.to_thread(instance.execute, requests)
         finally:
             # Returned on every path, cancellation included; a thread still running a
             # cancelled sync execute keeps the instance busy only until it returns.
