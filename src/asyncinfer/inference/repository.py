@@ -129,6 +129,11 @@ class ModelRepository:
             raise NotFound(f"Request for unknown model: '{name}' version {number} is not found")
         return model
 
+    def versions(self, name: str) -> list[LoadedModel]:
+        """Every ready version of ``name``, ascending (empty when none is ready)."""
+        record = self._records.get(name)
+        return [record.versions[v] for v in sorted(record.versions)] if record else []
+
     def is_ready(self, name: str, version: str = "") -> bool:
         try:
             self.get(name, version)

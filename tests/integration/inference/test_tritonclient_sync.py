@@ -69,6 +69,7 @@ def test_config_name_and_statistics_entry(client) -> None:
     config = client.get_model_config("simple").config
     assert config.name == "simple" and config.max_batch_size == 8
     assert len(client.get_inference_statistics("simple").model_stats) == 1
+    assert len(client.get_inference_statistics().model_stats) == len(MODELS)
 
 
 def test_statistics_count_inferences(client) -> None:
