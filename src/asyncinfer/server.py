@@ -184,7 +184,7 @@ class Server:
             cause: BaseException | None = exc
         else:
             cause = None
-        if port == 0 and self.config.port != 0 or cause is not None:
+        if (port == 0 and self.config.port != 0) or cause is not None:
             hint = "" if self.config.reuse_port else " (or set reuse_port=True to share it on purpose)"
             raise ConfigError(
                 f"cannot bind {self.config.address}: the port is in use or the address is not "

@@ -29,6 +29,7 @@ from .service import (
     ServerMetadata,
     ServerReady,
 )
+from .shm_rpcs import SHM_CONTEXTS
 from .unimplemented import UNIMPLEMENTED
 
 __all__ = ["CONTEXTS", "build_server"]
@@ -49,6 +50,7 @@ CONTEXTS: tuple[type[Context[Any, Any, InferenceResources]], ...] = (
     RepositoryIndex,
     RepositoryModelLoad,
     RepositoryModelUnload,
+    *SHM_CONTEXTS,
     *UNIMPLEMENTED,
 )
 
@@ -68,10 +70,6 @@ def build_server(
     if model_control_mode not in CONTROL_MODES:
         raise ConfigError(
             f"model control mode must be one of {CONTROL_MODES}, not {model_control_mode!r}"
-        )
-    if allow_client_shm:
-        raise ConfigError(
-            "--allow-client-shm: the shared-memory extension is not in this build yet"
         )
     if load_models and model_control_mode != "explicit":
         raise ConfigError(
@@ -97,5 +95,8 @@ def build_server(
         max_receive_message_bytes=MAX_MESSAGE_BYTES,
         max_send_message_bytes=MAX_MESSAGE_BYTES,
     )
-    server.add_service(InferenceResources(repository, version=__version__), *CONTEXTS)
+    resources = InferenceResources(
+        repository, version=__version__, allow_client_shm=allow_client_shm
+    )
+    server.add_service(resources, *CONTEXTS)
     return server

@@ -25,7 +25,7 @@ class ModelInfer(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, Infer
 
     async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
         model = self.resources.repository.get(request.model_name, request.model_version)
-        return await model.infer(request)
+        return await model.infer(request, self.resources.shm)
 
 
 class ModelStreamInfer(
@@ -44,7 +44,7 @@ class ModelStreamInfer(
         async for request in requests:
             try:
                 model = repository.get(request.model_name, request.model_version)
-                body = await model.infer(request)
+                body = await model.infer(request, self.resources.shm)
             except RpcError as exc:
                 yield _error(request, exc.message)
             except Exception as exc:

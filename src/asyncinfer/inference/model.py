@@ -6,6 +6,7 @@ frame the reply, and count it all in the version's statistics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from .classification import classify
 from .datatypes import BYTES
 from .modelconfig import Signature
 from .python_model import Request, Response
+from .shared_memory import RequestShm, SharedMemory
 from .statistics import ModelStats
 from .tensors import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
 
@@ -55,11 +57,19 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.name
 
-    async def infer(self, request: ModelInferRequest) -> bytes:
-        """The serialized ModelInferResponse for ``request``; RpcError when it fails."""
+    async def infer(self, request: ModelInferRequest, shm: SharedMemory | None = None) -> bytes:
+        """The serialized ModelInferResponse for ``request``; RpcError when it fails.
+
+        Shared-memory inputs and outputs are leased from ``shm`` for the whole call: the
+        leases return only after the reply is framed, on every path (cancellation included).
+        """
+        with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
+            return await self._infer(request, scope)
+
+    async def _infer(self, request: ModelInferRequest, scope: RequestShm | None) -> bytes:
         start = time.perf_counter_ns()
         try:
-            arrays, batch_size = decode_inputs(request, self.signature)
+            arrays, batch_size = decode_inputs(request, self.signature, scope)
             plans = plan_outputs(request, self.signature)
             decoded = time.perf_counter_ns()
             model_request = Request(
@@ -71,7 +81,8 @@ class LoadedModel:
             response = await self.run(model_request)
             computed = time.perf_counter_ns()
             outputs = self._outputs(response, plans)
-            body = encode_response(request, self.name, str(self.version), outputs)
+            spans = [plan.shm for plan in plans]
+            body = encode_response(request, self.name, str(self.version), outputs, spans, scope)
         except BaseException:
             self.stats.failed(time.perf_counter_ns() - start)
             raise

@@ -13,6 +13,7 @@ from ..errors import InvalidArgument, NotFound
 from ..pb.inference import grpc_service_pb2 as pb
 from ..resources import Resources
 from .repository import ModelRepository
+from .shared_memory import SharedMemory
 
 __all__ = [
     "EXTENSIONS",
@@ -31,17 +32,21 @@ __all__ = [
 ]
 
 SERVER_NAME = "triton"  # Triton's clients check this name
-#: Only extensions that work end to end in this server.
+#: Extensions that always work end to end in this server; shared memory is added when it works.
 EXTENSIONS = ("classification", "model_configuration", "model_repository", "statistics")
 SERVICE = "GRPCInferenceService"
 
 
 class InferenceResources(Resources):
-    """The model repository every inference RPC shares, and the poll task when polling."""
+    """The model repository every inference RPC shares, the poll task when polling, and the
+    shared-memory registries."""
 
-    def __init__(self, repository: ModelRepository, *, version: str = "") -> None:
+    def __init__(
+        self, repository: ModelRepository, *, version: str = "", allow_client_shm: bool = False
+    ) -> None:
         self.repository = repository
         self.version = version
+        self.shm = SharedMemory(allow_client_shm=allow_client_shm)
         self._started = False
         self._poll: asyncio.Task[None] | None = None
 
@@ -60,9 +65,13 @@ class InferenceResources(Resources):
                 await self._poll
             self._poll = None
         await self.repository.stop()
+        self.shm.close()  # after the last call drained: no request holds a lease any more
 
     def ready(self) -> bool:
         return self._started
+
+    def extensions(self) -> list[str]:
+        return sorted((*EXTENSIONS, *self.shm.extensions()))
 
     def statistics(self) -> dict[str, Any]:
         return self.repository.statistics()
@@ -98,7 +107,7 @@ class ServerMetadata(
 
     async def execute(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=self.resources.version, extensions=EXTENSIONS
+            name=SERVER_NAME, version=self.resources.version, extensions=self.resources.extensions()
         )
 
 

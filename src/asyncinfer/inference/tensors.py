@@ -5,7 +5,8 @@ arrays; raw inputs are read-only views over the received bytes (no copy). ``enco
 writes the ModelInferResponse: the small header through protobuf, every raw output appended by
 hand (field tag, varint length, bytes), which costs a fraction of SerializeToString for large
 tensors and gives identical bytes. Both are the single place where tensor data is resolved, so
-the shared-memory extension extends ``input_data``/``OutputPlan`` rather than the RPCs.
+the shared-memory extension plugs in here (a ``RequestShm`` scope passed to both) rather than
+in the RPCs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import struct
 import sys
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,13 @@ import numpy.typing as npt
 
 from ..errors import Internal, InvalidArgument
 from ..pb.inference.grpc_service_pb2 import (
-    InferParameter,
     InferTensorContents,
     ModelInferRequest,
     ModelInferResponse,
 )
 from .datatypes import BYTES, Datatype, from_numpy
 from .modelconfig import Signature, TensorSpec
+from .shared_memory import RequestShm, ShmSpan, shm_span
 
 __all__ = [
     "OutputPlan",
@@ -107,10 +108,18 @@ def deserialize_bytes(buffer: bytes | memoryview, count: int, *, what: str) -> A
 # --------------------------------------------------------------------------- inputs
 
 
-def decode_inputs(request: ModelInferRequest, sig: Signature) -> tuple[dict[str, Array], int]:
-    """The request's inputs as arrays, checked against ``sig``; and the batch size (1 if none)."""
+def decode_inputs(
+    request: ModelInferRequest, sig: Signature, shm: RequestShm | None = None
+) -> tuple[dict[str, Array], int]:
+    """The request's inputs as arrays, checked against ``sig``; and the batch size (1 if none).
+
+    Inputs in shared memory are read through ``shm``, whose leases keep them mapped.
+    """
     model = sig.model
     raw = request.raw_input_contents
+    spans = [
+        shm_span(t.parameters, f"input '{t.name}' for model '{model}'") for t in request.inputs
+    ]
     if raw:
         # Checked before any size or shape check: Triton's clients rely on this order.
         for tensor in request.inputs:
@@ -119,20 +128,27 @@ def decode_inputs(request: ModelInferRequest, sig: Signature) -> tuple[dict[str,
                     "contents field must not be specified when using raw_input_contents for "
                     f"'{tensor.name}' for model '{model}'"
                 )
-        if len(raw) != len(request.inputs):
+        # Inputs in shared memory have no raw entry: the entries belong to the others, in order.
+        with_raw = sum(span is None for span in spans)
+        if len(raw) != with_raw:
             raise InvalidArgument(
-                f"expected {len(request.inputs)} raw_input_contents entries (one per input) "
-                f"but got {len(raw)} for model '{model}'"
+                f"expected {with_raw} raw_input_contents entries (one per input not in shared "
+                f"memory) but got {len(raw)} for model '{model}'"
             )
     _check_input_names(request, sig)
     arrays: dict[str, Array] = {}
     batch_sizes: set[int] = set()
-    for index, tensor in enumerate(request.inputs):
+    raw_entries = iter(raw)
+    for tensor, span in zip(request.inputs, spans, strict=True):
         spec = sig.inputs[tensor.name]
         shape = _check_input_shape(tensor, spec, sig)
         if sig.max_batch_size > 0:
             batch_sizes.add(shape[0])
-        payload = raw[index] if raw else None
+        what = f"input '{tensor.name}' for model '{model}'"
+        if span is not None:
+            arrays[tensor.name] = _from_shm(span, spec.datatype, shape, shm, what)
+            continue
+        payload = next(raw_entries) if raw else None
         arrays[tensor.name] = input_data(tensor, spec, shape, payload, model)
     if len(batch_sizes) > 1:
         raise InvalidArgument(
@@ -140,6 +156,21 @@ def decode_inputs(request: ModelInferRequest, sig: Signature) -> tuple[dict[str,
             f"{sorted(batch_sizes)}"
         )
     return arrays, batch_sizes.pop() if batch_sizes else 1
+
+
+def _from_shm(
+    span: ShmSpan,
+    datatype: Datatype,
+    shape: tuple[int, ...],
+    shm: RequestShm | None,
+    what: str,
+) -> Array:
+    if shm is None:
+        raise InvalidArgument(
+            f"{what} refers to shared memory region '{span.region}', but shared memory is not "
+            "available on this call"
+        )
+    return shm.read_input(span, datatype, shape, what)
 
 
 def _check_input_names(request: ModelInferRequest, sig: Signature) -> None:
@@ -211,27 +242,15 @@ def input_data(
     payload: bytes | None,
     model: str,
 ) -> Array:
-    """One input's array from raw bytes or typed contents (shared memory: its own extension)."""
+    """One input's array from raw bytes or typed contents (shared memory: ``_from_shm``)."""
     name = tensor.name
     what = f"input '{name}' for model '{model}'"
-    region = _shared_memory_region(tensor.parameters)
-    if region is not None:
-        raise InvalidArgument(
-            f"{what} refers to shared memory region '{region}', but this server does not "
-            "support shared memory yet"
-        )
     count = math.prod(shape)
     if payload is not None:
         return _from_raw(payload, spec.datatype, shape, count, what)
     if tensor.HasField("contents"):
         return _from_contents(tensor.contents, spec.datatype, shape, count, what)
     raise InvalidArgument(f"{what} has no data: send it in raw_input_contents or in contents")
-
-
-def _shared_memory_region(parameters: Mapping[str, InferParameter]) -> str | None:
-    if "shared_memory_region" in parameters:
-        return parameters["shared_memory_region"].string_param
-    return None
 
 
 def _from_raw(
@@ -288,10 +307,12 @@ def _from_contents(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutputPlan:
-    """One output the reply carries, in request order: its spec and classification count."""
+    """One output the reply carries, in request order: its spec, classification count, and
+    the shared memory it is written to (None: inline)."""
 
     spec: TensorSpec
     class_count: int = 0
+    shm: ShmSpan | None = None
 
 
 # The plan of a request that names no outputs, per Signature (weakly held: unloads free it).
@@ -312,13 +333,17 @@ def plan_outputs(request: ModelInferRequest, sig: Signature) -> list[OutputPlan]
                 f"unexpected inference output '{requested.name}' for model '{sig.model}'; "
                 f"its outputs are {list(sig.outputs)}"
             )
-        region = _shared_memory_region(requested.parameters)
-        if region is not None:
-            raise InvalidArgument(
-                f"output '{requested.name}' for model '{sig.model}' refers to shared memory "
-                f"region '{region}', but this server does not support shared memory yet"
-            )
-        plans.append(OutputPlan(spec, _class_count(requested, sig.model)))
+        what = f"output '{requested.name}' for model '{sig.model}'"
+        span = shm_span(requested.parameters, what)
+        for other in plans:
+            if span is not None and other.shm is not None and span.overlaps(other.shm):
+                raise InvalidArgument(
+                    f"{what}: bytes [{span.offset}, {span.offset + span.byte_size}) of shared "
+                    f"memory region '{span.region}' overlap those of output "
+                    f"'{other.spec.name}' [{other.shm.offset}, "
+                    f"{other.shm.offset + other.shm.byte_size})"
+                )
+        plans.append(OutputPlan(spec, _class_count(requested, sig.model), span))
     return plans
 
 
@@ -365,13 +390,23 @@ def encode_response(
     model: str,
     version: str,
     outputs: Sequence[tuple[str, str, Array]],
+    spans: Sequence[ShmSpan | None] = (),
+    shm: RequestShm | None = None,
 ) -> bytes:
-    """A serialized ModelInferResponse for ``outputs`` (name, wire datatype, array), in order."""
+    """A serialized ModelInferResponse for ``outputs`` (name, wire datatype, array), in order.
+
+    An output with a span in ``spans`` is written to that shared memory through ``shm`` and
+    gets an empty raw entry, so raw entries stay aligned with the outputs.
+    """
     header = ModelInferResponse(model_name=model, model_version=version, id=request.id)
     frames: list[bytes | memoryview] = []
-    for name, datatype, array in outputs:
+    for index, (name, datatype, array) in enumerate(outputs):
         header.outputs.add(name=name, datatype=datatype, shape=array.shape)
         data = serialize_bytes(array) if datatype == BYTES else _raw_view(array)
+        span = spans[index] if index < len(spans) else None
+        if span is not None and shm is not None:
+            shm.write_output(span, data, f"output '{name}' for model '{model}'")
+            data = b""
         frames += (_RAW_OUTPUT_TAG, varint(len(data)), data)
     # Fields may come in any order on the wire: the header, then raw_output_contents entries.
     # One join, so each tensor is copied exactly once, into the reply.

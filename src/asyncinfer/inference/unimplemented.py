@@ -1,4 +1,4 @@
-"""The protocol RPCs this server does not serve yet: shared memory, trace and log settings.
+"""The protocol RPCs this server does not serve yet: trace and log settings.
 
 Each answers UNIMPLEMENTED with a message naming what is missing, so a client learns it at
 the first call instead of getting a half-working feature.
@@ -16,12 +16,6 @@ from .service import SERVICE, InferenceResources
 __all__ = ["UNIMPLEMENTED"]
 
 _FEATURES = {
-    "SystemSharedMemoryStatus": "system shared memory",
-    "SystemSharedMemoryRegister": "system shared memory",
-    "SystemSharedMemoryUnregister": "system shared memory",
-    "CudaSharedMemoryStatus": "CUDA shared memory",
-    "CudaSharedMemoryRegister": "CUDA shared memory",
-    "CudaSharedMemoryUnregister": "CUDA shared memory",
     "TraceSetting": "tracing",
     "LogSettings": "log settings",
 }

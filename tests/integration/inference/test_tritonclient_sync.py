@@ -209,8 +209,6 @@ def test_classification_top_k(client) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda c: c.get_system_shared_memory_status(),
-        lambda c: c.unregister_cuda_shared_memory(),
         lambda c: c.get_trace_settings(),
         lambda c: c.get_log_settings(),
     ],

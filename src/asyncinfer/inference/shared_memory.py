@@ -1,0 +1,169 @@
+"""Shared memory for the inference service: the registries, and each request's leases on them.
+
+:class:`SharedMemory` holds the system (POSIX) and CUDA region registries of one server and
+whether clients may register regions at all (``allow_client_shm``). Each inference request that
+names a region gets a :class:`RequestShm` scope: every input it reads and every output it writes
+holds a lease on its region until the scope closes, after the reply is framed, so an unregister
+in the meantime cannot unmap memory under a running model.
+
+The protocol: an input or a requested output refers to a region with the parameters
+``shared_memory_region`` (string), ``shared_memory_byte_size`` (int64) and optionally
+``shared_memory_offset`` (int64, default 0). Inputs in shared memory have no
+``raw_input_contents`` entry; outputs written to shared memory appear in the response with their
+datatype and shape and an empty raw entry, which keeps raw entries aligned with outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidArgument
+from ..pb.inference.grpc_service_pb2 import InferParameter
+from ..shm.cuda import CudaRegionLease, CudaShmRegistry, cuda_unavailable_reason
+from ..shm.posix import RegionLease, SystemShmRegistry
+from .datatypes import BYTES, Datatype
+
+__all__ = ["RequestShm", "SharedMemory", "ShmSpan", "shm_span"]
+
+Array = npt.NDArray[Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShmSpan:
+    """Where a tensor lies: ``[offset, offset + byte_size)`` of registered region ``region``."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+    def overlaps(self, other: ShmSpan) -> bool:
+        return (
+            self.region == other.region
+            and self.offset < other.offset + other.byte_size
+            and other.offset < self.offset + self.byte_size
+        )
+
+
+def _int_parameter(parameters: Mapping[str, InferParameter], key: str, what: str) -> int:
+    parameter = parameters[key]
+    if parameter.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
+        raise InvalidArgument(f"{what}: parameter '{key}' must be an integer")
+    return int(getattr(parameter, parameter.WhichOneof("parameter_choice")))
+
+
+def shm_span(parameters: Mapping[str, InferParameter], what: str) -> ShmSpan | None:
+    """The span a tensor's parameters name, or None when it does not use shared memory."""
+    if "shared_memory_region" not in parameters:
+        for key in ("shared_memory_byte_size", "shared_memory_offset"):
+            if key in parameters:
+                raise InvalidArgument(f"{what}: '{key}' is set but 'shared_memory_region' is not")
+        return None
+    region = parameters["shared_memory_region"].string_param
+    if "shared_memory_byte_size" not in parameters:
+        raise InvalidArgument(
+            f"{what}: 'shared_memory_byte_size' must be given with shared memory region '{region}'"
+        )
+    size = _int_parameter(parameters, "shared_memory_byte_size", what)
+    offset = (
+        _int_parameter(parameters, "shared_memory_offset", what)
+        if "shared_memory_offset" in parameters
+        else 0
+    )
+    return ShmSpan(region, offset, size)
+
+
+class SharedMemory:
+    """The server's region registries and the switch that lets clients register regions."""
+
+    def __init__(self, *, allow_client_shm: bool) -> None:
+        self.allow_client_shm = allow_client_shm
+        self.system = SystemShmRegistry()
+        self.cuda = CudaShmRegistry()
+
+    def extensions(self) -> tuple[str, ...]:
+        """The shared-memory extensions that work on this server, for ServerMetadata."""
+        if not self.allow_client_shm:
+            return ()
+        if cuda_unavailable_reason():
+            return ("system_shared_memory",)
+        return ("cuda_shared_memory", "system_shared_memory")
+
+    def scope(self) -> RequestShm:
+        return RequestShm(self)
+
+    def close(self) -> None:
+        self.system.close()
+        self.cuda.close()
+
+
+class RequestShm:
+    """The leases one request holds; ``close`` (or ``with``) returns them all."""
+
+    def __init__(self, shared: SharedMemory) -> None:
+        self._shared = shared
+        self._leases: list[RegionLease | CudaRegionLease] = []
+
+    def _lease(self, span: ShmSpan) -> RegionLease | CudaRegionLease:
+        registry: SystemShmRegistry | CudaShmRegistry = self._shared.system
+        if span.region not in registry and span.region in self._shared.cuda:
+            registry = self._shared.cuda
+        lease = registry.lease(span.region, span.offset, span.byte_size)
+        self._leases.append(lease)
+        return lease
+
+    def read_input(
+        self, span: ShmSpan, datatype: Datatype, shape: tuple[int, ...], what: str
+    ) -> Array:
+        """An input tensor from shared memory: a read-only view for system regions."""
+        from .tensors import deserialize_bytes  # tensors imports this module
+
+        count = math.prod(shape)
+        if datatype.wire != BYTES and span.byte_size != count * datatype.itemsize:
+            raise InvalidArgument(
+                f"{what}: shared_memory_byte_size {span.byte_size} of region '{span.region}' "
+                f"does not match {count} elements of {datatype.wire} for shape {list(shape)} "
+                f"({count * datatype.itemsize} bytes)"
+            )
+        lease = self._lease(span)
+        if isinstance(lease, CudaRegionLease):
+            if datatype.wire == BYTES:
+                raw = lease.read(np.uint8, (span.byte_size,))
+                return deserialize_bytes(raw.data, count, what=what).reshape(shape)
+            return lease.read(datatype.dtype, shape)
+        if datatype.wire == BYTES:
+            return deserialize_bytes(lease.view(), count, what=what).reshape(shape)
+        array = np.frombuffer(lease.view(), datatype.dtype).reshape(shape)
+        array.flags.writeable = False  # the client's memory: models get it read-only
+        return array
+
+    def write_output(self, span: ShmSpan, data: bytes | memoryview, what: str) -> None:
+        """Write an output's serialized bytes to the start of its span."""
+        nbytes = memoryview(data).nbytes
+        if nbytes > span.byte_size:
+            raise InvalidArgument(
+                f"{what}: shared memory size specified with the request ({span.byte_size} "
+                f"bytes in region '{span.region}') should be at least {nbytes} bytes to hold "
+                "the results"
+            )
+        lease = self._lease(span)
+        if isinstance(lease, CudaRegionLease):
+            lease.write(np.frombuffer(data, np.uint8))
+        else:
+            lease.write(data)
+
+    def close(self) -> None:
+        leases, self._leases = self._leases, []
+        for lease in leases:
+            lease.release()
+
+    def __enter__(self) -> RequestShm:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

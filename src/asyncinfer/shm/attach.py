@@ -1,0 +1,234 @@
+"""The server side of the System V path: an attach cache of client segments, handing out leases.
+
+A service's Resources owns one :class:`SysvAttachments`. Each request's descriptor is checked
+and turned into a :class:`SysvLease`: a bounded, zero-copy view of the bytes the descriptor
+names. A segment is attached once (its size read from IPC_STAT) and reused by later requests;
+it is detached when the client says it is done (``release``), when the cache must make room, or
+when the Resources stop, but never while a lease on it is open: detaching is deferred until the
+last lease returns, and a view that escaped its lease keeps the mapping alive (see
+``views_alive``).
+
+What a request may name is checked on every lease: the segment must exist and not be marked for
+removal, its key must match the descriptor (the key is the client's proof of ownership; an id
+alone can be guessed), it must belong to this server's user, and the offset and size must lie
+inside it. Each failure is INVALID_ARGUMENT with the segment and the bound in the message.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+import sysv_ipc
+
+from ..errors import InvalidArgument, UsageError
+from ._spans import check_alignment, check_span, views_alive
+from .sysv import ShmDescriptor
+
+__all__ = ["SysvAttachments", "SysvLease"]
+
+log = logging.getLogger("asyncinfer.shm")
+
+#: shm_perm.mode bit Linux sets once a segment is marked for removal (IPC_RMID).
+SHM_DEST = 0o1000
+
+
+def _label(segment_id: int) -> str:
+    return f"SysV segment id={segment_id}"
+
+
+@dataclasses.dataclass(eq=False)
+class _Attachment:
+    shm: sysv_ipc.SharedMemory
+    key: int
+    size: int
+    root: npt.NDArray[np.uint8]
+    leases: int = 0
+    retired: bool = False  # detach as soon as the last lease returns
+
+    def removed(self) -> bool:
+        return bool(self.shm.mode & SHM_DEST)  # a fresh IPC_STAT each time
+
+
+class SysvLease:
+    """A request's view of ``[offset, offset + size)`` of one attached segment."""
+
+    __slots__ = ("_attachment", "_owner", "descriptor")
+
+    def __init__(
+        self, owner: SysvAttachments, attachment: _Attachment, descriptor: ShmDescriptor
+    ) -> None:
+        self._owner: SysvAttachments | None = owner
+        self._attachment = attachment
+        self.descriptor = descriptor
+
+    def array(self, dtype: npt.DTypeLike, shape: Sequence[int]) -> npt.NDArray[Any]:
+        """The bytes as a writable numpy array; their size must be exactly that of the tensor."""
+        dt = np.dtype(dtype)
+        region = _label(self.descriptor.segment_id)
+        check_alignment(region, self.descriptor.offset, dt)
+        expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        if expected != self.descriptor.size:
+            raise InvalidArgument(
+                f"{region}: byte size {self.descriptor.size} does not match {dt.name}"
+                f"{list(shape)}, which needs {expected} bytes"
+            )
+        return self._bytes().view(dt).reshape(shape)
+
+    def view(self) -> memoryview:
+        return self._bytes().data
+
+    def write(self, data: npt.NDArray[Any]) -> None:
+        """Copy ``data`` into the leased bytes in place; it must fill them exactly."""
+        flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        if flat.nbytes != self.descriptor.size:
+            raise InvalidArgument(
+                f"{_label(self.descriptor.segment_id)}: the result has {flat.nbytes} bytes but "
+                f"the output descriptor holds {self.descriptor.size}"
+            )
+        self._bytes()[:] = flat
+
+    def release(self) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._return(self._attachment)
+
+    def _bytes(self) -> npt.NDArray[np.uint8]:
+        if self._owner is None:
+            raise UsageError("the shared-memory lease was released")
+        start = self.descriptor.offset
+        return self._attachment.root[start : start + self.descriptor.size]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class SysvAttachments:
+    """Attach-once cache of client segments; at most ``max_segments`` stay attached unleased."""
+
+    def __init__(self, *, max_segments: int = 64) -> None:
+        if max_segments < 1:
+            raise UsageError(f"max_segments must be >= 1, not {max_segments}")
+        self.max_segments = max_segments
+        self._attached: collections.OrderedDict[int, _Attachment] = collections.OrderedDict()
+        self._retiring: list[_Attachment] = []  # detached from the cache, waiting for leases
+        self._attaches = self._detaches = 0
+
+    def lease(self, descriptor: ShmDescriptor) -> SysvLease:
+        """Check ``descriptor`` and lease its bytes; release the lease (``with``) when done."""
+        attachment = self._attachment(descriptor)
+        check_span(
+            _label(descriptor.segment_id), descriptor.offset, descriptor.size, attachment.size
+        )
+        attachment.leases += 1
+        return SysvLease(self, attachment, descriptor)
+
+    def release(self, segment_id: int) -> None:
+        """The client is done with a segment: detach it now, or when its last lease returns."""
+        attachment = self._attached.pop(segment_id, None)
+        if attachment is not None:
+            self._retire(attachment)
+
+    def close(self) -> None:
+        """Detach everything not leased; leased segments detach when their leases return."""
+        while self._attached:
+            _, attachment = self._attached.popitem(last=False)
+            self._retire(attachment)
+        self._retiring = [a for a in self._retiring if not self._try_detach(a)]
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "attached": len(self._attached),
+            "retiring": len(self._retiring),
+            "leases": sum(a.leases for a in (*self._attached.values(), *self._retiring)),
+            "attaches": self._attaches,
+            "detaches": self._detaches,
+        }
+
+    def _attachment(self, descriptor: ShmDescriptor) -> _Attachment:
+        segment_id = descriptor.segment_id
+        attachment = self._attached.get(segment_id)
+        if attachment is not None and attachment.removed():
+            self.release(segment_id)  # the client removed it; the id may come back for another
+            attachment = None
+        if attachment is None:
+            attachment = self._attach(descriptor)
+        elif attachment.key != descriptor.key:
+            raise InvalidArgument(
+                f"{_label(segment_id)}: the descriptor's key {descriptor.key} is not the "
+                "segment's key; the segment does not belong to this client"
+            )
+        self._attached.move_to_end(segment_id)
+        return attachment
+
+    def _attach(self, descriptor: ShmDescriptor) -> _Attachment:
+        region = _label(descriptor.segment_id)
+        try:
+            # By key, then compare ids: an id alone does not prove the caller owns the segment.
+            shm = sysv_ipc.SharedMemory(descriptor.key)
+        except sysv_ipc.ExistentialError:
+            raise InvalidArgument(
+                f"{region}: no segment has key {descriptor.key} (it was removed or never created)"
+            ) from None
+        except sysv_ipc.PermissionsError:
+            raise InvalidArgument(f"{region}: this server may not attach it") from None
+        problem = _ownership_problem(shm, descriptor)
+        if problem:
+            shm.detach()
+            raise InvalidArgument(f"{region}: {problem}")
+        attachment = _Attachment(shm, descriptor.key, shm.size, np.frombuffer(shm, np.uint8))
+        self._attaches += 1
+        self._attached[descriptor.segment_id] = attachment
+        self._evict()
+        return attachment
+
+    def _evict(self) -> None:
+        unleased = [sid for sid, a in self._attached.items() if a.leases == 0]
+        for segment_id in unleased[: max(0, len(self._attached) - self.max_segments)]:
+            self.release(segment_id)
+
+    def _retire(self, attachment: _Attachment) -> None:
+        attachment.retired = True
+        if not self._try_detach(attachment):
+            self._retiring.append(attachment)
+
+    def _return(self, attachment: _Attachment) -> None:
+        attachment.leases -= 1
+        if attachment.retired and attachment in self._retiring and self._try_detach(attachment):
+            self._retiring.remove(attachment)
+
+    def _try_detach(self, attachment: _Attachment) -> bool:
+        if attachment.leases or views_alive(attachment.root):
+            return False  # in use: unmapping now would pull the memory out from under a view
+        del attachment.root
+        attachment.shm.detach()
+        self._detaches += 1
+        return True
+
+
+def _ownership_problem(shm: sysv_ipc.SharedMemory, descriptor: ShmDescriptor) -> str:
+    if shm.id != descriptor.segment_id:
+        return (
+            f"key {descriptor.key} names segment id {shm.id}, not {descriptor.segment_id}; "
+            "the descriptor does not belong to that segment"
+        )
+    if shm.mode & SHM_DEST:
+        return "the segment was removed"
+    if shm.cuid != os.geteuid():
+        return f"the segment belongs to uid {shm.cuid}, not to this server's uid {os.geteuid()}"
+    return ""

@@ -1,0 +1,254 @@
+"""tritonclient's shared-memory utilities driving the system and CUDA shm extensions.
+
+Regions are POSIX shared memory created by tritonclient.utils.shared_memory; the server maps
+them by key. TRITON-COMPAT Part B.10 and issue 5's bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.utils.shared_memory as shm
+from .inference_servers import REPOSITORY, ThreadedServer
+from tritonclient.utils import (
+    InferenceServerException,
+    serialize_byte_tensor,
+    serialized_byte_size,
+)
+
+from asyncinfer.inference.app import build_server
+
+PID = os.getpid()
+#: What tritonclient's register_cuda_shared_memory takes: a base64 cudaIpcMemHandle_t (64 bytes).
+HANDLE = base64.b64encode(bytes(64))
+
+
+@pytest.fixture(scope="module")
+def shm_url() -> Iterator[str]:
+    factory = lambda: build_server(REPOSITORY, grpc_port=0, allow_client_shm=True)  # noqa: E731
+    with ThreadedServer(factory) as address:
+        yield address
+
+
+@pytest.fixture
+def client(shm_url: str) -> Iterator[grpcclient.InferenceServerClient]:
+    with grpcclient.InferenceServerClient(shm_url) as client:
+        client.unregister_system_shared_memory()
+        client.unregister_cuda_shared_memory()
+        yield client
+        client.unregister_system_shared_memory()
+
+
+@pytest.fixture
+def regions() -> Iterator[dict[str, object]]:
+    """Client-owned regions: 'in' (two 64-byte inputs), 'out' (two 64-byte outputs), 'big'."""
+    handles = {
+        name: shm.create_shared_memory_region(name, f"/asyncinfer_{name}_{PID}", size)
+        for name, size in (("in", 128), ("out", 128), ("big", 4096))
+    }
+    yield handles
+    for handle in handles.values():
+        shm.destroy_shared_memory_region(handle)
+
+
+def _key(name: str) -> str:
+    return f"/asyncinfer_{name}_{PID}"
+
+
+def _in(name: str, region: str, size: int, offset: int, datatype: str = "INT32"):
+    tensor = grpcclient.InferInput(name, [1, 16], datatype)
+    tensor.set_shared_memory(region, size, offset=offset)
+    return tensor
+
+
+def _out(name: str, region: str | None = None, size: int = 0, offset: int = 0):
+    output = grpcclient.InferRequestedOutput(name)
+    if region is not None:
+        output.set_shared_memory(region, size, offset=offset)
+    return output
+
+
+def _register(client, *names: str, sizes: dict[str, int] | None = None) -> None:
+    for name in names:
+        size = (sizes or {}).get(name, {"in": 128, "out": 128, "big": 4096}[name])
+        client.register_system_shared_memory(name, _key(name), size)
+
+
+def test_inputs_and_outputs_in_regions_with_offsets(client, regions) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.full((1, 16), 3, np.int32)
+    shm.set_shared_memory_region(regions["in"], [a, b])  # a at 0, b at 64
+    _register(client, "in", "out")
+    status = client.get_system_shared_memory_status()
+    assert {r.name: (r.key, r.byte_size) for r in status.regions.values()} == {
+        "in": (_key("in"), 128),
+        "out": (_key("out"), 128),
+    }
+    result = client.infer(
+        "simple",
+        [_in("INPUT0", "in", 64, 0), _in("INPUT1", "in", 64, 64)],
+        outputs=[_out("OUTPUT0", "out", 64, 64), _out("OUTPUT1", "out", 64, 0)],
+    )
+    response = result.get_response()
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+        ("OUTPUT0", "INT32", [1, 16]),
+        ("OUTPUT1", "INT32", [1, 16]),
+    ]
+    assert list(response.raw_output_contents) == [b"", b""]  # written to the regions instead
+    total = shm.get_contents_as_numpy(regions["out"], np.int32, [1, 16], offset=64)
+    diff = shm.get_contents_as_numpy(regions["out"], np.int32, [1, 16], offset=0)
+    np.testing.assert_array_equal(total, a + b)
+    np.testing.assert_array_equal(diff, a - b)
+    client.unregister_system_shared_memory("in")
+    assert list(client.get_system_shared_memory_status().regions) == ["out"]
+
+
+def test_bytes_tensors_in_shared_memory(client, regions) -> None:
+    a = np.array([[str(i).encode() for i in range(16)]], dtype=np.object_)
+    b = np.array([[b"1"] * 16], dtype=np.object_)
+    a_bytes, b_bytes = serialize_byte_tensor(a), serialize_byte_tensor(b)
+    shm.set_shared_memory_region(regions["big"], [a_bytes, b_bytes])
+    sums = np.array([[str(i + 1).encode() for i in range(16)]], dtype=np.object_)
+    diffs = np.array([[str(i - 1).encode() for i in range(16)]], dtype=np.object_)
+    out0 = serialized_byte_size(serialize_byte_tensor(sums))
+    out1 = serialized_byte_size(serialize_byte_tensor(diffs))
+    a_size, b_size = serialized_byte_size(a_bytes), serialized_byte_size(b_bytes)
+    _register(client, "big", "out", sizes={"out": 128})
+    client.unregister_system_shared_memory("out")
+    out_handle = shm.create_shared_memory_region("o2", _key("o2"), out0 + out1)
+    try:
+        client.register_system_shared_memory("out", _key("o2"), out0 + out1)
+        inputs = [
+            _in("INPUT0", "big", a_size, 0, "BYTES"),
+            _in("INPUT1", "big", b_size, a_size, "BYTES"),
+        ]
+        client.infer(
+            "simple_string",
+            inputs,
+            outputs=[_out("OUTPUT0", "out", out0, 0), _out("OUTPUT1", "out", out1, out0)],
+        )
+        got0 = shm.get_contents_as_numpy(out_handle, np.object_, [1, 16], offset=0)
+        got1 = shm.get_contents_as_numpy(out_handle, np.object_, [1, 16], offset=out0)
+        assert got0.tolist() == sums.tolist() and got1.tolist() == diffs.tolist()
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(out_handle)
+
+
+def test_reregister_with_other_keys_and_sizes(client, regions) -> None:
+    _register(client, "in", "out")
+    client.unregister_system_shared_memory()
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    shm.set_shared_memory_region(regions["big"], [a, a], offset=1024)
+    # The same names, now on other keys with other sizes.
+    client.register_system_shared_memory("in", _key("big"), 4096)
+    client.register_system_shared_memory("out", _key("in"), 128)
+    client.infer(
+        "simple",
+        [_in("INPUT0", "in", 64, 1024), _in("INPUT1", "in", 64, 1088)],
+        outputs=[_out("OUTPUT0", "out", 64, 0), _out("OUTPUT1", "out", 64, 64)],
+    )
+    np.testing.assert_array_equal(
+        shm.get_contents_as_numpy(regions["in"], np.int32, [1, 16]), a * 2
+    )
+    status = client.get_system_shared_memory_status("in")
+    assert status.regions["in"].key == _key("big") and status.regions["in"].byte_size == 4096
+
+
+def test_mixed_raw_and_shm_and_switching_an_output(client, regions) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.ones((1, 16), np.int32)
+    shm.set_shared_memory_region(regions["in"], [a])
+    _register(client, "in", "out")
+    raw_b = grpcclient.InferInput("INPUT1", [1, 16], "INT32")
+    raw_b.set_data_from_numpy(b)
+    inputs = [_in("INPUT0", "in", 64, 0), raw_b]
+    for round_ in range(2):
+        in_shm = round_ == 0
+        outputs = [_out("OUTPUT0", "out", 64, 0) if in_shm else _out("OUTPUT0"), _out("OUTPUT1")]
+        result = client.infer("simple", inputs, outputs=outputs)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+        if in_shm:
+            assert result.get_response().raw_output_contents[0] == b""
+            got = shm.get_contents_as_numpy(regions["out"], np.int32, [1, 16])
+            np.testing.assert_array_equal(got, a + b)
+        else:
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+
+
+def _error(call) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as info:
+        call()
+    return info.value
+
+
+def test_bad_shared_memory_requests(client, regions) -> None:
+    _register(client, "in", "out")
+    a_raw = grpcclient.InferInput("INPUT1", [1, 16], "INT32")
+    a_raw.set_data_from_numpy(np.zeros((1, 16), np.int32))
+    cases = {
+        "bytes [96, 160) are out of bounds; the region holds 128 bytes": (
+            [_in("INPUT0", "in", 64, 96), a_raw], None),
+        "Unable to find shared memory region: 'nope'": (
+            [_in("INPUT0", "nope", 64, 0), a_raw], None),
+        "shared_memory_byte_size 60 of region 'in' does not match 16 elements of INT32": (
+            [_in("INPUT0", "in", 60, 0), a_raw], None),
+        "overlap those of output 'OUTPUT0' [0, 64)": (
+            [_in("INPUT0", "in", 64, 0), a_raw],
+            [_out("OUTPUT0", "out", 64, 0), _out("OUTPUT1", "out", 64, 32)]),
+        "should be at least 64 bytes to hold the results": (
+            [_in("INPUT0", "in", 64, 0), a_raw], [_out("OUTPUT0", "out", 32, 0)]),
+    }  # fmt: skip
+    for message, (inputs, outputs) in cases.items():
+        error = _error(lambda i=inputs, o=outputs: client.infer("simple", i, outputs=o))
+        assert error.status() == "StatusCode.INVALID_ARGUMENT", message
+        assert message in error.message()
+    error = _error(lambda: client.register_system_shared_memory("in", _key("out"), 64))
+    assert "region 'in' is already registered" in error.message()
+    error = _error(lambda: client.register_system_shared_memory("x", "/no_such_key_here", 64))
+    assert "key '/no_such_key_here' does not exist" in error.message()
+    for key in ("/a/../b", "/sem.lock", "../etc/passwd"):
+        error = _error(lambda k=key: client.register_system_shared_memory("x", k, 64))
+        assert error.status() == "StatusCode.INVALID_ARGUMENT" and "is not valid" in error.message()
+    error = _error(lambda: client.register_system_shared_memory("x", _key("in"), 4096))
+    assert "bytes [0, 4096) are out of bounds; the region holds 128 bytes" in error.message()
+    assert sorted(client.get_system_shared_memory_status().regions) == ["in", "out"]
+    # The server keeps serving after all of it.
+    result = client.infer("simple", [_in("INPUT0", "in", 64, 0), a_raw])
+    assert result.as_numpy("OUTPUT0").shape == (1, 16)
+
+
+def test_server_metadata_lists_system_shm_when_allowed(client) -> None:
+    assert "system_shared_memory" in client.get_server_metadata().extensions
+
+
+def test_cuda_register_fails_clearly_without_cuda(client) -> None:
+    from asyncinfer.shm.cuda import cuda_unavailable_reason
+
+    if not cuda_unavailable_reason():
+        pytest.skip("CUDA is available here; the GPU path is tested in tests/unit/shm/test_cuda.py")
+    error = _error(lambda: client.register_cuda_shared_memory("gpu", HANDLE, 0, 64))
+    assert error.status() == "StatusCode.FAILED_PRECONDITION"
+    assert "CUDA is not available: " in error.message()
+    client.unregister_cuda_shared_memory()
+    assert len(client.get_cuda_shared_memory_status().regions) == 0
+
+
+def test_without_allow_client_shm(url: str, regions) -> None:
+    with grpcclient.InferenceServerClient(url) as client:
+        client.unregister_system_shared_memory()  # unregister-all always succeeds
+        client.unregister_cuda_shared_memory()
+        assert len(client.get_system_shared_memory_status().regions) == 0
+        error = _error(lambda: client.register_system_shared_memory("in", _key("in"), 128))
+        assert error.status() == "StatusCode.FAILED_PRECONDITION"
+        assert "--allow-client-shm" in error.message()
+        error = _error(lambda: client.register_cuda_shared_memory("gpu", HANDLE, 0, 64))
+        assert "--allow-client-shm" in error.message()
+        extensions = client.get_server_metadata().extensions
+        assert "system_shared_memory" not in extensions
+        assert "cuda_shared_memory" not in extensions

@@ -1,0 +1,150 @@
+"""The system shared-memory registry: keys, bounds, deferred unmap, and no leaks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import tritonclient.utils.shared_memory as tshm
+
+from asyncinfer.errors import AlreadyExists, InvalidArgument, NotFound
+from asyncinfer.shm.posix import RegionStatus, SystemShmRegistry, check_key
+
+SIZE = 8192
+
+
+@pytest.fixture
+def region() -> Iterator[tuple[str, object]]:
+    key = f"/asyncinfer_test_{os.getpid()}"
+    handle = tshm.create_shared_memory_region("r", key, SIZE)
+    yield key, handle
+    tshm.destroy_shared_memory_region(handle)
+
+
+@pytest.fixture
+def registry() -> Iterator[SystemShmRegistry]:
+    registry = SystemShmRegistry()
+    yield registry
+    registry.close()
+    assert registry.statistics() == {"regions": 0, "retiring": 0, "leases": 0}
+
+
+def test_register_lease_status_unregister(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
+    key, handle = region
+    tshm.set_shared_memory_region(handle, [np.arange(16, dtype=np.int32)], offset=64)
+    registry.register("in", key, 0, SIZE)
+    assert registry.status() == [RegionStatus("in", key, 0, SIZE)]
+    with registry.lease("in", 64, 64) as lease:
+        np.testing.assert_array_equal(lease.array(np.int32, (16,)), np.arange(16))
+        lease.write(np.full(16, 5, np.int32))
+    out = tshm.get_contents_as_numpy(handle, np.int32, [16], offset=64)
+    np.testing.assert_array_equal(out, 5)
+    registry.unregister("in")
+    assert registry.status() == []
+    registry.unregister("in")  # unknown names are fine, as in Triton
+    registry.unregister("")
+
+
+def test_registered_offset_is_honoured(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
+    key, handle = region
+    tshm.set_shared_memory_region(handle, [np.arange(4, dtype=np.int64)], offset=4096 + 8)
+    registry.register("tail", key, 4096, 4096)
+    with registry.lease("tail", 8, 32) as lease:
+        np.testing.assert_array_equal(lease.array(np.int64, (4,)), np.arange(4))
+    with pytest.raises(InvalidArgument, match=r"bytes \[0, 4097\) are out of bounds"):
+        registry.lease("tail", 0, 4097)
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("/a/b", "path separator"),
+        ("/..x", r"'\.\.'"),
+        ("../etc", "path separator"),
+        ("/sem.x", "reserved prefix"),
+        ("/.hidden", "reserved prefix"),
+        ("/", "empty"),
+        ("/" + "k" * 256, "longer than 255"),
+    ],
+)
+def test_bad_keys(key: str, problem: str) -> None:
+    with pytest.raises(InvalidArgument, match=problem):
+        check_key(key)
+
+
+def test_bad_registrations(region: tuple[str, object], registry: SystemShmRegistry) -> None:
+    key, _ = region
+    with pytest.raises(InvalidArgument, match="key '/asyncinfer_no_such_key' does not exist"):
+        registry.register("x", "/asyncinfer_no_such_key", 0, 64)
+    with pytest.raises(InvalidArgument, match=r"region 'x': bytes \[0, 8193\) are out of bounds"):
+        registry.register("x", key, 0, SIZE + 1)
+    with pytest.raises(InvalidArgument, match="must be >= 0 and > 0"):
+        registry.register("x", key, 0, 0)
+    registry.register("x", key, 0, 64)
+    with pytest.raises(AlreadyExists, match="region 'x' is already registered"):
+        registry.register("x", key, 0, 64)
+    with pytest.raises(InvalidArgument, match="Unable to find shared memory region: 'y'"):
+        registry.lease("y", 0, 4)
+    with pytest.raises(NotFound, match="'y'"):
+        registry.status("y")
+    with pytest.raises(InvalidArgument, match="offset -4 is negative"):
+        registry.lease("x", -4, 4)
+    with registry.lease("x", 0, 8) as lease:
+        with pytest.raises(InvalidArgument, match=r"byte_size 8 does not match float32\[4\]"):
+            lease.array(np.float32, (4,))
+        with pytest.raises(InvalidArgument, match="the output needs 16 bytes"):
+            lease.write(np.zeros(4, np.float32))
+
+
+def test_a_region_in_use_is_not_unmapped(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
+    key, handle = region
+    registry.register("r", key, 0, SIZE)
+    lease = registry.lease("r", 0, 16)
+    registry.unregister("")
+    assert registry.statistics()["retiring"] == 1
+    registry.register("r", key, 0, 64)  # the name is free again at once
+    lease.write(b"still mapped....")
+    assert bytes(tshm.get_contents_as_numpy(handle, np.uint8, [16])) == b"still mapped...."
+    escaped = lease.array(np.uint8, (16,))
+    lease.release()
+    assert registry.statistics()["retiring"] == 1  # an escaped view keeps the map alive
+    del escaped
+    registry.unregister("r")
+
+
+def test_the_client_region_survives(region: tuple[str, object]) -> None:
+    key, _ = region
+    registry = SystemShmRegistry()
+    registry.register("r", key, 0, SIZE)
+    registry.close()
+    assert os.path.exists(f"/dev/shm{key}")  # never unlinked by the server
+
+
+def _mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+def test_register_unregister_does_not_leak(region: tuple[str, object]) -> None:
+    key, _ = region
+    registry = SystemShmRegistry()
+    maps_before, fds_before = _mappings(), len(os.listdir("/proc/self/fd"))
+    for i in range(3000):
+        registry.register(f"r{i % 3}", key, 4096 * (i % 2), 4096)
+        with registry.lease(f"r{i % 3}", 0, 64) as lease:
+            lease.write(b"x" * 64)
+        if i % 3 == 2:
+            registry.unregister("" if i % 2 else "r0")
+            registry.unregister("")
+        with pytest.raises(InvalidArgument):
+            registry.register("bad", key, 0, SIZE * 2)  # refused: nothing mapped, nothing open
+    registry.close()
+    assert (_mappings(), len(os.listdir("/proc/self/fd"))) == (maps_before, fds_before)

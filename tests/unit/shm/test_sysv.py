@@ -1,0 +1,180 @@
+"""The SysV ring (client) and attach cache (server): allocation, bounds, ownership, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import sysv_ipc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asyncinfer.errors import InvalidArgument, ResourceExhausted, UsageError
+from asyncinfer.shm import ShmDescriptor, SysvAttachments, SysvRing
+from asyncinfer.shm.sysv import ALIGNMENT
+
+
+@pytest.fixture
+def ring() -> Iterator[SysvRing]:
+    with SysvRing(4096, segments=2) as ring:
+        yield ring
+
+
+@pytest.fixture
+def cache() -> Iterator[SysvAttachments]:
+    cache = SysvAttachments(max_segments=4)
+    yield cache
+    cache.close()
+    assert cache.statistics()["retiring"] == 0
+
+
+def test_slots_are_aligned_and_cycle_through_segments(ring: SysvRing) -> None:
+    first = ring.allocate_nowait(100)
+    second = ring.allocate_nowait(100)
+    assert first.descriptor.segment_id == second.descriptor.segment_id
+    assert second.descriptor.offset == ALIGNMENT * 2
+    third = ring.allocate_nowait(4000)  # does not fit behind the first two: next segment
+    assert third.descriptor.segment_id != first.descriptor.segment_id
+    with pytest.raises(ResourceExhausted, match="all 2 SysV segments"):
+        ring.allocate_nowait(4000)
+    first.release()
+    second.release()
+    again = ring.allocate_nowait(4000)  # the first segment was fully released: reset and reused
+    assert again.descriptor == dataclasses.replace(first.descriptor, size=4000)
+    assert ring.statistics()["live_slots"] == 2
+
+
+def test_allocate_waits_for_a_release(ring: SysvRing) -> None:
+    async def scenario() -> None:
+        held = [ring.allocate_nowait(4096), ring.allocate_nowait(4096)]
+        waiter = asyncio.ensure_future(asyncio.wait_for(ring.allocate(4096), 5))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        held[0].release()
+        slot = await waiter
+        assert slot.descriptor.segment_id == held[0].descriptor.segment_id
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ring.allocate(4096), 0.01)
+
+    asyncio.run(scenario())
+
+
+def test_misuse_is_reported(ring: SysvRing) -> None:
+    with pytest.raises(UsageError, match=r"slot size must be 1\.\.4096"):
+        ring.allocate_nowait(4097)
+    slot = ring.allocate_nowait(16)
+    slot.release()
+    with pytest.raises(UsageError, match="released"):
+        slot.view()
+    with pytest.raises(UsageError, match="open"):
+        SysvRing(64).allocate_nowait(1)
+
+
+def test_server_sees_client_bytes_and_writes_back_in_place(
+    ring: SysvRing, cache: SysvAttachments
+) -> None:
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with ring.allocate_nowait(data.nbytes) as slot:
+        descriptor = slot.write(data)
+        with cache.lease(descriptor) as lease:
+            view = lease.array(np.float32, (3, 4))
+            np.testing.assert_array_equal(view, data)
+            view *= 2  # in place, visible to the client without a copy
+            del view
+        np.testing.assert_array_equal(slot.array(np.float32, (3, 4)), data * 2)
+        with cache.lease(descriptor) as lease:  # attached once, reused
+            lease.write(np.ones((3, 4), np.float32))
+        np.testing.assert_array_equal(slot.array(np.float32, (3, 4)), 1)
+    assert cache.statistics()["attaches"] == 1
+
+
+def test_out_of_bounds_and_mismatches_name_segment_and_bound(
+    ring: SysvRing, cache: SysvAttachments
+) -> None:
+    slot = ring.allocate_nowait(64)
+    d = slot.descriptor
+    label = f"SysV segment id={d.segment_id}"
+    with pytest.raises(InvalidArgument, match=rf"{label}: bytes \[4090, 4106\) are out of bounds"):
+        cache.lease(dataclasses.replace(d, offset=4090, size=16))
+    with pytest.raises(InvalidArgument, match="offset -1 is negative"):
+        cache.lease(dataclasses.replace(d, offset=-1))
+    lease = cache.lease(dataclasses.replace(d, offset=2, size=16))
+    with lease, pytest.raises(InvalidArgument, match="offset 2 is not aligned for float32"):
+        lease.array(np.float32, (4,))
+    with cache.lease(dataclasses.replace(d, size=16)) as lease:
+        with pytest.raises(InvalidArgument, match=r"byte size 16 does not match float32\[8\]"):
+            lease.array(np.float32, (8,))
+        with pytest.raises(InvalidArgument, match="the result has 4 bytes"):
+            lease.write(np.zeros(1, np.float32))
+    assert cache.statistics()["leases"] == 0
+
+
+def test_ids_the_client_does_not_own_or_removed(ring: SysvRing, cache: SysvAttachments) -> None:
+    d = ring.allocate_nowait(64).descriptor
+    with pytest.raises(InvalidArgument, match="no segment has key"):
+        cache.lease(dataclasses.replace(d, key=d.key ^ 0x5A5A5A))
+    other = ring.segment_ids[1]
+    with pytest.raises(InvalidArgument, match=f"names segment id {d.segment_id}, not {other}"):
+        cache.lease(dataclasses.replace(d, segment_id=other))
+    with cache.lease(d):
+        pass
+    with pytest.raises(InvalidArgument, match="is not the segment's key"):
+        cache.lease(dataclasses.replace(d, key=d.key + 1))
+    stranger = sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, mode=0o600, size=4096)
+    try:
+        descriptor = ShmDescriptor(stranger.id, stranger.key, 0, 64)
+        with cache.lease(descriptor):
+            pass
+        stranger.remove()  # the client removes it while the server still has it attached
+        with pytest.raises(InvalidArgument, match="no segment has key"):
+            cache.lease(descriptor)
+    finally:
+        stranger.detach()
+
+
+def test_detach_waits_for_leases_and_escaped_views(ring: SysvRing, cache: SysvAttachments) -> None:
+    slot = ring.allocate_nowait(64)
+    lease = cache.lease(slot.descriptor)
+    escaped = lease.array(np.uint8, (64,))
+    cache.release(slot.descriptor.segment_id)
+    assert cache.statistics()["retiring"] == 1  # leased: not detached under the request
+    lease.release()
+    assert cache.statistics()["retiring"] == 1  # a view escaped the lease: still mapped
+    escaped[:] = 7  # still valid memory
+    del escaped
+    cache.close()
+    assert cache.statistics() == {
+        "attached": 0, "retiring": 0, "leases": 0, "attaches": 1, "detaches": 1,
+    }  # fmt: skip
+
+
+def test_cache_is_bounded() -> None:
+    cache = SysvAttachments(max_segments=2)
+    with SysvRing(4096, segments=4) as ring:
+        slots = [ring.allocate_nowait(4096) for _ in range(4)]
+        for slot in slots:
+            cache.lease(slot.descriptor).release()
+        assert cache.statistics()["attached"] == 2
+        assert cache.statistics()["detaches"] == 2
+    cache.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(-10, 5000), size=st.integers(-10, 5000))
+def test_bounds_property(offset: int, size: int) -> None:
+    with SysvRing(4096, segments=1) as ring:
+        d = ring.allocate_nowait(1).descriptor
+        cache = SysvAttachments()
+        try:
+            inside = offset >= 0 and size >= 0 and offset + size <= 4096
+            try:
+                cache.lease(dataclasses.replace(d, offset=offset, size=size)).release()
+            except InvalidArgument:
+                assert not inside
+            else:
+                assert inside
+        finally:
+            cache.close()
