@@ -80,7 +80,8 @@ class LoadedModel:
             )
             response = await self.run(model_request)
             computed = time.perf_counter_ns()
-            outputs = self._outputs(response, plans)
+            batched = batch_size if self.signature.max_batch_size > 0 else None
+            outputs = self._outputs(response, plans, batched)
             spans = [plan.shm for plan in plans]
             body = encode_response(request, self.name, str(self.version), outputs, spans, scope)
         except BaseException:
@@ -108,14 +109,16 @@ class LoadedModel:
             raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
-    def _outputs(self, response: Response, plans: list[OutputPlan]) -> list[tuple[str, str, Array]]:
+    def _outputs(
+        self, response: Response, plans: list[OutputPlan], batch_size: int | None
+    ) -> list[tuple[str, str, Array]]:
         produced = response.outputs()
         outputs = []
         for plan in plans:
             name = plan.spec.name
             if name not in produced:
                 raise Internal(f"model '{self.name}' did not produce output '{name}'")
-            array = check_output(name, produced[name], plan.spec, self.name)
+            array = check_output(name, produced[name], plan.spec, self.name, batch_size)
             if plan.class_count:
                 array = classify(
                     array,

@@ -359,8 +359,13 @@ def _class_count(requested: ModelInferRequest.InferRequestedOutputTensor, model:
     return count
 
 
-def check_output(name: str, array: object, spec: TensorSpec, model: str) -> Array:
-    """A model's output array, checked against its config; a mismatch is the model's bug."""
+def check_output(
+    name: str, array: object, spec: TensorSpec, model: str, batch_size: int | None = None
+) -> Array:
+    """A model's output array, checked against its config; a mismatch is the model's bug.
+
+    ``batch_size`` is the request's batch size when the model batches (None when it does not).
+    """
     if not isinstance(array, np.ndarray):
         raise Internal(
             f"model '{model}' returned output '{name}' as {type(array).__name__}, not a numpy array"
@@ -371,6 +376,15 @@ def check_output(name: str, array: object, spec: TensorSpec, model: str) -> Arra
         raise Internal(
             f"model '{model}' returned output '{name}' as {got}, but its config declares "
             f"{spec.datatype.wire}"
+        )
+    expected = spec.dims if batch_size is None else (batch_size, *spec.dims)
+    if array.shape != expected and not (
+        array.ndim == len(expected)
+        and all(want in (-1, got) for want, got in zip(expected, array.shape, strict=True))
+    ):
+        raise Internal(
+            f"model '{model}' returned output '{name}' with shape {list(array.shape)}, but "
+            f"its config declares {list(expected)} for this request"
         )
     return array
 
