@@ -1,16 +1,30 @@
-"""`make demo`: start the ping service, load it with the sync, async and siege clients, print
-a summary table, stop the server, exit 0 (non-zero if any call failed)."""
+"""`make demo`: start the ping service, load it with the sync, async and siege clients; then
+serve examples/model_repository and drive it with the InferRunner API and the siege client;
+print a summary table, stop the servers, exit 0 (non-zero if any call failed)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import pathlib
 import sys
+import types
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE / "01_ping"))
 
 import client as ping_client  # noqa: E402
+
+
+def _load(name: str, path: pathlib.Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+inference_client = _load("inference_client", HERE / "02_inference" / "client.py")
 
 from asyncinfer.client import Report  # noqa: E402
 from asyncinfer.testing import ServerProcess  # noqa: E402
@@ -19,7 +33,9 @@ SECONDS = 3.0
 
 
 def table(rows: list[tuple[str, Report]]) -> str:
-    header = f"{'client':<18}{'calls':>8}{'ok':>8}{'failed':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+    header = (
+        f"{'client':<18}{'calls':>8}{'ok':>8}{'failed':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+    )
     lines = [header, "-" * len(header)]
     for name, r in rows:
         lines.append(
@@ -38,8 +54,19 @@ def main() -> int:
             ("async (16)", asyncio.run(ping_client.run_async(target, SECONDS))),
             ("siege (1500/s)", asyncio.run(ping_client.run_siege(target, SECONDS))),
         ]
+    inference = [
+        *(sys.executable, "-m", "asyncinfer.cli", "serve", "--grpc-port", "0"),
+        *("--model-repository", str(HERE / "model_repository")),
+    ]
+    with ServerProcess(inference) as proc:
+        target = proc.address
+        print(f"inference service on {target}; {SECONDS:.0f} s per client")
+        rows += [
+            ("InferRunner (16)", asyncio.run(inference_client.run_runner(target, SECONDS))),
+            ("siege infer (500/s)", asyncio.run(inference_client.run_siege(target, SECONDS))),
+        ]
     print()
-    print("asyncinfer demo: examples/01_ping")
+    print("asyncinfer demo: examples/01_ping, examples/02_inference (model `simple`)")
     print(table(rows))
     failed = sum(r.failed for _, r in rows)
     print(f"\nserver stopped; {failed} failed calls")

@@ -75,6 +75,9 @@ def _unary_unary(
             request = parse(raw)
             if not admission.try_acquire():
                 await admission.acquire(call.time_remaining())
+        except asyncio.CancelledError:
+            admission.cancelled += 1
+            raise
         except Exception as exc:
             await _fail(call, cls, admission, exc)
         # From here on the slot is ours: every path out, cancellation included, releases it.
@@ -110,6 +113,9 @@ def _stream_unary(
     async def handle(raw_requests: AsyncIterator[bytes], call: GrpcContext) -> Any:
         try:
             await admission.acquire(call.time_remaining())
+        except asyncio.CancelledError:
+            admission.cancelled += 1
+            raise
         except Exception as exc:
             await _fail(call, cls, admission, exc)
         try:
@@ -139,6 +145,9 @@ def _streaming_reply(
         try:
             request = _stream_requests(raw, parse) if streaming_requests else parse(raw)
             await admission.acquire(call.time_remaining())
+        except asyncio.CancelledError:
+            admission.cancelled += 1
+            raise
         except Exception as exc:
             await _fail(call, cls, admission, exc)
         try:

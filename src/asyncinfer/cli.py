@@ -1,6 +1,7 @@
 """The ``asyncinfer`` console script: serve an app, or drive any service with a load client.
 
     asyncinfer serve --app examples.ping:build --port 50051 --workers 2
+    asyncinfer serve --model-repository examples/model_repository --grpc-port 8001
     asyncinfer sync  127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --request '{"payload": "aGk="}'
     asyncinfer async 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --concurrency 32 --duration 5
     asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
@@ -57,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--app", required=True, help="MODULE:FACTORY returning a Server")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--app", help="MODULE:FACTORY returning a Server")
+    source.add_argument(
+        "--model-repository", help="serve the Triton-compatible inference service over DIR"
+    )
+    _add_inference_flags(parser)
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None, help="0 picks a free port")
     parser.add_argument("--workers", type=int, default=None)
@@ -66,7 +72,55 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=_run_serve)
 
 
+def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
+    """tritonserver's flag names, for --model-repository."""
+    group = parser.add_argument_group("inference service (with --model-repository)")
+    group.add_argument("--grpc-port", type=int, default=None, help="default 8001; 0 picks one")
+    group.add_argument(
+        "--metrics-port", type=int, default=None, help="Prometheus metrics (not in this build yet)"
+    )
+    group.add_argument("--model-control-mode", choices=("none", "explicit", "poll"), default="none")
+    group.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with explicit control: load NAME at start (repeatable; '*' loads all)",
+    )
+    group.add_argument("--repository-poll-secs", type=float, default=15.0)
+    group.add_argument("--allow-client-shm", action="store_true")
+
+
+def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
+    from .inference.app import build_server  # only the inference service needs it
+
+    if args.metrics_port is not None:
+        raise ConfigError("--metrics-port: metrics are not in this build yet")
+    if args.port is not None:
+        raise ConfigError("with --model-repository, give the port as --grpc-port")
+    factory = functools.partial(
+        build_server,
+        args.model_repository,
+        host=args.host or "127.0.0.1",
+        grpc_port=8001 if args.grpc_port is None else args.grpc_port,
+        model_control_mode=args.model_control_mode,
+        load_models=tuple(args.load_model),
+        allow_client_shm=args.allow_client_shm,
+        workers=args.workers or 1,
+        poll_seconds=args.repository_poll_secs,
+    )
+    factory()  # fail here, in the parent, on a bad combination of flags
+    return factory
+
+
 def _run_serve(args: argparse.Namespace) -> int:
+    if args.model_repository is not None:
+        overrides = {"grace": args.grace} if args.grace is not None else {}
+        return serve(functools.partial(_configured, _inference_factory(args), overrides))
+    inference_only = ("grpc_port", "metrics_port", "allow_client_shm", "load_model")
+    used = [f"--{k.replace('_', '-')}" for k in inference_only if getattr(args, k)]
+    if used or args.model_control_mode != "none":
+        raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")
     overrides = {
         key: value
         for key in ("host", "port", "workers", "reuse_port", "grace")
@@ -104,7 +158,9 @@ def _configured(factory: Callable[[], Server], overrides: dict[str, Any]) -> Ser
 def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.add_argument("target", help="HOST:PORT")
     parser.add_argument("method", help="/package.Service/Method")
-    parser.add_argument("--request", default="{}", help="request as JSON (a list for client streams)")
+    parser.add_argument(
+        "--request", default="{}", help="request as JSON (a list for client streams)"
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds")
     parser.add_argument("--count", type=int, default=None, help="stop after this many calls")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds")
@@ -115,8 +171,12 @@ def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
     if mode == "siege":
         parser.add_argument("--rate", type=float, required=True, help="calls/s (start rate)")
         parser.add_argument("--shape", choices=("constant", "linear", "cyclic"), default="constant")
-        parser.add_argument("--rate-end", type=float, default=None, help="linear: end; cyclic: high")
-        parser.add_argument("--period", type=float, default=None, help="cyclic period / linear ramp")
+        parser.add_argument(
+            "--rate-end", type=float, default=None, help="linear: end; cyclic: high"
+        )
+        parser.add_argument(
+            "--period", type=float, default=None, help="cyclic period / linear ramp"
+        )
         parser.add_argument("--max-in-flight", type=int, default=1000)
     parser.set_defaults(run=_run_load)
 

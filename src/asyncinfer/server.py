@@ -19,6 +19,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from ._handlers import AnyContext, make_handler
+from ._reflection import pools_of
 from .admission import Admission, AdmissionStatistics
 from .config import ServerConfig
 from .context import Context
@@ -165,7 +166,15 @@ class Server:
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
             names.append(health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
         if self.config.reflection:
-            reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+            # Services in a private descriptor pool (inference) need it searched as well.
+            pools = pools_of(
+                cls.method.containing_service.file
+                for service in self._services.values()
+                for cls in service.contexts.values()
+            )
+            reflection.enable_server_reflection(
+                [*names, reflection.SERVICE_NAME], server, pool=pools  # type: ignore[arg-type]
+            )
 
     def _bind(self, server: grpc.aio.Server) -> int:
         try:

@@ -63,6 +63,7 @@ class ServerProcess:
         self.address = ""
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
 
     @property
     def pid(self) -> int:
@@ -79,7 +80,8 @@ class ServerProcess:
             env=self.env,
             cwd=self.cwd,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.wait_for(lambda: len(self.worker_pids) >= self.workers, "to serve")
         return self
 
@@ -118,10 +120,15 @@ class ServerProcess:
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
         try:
-            return self._process.wait(timeout)
+            code = self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             self._process.kill()
-            return self._process.wait()
+            code = self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout)  # EOF once the process and its workers are gone
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        return code
 
     def __enter__(self) -> Self:
         return self.start()

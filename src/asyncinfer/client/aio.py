@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import grpc
@@ -29,12 +29,13 @@ class AsyncClient:
         *,
         max_in_flight: int | None = None,
         timeout: float | None = 10.0,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise UsageError(f"max_in_flight must be >= 1 or None, not {max_in_flight}")
         self.method = method
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target, options=channel_options())
+        self._channel = grpc.aio.insecure_channel(target, options=[*channel_options(), *options])
         self._invoke = method.aio_invoker(self._channel)
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 

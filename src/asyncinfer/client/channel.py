@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["channel_options"]
+__all__ = ["OWN_CONNECTION", "channel_options"]
 
 MiB = 1024 * 1024
+
+#: Give a channel its own TCP connection instead of sharing one with every channel to the same
+#: target (grpc's global subchannel pool); needed to spread load over SO_REUSEPORT workers.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 def channel_options(max_message_bytes: int = 64 * MiB) -> list[tuple[str, int]]:

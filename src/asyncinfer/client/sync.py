@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import grpc
@@ -21,10 +21,17 @@ RequestSource = Request | Callable[[int], Request]
 class SyncClient:
     """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams)."""
 
-    def __init__(self, target: str, method: Method, *, timeout: float | None = 10.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        method: Method,
+        *,
+        timeout: float | None = 10.0,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         self.method = method
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=channel_options())
+        self._channel = grpc.insecure_channel(target, options=[*channel_options(), *options])
         self._invoke = method.sync_invoker(self._channel)
 
     def call(self, request: Request, *, timeout: float | None = None) -> Any:

@@ -7,9 +7,10 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from inference_servers import EXPLICIT_REPOSITORY, REPOSITORY, ThreadedServer
 
 from asyncinfer.inference.app import build_server
+
+from .inference_servers import EXPLICIT_REPOSITORY, REPOSITORY, ThreadedServer
 
 
 @pytest.fixture(scope="module")

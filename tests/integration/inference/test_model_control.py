@@ -10,10 +10,11 @@ import time
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from inference_servers import EXPLICIT_REPOSITORY, ThreadedServer
 from tritonclient.utils import InferenceServerException
 
 from asyncinfer.inference.app import build_server
+
+from .inference_servers import EXPLICIT_REPOSITORY, ThreadedServer
 
 EXPLICIT_MODELS = [
     "densenet_onnx",

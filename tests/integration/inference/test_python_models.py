@@ -9,10 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from inference_servers import ThreadedServer
 from tritonclient.utils import InferenceServerException
 
 from asyncinfer.inference.app import build_server
+
+from .inference_servers import ThreadedServer
 
 IDENTITY_CONFIG = """
 name: "{name}"
@@ -47,6 +48,11 @@ class Model:
 class Model:
     async def execute(self, requests):
         return [Response([Tensor("OUT", np.zeros(2, np.float32))])]
+""",
+    "classifier": """
+class Model:
+    async def execute(self, requests):
+        return [Response([Tensor("OUT", r.input("IN").as_numpy())]) for r in requests]
 """,
     "sync_counter": """
 import threading
@@ -85,6 +91,14 @@ def client(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("models")
     for name, source in MODELS.items():
         _write_model(root, name, source)
+    config = root / "classifier" / "config.pbtxt"
+    config.write_text(
+        config.read_text().replace(
+            'name: "OUT" data_type: TYPE_INT32 dims: [ -1 ]',
+            'name: "OUT" data_type: TYPE_INT32 dims: [ -1 ] label_filename: "labels.txt"',
+        )
+    )
+    (root / "classifier" / "labels.txt").write_text("zero\none\ntwo\n")
     warmup = (
         'model_warmup [ { name: "w" count: 3 inputs { key: "IN" value '
         "{ data_type: TYPE_INT32 dims: [ 2 ] zero_data: true } } } ]"
@@ -170,3 +184,11 @@ def test_version_policies(client) -> None:
     assert list(client.get_model_metadata("all_versions").versions) == ["1", "2"]
     assert list(client.get_model_metadata("specific").versions) == ["1", "3"]
     assert len(client.get_inference_statistics("all_versions").model_stats) == 2
+
+
+def test_classification_with_labels(client) -> None:
+    tensor = grpcclient.InferInput("IN", [4], "INT32")
+    tensor.set_data_from_numpy(np.array([3, 7, 1, 9], np.int32))
+    outputs = [grpcclient.InferRequestedOutput("OUT", class_count=3)]
+    result = client.infer("classifier", [tensor], outputs=outputs)
+    assert list(result.as_numpy("OUT")) == [b"9.000000:3", b"7.000000:1:one", b"3.000000:0:zero"]

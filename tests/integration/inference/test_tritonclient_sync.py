@@ -217,3 +217,12 @@ def test_unimplemented_extensions_say_so(client, call) -> None:
         call(client)
     assert info.value.status() == "StatusCode.UNIMPLEMENTED"
     assert "not supported by this server yet" in info.value.message()
+
+
+def test_requests_over_grpcio_default_4_mib_limit(client) -> None:
+    # Triton's limits are INT32_MAX both ways; 8 MiB each way must pass.
+    data = np.arange(2 * 1024 * 1024, dtype=np.int32).reshape(1, -1)
+    tensor = grpcclient.InferInput("INPUT0", list(data.shape), "INT32")
+    tensor.set_data_from_numpy(data)
+    result = client.infer("custom_identity_int32", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)

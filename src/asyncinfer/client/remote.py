@@ -1,0 +1,265 @@
+"""The InferRunner API over the inference protocol: RemoteManager (asyncio), SyncRemoteManager.
+
+    async with RemoteManager("127.0.0.1:8001") as manager:
+        runner = manager.infer_runner("simple")
+        outputs = await runner.infer(INPUT0=a, INPUT1=b)      # {"OUTPUT0": ..., "OUTPUT1": ...}
+
+    with SyncRemoteManager("127.0.0.1:8001") as manager:
+        outputs = manager.infer_runner("simple").infer(INPUT0=a, INPUT1=b).result()
+
+Connecting reads the repository index and the metadata of every ready model, so bindings are
+known locally and ``infer`` checks names, dtypes and shapes before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Mapping
+from typing import Any, Self
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import UsageError
+from ..inference.datatypes import BYTES, from_wire
+from ..inference.tensors import deserialize_bytes, serialize_bytes
+from ..pb.inference import grpc_service_pb2 as pb
+from ..runner import Binding
+from ._method import to_error
+from .channel import channel_options
+
+__all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunner"]
+
+Outputs = dict[str, npt.NDArray[Any]]
+_SERVICE = "/inference.GRPCInferenceService/"
+
+
+def _bindings(tensors: Any) -> dict[str, Binding]:
+    bindings = {}
+    for tensor in tensors:
+        datatype = from_wire(tensor.datatype)
+        if datatype is None:
+            raise UsageError(f"the server reports an unknown datatype {tensor.datatype!r}")
+        bindings[tensor.name] = Binding(
+            tensor.name, datatype.wire, datatype.dtype, tuple(tensor.shape)
+        )
+    return bindings
+
+
+class _Runner:
+    """Bindings, request building and response decoding shared by both flavours."""
+
+    def __init__(self, name: str, version: str, metadata: pb.ModelMetadataResponse) -> None:
+        self._name = name
+        self._version = version
+        self._inputs = _bindings(metadata.inputs)
+        self._outputs = _bindings(metadata.outputs)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def input_bindings(self) -> Mapping[str, Binding]:
+        return dict(self._inputs)
+
+    def output_bindings(self) -> Mapping[str, Binding]:
+        return dict(self._outputs)
+
+    def _request(self, inputs: Mapping[str, npt.ArrayLike]) -> pb.ModelInferRequest:
+        unknown = sorted(set(inputs) - set(self._inputs))
+        missing = sorted(set(self._inputs) - set(inputs))
+        if unknown or missing:
+            raise UsageError(
+                f"model '{self._name}' takes inputs {sorted(self._inputs)}; "
+                f"unknown: {unknown}, missing: {missing}"
+            )
+        request = pb.ModelInferRequest(model_name=self._name, model_version=self._version)
+        for name, value in inputs.items():
+            binding = self._inputs[name]
+            array = np.asarray(value, dtype=binding.dtype if binding.datatype != BYTES else None)
+            if not binding.accepts(array.shape):
+                raise UsageError(
+                    f"input '{name}' of model '{self._name}' has shape {array.shape}; "
+                    f"expected {binding.shape} (-1: any extent)"
+                )
+            request.inputs.add(name=name, datatype=binding.datatype, shape=array.shape)
+            data = serialize_bytes(array) if binding.datatype == BYTES else array.tobytes()
+            request.raw_input_contents.append(data)
+        return request
+
+    @staticmethod
+    def _outputs_of(raw: bytes) -> Outputs:
+        reply = pb.ModelInferResponse.FromString(raw)
+        outputs: Outputs = {}
+        for tensor, data in zip(reply.outputs, reply.raw_output_contents, strict=True):
+            shape = tuple(tensor.shape)
+            if tensor.datatype == BYTES:
+                count = int(np.prod(shape))
+                outputs[tensor.name] = deserialize_bytes(data, count, what=tensor.name).reshape(
+                    shape
+                )
+            else:
+                datatype = from_wire(tensor.datatype)
+                if datatype is None:
+                    raise UsageError(f"the server sent an unknown datatype {tensor.datatype!r}")
+                outputs[tensor.name] = np.frombuffer(data, datatype.dtype).reshape(shape)
+        return outputs
+
+
+class RemoteRunner(_Runner):
+    """Runs one remote model from asyncio; ``infer`` returns an awaitable asyncio.Future."""
+
+    def __init__(self, manager: RemoteManager, name: str, version: str, metadata: Any) -> None:
+        super().__init__(name, version, metadata)
+        self._manager = manager
+
+    def infer(self, **inputs: npt.ArrayLike) -> asyncio.Future[Outputs]:
+        request = self._request(inputs)  # bad input raises here, before a future exists
+        # The caller owns the returned future; cancelling it cancels the call.
+        return asyncio.ensure_future(self._infer(request))
+
+    async def _infer(self, request: pb.ModelInferRequest) -> Outputs:
+        raw = await self._manager._call("ModelInfer", request)
+        return self._outputs_of(raw)
+
+
+class RemoteManager:
+    """Models of a remote inference service, for asyncio code. Use ``async with``."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._metadata: dict[str, pb.ModelMetadataResponse] = {}
+
+    async def connect(self) -> Self:
+        """Open the channel and read the ready models' metadata."""
+        self._channel = grpc.aio.insecure_channel(self.url, options=channel_options())
+        index = pb.RepositoryIndexResponse.FromString(
+            await self._call("RepositoryIndex", pb.RepositoryIndexRequest(ready=True))
+        )
+        for name in sorted({model.name for model in index.models}):
+            raw = await self._call("ModelMetadata", pb.ModelMetadataRequest(name=name))
+            self._metadata[name] = pb.ModelMetadataResponse.FromString(raw)
+        return self
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def get_models(self) -> list[str]:
+        self._check()
+        return sorted(self._metadata)
+
+    def infer_runner(self, name: str, version: str = "") -> RemoteRunner:
+        self._check()
+        if name not in self._metadata:
+            raise UsageError(f"{self.url} has no ready model '{name}'; it has {self.get_models()}")
+        return RemoteRunner(self, name, version, self._metadata[name])
+
+    def _check(self) -> None:
+        if self._channel is None:
+            raise UsageError("connect() the RemoteManager (or use `async with`) first")
+
+    async def _call(self, method: str, request: Any) -> bytes:
+        self._check()
+        assert self._channel is not None
+        call = self._channel.unary_unary(
+            _SERVICE + method, request_serializer=_serialize, response_deserializer=None
+        )
+        try:
+            return await call(request, timeout=self.timeout)  # type: ignore[no-any-return]
+        except grpc.RpcError as exc:
+            raise to_error(exc) from None
+
+
+class SyncRemoteRunner(_Runner):
+    """Runs one remote model from blocking code; ``infer`` returns a concurrent Future."""
+
+    def __init__(self, manager: SyncRemoteManager, name: str, version: str, metadata: Any) -> None:
+        super().__init__(name, version, metadata)
+        self._manager = manager
+
+    def infer(self, **inputs: npt.ArrayLike) -> concurrent.futures.Future[Outputs]:
+        request = self._request(inputs)
+        result: concurrent.futures.Future[Outputs] = concurrent.futures.Future()
+        call = self._manager._callable("ModelInfer").future(request, timeout=self._manager.timeout)
+
+        def done(call: Any) -> None:
+            # Runs on a grpc thread when the call completes; only the future is touched here.
+            try:
+                result.set_result(self._outputs_of(call.result()))
+            except grpc.RpcError as exc:
+                result.set_exception(to_error(exc))
+            except Exception as exc:
+                result.set_exception(exc)
+
+        call.add_done_callback(done)
+        return result
+
+
+class SyncRemoteManager:
+    """Models of a remote inference service, for blocking code. Use ``with``."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._channel: grpc.Channel | None = None
+        self._metadata: dict[str, pb.ModelMetadataResponse] = {}
+
+    def connect(self) -> Self:
+        self._channel = grpc.insecure_channel(self.url, options=channel_options())
+        index = pb.RepositoryIndexResponse.FromString(
+            self._blocking("RepositoryIndex", pb.RepositoryIndexRequest(ready=True))
+        )
+        for name in sorted({model.name for model in index.models}):
+            raw = self._blocking("ModelMetadata", pb.ModelMetadataRequest(name=name))
+            self._metadata[name] = pb.ModelMetadataResponse.FromString(raw)
+        return self
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> Self:
+        return self.connect()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get_models(self) -> list[str]:
+        if self._channel is None:
+            raise UsageError("connect() the SyncRemoteManager (or use `with`) first")
+        return sorted(self._metadata)
+
+    def infer_runner(self, name: str, version: str = "") -> SyncRemoteRunner:
+        if name not in self.get_models():
+            raise UsageError(f"{self.url} has no ready model '{name}'; it has {self.get_models()}")
+        return SyncRemoteRunner(self, name, version, self._metadata[name])
+
+    def _callable(self, method: str) -> Any:
+        if self._channel is None:
+            raise UsageError("connect() the SyncRemoteManager (or use `with`) first")
+        return self._channel.unary_unary(
+            _SERVICE + method, request_serializer=_serialize, response_deserializer=None
+        )
+
+    def _blocking(self, method: str, request: Any) -> bytes:
+        try:
+            return self._callable(method)(request, timeout=self.timeout)  # type: ignore[no-any-return]
+        except grpc.RpcError as exc:
+            raise to_error(exc) from None
+
+
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()  # type: ignore[no-any-return]

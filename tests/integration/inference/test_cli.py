@@ -1,0 +1,72 @@
+"""`asyncinfer serve --model-repository` in a child process, driven by tritonclient and by
+`asyncinfer siege` (which finds ModelInfer through server reflection)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from asyncinfer.testing import ServerProcess
+
+from .inference_servers import REPOSITORY
+
+CLI = [sys.executable, "-m", "asyncinfer.cli"]
+
+
+def test_serve_model_repository_and_siege_it(tmp_path) -> None:
+    argv = [*CLI, "serve", "--model-repository", str(REPOSITORY), "--grpc-port", "0"]
+    with ServerProcess(argv) as server:
+        with grpcclient.InferenceServerClient(server.address) as client:
+            assert client.is_model_ready("simple")
+        a = np.arange(16, dtype=np.int32)
+        request = {
+            "model_name": "simple",
+            "inputs": [
+                {"name": n, "datatype": "INT32", "shape": ["1", "16"]} for n in ("INPUT0", "INPUT1")
+            ],
+            "raw_input_contents": [base64.b64encode(a.tobytes()).decode()] * 2,
+        }
+        report = tmp_path / "siege.json"
+        done = subprocess.run(
+            [
+                *CLI,
+                "siege",
+                server.address,
+                "/inference.GRPCInferenceService/ModelInfer",
+                "--request",
+                json.dumps(request),
+                "--rate",
+                "200",
+                "--duration",
+                "1",
+                "--json",
+                str(report),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    result = json.loads(report.read_text())
+    assert result["summary"]["failed"] == 0 and result["summary"]["ok"] > 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model-repository", "x", "--metrics-port", "8002"], "metrics are not in this build"),
+        (["--model-repository", "x", "--allow-client-shm"], "shared-memory extension"),
+        (["--app", "m:f", "--load-model", "simple"], "needs --model-repository"),
+        (["--model-repository", "x", "--load-model", "simple"], "only applies with"),
+    ],
+)
+def test_serve_flag_errors(flags: list[str], message: str) -> None:
+    done = subprocess.run([*CLI, "serve", *flags], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr

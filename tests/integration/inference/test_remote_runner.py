@@ -1,0 +1,58 @@
+"""The InferRunner API over the protocol: RemoteManager (asyncio) and SyncRemoteManager."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
+from asyncinfer.errors import NotFound, UsageError
+from asyncinfer.runner import Binding
+
+MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+
+
+async def test_async_manager_runs_simple(url: str) -> None:
+    async with RemoteManager(url) as manager:
+        assert manager.get_models() == MODELS
+        runner = manager.infer_runner("simple")
+        assert runner.input_bindings()["INPUT0"] == Binding(
+            "INPUT0", "INT32", np.dtype("<i4"), (-1, 16)
+        )
+        assert list(runner.output_bindings()) == ["OUTPUT0", "OUTPUT1"]
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        outputs = await runner.infer(INPUT0=a, INPUT1=a)
+        np.testing.assert_array_equal(outputs["OUTPUT0"], a * 2)
+        np.testing.assert_array_equal(outputs["OUTPUT1"], a * 0)
+        strings = manager.infer_runner("simple_identity")
+        data = np.array([[b"x\x00", b"\xff"]], dtype=np.object_)
+        assert list((await strings.infer(INPUT0=data))["OUTPUT0"][0]) == [b"x\x00", b"\xff"]
+
+
+async def test_async_runner_checks_inputs_locally(url: str) -> None:
+    async with RemoteManager(url) as manager:
+        runner = manager.infer_runner("simple")
+        with pytest.raises(UsageError, match="missing: \\['INPUT1'\\]"):
+            runner.infer(INPUT0=np.zeros((1, 16), np.int32))
+        with pytest.raises(UsageError, match="expected \\(-1, 16\\)"):
+            runner.infer(INPUT0=np.zeros((1, 8), np.int32), INPUT1=np.zeros((1, 8), np.int32))
+        with pytest.raises(UsageError, match="no ready model 'nope'"):
+            manager.infer_runner("nope")
+        unknown_version = manager.infer_runner("simple", version="9")
+        a = np.zeros((1, 16), np.int32)
+        with pytest.raises(NotFound, match="version 9 is not found"):
+            await unknown_version.infer(INPUT0=a, INPUT1=a)
+
+
+def test_sync_manager_runs_many_in_flight(url: str) -> None:
+    with SyncRemoteManager(url) as manager:
+        runner = manager.infer_runner("custom_identity_int32")
+        arrays = [np.arange(i + 1, dtype=np.int32).reshape(1, -1) for i in range(20)]
+        futures = [runner.infer(INPUT0=a) for a in arrays]
+        for array, future in zip(arrays, futures, strict=True):
+            np.testing.assert_array_equal(future.result(10)["OUTPUT0"], array)
+
+
+def test_unconnected_manager_says_so() -> None:
+    with pytest.raises(UsageError, match="connect"):
+        SyncRemoteManager("127.0.0.1:1").get_models()
