@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
-from inference_servers import REPOSITORY, ThreadedServer
 from tritonclient.utils import (
     InferenceServerException,
     serialize_byte_tensor,
@@ -22,6 +21,8 @@ from tritonclient.utils import (
 )
 
 from asyncinfer.inference.app import build_server
+
+from .inference_servers import REPOSITORY, ThreadedServer
 
 PID = os.getpid()
 #: What tritonclient's register_cuda_shared_memory takes: a base64 cudaIpcMemHandle_t (64 bytes).
