@@ -17,7 +17,8 @@ run in their own processes and the load client in another; each measurement is t
 buffers, median of 30.
 
 ``perf_analyzer --shared-memory=system`` runs too when ``PERF_ANALYZER`` names its binary (see
-TOOLS.md for the one that starts on Debian 12; set LD_LIBRARY_PATH for it as described there).
+TOOLS.md for the one that starts on Debian 12; set LD_LIBRARY_PATH for it as described there),
+or when the repository has scripts/perf_analyzer.sh and its .venv-pa.
 
 Run:   .venv/bin/python bench/shm.py [--duration 2] [--runs 3] [--mib 16]
 Last line: one JSON object with ``shm_vs_bytes_min`` (the smallest shm/bytes throughput ratio
@@ -311,10 +312,20 @@ def run_cell(
     }
 
 
+def _perf_analyzer_binary() -> str | None:
+    """PERF_ANALYZER, else the repository's scripts/perf_analyzer.sh when .venv-pa exists."""
+    if os.environ.get("PERF_ANALYZER"):
+        return os.environ["PERF_ANALYZER"]
+    wrapper = ROOT / "scripts" / "perf_analyzer.sh"
+    if wrapper.exists() and (ROOT / ".venv-pa" / "bin" / "perf_analyzer").exists():
+        return str(wrapper)
+    return None
+
+
 def perf_analyzer(target: str, mib: int) -> dict[str, Any]:
-    binary = os.environ.get("PERF_ANALYZER")
-    if not binary:
-        return {"skipped": "set PERF_ANALYZER to a perf_analyzer binary to run it"}
+    binary = _perf_analyzer_binary()
+    if binary is None:
+        return {"skipped": "no perf_analyzer: set PERF_ANALYZER or set up .venv-pa (TOOLS.md)"}
     elements = mib * MiB // 4
     command = [
         binary, "-m", MODEL, "-u", target, "-i", "grpc", "--shared-memory=system",
