@@ -197,6 +197,13 @@ class SystemShmRegistry:
         names = list(self._regions) if not name else [name] if name in self._regions else []
         for each in names:
             self._retire(self._regions.pop(each))
+        self._sweep()
+
+    def _sweep(self) -> None:
+        # A region whose view escaped a lease could not close when its last lease returned;
+        # try again whenever regions change, so it is unmapped once that view is gone.
+        if self._retiring:
+            self._retiring = [r for r in self._retiring if r.users or not r.close()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._regions
@@ -226,7 +233,6 @@ class SystemShmRegistry:
 
     def close(self) -> None:
         self.unregister("")
-        self._retiring = [region for region in self._retiring if not region.close()]
         for region in self._retiring:
             log.warning("%s is still viewed after stop; left mapped", _label(region.status.name))
 
@@ -239,13 +245,12 @@ class SystemShmRegistry:
 
     def _retire(self, region: _Region) -> None:
         region.retired = True
-        if region.users or not region.close():
-            self._retiring.append(region)
+        self._retiring.append(region)  # closed by the sweep that follows, or later
 
     def _return(self, region: _Region) -> None:
         region.users -= 1
-        if region.retired and not region.users and region in self._retiring and region.close():
-            self._retiring.remove(region)
+        if region.retired and not region.users:
+            self._sweep()
 
 
 def _open_region(status: RegionStatus, path: str) -> _Region:
