@@ -149,7 +149,7 @@ class SysvAttachments:
         while self._attached:
             _, attachment = self._attached.popitem(last=False)
             self._retire(attachment)
-        self._retiring = [a for a in self._retiring if not self._try_detach(a)]
+        self._sweep()
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -209,8 +209,13 @@ class SysvAttachments:
 
     def _return(self, attachment: _Attachment) -> None:
         attachment.leases -= 1
-        if attachment.retired and attachment in self._retiring and self._try_detach(attachment):
-            self._retiring.remove(attachment)
+        if attachment.retired and not attachment.leases:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        # Retried whenever a lease returns: a segment whose view escaped its lease is detached
+        # as soon as that view is gone, not only at close.
+        self._retiring = [a for a in self._retiring if not self._try_detach(a)]
 
     def _try_detach(self, attachment: _Attachment) -> bool:
         if attachment.leases or views_alive(attachment.root):
