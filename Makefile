@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# perf_analyzer lives in its own venv (scripts/install_perf_analyzer.sh says why).
+PA_STAMP := .venv-pa/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto')
 
 .PHONY: install demo test lint typecheck check bench clean
 
-$(STAMP): pyproject.toml setup.py $(PROTOS)
+$(STAMP): pyproject.toml setup.py $(PROTOS) | $(PA_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,onnx]'
+	touch $@
+
+$(PA_STAMP): scripts/install_perf_analyzer.sh
+	bash scripts/install_perf_analyzer.sh
 	touch $@
 
 install: $(STAMP)
@@ -30,5 +36,10 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# Every benchmark in bench/ (private modules start with _), one after the other: never in
+# parallel, they share the machine's cores with the servers they measure.
+bench: $(STAMP)
+	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info src/asyncinfer/pb/*_pb2*.py src/asyncinfer/pb/*_pb2*.pyi src/asyncinfer/pb/inference/*_pb2*.py src/asyncinfer/pb/inference/*_pb2*.pyi
+	rm -rf $(VENV) .venv-pa build dist src/*.egg-info src/asyncinfer/pb/*_pb2*.py src/asyncinfer/pb/*_pb2*.pyi src/asyncinfer/pb/inference/*_pb2*.py src/asyncinfer/pb/inference/*_pb2*.pyi

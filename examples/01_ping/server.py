@@ -89,9 +89,13 @@ class Echo(BidiStreamContext[PingRequest, PingReply, PingResources]):
             yield self.resources.reply(request.payload)
 
 
-def build(host: str = "127.0.0.1", port: int = 0, workers: int = 1) -> Server:
+def build(
+    host: str = "127.0.0.1", port: int = 0, workers: int = 1, pin_workers: bool = False
+) -> Server:
     """The server factory; each worker process calls it to build its own server."""
-    server = Server(host=host, port=port, workers=workers, reuse_port=workers > 1)
+    server = Server(
+        host=host, port=port, workers=workers, reuse_port=workers > 1, pin_workers=pin_workers
+    )
     server.add_service(PingResources(), Ping, Countdown, Collect, Echo)
     return server
 
@@ -101,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--pin-workers", action="store_true", help="pin workers per NUMA node")
     args = parser.parse_args(argv)
-    return asyncinfer.serve(functools.partial(build, args.host, args.port, args.workers))
+    factory = functools.partial(build, args.host, args.port, args.workers, args.pin_workers)
+    return asyncinfer.serve(factory)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def random_images(count: int, seed: int) -> list[bytes]:
 async def classify(address: str, images: list[bytes], calls: int) -> tuple[np.ndarray, float]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = channel.unary_unary(
-            "/asyncinfer.examples.Preprocess/Classify",
+            "/asyncinfer.examples.preprocess.Preprocess/Classify",
             request_serializer=ClassifyRequest.SerializeToString,
             response_deserializer=ClassifyReply.FromString,
         )

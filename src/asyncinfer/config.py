@@ -25,6 +25,8 @@ class ServerConfig:
     reuse_port: bool = False
     #: Worker processes, each with its own event loop; 1 serves in the calling process.
     workers: int = 1
+    #: Pin worker i to the CPUs of NUMA node i % nodes (affinity.cpus_for_worker).
+    pin_workers: bool = False
     #: Seconds in-flight calls get to finish on a graceful stop before they are cancelled.
     grace: float = 5.0
     max_receive_message_bytes: int = 4 * MiB

@@ -68,7 +68,7 @@ class CallInfo:
 
     @property
     def peer(self) -> str:
-        return self._grpc.peer()  # type: ignore[no-any-return]
+        return self._grpc.peer()
 
     def time_remaining(self) -> float | None:
         """Seconds until the caller's deadline, or None when it set none."""

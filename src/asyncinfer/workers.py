@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from .affinity import CpuSet, cpus_for_worker, pin_process, read_topology
 from .config import ServerConfig
 from .server import Server
 
@@ -66,7 +67,7 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         if loop == "uvloop":
             raise
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 def _print_ready(index: int | None, address: str, pid: int | None = None) -> None:
@@ -97,13 +98,18 @@ async def _serve_one(
     return 0
 
 
-def _worker_main(factory: ServerFactory, index: int, port: int, ready: Any) -> None:
+def _worker_main(
+    factory: ServerFactory, index: int, port: int, ready: Any, cpus: CpuSet | None
+) -> None:
     """Entry point of a worker process."""
 
     def announce(index: int | None, address: str) -> None:
         ready.send((index, os.getpid(), address))
 
     _exit_with_parent()
+    if cpus is not None:
+        # Before the server exists, so that gRPC's and the pools' threads inherit the mask.
+        pin_process(cpus)
     config = factory().config
     sys.exit(run_loop(_serve_one(factory, port, announce=announce, index=index), config.loop))
 
@@ -138,9 +144,15 @@ class Supervisor:
         self._workers: dict[int, _Worker] = {}
         self._stopping = False
         self._ready_recv, self._ready_send = self._context.Pipe(duplex=False)
+        self._cpus: list[CpuSet | None] = [None] * config.workers
 
     def run(self) -> int:
         reservation, port = _reserve_port(self.config)
+        if self.config.pin_workers:
+            topology = read_topology()
+            self._cpus = [
+                cpus_for_worker(i, self.config.workers, topology) for i in range(self.config.workers)
+            ]
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for index in range(self.config.workers):
@@ -159,7 +171,7 @@ class Supervisor:
     def _start(self, index: int, port: int, *, crashes: int) -> None:
         process = self._context.Process(
             target=_worker_main,
-            args=(self.factory, index, port, self._ready_send),
+            args=(self.factory, index, port, self._ready_send, self._cpus[index]),
             name=f"asyncinfer-worker-{index}",
         )
         process.start()

@@ -25,8 +25,8 @@ sys.path.insert(0, str(EXAMPLE))
 import shm_model  # noqa: E402
 import shm_preprocess  # noqa: E402
 
-CLASSIFY = "/asyncinfer.examples.Preprocess/Classify"
-INFER = "/asyncinfer.examples.Model/Infer"
+CLASSIFY = "/asyncinfer.examples.preprocess.Preprocess/Classify"
+INFER = "/asyncinfer.examples.preprocess.Model/Infer"
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ async def test_both_transports_classify_the_same(model: Server, transport: str) 
             assert reply.transport == transport
             with read_tensor(reply.scores, None) as scores:
                 np.testing.assert_allclose(scores, _expected(images), rtol=1e-5)
-        stats = front.statistics().resources["asyncinfer.examples.Preprocess"]
-        model_stats = model.statistics().resources["asyncinfer.examples.Model"]
+        stats = front.statistics().resources["asyncinfer.examples.preprocess.Preprocess"]
+        model_stats = model.statistics().resources["asyncinfer.examples.preprocess.Model"]
         if transport == "shm":
             assert stats["live_slots"] == 0 and stats["allocated"] == 3
             assert model_stats["attaches"] >= 1 and model_stats["leases"] == 0

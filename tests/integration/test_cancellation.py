@@ -18,12 +18,12 @@ from ..services import Countdown, Ping, TrackedResources
 # Cancelled in waves, each on a fresh connection: grpc core's HTTP/2 rapid-reset protection
 # answers a burst of a thousand client cancellations with GOAWAY for that connection.
 FRESH_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
-WAVE = 1000
-WAVES = 3
+WAVE = 500
+WAVES = 6
 
 
 class LimitedPing(Ping):
-    max_in_flight = 200  # so that most cancelled calls are still waiting for admission
+    max_in_flight = 100  # so that most cancelled calls are still waiting for admission
     queue_timeout = None
 
 
@@ -58,10 +58,10 @@ async def _cancel_wave(
         stub.Countdown(ping_pb2.CountdownRequest(count=1000, interval_us=1000)) for _ in range(50)
     ]
     stats = lambda: server.statistics().rpcs[LimitedPing.rpc_path()]  # noqa: E731
-    await _until(lambda: stats().in_flight == 200 and stats().waiting == WAVE - 200)
+    await _until(lambda: stats().in_flight == 100 and stats().waiting == WAVE - 100)
     for stream in streams:
         await stream.read()  # every stream is mid-flight, holding its token
-    assert resources.held == 200 + 50
+    assert resources.held == 100 + 50
     for call in [*calls, *streams]:
         call.cancel()
     await _until(lambda: server.statistics().idle and resources.held == 0)

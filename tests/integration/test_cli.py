@@ -59,7 +59,7 @@ def test_streaming_rpcs_from_json(address: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("/asyncinfer.examples.Ping/Nope",), "does not serve asyncinfer.examples.Ping.Nope"),
+        (("/asyncinfer.examples.Ping/Nope",), "asyncinfer.examples.Ping has no method Nope; its methods are"),
         ((PING, "--request", "{not json"), "--request is not JSON"),
         ((PING, "--request", '{"nope": 1}'), "does not fit asyncinfer.examples.PingRequest"),
     ],

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from asyncinfer.affinity import cpus_for_worker, read_topology
 from asyncinfer.client import AsyncClient, Constant, Method, Siege
 from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.pb import ping_pb2
@@ -17,8 +18,9 @@ SERVER = Path(__file__).parents[2] / "examples" / "01_ping" / "server.py"
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
 
 
-def _workers(n: int) -> ServerProcess:
-    return ServerProcess([sys.executable, str(SERVER), "--port", "0", "--workers", str(n)], workers=n)
+def _workers(n: int, *flags: str) -> ServerProcess:
+    argv = [sys.executable, str(SERVER), "--port", "0", "--workers", str(n), *flags]
+    return ServerProcess(argv, workers=n)
 
 
 async def test_two_workers_share_one_port_and_both_answer() -> None:
@@ -71,3 +73,11 @@ def test_sigterm_drains_and_exits_zero() -> None:
         assert proc.stop() == 0
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_pinned_workers_run_on_their_numa_nodes_cpus() -> None:
+    topology = read_topology()
+    with _workers(2, "--pin-workers") as proc:
+        for index, pid in proc.worker_pids.items():
+            assert os.sched_getaffinity(pid) == set(cpus_for_worker(index, 2, topology))
+        assert proc.stop() == 0

@@ -81,7 +81,7 @@ class AsyncClient:
         return recorder.report(f"async c={concurrency}")
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(grace=None)
 
     async def __aenter__(self) -> Self:
         return self

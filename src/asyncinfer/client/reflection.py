@@ -36,7 +36,7 @@ def resolve_method(target: str, name: str, *, timeout: float = 10.0) -> Method:
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
         service_name, _, method_name = full_name.rpartition(".")
         try:
-            return Method.of(pool.FindServiceByName(service_name).methods_by_name[method_name])
+            service = pool.FindServiceByName(service_name)
         except KeyError:
             services = _services(channel)
             raise NotFound(
@@ -44,6 +44,10 @@ def resolve_method(target: str, name: str, *, timeout: float = 10.0) -> Method:
             ) from None
         except grpc.RpcError as exc:
             raise to_error(exc) from None
+    if method_name not in service.methods_by_name:
+        methods = sorted(service.methods_by_name)
+        raise NotFound(f"{service_name} has no method {method_name}; its methods are {methods}")
+    return Method.of(service.methods_by_name[method_name])
 
 
 def _services(channel: grpc.Channel) -> list[str]:

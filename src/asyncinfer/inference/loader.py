@@ -12,6 +12,7 @@ import pathlib
 
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.engine import EngineBackend, engine_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
@@ -75,11 +76,11 @@ def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
 def _check_supported(config: ModelConfig) -> None:
     name = config.name
     backend = config.backend or ("python" if not config.platform else "")
-    if backend != "python":
+    if backend != "python" and engine_kind(config) is None:
         kind = config.backend or config.platform
         raise InvalidArgument(
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
-            "runs python-backend models)"
+            "runs python, onnxruntime_onnx and tensorrt_plan models)"
         )
     scheduling = config.WhichOneof("scheduling_choice")
     if scheduling is not None:
@@ -102,7 +103,8 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            backend = await PythonBackend.load(
+            backend_class = PythonBackend if engine_kind(config) is None else EngineBackend
+            backend = await backend_class.load(
                 config, version, model_dir / str(version), repository
             )
             model = LoadedModel(config, version, sig, backend, labels)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from ..errors import Internal
 from ..pb.inference.grpc_service_pb2 import InferParameter, ModelInferRequest
 from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.engine import EngineBackend
 from .backends.python import PythonBackend
 from .classification import classify
 from .datatypes import BYTES
@@ -47,7 +48,7 @@ class LoadedModel:
     config: ModelConfig
     version: int
     signature: Signature
-    backend: PythonBackend
+    backend: PythonBackend | EngineBackend
     labels: Mapping[str, Sequence[str]]
     stats: ModelStats = dataclasses.field(default_factory=ModelStats)
 

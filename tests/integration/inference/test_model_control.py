@@ -80,11 +80,17 @@ def test_load_unknown_model_fails(client) -> None:
 
 
 def test_load_later_feature_model_says_not_supported_yet(client) -> None:
-    for name in ("densenet_onnx", "simple_sequence"):
-        with pytest.raises(InferenceServerException) as info:
-            client.load_model(name)
-        assert "failed to load" in info.value.message()
-        assert "not supported yet" in info.value.message()
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("simple_sequence")
+    assert "failed to load" in info.value.message()
+    assert "not supported yet" in info.value.message()
+
+
+def test_load_onnx_model_without_its_file_names_the_file(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("densenet_onnx")
+    assert "failed to load 'densenet_onnx' version 1" in info.value.message()
+    assert "model.onnx does not exist" in info.value.message()
 
 
 def test_file_name_too_long_is_internal_and_server_stays_live(client) -> None:

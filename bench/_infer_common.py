@@ -1,0 +1,155 @@
+"""What the inference benchmarks share: load-client rounds over several servers, perf_analyzer
+runs, and the per-server, per-concurrency medians."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from _harness import BENCH, HarnessError, RunningServer, median_of, python, ratio, run_json
+
+from asyncinfer._perf_analyzer import PerfAnalyzerError, run_perf_analyzer
+
+Samples = dict[str, dict[int, list[dict[str, Any]]]]
+FIGURES = ("throughput", "p50_ms", "p99_ms")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, concurrency: str, repeats: int,
+                         duration: float) -> None:  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
+    parser.add_argument("--concurrency", default=concurrency, help="comma-separated levels")
+    parser.add_argument("--repeats", type=int, default=repeats, help="rounds; medians are taken")
+    parser.add_argument("--duration", type=float, default=duration, help="seconds per level")
+    parser.add_argument("--warmup", type=float, default=0.3, help="unrecorded seconds per level")
+    parser.add_argument("--no-perf-analyzer", action="store_true", help="load client only")
+
+
+def apply_quick(args: argparse.Namespace) -> None:
+    if args.quick:
+        args.repeats, args.duration, args.warmup = 1, 0.3, 0.1
+
+
+def levels(args: argparse.Namespace) -> list[int]:
+    return [int(x) for x in args.concurrency.split(",") if x]
+
+
+def load_rounds(
+    servers: Sequence[RunningServer],
+    model: str,
+    args: argparse.Namespace,
+    client_args: Sequence[str] = (),
+) -> Samples:
+    """``args.repeats`` rounds; each round runs the load client once against every server (in
+    an order rotated per round, so slow drift of the machine does not favour one server)."""
+    samples: Samples = {s.name: {c: [] for c in levels(args)} for s in servers}
+    per_client = len(levels(args)) * (args.duration + args.warmup)
+    for round_ in range(args.repeats):
+        shift = round_ % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
+            command = [
+                python(), str(BENCH / "_load_client.py"), "--url", server.address,
+                "--model", model, "--concurrency", args.concurrency,
+                "--duration", str(args.duration), "--warmup", str(args.warmup), *client_args,
+            ]  # fmt: skip
+            result = run_json(command, timeout=60 + 3 * per_client)
+            for level in result["levels"]:
+                samples[server.name][level["concurrency"]].append(level)
+    return samples
+
+
+def summarize(samples: Samples) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per server and concurrency: the median figures, total errors and the first error."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, by_level in samples.items():
+        summary[name] = {}
+        for concurrency, runs in by_level.items():
+            figures: dict[str, Any] = median_of(runs, FIGURES)
+            figures["errors"] = sum(run["errors"] for run in runs)
+            first = next((run["first_error"] for run in runs if run["first_error"]), None)
+            if first:
+                figures["first_error"] = first
+            figures["runs"] = len(runs)
+            summary[name][str(concurrency)] = figures
+    return summary
+
+
+def perf_analyzer_figures(
+    servers: Sequence[RunningServer],
+    model: str,
+    args: argparse.Namespace,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """perf_analyzer at each level against each server; a failure is recorded, not raised."""
+    # Quick runs only prove the path works: short windows, loose stability. Full runs follow
+    # ../shared/TOOLS.md's advice for this noisy machine (long windows, retry once).
+    interval, stability = (500, 100) if args.quick else (1000, 60)
+    figures: dict[str, dict[str, dict[str, Any]]] = {}
+    for server in servers:
+        figures[server.name] = {}
+        for concurrency in levels(args):
+            figures[server.name][str(concurrency)] = _one_perf_analyzer(
+                server, model, concurrency, interval, stability, shapes
+            )
+    return figures
+
+
+def _one_perf_analyzer(
+    server: RunningServer,
+    model: str,
+    concurrency: int,
+    interval_ms: int,
+    stability: int,
+    shapes: Mapping[str, Sequence[int]] | None,
+) -> dict[str, Any]:
+    run = run_perf_analyzer(
+        server.address, model, concurrency=concurrency, shapes=shapes,
+        measurement_interval_ms=interval_ms, stability_percent=stability, max_trials=6,
+        kill_after=90,
+    )  # fmt: skip
+    try:
+        result = asyncio.run(run)
+    except PerfAnalyzerError as exc:
+        return {"error": str(exc)}
+    row = result.row(concurrency)
+    return {
+        "throughput": row.throughput,
+        "p50_ms": row.p50_us / 1000,
+        "p99_ms": row.p99_us / 1000,
+        "attempts": result.attempts,
+        "errors": len(result.errors),
+    }
+
+
+def ratios(
+    summary: Mapping[str, Mapping[str, Mapping[str, Any]]], numerator: str, denominator: str
+) -> dict[str, float | None]:
+    """Throughput of ``numerator`` over ``denominator`` at each concurrency."""
+    return {
+        level: ratio(figures["throughput"], summary[denominator][level]["throughput"])
+        for level, figures in summary[numerator].items()
+    }
+
+
+def minimum(values: Mapping[str, float | None]) -> float | None:
+    numbers = [v for v in values.values() if v is not None]
+    return min(numbers) if len(numbers) == len(values) and numbers else None
+
+
+def failures(*sections: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """Every server/level that had request errors or a perf_analyzer failure."""
+    found = []
+    for section in sections:
+        for name, by_level in section.items():
+            for level, figures in by_level.items():
+                if figures.get("errors") or figures.get("error"):
+                    detail = figures.get("error") or figures.get("first_error") or "errors"
+                    found.append(f"{name} c={level}: {detail}")
+    return found
+
+
+def check_servers(wanted: Sequence[str], known: Sequence[str]) -> None:
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise HarnessError(f"unknown servers {unknown}; choose from {list(known)}")

@@ -1,0 +1,57 @@
+"""The load client of bench/ping.py and bench/workers.py, run as its own process: closed-loop
+unary pings at a fixed concurrency over one or more channels, bounded by time; prints one JSON
+line with calls/s and latency percentiles."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import numpy as np
+
+from asyncinfer.client import AsyncClient, Method
+from asyncinfer.client.channel import OWN_CONNECTION
+from asyncinfer.pb import ping_pb2
+
+PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
+
+
+async def run(target: str, concurrency: int, seconds: float, channels: int, warmup: float) -> dict[str, float]:
+    clients = [AsyncClient(target, PING, options=OWN_CONNECTION) for _ in range(channels)]
+    request = ping_pb2.PingRequest(payload=b"x" * 64)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+
+    async def caller(client: AsyncClient) -> None:
+        nonlocal errors
+        while (now := time.perf_counter()) < stop_at:
+            try:
+                await client.call(request)
+            except Exception:  # counted, never hidden
+                errors += 1
+                continue
+            if now >= measure_from:
+                latencies.append(time.perf_counter() - now)
+
+    async with asyncio.TaskGroup() as group:
+        for i in range(concurrency):
+            group.create_task(caller(clients[i % channels]))
+    for client in clients:
+        await client.close()
+    p50, p99 = (np.percentile(latencies, [50, 99]) * 1e3) if latencies else (0.0, 0.0)
+    return {"throughput": len(latencies) / seconds, "p50_ms": float(p50), "p99_ms": float(p99), "errors": errors}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("target")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    a = parser.parse_args()
+    print(json.dumps(asyncio.run(run(a.target, a.concurrency, a.seconds, a.channels, a.warmup))))

@@ -1,0 +1,101 @@
+"""Benchmark: Triton's `simple` model (INT32 add/sub, [1, 16]) served by asyncinfer, by a bare
+grpc.aio server doing the same arithmetic, and by MLServer, in one run on one machine.
+
+One load client (bench/_load_client.py: tritonclient's asyncio client at fixed concurrency, a
+separate process) drives every server the same way at each concurrency, for several short
+rounds; the figures are medians. perf_analyzer then measures asyncinfer and the bare server (it
+cannot drive MLServer, which has no ModelConfig RPC).
+
+Goals (issue 3): asyncinfer >= 0.9 x the bare server's throughput and >= 2.5 x MLServer's at
+every concurrency, and a lower p99 than MLServer.
+
+Run: .venv/bin/python bench/infer_simple.py [--quick] [--servers asyncinfer,bare,mlserver]
+The last stdout line is one JSON object with the figures, `ratio_vs_bare_min` and
+`ratio_vs_mlserver_min`. Exit status 1 when any request or perf_analyzer run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import _infer_common as common
+from _harness import BUILD, ServerSpec, emit, serving
+from _peers import asyncinfer_spec, bare_spec, mlserver_spec
+
+SERVERS = ("asyncinfer", "bare", "mlserver")
+GOAL_VS_BARE = 0.9
+GOAL_VS_MLSERVER = 2.5
+
+
+def specs(names: list[str]) -> list[ServerSpec]:
+    makers = {
+        "asyncinfer": lambda: asyncinfer_spec("simple"),
+        "bare": lambda: bare_spec("simple"),
+        "mlserver": mlserver_spec,
+    }
+    return [makers[name]() for name in names]
+
+
+def comparisons(load: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if "asyncinfer" in load and "bare" in load:
+        result["ratio_vs_bare"] = common.ratios(load, "asyncinfer", "bare")
+        result["ratio_vs_bare_min"] = common.minimum(result["ratio_vs_bare"])
+    if "asyncinfer" in load and "mlserver" in load:
+        result["ratio_vs_mlserver"] = common.ratios(load, "asyncinfer", "mlserver")
+        result["ratio_vs_mlserver_min"] = common.minimum(result["ratio_vs_mlserver"])
+        result["p99_below_mlserver"] = {
+            level: figures["p99_ms"] is not None
+            and figures["p99_ms"] < load["mlserver"][level]["p99_ms"]
+            for level, figures in load["asyncinfer"].items()
+        }
+    if {"ratio_vs_bare_min", "ratio_vs_mlserver_min"} <= result.keys():
+        result["goals_met"] = bool(
+            (result["ratio_vs_bare_min"] or 0) >= GOAL_VS_BARE
+            and (result["ratio_vs_mlserver_min"] or 0) >= GOAL_VS_MLSERVER
+            and all(result["p99_below_mlserver"].values())
+        )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_arguments(parser, concurrency="1,16,64", repeats=3, duration=1.5)
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    args = parser.parse_args()
+    common.apply_quick(args)
+    started = time.monotonic()
+    names = [n for n in args.servers.split(",") if n]
+    common.check_servers(names, SERVERS)
+    with serving(specs(names), BUILD / "bench-logs" / "infer_simple") as running:
+        servers = list(running.values())
+        load = common.summarize(common.load_rounds(servers, "simple", args))
+        pa_servers = [s for s in servers if s.name != "mlserver"]
+        pa = (
+            {}
+            if args.no_perf_analyzer
+            else common.perf_analyzer_figures(pa_servers, "simple", args)
+        )
+    result = {
+        "bench": "infer_simple",
+        "model": "simple",
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "duration_s": args.duration,
+        "load_client": load,
+        "perf_analyzer": pa,
+        "wall_s": round(time.monotonic() - started, 1),
+        "goals": {"ratio_vs_bare_min": GOAL_VS_BARE, "ratio_vs_mlserver_min": GOAL_VS_MLSERVER},
+        **comparisons(load),
+    }
+    problems = common.failures(load, pa)
+    result["failures"] = problems
+    emit(result)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Unary ping throughput and latency: an asyncinfer service against a bare grpc.aio server doing
+the same work, in the same run, with the same load client (a separate process), at concurrency 1,
+16 and 64. Servers alternate within each round; figures are medians over the rounds.
+
+    .venv/bin/python bench/ping.py [--rounds 3] [--seconds 3]
+
+Goal: asyncinfer / bare >= 0.95 at every concurrency. Last line: JSON with `ratio_min`.
+On a 2-core machine the client shares the cores with the server, as it does for both servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+from _harness import BUILD, ROOT, ServerSpec, emit, median_of, python, ratio, run_json, serving
+
+SERVING = r"serving on 127\.0\.0\.1:(\d+)"
+LEVELS = (1, 16, 64)
+
+
+def _always(address: str) -> bool:
+    return True
+
+
+SERVERS = [
+    ServerSpec("asyncinfer", [python(), str(ROOT / "examples/01_ping/server.py"), "--port", "0"],
+               _always, port_pattern=SERVING),
+    ServerSpec("bare", [python(), str(ROOT / "bench/_bare_ping.py"), "--port", "0"],
+               _always, port_pattern=SERVING),
+]  # fmt: skip
+
+
+def measure(address: str, concurrency: int, seconds: float) -> dict[str, float]:
+    command = [python(), str(ROOT / "bench/_ping_client.py"), address,
+               "--concurrency", str(concurrency), "--seconds", str(seconds)]  # fmt: skip
+    return run_json(command, timeout=seconds + 60)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
+    with serving(SERVERS, Path(BUILD) / "bench-logs") as servers:
+        for round_ in range(args.rounds):
+            for level in LEVELS:
+                order = list(servers.values()) if round_ % 2 == 0 else list(servers.values())[::-1]
+                for server in order:
+                    sample = measure(server.address, level, args.seconds)
+                    samples.setdefault((server.name, level), []).append(sample)
+                    print(f"round {round_ + 1} c={level:<3} {server.name:<10} "
+                          f"{sample['throughput']:8.0f}/s p50 {sample['p50_ms']:.2f} ms "
+                          f"p99 {sample['p99_ms']:.2f} ms errors {sample['errors']}", flush=True)  # fmt: skip
+    keys = ["throughput", "p50_ms", "p99_ms", "errors"]
+    result: dict[str, object] = {"machine": f"{platform.node()} ({_cores()} cores)",
+                                 "rounds": args.rounds, "seconds": args.seconds}  # fmt: skip
+    ratios = []
+    for level in LEVELS:
+        ours = median_of(samples[("asyncinfer", level)], keys)
+        bare = median_of(samples[("bare", level)], keys)
+        level_ratio = ratio(ours["throughput"], bare["throughput"])
+        ratios.append(level_ratio or 0.0)
+        result[f"c{level}"] = {"asyncinfer": ours, "bare": bare, "ratio": level_ratio}
+        print(f"c={level:<3} asyncinfer {ours['throughput']:8.0f}/s  bare {bare['throughput']:8.0f}/s  "
+              f"ratio {level_ratio:.3f}")  # fmt: skip
+    result["ratio_min"] = min(ratios)
+    emit(result)
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Engines: one Engine protocol, three backends (Python callables, ONNX Runtime, TensorRT).
+
+Backends import their runtime lazily, so ``import asyncinfer.engines`` works everywhere and a
+missing runtime is a ConfigError when an engine of that kind starts.
+"""
+
+from __future__ import annotations
+
+from ._limiter import ComputeToken, Limiter, compute_tokens
+from .base import Arrays, Engine, binding, check_inputs, datatype_of
+from .onnxruntime import OnnxEngine
+from .python import PythonEngine
+from .tensorrt import TensorRTEngine, tensorrt_available
+
+__all__ = [
+    "Arrays",
+    "ComputeToken",
+    "Engine",
+    "Limiter",
+    "OnnxEngine",
+    "PythonEngine",
+    "TensorRTEngine",
+    "binding",
+    "check_inputs",
+    "compute_tokens",
+    "datatype_of",
+    "tensorrt_available",
+]

@@ -1,0 +1,219 @@
+"""MemoryStack: bump allocation inside one block, reset all at once when its lease returns.
+
+Per-request buffers (inputs, outputs, scratch) come from a stack instead of fresh allocations::
+
+    x = stack.array((batch, 16), np.float32)     # a numpy view into the block
+    region = stack.allocate(4096)                # raw region: .address, .nbytes
+    ...
+    stack.reset()                                # refused while any view is alive
+
+Every region and every numpy view made from it keeps a reference to its :class:`Region`; the
+stack counts live regions through weak references, so ``reset()`` refuses (``UsageError``) while
+a caller still holds memory that the next request would overwrite. An allocation larger than
+what is left raises ``ResourceExhausted`` naming the sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ConfigError, ResourceExhausted, UsageError
+from .allocators import Allocation
+
+__all__ = ["DEFAULT_ALIGNMENT", "MemoryStack", "Region"]
+
+#: cudaMalloc aligns to 256 bytes; TensorRT and most kernels want at least that.
+DEFAULT_ALIGNMENT = 256
+
+
+class Region:
+    """``nbytes`` at ``address`` inside a stack. Host regions convert to numpy (zero copy);
+    device regions expose ``__cuda_array_interface__`` for CuPy, Numba and PyTorch."""
+
+    __slots__ = ("__weakref__", "_shape", "_stack", "_typestr", "address", "nbytes", "offset")
+
+    def __init__(
+        self,
+        stack: MemoryStack,
+        offset: int,
+        nbytes: int,
+        shape: tuple[int, ...] | None = None,
+        typestr: str = "|u1",
+    ) -> None:
+        self._stack = stack  # keeps the stack (and its block) alive while the region lives
+        self.offset = offset
+        self.nbytes = nbytes
+        self.address = stack.allocation.address + offset
+        self._shape = (nbytes,) if shape is None else shape
+        self._typestr = typestr
+
+    @property
+    def kind(self) -> str:
+        return self._stack.allocation.kind
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        if not self._stack.allocation.host_accessible:
+            raise AttributeError("device memory has no host view; use __cuda_array_interface__")
+        return self._interface()
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        if self._stack.allocation.kind != "device":
+            raise AttributeError(f"{self.kind} memory is not device memory")
+        return {**self._interface(), "stream": None}
+
+    def _interface(self) -> dict[str, Any]:
+        # The shape and dtype the region was allocated for (bytes by default): numpy builds
+        # the final array in one step, and its base is this region, which keeps it counted.
+        return {
+            "shape": self._shape,
+            "typestr": self._typestr,
+            "data": (self.address, False),
+            "version": 3,
+        }
+
+    def numpy(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        """A numpy array of ``shape`` and ``dtype`` over this region (host memory only)."""
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        if count > self.nbytes:
+            raise UsageError(f"shape {shape} of {dt} needs {count} bytes; region has {self.nbytes}")
+        return np.frombuffer(np.asarray(self), np.uint8, count).view(dt).reshape(shape)
+
+    def __repr__(self) -> str:
+        return f"<Region {self.kind} {self.nbytes} bytes at +{self.offset} of {self._stack.name!r}>"
+
+
+class MemoryStack:
+    """Bump allocation with alignment over one :class:`Allocation`; not thread-safe (one owner
+    at a time: the lease holder)."""
+
+    def __init__(
+        self, allocation: Allocation, *, name: str = "stack", alignment: int = DEFAULT_ALIGNMENT
+    ) -> None:
+        if alignment < 1 or alignment & (alignment - 1):
+            raise ConfigError(f"stack {name!r}: alignment must be a power of two, not {alignment}")
+        self.allocation = allocation
+        self.name = name
+        self.alignment = alignment
+        self._top = 0
+        self._views: set[weakref.ref[Region]] = set()
+        self._high_water = 0
+        self._resets = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.allocation.nbytes
+
+    @property
+    def used(self) -> int:
+        return self._top
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self._top
+
+    def live_views(self) -> int:
+        """Regions (and the numpy views made from them) still referenced somewhere."""
+        return len(self._views)
+
+    def allocate(
+        self,
+        nbytes: int,
+        *,
+        alignment: int | None = None,
+        shape: tuple[int, ...] | None = None,
+        typestr: str = "|u1",
+    ) -> Region:
+        """The next ``nbytes`` whose address is a multiple of ``alignment`` (default: stack's).
+
+        ``shape`` and ``typestr`` (numpy's array-interface type string) describe what
+        ``np.asarray(region)`` gives; by default, ``nbytes`` unsigned bytes.
+        """
+        align = self.alignment if alignment is None else alignment
+        if align < 1 or align & (align - 1):
+            raise UsageError(f"stack {self.name!r}: alignment must be a power of two, not {align}")
+        if nbytes < 0:
+            raise UsageError(f"stack {self.name!r}: cannot allocate {nbytes} bytes")
+        if self.allocation.freed:
+            raise UsageError(f"stack {self.name!r} was closed; its memory is freed")
+        start = self._top + (-(self.allocation.address + self._top) % align)
+        if start + nbytes > self.capacity:
+            raise ResourceExhausted(
+                f"memory stack {self.name!r}: cannot allocate {nbytes} bytes "
+                f"(alignment {align}); {self.available} of {self.capacity} bytes left"
+            )
+        self._top = start + nbytes
+        self._high_water = max(self._high_water, self._top)
+        region = Region(self, start, nbytes, shape, typestr)
+        # The weak reference must itself stay referenced for its callback to run. The callback
+        # runs in whichever thread drops the last reference; set.discard is atomic under the GIL.
+        self._views.add(weakref.ref(region, self._views.discard))
+        return region
+
+    def array(
+        self, shape: tuple[int, ...], dtype: npt.DTypeLike, *, alignment: int | None = None
+    ) -> npt.NDArray[Any]:
+        """An uninitialized numpy array in this stack (host and pinned stacks only)."""
+        if not self.allocation.host_accessible:
+            raise UsageError(
+                f"stack {self.name!r} holds device memory: use allocate() and pass the address"
+            )
+        dt = np.dtype(dtype)
+        shape = tuple(map(int, shape))
+        if any(d < 0 for d in shape):
+            raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}")
+        region = self.allocate(
+            math.prod(shape) * dt.itemsize, alignment=alignment, shape=shape, typestr=dt.str
+        )
+        return np.asarray(region)
+
+    def copy_in(self, source: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """A C-contiguous copy of ``source`` in this stack (host and pinned stacks only)."""
+        target = self.array(source.shape, source.dtype)
+        np.copyto(target, source, casting="no")
+        return target
+
+    def owns(self, array: npt.NDArray[Any]) -> bool:
+        """Whether ``array`` is a view into this stack's memory."""
+        base: Any = array
+        while isinstance(base, np.ndarray):
+            base = base.base
+        return isinstance(base, Region) and base._stack is self
+
+    def reset(self) -> None:
+        """Forget every allocation. Refused while any region or view of it is alive."""
+        live = len(self._views)
+        if live:
+            raise UsageError(
+                f"memory stack {self.name!r} cannot reset: {live} view(s) still alive over "
+                f"{self._top} of {self.capacity} bytes; drop them (copy what you keep) "
+                "before the lease returns"
+            )
+        self._top = 0
+        self._resets += 1
+
+    def close(self) -> None:
+        """Free the block; refused while views are alive (they point into it)."""
+        self.reset()
+        if not self.allocation.freed:
+            self.allocation.free()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "kind": self.allocation.kind,
+            "capacity": self.capacity,
+            "used": self._top,
+            "high_water": self._high_water,
+            "live_views": len(self._views),
+            "resets": self._resets,
+        }
+
+    def __repr__(self) -> str:
+        return f"<MemoryStack {self.name!r} {self.allocation.kind} {self._top}/{self.capacity}>"

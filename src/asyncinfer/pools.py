@@ -1,0 +1,308 @@
+"""Object pools: a bounded set of exclusive things handed out as leases, first come first served.
+
+::
+
+    pool = Pool(sessions, name="onnx-sessions", reset=clear_state)
+    async with pool.acquire(timeout=1.0) as lease:
+        lease.item.run(...)
+    # returned (and reset) here on every path, cancellation included
+
+A lease must be returned: ``async with`` does it, or call ``lease.release()``. Using a lease
+after its release raises ``UsageError``. A lease garbage-collected without release is a leak:
+it is logged, counted (``pool.leaks()``) and its item comes back to the pool.
+
+Waiters are served strictly in arrival order: a returned item goes straight to the oldest
+waiter, so a newcomer never takes it first. An acquisition that waits longer than its timeout
+fails with ``ResourceExhausted`` naming the pool; acquiring from a closed pool fails with
+``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import traceback
+from collections.abc import Callable, Generator, Iterable
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from .errors import ConfigError, ResourceExhausted, Unavailable, UsageError
+
+__all__ = ["Lease", "Pool", "PoolStatistics"]
+
+T = TypeVar("T")
+log = logging.getLogger("asyncinfer.pools")
+
+_DEFAULT: Any = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolStatistics:
+    name: str
+    size: int
+    idle: int
+    leased: int
+    waiting: int
+    acquired: int
+    timeouts: int
+    leaks: int
+    retired: int
+    closed: bool
+
+
+class Lease(Generic[T]):
+    """Exclusive use of one pooled item until ``release()`` (or the end of ``async with``)."""
+
+    __slots__ = ("__weakref__", "_item", "_pool", "_released")
+
+    def __init__(self, pool: Pool[T], item: T) -> None:
+        self._pool = pool
+        self._item = item
+        self._released = False
+
+    @property
+    def item(self) -> T:
+        if self._released:
+            raise UsageError(f"a lease of pool {self._pool.name!r} was used after its release")
+        return self._item
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """Return the item: the pool resets it and hands it to the oldest waiter.
+
+        Synchronous on purpose: returning never waits, so it cannot be interrupted by a
+        cancellation halfway and it can run from ``__aexit__`` and from ``__del__``.
+        """
+        if self._released:
+            raise UsageError(f"a lease of pool {self._pool.name!r} was released twice")
+        self._released = True
+        item, self._item = self._item, None  # type: ignore[assignment]
+        self._pool._give_back(item)
+
+    def __enter__(self) -> Lease[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._released:
+            self.release()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_released", True):
+            self._released = True
+            self._pool._leaked(self._item)
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "held"
+        return f"<Lease of {self._pool.name!r} ({state})>"
+
+
+class _Acquire(Generic[T]):
+    """What ``pool.acquire()`` returns: ``async with`` it, or ``await`` it for a bare lease."""
+
+    __slots__ = ("_lease", "_pool", "_timeout")
+
+    def __init__(self, pool: Pool[T], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._lease: Lease[T] | None = None
+
+    def __await__(self) -> Generator[Any, None, Lease[T]]:
+        return self._pool._lease(self._timeout).__await__()
+
+    async def __aenter__(self) -> Lease[T]:
+        self._lease = await self._pool._lease(self._timeout)
+        return self._lease
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None or lease.released:
+            return
+        if tb is None:
+            lease.release()
+            return
+        # An exception is leaving the block. Its traceback holds the frames it passed through,
+        # and their locals may hold views of the leased item (buffers of a memory stack), which
+        # would make the reset on return fail. Clear those finished frames' locals first; the
+        # traceback text stays intact. A reset that still fails must not hide the exception.
+        traceback.clear_frames(tb)
+        try:
+            lease.release()
+        except Exception as reset_error:
+            log.warning("pool %r: reset on return failed: %s", self._pool.name, reset_error)
+
+
+class Pool(Generic[T]):
+    """A fixed set of items lent out one lease at a time.
+
+    ``reset(item)`` runs on every return, before the next borrower sees the item. If it raises,
+    the item is retired (never lent again, ``retired`` counts it) and the error propagates to
+    whoever released; ``factory()``, when given, builds a replacement so the pool keeps its size.
+    ``timeout`` is the default acquisition timeout in seconds (None: wait as long as needed).
+    """
+
+    def __init__(
+        self,
+        items: Iterable[T],
+        *,
+        name: str,
+        reset: Callable[[T], object] | None = None,
+        factory: Callable[[], T] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.name = name
+        self._idle: collections.deque[T] = collections.deque(items)
+        if not self._idle:
+            raise ConfigError(f"pool {name!r} needs at least one item")
+        if timeout is not None and timeout < 0:
+            raise ConfigError(f"pool {name!r}: timeout must be seconds >= 0 or None")
+        self._reset = reset
+        self._factory = factory
+        self._timeout = timeout
+        self._size = len(self._idle)
+        self._waiters: collections.deque[asyncio.Future[T]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._acquired = self._timeouts = self._leaks = self._retired = 0
+
+    def acquire(self, timeout: float | None = _DEFAULT) -> _Acquire[T]:
+        """A lease on the next free item, waiting up to ``timeout`` seconds in FIFO order."""
+        return _Acquire(self, self._timeout if timeout is _DEFAULT else timeout)
+
+    def acquire_nowait(self) -> Lease[T]:
+        """A lease on a free item now, or ``ResourceExhausted`` when none is free."""
+        self._check_open()
+        if not self._idle or self._waiters:
+            raise ResourceExhausted(f"pool {self.name!r}: all {self._size} items are leased")
+        return self._grant(self._idle.popleft())
+
+    async def _lease(self, wait: float | None) -> Lease[T]:
+        self._check_open()
+        self._loop = asyncio.get_running_loop()
+        if self._idle and not self._waiters:
+            return self._grant(self._idle.popleft())
+        waiter: asyncio.Future[T] = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(wait):
+                item = await waiter
+        except BaseException as exc:
+            self._abandon(waiter)
+            if isinstance(exc, TimeoutError):
+                self._timeouts += 1
+                raise ResourceExhausted(
+                    f"pool {self.name!r}: no item free within {wait} s "
+                    f"({self._size} items, all leased; {len(self._waiters)} waiting)"
+                ) from None
+            raise
+        return self._grant(item)
+
+    def _abandon(self, waiter: asyncio.Future[T]) -> None:
+        # The waiting task ended (cancelled, timed out) but may have been handed an item in
+        # the same loop step: give that item to the next waiter so it is never lost.
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            self._give_back(waiter.result(), reset=False)
+            return
+        waiter.cancel()
+        with contextlib.suppress(ValueError):  # already handed over or failed by close()
+            self._waiters.remove(waiter)
+
+    def _grant(self, item: T) -> Lease[T]:
+        self._acquired += 1
+        return Lease(self, item)
+
+    def _give_back(self, item: T, *, reset: bool = True) -> None:
+        if reset and self._reset is not None:
+            try:
+                self._reset(item)
+            except BaseException:
+                self._retire()
+                raise
+        self._hand_over(item)
+
+    def _hand_over(self, item: T) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self._idle.append(item)
+
+    def _retire(self) -> None:
+        self._retired += 1
+        self._size -= 1
+        if self._factory is not None:
+            self._size += 1
+            self._hand_over(self._factory())
+        else:
+            log.warning(
+                "pool %r retired an item whose reset failed; %d left", self.name, self._size
+            )
+
+    def _leaked(self, item: T) -> None:
+        self._leaks += 1
+        log.warning(
+            "pool %r: a lease was garbage-collected without release (leak #%d); "
+            "use `async with pool.acquire()` or call lease.release()",
+            self.name,
+            self._leaks,
+        )
+        # __del__ can run in any thread and at any time: return the item through the loop.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._give_back(item)
+            return
+        try:
+            loop.call_soon_threadsafe(self._give_back, item)
+        except RuntimeError:  # the loop closed in between
+            self._give_back(item)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable(f"pool {self.name!r} is closed")
+
+    def close(self) -> None:
+        """Refuse new acquisitions and fail the waiting ones; leases out may still return."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(Unavailable(f"pool {self.name!r} closed while waiting"))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def leaks(self) -> int:
+        """Leases garbage-collected without being released."""
+        return self._leaks
+
+    def idle_items(self) -> list[T]:
+        """The items not lent out right now (for the owner to destroy after ``close()``)."""
+        return list(self._idle)
+
+    def statistics(self) -> PoolStatistics:
+        idle = len(self._idle)
+        return PoolStatistics(
+            name=self.name,
+            size=self._size,
+            idle=idle,
+            leased=self._size - idle,
+            waiting=sum(not w.done() for w in self._waiters),
+            acquired=self._acquired,
+            timeouts=self._timeouts,
+            leaks=self._leaks,
+            retired=self._retired,
+            closed=self._closed,
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return f"<Pool {self.name!r} size={s.size} idle={s.idle} waiting={s.waiting}>"
