@@ -41,6 +41,8 @@ class ModelStats:
         self, batch_size: int, *, total_ns: int, input_ns: int, infer_ns: int, output_ns: int
     ) -> None:
         self.success.add(total_ns)
+        # Queue: the part of the call spent neither decoding, executing nor framing, which is
+        # mostly the wait for a free model instance.
         self.queue.add(max(total_ns - input_ns - infer_ns - output_ns, 0))
         self.compute_input.add(input_ns)
         self.compute_infer.add(infer_ns)

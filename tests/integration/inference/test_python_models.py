@@ -54,6 +54,11 @@ class Model:
     async def execute(self, requests):
         return [Response([Tensor("OUT", r.input("IN").as_numpy())]) for r in requests]
 """,
+    "wrong_shape": """
+class Model:
+    async def execute(self, requests):
+        return [Response([Tensor("OUT", np.zeros((2, 2), np.int32))])]
+""",
     "sync_counter": """
 import threading
 
@@ -164,6 +169,14 @@ def test_output_of_the_wrong_datatype_is_reported(client) -> None:
     with pytest.raises(InferenceServerException) as info:
         _infer(client, "wrong_dtype", [1])
     assert "returned output 'OUT' as FP32, but its config declares INT32" in info.value.message()
+
+
+def test_output_of_the_wrong_shape_is_reported(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        _infer(client, "wrong_shape", [1])
+    assert "returned output 'OUT' with shape [2, 2], but its config declares [-1]" in (
+        info.value.message()
+    )
 
 
 def test_sync_execute_runs_in_a_worker_thread_with_state(client) -> None:
