@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from ..errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, UsageError
 from ._spans import check_span
+from .cuda import PinnedMemory, pin_host_memory
 
 __all__ = ["RESERVED_PREFIXES", "RegionLease", "RegionStatus", "SystemShmRegistry", "check_key"]
 
@@ -94,9 +95,15 @@ class _Region:
         self.base = base  # where offset 0 of the region lies in the mapping
         self.users = 0
         self.retired = False
+        self.pinned: PinnedMemory | None = None
 
     def close(self) -> bool:
         """Unmap and close; False (nothing done) while any view of the mapping is alive."""
+        if self.users:
+            return False
+        if self.pinned is not None:
+            self.pinned.unpin()  # releases its view of the mapping, so the unmap can proceed
+            self.pinned = None
         try:
             self.mapping.close()
         except BufferError:
@@ -203,7 +210,7 @@ class SystemShmRegistry:
         # A region whose view escaped a lease could not close when its last lease returned;
         # try again whenever regions change, so it is unmapped once that view is gone.
         if self._retiring:
-            self._retiring = [r for r in self._retiring if r.users or not r.close()]
+            self._retiring = [r for r in self._retiring if not r.close()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._regions
@@ -230,6 +237,20 @@ class SystemShmRegistry:
             )
         region.users += 1
         return RegionLease(self, region, offset, byte_size)
+
+    def pin(self, name: str) -> None:
+        """Page-lock region ``name`` once (cudaHostRegister) so copies between it and a GPU can
+        be asynchronous; undone when the region is unmapped. FAILED_PRECONDITION without CUDA."""
+        region = self._regions.get(name)
+        if region is None:
+            raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
+        if region.pinned is None:
+            view = memoryview(region.mapping)[region.base : region.base + region.status.byte_size]
+            try:
+                region.pinned = pin_host_memory(view)
+            except BaseException:
+                view.release()  # a view left behind would keep the region from unmapping
+                raise
 
     def close(self) -> None:
         self.unregister("")
