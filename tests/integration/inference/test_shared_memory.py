@@ -327,3 +327,25 @@ def test_register_and_unregister_over_grpc_do_not_leak(client, regions) -> None:
             client.register_system_shared_memory("bad", _key("in"), 1 << 20)  # out of bounds
     client.unregister_system_shared_memory()
     assert (_mappings(), _open_fds()) == (maps_before, fds_before)
+
+
+def test_stream_infer_with_shared_memory(client, regions) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    shm.set_shared_memory_region(regions["in"], [a, a])
+    _register(client, "in", "out")
+    results: list[object] = []
+    client.start_stream(callback=lambda result, error: results.append(result or error))
+    try:
+        for round_ in range(3):
+            client.async_stream_infer(
+                "simple",
+                [_in("INPUT0", "in", 64, 0), _in("INPUT1", "in", 64, 64)],
+                outputs=[_out("OUTPUT0", "out", 64, 0), _out("OUTPUT1", "out", 64, 64)],
+                request_id=str(round_),
+            )
+    finally:
+        client.stop_stream()  # waits for the stream to end
+    assert [r.get_response().id for r in results] == ["0", "1", "2"]  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(
+        shm.get_contents_as_numpy(regions["out"], np.int32, [1, 16]), a * 2
+    )
