@@ -173,10 +173,12 @@ class _SysvWorker:
     """One in-flight slot against example 03's model service, with its own ring slot."""
 
     def __init__(self, ring: Any, mode: str, data: np.ndarray) -> None:
+        from shm_model import Infer
+
         from asyncinfer.pb.preprocess_pb2 import InferReply, InferRequest
         from asyncinfer.shm.tensors import framed_tensor_message, shm_ref, shm_tensor
 
-        self.path = "/asyncinfer.examples.Model/Infer"
+        self.path = Infer.rpc_path()
         self.reply_type = InferReply
         self.data = data
         self.slot = None
@@ -240,6 +242,7 @@ async def _window(workers: list[Any], calls: list[Any], duration: float) -> dict
 
 def client_main(args: argparse.Namespace) -> int:
     """The load client process: one (path, mode, concurrency) cell, several windows."""
+    sys.path.insert(0, str(EXAMPLE))  # example 03's modules name its RPCs
     data = np.random.default_rng(0).standard_normal(args.mib * MiB // 4).astype(np.float32)
     workers: list[Any] = []
     ring = None
@@ -354,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="windows per cell; medians reported")
     parser.add_argument("--mib", type=int, default=16, help="tensor size in MiB")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--no-perf-analyzer", action="store_true", help="skip perf_analyzer even where it is set up"
+    )
     parser.add_argument("--client", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -375,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"median {cell['latency_ms']:7.2f} ms",
                         flush=True,
                     )
-        pa = perf_analyzer(targets["triton"], args.mib)
+        pa = (
+            {"skipped": "--no-perf-analyzer"}
+            if args.no_perf_analyzer
+            else perf_analyzer(targets["triton"], args.mib)
+        )
     ratios = {
         f"{path}/c{c}": cells[f"{path}/shm/c{c}"]["rps"] / cells[f"{path}/bytes/c{c}"]["rps"]
         for path in ("triton", "sysv")
