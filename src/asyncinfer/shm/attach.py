@@ -174,6 +174,8 @@ class SysvAttachments:
                 "segment's key; the segment does not belong to this client"
             )
         self._attached.move_to_end(segment_id)
+        if len(self._attached) > self.max_segments:
+            self._evict(keep=segment_id)
         return attachment
 
     def _attach(self, descriptor: ShmDescriptor) -> _Attachment:
@@ -194,11 +196,12 @@ class SysvAttachments:
         attachment = _Attachment(shm, descriptor.key, shm.size, np.frombuffer(shm, np.uint8))
         self._attaches += 1
         self._attached[descriptor.segment_id] = attachment
-        self._evict()
         return attachment
 
-    def _evict(self) -> None:
-        unleased = [sid for sid, a in self._attached.items() if a.leases == 0]
+    def _evict(self, keep: int) -> None:
+        # Least recently used first; leased segments and the one being leased now stay, so the
+        # cache may exceed its bound while more than max_segments segments are in use at once.
+        unleased = [sid for sid, a in self._attached.items() if a.leases == 0 and sid != keep]
         for segment_id in unleased[: max(0, len(self._attached) - self.max_segments)]:
             self.release(segment_id)
 

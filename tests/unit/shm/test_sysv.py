@@ -151,6 +151,21 @@ def test_detach_waits_for_leases_and_escaped_views(ring: SysvRing, cache: SysvAt
     }  # fmt: skip
 
 
+def test_a_full_cache_of_leased_segments_still_attaches_the_next() -> None:
+    cache = SysvAttachments(max_segments=1)
+    with SysvRing(4096, segments=2) as ring:
+        first, second = ring.allocate_nowait(4096), ring.allocate_nowait(4096)
+        held = cache.lease(first.descriptor)
+        with cache.lease(second.descriptor) as lease:
+            lease.write(np.full(4096, 9, np.uint8))
+        assert second.array(np.uint8, (4096,))[0] == 9
+        held.release()
+        assert cache.statistics()["attached"] == 2  # over the bound only while both were in use
+        cache.lease(second.descriptor).release()  # the next lease evicts down to the bound
+        assert cache.statistics()["attached"] == 1
+    cache.close()
+
+
 def test_cache_is_bounded() -> None:
     cache = SysvAttachments(max_segments=2)
     with SysvRing(4096, segments=4) as ring:
