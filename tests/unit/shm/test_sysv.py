@@ -71,6 +71,11 @@ def test_misuse_is_reported(ring: SysvRing) -> None:
         slot.view()
     with pytest.raises(UsageError, match="open"):
         SysvRing(64).allocate_nowait(1)
+    kept = ring.allocate_nowait(16)
+    ring.close()
+    with pytest.raises(UsageError, match="the ring was closed"):
+        kept.view()
+    kept.release()
 
 
 def test_server_sees_client_bytes_and_writes_back_in_place(
