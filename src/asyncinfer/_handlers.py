@@ -50,8 +50,7 @@ def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
             return request_type.FromString(raw)
         except DecodeError as exc:
             raise InvalidArgument(
-                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} "
-                f"({exc})"
+                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} ({exc})"
             ) from None
 
     return parse
