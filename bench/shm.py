@@ -20,7 +20,7 @@ buffers, median of 30.
 TOOLS.md for the one that starts on Debian 12; set LD_LIBRARY_PATH for it as described there),
 or when the repository has scripts/perf_analyzer.sh and its .venv-pa.
 
-Run:   .venv/bin/python bench/shm.py [--duration 2] [--runs 3] [--mib 16]
+Run:   .venv/bin/python bench/shm.py [--duration 1.5] [--runs 3] [--mib 16]
 Last line: one JSON object with ``shm_vs_bytes_min`` (the smallest shm/bytes throughput ratio
 over paths and concurrencies) and ``shm_latency_vs_memcpy`` (the larger of the two paths'
 concurrency-1 shm median latency over the memcpy floor).
@@ -336,7 +336,7 @@ def perf_analyzer(target: str, mib: int) -> dict[str, Any]:
         command = [
             binary, "-m", MODEL, "-u", target, "-i", "grpc", "--shared-memory=system",
             f"--output-shared-memory-size={mib * MiB}", "--shape", f"INPUT0:{elements}",
-            "--concurrency-range", "1:4:3", "-p", "3000", "-s", stability, "--max-trials", "6",
+            "--concurrency-range", "1:4:3", "-p", "2000", "-s", stability, "--max-trials", "5",
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
         print(result.stdout[-4000:], result.stderr[-2000:], sep="\n", flush=True)
@@ -353,7 +353,7 @@ def perf_analyzer(target: str, mib: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per window")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds per window")
     parser.add_argument("--runs", type=int, default=3, help="windows per cell; medians reported")
     parser.add_argument("--mib", type=int, default=16, help="tensor size in MiB")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
