@@ -25,8 +25,6 @@ from asyncinfer.engines import (
 from asyncinfer.errors import ConfigError, Internal, InvalidArgument, UsageError
 from asyncinfer.memory import StackPool
 
-from ..onnx_models import add_model
-
 NO_TRT = tensorrt_available()
 F32 = np.float32
 
@@ -210,8 +208,8 @@ async def test_onnx_outputs_land_in_the_memory_lease(mlp: tuple[bytes, Any]) -> 
     await engine.stop()
 
 
-async def test_onnx_rejection_is_invalid_argument_and_releases_everything() -> None:
-    engine = OnnxEngine("add", add_model())
+async def test_onnx_rejection_is_invalid_argument_and_releases_everything(add_onnx: bytes) -> None:
+    engine = OnnxEngine("add", add_onnx)
     await engine.start()
     stacks = StackPool(count=1, host_bytes=1 << 16, name="reject")
     stacks.open()
