@@ -22,7 +22,7 @@ from asyncinfer.engines import (
     compute_tokens,
     tensorrt_available,
 )
-from asyncinfer.errors import ConfigError, Internal, InvalidArgument, UsageError
+from asyncinfer.errors import ConfigError, Internal, InvalidArgument, Unavailable, UsageError
 from asyncinfer.memory import StackPool
 
 NO_TRT = tensorrt_available()
@@ -295,3 +295,27 @@ async def test_onnx_intra_op_threads_are_pinned_to_the_cpu_set(mlp: tuple[bytes,
     await engine.stop()
     # our calling thread runs on the whole set; ORT's one extra intra-op thread on the 2nd CPU
     assert cpus in masks and CpuSet.of([max(cpus)]) in masks, masks
+
+
+async def test_stop_drains_the_calls_in_flight_and_keeps_the_loop_running() -> None:
+    gate = Gate()
+    engine = gated(gate, instances=1)
+    await engine.start()
+    running = asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)}))
+    queued = asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)}))
+    await wait_until(lambda: gate.running == 1)
+    stopping = asyncio.create_task(engine.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable, match="closed"):
+        await engine.infer({"x": np.ones((1, 4), F32)})  # refused once stop has begun
+    # stop waits for the call on the thread without blocking the loop: this task still runs
+    ticks = 0
+    while ticks < 5:
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not stopping.done() and gate.running == 1
+    gate.release.set()
+    results = await asyncio.gather(running, queued)  # both admitted calls completed
+    await asyncio.wait_for(stopping, 10)
+    assert [r["y"].shape for r in results] == [(1, 4), (1, 4)] and gate.calls == 2
+    assert not any(t.name.startswith("gated-py") for t in threading.enumerate())
