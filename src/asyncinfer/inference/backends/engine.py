@@ -13,6 +13,7 @@ the repository keep serving.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from ...errors import ConfigError
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..datatypes import from_config
+from ..modelconfig import instance_count
 from ..python_model import Request, Response, Tensor
 from .python import ModelLoadFailed
 
@@ -39,6 +41,7 @@ ENGINE_PLATFORMS = {
 _FILENAMES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 #: Pinned and device bytes per TensorRT request, unless parameters { key: "stack_bytes" } says.
 DEFAULT_STACK_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("asyncinfer.inference")
 
 
 def engine_kind(config: ModelConfig) -> str | None:
@@ -66,20 +69,26 @@ class EngineBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"
             )
-        instances = sum(max(group.count, 1) for group in config.instance_group) or 1
-        stacks = None
+        instances = instance_count(config)
         try:
             if kind == "tensorrt":
                 engine: Engine = TensorRTEngine(name, path, contexts=instances)
                 stacks = _stack_pool(config, instances)
             else:
-                engine = OnnxEngine(name, path, instances=instances)
-            await engine.start()
-            if stacks is not None:
-                stacks.open()
+                engine, stacks = OnnxEngine(name, path, instances=instances), None
         except ConfigError as exc:
             raise ModelLoadFailed(f"failed to load '{name}' version {version}: {exc}") from None
-        _check_signature(config, engine, version)
+        try:
+            await _start(engine, stacks)
+            _check_signature(config, engine, version)
+        except BaseException as exc:
+            # Whatever failed (a bad file, a signature mismatch, out of memory, cancellation),
+            # an engine that started has threads and sessions: stop it before giving up.
+            await _discard(engine, stacks)
+            if isinstance(exc, ConfigError):
+                message = f"failed to load '{name}' version {version}: {exc}"
+                raise ModelLoadFailed(message) from None
+            raise
         return cls(name, version, engine, stacks)
 
     async def execute(self, requests: Sequence[Request]) -> list[Response]:
@@ -100,9 +109,26 @@ class EngineBackend:
         return Response([Tensor(n, a) for n, a in owned.items()])
 
     async def unload(self) -> None:
-        await self.engine.stop()
+        """Let the requests in flight finish, then free the memory stacks and stop the engine."""
         if self._stacks is not None:
-            self._stacks.close()
+            await self._stacks.aclose()
+        await self.engine.stop()
+
+
+async def _start(engine: Engine, stacks: StackPool | None) -> None:
+    await engine.start()
+    if stacks is not None:
+        stacks.open()
+
+
+async def _discard(engine: Engine, stacks: StackPool | None) -> None:
+    """Stop a half-loaded engine; a failure here is logged so the load's own error surfaces."""
+    try:
+        if stacks is not None:
+            stacks.close()
+        await engine.stop()
+    except Exception:
+        log.exception("stopping engine %r after its failed load raised", engine.name)
 
 
 def _stack_pool(config: ModelConfig, instances: int) -> StackPool:
