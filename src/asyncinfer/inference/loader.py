@@ -87,6 +87,14 @@ def _check_supported(config: ModelConfig) -> None:
         raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
     if config.model_transaction_policy.decoupled:
         raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
+    for kind, tensors in (("input", config.input), ("output", config.output)):
+        for tensor in tensors:
+            if tensor.HasField("reshape"):
+                # Refused at load: ignoring it would fail every request later with INTERNAL.
+                raise InvalidArgument(
+                    f"failed to load '{name}', {kind} '{tensor.name}': reshape is not "
+                    "supported yet (declare dims as the model itself sees them)"
+                )
 
 
 def _labels(name: str, path: pathlib.Path) -> list[str]:
