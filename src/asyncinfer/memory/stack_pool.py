@@ -94,8 +94,14 @@ class StackPool:
 
     def open(self) -> None:
         """Allocate every stack set (ConfigError when pinned or device memory is unavailable)."""
-        if self._pool is not None:
+        if self._pool is not None and not self._pool.closed:
             raise UsageError(f"stack pool {self.name!r} is already open")
+        if self._sets:
+            raise UsageError(
+                f"stack pool {self.name!r}: {len(self._sets)} set(s) leased before close() "
+                "are still out; reopen once they are back"
+            )
+        self._closing = False
         sets: list[StackSet] = []
         try:
             for i in range(self.count):
