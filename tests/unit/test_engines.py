@@ -319,3 +319,16 @@ async def test_stop_drains_the_calls_in_flight_and_keeps_the_loop_running() -> N
     await asyncio.wait_for(stopping, 10)
     assert [r["y"].shape for r in results] == [(1, 4), (1, 4)] and gate.calls == 2
     assert not any(t.name.startswith("gated-py") for t in threading.enumerate())
+
+
+def test_bindings_use_the_one_datatype_table() -> None:
+    import ml_dtypes
+
+    from asyncinfer.datatypes import DATATYPES
+    from asyncinfer.shm.tensors import datatype_of as shm_datatype_of
+
+    for wire, datatype in DATATYPES.items():
+        assert binding("x", datatype.dtype, (1,)).datatype == wire
+        if wire != "BYTES":
+            assert shm_datatype_of(datatype.dtype) == wire
+    assert binding("x", ml_dtypes.bfloat16, (2,)).datatype == "BF16"  # missing before

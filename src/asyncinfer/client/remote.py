@@ -22,8 +22,8 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, from_wire
 from ..errors import UsageError
-from ..inference.datatypes import BYTES, from_wire
 from ..inference.tensors import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding

@@ -14,9 +14,9 @@ from typing import Any
 
 from google.protobuf import json_format, text_format
 
+from ..datatypes import Datatype, from_config
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
-from .datatypes import Datatype, from_config
 
 __all__ = [
     "ConfigInvalid",

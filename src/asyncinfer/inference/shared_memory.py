@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, Datatype
 from ..errors import InvalidArgument
 from ..pb.inference.grpc_service_pb2 import InferParameter
 from ..shm.cuda import CudaRegionLease, CudaShmRegistry, cuda_unavailable_reason
 from ..shm.posix import RegionLease, SystemShmRegistry
-from .datatypes import BYTES, Datatype
 
 __all__ = ["RequestShm", "SharedMemory", "ShmSpan", "shm_span"]
 

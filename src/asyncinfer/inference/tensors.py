@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, Datatype, from_numpy
 from ..errors import Internal, InvalidArgument
 from ..pb.inference.grpc_service_pb2 import (
     InferTensorContents,
     ModelInferRequest,
     ModelInferResponse,
 )
-from .datatypes import BYTES, Datatype, from_numpy
 from .modelconfig import Signature, TensorSpec
 from .shared_memory import RequestShm, ShmSpan, shm_span
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, from_numpy
+from ..datatypes import DATATYPES as ALL_DATATYPES
 from ..errors import InvalidArgument
 from ..pb.tensor_pb2 import ShmRef, Tensor
 from .attach import SysvAttachments
@@ -39,16 +41,11 @@ __all__ = [
     "write_tensor",
 ]
 
-#: Triton datatype names and their little-endian numpy dtypes.
+#: The fixed-size Triton datatypes (BYTES has no fixed element size, so no SysV tensor message
+#: carries it) and their little-endian numpy dtypes, from the package's one datatype table.
 DATATYPES: dict[str, np.dtype[Any]] = {
-    name: np.dtype(code).newbyteorder("<")
-    for name, code in {
-        "BOOL": "?", "UINT8": "u1", "UINT16": "u2", "UINT32": "u4", "UINT64": "u8",
-        "INT8": "i1", "INT16": "i2", "INT32": "i4", "INT64": "i8",
-        "FP16": "f2", "FP32": "f4", "FP64": "f8",
-    }.items()
-}  # fmt: skip
-_NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+    name: datatype.dtype for name, datatype in ALL_DATATYPES.items() if name != BYTES
+}
 
 
 def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
@@ -62,11 +59,11 @@ def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
 
 
 def datatype_of(dtype: npt.DTypeLike) -> str:
-    dt = np.dtype(dtype).newbyteorder("<")
-    try:
-        return _NAMES[dt]
-    except KeyError:
-        raise InvalidArgument(f"numpy dtype {dt} has no tensor datatype") from None
+    dt = np.dtype(dtype)
+    found = from_numpy(dt)
+    if found is None or found.wire == BYTES:
+        raise InvalidArgument(f"numpy dtype {dt.newbyteorder('<')} has no tensor datatype")
+    return found.wire
 
 
 def descriptor_of(ref: ShmRef) -> ShmDescriptor:

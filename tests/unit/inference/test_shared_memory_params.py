@@ -12,8 +12,8 @@ import tritonclient.utils.shared_memory as tshm
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.datatypes import DATATYPES
 from asyncinfer.inference.shared_memory import RequestShm, SharedMemory, ShmSpan, shm_span
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ...datatypes import from_config
 from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig
-from ..datatypes import from_config
 from ..modelconfig import instance_count
 from ..python_model import Request, Response, Tensor
 from .python import ModelLoadFailed
