@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._wire import varint
 from ..datatypes import BYTES, Datatype, from_numpy
 from ..errors import Internal, InvalidArgument
 from ..pb.inference.grpc_service_pb2 import (
@@ -398,16 +399,6 @@ def check_output(
             f"its config declares {list(expected)} for this request"
         )
     return array
-
-
-def varint(value: int) -> bytes:
-    """Protobuf's base-128 varint encoding of a non-negative int."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def encode_response(

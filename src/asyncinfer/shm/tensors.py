@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._wire import length_delimited, varint
 from ..datatypes import BYTES, from_numpy
 from ..datatypes import DATATYPES as ALL_DATATYPES
 from ..errors import InvalidArgument
@@ -132,32 +133,16 @@ def write_tensor(
     return Tensor(datatype=datatype_of(array.dtype), shape=array.shape, shm=output)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(field_number: int, length: int) -> bytes:
-    return _varint(field_number << 3 | 2) + _varint(length)
-
-
 def framed_tensor_message(field_number: int, array: npt.NDArray[Any]) -> bytes:
     """The serialized bytes of a message whose field ``field_number`` is ``array`` as an inline
     Tensor, exactly as protobuf would write them, built with one copy of the data."""
     data = np.ascontiguousarray(array)
     datatype = datatype_of(data.dtype).encode()
-    shape = b"".join(_varint(dim) for dim in data.shape)
-    head = _length_delimited(1, len(datatype)) + datatype
+    shape = b"".join(varint(dim) for dim in data.shape)
+    head = length_delimited(1, len(datatype)) + datatype
     if shape:
-        head += _length_delimited(2, len(shape)) + shape
+        head += length_delimited(2, len(shape)) + shape
     payload = data.reshape(-1).view(np.uint8).data
-    head += _length_delimited(3, payload.nbytes)
-    outer = _length_delimited(field_number, len(head) + payload.nbytes)
+    head += length_delimited(3, payload.nbytes)
+    outer = length_delimited(field_number, len(head) + payload.nbytes)
     return b"".join((outer, head, payload))
