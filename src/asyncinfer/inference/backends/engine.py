@@ -25,6 +25,7 @@ from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ...runner import shape_fits
 from ..modelconfig import instance_count
 from ..python_model import Request, Response, Tensor
 from .python import ModelLoadFailed
@@ -165,11 +166,8 @@ def _mismatch(tensor: Any, binding: Any, batch: tuple[int, ...], kind: str) -> s
             f"{datatype} in config.pbtxt"
         )
     declared = batch + tuple(int(d) for d in tensor.dims)
-    fits = len(declared) == len(binding.shape) and all(
-        -1 in (want, have) or want == have
-        for want, have in zip(declared, binding.shape, strict=True)
-    )
-    if not fits:
+    # Both sides are patterns here: -1 in the config or in the model file matches any extent.
+    if not shape_fits(declared, binding.shape, wildcards_in_shape=True):
         return (
             f"{kind} '{tensor.name}' has shape {list(binding.shape)} in the model file; "
             f"config.pbtxt declares {list(declared)} (batch dimension included)"
