@@ -55,6 +55,10 @@ def test_load_infer_unload(client) -> None:
     client.load_model("simple")
     assert client.is_model_ready("simple")
     np.testing.assert_array_equal(_add(client), np.arange(16).reshape(1, 16) * 2)
+    with pytest.raises(InferenceServerException) as info:
+        client.is_model_ready("simple", "abc")
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "failed to get model version from specified version string" in info.value.message()
     client.unload_model("simple")
     assert client.is_model_ready("simple") is False
     states = {m.name: (m.state, m.reason) for m in client.get_model_repository_index().models}
