@@ -2,8 +2,8 @@
 
 ``load_model_dir`` turns ``<dir>/config.pbtxt`` and ``<dir>/<version>/`` into ready
 LoadedModel versions, or fails with a message that names the model and says what is wrong.
-Features that belong to later work (other backends, batching and sequence schedulers,
-decoupled models) fail the load with a "not supported yet" message instead of half-working.
+Features that belong to later work (other backends, dynamic batching) fail the load with a
+"not supported yet" message instead of half-working.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
 from .modelconfig import apply_json_override, parse_pbtxt, signature
+from .sequences import SequenceBatcher
 from .warmup import warm_up
 
 __all__ = ["available_versions", "load_model_dir", "read_config", "select_versions"]
@@ -82,10 +83,12 @@ def _check_supported(config: ModelConfig) -> None:
             "runs python-backend models)"
         )
     scheduling = config.WhichOneof("scheduling_choice")
-    if scheduling is not None:
+    if scheduling not in (None, "sequence_batching"):
         raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
-    if config.model_transaction_policy.decoupled:
-        raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
+    if config.model_transaction_policy.decoupled and scheduling is not None:
+        raise InvalidArgument(
+            f"failed to load '{name}', a decoupled model cannot use {scheduling} here"
+        )
 
 
 async def load_model_dir(
@@ -106,10 +109,15 @@ async def load_model_dir(
                 config, version, model_dir / str(version), repository
             )
             model = LoadedModel(config, version, sig, backend, labels)
+            if config.WhichOneof("scheduling_choice") == "sequence_batching":
+                model.sequencer = SequenceBatcher(
+                    config, backend.instance_count, backend.execute_on
+                )
             loaded[version] = model
+            model.start()
             await warm_up(model, model_dir)
     except BaseException:
         for model in loaded.values():
-            await model.backend.unload()
+            await model.unload()
         raise
     return loaded

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from ..errors import Internal
+from ..errors import Internal, Unimplemented
 from ..pb.inference.grpc_service_pb2 import InferParameter, ModelInferRequest
 from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.python import PythonBackend
@@ -22,6 +22,7 @@ from .classification import classify
 from .datatypes import BYTES
 from .modelconfig import Signature
 from .python_model import Request, Response
+from .sequences import SequenceBatcher
 from .shared_memory import RequestShm, SharedMemory
 from .statistics import ModelStats
 from .tensors import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
@@ -50,10 +51,26 @@ class LoadedModel:
     backend: PythonBackend
     labels: Mapping[str, Sequence[str]]
     stats: ModelStats = dataclasses.field(default_factory=ModelStats)
+    sequencer: SequenceBatcher | None = None
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def decoupled(self) -> bool:
+        return self.config.model_transaction_policy.decoupled
+
+    def start(self) -> None:
+        """Start the model's background work (the sequence batcher's workers)."""
+        if self.sequencer is not None:
+            self.sequencer.start()
+
+    async def unload(self) -> None:
+        """Stop the scheduler (failing what still waits), then finalize the backend."""
+        if self.sequencer is not None:
+            await self.sequencer.close()
+        await self.backend.unload()
 
     async def infer(self, request: ModelInferRequest, shm: SharedMemory | None = None) -> bytes:
         """The serialized ModelInferResponse for ``request``; RpcError when it fails.
@@ -61,22 +78,20 @@ class LoadedModel:
         Shared-memory inputs and outputs are leased from ``shm`` for the whole call: the
         leases return only after the reply is framed, on every path (cancellation included).
         """
+        if self.decoupled:
+            raise Unimplemented(
+                "ModelInfer RPC doesn't support models with decoupled transaction policy: "
+                f"model '{self.name}' is decoupled; send its requests over ModelStreamInfer"
+            )
         with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
             return await self._infer(request, scope)
 
     async def _infer(self, request: ModelInferRequest, scope: RequestShm | None) -> bytes:
         start = time.perf_counter_ns()
         try:
-            arrays, batch_size = decode_inputs(request, self.signature, scope)
-            plans = plan_outputs(request, self.signature)
+            model_request, plans, batch_size = self._decode(request, scope)
             decoded = time.perf_counter_ns()
-            model_request = Request(
-                arrays,
-                requested_output_names=[plan.spec.name for plan in plans],
-                parameters=parameter_values(request.parameters),
-                id=request.id,
-            )
-            response = await self.run(model_request)
+            response = await self.run(model_request, batch_size)
             computed = time.perf_counter_ns()
             outputs = self._outputs(response, plans)
             spans = [plan.shm for plan in plans]
@@ -94,9 +109,28 @@ class LoadedModel:
         )
         return body
 
-    async def run(self, request: Request) -> Response:
+    def _decode(
+        self, request: ModelInferRequest, scope: RequestShm | None
+    ) -> tuple[Request, list[OutputPlan], int]:
+        arrays, batch_size = decode_inputs(request, self.signature, scope)
+        plans = plan_outputs(request, self.signature)
+        model_request = Request(
+            arrays,
+            requested_output_names=[plan.spec.name for plan in plans],
+            parameters=parameter_values(request.parameters),
+            id=request.id,
+        )
+        return model_request, plans, batch_size
+
+    async def run(self, request: Request, batch_size: int = 1) -> Response:
         """Execute one request; a Response carrying an error fails it with INTERNAL."""
-        (response,) = await self.backend.execute([request])
+        if self.sequencer is not None:
+            response = await self.sequencer.submit(request, batch_size)
+        else:
+            (response,) = await self.backend.execute([request])
+        return self._checked(response)
+
+    def _checked(self, response: object) -> Response:
         if not isinstance(response, Response):
             raise TypeError(
                 f"model '{self.name}' execute() returned {type(response).__name__} where a "

@@ -90,8 +90,12 @@ class PythonBackend:
             ) from None
         return cls(name, version, instances)
 
-    async def execute(self, requests: list[Request]) -> list[Response]:
-        """Run the model on ``requests``; one Response each, in order."""
+    async def execute(self, requests: list[Request], *, decoupled: bool = False) -> list[Response]:
+        """Run the model on ``requests``; one Response each, in order.
+
+        A decoupled model answers through each request's sender and returns None (or a list
+        of None); then the result is an empty list.
+        """
         instance = await self._idle.get()
         try:
             responses = await _call(instance.execute, requests)
@@ -99,12 +103,32 @@ class PythonBackend:
             # Returned on every path, cancellation included; a thread still running a
             # cancelled sync execute keeps the instance busy only until it returns.
             self._idle.put_nowait(instance)
+        if decoupled:
+            if responses is not None and any(r is not None for r in responses):
+                raise TypeError(
+                    f"decoupled model '{self.name}' execute() must send its responses through "
+                    "request.response_sender() and return None"
+                )
+            return []
+        return self._check(responses, requests)
+
+    def _check(self, responses: Any, requests: list[Request]) -> list[Response]:
         if not isinstance(responses, list | tuple) or len(responses) != len(requests):
             raise TypeError(
                 f"model '{self.name}' execute() must return a list of {len(requests)} "
                 f"Response objects, got {type(responses).__name__}"
             )
         return list(responses)
+
+    @property
+    def instance_count(self) -> int:
+        return len(self._instances)
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
+        instances and runs one batch per instance at a time, so the instance is its alone."""
+        responses = await _call(self._instances[index].execute, requests)
+        return self._check(responses, requests)
 
     async def unload(self) -> None:
         await _finalize_all(self._instances)

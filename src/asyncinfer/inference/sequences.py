@@ -1,0 +1,343 @@
+"""The sequence batcher: routes the requests of stateful models to sequence slots, in order.
+
+A sequence is the run of requests that share a correlation ID (request parameter
+``sequence_id``, uint64 or string), from the one flagged ``sequence_start`` to the one flagged
+``sequence_end``. Every sequence is pinned to one model instance for its whole life, so a model
+may keep per-sequence state in its instance; a slot is that pinning. Each instance has a worker
+that forms batches of at most one request per sequence (so a sequence's requests run in
+arrival order) and runs them on that instance:
+
+- ``direct``: max(max_batch_size, 1) slots per instance; a batch is formed from whatever slots
+  have work, waiting up to ``max_queue_delay_microseconds`` for more.
+- ``oldest``: ``max_candidate_sequences`` slots per instance; a batch takes the sequences whose
+  next request is oldest, up to max_batch_size, waiting up to ``max_queue_delay_microseconds``.
+
+The batcher fills the control inputs (START, END, READY, CORRID) the config declares. A
+sequence idle for ``max_sequence_idle_microseconds`` loses its slot. Where Triton queues a
+sequence that finds every slot busy in an unbounded backlog, this batcher answers UNAVAILABLE
+at once (bounded queues; a stream that waited for a slot could deadlock on its own requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidArgument, Unavailable
+from ..pb.inference.model_config_pb2 import ModelConfig, ModelSequenceBatching
+from .datatypes import from_config
+from .python_model import Request, Response
+
+__all__ = ["CorrelationId", "SequenceBatcher", "correlation_id"]
+
+log = logging.getLogger("asyncinfer.inference")
+CorrelationId = int | str
+RunOn = Callable[[int, list[Request]], Awaitable[list[Response]]]
+Array = npt.NDArray[Any]
+Control = ModelSequenceBatching.Control
+DEFAULT_IDLE_US = 1_000_000  # Triton's default max_sequence_idle_microseconds
+
+
+def correlation_id(parameters: Mapping[str, Any], model: str) -> CorrelationId:
+    """The request's correlation ID; 0, "" or none at all is an error for a sequence model."""
+    value = parameters.get("sequence_id")
+    if isinstance(value, bool) or not isinstance(value, int | str) or value in (0, ""):
+        raise InvalidArgument(
+            f"inference request to model '{model}' must specify a non-zero or non-empty "
+            "correlation ID"
+        )
+    if isinstance(value, int) and value < 0:
+        raise InvalidArgument(
+            f"inference request to model '{model}' has correlation ID {value}; a numeric "
+            "correlation ID is a uint64"
+        )
+    return value
+
+
+class _Controls:
+    """The control inputs a config declares, as arrays for one request."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self._batched = config.max_batch_size > 0
+        self._flags: dict[Any, tuple[str, Array, Array]] = {}
+        self._corrid: tuple[str, int] | None = None
+        for control_input in config.sequence_batching.control_input:
+            for control in control_input.control:
+                self._add(config.name, control_input.name, control)
+
+    def _add(self, model: str, name: str, control: Any) -> None:
+        if control.kind == Control.CONTROL_SEQUENCE_CORRID:
+            if from_config(control.data_type) is None:
+                raise InvalidArgument(
+                    f"failed to load '{model}', control input '{name}' (CORRID) needs a "
+                    "data_type (TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32 or TYPE_STRING)"
+                )
+            self._corrid = (name, control.data_type)
+            return
+        for values, dtype in (
+            (control.int32_false_true, np.int32),
+            (control.fp32_false_true, np.float32),
+            (control.bool_false_true, np.bool_),
+        ):
+            if len(values) == 2:
+                false, true = (np.array(v, dtype=dtype) for v in values)
+                self._flags[control.kind] = (name, false, true)
+                return
+        raise InvalidArgument(
+            f"failed to load '{model}', control input '{name}' needs exactly two values in "
+            "int32_false_true, fp32_false_true or bool_false_true"
+        )
+
+    def arrays(self, *, start: bool, end: bool, key: CorrelationId) -> dict[str, Array]:
+        shape = (1, 1) if self._batched else (1,)
+        states: dict[Any, bool] = {
+            Control.CONTROL_SEQUENCE_START: start,
+            Control.CONTROL_SEQUENCE_END: end,
+            Control.CONTROL_SEQUENCE_READY: True,
+        }
+        arrays = {
+            name: np.full(shape, true if states.get(kind, False) else false)
+            for kind, (name, false, true) in self._flags.items()
+        }
+        if self._corrid is not None:
+            name, data_type = self._corrid
+            arrays[name] = _corrid_array(key, data_type, shape)
+        return arrays
+
+
+def _corrid_array(
+    key: CorrelationId, data_type: int, shape: tuple[int, ...]
+) -> Array:
+    datatype = from_config(data_type)
+    assert datatype is not None  # checked at load
+    if datatype.dtype == np.object_:
+        array = np.empty(shape, dtype=np.object_)
+        array.fill(str(key).encode())
+        return array
+    if isinstance(key, str):
+        raise InvalidArgument(
+            f"correlation ID '{key}' is a string, but the model's CORRID control input is "
+            f"{datatype.wire}; send a numeric sequence_id"
+        )
+    return np.full(shape, key, dtype=datatype.dtype)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Item:
+    request: Request
+    future: asyncio.Future[Response]
+    enqueued: float
+    end: bool
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Sequence:
+    key: CorrelationId
+    instance: _Instance
+    last_seen: float
+    pending: collections.deque[_Item] = dataclasses.field(default_factory=collections.deque)
+    ended: bool = False  # its END request is queued: no longer reachable by its ID
+
+
+@dataclasses.dataclass(eq=False)
+class _Instance:
+    index: int
+    slots: int
+    active: set[_Sequence] = dataclasses.field(default_factory=set)
+    wakeup: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def free(self) -> int:
+        return self.slots - len(self.active)
+
+
+class SequenceBatcher:
+    """Sequence slots over a model's instances; ``submit`` answers one request of a sequence."""
+
+    def __init__(self, config: ModelConfig, instance_count: int, run_on: RunOn) -> None:
+        settings = config.sequence_batching
+        self.model = config.name
+        self.strategy = settings.WhichOneof("strategy_choice") or "direct"
+        self._controls = _Controls(config)
+        self._max_batch = max(config.max_batch_size, 1)
+        strategy = settings.oldest if self.strategy == "oldest" else settings.direct
+        self._delay = strategy.max_queue_delay_microseconds / 1e6
+        if self.strategy == "oldest":
+            slots = max(settings.oldest.max_candidate_sequences, self._max_batch)
+        else:
+            slots = self._max_batch
+        self._idle = (settings.max_sequence_idle_microseconds or DEFAULT_IDLE_US) / 1e6
+        self._run_on = run_on
+        self._instances = [_Instance(i, slots) for i in range(max(instance_count, 1))]
+        self._by_id: dict[CorrelationId, _Sequence] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Start one worker per instance and the idle reaper; close() ends them."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._worker(i)) for i in self._instances]
+        self._tasks.append(loop.create_task(self._reaper()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        message = f"model '{self.model}' was unloaded while the request waited"
+        for instance in self._instances:
+            for sequence in instance.active:
+                for item in sequence.pending:
+                    if not item.future.done():
+                        item.future.set_exception(Unavailable(message))
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "sequences": len(self._by_id),
+            "slots": sum(i.slots for i in self._instances),
+            "slots_in_use": sum(len(i.active) for i in self._instances),
+        }
+
+    # ------------------------------------------------------------------ requests
+
+    async def submit(self, request: Request, batch_size: int = 1) -> Response:
+        """Queue ``request`` on its sequence's slot and wait for its Response."""
+        if batch_size > 1:
+            raise InvalidArgument(
+                f"inference request to model '{self.model}' must specify batch-size 1 due to "
+                "requirements of sequence batcher"
+            )
+        key = correlation_id(request.parameters, self.model)
+        start = bool(request.parameters.get("sequence_start", False))
+        end = bool(request.parameters.get("sequence_end", False))
+        sequence = self._sequence_for(key, start)
+        for name, array in self._controls.arrays(start=start, end=end, key=key).items():
+            request._set_input(name, array)
+        now = time.monotonic()
+        sequence.last_seen = now
+        item = _Item(request, asyncio.get_running_loop().create_future(), now, end)
+        sequence.pending.append(item)
+        if end:
+            # Like Triton: the ID is free for a new sequence as soon as its END is queued;
+            # the slot itself frees once that END request has run.
+            self._by_id.pop(key, None)
+            sequence.ended = True
+        sequence.instance.wakeup.set()
+        # A caller that goes away cancels its future; the worker skips cancelled items.
+        return await item.future
+
+    def _sequence_for(self, key: CorrelationId, start: bool) -> _Sequence:
+        sequence = self._by_id.get(key)
+        if sequence is not None:
+            if start:
+                log.warning(
+                    "sequence %s for model '%s' has a conflict: the previous sequence did not "
+                    "end before this sequence start; the previous sequence is ended early",
+                    key,
+                    self.model,
+                )
+            return sequence
+        if not start:
+            raise InvalidArgument(
+                f"inference request for sequence {key} to model '{self.model}' must specify "
+                "the START flag on the first request of the sequence"
+            )
+        instance = max(self._instances, key=_Instance.free)
+        if instance.free() <= 0:
+            total = sum(i.slots for i in self._instances)
+            raise Unavailable(
+                f"inference request for sequence {key} to model '{self.model}' cannot start: "
+                f"all {total} sequence slots ({self.strategy} strategy) are in use; end a "
+                "sequence or retry later"
+            )
+        sequence = _Sequence(key, instance, time.monotonic())
+        instance.active.add(sequence)
+        self._by_id[key] = sequence
+        return sequence
+
+    # ------------------------------------------------------------------ workers
+
+    async def _worker(self, instance: _Instance) -> None:
+        while True:
+            await instance.wakeup.wait()
+            instance.wakeup.clear()
+            while batch := await self._form_batch(instance):
+                await self._run(instance, batch)
+
+    async def _form_batch(self, instance: _Instance) -> list[_Item]:
+        """At most one request per sequence, oldest first; waits out the queue delay."""
+        while True:
+            ready = self._ready(instance)
+            if not ready or len(ready) >= self._max_batch or self._delay <= 0:
+                break
+            wait = ready[0][1].enqueued + self._delay - time.monotonic()
+            if wait <= 0:
+                break
+            instance.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(instance.wakeup.wait(), wait)
+        batch = []
+        for sequence, item in ready[: self._max_batch]:
+            sequence.pending.popleft()
+            batch.append(item)
+        return batch
+
+    def _ready(self, instance: _Instance) -> list[tuple[_Sequence, _Item]]:
+        """The next request of every sequence that has one, oldest first."""
+        self._drop_cancelled(instance)
+        heads = [(s, s.pending[0]) for s in instance.active if s.pending]
+        return sorted(heads, key=lambda pair: pair[1].enqueued)
+
+    def _drop_cancelled(self, instance: _Instance) -> None:
+        # Requests whose caller went away never run; an abandoned END still frees its slot.
+        for sequence in list(instance.active):
+            while sequence.pending and sequence.pending[0].future.done():
+                sequence.pending.popleft()
+            self._release_if_done(sequence)
+
+    async def _run(self, instance: _Instance, batch: list[_Item]) -> None:
+        try:
+            responses = await self._run_on(instance.index, [item.request for item in batch])
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        else:
+            for item, response in zip(batch, responses, strict=True):
+                if not item.future.done():
+                    item.future.set_result(response)
+        for sequence in list(instance.active):
+            self._release_if_done(sequence)
+
+    def _release_if_done(self, sequence: _Sequence) -> None:
+        if sequence.ended and not sequence.pending:
+            sequence.instance.active.discard(sequence)
+
+    async def _reaper(self) -> None:
+        """Free the slots of sequences idle longer than max_sequence_idle_microseconds."""
+        while True:
+            await asyncio.sleep(min(self._idle, 1.0) / 2)
+            now = time.monotonic()
+            for key, sequence in list(self._by_id.items()):
+                if sequence.pending or now - sequence.last_seen < self._idle:
+                    continue
+                log.info(
+                    "sequence %s of model '%s' was idle for more than %.3f s: its slot is freed",
+                    key,
+                    self.model,
+                    self._idle,
+                )
+                del self._by_id[key]
+                sequence.instance.active.discard(sequence)
