@@ -80,11 +80,22 @@ def test_load_unknown_model_fails(client) -> None:
 
 
 def test_load_later_feature_model_says_not_supported_yet(client) -> None:
-    for name in ("densenet_onnx", "simple_sequence"):
-        with pytest.raises(InferenceServerException) as info:
-            client.load_model(name)
-        assert "failed to load" in info.value.message()
-        assert "not supported yet" in info.value.message()
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("densenet_onnx")
+    assert "failed to load" in info.value.message()
+    assert "not supported yet" in info.value.message()
+
+
+def test_sequence_models_load_and_serve(client) -> None:
+    for name in ("simple_sequence", "simple_dyna_sequence"):
+        client.load_model(name)
+        assert client.is_model_ready(name)
+        tensor = grpcclient.InferInput("INPUT", [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.array([[3]], np.int32))
+        result = client.infer(name, [tensor], sequence_id=8, sequence_start=True, sequence_end=True)
+        # simple_sequence: (3 + 1) * 1; simple_dyna_sequence: (3 + 1 + 1 * 8) * 1
+        assert int(result.as_numpy("OUTPUT")[0, 0]) == (4 if name == "simple_sequence" else 12)
+        client.unload_model(name)
 
 
 def test_file_name_too_long_is_internal_and_server_stays_live(client) -> None:
