@@ -16,6 +16,8 @@ from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
 from .modelconfig import apply_json_override, parse_pbtxt, signature
+from .scheduler import check_scheduling, make_scheduler
+from .statistics import ModelStats
 from .warmup import warm_up
 
 __all__ = ["available_versions", "load_model_dir", "read_config", "select_versions"]
@@ -81,9 +83,7 @@ def _check_supported(config: ModelConfig) -> None:
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
             "runs python-backend models)"
         )
-    scheduling = config.WhichOneof("scheduling_choice")
-    if scheduling is not None:
-        raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
+    check_scheduling(config)
     if config.model_transaction_policy.decoupled:
         raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
 
@@ -105,11 +105,19 @@ async def load_model_dir(
             backend = await PythonBackend.load(
                 config, version, model_dir / str(version), repository
             )
-            model = LoadedModel(config, version, sig, backend, labels)
+            stats = ModelStats()
+            try:
+                scheduler = make_scheduler(config, backend, stats)
+                await scheduler.start()
+            except BaseException:
+                await backend.unload()
+                raise
+            model = LoadedModel(config, version, sig, backend, labels, scheduler, stats)
             loaded[version] = model
             await warm_up(model, model_dir)
+            stats.clear()
     except BaseException:
         for model in loaded.values():
-            await model.backend.unload()
+            await model.unload()
         raise
     return loaded

@@ -178,7 +178,7 @@ class ModelRepository:
             record.versions, record.state, record.reason = versions, READY, ""
             record.fingerprint = fingerprint
             for model in old.values():
-                await model.backend.unload()
+                await model.unload()
         log.info("model '%s' is ready (versions %s)", name, sorted(versions))
 
     async def unload(self, name: str) -> None:
@@ -262,7 +262,7 @@ class ModelRepository:
         versions, record.versions = record.versions, {}
         record.state, record.reason = UNAVAILABLE, reason
         for model in versions.values():
-            await model.backend.unload()
+            await model.unload()
 
 
 def parse_version(version: str) -> int | None:

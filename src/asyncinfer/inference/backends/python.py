@@ -90,6 +90,10 @@ class PythonBackend:
             ) from None
         return cls(name, version, instances)
 
+    @property
+    def instance_count(self) -> int:
+        return max(len(self._instances), 1)
+
     async def execute(self, requests: list[Request]) -> list[Response]:
         """Run the model on ``requests``; one Response each, in order."""
         instance = await self._idle.get()
