@@ -66,7 +66,7 @@ async def stream_responses(
     start = time.perf_counter_ns()
     with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
         try:
-            model_request, plans, batch_size = model._decode(request, scope)
+            model_request, plans, batch_size = model.decode(request, scope)
         except RpcError as exc:
             model.stats.failed(time.perf_counter_ns() - start)
             yield stream_error(request, exc.message)
@@ -74,7 +74,7 @@ async def stream_responses(
         queue: asyncio.Queue[Sent] = asyncio.Queue()
         sender = ResponseSender(asyncio.get_running_loop(), queue, request.id)
         model_request._attach_sender(sender)
-        execution = asyncio.ensure_future(model.backend.execute([model_request], decoupled=True))
+        execution = asyncio.ensure_future(model.backend.execute([model_request]))
         try:
             async for response, final in _sent(queue, execution, model.name):
                 if isinstance(response, str):
@@ -85,7 +85,7 @@ async def stream_responses(
                 body = b""
                 try:
                     if response is not None:
-                        response = model._checked(response)
+                        response = model.checked(response)
                         body = _encode(model, request, response, plans, scope)
                     else:
                         body = ModelInferResponse(
@@ -102,7 +102,10 @@ async def stream_responses(
             with contextlib.suppress(BaseException):
                 await execution
     total = time.perf_counter_ns() - start
-    model.stats.succeeded(batch_size, total_ns=total, input_ns=0, infer_ns=total, output_ns=0)
+    model.stats.executed(1, input_ns=0, infer_ns=total, output_ns=0)
+    model.stats.succeeded(
+        batch_size, total_ns=total, queue_ns=0, input_ns=0, infer_ns=total, output_ns=0
+    )
 
 
 def _encode(
@@ -112,7 +115,7 @@ def _encode(
     plans: list[OutputPlan],
     scope: RequestShm | None,
 ) -> bytes:
-    outputs = model._outputs(response, plans)
+    outputs = model.outputs(response, plans)
     spans = [plan.shm for plan in plans]
     return encode_response(request, model.name, str(model.version), outputs, spans, scope)
 

@@ -2,8 +2,8 @@
 
 ``load_model_dir`` turns ``<dir>/config.pbtxt`` and ``<dir>/<version>/`` into ready
 LoadedModel versions, or fails with a message that names the model and says what is wrong.
-Features that belong to later work (other backends, dynamic batching) fail the load with a
-"not supported yet" message instead of half-working.
+Features that belong to later work (other backends, batching and sequence schedulers,
+decoupled models) fail the load with a "not supported yet" message instead of half-working.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
 from .modelconfig import apply_json_override, parse_pbtxt, signature
-from .sequences import SequenceBatcher
+from .scheduler import check_scheduling, make_scheduler
+from .statistics import ModelStats
 from .warmup import warm_up
 
 __all__ = ["available_versions", "load_model_dir", "read_config", "select_versions"]
@@ -82,12 +83,12 @@ def _check_supported(config: ModelConfig) -> None:
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
             "runs python-backend models)"
         )
+    check_scheduling(config)
     scheduling = config.WhichOneof("scheduling_choice")
-    if scheduling not in (None, "sequence_batching"):
-        raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
     if config.model_transaction_policy.decoupled and scheduling is not None:
         raise InvalidArgument(
-            f"failed to load '{name}', a decoupled model cannot use {scheduling} here"
+            f"failed to load '{name}', a decoupled model cannot use {scheduling}: its "
+            "responses go straight to the stream"
         )
 
 
@@ -108,14 +109,17 @@ async def load_model_dir(
             backend = await PythonBackend.load(
                 config, version, model_dir / str(version), repository
             )
-            model = LoadedModel(config, version, sig, backend, labels)
-            if config.WhichOneof("scheduling_choice") == "sequence_batching":
-                model.sequencer = SequenceBatcher(
-                    config, backend.instance_count, backend.execute_on
-                )
+            stats = ModelStats()
+            try:
+                scheduler = make_scheduler(config, backend, stats)
+                await scheduler.start()
+            except BaseException:
+                await backend.unload()
+                raise
+            model = LoadedModel(config, version, sig, backend, labels, scheduler, stats)
             loaded[version] = model
-            model.start()
             await warm_up(model, model_dir)
+            stats.clear()
     except BaseException:
         for model in loaded.values():
             await model.unload()

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +36,10 @@ from ..errors import InvalidArgument, Unavailable
 from ..pb.inference.model_config_pb2 import ModelConfig, ModelSequenceBatching
 from .datatypes import from_config
 from .python_model import Request, Response
+from .scheduler import batch_size_of
+from .statistics import ModelStats, Timing
 
-__all__ = ["CorrelationId", "SequenceBatcher", "correlation_id"]
+__all__ = ["CorrelationId", "PinnableBackend", "SequenceBatcher", "correlation_id"]
 
 log = logging.getLogger("asyncinfer.inference")
 CorrelationId = int | str
@@ -114,9 +116,7 @@ class _Controls:
         return arrays
 
 
-def _corrid_array(
-    key: CorrelationId, data_type: int, shape: tuple[int, ...]
-) -> Array:
+def _corrid_array(key: CorrelationId, data_type: int, shape: tuple[int, ...]) -> Array:
     datatype = from_config(data_type)
     assert datatype is not None  # checked at load
     if datatype.dtype == np.object_:
@@ -137,6 +137,7 @@ class _Item:
     future: asyncio.Future[Response]
     enqueued: float
     end: bool
+    queue_ns: int = 0
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -159,10 +160,32 @@ class _Instance:
         return self.slots - len(self.active)
 
 
-class SequenceBatcher:
-    """Sequence slots over a model's instances; ``submit`` answers one request of a sequence."""
+class PinnableBackend(Protocol):
+    """A backend that can run a batch on a chosen instance (sequences are pinned to one)."""
 
-    def __init__(self, config: ModelConfig, instance_count: int, run_on: RunOn) -> None:
+    @property
+    def instance_count(self) -> int: ...
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]: ...
+
+
+class SequenceBatcher:
+    """Sequence slots over a model's instances; ``submit`` answers one request of a sequence.
+
+    A Scheduler (scheduler.py) for models with ``sequence_batching``.
+    """
+
+    def __init__(self, config: ModelConfig, backend: object, stats: ModelStats) -> None:
+        if not callable(getattr(backend, "execute_on", None)):
+            raise InvalidArgument(
+                f"failed to load '{config.name}', its backend cannot pin sequences to "
+                "instances, which sequence_batching needs"
+            )
+        pinnable = cast(PinnableBackend, backend)
+        instance_count = pinnable.instance_count
+        run_on = pinnable.execute_on
+        self._stats = stats
+        self._batched = config.max_batch_size > 0
         settings = config.sequence_batching
         self.model = config.name
         self.strategy = settings.WhichOneof("strategy_choice") or "direct"
@@ -182,13 +205,13 @@ class SequenceBatcher:
 
     # ------------------------------------------------------------------ life cycle
 
-    def start(self) -> None:
-        """Start one worker per instance and the idle reaper; close() ends them."""
+    async def start(self) -> None:
+        """Start one worker per instance and the idle reaper; stop() ends them."""
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._worker(i)) for i in self._instances]
         self._tasks.append(loop.create_task(self._reaper()))
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -212,9 +235,20 @@ class SequenceBatcher:
 
     # ------------------------------------------------------------------ requests
 
-    async def submit(self, request: Request, batch_size: int = 1) -> Response:
-        """Queue ``request`` on its sequence's slot and wait for its Response."""
-        if batch_size > 1:
+    async def submit(
+        self,
+        request: Request,
+        *,
+        priority: int = 0,
+        timeout_us: int = 0,
+        timing: Timing | None = None,
+    ) -> Response:
+        """Queue ``request`` on its sequence's slot and wait for its Response.
+
+        Sequence requests run in their sequence's order, so priority and timeout do not
+        reorder them here.
+        """
+        if batch_size_of(request, 1 if self._batched else 0) > 1:
             raise InvalidArgument(
                 f"inference request to model '{self.model}' must specify batch-size 1 due to "
                 "requirements of sequence batcher"
@@ -236,7 +270,10 @@ class SequenceBatcher:
             sequence.ended = True
         sequence.instance.wakeup.set()
         # A caller that goes away cancels its future; the worker skips cancelled items.
-        return await item.future
+        response = await item.future
+        if timing is not None:
+            timing.queue_ns = item.queue_ns
+        return response
 
     def _sequence_for(self, key: CorrelationId, start: bool) -> _Sequence:
         sequence = self._by_id.get(key)
@@ -308,8 +345,13 @@ class SequenceBatcher:
             self._release_if_done(sequence)
 
     async def _run(self, instance: _Instance, batch: list[_Item]) -> None:
+        started = time.monotonic()
+        for item in batch:
+            item.queue_ns = int((started - item.enqueued) * 1e9)
         try:
             responses = await self._run_on(instance.index, [item.request for item in batch])
+            infer_ns = int((time.monotonic() - started) * 1e9)
+            self._stats.executed(len(batch), input_ns=0, infer_ns=infer_ns, output_ns=0)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():

@@ -143,7 +143,7 @@ def test_oldest_strategy_spreads_sequences_over_two_instances(url: str) -> None:
                 expected = [values[0], values[0] + 2, values[0] + 5, values[0] + 9 + sequence_id]
                 got = _run_unary(client, "simple_string_dyna_sequence", str(sequence_id), values)
                 assert got == expected, (sequence_id, got, expected)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(500 + i,)) for i in range(8)]
@@ -253,28 +253,26 @@ def test_idle_sequences_lose_their_slot(tmp_path: pathlib.Path) -> None:
     )
     config = config.replace("max_batch_size: 8", "max_batch_size: 1")
     (model_dir / "config.pbtxt").write_text(config)
-    with ThreadedServer(lambda: build_server(repository, grpc_port=0)) as address:
-        with grpcclient.InferenceServerClient(address) as client:
+    server = ThreadedServer(lambda: build_server(repository, grpc_port=0))
+    with server as address, grpcclient.InferenceServerClient(address) as client:
+        client.infer("simple_sequence", [_input(grpcclient, 1)], sequence_id=1, sequence_start=True)
+        with pytest.raises(InferenceServerException, match="all 1 sequence slots"):
             client.infer(
-                "simple_sequence", [_input(grpcclient, 1)], sequence_id=1, sequence_start=True
+                "simple_sequence", [_input(grpcclient, 1)], sequence_id=2, sequence_start=True
             )
-            with pytest.raises(InferenceServerException, match="all 1 sequence slots"):
+        # After the idle timeout the slot is free and sequence 1 is forgotten.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
                 client.infer(
-                    "simple_sequence", [_input(grpcclient, 1)], sequence_id=2, sequence_start=True
+                    "simple_sequence",
+                    [_input(grpcclient, 1)],
+                    sequence_id=2,
+                    sequence_start=True,
                 )
-            # After the idle timeout the slot is free and sequence 1 is forgotten.
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.infer(
-                        "simple_sequence",
-                        [_input(grpcclient, 1)],
-                        sequence_id=2,
-                        sequence_start=True,
-                    )
-                    break
-                except InferenceServerException:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
-            with pytest.raises(InferenceServerException, match="must specify the START flag"):
-                client.infer("simple_sequence", [_input(grpcclient, 1)], sequence_id=1)
+                break
+            except InferenceServerException:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        with pytest.raises(InferenceServerException, match="must specify the START flag"):
+            client.infer("simple_sequence", [_input(grpcclient, 1)], sequence_id=1)

@@ -48,9 +48,13 @@ async def _call(hook: Any, *args: Any) -> Any:
 class PythonBackend:
     """One loaded version of a python-backend model, with its pool of Model instances."""
 
-    def __init__(self, name: str, version: int, instances: Sequence[Any]) -> None:
+    def __init__(
+        self, name: str, version: int, instances: Sequence[Any], *, decoupled: bool = False
+    ) -> None:
         self.name = name
         self.version = version
+        #: Responses go through each request's ResponseSender; execute returns none.
+        self.decoupled = decoupled
         self._instances = list(instances)
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         for instance in self._instances:
@@ -88,9 +92,9 @@ class PythonBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: initialize() raised {_one_line(exc)}"
             ) from None
-        return cls(name, version, instances)
+        return cls(name, version, instances, decoupled=config.model_transaction_policy.decoupled)
 
-    async def execute(self, requests: list[Request], *, decoupled: bool = False) -> list[Response]:
+    async def execute(self, requests: list[Request]) -> list[Response]:
         """Run the model on ``requests``; one Response each, in order.
 
         A decoupled model answers through each request's sender and returns None (or a list
@@ -103,7 +107,7 @@ class PythonBackend:
             # Returned on every path, cancellation included; a thread still running a
             # cancelled sync execute keeps the instance busy only until it returns.
             self._idle.put_nowait(instance)
-        if decoupled:
+        if self.decoupled:
             if responses is not None and any(r is not None for r in responses):
                 raise TypeError(
                     f"decoupled model '{self.name}' execute() must send its responses through "
@@ -122,7 +126,7 @@ class PythonBackend:
 
     @property
     def instance_count(self) -> int:
-        return len(self._instances)
+        return max(len(self._instances), 1)
 
     async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
         """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
