@@ -12,6 +12,7 @@ import pathlib
 
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.process import ProcessBackend, instance_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
@@ -97,6 +98,7 @@ async def load_model_dir(
 ) -> dict[int, LoadedModel]:
     """Load every version the policy selects; on failure nothing stays loaded."""
     _check_supported(config)
+    kind = instance_kind(config)
     sig = signature(config)
     labels = {
         spec.name: read_labels(model_dir / spec.label_filename)
@@ -106,7 +108,8 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            backend = await PythonBackend.load(
+            backend_class = ProcessBackend if kind == "process" else PythonBackend
+            backend = await backend_class.load(
                 config, version, model_dir / str(version), repository
             )
             stats = ModelStats()
