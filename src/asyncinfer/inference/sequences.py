@@ -352,6 +352,13 @@ class SequenceBatcher:
             responses = await self._run_on(instance.index, [item.request for item in batch])
             infer_ns = int((time.monotonic() - started) * 1e9)
             self._stats.executed(len(batch), input_ns=0, infer_ns=infer_ns, output_ns=0)
+        except asyncio.CancelledError:
+            # stop() cancelled this worker mid-batch: its callers must not wait forever.
+            failure = Unavailable(f"model '{self.model}' was unloaded while the request ran")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+            raise
         except Exception as exc:
             for item in batch:
                 if not item.future.done():

@@ -133,13 +133,23 @@ class _Instance:
             self._restart.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._restart
-        # Waits for a running execute: the arena must not go while the process uses it.
-        async with self._lock:
-            if self._connection is not None and self._process is not None:
+        # Wait for a running execute (the arena must not go while the process uses it), but
+        # not forever: an execute stuck past the timeout has its process killed under it.
+        try:
+            await asyncio.wait_for(self._lock.acquire(), STOP_TIMEOUT_S)
+            locked = True
+        except TimeoutError:
+            locked = False
+        try:
+            if locked and self._connection is not None and self._process is not None:
                 with contextlib.suppress(OSError):
                     self._connection.send(("stop", None))
                 await _wait(self._process)
             await self._kill()
+            self._fail_waiter("was stopped")
+        finally:
+            if locked:
+                self._lock.release()
         self._arena.close()
 
     async def _kill(self) -> None:
