@@ -12,6 +12,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from asyncinfer.inference.app import build_server
+
+from .inference_servers import ThreadedServer
+
 
 def _inputs(module, values: list[int], delays: list[int], wait: int):  # type: ignore[no-untyped-def]
     arrays = {
@@ -116,3 +120,81 @@ def test_model_infer_on_a_decoupled_model_fails_clearly(url: str) -> None:
         assert "StatusCode.UNIMPLEMENTED" in str(info.value.status())
         assert "decoupled" in info.value.message() and "repeat_int32" in info.value.message()
         assert client.is_model_ready("repeat_int32")
+
+
+DECOUPLED_CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy {{ decoupled: true }}
+input [ {{ name: "IN" data_type: TYPE_INT32 dims: [ -1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ -1 ] }} ]
+"""
+
+DECOUPLED_MODELS = {
+    # A plain def execute (worker thread) hands the sender to a thread of its own and returns;
+    # the responses and the final flag come later from that thread.
+    "later_from_thread": """
+import threading
+import time
+import numpy as np
+from asyncinfer.inference.python_model import Response, Tensor
+
+
+class Model:
+    def execute(self, requests):
+        for request in requests:
+            sender = request.response_sender()
+            values = request.input("IN").as_numpy()
+
+            def send(sender=sender, values=values):
+                for value in values:
+                    time.sleep(0.01)
+                    sender.send(Response([Tensor("OUT", np.array([value], np.int32))]))
+                sender.send(final=True)
+
+            threading.Thread(target=send).start()
+        return None
+""",
+    "raises": """
+class Model:
+    async def execute(self, requests):
+        raise RuntimeError("secret detail")
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def decoupled_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("decoupled_models")
+    for name, source in DECOUPLED_MODELS.items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(DECOUPLED_CONFIG.format(name=name))
+        (root / name / "1" / "model.py").write_text(source)
+    with ThreadedServer(lambda: build_server(root, grpc_port=0)) as address:
+        yield address
+
+
+async def test_responses_sent_later_from_a_model_thread(decoupled_url: str) -> None:
+    tensor = aioclient.InferInput("IN", [3], "INT32")
+    tensor.set_data_from_numpy(np.array([5, 6, 7], np.int32))
+    items = [{"model_name": "later_from_thread", "inputs": [tensor], "request_id": "t"}]
+    async with aioclient.InferenceServerClient(decoupled_url) as client:
+        seen = []
+        async for result, error in client.stream_infer(_requests(items)):
+            assert error is None
+            seen.append(int(result.as_numpy("OUT")[0]))
+    assert seen == [5, 6, 7]
+
+
+async def test_a_raising_decoupled_model_answers_an_error_without_details(
+    decoupled_url: str,
+) -> None:
+    tensor = aioclient.InferInput("IN", [1], "INT32")
+    tensor.set_data_from_numpy(np.array([1], np.int32))
+    items = [{"model_name": "raises", "inputs": [tensor]}]
+    async with aioclient.InferenceServerClient(decoupled_url) as client:
+        errors = [str(error) async for _, error in client.stream_infer(_requests(items))]
+    assert len(errors) == 1
+    assert "model 'raises' failed the request" in errors[0] and "internal error" in errors[0]
+    assert "secret detail" not in errors[0]
