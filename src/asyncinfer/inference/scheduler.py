@@ -21,7 +21,7 @@ from .statistics import ModelStats, Timing
 __all__ = ["DirectScheduler", "Scheduler", "batch_size_of", "check_scheduling", "make_scheduler"]
 
 #: The config's scheduling choices this server runs (None: no scheduling block).
-SUPPORTED_SCHEDULING: tuple[str | None, ...] = (None,)
+SUPPORTED_SCHEDULING: tuple[str | None, ...] = (None, "dynamic_batching")
 
 
 class Scheduler(Protocol):
@@ -108,4 +108,8 @@ def make_scheduler(config: ModelConfig, backend: Backend, stats: ModelStats) -> 
     choice = config.WhichOneof("scheduling_choice")
     if choice is None:
         return DirectScheduler(config, backend, stats)
+    if choice == "dynamic_batching":
+        from .batcher import DynamicBatcher  # imports this module: resolved at call time
+
+        return DynamicBatcher(config, backend, stats)
     raise InvalidArgument(f"failed to load '{config.name}', {choice} is not supported yet")
