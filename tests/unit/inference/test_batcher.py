@@ -29,9 +29,11 @@ class Echo:
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
         self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
 
     async def execute(self, requests: list[Request]) -> list[Response]:
         self.batches.append([r.id for r in requests])
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         responses = []
@@ -76,8 +78,7 @@ async def hold_first(batcher: DynamicBatcher, model: Echo) -> asyncio.Task[Respo
     """Occupy the only instance with request "first" until model.gate is set."""
     model.gate = asyncio.Event()
     task = asyncio.create_task(batcher.submit(request("first")))
-    while not model.batches:
-        await asyncio.sleep(0)
+    await model.entered.wait()
     return task
 
 
@@ -223,7 +224,8 @@ async def test_bad_priority_and_forbidden_timeout_override_are_invalid_argument(
         ("preferred_batch_size: [ 9 ]", "preferred_batch_size"),
         ("priority_levels: 2 default_priority_level: 3", "default_priority_level"),
         (
-            "priority_levels: 2 default_priority_level: 1 priority_queue_policy { key: 5 value {} }",
+            "priority_levels: 2 default_priority_level: 1 "
+            "priority_queue_policy { key: 5 value {} }",
             "priority_queue_policy",
         ),
     ],
@@ -252,14 +254,15 @@ async def test_preserve_ordering_answers_in_arrival_order_across_instances() -> 
 
     # The idle queue hands "a" to one instance; make sure it is the gated one.
     a = asyncio.create_task(call("a"))
-    while not slow.batches and not fast.batches:
-        await asyncio.sleep(0)
+    entered = [asyncio.create_task(m.entered.wait()) for m in models]
+    await asyncio.wait(entered, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in entered:
+        waiter.cancel()
     if fast.batches:
         slow, fast = fast, slow
         slow.gate, fast.gate = fast.gate, None
     b = asyncio.create_task(call("b"))
-    while not fast.batches:
-        await asyncio.sleep(0)
+    await fast.entered.wait()
     await asyncio.sleep(0.01)
     assert finished == []  # "b" ran, but waits for "a"
     assert slow.gate is not None
