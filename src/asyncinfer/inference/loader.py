@@ -2,8 +2,8 @@
 
 ``load_model_dir`` turns ``<dir>/config.pbtxt`` and ``<dir>/<version>/`` into ready
 LoadedModel versions, or fails with a message that names the model and says what is wrong.
-Features that belong to later work (other backends, batching and sequence schedulers,
-decoupled models) fail the load with a "not supported yet" message instead of half-working.
+Features that belong to later work (other backends, sequence schedulers, decoupled models)
+fail the load with a "not supported yet" message instead of half-working.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import pathlib
 
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.base import Backend
+from .backends.onnxruntime import PLATFORM as ONNX_PLATFORM
+from .backends.onnxruntime import OnnxBackend, is_onnx
 from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
@@ -77,11 +80,11 @@ def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
 def _check_supported(config: ModelConfig) -> None:
     name = config.name
     backend = config.backend or ("python" if not config.platform else "")
-    if backend != "python":
+    if backend != "python" and not is_onnx(config):
         kind = config.backend or config.platform
         raise InvalidArgument(
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
-            "runs python-backend models)"
+            f"runs python-backend models and platform '{ONNX_PLATFORM}')"
         )
     check_scheduling(config)
     if config.model_transaction_policy.decoupled:
@@ -102,9 +105,8 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            backend = await PythonBackend.load(
-                config, version, model_dir / str(version), repository
-            )
+            loader = OnnxBackend.load if is_onnx(config) else PythonBackend.load
+            backend: Backend = await loader(config, version, model_dir / str(version), repository)
             stats = ModelStats()
             try:
                 scheduler = make_scheduler(config, backend, stats)

@@ -9,7 +9,15 @@ from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
 from asyncinfer.errors import NotFound, UsageError
 from asyncinfer.runner import Binding
 
-MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+MODELS = [
+    "custom_identity_int32",
+    "densenet_onnx",
+    "mlp_onnx",
+    "simple",
+    "simple_identity",
+    "simple_int8",
+    "simple_string",
+]
 
 
 async def test_async_manager_runs_simple(url: str) -> None:
