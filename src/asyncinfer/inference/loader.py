@@ -13,8 +13,7 @@ import pathlib
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.base import Backend
-from .backends.onnxruntime import PLATFORM as ONNX_PLATFORM
-from .backends.onnxruntime import OnnxBackend, is_onnx
+from .backends.engine import EngineBackend, engine_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
 from .model import LoadedModel
@@ -80,11 +79,11 @@ def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
 def _check_supported(config: ModelConfig) -> None:
     name = config.name
     backend = config.backend or ("python" if not config.platform else "")
-    if backend != "python" and not is_onnx(config):
+    if backend != "python" and engine_kind(config) is None:
         kind = config.backend or config.platform
         raise InvalidArgument(
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
-            f"runs python-backend models and platform '{ONNX_PLATFORM}')"
+            "runs python, onnxruntime_onnx and tensorrt_plan models)"
         )
     check_scheduling(config)
     if config.model_transaction_policy.decoupled:
@@ -105,7 +104,7 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            loader = OnnxBackend.load if is_onnx(config) else PythonBackend.load
+            loader = PythonBackend.load if engine_kind(config) is None else EngineBackend.load
             backend: Backend = await loader(config, version, model_dir / str(version), repository)
             stats = ModelStats()
             try:

@@ -1,5 +1,5 @@
-"""Merging a batch's inputs and splitting its outputs back (batching.py), and the onnxruntime
-backend running batches through ONNX Runtime."""
+"""Merging a batch's inputs and splitting its outputs back (batching.py), and the engine
+backend running batches through ONNX Runtime in one call."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncinfer.errors import Internal, InvalidArgument
-from asyncinfer.inference.backends.onnxruntime import OnnxBackend
+from asyncinfer.inference.backends.engine import EngineBackend
 from asyncinfer.inference.backends.python import ModelLoadFailed
 from asyncinfer.inference.batching import merge, split
 from asyncinfer.inference.modelconfig import parse_pbtxt
@@ -69,7 +69,7 @@ output [ { name: "scores" data_type: TYPE_FP32 dims: [ 4 ] } ]
 async def test_onnx_backend_runs_a_batch_in_one_call_and_splits_it(tmp_path: pathlib.Path) -> None:
     version, reference = _repository(tmp_path)
     config = parse_pbtxt(MLP_CONFIG + "instance_group [ { count: 2 kind: KIND_CPU } ]", model="mlp")
-    backend = await OnnxBackend.load(config, 1, version, tmp_path)
+    backend = await EngineBackend.load(config, 1, version, tmp_path)
     try:
         assert backend.instance_count == 2
         rng = np.random.default_rng(0)
@@ -82,7 +82,7 @@ async def test_onnx_backend_runs_a_batch_in_one_call_and_splits_it(tmp_path: pat
                 rtol=1e-4,
                 atol=1e-5,  # type: ignore[operator]
             )
-        assert backend.statistics()["calls"] == 1
+        assert backend.engine.statistics()["calls"] == 1
     finally:
         await backend.unload()
 
@@ -90,7 +90,7 @@ async def test_onnx_backend_runs_a_batch_in_one_call_and_splits_it(tmp_path: pat
 async def test_onnx_backend_through_the_dynamic_batcher(tmp_path: pathlib.Path) -> None:
     version, reference = _repository(tmp_path)
     config = parse_pbtxt(MLP_CONFIG + "dynamic_batching { }", model="mlp")
-    backend = await OnnxBackend.load(config, 1, version, tmp_path)
+    backend = await EngineBackend.load(config, 1, version, tmp_path)
     stats = ModelStats()
     scheduler = make_scheduler(config, backend, stats)
     await scheduler.start()
@@ -112,10 +112,10 @@ async def test_onnx_backend_through_the_dynamic_batcher(tmp_path: pathlib.Path) 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('"features"', '"feats"'), "input 'feats' is not in the ONNX graph"),
-        (("TYPE_FP32 dims: [ 16 ]", "TYPE_INT32 dims: [ 16 ]"), "INT32 in the config but FP32"),
-        (("dims: [ 16 ]", "dims: [ 15 ]"), r"dims \[-1, 15\]"),
-        (("max_batch_size: 8", "max_batch_size: 0"), r"dims \[16\]"),
+        (('"features"', '"feats"'), "no input 'feats' that config.pbtxt declares"),
+        (("TYPE_FP32 dims: [ 16 ]", "TYPE_INT32 dims: [ 16 ]"), "FP32 in the model file, INT32"),
+        (("dims: [ 16 ]", "dims: [ 15 ]"), r"declares \[-1, 15\]"),
+        (("max_batch_size: 8", "max_batch_size: 0"), r"declares \[16\]"),
     ],
 )
 async def test_onnx_config_that_does_not_match_the_graph_fails_the_load(
@@ -124,22 +124,22 @@ async def test_onnx_config_that_does_not_match_the_graph_fails_the_load(
     version, _ = _repository(tmp_path)
     config = parse_pbtxt(MLP_CONFIG.replace(*change), model="mlp")
     with pytest.raises(ModelLoadFailed, match=f"failed to load 'mlp'.*{message}"):
-        await OnnxBackend.load(config, 1, version, tmp_path)
+        await EngineBackend.load(config, 1, version, tmp_path)
 
 
 async def test_onnx_missing_file_and_gpu_kind_fail_the_load(tmp_path: pathlib.Path) -> None:
     config = parse_pbtxt(MLP_CONFIG, model="mlp")
     with pytest.raises(ModelLoadFailed, match=r"model.onnx does not exist.*make models"):
-        await OnnxBackend.load(config, 1, tmp_path, tmp_path)
+        await EngineBackend.load(config, 1, tmp_path, tmp_path)
     version, _ = _repository(tmp_path)
     gpu = parse_pbtxt(MLP_CONFIG + "instance_group [ { kind: KIND_GPU } ]", model="mlp")
     with pytest.raises(ModelLoadFailed, match="KIND_GPU is not supported"):
-        await OnnxBackend.load(gpu, 1, version, tmp_path)
+        await EngineBackend.load(gpu, 1, version, tmp_path)
 
 
 async def test_onnx_backend_rejects_inputs_the_graph_does_not_take(tmp_path: pathlib.Path) -> None:
     version, _ = _repository(tmp_path)
-    backend = await OnnxBackend.load(parse_pbtxt(MLP_CONFIG, model="mlp"), 1, version, tmp_path)
+    backend = await EngineBackend.load(parse_pbtxt(MLP_CONFIG, model="mlp"), 1, version, tmp_path)
     try:
         with pytest.raises(InvalidArgument, match="features"):
             await backend.execute([Request({"features": np.ones((1, 15), np.float32)})])
