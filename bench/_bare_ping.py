@@ -1,5 +1,7 @@
 """The baseline for bench/ping.py: a bare grpc.aio server doing the ping service's unary work
-with the generated servicer and no asyncinfer code at all."""
+with the generated servicer and no asyncinfer code at all. It runs on uvloop, as asyncinfer does,
+so that the comparison measures the framework and not the event loop (``--loop asyncio`` for the
+stock loop)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ class BarePing(ping_pb2_grpc.PingServicer):
         self.pid = os.getpid()
         self.sequence = itertools.count()
 
-    async def Ping(self, request: ping_pb2.PingRequest, context: object) -> ping_pb2.PingReply:  # noqa: N802
+    async def Ping(self, request: ping_pb2.PingRequest, context: object) -> ping_pb2.PingReply:
         if request.delay_us:
             await asyncio.sleep(request.delay_us / 1e6)
-        return ping_pb2.PingReply(payload=request.payload, pid=self.pid, sequence=next(self.sequence))
+        return ping_pb2.PingReply(
+            payload=request.payload, pid=self.pid, sequence=next(self.sequence)
+        )
 
 
 async def main(port: int) -> None:
@@ -36,4 +40,11 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    asyncio.run(main(parser.parse_args().port))
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(args.port))
+    else:
+        asyncio.run(main(args.port))

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import signal
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -25,6 +26,8 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 INT32_MAX = 2**31 - 1
 Arrays = dict[str, np.ndarray]
+Ctx = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,29 +160,43 @@ def config(model: Model) -> mc.ModelConfig:
 class Service(pb_grpc.GRPCInferenceServiceServicer):
     """Every handler is a plain coroutine; Abort becomes the status it carries."""
 
-    async def ServerLive(self, request, context):  # type: ignore[no-untyped-def]
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Ctx
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request, context):  # type: ignore[no-untyped-def]
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Ctx
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=True)
 
-    async def ServerMetadata(self, request, context):  # type: ignore[no-untyped-def]
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Ctx
+    ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name="bare_triton", version="0", extensions=[])
 
-    async def ModelReady(self, request, context):  # type: ignore[no-untyped-def]
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Ctx
+    ) -> pb.ModelReadyResponse:
         ready = request.name in MODELS and request.version in ("", "1")
         return pb.ModelReadyResponse(ready=ready)
 
-    async def ModelMetadata(self, request, context):  # type: ignore[no-untyped-def]
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Ctx
+    ) -> pb.ModelMetadataResponse:
         return await _guard(context, lambda: metadata(_model(request.name, request.version)))
 
-    async def ModelConfig(self, request, context):  # type: ignore[no-untyped-def]
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Ctx
+    ) -> pb.ModelConfigResponse:
         return await _guard(
             context,
             lambda: pb.ModelConfigResponse(config=config(_model(request.name, request.version))),
         )
 
-    async def ModelStatistics(self, request, context):  # type: ignore[no-untyped-def]
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Ctx
+    ) -> pb.ModelStatisticsResponse:
         # The baseline keeps no statistics: one empty entry per model asked for.
         def stats() -> pb.ModelStatisticsResponse:
             names = [_model(request.name, request.version).name] if request.name else list(MODELS)
@@ -188,11 +205,13 @@ class Service(pb_grpc.GRPCInferenceServiceServicer):
 
         return await _guard(context, stats)
 
-    async def ModelInfer(self, request, context):  # type: ignore[no-untyped-def]
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Ctx
+    ) -> pb.ModelInferResponse:
         return await _guard(context, lambda: infer(request))
 
 
-async def _guard(context: grpc.aio.ServicerContext, work: Callable[[], object]) -> object:
+async def _guard(context: Ctx, work: Callable[[], T]) -> T:
     try:
         return work()
     except Abort as error:

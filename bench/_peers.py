@@ -27,15 +27,16 @@ def bare_spec(*models: str, name: str = "bare") -> ServerSpec:
 
 
 def asyncinfer_spec(*models: str, name: str = "asyncinfer", workers: int = 1) -> ServerSpec:
-    """asyncinfer's inference service on examples/model_repository (bench/_asyncinfer_server.py)."""
+    """`asyncinfer serve --model-repository examples/model_repository`, as users start it."""
     if importlib.util.find_spec("asyncinfer.inference") is None:
         raise HarnessError(
             "asyncinfer's inference service (asyncinfer.inference) is not on this branch: "
             "merge the `infer` branch, or leave asyncinfer out of --servers"
         )
     command = [
-        python(), str(BENCH / "_asyncinfer_server.py"),
-        "--model-repository", str(MODEL_REPOSITORY), "--port", "0", "--workers", str(workers),
+        str(Path(python()).parent / "asyncinfer"), "serve",
+        "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "0",
+        "--workers", str(workers),
     ]  # fmt: skip
     return ServerSpec(
         name=name,

@@ -101,8 +101,9 @@ def write_repository(root: Path, iterations: int) -> None:
 
 
 def server_spec(repository: Path) -> ServerSpec:
-    command = [python(), str(BENCH / "_asyncinfer_server.py"),
-               "--model-repository", str(repository), "--port", "0"]  # fmt: skip
+    # `asyncinfer serve`, as users start it.
+    command = [str(Path(python()).parent / "asyncinfer"), "serve",
+               "--model-repository", str(repository), "--grpc-port", "0"]  # fmt: skip
     return ServerSpec(
         "asyncinfer-busy",
         command,

@@ -1,6 +1,6 @@
 """Example 02 client: classify a few batches, then hold the service under a siege.
 
-    python examples/02_custom_inference/client.py 127.0.0.1:50052 --batch 8 --rate 300 --seconds 5
+python examples/02_custom_inference/client.py 127.0.0.1:50052 --batch 8 --rate 300 --seconds 5
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ def ensure_model(cache_dir: pathlib.Path, seed: int = 0) -> pathlib.Path:
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
     ]
     graph = helper.make_graph(
-        nodes, "classifier",
+        nodes,
+        "classifier",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", FEATURES])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES])],
         [numpy_helper.from_array(value, name) for name, value in weights.items()],

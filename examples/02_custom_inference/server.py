@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import functools
 import pathlib
-import sys
 
 import numpy as np
+from model import FEATURES, ensure_model  # model.py beside this script
 
 import asyncinfer
 from asyncinfer import Resources, Server, UnaryContext, rpc_method
@@ -24,9 +24,6 @@ from asyncinfer.errors import InvalidArgument
 from asyncinfer.memory import StackPool
 from asyncinfer.pb import custom_inference_pb2
 from asyncinfer.pb.custom_inference_pb2 import ClassifyReply, ClassifyRequest
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from model import FEATURES, ensure_model  # noqa: E402
 
 MAX_BATCH = 64
 DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "asyncinfer" / "examples"
@@ -41,7 +38,7 @@ class ClassifierResources(Resources):
         self.stack_count = stacks
 
     async def start(self) -> None:
-        cpus = CpuSet.current()  # the worker's CPUs: the process model pins workers per node
+        cpus = CpuSet.current()  # this worker's CPUs (see affinity.cpus_for_worker for pinning)
         self.threads = PinnedThreadPool(cpus, name="classifier", max_workers=self.sessions)
         self.engine = OnnxEngine(
             "classifier", self.model_path, instances=self.sessions, cpus=cpus, threads=self.threads
@@ -90,8 +87,9 @@ def _features(request: ClassifyRequest) -> np.ndarray:
     return np.frombuffer(request.features, dtype="<f4").reshape(batch, FEATURES)
 
 
-def build(model_path: pathlib.Path, host: str = "127.0.0.1", port: int = 0, workers: int = 1
-          ) -> Server:
+def build(
+    model_path: pathlib.Path, host: str = "127.0.0.1", port: int = 0, workers: int = 1
+) -> Server:
     """The server factory; each worker process calls it to build its own server."""
     server = Server(host=host, port=port, workers=workers, reuse_port=workers > 1)
     server.add_service(ClassifierResources(model_path), Classify)
@@ -103,11 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50052, help="0 picks a free port")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--cache-dir", type=pathlib.Path, default=DEFAULT_CACHE,
-                        help="where the generated ONNX model is kept")
+    parser.add_argument(
+        "--cache-dir",
+        type=pathlib.Path,
+        default=DEFAULT_CACHE,
+        help="where the generated ONNX model is kept",
+    )
     args = parser.parse_args(argv)
     model_path = ensure_model(args.cache_dir)
-    return asyncinfer.serve(functools.partial(build, model_path, args.host, args.port, args.workers))
+    return asyncinfer.serve(
+        functools.partial(build, model_path, args.host, args.port, args.workers)
+    )
 
 
 if __name__ == "__main__":

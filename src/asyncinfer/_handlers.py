@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -32,12 +32,13 @@ def serialize_reply(reply: Message | bytes) -> bytes:
 
 def make_handler(
     cls: type[AnyContext], resources: Resources, admission: Admission
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """The grpc method handler that runs ``cls`` for each call of its RPC."""
     shape = (cls.client_streaming, cls.server_streaming)
-    behaviour = _BEHAVIOURS[shape](cls, resources, admission)
+    build = _streaming_reply if cls.server_streaming else _single_reply
+    behaviour = build(cls, resources, admission)
     factory = _FACTORIES[shape]
-    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)  # type: ignore[no-any-return]
+    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)
 
 
 def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
@@ -49,55 +50,27 @@ def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
             return request_type.FromString(raw)
         except DecodeError as exc:
             raise InvalidArgument(
-                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} "
-                f"({exc})"
+                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} ({exc})"
             ) from None
 
     return parse
 
 
-async def _fail(call: GrpcContext, cls: type[AnyContext], admission: Admission, exc: Exception) -> None:
-    """Answer the call with the status ``exc`` maps to; never returns."""
+async def _fail(
+    call: GrpcContext, cls: type[AnyContext], admission: Admission, exc: Exception
+) -> NoReturn:
+    """Answer the call with the status ``exc`` maps to."""
     admission.failed += 1
     if isinstance(exc, grpc.aio.AbortError):
         raise exc  # the Context aborted the call itself; its status is already set
     error = exc if isinstance(exc, RpcError) else internal_error(exc, cls.rpc_path())
     await call.abort(error.code, error.message)
+    raise AssertionError("grpc's abort() returned")  # it raises; this line is never reached
 
 
-def _unary_unary(
-    cls: type[AnyContext], resources: Resources, admission: Admission
-) -> Callable[[bytes, GrpcContext], Awaitable[Any]]:
-    parse = _parser(cls)
-
-    async def handle(raw: bytes, call: GrpcContext) -> Any:
-        try:
-            request = parse(raw)
-            if not admission.try_acquire():
-                await admission.acquire(call.time_remaining())
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
-        # From here on the slot is ours: every path out, cancellation included, releases it.
-        try:
-            reply = await cls(resources, CallInfo(call)).execute(request)
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
-        else:
-            admission.completed += 1
-            return reply
-        finally:
-            admission.release()
-
-    return handle
-
-
-def _stream_requests(raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Message]) -> AsyncIterator[Message]:
+def _stream_requests(
+    raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Message]
+) -> AsyncIterator[Message]:
     async def requests() -> AsyncIterator[Message]:
         async for raw in raw_requests:
             yield parse(raw)
@@ -105,22 +78,41 @@ def _stream_requests(raw_requests: AsyncIterator[bytes], parse: Callable[[bytes]
     return requests()
 
 
-def _stream_unary(
+async def _admit(
+    raw: Any,
+    call: GrpcContext,
+    cls: type[AnyContext],
+    admission: Admission,
+    parse: Callable[[bytes], Message],
+) -> Any:
+    """The parsed request (or stream of requests), once the call holds an admission slot.
+
+    Bad bytes and a full queue answer the call here; the slot is taken only on success, and
+    the caller must release it on every path from then on.
+    """
+    try:
+        request = _stream_requests(raw, parse) if cls.client_streaming else parse(raw)
+        if not admission.try_acquire():
+            await admission.acquire(call.time_remaining())
+    except asyncio.CancelledError:
+        admission.cancelled += 1
+        raise
+    except Exception as exc:
+        await _fail(call, cls, admission, exc)
+    return request
+
+
+def _single_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission
-) -> Callable[[AsyncIterator[bytes], GrpcContext], Awaitable[Any]]:
+) -> Callable[[Any, GrpcContext], Awaitable[Any]]:
     parse = _parser(cls)
 
-    async def handle(raw_requests: AsyncIterator[bytes], call: GrpcContext) -> Any:
+    async def handle(raw: Any, call: GrpcContext) -> Any:
+        request = await _admit(raw, call, cls, admission, parse)
+        # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
-            await admission.acquire(call.time_remaining())
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
-        try:
-            context = cls(resources, CallInfo(call))
-            reply = await context.execute(_stream_requests(raw_requests, parse))
+            context: Any = cls(resources, CallInfo(call))
+            reply = await context.execute(request)
         except asyncio.CancelledError:
             admission.cancelled += 1
             raise
@@ -139,19 +131,12 @@ def _streaming_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission
 ) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
     parse = _parser(cls)
-    streaming_requests = cls.client_streaming
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
+        request = await _admit(raw, call, cls, admission, parse)
         try:
-            request = _stream_requests(raw, parse) if streaming_requests else parse(raw)
-            await admission.acquire(call.time_remaining())
-        except asyncio.CancelledError:
-            admission.cancelled += 1
-            raise
-        except Exception as exc:
-            await _fail(call, cls, admission, exc)
-        try:
-            replies = cls(resources, CallInfo(call)).execute(request)
+            context: Any = cls(resources, CallInfo(call))
+            replies = context.execute(request)
             try:
                 async for reply in replies:
                     yield reply
@@ -171,13 +156,7 @@ def _streaming_reply(
     return handle
 
 
-_BEHAVIOURS: dict[tuple[bool, bool], Callable[..., Any]] = {
-    (False, False): _unary_unary,
-    (True, False): _stream_unary,
-    (False, True): _streaming_reply,
-    (True, True): _streaming_reply,
-}
-_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
+_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,

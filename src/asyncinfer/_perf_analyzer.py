@@ -33,6 +33,7 @@ __all__ = [
     "PerfAnalyzerResult",
     "PerfAnalyzerRow",
     "find_perf_analyzer",
+    "levels",
     "parse_csv",
     "perf_analyzer_env",
     "run_perf_analyzer",
@@ -133,6 +134,14 @@ def perf_analyzer_env(binary: Path) -> dict[str, str]:
     return env
 
 
+def levels(concurrency: int | tuple[int, int, int]) -> list[int]:
+    """The concurrency levels perf_analyzer visits for ``concurrency``."""
+    if isinstance(concurrency, int):
+        return [concurrency]
+    start, end, step = concurrency
+    return list(range(start, end + 1, step))
+
+
 def _range(concurrency: int | tuple[int, int, int]) -> str:
     if isinstance(concurrency, int):
         return str(concurrency)
@@ -144,7 +153,6 @@ def build_command(
     binary: Path,
     url: str,
     model: str,
-    csv_path: Path,
     *,
     concurrency: int | tuple[int, int, int],
     shapes: Mapping[str, Sequence[int]],
@@ -158,7 +166,7 @@ def build_command(
         *("-m", model, "-u", url, "-i", "grpc"),
         *("--concurrency-range", _range(concurrency)),
         *("-p", str(measurement_interval_ms), "-s", str(stability_percent)),
-        *("--max-trials", str(max_trials), "-f", str(csv_path), "--verbose-csv"),
+        *("--max-trials", str(max_trials)),
     ]
     for name, shape in shapes.items():
         command += ["--shape", f"{name}:{','.join(str(d) for d in shape)}"]
@@ -223,26 +231,48 @@ async def run_perf_analyzer(
     binary = binary if binary is not None else find_perf_analyzer()
     env = perf_analyzer_env(binary)
     with tempfile.TemporaryDirectory(prefix="perf_analyzer-") as folder:
-        csv_path = Path(folder) / "result.csv"
         command = build_command(
-            binary, url, model, csv_path,
+            binary, url, model,
             concurrency=concurrency, shapes=shapes or {},
             measurement_interval_ms=measurement_interval_ms, stability_percent=stability_percent,
             max_trials=max_trials, extra=extra,
         )  # fmt: skip
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                code, output = await _attempt(command, env, kill_after)
-            except TimeoutError:
-                raise PerfAnalyzerFailed(
-                    f"perf_analyzer ran past {kill_after} s: {command}"
-                ) from None
-            if code == 0 or UNSTABLE not in output or attempts > retries_on_unstable:
-                break
-        result = _result(code, output, attempts, command, csv_path)
+        run = await _run(command, env, Path(folder), kill_after, retries_on_unstable)
+        result = _result(*run)
+    _check_levels(result, levels(concurrency))
     return result
+
+
+async def _run(
+    command: list[str], env: dict[str, str], folder: Path, kill_after: float, retries: int
+) -> tuple[int, str, int, list[str], Path]:
+    """Run until a measurement is stable or ``retries`` retries are spent; returns the status,
+    output, attempts, command and CSV file of the last attempt."""
+    attempts = 0
+    while True:
+        attempts += 1
+        # A CSV file per attempt: a failed attempt must never leave rows for the next to read.
+        csv_path = folder / f"attempt-{attempts}.csv"
+        attempt = [*command, "-f", str(csv_path), "--verbose-csv"]
+        try:
+            code, output = await _attempt(attempt, env, kill_after)
+        except TimeoutError:
+            raise PerfAnalyzerFailed(f"perf_analyzer ran past {kill_after} s: {command}") from None
+        # An unstable level fails a single-level run, but ends a range early with exit status
+        # 0 and the rows measured so far: look at the output, not the status.
+        if UNSTABLE not in output or attempts > retries:
+            return code, output, attempts, attempt, csv_path
+
+
+def _check_levels(result: PerfAnalyzerResult, expected: list[int]) -> None:
+    missing = sorted(set(expected) - set(result.concurrencies))
+    if missing:
+        unstable = [line for line in result.output.splitlines() if UNSTABLE in line]
+        raise PerfAnalyzerFailed(
+            f"perf_analyzer measured no row for concurrency {missing} after "
+            f"{result.attempts} run(s): {unstable[0] if unstable else 'no reason given'}",
+            result.output,
+        )
 
 
 def _result(

@@ -10,7 +10,8 @@ to the CPUs of one NUMA node keeps their memory traffic local::
     pool = PinnedThreadPool(cpus, name="onnx")
     result = await pool.run(session.run, None, feeds)
 
-``gpu_local_cpus("0000:17:00.0")`` reads the CPUs wired to a GPU's PCI device from sysfs.
+``gpu_local_cpus("0000:17:00.0")`` reads the CPUs wired to a GPU's PCI device from sysfs;
+``gpu_device_cpus(0)`` finds CUDA device 0's PCI id first (needs cuda-python).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "PinnedThreadPool",
     "Topology",
     "cpus_for_worker",
+    "gpu_device_cpus",
     "gpu_local_cpus",
     "pin_process",
     "read_topology",
@@ -239,6 +241,17 @@ def gpu_local_cpus(pci_bus_id: str, root: str | os.PathLike[str] = SYSFS) -> Cpu
     if not path.exists():
         raise ConfigError(f"no PCI device {bus_id}: {path} does not exist")
     return CpuSet.parse(_read(path))
+
+
+def gpu_device_cpus(device: int = 0, root: str | os.PathLike[str] = SYSFS) -> CpuSet:
+    """The CPUs close to CUDA device ``device``: its PCI bus id from the CUDA runtime
+    (cudaDeviceGetPCIBusId through cuda-python), then :func:`gpu_local_cpus`."""
+    from .memory import _cuda  # lazy: affinity works without CUDA
+
+    cudart = _cuda.runtime()
+    raw = _cuda.check(cudart.cudaDeviceGetPCIBusId(64, device), "cudaDeviceGetPCIBusId")
+    text = raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
+    return gpu_local_cpus(text.rstrip("\x00"), root)
 
 
 def _normalize_bus_id(pci_bus_id: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
 from ._handlers import AnyContext, make_handler
@@ -74,7 +74,9 @@ class Server:
             raise ConfigError("add_service() needs at least one Context class")
         names = {_context_service(cls) for cls in contexts}
         if len(names) != 1:
-            raise ConfigError(f"one add_service() call serves one gRPC service, got {sorted(names)}")
+            raise ConfigError(
+                f"one add_service() call serves one gRPC service, got {sorted(names)}"
+            )
         (name,) = names
         if name in self._services:
             raise ConfigError(f"service {name} is already registered")
@@ -173,7 +175,9 @@ class Server:
                 for cls in service.contexts.values()
             )
             reflection.enable_server_reflection(
-                [*names, reflection.SERVICE_NAME], server, pool=pools  # type: ignore[arg-type]
+                [*names, reflection.SERVICE_NAME],
+                server,
+                pool=pools,  # type: ignore[arg-type]
             )
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -185,7 +189,9 @@ class Server:
         else:
             cause = None
         if (port == 0 and self.config.port != 0) or cause is not None:
-            hint = "" if self.config.reuse_port else " (or set reuse_port=True to share it on purpose)"
+            hint = (
+                "" if self.config.reuse_port else " (or set reuse_port=True to share it on purpose)"
+            )
             raise ConfigError(
                 f"cannot bind {self.config.address}: the port is in use or the address is not "
                 f"local; choose another port or port=0{hint}"

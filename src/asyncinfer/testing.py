@@ -1,10 +1,10 @@
 """Helpers for users' own tests: a server in the test's event loop, or in a child process.
 
-    async with running(server) as target:      # "127.0.0.1:PORT", port chosen at run time
-        ...
+async with running(server) as target:      # "127.0.0.1:PORT", port chosen at run time
+    ...
 
-    with ServerProcess([sys.executable, "server.py", "--port", "0"]) as proc:
-        proc.address, proc.worker_pids
+with ServerProcess([sys.executable, "server.py", "--port", "0"]) as proc:
+    proc.address, proc.worker_pids
 """
 
 from __future__ import annotations

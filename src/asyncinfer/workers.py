@@ -67,7 +67,7 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         if loop == "uvloop":
             raise
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 def _print_ready(index: int | None, address: str, pid: int | None = None) -> None:
@@ -151,7 +151,8 @@ class Supervisor:
         if self.config.pin_workers:
             topology = read_topology()
             self._cpus = [
-                cpus_for_worker(i, self.config.workers, topology) for i in range(self.config.workers)
+                cpus_for_worker(i, self.config.workers, topology)
+                for i in range(self.config.workers)
             ]
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -198,9 +199,10 @@ class Supervisor:
     def _backoff(self, worker: _Worker, now: float) -> float:
         code = worker.process.exitcode
         quick = now - worker.started < _HEALTHY_AFTER
-        delay = min(_MAX_BACKOFF, 0.1 * 2 ** worker.crashes) if quick else 0.0
+        delay = min(_MAX_BACKOFF, 0.1 * 2**worker.crashes) if quick else 0.0
         print(
-            f"asyncinfer: worker {worker.index} (pid {worker.process.pid}) exited with code {code}; "
+            f"asyncinfer: worker {worker.index} (pid {worker.process.pid}) "
+            f"exited with code {code}; "
             f"restarting in {delay:.1f}s",
             file=sys.stderr,
             flush=True,

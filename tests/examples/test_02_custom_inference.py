@@ -46,9 +46,7 @@ def direct(cache: pathlib.Path, features: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_replies_match_onnxruntime(
-    server: ServerProcess, cache: pathlib.Path, batch: int
-) -> None:
+def test_replies_match_onnxruntime(server: ServerProcess, cache: pathlib.Path, batch: int) -> None:
     features = np.random.default_rng(batch).standard_normal((batch, 16)).astype("<f4")
     with SyncClient(server.address, CLASSIFY) as client:
         reply = client.call(ClassifyRequest(features=features.tobytes(), batch=batch))
@@ -72,8 +70,17 @@ async def test_bad_requests_say_what_was_wrong_and_the_server_keeps_serving(
 
 
 def test_client_script_runs_a_short_siege(server: ServerProcess) -> None:
-    argv = [sys.executable, str(EXAMPLE / "client.py"), server.address,
-            "--batch", "4", "--rate", "50", "--seconds", "1"]
+    argv = [
+        sys.executable,
+        str(EXAMPLE / "client.py"),
+        server.address,
+        "--batch",
+        "4",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = done.stdout.strip().splitlines()[-1]

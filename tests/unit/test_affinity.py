@@ -6,6 +6,7 @@ import os
 import pathlib
 import threading
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,10 +15,15 @@ from asyncinfer.affinity import (
     CpuSet,
     PinnedThreadPool,
     cpus_for_worker,
+    gpu_device_cpus,
     gpu_local_cpus,
     read_topology,
 )
 from asyncinfer.errors import ConfigError, UsageError
+from asyncinfer.memory import HostAllocator, MemoryStack, cuda_available
+from asyncinfer.pools import Pool
+
+NO_CUDA = cuda_available()
 
 
 def fake_sysfs(root: pathlib.Path, online: str, nodes: dict[int, str]) -> pathlib.Path:
@@ -141,3 +147,38 @@ async def test_closed_pool_refuses_work() -> None:
     pool.close()
     with pytest.raises(UsageError, match="'closing' is closed"):
         await pool.run(sum, [1])
+
+
+@pytest.mark.skipif(NO_CUDA is None, reason="CUDA is available here; this checks the error path")
+def test_gpu_device_cpus_without_cuda_says_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        gpu_device_cpus(0)
+
+
+@pytest.mark.skipif(NO_CUDA is not None, reason=f"needs a GPU: {NO_CUDA}")
+def test_gpu_device_cpus_on_this_machine() -> None:
+    cpus = gpu_device_cpus(0)
+    assert cpus and cpus.cpus <= read_topology().online.cpus
+
+
+async def test_pool_threads_drop_arguments_before_the_caller_wakes() -> None:
+    # A stack view passed to a pool thread must not outlive the await: the caller resets the
+    # stack right after, as a lease's return does.
+    stack = MemoryStack(HostAllocator().allocate(1 << 16), name="args")
+    pool = PinnedThreadPool(CpuSet.current(), name="args", max_workers=2)
+    try:
+        for _ in range(200):
+            x = stack.array((256,), np.float32)
+            x.fill(1.0)
+            assert await pool.run(np.sum, x) == 256.0
+            del x
+            stack.reset()
+        # A failing call: its traceback holds the thread's frames; returning the lease clears
+        # their locals, so the stack still resets and is not retired.
+        stacks = Pool([stack], name="stacks", reset=MemoryStack.reset)
+        with pytest.raises(ZeroDivisionError):
+            async with stacks.acquire() as lease:
+                await pool.run(lambda a: 1 // 0, lease.item.array((4,), np.int32))
+        assert (stacks.statistics().retired, stacks.statistics().idle) == (0, 1)
+    finally:
+        pool.close()

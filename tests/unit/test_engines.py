@@ -4,6 +4,8 @@ TensorRT engine's error where TensorRT is missing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pathlib
 import threading
 from typing import Any
 
@@ -152,8 +154,7 @@ async def test_shared_workspaces_cap_compute_across_engines() -> None:
     for engine in engines:
         await engine.start()
     tasks = [asyncio.create_task(e.infer({"x": np.ones((1, 4), F32)})) for e in engines * 2]
-    await wait_until(lambda: gate.running == 1)
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: gate.running == 1 and tokens.statistics().waiting == 3)
     # four contexts are leased (two per engine) but only one computes: one workspace token
     assert sum(e.statistics()["contexts"]["leased"] for e in engines) == 4
     assert tokens.statistics().waiting == 3 and gate.running == 1
@@ -273,3 +274,26 @@ async def test_tensorrt_engine_runs_a_plan(mlp: tuple[bytes, Any], unified_weigh
     assert engine.statistics()["workspaces"]["idle"] == 1
     stacks.close()
     await engine.stop()
+
+
+def thread_masks(tasks: set[str]) -> list[CpuSet]:
+    """The CPUs each of ``tasks`` (thread ids of this process) may run on, read from /proc."""
+    masks = []
+    for task in tasks:
+        status = pathlib.Path(f"/proc/self/task/{task}/status").read_text()
+        (line,) = [x for x in status.splitlines() if x.startswith("Cpus_allowed_list")]
+        masks.append(CpuSet.parse(line.split(":")[1]))
+    return masks
+
+
+@pytest.mark.skipif(len(CpuSet.current()) < 2, reason="needs at least 2 usable CPUs")
+async def test_onnx_intra_op_threads_are_pinned_to_the_cpu_set(mlp: tuple[bytes, Any]) -> None:
+    cpus = CpuSet.of(sorted(CpuSet.current())[:2])
+    before = set(os.listdir("/proc/self/task"))
+    engine = OnnxEngine("pinned", mlp[0], cpus=cpus)
+    await engine.start()
+    await engine.infer({"features": np.ones((64, 16), F32)})
+    masks = thread_masks(set(os.listdir("/proc/self/task")) - before)
+    await engine.stop()
+    # our calling thread runs on the whole set; ORT's one extra intra-op thread on the 2nd CPU
+    assert cpus in masks and CpuSet.of([max(cpus)]) in masks, masks

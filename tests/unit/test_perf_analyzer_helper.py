@@ -58,7 +58,7 @@ def test_installed_binary_is_found_with_its_cuda_runtime(monkeypatch: pytest.Mon
 
 def test_command_is_bounded_and_names_shapes() -> None:
     command = pa.build_command(
-        Path("/pa"), "127.0.0.1:1", "m", Path("/tmp/x.csv"), concurrency=(1, 64, 21),
+        Path("/pa"), "127.0.0.1:1", "m", concurrency=(1, 64, 21),
         shapes={"INPUT0": [4, 8]}, measurement_interval_ms=500, stability_percent=80,
         max_trials=4, extra=("--async",),
     )  # fmt: skip
@@ -67,3 +67,9 @@ def test_command_is_bounded_and_names_shapes() -> None:
     assert "-p 500 -s 80 --max-trials 4" in text
     assert "--shape INPUT0:4,8" in text
     assert command[-1] == "--async"
+
+
+def test_levels_of_a_range() -> None:
+    assert pa.levels(16) == [16]
+    assert pa.levels((1, 64, 21)) == [1, 22, 43, 64]
+    assert pa.levels((1, 16, 15)) == [1, 16]

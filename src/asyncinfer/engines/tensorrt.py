@@ -63,10 +63,13 @@ def _managed_allocator(trt: Any) -> Any:
     cudart = _cuda.runtime()
 
     class ManagedAllocator(trt.IGpuAllocator):  # type: ignore[misc, unused-ignore]
+        # pybind11 calls only methods the subclass defines: TensorRT 10 wants all five.
         def __init__(self) -> None:
             trt.IGpuAllocator.__init__(self)
 
-        def allocate(self, size: int, alignment: int, flags: int) -> int:
+        def allocate(self, size: int, alignment: int, flags: int) -> int | None:
+            if size == 0:
+                return None
             # cudaMallocManaged aligns to at least 256 bytes, which covers TensorRT's requests.
             return int(
                 _cuda.check(
@@ -74,9 +77,18 @@ def _managed_allocator(trt: Any) -> Any:
                 )
             )
 
+        def allocate_async(self, size: int, alignment: int, flags: int, stream: Any) -> int | None:
+            return self.allocate(size, alignment, flags)
+
+        def reallocate(self, memory: int, alignment: int, new_size: int) -> None:
+            return None  # not supported: TensorRT then allocates anew
+
         def deallocate(self, memory: int) -> bool:
             _cuda.check(cudart.cudaFree(memory), "cudaFree")
             return True
+
+        def deallocate_async(self, memory: int, stream: Any) -> bool:
+            return self.deallocate(memory)
 
     return ManagedAllocator()
 

@@ -2,8 +2,8 @@
 
 ``load_model_dir`` turns ``<dir>/config.pbtxt`` and ``<dir>/<version>/`` into ready
 LoadedModel versions, or fails with a message that names the model and says what is wrong.
-Features that belong to later work (other backends, batching and sequence schedulers,
-decoupled models) fail the load with a "not supported yet" message instead of half-working.
+Features that belong to later work (other backends, sequence schedulers, decoupled models)
+fail the load with a "not supported yet" message instead of half-working.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import pathlib
 
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.base import Backend
+from .backends.engine import EngineBackend, engine_kind
 from .backends.process import ProcessBackend, instance_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
@@ -78,19 +80,37 @@ def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
 def _check_supported(config: ModelConfig) -> None:
     name = config.name
     backend = config.backend or ("python" if not config.platform else "")
-    if backend != "python":
+    if backend != "python" and engine_kind(config) is None:
         kind = config.backend or config.platform
         raise InvalidArgument(
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
-            "runs python-backend models)"
+            "runs python, onnxruntime_onnx and tensorrt_plan models)"
         )
     check_scheduling(config)
+    if engine_kind(config) is not None and (
+        config.model_transaction_policy.decoupled or instance_kind(config) == "process"
+    ):
+        raise InvalidArgument(
+            f"failed to load '{name}', decoupled models and process instances are for python "
+            "models; this model runs on an engine backend"
+        )
     scheduling = config.WhichOneof("scheduling_choice")
     if config.model_transaction_policy.decoupled and scheduling is not None:
         raise InvalidArgument(
             f"failed to load '{name}', a decoupled model cannot use {scheduling}: its "
             "responses go straight to the stream"
         )
+
+
+async def _load_backend(
+    config: ModelConfig, kind: str, version: int, version_dir: pathlib.Path, root: pathlib.Path
+) -> Backend:
+    """The backend for one version: an engine's, or a python model's threads or processes."""
+    if engine_kind(config) is not None:
+        return await EngineBackend.load(config, version, version_dir, root)
+    if kind == "process":
+        return await ProcessBackend.load(config, version, version_dir, root)
+    return await PythonBackend.load(config, version, version_dir, root)
 
 
 async def load_model_dir(
@@ -108,9 +128,8 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            backend_class = ProcessBackend if kind == "process" else PythonBackend
-            backend = await backend_class.load(
-                config, version, model_dir / str(version), repository
+            backend = await _load_backend(
+                config, kind, version, model_dir / str(version), repository
             )
             stats = ModelStats()
             try:

@@ -21,7 +21,7 @@ from .statistics import ModelStats, Timing
 __all__ = ["DirectScheduler", "Scheduler", "batch_size_of", "check_scheduling", "make_scheduler"]
 
 #: The config's scheduling choices this server runs (None: no scheduling block).
-SUPPORTED_SCHEDULING: tuple[str | None, ...] = (None, "sequence_batching")
+SUPPORTED_SCHEDULING: tuple[str | None, ...] = (None, "dynamic_batching", "sequence_batching")
 
 
 class Scheduler(Protocol):
@@ -108,6 +108,10 @@ def make_scheduler(config: ModelConfig, backend: Backend, stats: ModelStats) -> 
     choice = config.WhichOneof("scheduling_choice")
     if choice is None:
         return DirectScheduler(config, backend, stats)
+    if choice == "dynamic_batching":
+        from .batcher import DynamicBatcher  # imports this module: resolved at call time
+
+        return DynamicBatcher(config, backend, stats)
     if choice == "sequence_batching":
         from .sequences import SequenceBatcher  # sequences.py imports batch_size_of from here
 

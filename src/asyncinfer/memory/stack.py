@@ -15,7 +15,7 @@ what is left raises ``ResourceExhausted`` naming the sizes.
 
 from __future__ import annotations
 
-import functools
+import math
 import weakref
 from typing import Any
 
@@ -35,13 +35,22 @@ class Region:
     """``nbytes`` at ``address`` inside a stack. Host regions convert to numpy (zero copy);
     device regions expose ``__cuda_array_interface__`` for CuPy, Numba and PyTorch."""
 
-    __slots__ = ("__weakref__", "_stack", "address", "nbytes", "offset")
+    __slots__ = ("__weakref__", "_shape", "_stack", "_typestr", "address", "nbytes", "offset")
 
-    def __init__(self, stack: MemoryStack, offset: int, nbytes: int) -> None:
+    def __init__(
+        self,
+        stack: MemoryStack,
+        offset: int,
+        nbytes: int,
+        shape: tuple[int, ...] | None = None,
+        typestr: str = "|u1",
+    ) -> None:
         self._stack = stack  # keeps the stack (and its block) alive while the region lives
         self.offset = offset
         self.nbytes = nbytes
         self.address = stack.allocation.address + offset
+        self._shape = (nbytes,) if shape is None else shape
+        self._typestr = typestr
 
     @property
     def kind(self) -> str:
@@ -60,9 +69,11 @@ class Region:
         return {**self._interface(), "stream": None}
 
     def _interface(self) -> dict[str, Any]:
+        # The shape and dtype the region was allocated for (bytes by default): numpy builds
+        # the final array in one step, and its base is this region, which keeps it counted.
         return {
-            "shape": (self.nbytes,),
-            "typestr": "|u1",
+            "shape": self._shape,
+            "typestr": self._typestr,
             "data": (self.address, False),
             "version": 3,
         }
@@ -73,7 +84,7 @@ class Region:
         count = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         if count > self.nbytes:
             raise UsageError(f"shape {shape} of {dt} needs {count} bytes; region has {self.nbytes}")
-        return np.asarray(self)[:count].view(dt).reshape(shape)
+        return np.frombuffer(np.asarray(self), np.uint8, count).view(dt).reshape(shape)
 
     def __repr__(self) -> str:
         return f"<Region {self.kind} {self.nbytes} bytes at +{self.offset} of {self._stack.name!r}>"
@@ -92,7 +103,7 @@ class MemoryStack:
         self.name = name
         self.alignment = alignment
         self._top = 0
-        self._views: dict[int, weakref.ref[Region]] = {}
+        self._views: set[weakref.ref[Region]] = set()
         self._high_water = 0
         self._resets = 0
 
@@ -112,8 +123,19 @@ class MemoryStack:
         """Regions (and the numpy views made from them) still referenced somewhere."""
         return len(self._views)
 
-    def allocate(self, nbytes: int, *, alignment: int | None = None) -> Region:
-        """The next ``nbytes`` whose address is a multiple of ``alignment`` (default: stack's)."""
+    def allocate(
+        self,
+        nbytes: int,
+        *,
+        alignment: int | None = None,
+        shape: tuple[int, ...] | None = None,
+        typestr: str = "|u1",
+    ) -> Region:
+        """The next ``nbytes`` whose address is a multiple of ``alignment`` (default: stack's).
+
+        ``shape`` and ``typestr`` (numpy's array-interface type string) describe what
+        ``np.asarray(region)`` gives; by default, ``nbytes`` unsigned bytes.
+        """
         align = self.alignment if alignment is None else alignment
         if align < 1 or align & (align - 1):
             raise UsageError(f"stack {self.name!r}: alignment must be a power of two, not {align}")
@@ -129,15 +151,11 @@ class MemoryStack:
             )
         self._top = start + nbytes
         self._high_water = max(self._high_water, self._top)
-        region = Region(self, start, nbytes)
-        key = id(region)
-        # The weak reference must itself stay referenced for its callback to run.
-        self._views[key] = weakref.ref(region, functools.partial(self._forget, key))
+        region = Region(self, start, nbytes, shape, typestr)
+        # The weak reference must itself stay referenced for its callback to run. The callback
+        # runs in whichever thread drops the last reference; set.discard is atomic under the GIL.
+        self._views.add(weakref.ref(region, self._views.discard))
         return region
-
-    def _forget(self, key: int, _ref: object) -> None:
-        # Runs in whichever thread drops the last reference; dict.pop is atomic under the GIL.
-        self._views.pop(key, None)
 
     def array(
         self, shape: tuple[int, ...], dtype: npt.DTypeLike, *, alignment: int | None = None
@@ -148,11 +166,13 @@ class MemoryStack:
                 f"stack {self.name!r} holds device memory: use allocate() and pass the address"
             )
         dt = np.dtype(dtype)
-        shape = tuple(int(d) for d in shape)
+        shape = tuple(map(int, shape))
         if any(d < 0 for d in shape):
             raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        return self.allocate(nbytes, alignment=alignment).numpy(shape, dt)
+        region = self.allocate(
+            math.prod(shape) * dt.itemsize, alignment=alignment, shape=shape, typestr=dt.str
+        )
+        return np.asarray(region)
 
     def copy_in(self, source: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """A C-contiguous copy of ``source`` in this stack (host and pinned stacks only)."""

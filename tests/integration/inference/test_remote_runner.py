@@ -11,6 +11,8 @@ from asyncinfer.runner import Binding
 
 MODELS = [
     "custom_identity_int32",
+    "densenet_onnx",
+    "mlp_onnx",
     "repeat_int32",
     "simple",
     "simple_dyna_sequence",

@@ -1,1 +1,1 @@
-"""Model backends: one module per way of running a model (python today)."""
+"""Model backends: one module per way of running a model (python, onnxruntime, tensorrt)."""

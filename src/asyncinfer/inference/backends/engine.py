@@ -1,0 +1,204 @@
+"""Engine backends: repository models run by an asyncinfer Engine (ONNX Runtime, TensorRT).
+
+A model directory whose config.pbtxt says ``platform: "onnxruntime_onnx"`` (or ``backend:
+"onnxruntime"``) loads ``<version>/model.onnx`` into an OnnxEngine with one session per
+instance (instance_group counts); ``platform: "tensorrt_plan"`` (or ``backend: "tensorrt"``)
+loads ``<version>/model.plan`` into a TensorRTEngine with one execution context per instance,
+shared workspaces and a pool of pinned + device memory stacks. The config must declare the
+inputs and outputs (no auto-completion), and they must match the engine's bindings.
+
+A batching model (max_batch_size > 0) runs a whole batch of requests in one engine call: the
+inputs concatenated along the batch dimension, the outputs split back per request
+(batching.py). ONNX Runtime instances are KIND_CPU (or KIND_AUTO): each session gets its share
+of this process's CPUs as intra-op threads and runs in a pinned thread, so N instances are N
+concurrent executes (ONNX Runtime releases the GIL).
+
+Where TensorRT or CUDA is missing the load fails with a message saying so; the other models of
+the repository keep serving.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...engines import Engine, OnnxEngine, TensorRTEngine
+from ...errors import ConfigError
+from ...memory import StackPool
+from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
+from ..batching import merge, split
+from ..datatypes import from_config
+from ..python_model import Request, Response, Tensor
+from .python import ModelLoadFailed
+
+__all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
+
+#: config platform or backend name -> engine kind
+ENGINE_PLATFORMS = {
+    "onnxruntime_onnx": "onnxruntime",
+    "onnxruntime": "onnxruntime",
+    "tensorrt_plan": "tensorrt",
+    "tensorrt": "tensorrt",
+}
+_FILENAMES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}
+#: Pinned and device bytes per TensorRT request, unless parameters { key: "stack_bytes" } says.
+DEFAULT_STACK_BYTES = 16 * 1024 * 1024
+
+
+def engine_kind(config: ModelConfig) -> str | None:
+    """ "onnxruntime" or "tensorrt" when an engine backend serves ``config``, else None."""
+    return ENGINE_PLATFORMS.get(config.backend or config.platform)
+
+
+class EngineBackend:
+    """One loaded version of an engine-backed model."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        version: int,
+        engine: Engine,
+        stacks: StackPool | None,
+        instances: int,
+    ) -> None:
+        self.name = config.name
+        self.version = version
+        self.engine = engine
+        self._stacks = stacks
+        self._instances = instances
+        self._batching = config.max_batch_size > 0
+        self._inputs = [tensor.name for tensor in config.input]
+
+    @property
+    def instance_count(self) -> int:
+        return self._instances
+
+    @classmethod
+    async def load(
+        cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
+    ) -> EngineBackend:
+        """Start the engine for ``version``; ModelLoadFailed says why it could not."""
+        name, kind = config.name, engine_kind(config)
+        path = version_dir / (config.default_model_filename or _FILENAMES[kind or "onnxruntime"])
+        if not path.is_file():
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: {path} does not exist (the "
+                "example repositories' ONNX models are built by `make models`)"
+            )
+        instances = _instance_count(config, kind)
+        stacks = None
+        try:
+            if kind == "tensorrt":
+                engine: Engine = TensorRTEngine(name, path, contexts=instances)
+                stacks = _stack_pool(config, instances)
+            else:
+                engine = OnnxEngine(name, path, instances=instances)
+            await engine.start()
+            if stacks is not None:
+                stacks.open()
+        except ConfigError as exc:
+            raise ModelLoadFailed(f"failed to load '{name}' version {version}: {exc}") from None
+        try:
+            _check_signature(config, engine, version)
+        except ModelLoadFailed:
+            await engine.stop()
+            raise
+        return cls(config, version, engine, stacks, instances)
+
+    async def execute(self, requests: Sequence[Request]) -> list[Response]:
+        """One Response per request, in order; bad input raises the engine's error.
+
+        A batching model runs all of ``requests`` in one engine call.
+        """
+        if not self._batching or len(requests) == 1:
+            return [_response(await self._infer(_arrays(request))) for request in requests]
+        merged, sizes = merge(self._inputs, [_arrays(request) for request in requests])
+        outputs = await self._infer(merged)
+        return [_response(part) for part in split(self.name, outputs, sizes)]
+
+    async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        if self._stacks is None:
+            return await self.engine.infer(inputs)
+        async with self._stacks.acquire() as lease:
+            outputs = await self.engine.infer(inputs, memory=lease.item)
+            # The reply is encoded after this returns: copy out of the leased stack, and drop
+            # the views before the lease returns (its stacks reset then).
+            owned = {n: np.array(a) for n, a in outputs.items()}
+            del outputs
+        return owned
+
+    async def unload(self) -> None:
+        await self.engine.stop()
+        if self._stacks is not None:
+            self._stacks.close()
+
+
+def _arrays(request: Request) -> dict[str, Any]:
+    return {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
+
+
+def _response(outputs: dict[str, Any]) -> Response:
+    return Response([Tensor(name, array) for name, array in outputs.items()])
+
+
+def _instance_count(config: ModelConfig, kind: str | None) -> int:
+    """The instance groups' total count; ONNX Runtime instances run on this process's CPUs."""
+    if kind == "onnxruntime":
+        cpu_kinds = (ModelInstanceGroup.KIND_CPU, ModelInstanceGroup.KIND_AUTO)
+        for group in config.instance_group:
+            if group.kind not in cpu_kinds:
+                raise ModelLoadFailed(
+                    f"failed to load '{config.name}': instance_group kind "
+                    f"{ModelInstanceGroup.Kind.Name(group.kind)} is not supported by the "
+                    "onnxruntime backend here (it runs on the CPU); use KIND_CPU"
+                )
+    return sum(max(group.count, 1) for group in config.instance_group) or 1
+
+
+def _stack_pool(config: ModelConfig, instances: int) -> StackPool:
+    parameter = config.parameters.get("stack_bytes")
+    size = int(parameter.string_value) if parameter is not None else DEFAULT_STACK_BYTES
+    return StackPool(
+        count=2 * instances, host_bytes=size, device_bytes=size, name=f"{config.name}.stacks"
+    )
+
+
+def _check_signature(config: ModelConfig, engine: Engine, version: int) -> None:
+    batch = (-1,) if config.max_batch_size > 0 else ()
+    for kind, declared, bindings in (
+        ("input", config.input, engine.input_bindings()),
+        ("output", config.output, engine.output_bindings()),
+    ):
+        for tensor in declared:
+            binding = bindings.get(tensor.name)
+            problem = _mismatch(tensor, binding, batch, kind)
+            if problem:
+                raise ModelLoadFailed(
+                    f"failed to load '{config.name}' version {version}: {problem}"
+                )
+
+
+def _mismatch(tensor: Any, binding: Any, batch: tuple[int, ...], kind: str) -> str | None:
+    if binding is None:
+        return f"the model file has no {kind} '{tensor.name}' that config.pbtxt declares"
+    declared_type = from_config(tensor.data_type)
+    datatype = declared_type.wire if declared_type is not None else None
+    if datatype != binding.datatype:
+        return (
+            f"{kind} '{tensor.name}' is {binding.datatype} in the model file, "
+            f"{datatype} in config.pbtxt"
+        )
+    declared = batch + tuple(int(d) for d in tensor.dims)
+    fits = len(declared) == len(binding.shape) and all(
+        -1 in (want, have) or want == have
+        for want, have in zip(declared, binding.shape, strict=True)
+    )
+    if not fits:
+        return (
+            f"{kind} '{tensor.name}' has shape {list(binding.shape)} in the model file; "
+            f"config.pbtxt declares {list(declared)} (batch dimension included)"
+        )
+    return None
