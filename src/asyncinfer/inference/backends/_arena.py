@@ -1,10 +1,10 @@
 """The shared-memory arena between the server and one process instance, and its tensor codec.
 
-One POSIX shared-memory object per instance, created (and finally unlinked) by the server and
-mapped by the instance process. Only one execute is in flight per instance, so the layout is a
-bump allocation per execute: the server writes request inputs into the first half, the
-instance writes response outputs into the second half. The pipe carries only ``TensorMeta``
-tuples (name, dtype, shape, offset, size), never array data.
+One POSIX shared-memory object per instance, created by the server (its name unlinked at once)
+and mapped by the instance process through an inherited descriptor. Only one execute is in
+flight per instance, so the layout is a bump allocation per execute: the server writes request
+inputs into the first half, the instance writes response outputs into the second half. The pipe
+carries only ``TensorMeta`` tuples (name, dtype, shape, offset, size), never array data.
 """
 
 from __future__ import annotations
@@ -41,30 +41,38 @@ class ArenaFull(Exception):
 
 
 class Arena:
-    """A mapped shared-memory object; ``create`` owns (and unlinks) it, ``attach`` maps it."""
+    """A mapped shared-memory object, known by its descriptor only.
 
-    def __init__(self, name: str, size: int, *, owner: bool) -> None:
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if owner else 0)
-        fd = _posixshmem.shm_open(name, flags, 0o600)
-        try:
-            if owner:
-                os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)  # the mapping keeps the memory; the descriptor is not needed
-        self.name = name
+    ``create`` makes the object and unlinks its name at once: it lives exactly as long as a
+    descriptor or a mapping of it, so a server killed outright leaves nothing in /dev/shm. The
+    server keeps the descriptor open and hands it to every (re)started instance process, which
+    maps it with ``attach``.
+    """
+
+    def __init__(self, fd: int, size: int, *, keep_fd: bool) -> None:
+        self._map = mmap.mmap(fd, size)
+        self.fd: int | None = fd if keep_fd else None
+        if not keep_fd:
+            os.close(fd)  # the mapping keeps the memory
         self.size = size
-        self.owner = owner
         self.view = memoryview(self._map)
         self.half = size // 2
 
     @classmethod
-    def create(cls, size: int, *, prefix: str = "asyncinfer") -> Arena:
-        return cls(f"/{prefix}-{os.getpid()}-{secrets.token_hex(6)}", size, owner=True)
+    def create(cls, size: int) -> Arena:
+        name = f"/asyncinfer-{os.getpid()}-{secrets.token_hex(8)}"
+        fd = _posixshmem.shm_open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _posixshmem.shm_unlink(name)
+            os.ftruncate(fd, size)
+            return cls(fd, size, keep_fd=True)
+        except BaseException:
+            os.close(fd)
+            raise
 
     @classmethod
-    def attach(cls, name: str, size: int) -> Arena:
-        return cls(name, size, owner=False)
+    def attach(cls, fd: int, size: int) -> Arena:
+        return cls(fd, size, keep_fd=False)
 
     def close(self) -> None:
         self.view.release()
@@ -72,9 +80,9 @@ class Arena:
         # so the mapping stays until the process exits.
         with contextlib.suppress(BufferError):
             self._map.close()
-        if self.owner:
-            with contextlib.suppress(FileNotFoundError):
-                _posixshmem.shm_unlink(self.name)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _align(offset: int) -> int:

@@ -45,7 +45,7 @@ def _entry() -> None:
 
 def main(
     connection: Connection,
-    arena_name: str,
+    arena_fd: int,
     arena_size: int,
     model_path: str,
     name: str,
@@ -56,7 +56,7 @@ def main(
     from .python import MODEL_CLASS, _import, _one_line  # the same import rules as in-process
 
     loop = asyncio.new_event_loop()
-    arena = Arena.attach(arena_name, arena_size)
+    arena = Arena.attach(arena_fd, arena_size)
     try:
         module = _import(pathlib.Path(model_path), name, version)
         instance = getattr(module, MODEL_CLASS)()

@@ -107,14 +107,19 @@ class _Instance:
         # would re-import the server's __main__ script in the child); the pipe's other end is
         # handed down as an inherited descriptor.
         connection, child = multiprocessing.Pipe(duplex=True)
+        arena_fd = self._arena.fd
+        assert arena_fd is not None
         command = [sys.executable, "-m", INSTANCE_MODULE, str(child.fileno())]
         try:
             process = await asyncio.to_thread(
-                subprocess.Popen, command, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL
+                subprocess.Popen,
+                command,
+                pass_fds=(child.fileno(), arena_fd),  # same numbers in the child
+                stdin=subprocess.DEVNULL,
             )
         finally:
             child.close()  # ours closed, so the pipe reports EOF when the process dies
-        connection.send((self._arena.name, self._arena.size, *self._spawn_args))
+        connection.send((arena_fd, self._arena.size, *self._spawn_args))
         self._process, self._connection = process, connection
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
