@@ -24,6 +24,11 @@ carrying ``error=ModelError("...")`` fails that request only. ``async def execut
 server's event loop (right for quick numpy work or awaiting other services); a plain ``def
 execute`` runs in a worker thread so that it cannot stall the loop. Input arrays may be
 read-only views over the received message: copy before writing into them.
+
+A decoupled model (``model_transaction_policy { decoupled: true }``) answers through
+``request.response_sender()``: ``send(response)`` any number of times, then
+``send(final=True)`` (or ``send(response, final=True)``), from execute or later from any thread;
+its execute returns None.
 """
 
 from __future__ import annotations
