@@ -58,10 +58,9 @@ def correlation_id(parameters: Mapping[str, Any], model: str) -> CorrelationId:
             "correlation ID"
         )
     if isinstance(value, int) and value < 0:
-        raise InvalidArgument(
-            f"inference request to model '{model}' has correlation ID {value}; a numeric "
-            "correlation ID is a uint64"
-        )
+        # An int64_param carrying a uint64 above 2**63 arrives negative; Triton reads it as
+        # the uint64 it was.
+        return value + 2**64
     return value
 
 
