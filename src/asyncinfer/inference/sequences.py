@@ -159,6 +159,25 @@ class _Instance:
         return self.slots - len(self.active)
 
 
+def _check_unsupported(config: ModelConfig) -> None:
+    """Refuse sequence_batching settings this batcher does not implement, rather than ignore."""
+    settings = config.sequence_batching
+    unsupported = [
+        name
+        for name, present in (
+            ("state (implicit state)", len(settings.state) > 0),
+            ("iterative_sequence", settings.iterative_sequence),
+            ("direct.minimum_slot_utilization", settings.direct.minimum_slot_utilization > 0),
+        )
+        if present
+    ]
+    if unsupported:
+        raise InvalidArgument(
+            f"failed to load '{config.name}', sequence_batching {', '.join(unsupported)} is not "
+            "supported yet"
+        )
+
+
 class PinnableBackend(Protocol):
     """A backend that can run a batch on a chosen instance (sequences are pinned to one)."""
 
@@ -192,6 +211,9 @@ class SequenceBatcher:
         self._max_batch = max(config.max_batch_size, 1)
         strategy = settings.oldest if self.strategy == "oldest" else settings.direct
         self._delay = strategy.max_queue_delay_microseconds / 1e6
+        #: oldest: a batch of one of these sizes goes at once, without waiting out the delay
+        self._preferred = set(settings.oldest.preferred_batch_size)
+        _check_unsupported(config)
         if self.strategy == "oldest":
             slots = max(settings.oldest.max_candidate_sequences, self._max_batch)
         else:
@@ -316,7 +338,8 @@ class SequenceBatcher:
         """At most one request per sequence, oldest first; waits out the queue delay."""
         while True:
             ready = self._ready(instance)
-            if not ready or len(ready) >= self._max_batch or self._delay <= 0:
+            full = len(ready) >= self._max_batch or len(ready) in self._preferred
+            if not ready or full or self._delay <= 0:
                 break
             wait = ready[0][1].enqueued + self._delay - time.monotonic()
             if wait <= 0:

@@ -166,3 +166,38 @@ async def test_stop_fails_waiting_requests() -> None:
     for waiting in (first, second):  # one ran, one waited: both fail, neither hangs
         with pytest.raises(Unavailable, match="unloaded"):
             await waiting
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["direct { minimum_slot_utilization: 0.5 }", "direct { } iterative_sequence: true"],
+)
+def test_unimplemented_settings_fail_the_load(strategy: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"failed to load .seq., sequence_batching .* not"):
+        SequenceBatcher(_config(strategy), RecordingBackend(), ModelStats())
+
+
+async def test_oldest_preferred_size_goes_without_waiting_out_the_delay() -> None:
+    backend = RecordingBackend()
+    config = _config(
+        "oldest { max_candidate_sequences: 8 preferred_batch_size: [ 2 ] "
+        "max_queue_delay_microseconds: 30000000 }"
+    )
+    batcher = SequenceBatcher(config, backend, ModelStats())
+    await batcher.start()
+    try:
+        # Four sequences spread over the two instances, two each: each instance holds a
+        # preferred-size batch at once.
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                batcher.submit(_request(1, 1, start=True, end=True)),
+                batcher.submit(_request(2, 2, start=True, end=True)),
+                batcher.submit(_request(3, 3, start=True, end=True)),
+                batcher.submit(_request(4, 4, start=True, end=True)),
+            ),
+            10,  # far below the 30 s queue delay: only preferred batches can finish in time
+        )
+    finally:
+        await batcher.stop()
+    assert [int(r.outputs()["OUTPUT"][0, 0]) for r in results] == [1, 2, 3, 4]
+    assert sorted(len(batch) for _, batch in backend.batches) == [2, 2]
