@@ -220,3 +220,41 @@ def test_unload_stops_the_instance_processes(tmp_path: pathlib.Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+FRAGILE = """
+import os
+import numpy as np
+from asyncinfer.inference.python_model import Response, Tensor
+
+MARKER = {marker!r}
+
+
+class Model:
+    def initialize(self, args):
+        if os.path.exists(MARKER):
+            raise RuntimeError("cannot start again")
+
+    def execute(self, requests):
+        if requests[0].input("IN").as_numpy()[0] < 0:
+            os._exit(9)
+        values = requests[0].input("IN").as_numpy()
+        return [Response([Tensor("OUT", values), Tensor("PID", np.array([os.getpid()]))])]
+"""
+
+
+def test_an_instance_that_cannot_restart_is_skipped(tmp_path: pathlib.Path) -> None:
+    marker = tmp_path / "no-more-starts"
+    _write_model(tmp_path / "models", "fragile")
+    (tmp_path / "models" / "fragile" / "1" / "model.py").write_text(
+        FRAGILE.format(marker=str(marker))
+    )
+    factory = lambda: build_server(tmp_path / "models", grpc_port=0)  # noqa: E731
+    with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
+        marker.touch()
+        with pytest.raises(InferenceServerException, match="exited \\(code 9\\)"):
+            _infer(client, "fragile", np.array([-1], np.int32))
+        # The crashed instance cannot come back; the other one serves every later request.
+        for value in range(10):
+            result = _infer(client, "fragile", np.array([value], np.int32))
+            assert result.as_numpy("OUT")[0] == value

@@ -73,6 +73,10 @@ def _shm_bytes(config: ModelConfig) -> int:
     return int(text)
 
 
+class InstanceBroken(Unavailable):
+    """The instance's process died and could not be started again; the request never ran."""
+
+
 class _Instance:
     """One instance process, its arena and its pipe; one execute at a time."""
 
@@ -168,6 +172,11 @@ class _Instance:
             await _wait(process)
         self._process = self._connection = None
 
+    @property
+    def broken(self) -> bool:
+        """True when the process died and could not be started again."""
+        return self._broken is not None
+
     # ------------------------------------------------------------------ requests
 
     async def run(self, requests: list[Request]) -> list[Response]:
@@ -176,7 +185,7 @@ class _Instance:
         try:
             await self._ready.wait()  # a restart may be in progress
             if self._broken is not None:
-                raise Unavailable(self._broken)
+                raise InstanceBroken(self._broken)
             assert self._connection is not None
             metas = self._write(requests)
             waiter = self._waiter = asyncio.get_running_loop().create_future()
@@ -330,11 +339,27 @@ class ProcessBackend:
 
     async def execute(self, requests: list[Request]) -> list[Response]:
         """Run ``requests`` on an idle instance; one Response each, in order."""
+        while True:
+            instance = await self._take()
+            try:
+                return await instance.run(requests)
+            except InstanceBroken:
+                # It broke while this request waited for it, before the request reached it:
+                # another instance may take it.
+                if all(i.broken for i in self._instances):
+                    raise
+            finally:
+                self._idle.put_nowait(instance)
+
+    async def _take(self) -> _Instance:
+        """An idle instance; one that could not be restarted only when no other works."""
         instance = await self._idle.get()
-        try:
-            return await instance.run(requests)
-        finally:
+        for _ in range(len(self._instances) - 1):
+            if not instance.broken or all(i.broken for i in self._instances):
+                break
             self._idle.put_nowait(instance)
+            instance = await self._idle.get()
+        return instance
 
     async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
         """Run ``requests`` on instance ``index`` (the sequence batcher pins sequences)."""
