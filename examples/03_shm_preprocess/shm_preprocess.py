@@ -124,8 +124,7 @@ class PreprocessResources(Resources):
         """Call the model service with an already-serialized InferRequest."""
         assert self._channel is not None
         call = self._channel.unary_unary(
-            "/asyncinfer.examples.preprocess.Model/Infer",
-            response_deserializer=InferReply.FromString,
+            "/asyncinfer.examples.preprocess.Model/Infer", response_deserializer=InferReply.FromString
         )
         try:
             return await call(request, timeout=deadline)  # type: ignore[no-any-return]
