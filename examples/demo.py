@@ -24,7 +24,7 @@ def _load(name: str, path: pathlib.Path) -> types.ModuleType:
     return module
 
 
-inference_client = _load("inference_client", HERE / "02_inference" / "client.py")
+inference_client = _load("inference_client", HERE / "05_inference_client" / "client.py")
 
 from asyncinfer.client import Report  # noqa: E402
 from asyncinfer.testing import ServerProcess  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> int:
             ("siege infer (500/s)", asyncio.run(inference_client.run_siege(target, SECONDS))),
         ]
     print()
-    print("asyncinfer demo: examples/01_ping, examples/02_inference (model `simple`)")
+    print("asyncinfer demo: examples/01_ping, examples/05_inference_client (model `simple`)")
     print(table(rows))
     failed = sum(r.failed for _, r in rows)
     print(f"\nserver stopped; {failed} failed calls")

@@ -26,7 +26,7 @@ def test_inference_client_script_against_the_cli_server() -> None:
         done = subprocess.run(
             [
                 sys.executable,
-                str(EXAMPLES / "02_inference" / "client.py"),
+                str(EXAMPLES / "05_inference_client" / "client.py"),
                 proc.address,
                 "--seconds",
                 "0.5",
