@@ -1,12 +1,12 @@
 """The dynamic batcher: Triton's dynamic_batching scheduler for one loaded model version.
 
 Requests wait in one queue per priority level. Whenever one of the backend's instances is free,
-the batcher forms a batch from the head of the queues (most urgent level first, then requests
-whose DELAY timeout expired), taking requests in order while their non-batch shapes match the
-first one's and the total stays within max_batch_size. It runs the batch at once when it is
-full, reaches a preferred size, cannot grow (the next request does not fit), or the oldest
-request has waited max_queue_delay; otherwise it waits for more requests until then. Requests
-pile up while every instance is busy, which is what makes batches under load.
+the batcher forms a batch from the head of the queues (most urgent level first; within a level,
+requests past a DELAY timeout after the others), taking requests in order while their non-batch
+shapes match the first one's and the total stays within max_batch_size. It runs the batch at
+once when it is full, reaches a preferred size, cannot grow (the next request does not fit), or
+the oldest request has waited max_queue_delay; otherwise it waits for more requests until
+then. Requests pile up while every instance is busy, which is what makes batches under load.
 
 The batcher's tasks live in a TaskGroup it owns; ``stop`` lets running batches finish and fails
 the requests still queued. A request whose caller is gone before its batch forms is dropped.
@@ -93,7 +93,11 @@ class DynamicBatcher:
         levels = len(self.policy.levels)
         self._queues: list[collections.deque[_Entry]] = [collections.deque() for _ in range(levels)]
         self._waiting = [0] * levels  # waiting entries per level, for max_queue_size
-        self._delayed: collections.deque[_Entry] = collections.deque()  # DELAY timeouts
+        # Per level, requests past a DELAY timeout: they run after the requests of their own
+        # level that are still within theirs, and before any less urgent level.
+        self._delayed: list[collections.deque[_Entry]] = [
+            collections.deque() for _ in range(levels)
+        ]
         self._order: collections.deque[_Entry] = collections.deque()  # for preserve_ordering
         self._arrived = asyncio.Event()
         self._free = asyncio.Semaphore(backend.instance_count)
@@ -123,7 +127,7 @@ class DynamicBatcher:
         self._fail_waiting(Unavailable(f"model '{self.name}' was unloaded before the request ran"))
 
     def _fail_waiting(self, error: Exception) -> None:
-        for queue in (*self._queues, self._delayed):
+        for queue in self._all_queues():
             for entry in queue:
                 if entry.waiting:
                     entry.future.set_exception(error)
@@ -233,7 +237,8 @@ class DynamicBatcher:
         return []
 
     def _expire(self, now: int) -> None:
-        """Requests past a DELAY timeout move behind every request still within its own."""
+        """Requests past a DELAY timeout move behind the requests of their level still within
+        their own (Triton: after the requests of the same or more urgent levels)."""
         if not self._delays:
             return
         for queue in self._queues:
@@ -243,7 +248,7 @@ class DynamicBatcher:
             for entry in queue:
                 if _overdue(entry, now):
                     entry.deadline_ns = 0  # delayed once; it keeps its place from now on
-                    self._delayed.append(entry)
+                    self._delayed[entry.level].append(entry)
                 elif entry.waiting:
                     kept.append(entry)
             queue.clear()
@@ -272,8 +277,14 @@ class DynamicBatcher:
             return batch[:preferred_cut], True
         return batch, policy.max_queue_delay_us == 0
 
+    def _all_queues(self) -> Iterator[collections.deque[_Entry]]:
+        """Every queue in the order batches are taken from: by level, delayed after the rest."""
+        for queue, delayed in zip(self._queues, self._delayed, strict=True):
+            yield queue
+            yield delayed
+
     def _waiting_entries(self) -> Iterator[_Entry]:
-        for queue in (*self._queues, self._delayed):
+        for queue in self._all_queues():
             for entry in queue:
                 if entry.waiting:
                     yield entry
@@ -282,7 +293,7 @@ class DynamicBatcher:
         for entry in batch:
             entry.taken_ns = now
             self._waiting[entry.level] -= 1
-        for queue in (*self._queues, self._delayed):
+        for queue in self._all_queues():
             while queue and not queue[0].waiting:
                 queue.popleft()
         return batch

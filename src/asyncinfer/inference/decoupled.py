@@ -86,7 +86,7 @@ async def stream_responses(
                 try:
                     if response is not None:
                         response = model.checked(response)
-                        body = _encode(model, request, response, plans, scope)
+                        body = _encode(model, request, response, plans, batch_size, scope)
                     else:
                         body = ModelInferResponse(
                             model_name=model.name, model_version=str(model.version), id=request.id
@@ -113,9 +113,11 @@ def _encode(
     request: ModelInferRequest,
     response: Response,
     plans: list[OutputPlan],
+    batch_size: int,
     scope: RequestShm | None,
 ) -> bytes:
-    outputs = model.outputs(response, plans)
+    batched = batch_size if model.signature.max_batch_size > 0 else None
+    outputs = model.outputs(response, plans, batched)
     spans = [plan.shm for plan in plans]
     return encode_response(request, model.name, str(model.version), outputs, spans, scope)
 

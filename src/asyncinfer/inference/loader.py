@@ -113,6 +113,15 @@ async def _load_backend(
     return await PythonBackend.load(config, version, version_dir, root)
 
 
+def _labels(name: str, path: pathlib.Path) -> list[str]:
+    try:
+        return read_labels(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(
+            f"failed to load '{name}', cannot read label file {path}: {exc}"
+        ) from None
+
+
 async def load_model_dir(
     config: ModelConfig, model_dir: pathlib.Path, repository: pathlib.Path
 ) -> dict[int, LoadedModel]:
@@ -121,7 +130,7 @@ async def load_model_dir(
     kind = instance_kind(config)
     sig = signature(config)
     labels = {
-        spec.name: read_labels(model_dir / spec.label_filename)
+        spec.name: _labels(config.name, model_dir / spec.label_filename)
         for spec in sig.outputs.values()
         if spec.label_filename
     }

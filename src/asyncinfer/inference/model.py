@@ -36,6 +36,8 @@ Array = npt.NDArray[Any]
 def parameter_values(parameters: Mapping[str, InferParameter]) -> dict[str, Any]:
     """Request parameters as plain Python values."""
     values: dict[str, Any] = {}
+    if not parameters:
+        return values
     for key, parameter in parameters.items():
         choice = parameter.WhichOneof("parameter_choice")
         values[key] = getattr(parameter, choice) if choice else None
@@ -109,7 +111,8 @@ class LoadedModel:
                 model_request, priority=priority, timeout_us=timeout_us, timing=timing
             )
             computed = time.perf_counter_ns()
-            outputs = self.outputs(response, plans)
+            batched = batch_size if self.signature.max_batch_size > 0 else None
+            outputs = self.outputs(response, plans, batched)
             spans = [plan.shm for plan in plans]
             body = encode_response(request, self.name, str(self.version), outputs, spans, scope)
         except BaseException:
@@ -167,14 +170,16 @@ class LoadedModel:
             raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
-    def outputs(self, response: Response, plans: list[OutputPlan]) -> list[tuple[str, str, Array]]:
+    def outputs(
+        self, response: Response, plans: list[OutputPlan], batch_size: int | None
+    ) -> list[tuple[str, str, Array]]:
         produced = response.outputs()
         outputs = []
         for plan in plans:
             name = plan.spec.name
             if name not in produced:
                 raise Internal(f"model '{self.name}' did not produce output '{name}'")
-            array = check_output(name, produced[name], plan.spec, self.name)
+            array = check_output(name, produced[name], plan.spec, self.name, batch_size)
             if plan.class_count:
                 array = classify(
                     array,

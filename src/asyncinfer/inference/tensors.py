@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
+import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +46,7 @@ Array = npt.NDArray[Any]
 SHM_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _RAW_OUTPUT_TAG = b"\x32"  # ModelInferResponse.raw_output_contents: field 6, length-delimited
 _LENGTH = struct.Struct("<I")
+_LITTLE = ("<", "|") if sys.byteorder == "big" else ("<", "|", "=")
 
 # Which typed-contents field carries each datatype (FP16 and BF16 have none: raw only).
 _CONTENTS_FIELD = {
@@ -171,6 +174,8 @@ def _from_shm(
 
 
 def _check_input_names(request: ModelInferRequest, sig: Signature) -> None:
+    if [tensor.name for tensor in request.inputs] == sig.required:
+        return  # the usual request: every input once, in config order
     seen: list[str] = []
     for tensor in request.inputs:
         if tensor.name not in sig.inputs:
@@ -201,13 +206,13 @@ def _check_input_shape(
             f"inference input '{name}' data-type is '{tensor.datatype}', but model '{model}' "
             f"expects '{spec.datatype.wire}'"
         )
-    shape = tuple(int(d) for d in tensor.shape)
-    if any(d < 0 for d in shape):
+    shape = tuple(tensor.shape)
+    if shape and min(shape) < 0:
         raise InvalidArgument(
             f"inference input '{name}' for model '{model}' has a negative dimension in its "
             f"shape {list(shape)}; every dimension must be >= 0"
         )
-    expected = spec.shape(sig.max_batch_size)
+    expected = sig.shapes[name]
     if sig.max_batch_size > 0 and len(shape) == len(expected) and shape:
         if shape[0] > sig.max_batch_size:
             raise InvalidArgument(
@@ -219,10 +224,10 @@ def _check_input_shape(
                 f"inference input '{name}' for model '{model}' has batch size 0; it must be "
                 f"1..{sig.max_batch_size}"
             )
-    matches = len(shape) == len(expected) and all(
-        want in (-1, got) for want, got in zip(expected, shape, strict=True)
-    )
-    if not matches:
+    if shape != expected and not (
+        len(shape) == len(expected)
+        and all(want in (-1, got) for want, got in zip(expected, shape, strict=True))
+    ):
         raise InvalidArgument(
             f"unexpected shape for input '{name}' for model '{model}'. Expected "
             f"{list(expected)}, got {list(shape)}"
@@ -310,10 +315,16 @@ class OutputPlan:
     shm: ShmSpan | None = None
 
 
+# The plan of a request that names no outputs, per Signature (weakly held: unloads free it).
+_ALL_OUTPUTS: weakref.WeakKeyDictionary[Signature, list[OutputPlan]] = weakref.WeakKeyDictionary()
+
+
 def plan_outputs(request: ModelInferRequest, sig: Signature) -> list[OutputPlan]:
     """The outputs to send: those requested, in request order, or all in config order."""
     if not request.outputs:
-        return [OutputPlan(spec) for spec in sig.outputs.values()]
+        return _ALL_OUTPUTS.get(sig) or _ALL_OUTPUTS.setdefault(
+            sig, [OutputPlan(spec) for spec in sig.outputs.values()]
+        )
     plans: list[OutputPlan] = []
     for requested in request.outputs:
         spec = sig.outputs.get(requested.name)
@@ -348,8 +359,13 @@ def _class_count(requested: ModelInferRequest.InferRequestedOutputTensor, model:
     return count
 
 
-def check_output(name: str, array: object, spec: TensorSpec, model: str) -> Array:
-    """A model's output array, checked against its config; a mismatch is the model's bug."""
+def check_output(
+    name: str, array: object, spec: TensorSpec, model: str, batch_size: int | None = None
+) -> Array:
+    """A model's output array, checked against its config; a mismatch is the model's bug.
+
+    ``batch_size`` is the request's batch size when the model batches (None when it does not).
+    """
     if not isinstance(array, np.ndarray):
         raise Internal(
             f"model '{model}' returned output '{name}' as {type(array).__name__}, not a numpy array"
@@ -360,6 +376,15 @@ def check_output(name: str, array: object, spec: TensorSpec, model: str) -> Arra
         raise Internal(
             f"model '{model}' returned output '{name}' as {got}, but its config declares "
             f"{spec.datatype.wire}"
+        )
+    expected = spec.dims if batch_size is None else (batch_size, *spec.dims)
+    if array.shape != expected and not (
+        array.ndim == len(expected)
+        and all(want in (-1, got) for want, got in zip(expected, array.shape, strict=True))
+    ):
+        raise Internal(
+            f"model '{model}' returned output '{name}' with shape {list(array.shape)}, but "
+            f"its config declares {list(expected)} for this request"
         )
     return array
 
@@ -398,10 +423,13 @@ def encode_response(
             data = b""
         frames += (_RAW_OUTPUT_TAG, varint(len(data)), data)
     # Fields may come in any order on the wire: the header, then raw_output_contents entries.
-    return header.SerializeToString() + b"".join(frames)
+    # One join, so each tensor is copied exactly once, into the reply.
+    return b"".join((header.SerializeToString(), *frames))
 
 
 def _raw_view(array: Array) -> memoryview:
     # A view, not a copy: the one copy happens when the frames are joined into the reply.
+    if array.flags.c_contiguous and array.dtype.byteorder in _LITTLE:
+        return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     return memoryview(contiguous.reshape(-1).view(np.uint8))  # type: ignore[arg-type]

@@ -174,3 +174,49 @@ def _eventually(condition, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+SLOW_MODEL = """
+import asyncio
+import numpy as np
+from asyncinfer.inference.python_model import Response, Tensor
+
+class Model:
+    finalized = False
+
+    async def execute(self, requests):
+        await asyncio.sleep(0.5)
+        value = -1 if Model.finalized else 1
+        return [Response([Tensor("OUT", np.array([value], np.int32))]) for _ in requests]
+
+    def finalize(self):
+        Model.finalized = True
+"""
+
+
+def test_unload_waits_for_the_call_in_flight(tmp_path: pathlib.Path) -> None:
+    model = tmp_path / "slow"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(SLOW_MODEL)
+    (model / "config.pbtxt").write_text(
+        'backend: "python"\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+    )
+    factory = lambda: build_server(  # noqa: E731
+        tmp_path, grpc_port=0, model_control_mode="explicit", load_models=["slow"]
+    )
+    with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
+        tensor = grpcclient.InferInput("IN", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([0], np.int32))
+        results: list = []
+        client.async_infer(
+            "slow", [tensor], callback=lambda result, error: results.append((result, error))
+        )
+        time.sleep(0.2)  # the call is inside execute now
+        client.unload_model("slow")
+        assert _eventually(lambda: bool(results))
+        result, error = results[0]
+        assert error is None
+        assert int(result.as_numpy("OUT")[0]) == 1  # finalize() ran only after the call
+        assert client.is_model_ready("slow") is False

@@ -193,6 +193,24 @@ async def test_timeout_delay_runs_after_requests_within_their_timeout() -> None:
     await batcher.stop()
 
 
+async def test_delayed_requests_still_run_before_less_urgent_levels() -> None:
+    batcher, (model,), _ = await started(
+        """priority_levels: 2 default_priority_level: 2
+        priority_queue_policy { key: 1 value {
+            timeout_action: DELAY default_timeout_microseconds: 1000 } }""",
+        max_batch_size=1,
+    )
+    first = await hold_first(batcher, model)
+    low = asyncio.create_task(batcher.submit(request("low"), priority=2))
+    delayed = asyncio.create_task(batcher.submit(request("urgent-delayed"), priority=1))
+    await asyncio.sleep(0.02)  # past the 1 ms timeout of level 1
+    assert model.gate is not None
+    model.gate.set()
+    await asyncio.gather(first, low, delayed)
+    assert model.batches == [["first"], ["urgent-delayed"], ["low"]]
+    await batcher.stop()
+
+
 async def test_higher_priority_runs_first() -> None:
     batcher, (model,), _ = await started(
         "priority_levels: 3 default_priority_level: 3", max_batch_size=1

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
 
@@ -57,6 +57,10 @@ class PythonBackend:
         self.decoupled = decoupled
         self._instances = list(instances)
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._closing = False
+        self._async_execute = all(
+            inspect.iscoroutinefunction(instance.execute) for instance in self._instances
+        )
         for instance in self._instances:
             self._idle.put_nowait(instance)
 
@@ -77,6 +81,11 @@ class PythonBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} defines no class "
                 f"'{MODEL_CLASS}'"
+            )
+        if not callable(getattr(model_class, "execute", None)):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
+                "has no execute(requests) method"
             )
         args = _initialize_args(config, version, repository)
         instances = []
@@ -100,9 +109,14 @@ class PythonBackend:
         A decoupled model answers through each request's sender and returns None (or a list
         of None); then the result is an empty list.
         """
+        if self._closing:
+            raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
         instance = await self._idle.get()
         try:
-            responses = await _call(instance.execute, requests)
+            if self._async_execute:
+                responses = await instance.execute(requests)
+            else:
+                responses = await asyncio.to_thread(instance.execute, requests)
         finally:
             # Returned on every path, cancellation included; a thread still running a
             # cancelled sync execute keeps the instance busy only until it returns.
@@ -135,6 +149,11 @@ class PythonBackend:
         return self._check(responses, requests)
 
     async def unload(self) -> None:
+        """Refuse new calls, wait for the calls in flight to hand their instances back, then
+        finalize every instance (never while a call is still using it)."""
+        self._closing = True
+        for _ in self._instances:
+            await self._idle.get()
         await _finalize_all(self._instances)
         self._instances.clear()
 
