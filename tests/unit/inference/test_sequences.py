@@ -11,7 +11,8 @@ from google.protobuf import text_format
 
 from asyncinfer.errors import InvalidArgument, Unavailable
 from asyncinfer.inference.python_model import Request, Response, Tensor
-from asyncinfer.inference.sequences import SequenceBatcher, correlation_id
+from asyncinfer.inference.sequence_controls import correlation_id
+from asyncinfer.inference.sequences import SequenceBatcher
 from asyncinfer.inference.statistics import ModelStats
 from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
 
