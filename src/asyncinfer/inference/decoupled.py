@@ -75,37 +75,55 @@ async def stream_responses(
         sender = ResponseSender(asyncio.get_running_loop(), queue, request.id)
         model_request._attach_sender(sender)
         execution = asyncio.ensure_future(model.backend.execute([model_request]))
+        failed = finished = False
         try:
             async for response, final in _sent(queue, execution, model.name):
+                finished = final
                 if isinstance(response, str):
+                    failed = True
                     yield stream_error(request, response)
                     break
                 if response is None and not enable_empty:
                     continue
-                body = b""
                 try:
-                    if response is not None:
-                        response = model.checked(response)
-                        body = _encode(model, request, response, plans, batch_size, scope)
-                    else:
-                        body = ModelInferResponse(
-                            model_name=model.name, model_version=str(model.version), id=request.id
-                        ).SerializeToString()
+                    body = _body(model, request, response, plans, batch_size, scope)
                 except RpcError as exc:
+                    failed = True
                     yield stream_error(request, exc.message)
                     continue
                 yield frame(body + (_final_parameter(final) if enable_empty else b""))
         finally:
-            # The stream went away or the model failed: do not leave the execution running.
-            if not execution.done():
+            # After the final flag the execute is let finish (it returns its instance); if the
+            # stream went away first, the execute is cancelled rather than left running.
+            if not finished and not execution.done():
                 execution.cancel()
             with contextlib.suppress(BaseException):
                 await execution
     total = time.perf_counter_ns() - start
     model.stats.executed(1, input_ns=0, infer_ns=total, output_ns=0)
-    model.stats.succeeded(
-        batch_size, total_ns=total, queue_ns=0, input_ns=0, infer_ns=total, output_ns=0
-    )
+    if failed:
+        model.stats.failed(total)
+    else:
+        model.stats.succeeded(
+            batch_size, total_ns=total, queue_ns=0, input_ns=0, infer_ns=total, output_ns=0
+        )
+
+
+def _body(
+    model: LoadedModel,
+    request: ModelInferRequest,
+    response: Response | None,
+    plans: list[OutputPlan],
+    batch_size: int,
+    scope: RequestShm | None,
+) -> bytes:
+    """A serialized ModelInferResponse: the response's outputs, or none for a flags-only final."""
+    if response is None:
+        return ModelInferResponse(
+            model_name=model.name, model_version=str(model.version), id=request.id
+        ).SerializeToString()
+    response = model.checked(response)
+    return _encode(model, request, response, plans, batch_size, scope)
 
 
 def _encode(
