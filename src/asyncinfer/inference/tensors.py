@@ -12,6 +12,7 @@ in the RPCs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import struct
 import sys
@@ -117,8 +118,10 @@ def decode_inputs(
     """
     model = sig.model
     raw = request.raw_input_contents
+    # Most requests carry no tensor parameters at all: skip the shared-memory parse for them.
     spans = [
-        shm_span(t.parameters, f"input '{t.name}' for model '{model}'") for t in request.inputs
+        shm_span(t.parameters, f"input '{t.name}' for model '{model}'") if t.parameters else None
+        for t in request.inputs
     ]
     if raw:
         # Checked before any size or shape check: Triton's clients rely on this order.
@@ -224,15 +227,23 @@ def _check_input_shape(
                 f"inference input '{name}' for model '{model}' has batch size 0; it must be "
                 f"1..{sig.max_batch_size}"
             )
-    if shape != expected and not (
-        len(shape) == len(expected)
-        and all(want in (-1, got) for want, got in zip(expected, shape, strict=True))
-    ):
+    if not _shape_matches(shape, expected):
         raise InvalidArgument(
             f"unexpected shape for input '{name}' for model '{model}'. Expected "
             f"{list(expected)}, got {list(shape)}"
         )
     return shape
+
+
+def _shape_matches(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether ``shape`` fits ``expected``, where -1 matches any extent."""
+    if shape == expected:
+        return True
+    if len(shape) != len(expected):
+        return False
+    if -1 not in expected[1:]:  # the usual case: only the batch dimension may vary
+        return shape[1:] == expected[1:] and expected[0] in (-1, shape[0])
+    return all(want in (-1, got) for want, got in zip(expected, shape, strict=True))
 
 
 def input_data(
@@ -412,19 +423,48 @@ def encode_response(
     An output with a span in ``spans`` is written to that shared memory through ``shm`` and
     gets an empty raw entry, so raw entries stay aligned with the outputs.
     """
-    header = ModelInferResponse(model_name=model, model_version=version, id=request.id)
-    frames: list[bytes | memoryview] = []
+    frames: list[bytes | memoryview] = [_response_prefix(model, version)]
+    if request.id:
+        frames.append(_string_field(_ID_TAG, request.id))
+    raw: list[bytes | memoryview] = []
     for index, (name, datatype, array) in enumerate(outputs):
-        header.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        frames.append(_output_entry(name, datatype, array.shape))
         data = serialize_bytes(array) if datatype == BYTES else _raw_view(array)
         span = spans[index] if index < len(spans) else None
         if span is not None and shm is not None:
             shm.write_output(span, data, f"output '{name}' for model '{model}'")
             data = b""
-        frames += (_RAW_OUTPUT_TAG, varint(len(data)), data)
-    # Fields may come in any order on the wire: the header, then raw_output_contents entries.
-    # One join, so each tensor is copied exactly once, into the reply.
-    return b"".join((header.SerializeToString(), *frames))
+        raw += (_RAW_OUTPUT_TAG, varint(len(data)), data)
+    # Fields in number order, as protobuf writes them: name, version, id, outputs, then the raw
+    # entries. One join, so each tensor is copied exactly once, into the reply.
+    return b"".join((*frames, *raw))
+
+
+# The parts of a reply that repeat from one request to the next are framed once and reused:
+# small bounded caches, keyed by what determines their bytes.
+_MODEL_NAME_TAG, _MODEL_VERSION_TAG, _ID_TAG, _OUTPUTS_TAG = b"\x0a", b"\x12", b"\x1a", b"\x2a"
+
+
+def _string_field(tag: bytes, value: str) -> bytes:
+    encoded = value.encode()
+    return tag + varint(len(encoded)) + encoded
+
+
+@functools.lru_cache(maxsize=1024)
+def _response_prefix(model: str, version: str) -> bytes:
+    """ModelInferResponse fields 1 and 2 (model_name, model_version), as protobuf frames them."""
+    return (_string_field(_MODEL_NAME_TAG, model) if model else b"") + (
+        _string_field(_MODEL_VERSION_TAG, version) if version else b""
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _output_entry(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
+    """One ModelInferResponse.outputs entry (field 5): the tensor's name, datatype and shape."""
+    body = ModelInferResponse.InferOutputTensor(
+        name=name, datatype=datatype, shape=shape
+    ).SerializeToString()
+    return _OUTPUTS_TAG + varint(len(body)) + body
 
 
 def _raw_view(array: Array) -> memoryview:
