@@ -26,8 +26,8 @@ from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.base import Backend
 from .python_model import Request, Response
 from .queue_policy import BatchingPolicy
-from .scheduler import batch_size_of
-from .statistics import ModelStats, Timing
+from .scheduler import batch_size_of, record_execution
+from .statistics import ModelStats, Timing, measure_batch
 
 __all__ = ["DynamicBatcher", "shape_key"]
 
@@ -304,13 +304,9 @@ class DynamicBatcher:
         """Run one batch on a free instance and hand each request its own outcome."""
         try:
             start = time.perf_counter_ns()
-            outcomes = await self._outcomes([entry.request for entry in batch])
-            self._stats.executed(
-                sum(entry.size for entry in batch),
-                input_ns=0,
-                infer_ns=time.perf_counter_ns() - start,
-                output_ns=0,
-            )
+            with measure_batch() as measured:
+                outcomes = await self._outcomes([entry.request for entry in batch])
+            record_execution(self._stats, sum(entry.size for entry in batch), start, measured)
             for entry, outcome in zip(batch, outcomes, strict=True):
                 entry.result = outcome
                 if not self.policy.preserve_ordering:

@@ -16,9 +16,16 @@ from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.base import Backend
 from .python_model import Request, Response
-from .statistics import ModelStats, Timing
+from .statistics import BatchTiming, ModelStats, Timing, measure_batch
 
-__all__ = ["DirectScheduler", "Scheduler", "batch_size_of", "check_scheduling", "make_scheduler"]
+__all__ = [
+    "DirectScheduler",
+    "Scheduler",
+    "batch_size_of",
+    "check_scheduling",
+    "make_scheduler",
+    "record_execution",
+]
 
 #: The config's scheduling choices this server runs (None: no scheduling block).
 SUPPORTED_SCHEDULING: tuple[str | None, ...] = (None, "dynamic_batching", "sequence_batching")
@@ -61,6 +68,17 @@ def batch_size_of(request: Request, max_batch_size: int) -> int:
     return 1
 
 
+def record_execution(stats: ModelStats, items: int, start_ns: int, measured: BatchTiming) -> None:
+    """Count one backend execute that began at ``start_ns`` into ``stats.executed``."""
+    total = time.perf_counter_ns() - start_ns
+    stats.executed(
+        items,
+        input_ns=measured.input_ns,
+        infer_ns=max(total - measured.input_ns - measured.output_ns, 0),
+        output_ns=measured.output_ns,
+    )
+
+
 class DirectScheduler:
     """One request per backend execute; concurrency is bounded by the backend's instances."""
 
@@ -84,11 +102,9 @@ class DirectScheduler:
         timing: Timing | None = None,
     ) -> Response:
         start = time.perf_counter_ns()
-        (response,) = await self._backend.execute([request])
-        infer_ns = time.perf_counter_ns() - start
-        self._stats.executed(
-            batch_size_of(request, self._max_batch_size), input_ns=0, infer_ns=infer_ns, output_ns=0
-        )
+        with measure_batch() as measured:
+            (response,) = await self._backend.execute([request])
+        record_execution(self._stats, batch_size_of(request, self._max_batch_size), start, measured)
         return response
 
 

@@ -8,8 +8,11 @@ batching there is one execution per request; with it, one execution serves sever
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
+from collections.abc import Iterator
 
 from ..pb.inference.grpc_service_pb2 import (
     InferBatchStatistics,
@@ -17,7 +20,15 @@ from ..pb.inference.grpc_service_pb2 import (
     StatisticDuration,
 )
 
-__all__ = ["BatchDurations", "Duration", "ModelStats", "Timing"]
+__all__ = [
+    "BatchDurations",
+    "BatchTiming",
+    "Duration",
+    "ModelStats",
+    "Timing",
+    "batch_timing",
+    "measure_batch",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -38,6 +49,40 @@ class Timing:
     """What a scheduler measured for one request: how long it waited for its execution."""
 
     queue_ns: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class BatchTiming:
+    """What a backend reports of one execute: preparing its inputs and taking its outputs apart.
+
+    A scheduler opens one per execute (``measure_batch``); a backend that merges a batch's
+    inputs or splits its outputs adds those durations (``batch_timing()``), and the rest of the
+    execute counts as inference.
+    """
+
+    input_ns: int = 0
+    output_ns: int = 0
+
+
+_BATCH_TIMING: contextvars.ContextVar[BatchTiming | None] = contextvars.ContextVar(
+    "asyncinfer_batch_timing", default=None
+)
+
+
+@contextlib.contextmanager
+def measure_batch() -> Iterator[BatchTiming]:
+    """The BatchTiming of the execute awaited inside this block (same task)."""
+    timing = BatchTiming()
+    token = _BATCH_TIMING.set(timing)
+    try:
+        yield timing
+    finally:
+        _BATCH_TIMING.reset(token)
+
+
+def batch_timing() -> BatchTiming:
+    """The current execute's BatchTiming; a throwaway one outside ``measure_batch``."""
+    return _BATCH_TIMING.get() or BatchTiming()
 
 
 @dataclasses.dataclass(slots=True)
@@ -98,7 +143,8 @@ class ModelStats:
         self.fail.add(total_ns)
 
     def executed(self, batch_size: int, *, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        """One backend execution over ``batch_size`` items (the sum over its requests)."""
+        """One backend execution over ``batch_size`` items (the sum over its requests); the
+        durations are its own (for a batch: merging inputs, running, splitting outputs)."""
         self.execution_count += 1
         durations = self.batches.get(batch_size)
         if durations is None:

@@ -3,6 +3,7 @@ backend running batches through ONNX Runtime in one call."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 
 import numpy as np
@@ -104,6 +105,38 @@ async def test_onnx_backend_through_the_dynamic_batcher(tmp_path: pathlib.Path) 
             atol=1e-5,  # type: ignore[operator]
         )
         assert stats.execution_count == 1 and list(stats.batches) == [2]
+    finally:
+        await scheduler.stop()
+        await backend.unload()
+
+
+async def test_a_merged_batch_reports_its_input_and_output_durations(
+    tmp_path: pathlib.Path,
+) -> None:
+    version, reference = _repository(tmp_path)
+    config = parse_pbtxt(
+        MLP_CONFIG + "dynamic_batching { max_queue_delay_microseconds: 200000 }", model="mlp"
+    )
+    backend = await EngineBackend.load(config, 1, version, tmp_path)
+    stats = ModelStats()
+    scheduler = make_scheduler(config, backend, stats)
+    await scheduler.start()
+    try:
+        arrays = [np.full((n, 16), n, np.float32) for n in (1, 2, 3)]
+        answers = await asyncio.gather(
+            *(scheduler.submit(Request({"features": a})) for a in arrays)
+        )
+        for array, answer in zip(arrays, answers, strict=True):
+            np.testing.assert_allclose(
+                answer.outputs()["scores"],
+                reference(array),
+                rtol=1e-4,
+                atol=1e-5,  # type: ignore[operator]
+            )
+        assert list(stats.batches) == [6] and stats.execution_count == 1
+        durations = stats.batches[6]
+        assert durations.compute_input.count == durations.compute_output.count == 1
+        assert durations.compute_input.ns > 0 and durations.compute_output.ns > 0
     finally:
         await scheduler.stop()
         await backend.unload()

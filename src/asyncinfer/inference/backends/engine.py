@@ -20,6 +20,7 @@ the repository keep serving.
 from __future__ import annotations
 
 import pathlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
 from ..batching import merge, split
 from ..datatypes import from_config
 from ..python_model import Request, Response, Tensor
+from ..statistics import batch_timing
 from .python import ModelLoadFailed
 
 __all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
@@ -115,9 +117,16 @@ class EngineBackend:
         """
         if not self._batching or len(requests) == 1:
             return [_response(await self._infer(_arrays(request))) for request in requests]
+        timing = batch_timing()
+        start = time.perf_counter_ns()
         merged, sizes = merge(self._inputs, [_arrays(request) for request in requests])
+        merged_at = time.perf_counter_ns()
         outputs = await self._infer(merged)
-        return [_response(part) for part in split(self.name, outputs, sizes)]
+        inferred_at = time.perf_counter_ns()
+        responses = [_response(part) for part in split(self.name, outputs, sizes)]
+        timing.input_ns += merged_at - start
+        timing.output_ns += time.perf_counter_ns() - inferred_at
+        return responses
 
     async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         if self._stacks is None:
