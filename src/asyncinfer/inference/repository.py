@@ -235,7 +235,7 @@ class ModelRepository:
         record.versions, record.state, record.reason = versions, READY, ""
         record.override_dir = override_dir
         for model in old.values():
-            await model.backend.unload()
+            await model.unload()
         _remove_dir(old_dir)
         return versions
 
@@ -319,7 +319,7 @@ class ModelRepository:
         versions, record.versions = record.versions, {}
         record.state, record.reason = UNAVAILABLE, reason
         for model in versions.values():
-            await model.backend.unload()
+            await model.unload()
         _remove_dir(record.override_dir)
         record.override_dir = None
 

@@ -90,14 +90,35 @@ def test_load_unknown_model_fails(client) -> None:
 
 def test_load_later_feature_model_says_not_supported_yet(client) -> None:
     with pytest.raises(InferenceServerException) as info:
-        client.load_model("simple_sequence")
+        client.load_model("simple", config=json.dumps({"ensemble_scheduling": {}}))
     assert "failed to load" in info.value.message()
     assert "not supported yet" in info.value.message()
 
 
+def test_sequence_models_load_and_serve(client) -> None:
+    for name in ("simple_sequence", "simple_dyna_sequence"):
+        client.load_model(name)
+        assert client.is_model_ready(name)
+        tensor = grpcclient.InferInput("INPUT", [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.array([[3]], np.int32))
+        result = client.infer(name, [tensor], sequence_id=8, sequence_start=True, sequence_end=True)
+        # simple_sequence: (3 + 1) * 1; simple_dyna_sequence: (3 + 1 + 1 * 8) * 1
+        assert int(result.as_numpy("OUTPUT")[0, 0]) == (4 if name == "simple_sequence" else 12)
+        client.unload_model(name)
+
+
 def test_load_onnx_model_without_its_file_names_the_file(client) -> None:
+    # Override files replace the model directory: this one has a version but no model.onnx.
+    config = json.dumps(
+        {
+            "name": "densenet_onnx",
+            "platform": "onnxruntime_onnx",
+            "input": [{"name": "data_0", "data_type": "TYPE_FP32", "dims": [3, 224, 224]}],
+            "output": [{"name": "fc6_1", "data_type": "TYPE_FP32", "dims": [1000]}],
+        }
+    )
     with pytest.raises(InferenceServerException) as info:
-        client.load_model("densenet_onnx")
+        client.load_model("densenet_onnx", config=config, files={"file:1/notes.txt": b"none"})
     assert "failed to load 'densenet_onnx' version 1" in info.value.message()
     assert "model.onnx does not exist" in info.value.message()
 

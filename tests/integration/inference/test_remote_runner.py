@@ -11,7 +11,19 @@ from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
 from asyncinfer.errors import NotFound, Unavailable, UsageError
 from asyncinfer.runner import Binding
 
-MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+MODELS = [
+    "custom_identity_int32",
+    "densenet_onnx",
+    "mlp_onnx",
+    "repeat_int32",
+    "simple",
+    "simple_dyna_sequence",
+    "simple_identity",
+    "simple_int8",
+    "simple_sequence",
+    "simple_string",
+    "simple_string_dyna_sequence",
+]
 
 
 async def test_async_manager_runs_simple(url: str) -> None:

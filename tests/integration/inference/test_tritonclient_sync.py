@@ -7,7 +7,19 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+MODELS = [
+    "custom_identity_int32",
+    "densenet_onnx",
+    "mlp_onnx",
+    "repeat_int32",
+    "simple",
+    "simple_dyna_sequence",
+    "simple_identity",
+    "simple_int8",
+    "simple_sequence",
+    "simple_string",
+    "simple_string_dyna_sequence",
+]
 
 
 @pytest.fixture
