@@ -29,7 +29,7 @@ perf-analyzer: $(PA_STAMP)
 models: $(STAMP)
 	$(PY) examples/build_models.py
 
-demo: $(STAMP) models $(PA_STAMP)
+demo: $(STAMP) models
 	$(PY) examples/demo.py
 
 test: $(STAMP) models $(PA_STAMP)
