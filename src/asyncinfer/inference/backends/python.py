@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from ...engines._limiter import uninterrupted
 from ...errors import InvalidArgument, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..modelconfig import instance_count
 from ..python_model import Request, Response
 
 __all__ = ["MODEL_CLASS", "ModelLoadFailed", "PythonBackend"]
@@ -95,7 +96,7 @@ class PythonBackend:
         args = _initialize_args(config, version, repository)
         instances = []
         try:
-            for index in range(_instance_count(config)):
+            for index in range(instance_count(config)):
                 instance = model_class()
                 instances.append(instance)
                 hook = getattr(instance, "initialize", None)
@@ -192,10 +193,6 @@ def _initialize_args(config: ModelConfig, version: int, repository: pathlib.Path
         "model_version": str(version),
         "model_repository": str(repository),
     }
-
-
-def _instance_count(config: ModelConfig) -> int:
-    return sum(max(group.count, 1) for group in config.instance_group) or 1
 
 
 async def _finalize_all(instances: Sequence[Any]) -> None:
