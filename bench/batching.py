@@ -1,7 +1,7 @@
 """Benchmark: dynamic batching on the compute-heavy ONNX model, with and without, in one run.
 
-One asyncinfer server serves two copies of examples/model_repository/mlp_onnx (a deep, narrow
-MLP whose cost is per layer, so a batch costs little more than one item): `mlp_batched` with the
+One asyncinfer server serves two copies of examples/model_repository/mlp_onnx (a deep MLP bound
+by reading its weights, so a batch of 32 costs about twice one item): `mlp_batched` with the
 example's dynamic_batching block and `mlp_unbatched` without it (one request per execute). Both
 have one KIND_CPU instance (one ONNX Runtime session). perf_analyzer (Triton's load tool, a
 separate process) drives each at concurrency 32, alternating, for several rounds; the figures
@@ -56,9 +56,10 @@ def build_repository(target: Path) -> Path:
 
 
 def server_spec(repository: Path) -> ServerSpec:
+    """`asyncinfer serve` on the two-model repository, as users start it."""
     command = [
-        python(), str(ROOT / "bench" / "_asyncinfer_server.py"),
-        "--model-repository", str(repository), "--port", "0",
+        str(Path(python()).parent / "asyncinfer"), "serve",
+        "--model-repository", str(repository), "--grpc-port", "0",
     ]  # fmt: skip
     return ServerSpec(
         name="asyncinfer",

@@ -315,6 +315,12 @@ class DynamicBatcher:
                 self._release_in_order()
         finally:
             self._free.release()
+            # Cancelled before its outcome (the batcher failed): its callers must not wait on.
+            for entry in batch:
+                if entry.result is None and not entry.future.done():
+                    entry.future.set_exception(
+                        Unavailable(f"model '{self.name}': the batch of this request was cancelled")
+                    )
 
     async def _outcomes(self, requests: list[Request]) -> list[Response | BaseException]:
         """One Response per request, or the error that failed the whole execute for each."""

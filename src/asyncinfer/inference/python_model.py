@@ -19,8 +19,10 @@ A model is a class named ``Model`` in ``<repository>/<name>/<version>/model.py``
         def finalize(self) -> None:                            # optional
             ...
 
-``execute`` gets a list of requests and returns one Response per request, in order. A Response
-carrying ``error=ModelError("...")`` fails that request only. ``async def execute`` runs on the
+``execute`` gets a list of requests and returns one Response per request, in order (with
+``dynamic_batching`` in the config, the list is the batch the batcher formed: requests whose
+non-batch shapes match, each with its own batch dimension). A Response carrying
+``error=ModelError("...")`` fails that request only. ``async def execute`` runs on the
 server's event loop (right for quick numpy work or awaiting other services); a plain ``def
 execute`` runs in a worker thread so that it cannot stall the loop. Input arrays may be
 read-only views over the received message: copy before writing into them.

@@ -56,7 +56,7 @@ dynamic_batching {{
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("batching-repo")
-    for name, queue in (("batched", 16), ("tiny_queue", 1)):
+    for name, queue in (("batched", 16), ("tiny_queue", 1), ("callers_gone", 16)):
         (root / name / "1").mkdir(parents=True)
         (root / name / "1" / "model.py").write_text(MODEL)
         (root / name / "config.pbtxt").write_text(CONFIG.format(name=name, queue=queue))
@@ -121,6 +121,20 @@ def test_a_full_queue_is_unavailable_naming_model_and_size(url: str) -> None:
         assert error.status() == "StatusCode.UNAVAILABLE"
         assert "tiny_queue" in error.message() and "max_queue_size 1" in error.message()
     assert infer(url, "tiny_queue", 7).as_numpy("Y").tolist() == [[14, 14]]
+
+
+def test_a_request_whose_caller_gave_up_is_not_run(url: str) -> None:
+    first = threading.Thread(target=infer, args=(url, "callers_gone", 1))
+    first.start()
+    threading.Event().wait(0.1)  # the first request is executing for the next 0.4 s
+    with pytest.raises(InferenceServerException) as info:
+        infer(url, "callers_gone", 2, client_timeout=0.1)  # gives up while queued
+    assert info.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+    first.join(30)
+    assert infer(url, "callers_gone", 3).as_numpy("BATCH").tolist() == [[1]]  # ran alone
+    with grpcclient.InferenceServerClient(url) as client:
+        (stats,) = client.get_inference_statistics("callers_gone").model_stats
+    assert (stats.inference_count, stats.execution_count) == (2, 2)  # the first and the last
 
 
 @pytest.mark.parametrize(
