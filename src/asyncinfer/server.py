@@ -24,6 +24,7 @@ from .admission import Admission, AdmissionStatistics
 from .config import ServerConfig
 from .context import Context
 from .errors import ConfigError, UsageError
+from .metrics import MetricsEndpoint, registry_for
 from .resources import Resources
 
 __all__ = ["Server", "ServerStatistics"]
@@ -63,6 +64,7 @@ class Server:
         self._health: health_aio.HealthServicer | None = None
         self._started: list[Resources] = []
         self._port: int | None = None
+        self._metrics: MetricsEndpoint | None = None
 
     def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
         """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
@@ -74,7 +76,9 @@ class Server:
             raise ConfigError("add_service() needs at least one Context class")
         names = {_context_service(cls) for cls in contexts}
         if len(names) != 1:
-            raise ConfigError(f"one add_service() call serves one gRPC service, got {sorted(names)}")
+            raise ConfigError(
+                f"one add_service() call serves one gRPC service, got {sorted(names)}"
+            )
         (name,) = names
         if name in self._services:
             raise ConfigError(f"service {name} is already registered")
@@ -93,6 +97,11 @@ class Server:
         if self._port is None:
             raise UsageError("the server is not started; port is known after start()")
         return self._port
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes this server, once started with a metrics_port."""
+        return None if self._metrics is None else self._metrics.url(self.config.host)
 
     @property
     def address(self) -> str:
@@ -114,12 +123,16 @@ class Server:
             await self._start_resources()
             self._add_handlers(server)
             self._port = self._bind(server)
+            self._start_metrics()
             await server.start()
         except BaseException:
+            self._stop_metrics()
             await self._stop_resources()
             raise
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s", ", ".join(self._services), self.address)
+        if self.metrics_url is not None:
+            log.info("metrics on %s", self.metrics_url)
         return self._port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -128,6 +141,7 @@ class Server:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._grpc.stop(self.config.grace if grace is None else grace)
+        self._stop_metrics()
         await self._stop_resources()
 
     async def wait_for_termination(self) -> None:
@@ -173,7 +187,9 @@ class Server:
                 for cls in service.contexts.values()
             )
             reflection.enable_server_reflection(
-                [*names, reflection.SERVICE_NAME], server, pool=pools  # type: ignore[arg-type]
+                [*names, reflection.SERVICE_NAME],
+                server,
+                pool=pools,  # type: ignore[arg-type]
             )
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -185,12 +201,26 @@ class Server:
         else:
             cause = None
         if (port == 0 and self.config.port != 0) or cause is not None:
-            hint = "" if self.config.reuse_port else " (or set reuse_port=True to share it on purpose)"
+            hint = (
+                "" if self.config.reuse_port else " (or set reuse_port=True to share it on purpose)"
+            )
             raise ConfigError(
                 f"cannot bind {self.config.address}: the port is in use or the address is not "
                 f"local; choose another port or port=0{hint}"
             ) from cause
         return port
+
+    def _start_metrics(self) -> None:
+        if self.config.metrics_port is None:
+            return
+        collectors = [c for svc in self._services.values() for c in svc.resources.collectors()]
+        registry = registry_for(lambda: self._admissions, collectors)
+        self._metrics = MetricsEndpoint.start(self.config.host, self.config.metrics_port, registry)
+
+    def _stop_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
 
     async def _start_resources(self) -> None:
         for service in self._services.values():

@@ -67,6 +67,7 @@ class LoadedModel:
 
     async def _infer(self, request: ModelInferRequest, scope: RequestShm | None) -> bytes:
         start = time.perf_counter_ns()
+        self.stats.pending += 1
         try:
             arrays, batch_size = decode_inputs(request, self.signature, scope)
             plans = plan_outputs(request, self.signature)
@@ -85,6 +86,8 @@ class LoadedModel:
         except BaseException:
             self.stats.failed(time.perf_counter_ns() - start)
             raise
+        finally:
+            self.stats.pending -= 1
         done = time.perf_counter_ns()
         self.stats.succeeded(
             batch_size,

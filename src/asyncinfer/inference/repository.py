@@ -112,7 +112,9 @@ class ModelRepository:
         return rows
 
     def ready_models(self) -> dict[str, ModelRecord]:
-        return {n: r for n, r in self._records.items() if r.state == READY and r.versions}
+        # list(): the metrics thread calls this while a load may add a record on the loop.
+        records = list(self._records.items())
+        return {n: r for n, r in records if r.state == READY and r.versions}
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The ready version a request names; errors carry Triton's texts."""

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from typing import Any
+
+from prometheus_client.registry import Collector
 
 from ..context import UnaryContext, rpc_method
 from ..errors import InvalidArgument, NotFound
 from ..pb.inference import grpc_service_pb2 as pb
 from ..resources import Resources
+from .metrics import InferenceCollector
 from .repository import ModelRepository
 from .shared_memory import SharedMemory
 
@@ -75,6 +79,9 @@ class InferenceResources(Resources):
 
     def statistics(self) -> dict[str, Any]:
         return self.repository.statistics()
+
+    def collectors(self) -> Iterable[Collector]:
+        return (InferenceCollector(self.repository),)
 
 
 class ServerLive(UnaryContext[pb.ServerLiveRequest, pb.ServerLiveResponse, InferenceResources]):
