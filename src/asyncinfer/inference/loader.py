@@ -15,6 +15,8 @@ from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.engine import EngineBackend, engine_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
+from .ensemble import ENSEMBLE, EnsembleBackend
+from .inprocess import ModelLookup
 from .model import LoadedModel
 from .modelconfig import apply_json_override, parse_pbtxt, signature
 from .warmup import warm_up
@@ -75,6 +77,9 @@ def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
 
 def _check_supported(config: ModelConfig) -> None:
     name = config.name
+    if config.platform == ENSEMBLE:
+        _check_ensemble(config)
+        return
     backend = config.backend or ("python" if not config.platform else "")
     if backend != "python" and engine_kind(config) is None:
         kind = config.backend or config.platform
@@ -89,10 +94,43 @@ def _check_supported(config: ModelConfig) -> None:
         raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
 
 
+def _check_ensemble(config: ModelConfig) -> None:
+    name = config.name
+    scheduling = config.WhichOneof("scheduling_choice")
+    if scheduling != "ensemble_scheduling":
+        raise InvalidArgument(
+            f"failed to load '{name}', platform 'ensemble' needs ensemble_scheduling with its "
+            f"steps (found {scheduling or 'no scheduling block'})"
+        )
+    if config.model_transaction_policy.decoupled:
+        raise InvalidArgument(f"failed to load '{name}', decoupled ensembles are not supported")
+
+
+async def _load_backend(
+    config: ModelConfig,
+    version: int,
+    version_dir: pathlib.Path,
+    repository: pathlib.Path,
+    models: ModelLookup | None,
+) -> PythonBackend | EngineBackend | EnsembleBackend:
+    if config.platform == ENSEMBLE:
+        return EnsembleBackend.load(config, models)
+    if engine_kind(config) is not None:
+        return await EngineBackend.load(config, version, version_dir, repository)
+    return await PythonBackend.load(config, version, version_dir, repository, models=models)
+
+
 async def load_model_dir(
-    config: ModelConfig, model_dir: pathlib.Path, repository: pathlib.Path
+    config: ModelConfig,
+    model_dir: pathlib.Path,
+    repository: pathlib.Path,
+    models: ModelLookup | None = None,
 ) -> dict[int, LoadedModel]:
-    """Load every version the policy selects; on failure nothing stays loaded."""
+    """Load every version the policy selects; on failure nothing stays loaded.
+
+    ``models`` is where ensembles find their steps' models and what python models get to
+    call other models in process (``args["models"]``).
+    """
     _check_supported(config)
     sig = signature(config)
     labels = {
@@ -103,9 +141,8 @@ async def load_model_dir(
     loaded: dict[int, LoadedModel] = {}
     try:
         for version in select_versions(config, available_versions(model_dir)):
-            backend_class = PythonBackend if engine_kind(config) is None else EngineBackend
-            backend = await backend_class.load(
-                config, version, model_dir / str(version), repository
+            backend = await _load_backend(
+                config, version, model_dir / str(version), repository, models
             )
             model = LoadedModel(config, version, sig, backend, labels)
             loaded[version] = model

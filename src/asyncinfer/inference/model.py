@@ -21,6 +21,7 @@ from .backends.engine import EngineBackend
 from .backends.python import PythonBackend
 from .classification import classify
 from .datatypes import BYTES
+from .ensemble import EnsembleBackend
 from .modelconfig import Signature
 from .python_model import Request, Response
 from .shared_memory import RequestShm, SharedMemory
@@ -48,7 +49,7 @@ class LoadedModel:
     config: ModelConfig
     version: int
     signature: Signature
-    backend: PythonBackend | EngineBackend
+    backend: PythonBackend | EngineBackend | EnsembleBackend
     labels: Mapping[str, Sequence[str]]
     stats: ModelStats = dataclasses.field(default_factory=ModelStats)
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from ..errors import ConfigError, Internal, InvalidArgument, NotFound, RpcError, Unavailable
+from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 from .model import LoadedModel
 
@@ -63,6 +64,8 @@ class ModelRepository:
         self.load_models = tuple(load_models)
         self.poll_seconds = poll_seconds
         self._records: dict[str, ModelRecord] = {}
+        #: Ensembles being loaded now: an ensemble reached again while loading is a cycle.
+        self._loading_ensembles: list[str] = []
         self._scratch: pathlib.Path | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -76,6 +79,8 @@ class ModelRepository:
         else:
             names = self.directory_models()
         for name in names:
+            if self.is_ready(name):
+                continue  # loaded already, as a step of an ensemble loaded before it
             try:
                 await self.load(name, _startup=True)
             except RpcError as exc:
@@ -168,7 +173,9 @@ class ModelRepository:
                 model_dir = self._model_dir(name, config_override, files or {})
                 config = read_config(name, model_dir, config_override)
                 fingerprint = _fingerprint(model_dir)
-                versions = await load_model_dir(config, model_dir, self.root)
+                if config.platform == ENSEMBLE:
+                    await self._load_composing(name, composing_models(config))
+                versions = await load_model_dir(config, model_dir, self.root, self)
             except RpcError as exc:
                 self._failed(record, exc.message)
                 raise
@@ -182,6 +189,28 @@ class ModelRepository:
             for model in old.values():
                 await model.backend.unload()
         log.info("model '%s' is ready (versions %s)", name, sorted(versions))
+
+    async def _load_composing(self, ensemble: str, names: list[str]) -> None:
+        """Load the models an ensemble's steps call that are not ready yet (as Triton does)."""
+        if ensemble in self._loading_ensembles:
+            chain = " -> ".join([*self._loading_ensembles, ensemble])
+            raise InvalidArgument(
+                f"failed to load '{ensemble}', ensembles contain each other: {chain}"
+            )
+        self._loading_ensembles.append(ensemble)
+        try:
+            for name in names:
+                if self.is_ready(name) or name == ensemble:
+                    continue
+                try:
+                    await self.load(name)
+                except RpcError as exc:
+                    raise InvalidArgument(
+                        f"failed to load '{ensemble}', its step model '{name}' did not load: "
+                        f"{exc.message}"
+                    ) from None
+        finally:
+            self._loading_ensembles.remove(ensemble)
 
     async def unload(self, name: str) -> None:
         record = self._records.get(name)

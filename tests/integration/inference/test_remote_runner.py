@@ -9,7 +9,10 @@ from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
 from asyncinfer.errors import NotFound, UsageError
 from asyncinfer.runner import Binding
 
-MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+from .inference_servers import REPOSITORY
+
+#: Every model of the example repository (all load at start in control mode none).
+MODELS = sorted(p.name for p in REPOSITORY.iterdir() if (p / "config.pbtxt").is_file())
 
 
 async def test_async_manager_runs_simple(url: str) -> None:

@@ -24,6 +24,7 @@ from google.protobuf import json_format
 
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..inprocess import ModelCaller, ModelLookup
 from ..python_model import Request, Response
 
 __all__ = ["MODEL_CLASS", "ModelLoadFailed", "PythonBackend"]
@@ -58,9 +59,19 @@ class PythonBackend:
 
     @classmethod
     async def load(
-        cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
+        cls,
+        config: ModelConfig,
+        version: int,
+        version_dir: pathlib.Path,
+        repository: pathlib.Path,
+        *,
+        models: ModelLookup | None = None,
     ) -> PythonBackend:
-        """Import model.py, create and initialize every instance; ModelLoadFailed says why not."""
+        """Import model.py, create and initialize every instance; ModelLoadFailed says why not.
+
+        With ``models``, initialize() finds a ModelCaller in ``args["models"]`` to call other
+        loaded models in process.
+        """
         name = config.name
         path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
         if not path.is_file():
@@ -74,7 +85,9 @@ class PythonBackend:
                 f"failed to load '{name}' version {version}: {path} defines no class "
                 f"'{MODEL_CLASS}'"
             )
-        args = _initialize_args(config, version, repository)
+        args: dict[str, Any] = dict(_initialize_args(config, version, repository))
+        if models is not None:
+            args["models"] = ModelCaller(models)
         instances = []
         try:
             for index in range(_instance_count(config)):
