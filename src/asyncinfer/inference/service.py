@@ -15,6 +15,7 @@ from ..context import UnaryContext, rpc_method
 from ..errors import InvalidArgument, NotFound
 from ..pb.inference import grpc_service_pb2 as pb
 from ..resources import Resources
+from .inprocess import ModelCaller
 from .metrics import InferenceCollector
 from .repository import ModelRepository
 from .shared_memory import SharedMemory
@@ -49,6 +50,8 @@ class InferenceResources(Resources):
         self, repository: ModelRepository, *, version: str = "", allow_client_shm: bool = False
     ) -> None:
         self.repository = repository
+        #: In-process calls to the repository's models, for Contexts added to this service.
+        self.models = ModelCaller(repository)
         self.version = version
         self.shm = SharedMemory(allow_client_shm=allow_client_shm)
         self._started = False
