@@ -89,8 +89,9 @@ async def test_the_glue_answers_what_the_models_compute(chain: Chain) -> None:
 async def test_the_callers_deadline_is_passed_downstream(chain: Chain) -> None:
     async with AsyncClient(chain.address, CLASSIFY) as client:
         reply = await client.call(images(1)[1], timeout=3.0)
-        # Model A saw a deadline, and not a later one than the client's own.
-        assert 0 < reply.model_a_deadline_remaining_s <= 3.0
+        # Model A saw the client's deadline, not the pool's 10 s default (grpc encodes
+        # timeouts on the wire with limited precision, rounding them up a little).
+        assert 0 < reply.model_a_deadline_remaining_s <= 3.2
         # A deadline shorter than Model A's work: the client gets DEADLINE_EXCEEDED and Model A's
         # call is ended by the same deadline instead of running its 5 s.
         with pytest.raises(DeadlineExceeded):
