@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PA_STAMP := .venv-pa/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: install demo test lint typecheck check bench clean
+.PHONY: install models demo test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml setup.py $(PROTOS) | $(PA_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,16 @@ $(PA_STAMP): scripts/install_perf_analyzer.sh
 	bash scripts/install_perf_analyzer.sh
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) models
 
-demo: $(STAMP)
+# The example repositories' ONNX models (random weights; built once, not committed).
+models: $(STAMP)
+	$(PY) examples/build_models.py
+
+demo: $(STAMP) models
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) models
 	bash scripts/test.sh
 
 lint: $(STAMP)
@@ -38,7 +42,7 @@ check: lint typecheck test
 
 # Every benchmark in bench/ (private modules start with _), one after the other: never in
 # parallel, they share the machine's cores with the servers they measure.
-bench: $(STAMP)
+bench: $(STAMP) models
 	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:

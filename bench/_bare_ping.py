@@ -20,10 +20,12 @@ class BarePing(ping_pb2_grpc.PingServicer):
         self.pid = os.getpid()
         self.sequence = itertools.count()
 
-    async def Ping(self, request: ping_pb2.PingRequest, context: object) -> ping_pb2.PingReply:  # noqa: N802
+    async def Ping(self, request: ping_pb2.PingRequest, context: object) -> ping_pb2.PingReply:
         if request.delay_us:
             await asyncio.sleep(request.delay_us / 1e6)
-        return ping_pb2.PingReply(payload=request.payload, pid=self.pid, sequence=next(self.sequence))
+        return ping_pb2.PingReply(
+            payload=request.payload, pid=self.pid, sequence=next(self.sequence)
+        )
 
 
 async def main(port: int) -> None:

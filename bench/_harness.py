@@ -179,6 +179,25 @@ def serving(specs: Sequence[ServerSpec], log_dir: Path) -> Iterator[dict[str, Ru
         yield running
 
 
+def cpu_seconds(server: RunningServer) -> float:
+    """CPU time (user + system) the server's process and its children have used so far."""
+    import psutil
+
+    try:
+        root = psutil.Process(server.process.pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run_json(command: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> Any:
     """Run a client process; its last non-empty stdout line, parsed as JSON."""
     try:

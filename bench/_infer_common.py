@@ -8,12 +8,21 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from _harness import BENCH, HarnessError, RunningServer, median_of, python, ratio, run_json
+from _harness import (
+    BENCH,
+    HarnessError,
+    RunningServer,
+    cpu_seconds,
+    median_of,
+    python,
+    ratio,
+    run_json,
+)
 
 from asyncinfer._perf_analyzer import PerfAnalyzerError, run_perf_analyzer
 
 Samples = dict[str, dict[int, list[dict[str, Any]]]]
-FIGURES = ("throughput", "p50_ms", "p99_ms")
+FIGURES = ("throughput", "p50_ms", "p99_ms", "server_cpu_us_per_request")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, concurrency: str, repeats: int,
@@ -53,8 +62,14 @@ def load_rounds(
                 "--model", model, "--concurrency", args.concurrency,
                 "--duration", str(args.duration), "--warmup", str(args.warmup), *client_args,
             ]  # fmt: skip
+            cpu_before = cpu_seconds(server)
             result = run_json(command, timeout=60 + 3 * per_client)
+            cpu_used = cpu_seconds(server) - cpu_before
+            sent = sum(level.get("requests_total", 0) for level in result["levels"])
             for level in result["levels"]:
+                # One figure per round (CPU is read around the whole client run): the server's
+                # CPU time per request, steadier than throughput on a shared machine.
+                level["server_cpu_us_per_request"] = cpu_used / sent * 1e6 if sent else None
                 samples[server.name][level["concurrency"]].append(level)
     return samples
 
@@ -130,6 +145,19 @@ def ratios(
         level: ratio(figures["throughput"], summary[denominator][level]["throughput"])
         for level, figures in summary[numerator].items()
     }
+
+
+def cpu_ratio(
+    summary: Mapping[str, Mapping[str, Mapping[str, Any]]], numerator: str, denominator: str
+) -> float | None:
+    """Server CPU per request of ``numerator`` over ``denominator`` (median over the levels)."""
+    values = [
+        ratio(figures.get("server_cpu_us_per_request"),
+              summary[denominator][level].get("server_cpu_us_per_request"))
+        for level, figures in summary[numerator].items()
+    ]  # fmt: skip
+    numbers = sorted(v for v in values if v is not None)
+    return numbers[len(numbers) // 2] if numbers else None
 
 
 def minimum(values: Mapping[str, float | None]) -> float | None:

@@ -72,6 +72,7 @@ class Level:
     errors: int = 0
     first_error: str | None = None
     checked: bool = False
+    sent: int = 0  # every request started, warm-up included: what the server worked on
 
     def error(self, text: str) -> None:
         self.errors += 1
@@ -83,6 +84,7 @@ class Level:
         return {
             "concurrency": self.concurrency,
             "requests": len(ms),
+            "requests_total": self.sent,
             "errors": self.errors,
             "first_error": self.first_error,
             "throughput": len(ms) / elapsed if elapsed > 0 else 0.0,
@@ -112,6 +114,7 @@ async def measure(
         nonlocal last_done, issued
         while (now := time.perf_counter()) < end and issued < max_requests:
             issued += now >= begin
+            level.sent += 1
             try:
                 result = await client.infer(model, workload.inputs, client_timeout=30.0)
             except InferenceServerException as exc:

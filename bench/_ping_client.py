@@ -18,17 +18,20 @@ from asyncinfer.pb import ping_pb2
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
 
 
-async def run(target: str, concurrency: int, seconds: float, channels: int, warmup: float) -> dict[str, float]:
+async def run(
+    target: str, concurrency: int, seconds: float, channels: int, warmup: float
+) -> dict[str, float]:
     clients = [AsyncClient(target, PING, options=OWN_CONNECTION) for _ in range(channels)]
     request = ping_pb2.PingRequest(payload=b"x" * 64)
     latencies: list[float] = []
-    errors = 0
+    errors = total = 0
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + seconds
 
     async def caller(client: AsyncClient) -> None:
-        nonlocal errors
+        nonlocal errors, total
         while (now := time.perf_counter()) < stop_at:
+            total += 1
             try:
                 await client.call(request)
             except Exception:  # counted, never hidden
@@ -43,7 +46,13 @@ async def run(target: str, concurrency: int, seconds: float, channels: int, warm
     for client in clients:
         await client.close()
     p50, p99 = (np.percentile(latencies, [50, 99]) * 1e3) if latencies else (0.0, 0.0)
-    return {"throughput": len(latencies) / seconds, "p50_ms": float(p50), "p99_ms": float(p99), "errors": errors}
+    return {
+        "throughput": len(latencies) / seconds,
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+        "errors": errors,
+        "calls_total": total,  # warm-up included: what the server did while it was measured
+    }
 
 
 if __name__ == "__main__":

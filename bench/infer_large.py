@@ -61,6 +61,7 @@ def main() -> int:
         "goals": {"large_vs_bare_min": GOAL_VS_BARE},
         "large_vs_bare": vs_bare,
         "large_vs_bare_min": common.minimum(vs_bare),
+        "server_cpu_per_request_vs_bare": common.cpu_ratio(load, "asyncinfer", "bare"),
     }
     result["goals_met"] = (result["large_vs_bare_min"] or 0) >= GOAL_VS_BARE
     result["failures"] = common.failures(load, pa)

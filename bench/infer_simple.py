@@ -44,9 +44,13 @@ def comparisons(load: dict[str, Any]) -> dict[str, Any]:
     if "asyncinfer" in load and "bare" in load:
         result["ratio_vs_bare"] = common.ratios(load, "asyncinfer", "bare")
         result["ratio_vs_bare_min"] = common.minimum(result["ratio_vs_bare"])
+        result["server_cpu_per_request_vs_bare"] = common.cpu_ratio(load, "asyncinfer", "bare")
     if "asyncinfer" in load and "mlserver" in load:
         result["ratio_vs_mlserver"] = common.ratios(load, "asyncinfer", "mlserver")
         result["ratio_vs_mlserver_min"] = common.minimum(result["ratio_vs_mlserver"])
+        result["server_cpu_per_request_vs_mlserver"] = common.cpu_ratio(
+            load, "asyncinfer", "mlserver"
+        )
         result["p99_below_mlserver"] = {
             level: figures["p99_ms"] is not None
             and figures["p99_ms"] < load["mlserver"][level]["p99_ms"]

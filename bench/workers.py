@@ -22,8 +22,14 @@ CHANNELS = 8
 
 
 def _spec(workers: int) -> ServerSpec:
-    command = [python(), str(ROOT / "examples/01_ping/server.py"), "--port", "0",
-               "--workers", str(workers)]  # fmt: skip
+    command = [
+        python(),
+        str(ROOT / "examples/01_ping/server.py"),
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+    ]
     return ServerSpec(f"workers{workers}", command, lambda _address: True, port_pattern=SERVING)
 
 
@@ -36,21 +42,37 @@ def main() -> None:
     with serving([_spec(1), _spec(2)], Path(BUILD) / "bench-logs") as servers:
         for round_ in range(args.rounds):
             for name in ("workers1", "workers2") if round_ % 2 == 0 else ("workers2", "workers1"):
-                command = [python(), str(ROOT / "bench/_ping_client.py"), servers[name].address,
-                           "--concurrency", str(CONCURRENCY), "--channels", str(CHANNELS),
-                           "--seconds", str(args.seconds)]  # fmt: skip
+                command = [
+                    python(),
+                    str(ROOT / "bench/_ping_client.py"),
+                    servers[name].address,
+                    "--concurrency",
+                    str(CONCURRENCY),
+                    "--channels",
+                    str(CHANNELS),
+                    "--seconds",
+                    str(args.seconds),
+                ]
                 sample = run_json(command, timeout=args.seconds + 60)
                 samples[name].append(sample)
-                print(f"round {round_ + 1} {name}: {sample['throughput']:8.0f}/s "
-                      f"p99 {sample['p99_ms']:.2f} ms errors {sample['errors']}", flush=True)  # fmt: skip
+                print(
+                    f"round {round_ + 1} {name}: {sample['throughput']:8.0f}/s "
+                    f"p99 {sample['p99_ms']:.2f} ms errors {sample['errors']}",
+                    flush=True,
+                )
     keys = ["throughput", "p50_ms", "p99_ms", "errors"]
     one, two = median_of(samples["workers1"], keys), median_of(samples["workers2"], keys)
-    emit({
-        "cores": os.cpu_count(), "concurrency": CONCURRENCY, "channels": CHANNELS,
-        "workers1": one, "workers2": two,
-        "workers2_vs_workers1": ratio(two["throughput"], one["throughput"]),
-        "note": "the load client shares the machine's cores with the workers",
-    })  # fmt: skip
+    emit(
+        {
+            "cores": os.cpu_count(),
+            "concurrency": CONCURRENCY,
+            "channels": CHANNELS,
+            "workers1": one,
+            "workers2": two,
+            "workers2_vs_workers1": ratio(two["throughput"], one["throughput"]),
+            "note": "the load client shares the machine's cores with the workers",
+        }
+    )
 
 
 if __name__ == "__main__":

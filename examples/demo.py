@@ -1,5 +1,6 @@
 """`make demo`: start the ping service, load it with the sync, async and siege clients; then
-serve examples/model_repository and drive it with the InferRunner API and the siege client;
+serve examples/model_repository and drive it with the InferRunner API and the siege client,
+and siege the dynamically batched ONNX model (examples/06_dynamic_batching);
 print a summary table, stop the servers, exit 0 (non-zero if any call failed)."""
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def _load(name: str, path: pathlib.Path) -> types.ModuleType:
     return module
 
 
-inference_client = _load("inference_client", HERE / "02_inference" / "client.py")
+inference_client = _load("inference_client", HERE / "05_inference_client" / "client.py")
+batching_client = _load("batching_client", HERE / "06_dynamic_batching" / "client.py")
 
 from asyncinfer.client import Report  # noqa: E402
 from asyncinfer.testing import ServerProcess  # noqa: E402
@@ -64,10 +66,14 @@ def main() -> int:
         rows += [
             ("InferRunner (16)", asyncio.run(inference_client.run_runner(target, SECONDS))),
             ("siege infer (500/s)", asyncio.run(inference_client.run_siege(target, SECONDS))),
+            ("siege mlp (1000/s)", asyncio.run(batching_client.run_siege(target, SECONDS, 1000))),
         ]
+        batches = asyncio.run(batching_client.batching_summary(target))
     print()
-    print("asyncinfer demo: examples/01_ping, examples/02_inference (model `simple`)")
+    print("asyncinfer demo: examples/01_ping, examples/05_inference_client (model `simple`)")
+    print("and examples/06_dynamic_batching (model `mlp_onnx`, dynamic batching)")
     print(table(rows))
+    print(batches)
     failed = sum(r.failed for _, r in rows)
     print(f"\nserver stopped; {failed} failed calls")
     return 1 if failed else 0

@@ -105,13 +105,18 @@ def _other_service_file() -> object:
     from google.protobuf import descriptor_pb2, descriptor_pool
 
     proto = descriptor_pb2.FileDescriptorProto(
-        name="tests/other.proto", package="tests", syntax="proto3",
+        name="tests/other.proto",
+        package="tests",
+        syntax="proto3",
         dependency=[ping_pb2.DESCRIPTOR.name],
     )
     service = proto.service.add(name="Other")
     service.method.add(
-        name="Echo", input_type=".asyncinfer.examples.PingRequest",
-        output_type=".asyncinfer.examples.PingReply", client_streaming=True, server_streaming=True,
+        name="Echo",
+        input_type=".asyncinfer.examples.PingRequest",
+        output_type=".asyncinfer.examples.PingReply",
+        client_streaming=True,
+        server_streaming=True,
     )
     pool = descriptor_pool.Default()
     try:

@@ -1,6 +1,6 @@
 """Example 01 client: drive the ping service with the sync, async and siege clients.
 
-    python examples/01_ping/client.py 127.0.0.1:50051 --seconds 3
+python examples/01_ping/client.py 127.0.0.1:50051 --seconds 3
 """
 
 from __future__ import annotations

@@ -53,9 +53,11 @@ def random_images(count: int, seed: int) -> list[bytes]:
 
 
 async def classify(address: str, images: list[bytes], calls: int) -> tuple[np.ndarray, float]:
+    from shm_preprocess import Classify
+
     async with grpc.aio.insecure_channel(address) as channel:
         stub = channel.unary_unary(
-            "/asyncinfer.examples.preprocess.Preprocess/Classify",
+            Classify.rpc_path(),
             request_serializer=ClassifyRequest.SerializeToString,
             response_deserializer=ClassifyReply.FromString,
         )

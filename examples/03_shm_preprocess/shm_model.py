@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,18 @@ def _classify(batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     weights = np.random.default_rng(3).standard_normal((3, CLASSES)).astype(np.float32)
     logits = batch.mean(axis=(2, 3)) @ weights
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    scores: npt.NDArray[np.float32] = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return scores
 
 
-MODELS = {"classify": _classify, "identity": lambda batch: batch}
+def _identity(batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return batch
+
+
+MODELS: dict[str, Callable[[npt.NDArray[Any]], npt.NDArray[Any]]] = {
+    "classify": _classify,
+    "identity": _identity,
+}
 
 
 class ModelResources(Resources):
@@ -65,7 +74,7 @@ class Infer(UnaryContext[InferRequest, InferReply, ModelResources]):
     method = rpc_method(preprocess_pb2, "Model", "Infer")
     max_in_flight = 64
 
-    async def execute(self, request: InferRequest) -> InferReply | bytes:
+    async def execute(self, request: InferRequest) -> InferReply | bytes:  # type: ignore[override]
         model = MODELS.get(request.model)
         if model is None:
             raise InvalidArgument(

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import grpc
 import numpy as np
 import numpy.typing as npt
-from shm_model import CLASSES, MiB, serve
+from shm_model import CLASSES, Infer, MiB, serve
 
 from asyncinfer import Resources, Server, UnaryContext, rpc_method
 from asyncinfer.errors import InvalidArgument, from_status
@@ -124,7 +124,7 @@ class PreprocessResources(Resources):
         """Call the model service with an already-serialized InferRequest."""
         assert self._channel is not None
         call = self._channel.unary_unary(
-            "/asyncinfer.examples.preprocess.Model/Infer", response_deserializer=InferReply.FromString
+            Infer.rpc_path(), response_deserializer=InferReply.FromString
         )
         try:
             return await call(request, timeout=deadline)  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import dataclasses
 import math
 
@@ -157,10 +158,8 @@ class Admission:
             self.release()
         else:
             waiter.cancel()
-            try:
+            with contextlib.suppress(ValueError):  # release() may have popped it already
                 self._waiters.remove(waiter)
-            except ValueError:
-                pass
 
     def release(self) -> None:
         """Give a slot back: to the first live waiter if there is one, else to the pool."""

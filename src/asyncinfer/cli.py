@@ -102,7 +102,11 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
         help="with explicit control: load NAME at start (repeatable; '*' loads all)",
     )
     group.add_argument("--repository-poll-secs", type=float, default=15.0)
-    group.add_argument("--allow-client-shm", action="store_true")
+    group.add_argument(
+        "--allow-client-shm",
+        action="store_true",
+        help="let clients register system (and, with CUDA, CUDA) shared-memory regions",
+    )
 
 
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:

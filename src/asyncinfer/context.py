@@ -176,7 +176,9 @@ def _check_limits(name: str, max_in_flight: object, queue_timeout: object) -> No
     if max_in_flight is not None and (
         isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1
     ):
-        raise ConfigError(f"{name}.max_in_flight must be a positive int or None, not {max_in_flight!r}")
+        raise ConfigError(
+            f"{name}.max_in_flight must be a positive int or None, not {max_in_flight!r}"
+        )
     if queue_timeout is not None and (
         not isinstance(queue_timeout, int | float) or not queue_timeout >= 0
     ):
@@ -199,9 +201,7 @@ _SHAPE_BASES = {
 }
 
 
-class UnaryContext(
-    Context[ReqT, RepT, ResT], client_streaming=False, server_streaming=False
-):
+class UnaryContext(Context[ReqT, RepT, ResT], client_streaming=False, server_streaming=False):
     """One request, one reply: ``async def execute(self, request) -> reply``."""
 
     __slots__ = ()
@@ -210,9 +210,7 @@ class UnaryContext(
         raise NotImplementedError
 
 
-class ServerStreamContext(
-    Context[ReqT, RepT, ResT], client_streaming=False, server_streaming=True
-):
+class ServerStreamContext(Context[ReqT, RepT, ResT], client_streaming=False, server_streaming=True):
     """One request, a stream of replies: ``async def execute(self, request)`` yields replies."""
 
     __slots__ = ()
@@ -222,9 +220,7 @@ class ServerStreamContext(
         yield  # pragma: no cover - makes this an async generator
 
 
-class ClientStreamContext(
-    Context[ReqT, RepT, ResT], client_streaming=True, server_streaming=False
-):
+class ClientStreamContext(Context[ReqT, RepT, ResT], client_streaming=True, server_streaming=False):
     """A stream of requests, one reply: ``async def execute(self, requests) -> reply``."""
 
     __slots__ = ()
@@ -233,9 +229,7 @@ class ClientStreamContext(
         raise NotImplementedError
 
 
-class BidiStreamContext(
-    Context[ReqT, RepT, ResT], client_streaming=True, server_streaming=True
-):
+class BidiStreamContext(Context[ReqT, RepT, ResT], client_streaming=True, server_streaming=True):
     """Streams both ways: ``async def execute(self, requests)`` yields replies."""
 
     __slots__ = ()

@@ -247,7 +247,8 @@ class Supervisor:
         quick = now - worker.started < _HEALTHY_AFTER
         delay = min(_MAX_BACKOFF, 0.1 * 2**worker.crashes) if quick else 0.0
         print(
-            f"asyncinfer: worker {worker.index} (pid {worker.process.pid}) exited with code {code}; "
+            f"asyncinfer: worker {worker.index} (pid {worker.process.pid}) "
+            f"exited with code {code}; "
             f"restarting in {delay:.1f}s",
             file=sys.stderr,
             flush=True,

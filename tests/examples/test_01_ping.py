@@ -15,7 +15,10 @@ def test_server_and_client_scripts() -> None:
     with ServerProcess([sys.executable, str(EXAMPLE / "server.py"), "--port", "0"]) as proc:
         done = subprocess.run(
             [sys.executable, str(EXAMPLE / "client.py"), proc.address, "--seconds", "0.5"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     assert done.returncode == 0, done.stdout + done.stderr
     for mode in ("[sync]", "[async c=16]", "[siege]"):
@@ -25,7 +28,10 @@ def test_server_and_client_scripts() -> None:
 def test_demo_prints_summary_and_exits_zero() -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLE.parent / "demo.py")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "asyncinfer demo" in done.stdout and "0 failed calls" in done.stdout

@@ -25,8 +25,8 @@ sys.path.insert(0, str(EXAMPLE))
 import shm_model  # noqa: E402
 import shm_preprocess  # noqa: E402
 
-CLASSIFY = "/asyncinfer.examples.preprocess.Preprocess/Classify"
-INFER = "/asyncinfer.examples.preprocess.Model/Infer"
+CLASSIFY = shm_preprocess.Classify.rpc_path()
+INFER = shm_model.Infer.rpc_path()
 
 
 @pytest.fixture

@@ -27,10 +27,11 @@ class LimitedPing(Ping):
     queue_timeout = None
 
 
-async def _until(predicate: object, timeout: float = 20.0) -> None:
+async def _until(predicate: object, limit: float = 20.0) -> None:
+    """Poll server counters (they have no event to wait on) until ``predicate()`` holds."""
     assert callable(predicate)
-    async with asyncio.timeout(timeout):
-        while not predicate():
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
@@ -70,7 +71,10 @@ async def _cancel_wave(
 async def test_calls_past_their_deadline_stop_and_release(resources: TrackedResources) -> None:
     server = Server()
     server.add_service(resources, Ping)
-    async with running(server) as target, AsyncClient(target, Method.of(Ping), timeout=0.05) as client:
+    async with (
+        running(server) as target,
+        AsyncClient(target, Method.of(Ping), timeout=0.05) as client,
+    ):
         results = await asyncio.gather(
             *(client.call(ping_pb2.PingRequest(delay_us=5_000_000)) for _ in range(500)),
             return_exceptions=True,
@@ -80,7 +84,9 @@ async def test_calls_past_their_deadline_stop_and_release(resources: TrackedReso
 
 
 @pytest.mark.parametrize("count", [3])
-async def test_stream_closed_early_by_client_is_accounted(count: int, resources: TrackedResources) -> None:
+async def test_stream_closed_early_by_client_is_accounted(
+    count: int, resources: TrackedResources
+) -> None:
     server = Server()
     server.add_service(resources, Countdown)
     async with running(server) as target, grpc.aio.insecure_channel(target) as channel:

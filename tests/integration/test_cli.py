@@ -34,15 +34,30 @@ def test_sync_prints_calls_per_second(address: str) -> None:
 
 
 def test_async_with_cap(address: str) -> None:
-    done = _cli("async", address, PING, "--concurrency", "8", "--max-in-flight", "4", "--count", "200")
+    done = _cli(
+        "async", address, PING, "--concurrency", "8", "--max-in-flight", "4", "--count", "200"
+    )
     assert done.returncode == 0, done.stderr
     assert "[async c=8] 200/200 ok" in done.stdout
 
 
 def test_siege_reports_progress_and_writes_json(address: str, tmp_path: Path) -> None:
     out = tmp_path / "siege.json"
-    done = _cli("siege", address, PING, "--rate", "200", "--shape", "cyclic", "--rate-end", "400",
-                "--duration", "1.5", "--json", str(out))
+    done = _cli(
+        "siege",
+        address,
+        PING,
+        "--rate",
+        "200",
+        "--shape",
+        "cyclic",
+        "--rate-end",
+        "400",
+        "--duration",
+        "1.5",
+        "--json",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stdout.splitlines() if line.startswith("[siege] t=")]
     assert len(progress) >= 2 and "p50=" in progress[0] and "in_flight=" in progress[0]
@@ -52,14 +67,25 @@ def test_siege_reports_progress_and_writes_json(address: str, tmp_path: Path) ->
 
 
 def test_streaming_rpcs_from_json(address: str) -> None:
-    done = _cli("sync", address, "asyncinfer.examples.Ping/Collect", "--request", '[{"payload": "aGk="}, {}]', "--count", "3")
+    done = _cli(
+        "sync",
+        address,
+        "asyncinfer.examples.Ping/Collect",
+        "--request",
+        '[{"payload": "aGk="}, {}]',
+        "--count",
+        "3",
+    )
     assert done.returncode == 0 and "3/3 ok" in done.stdout, done.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("/asyncinfer.examples.Ping/Nope",), "asyncinfer.examples.Ping has no method Nope; its methods are"),
+        (
+            ("/asyncinfer.examples.Ping/Nope",),
+            "asyncinfer.examples.Ping has no method Nope; its methods are",
+        ),
         ((PING, "--request", "{not json"), "--request is not JSON"),
         ((PING, "--request", '{"nope": 1}'), "does not fit asyncinfer.examples.PingRequest"),
     ],

@@ -25,7 +25,10 @@ def _workers(n: int, *flags: str) -> ServerProcess:
 
 async def test_two_workers_share_one_port_and_both_answer() -> None:
     with _workers(2) as proc:
-        async with AsyncClient(proc.address, PING, options=OWN_CONNECTION) as first, AsyncClient(proc.address, PING, options=OWN_CONNECTION) as _:
+        async with (
+            AsyncClient(proc.address, PING, options=OWN_CONNECTION) as first,
+            AsyncClient(proc.address, PING, options=OWN_CONNECTION) as _,
+        ):
             pids = set()
             for _attempt in range(50):  # SO_REUSEPORT spreads new connections over workers
                 channel_client = AsyncClient(proc.address, PING, options=OWN_CONNECTION)
@@ -72,7 +75,10 @@ def test_sigterm_drains_and_exits_zero() -> None:
         pids = list(proc.worker_pids.values())
         assert proc.stop() == 0
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
 
 
 def test_pinned_workers_run_on_their_numa_nodes_cpus() -> None:

@@ -150,7 +150,7 @@ def _samples() -> infer_common.Samples:
     def level(throughput: float, p99: float, errors: int = 0) -> dict[str, object]:
         first = "UNAVAILABLE: gone" if errors else None
         return {"throughput": throughput, "p50_ms": 1.0, "p99_ms": p99, "errors": errors,
-                "first_error": first}  # fmt: skip
+                "first_error": first, "server_cpu_us_per_request": 1e6 / throughput}  # fmt: skip
 
     return {
         "fast": {1: [level(100, 5), level(300, 1), level(200, 3)]},
@@ -162,10 +162,12 @@ def test_summary_takes_medians_and_adds_errors() -> None:
     summary = infer_common.summarize(_samples())
     assert summary["fast"]["1"] == {
         "throughput": 200, "p50_ms": 1.0, "p99_ms": 3, "errors": 0, "runs": 3,
+        "server_cpu_us_per_request": 5000.0,
     }  # fmt: skip
     assert summary["slow"]["1"]["errors"] == 2
     assert summary["slow"]["1"]["first_error"] == "UNAVAILABLE: gone"
     assert infer_common.ratios(summary, "fast", "slow") == {"1": 4.0}
+    assert infer_common.cpu_ratio(summary, "fast", "slow") == pytest.approx(0.25)
     assert infer_common.failures(summary) == ["slow c=1: UNAVAILABLE: gone"]
 
 

@@ -16,7 +16,9 @@ from asyncinfer import ConfigError, ServerConfig
         ({"loop": "tokio"}, "loop must be"),
     ],
 )
-def test_invalid_configuration_says_what_to_change(options: dict[str, object], message: str) -> None:
+def test_invalid_configuration_says_what_to_change(
+    options: dict[str, object], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         ServerConfig(**options)  # type: ignore[arg-type]
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -111,5 +110,3 @@ def test_subclassing_context_directly_is_rejected() -> None:
 def test_unknown_rpc_names_the_services() -> None:
     with pytest.raises(ConfigError, match=r"no RPC Ping.Nope; its services are \['Ping'\]"):
         rpc_method(ping_pb2, "Ping", "Nope")
-
-

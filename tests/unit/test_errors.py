@@ -23,7 +23,9 @@ def test_each_rpc_error_class_has_its_own_code() -> None:
     assert len(codes) == len(set(codes)) == len(grpc.StatusCode) - 1
 
 
-def test_internal_error_logs_traceback_once_and_hides_text(caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_error_logs_traceback_once_and_hides_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     try:
         raise ValueError("password=hunter2")
     except ValueError as exc:

@@ -74,7 +74,7 @@ class Method:
         call = self._multicallable(channel)
         streaming = self.server_streaming
 
-        async def invoke(request: Request, timeout: float | None) -> Any:
+        async def invoke(request: Request, timeout: float | None) -> Any:  # noqa: ASYNC109 (a gRPC deadline)
             try:
                 if streaming:
                     return [reply async for reply in call(self._requests(request), timeout=timeout)]

@@ -39,7 +39,7 @@ class AsyncClient:
         self._invoke = method.aio_invoker(self._channel)
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 
-    async def call(self, request: Request, *, timeout: float | None = None) -> Any:
+    async def call(self, request: Request, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a gRPC deadline)
         timeout = self.timeout if timeout is None else timeout
         if self._slots is None:
             return await self._invoke(request, timeout)

@@ -15,7 +15,7 @@ __all__ = ["resolve_method"]
 
 
 def _full_name(name: str) -> str:
-    """'/pkg.Service/Method', 'pkg.Service/Method' or 'pkg.Service.Method' -> 'pkg.Service.Method'."""
+    """The full name of an RPC given as /pkg.Service/Method, pkg.Service/Method or dotted."""
     stripped = name.strip("/")
     if "/" in stripped:
         service, _, method = stripped.partition("/")

@@ -36,7 +36,8 @@ class Report:
     def line(self) -> str:
         errors = "".join(f" {code}={n}" for code, n in sorted(self.errors.items()))
         return (
-            f"[{self.mode}] {self.ok}/{self.calls} ok in {self.seconds:.2f}s: {self.rate:,.0f} calls/s, "
+            f"[{self.mode}] {self.ok}/{self.calls} ok in {self.seconds:.2f}s: "
+            f"{self.rate:,.0f} calls/s, "
             f"p50 {self.p50_ms:.2f} ms, p90 {self.p90_ms:.2f} ms, p99 {self.p99_ms:.2f} ms, "
             f"max {self.max_ms:.2f} ms{errors}"
         )

@@ -83,9 +83,13 @@ class Cyclic:
 
 
 def _check_rate(rate: Rate) -> None:
-    values = {"rate": getattr(rate, "rate", 1.0), "start": getattr(rate, "start", 1.0),
-              "end": getattr(rate, "end", 1.0), "low": getattr(rate, "low", 1.0),
-              "high": getattr(rate, "high", 1.0)}
+    values = {
+        "rate": getattr(rate, "rate", 1.0),
+        "start": getattr(rate, "start", 1.0),
+        "end": getattr(rate, "end", 1.0),
+        "low": getattr(rate, "low", 1.0),
+        "high": getattr(rate, "high", 1.0),
+    }
     negative = {k: v for k, v in values.items() if v < 0}
     if negative:
         raise UsageError(f"rates are calls per second >= 0; got {negative}")
@@ -143,7 +147,9 @@ class Siege:
         on_progress: Callable[[str], None] | None = print,
     ) -> None:
         if not duration > 0:
-            raise UsageError(f"duration must be > 0 seconds: load loops are bounded; got {duration}")
+            raise UsageError(
+                f"duration must be > 0 seconds: load loops are bounded; got {duration}"
+            )
         if max_in_flight < 1:
             raise UsageError(f"max_in_flight must be >= 1, not {max_in_flight}")
         _check_rate(rate)
@@ -223,7 +229,8 @@ class _SiegeRun:
         if window != self.warned_window and self.siege.on_progress is not None:
             self.warned_window = window
             self.siege.on_progress(
-                f"[siege] WARNING t={t:.1f}s: {self.siege.max_in_flight} calls in flight (the cap); "
+                f"[siege] WARNING t={t:.1f}s: {self.siege.max_in_flight} calls in flight "
+                "(the cap); "
                 f"backing off, the server is not keeping up with {self.siege.rate.at(t):,.0f}/s"
             )
 

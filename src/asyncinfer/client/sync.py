@@ -40,7 +40,7 @@ class SyncClient:
     def run(
         self, request: RequestSource, *, duration: float | None = None, count: int | None = None
     ) -> Report:
-        """Call back to back until ``duration`` seconds or ``count`` calls, whichever comes first."""
+        """Call back to back until ``duration`` seconds or ``count`` calls, whichever is first."""
         if duration is None and count is None:
             raise UsageError("run() needs a duration, a count, or both: load loops are bounded")
         make = request if callable(request) else (lambda _i: request)

@@ -77,6 +77,11 @@ def build_server(
             "--load-model only applies with --model-control-mode explicit (the other modes "
             "load every model in the repository)"
         )
+    if workers > 1 and allow_client_shm:
+        raise ConfigError(
+            "--allow-client-shm needs one worker: regions are registered per process, so a "
+            "region registered through one worker would be unknown to the others"
+        )
     if workers > 1 and model_control_mode == "explicit":
         raise ConfigError(
             "--model-control-mode explicit needs a single worker: each worker process has its "

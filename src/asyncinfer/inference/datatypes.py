@@ -93,6 +93,9 @@ def from_config(value: int | str) -> Datatype | None:
 
 def from_numpy(dtype: np.dtype[Any]) -> Datatype | None:
     """The datatype of a numpy dtype; object and bytes/str arrays are BYTES."""
+    found = _BY_NUMPY.get(dtype)  # the usual case: a native little-endian dtype
+    if found is not None:
+        return found
     if dtype.kind in "OSU":
         return DATATYPES[BYTES]
     return _BY_NUMPY.get(dtype.newbyteorder("<"))

@@ -86,12 +86,18 @@ def plan_steps(config: ModelConfig, models: ModelLookup) -> list[Step]:
     for step in steps:
         _check_not_calling(name, step, models)
         try:
-            composing[step.index] = models.get(step.model, step.version).signature
+            called = models.get(step.model, step.version)
         except RpcError as exc:
             raise ConfigInvalid(
                 f"failed to load '{name}', ensemble {step}: the model is not available: "
                 f"{exc.message}"
             ) from None
+        if called.decoupled:
+            raise ConfigInvalid(
+                f"failed to load '{name}', ensemble {step}: model '{step.model}' is decoupled; "
+                "an ensemble step takes exactly one response"
+            )
+        composing[step.index] = called.signature
         sig = composing[step.index]
         _check_names(name, step, sig)
         for model_output, tensor in step.outputs.items():

@@ -11,12 +11,10 @@ from collections.abc import AsyncIterator
 from ..context import BidiStreamContext, UnaryContext, rpc_method
 from ..errors import RpcError, internal_error
 from ..pb.inference import grpc_service_pb2 as pb
+from .decoupled import frame, stream_error, stream_responses
 from .service import SERVICE, InferenceResources
-from .tensors import varint
 
 __all__ = ["ModelInfer", "ModelStreamInfer"]
-
-_INFER_RESPONSE_TAG = b"\x12"  # ModelStreamInferResponse.infer_response: field 2, length-delimited
 
 
 class ModelInfer(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
@@ -44,19 +42,14 @@ class ModelStreamInfer(
         async for request in requests:
             try:
                 model = repository.get(request.model_name, request.model_version)
+                if model.decoupled:
+                    async for response in stream_responses(model, request, self.resources.shm):
+                        yield response
+                    continue
                 body = await model.infer(request, self.resources.shm)
             except RpcError as exc:
-                yield _error(request, exc.message)
+                yield stream_error(request, exc.message)
             except Exception as exc:
-                yield _error(request, internal_error(exc, self.rpc_path()).message)
+                yield stream_error(request, internal_error(exc, self.rpc_path()).message)
             else:
-                yield _INFER_RESPONSE_TAG + varint(len(body)) + body
-
-
-def _error(request: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
-    return pb.ModelStreamInferResponse(
-        error_message=message,
-        infer_response=pb.ModelInferResponse(
-            model_name=request.model_name, model_version=request.model_version, id=request.id
-        ),
-    )
+                yield frame(body)

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InvalidArgument
+from ..errors import Internal, InvalidArgument, Unimplemented
 from .datatypes import from_numpy
+from .model import LoadedModel, scheduling_parameters
 from .modelconfig import Signature, TensorSpec
 from .python_model import Request
+from .statistics import Timing
 from .tensors import check_output
-
-if TYPE_CHECKING:
-    from .model import LoadedModel
 
 __all__ = ["ModelCaller", "ModelLookup", "check_inputs", "infer_arrays"]
 
@@ -111,21 +110,31 @@ async def infer_arrays(
         raise InvalidArgument(
             f"model '{model.name}' has no output(s) {unknown}; its outputs: {list(sig.outputs)}"
         )
+    if model.decoupled:
+        raise Unimplemented(
+            f"model '{model.name}' is decoupled (any number of responses per request); an "
+            "in-process call takes exactly one response"
+        )
     start = time.perf_counter_ns()
     model.stats.pending += 1
     try:
         batch_size = check_inputs(inputs, sig)
         wanted = list(outputs) or list(sig.outputs)
         request = Request(inputs, requested_output_names=wanted, parameters=parameters, id=id)
+        priority, timeout_us = scheduling_parameters(model.name, request.parameters)
         checked = time.perf_counter_ns()
-        response = await model.run(request)
+        timing = Timing()
+        response = await model.run(request, priority=priority, timeout_us=timeout_us, timing=timing)
         ran = time.perf_counter_ns()
         produced = response.outputs()
         result = {}
+        batched = batch_size if sig.max_batch_size > 0 else None
         for name in wanted:
             if name not in produced:
-                raise InvalidArgument(f"model '{model.name}' did not produce output '{name}'")
-            result[name] = check_output(name, produced[name], sig.outputs[name], model.name)
+                raise Internal(f"model '{model.name}' did not produce output '{name}'")
+            result[name] = check_output(
+                name, produced[name], sig.outputs[name], model.name, batched
+            )
     except BaseException:
         model.stats.failed(time.perf_counter_ns() - start)
         raise
@@ -135,8 +144,9 @@ async def infer_arrays(
     model.stats.succeeded(
         batch_size,
         total_ns=done - start,
+        queue_ns=timing.queue_ns,
         input_ns=checked - start,
-        infer_ns=ran - checked,
+        infer_ns=max(ran - checked - timing.queue_ns, 0),
         output_ns=done - ran,
     )
     return result

@@ -2,8 +2,8 @@
 
 ``load_model_dir`` turns ``<dir>/config.pbtxt`` and ``<dir>/<version>/`` into ready
 LoadedModel versions, or fails with a message that names the model and says what is wrong.
-Features that belong to later work (other backends, batching and sequence schedulers,
-decoupled models) fail the load with a "not supported yet" message instead of half-working.
+Features that belong to later work (other backends, sequence schedulers, decoupled models)
+fail the load with a "not supported yet" message instead of half-working.
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ import pathlib
 
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
+from .backends.base import Backend
 from .backends.engine import EngineBackend, engine_kind
+from .backends.process import ProcessBackend, instance_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
 from .ensemble import ENSEMBLE, EnsembleBackend
 from .inprocess import ModelLookup
 from .model import LoadedModel
 from .modelconfig import apply_json_override, parse_pbtxt, signature
+from .scheduler import check_scheduling, make_scheduler
+from .statistics import ModelStats
 from .warmup import warm_up
 
 __all__ = ["available_versions", "load_model_dir", "read_config", "select_versions"]
@@ -87,11 +91,29 @@ def _check_supported(config: ModelConfig) -> None:
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
             "runs python, onnxruntime_onnx and tensorrt_plan models)"
         )
+    check_scheduling(config)
+    if engine_kind(config) is not None and (
+        config.model_transaction_policy.decoupled or instance_kind(config) == "process"
+    ):
+        raise InvalidArgument(
+            f"failed to load '{name}', decoupled models and process instances are for python "
+            "models; this model runs on an engine backend"
+        )
     scheduling = config.WhichOneof("scheduling_choice")
-    if scheduling is not None:
-        raise InvalidArgument(f"failed to load '{name}', {scheduling} is not supported yet")
-    if config.model_transaction_policy.decoupled:
-        raise InvalidArgument(f"failed to load '{name}', decoupled models are not supported yet")
+    if config.model_transaction_policy.decoupled and scheduling is not None:
+        raise InvalidArgument(
+            f"failed to load '{name}', a decoupled model cannot use {scheduling}: its "
+            "responses go straight to the stream"
+        )
+
+
+def _labels(name: str, path: pathlib.Path) -> list[str]:
+    try:
+        return read_labels(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(
+            f"failed to load '{name}', cannot read label file {path}: {exc}"
+        ) from None
 
 
 def _check_ensemble(config: ModelConfig) -> None:
@@ -108,16 +130,21 @@ def _check_ensemble(config: ModelConfig) -> None:
 
 async def _load_backend(
     config: ModelConfig,
+    kind: str,
     version: int,
     version_dir: pathlib.Path,
-    repository: pathlib.Path,
+    root: pathlib.Path,
     models: ModelLookup | None,
-) -> PythonBackend | EngineBackend | EnsembleBackend:
+) -> Backend:
+    """The backend for one version: an ensemble's router, an engine's, or a python model's
+    threads or processes."""
     if config.platform == ENSEMBLE:
         return EnsembleBackend.load(config, models)
     if engine_kind(config) is not None:
-        return await EngineBackend.load(config, version, version_dir, repository)
-    return await PythonBackend.load(config, version, version_dir, repository, models=models)
+        return await EngineBackend.load(config, version, version_dir, root)
+    if kind == "process":
+        return await ProcessBackend.load(config, version, version_dir, root)
+    return await PythonBackend.load(config, version, version_dir, root, models=models)
 
 
 async def load_model_dir(
@@ -132,9 +159,10 @@ async def load_model_dir(
     call other models in process (``args["models"]``).
     """
     _check_supported(config)
+    kind = instance_kind(config)
     sig = signature(config)
     labels = {
-        spec.name: read_labels(model_dir / spec.label_filename)
+        spec.name: _labels(config.name, model_dir / spec.label_filename)
         for spec in sig.outputs.values()
         if spec.label_filename
     }
@@ -142,13 +170,21 @@ async def load_model_dir(
     try:
         for version in select_versions(config, available_versions(model_dir)):
             backend = await _load_backend(
-                config, version, model_dir / str(version), repository, models
+                config, kind, version, model_dir / str(version), repository, models
             )
-            model = LoadedModel(config, version, sig, backend, labels)
+            stats = ModelStats()
+            try:
+                scheduler = make_scheduler(config, backend, stats)
+                await scheduler.start()
+            except BaseException:
+                await backend.unload()
+                raise
+            model = LoadedModel(config, version, sig, backend, labels, scheduler, stats)
             loaded[version] = model
             await warm_up(model, model_dir)
+            stats.clear()
     except BaseException:
         for model in loaded.values():
-            await model.backend.unload()
+            await model.unload()
         raise
     return loaded

@@ -1,7 +1,8 @@
-"""A loaded model version: runs one ModelInferRequest through its backend, end to end.
+"""A loaded model version: runs one ModelInferRequest through its scheduler, end to end.
 
-Decode and check the inputs, run the backend, check what it returned, apply classification,
-frame the reply, and count it all in the version's statistics.
+Decode and check the inputs, submit to the scheduler (which runs the backend, alone or in a
+batch), check what came back, apply classification, frame the reply, and count it all in the
+version's statistics.
 """
 
 from __future__ import annotations
@@ -14,21 +15,20 @@ from typing import Any
 
 import numpy.typing as npt
 
-from ..errors import Internal
+from ..errors import Internal, InvalidArgument, Unimplemented
 from ..pb.inference.grpc_service_pb2 import InferParameter, ModelInferRequest
 from ..pb.inference.model_config_pb2 import ModelConfig
-from .backends.engine import EngineBackend
-from .backends.python import PythonBackend
+from .backends.base import Backend
 from .classification import classify
 from .datatypes import BYTES
-from .ensemble import EnsembleBackend
 from .modelconfig import Signature
 from .python_model import Request, Response
+from .scheduler import Scheduler
 from .shared_memory import RequestShm, SharedMemory
-from .statistics import ModelStats
+from .statistics import ModelStats, Timing
 from .tensors import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
 
-__all__ = ["LoadedModel", "parameter_values"]
+__all__ = ["LoadedModel", "parameter_values", "scheduling_parameters"]
 
 Array = npt.NDArray[Any]
 
@@ -36,26 +36,55 @@ Array = npt.NDArray[Any]
 def parameter_values(parameters: Mapping[str, InferParameter]) -> dict[str, Any]:
     """Request parameters as plain Python values."""
     values: dict[str, Any] = {}
+    if not parameters:
+        return values
     for key, parameter in parameters.items():
         choice = parameter.WhichOneof("parameter_choice")
         values[key] = getattr(parameter, choice) if choice else None
     return values
 
 
+def scheduling_parameters(model: str, parameters: Mapping[str, Any]) -> tuple[int, int]:
+    """The request's ``priority`` and ``timeout`` (microseconds) parameters, 0 when absent."""
+    values = []
+    for key in ("priority", "timeout"):
+        value = parameters.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument(
+                f"request for model '{model}': parameter '{key}' must be a non-negative "
+                f"integer, got {value!r}"
+            )
+        values.append(value)
+    return values[0], values[1]
+
+
 @dataclasses.dataclass(eq=False)
 class LoadedModel:
-    """One ready version of a model."""
+    """One ready version of a model: its backend, and the scheduler that feeds it."""
 
     config: ModelConfig
     version: int
     signature: Signature
-    backend: PythonBackend | EngineBackend | EnsembleBackend
+    backend: Backend
     labels: Mapping[str, Sequence[str]]
-    stats: ModelStats = dataclasses.field(default_factory=ModelStats)
+    scheduler: Scheduler
+    stats: ModelStats
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def decoupled(self) -> bool:
+        """Answers through ResponseSenders, any number per request (decoupled.py)."""
+        return self.config.model_transaction_policy.decoupled
+
+    async def unload(self) -> None:
+        """Stop the scheduler (waiting requests fail), then release the backend."""
+        try:
+            await self.scheduler.stop()
+        finally:
+            await self.backend.unload()
 
     async def infer(self, request: ModelInferRequest, shm: SharedMemory | None = None) -> bytes:
         """The serialized ModelInferResponse for ``request``; RpcError when it fails.
@@ -63,6 +92,11 @@ class LoadedModel:
         Shared-memory inputs and outputs are leased from ``shm`` for the whole call: the
         leases return only after the reply is framed, on every path (cancellation included).
         """
+        if self.decoupled:
+            raise Unimplemented(
+                "ModelInfer RPC doesn't support models with decoupled transaction policy: "
+                f"model '{self.name}' is decoupled; send its requests over ModelStreamInfer"
+            )
         with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
             return await self._infer(request, scope)
 
@@ -70,18 +104,16 @@ class LoadedModel:
         start = time.perf_counter_ns()
         self.stats.pending += 1
         try:
-            arrays, batch_size = decode_inputs(request, self.signature, scope)
-            plans = plan_outputs(request, self.signature)
+            model_request, plans, batch_size = self.decode(request, scope)
+            priority, timeout_us = scheduling_parameters(self.name, model_request.parameters)
             decoded = time.perf_counter_ns()
-            model_request = Request(
-                arrays,
-                requested_output_names=[plan.spec.name for plan in plans],
-                parameters=parameter_values(request.parameters),
-                id=request.id,
+            timing = Timing()
+            response = await self.run(
+                model_request, priority=priority, timeout_us=timeout_us, timing=timing
             )
-            response = await self.run(model_request)
             computed = time.perf_counter_ns()
-            outputs = self._outputs(response, plans)
+            batched = batch_size if self.signature.max_batch_size > 0 else None
+            outputs = self.outputs(response, plans, batched)
             spans = [plan.shm for plan in plans]
             body = encode_response(request, self.name, str(self.version), outputs, spans, scope)
         except BaseException:
@@ -93,15 +125,45 @@ class LoadedModel:
         self.stats.succeeded(
             batch_size,
             total_ns=done - start,
+            queue_ns=timing.queue_ns,
             input_ns=decoded - start,
-            infer_ns=computed - decoded,
+            # What the scheduler did not spend queued is this request's execution (with
+            # batching, that of the batch it ran in).
+            infer_ns=max(computed - decoded - timing.queue_ns, 0),
             output_ns=done - computed,
         )
         return body
 
-    async def run(self, request: Request) -> Response:
+    def decode(
+        self, request: ModelInferRequest, scope: RequestShm | None
+    ) -> tuple[Request, list[OutputPlan], int]:
+        """The model's Request for ``request``, the outputs to send, and its batch size."""
+        arrays, batch_size = decode_inputs(request, self.signature, scope)
+        plans = plan_outputs(request, self.signature)
+        model_request = Request(
+            arrays,
+            requested_output_names=[plan.spec.name for plan in plans],
+            parameters=parameter_values(request.parameters),
+            id=request.id,
+        )
+        return model_request, plans, batch_size
+
+    async def run(
+        self,
+        request: Request,
+        *,
+        priority: int = 0,
+        timeout_us: int = 0,
+        timing: Timing | None = None,
+    ) -> Response:
         """Execute one request; a Response carrying an error fails it with INTERNAL."""
-        (response,) = await self.backend.execute([request])
+        response = await self.scheduler.submit(
+            request, priority=priority, timeout_us=timeout_us, timing=timing
+        )
+        return self.checked(response)
+
+    def checked(self, response: object) -> Response:
+        """``response`` if it is a successful Response; INTERNAL naming the model if not."""
         if not isinstance(response, Response):
             raise TypeError(
                 f"model '{self.name}' execute() returned {type(response).__name__} where a "
@@ -111,14 +173,16 @@ class LoadedModel:
             raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
-    def _outputs(self, response: Response, plans: list[OutputPlan]) -> list[tuple[str, str, Array]]:
+    def outputs(
+        self, response: Response, plans: list[OutputPlan], batch_size: int | None
+    ) -> list[tuple[str, str, Array]]:
         produced = response.outputs()
         outputs = []
         for plan in plans:
             name = plan.spec.name
             if name not in produced:
                 raise Internal(f"model '{self.name}' did not produce output '{name}'")
-            array = check_output(name, produced[name], plan.spec, self.name)
+            array = check_output(name, produced[name], plan.spec, self.name, batch_size)
             if plan.class_count:
                 array = classify(
                     array,

@@ -47,7 +47,7 @@ class TensorSpec:
         return (-1, *self.dims) if max_batch_size > 0 else self.dims
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Signature:
     """What a request is checked against: inputs and outputs in config order, batching limit."""
 
@@ -55,6 +55,16 @@ class Signature:
     max_batch_size: int
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
+    #: Full input shapes as requests must send them (leading -1 when batching).
+    shapes: Mapping[str, tuple[int, ...]] = dataclasses.field(init=False)
+    #: The names of the non-optional inputs, in config order.
+    required: list[str] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        shapes = {n: s.shape(self.max_batch_size) for n, s in self.inputs.items()}
+        object.__setattr__(self, "shapes", shapes)
+        required = [n for n, s in self.inputs.items() if not s.optional]
+        object.__setattr__(self, "required", required)
 
 
 def parse_pbtxt(text: str, *, model: str) -> ModelConfig:

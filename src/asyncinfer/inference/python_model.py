@@ -24,17 +24,23 @@ carrying ``error=ModelError("...")`` fails that request only. ``async def execut
 server's event loop (right for quick numpy work or awaiting other services); a plain ``def
 execute`` runs in a worker thread so that it cannot stall the loop. Input arrays may be
 read-only views over the received message: copy before writing into them.
+
+A decoupled model (``model_transaction_policy { decoupled: true }``) answers through
+``request.response_sender()``: ``send(response)`` any number of times, then
+``send(final=True)`` (or ``send(response, final=True)``), from execute or later from any thread;
+its execute returns None.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ModelError", "Request", "Response", "Tensor"]
+__all__ = ["ModelError", "Request", "Response", "ResponseSender", "Tensor"]
 
 
 class ModelError(Exception):
@@ -64,7 +70,7 @@ class Tensor:
 class Request:
     """One inference request as a model sees it: inputs, requested outputs, parameters, id."""
 
-    __slots__ = ("_inputs", "id", "parameters", "requested_output_names")
+    __slots__ = ("_inputs", "_sender", "id", "parameters", "requested_output_names")
 
     def __init__(
         self,
@@ -79,6 +85,7 @@ class Request:
         self.requested_output_names = tuple(requested_output_names)
         self.parameters: Mapping[str, Any] = dict(parameters or {})
         self.id = id
+        self._sender: ResponseSender | None = None
 
     def input(self, name: str) -> Tensor | None:
         """The input called ``name``, or None when the request does not carry it (optional)."""
@@ -86,6 +93,22 @@ class Request:
 
     def inputs(self) -> list[Tensor]:
         return list(self._inputs.values())
+
+    def response_sender(self) -> ResponseSender:
+        """The sender of this request's responses; only requests to decoupled models have one."""
+        if self._sender is None:
+            raise RuntimeError(
+                f"request '{self.id}' has no response sender: only decoupled models "
+                "(model_transaction_policy { decoupled: true }) send their own responses"
+            )
+        return self._sender
+
+    def _set_input(self, name: str, array: npt.NDArray[Any]) -> None:
+        # For the server only: control inputs filled in by the sequence batcher.
+        self._inputs[name] = Tensor(name, array)
+
+    def _attach_sender(self, sender: ResponseSender) -> None:
+        self._sender = sender
 
 
 class Response:
@@ -101,3 +124,53 @@ class Response:
 
     def outputs(self) -> dict[str, npt.NDArray[Any]]:
         return {tensor.name: tensor.as_numpy() for tensor in self.output_tensors}
+
+
+#: What a ResponseSender queues: a response (None for a flags-only final) and the final flag.
+Sent = tuple[Response | None, bool]
+
+
+class ResponseSender:
+    """Sends the responses of one request to a decoupled model, from any thread.
+
+    ``send(response)`` sends one response; ``send(response, final=True)`` sends the last one;
+    ``send(final=True)`` ends the request without a further response. Nothing may be sent
+    after the final flag. A decoupled model's ``execute`` returns None (or a list of None); its
+    responses go through the senders, during execute or later from a thread of its own.
+    """
+
+    __slots__ = ("_closed", "_loop", "_queue", "request_id")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Sent], request_id: str = ""
+    ) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._closed = False
+        self.request_id = request_id
+
+    @property
+    def closed(self) -> bool:
+        """True once the final flag was sent."""
+        return self._closed
+
+    def send(self, response: Response | None = None, *, final: bool = False) -> None:
+        if self._closed:
+            raise RuntimeError(
+                f"the response sender of request '{self.request_id}' is closed: the final "
+                "flag was already sent"
+            )
+        if response is None and not final:
+            raise ValueError("send() needs a response, final=True, or both")
+        if response is not None and not isinstance(response, Response):
+            raise TypeError(f"send() takes a Response, not {type(response).__name__}")
+        self._closed = final
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._queue.put_nowait((response, final))
+        else:
+            # From a model's own thread: the queue belongs to the loop, so hand it over.
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (response, final))

@@ -136,6 +136,11 @@ class ModelRepository:
             raise NotFound(f"Request for unknown model: '{name}' version {number} is not found")
         return model
 
+    def versions(self, name: str) -> list[LoadedModel]:
+        """Every ready version of ``name``, ascending (empty when none is ready)."""
+        record = self._records.get(name)
+        return [record.versions[v] for v in sorted(record.versions)] if record else []
+
     def is_ready(self, name: str, version: str = "") -> bool:
         try:
             self.get(name, version)
@@ -152,10 +157,12 @@ class ModelRepository:
     # ------------------------------------------------------------------ control
 
     def check_control(self) -> None:
-        if self.control_mode == "none":
+        """Load and unload requests are for explicit mode only, as in Triton."""
+        if self.control_mode != "explicit":
             raise Unavailable(
                 "explicit model load / unload is not allowed: the server runs with model "
-                "control mode 'none' (start it with --model-control-mode explicit)"
+                f"control mode '{self.control_mode}' (start it with --model-control-mode "
+                "explicit)"
             )
 
     async def load(
@@ -171,8 +178,9 @@ class ModelRepository:
         async with record.lock:
             try:
                 model_dir = self._model_dir(name, config_override, files or {})
+                # Recorded even if the load fails: polling retries only after a change.
+                record.fingerprint = _fingerprint(model_dir)
                 config = read_config(name, model_dir, config_override)
-                fingerprint = _fingerprint(model_dir)
                 if config.platform == ENSEMBLE:
                     await self._load_composing(name, composing_models(config))
                 versions = await load_model_dir(config, model_dir, self.root, self)
@@ -185,9 +193,8 @@ class ModelRepository:
                 raise InvalidArgument(message) from None
             old = record.versions
             record.versions, record.state, record.reason = versions, READY, ""
-            record.fingerprint = fingerprint
             for model in old.values():
-                await model.backend.unload()
+                await model.unload()
         log.info("model '%s' is ready (versions %s)", name, sorted(versions))
 
     async def _load_composing(self, ensemble: str, names: list[str]) -> None:
@@ -293,7 +300,7 @@ class ModelRepository:
         versions, record.versions = record.versions, {}
         record.state, record.reason = UNAVAILABLE, reason
         for model in versions.values():
-            await model.backend.unload()
+            await model.unload()
 
 
 def parse_version(version: str) -> int | None:

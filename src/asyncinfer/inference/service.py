@@ -129,11 +129,10 @@ class ModelMetadata(
     async def execute(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
         repository = self.resources.repository
         model = repository.get(request.name, request.version)
-        record = repository.ready_models()[model.name]
         sig = model.signature
         reply = pb.ModelMetadataResponse(
             name=model.name,
-            versions=[str(v) for v in sorted(record.versions)],
+            versions=[str(m.version) for m in repository.versions(model.name) or [model]],
             platform=model.config.platform or model.config.backend,
         )
         for specs, target in ((sig.inputs, reply.inputs), (sig.outputs, reply.outputs)):
@@ -164,19 +163,10 @@ class ModelStatistics(
         reply = pb.ModelStatisticsResponse()
         if request.name:
             model = repository.get(request.name, request.version)
-            versions = (
-                [model]
-                if request.version
-                else [
-                    repository.ready_models()[model.name].versions[v]
-                    for v in sorted(repository.ready_models()[model.name].versions)
-                ]
-            )
+            versions = [model] if request.version else repository.versions(model.name)
         else:
             versions = [
-                record.versions[v]
-                for _, record in sorted(repository.ready_models().items())
-                for v in sorted(record.versions)
+                m for name in sorted(repository.ready_models()) for m in repository.versions(name)
             ]
         for model in versions:
             reply.model_stats.append(model.stats.message(model.name, model.version))

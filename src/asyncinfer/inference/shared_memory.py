@@ -45,6 +45,8 @@ class ShmSpan:
     def overlaps(self, other: ShmSpan) -> bool:
         return (
             self.region == other.region
+            and self.byte_size > 0  # an empty span holds no byte, so it overlaps nothing
+            and other.byte_size > 0
             and self.offset < other.offset + other.byte_size
             and other.offset < self.offset + self.byte_size
         )

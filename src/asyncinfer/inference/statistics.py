@@ -1,13 +1,34 @@
-"""Per-model-version inference statistics, in the shape of the protocol's ModelStatistics."""
+"""Per-model-version inference statistics, in the shape of the protocol's ModelStatistics.
+
+Two kinds of events feed them: a finished request (``succeeded``/``failed``: its total, queue
+and compute durations, and its batch size into ``inference_count``) and an execution of the
+backend (``executed``: ``execution_count`` and the per-batch-size ``batch_stats``). Without
+batching there is one execution per request; with it, one execution serves several requests.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import time
+from collections.abc import Iterator
 
-from ..pb.inference.grpc_service_pb2 import ModelStatistics, StatisticDuration
+from ..pb.inference.grpc_service_pb2 import (
+    InferBatchStatistics,
+    ModelStatistics,
+    StatisticDuration,
+)
 
-__all__ = ["Duration", "ModelStats"]
+__all__ = [
+    "BatchDurations",
+    "BatchTiming",
+    "Duration",
+    "ModelStats",
+    "Timing",
+    "batch_timing",
+    "measure_batch",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -24,6 +45,67 @@ class Duration:
 
 
 @dataclasses.dataclass(slots=True)
+class Timing:
+    """What a scheduler measured for one request: how long it waited for its execution."""
+
+    queue_ns: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class BatchTiming:
+    """What a backend reports of one execute: preparing its inputs and taking its outputs apart.
+
+    A scheduler opens one per execute (``measure_batch``); a backend that merges a batch's
+    inputs or splits its outputs adds those durations (``batch_timing()``), and the rest of the
+    execute counts as inference.
+    """
+
+    input_ns: int = 0
+    output_ns: int = 0
+
+
+_BATCH_TIMING: contextvars.ContextVar[BatchTiming | None] = contextvars.ContextVar(
+    "asyncinfer_batch_timing", default=None
+)
+
+
+@contextlib.contextmanager
+def measure_batch() -> Iterator[BatchTiming]:
+    """The BatchTiming of the execute awaited inside this block (same task)."""
+    timing = BatchTiming()
+    token = _BATCH_TIMING.set(timing)
+    try:
+        yield timing
+    finally:
+        _BATCH_TIMING.reset(token)
+
+
+def batch_timing() -> BatchTiming:
+    """The current execute's BatchTiming; a throwaway one outside ``measure_batch``."""
+    return _BATCH_TIMING.get() or BatchTiming()
+
+
+@dataclasses.dataclass(slots=True)
+class BatchDurations:
+    """Compute durations of the executions of one batch size."""
+
+    compute_input: Duration = dataclasses.field(default_factory=Duration)
+    compute_infer: Duration = dataclasses.field(default_factory=Duration)
+    compute_output: Duration = dataclasses.field(default_factory=Duration)
+
+    def message(self, batch_size: int) -> InferBatchStatistics:
+        return InferBatchStatistics(
+            batch_size=batch_size,
+            compute_input=self.compute_input.message(),
+            compute_infer=self.compute_infer.message(),
+            compute_output=self.compute_output.message(),
+        )
+
+
+_REQUEST_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+@dataclasses.dataclass(slots=True)
 class ModelStats:
     """Counters of one loaded model version; every request adds to success or fail."""
 
@@ -33,6 +115,7 @@ class ModelStats:
     compute_input: Duration = dataclasses.field(default_factory=Duration)
     compute_infer: Duration = dataclasses.field(default_factory=Duration)
     compute_output: Duration = dataclasses.field(default_factory=Duration)
+    batches: dict[int, BatchDurations] = dataclasses.field(default_factory=dict)
     inference_count: int = 0
     execution_count: int = 0
     last_inference_ms: int = 0
@@ -40,19 +123,43 @@ class ModelStats:
     pending: int = 0
 
     def succeeded(
-        self, batch_size: int, *, total_ns: int, input_ns: int, infer_ns: int, output_ns: int
+        self,
+        batch_size: int,
+        *,
+        total_ns: int,
+        queue_ns: int,
+        input_ns: int,
+        infer_ns: int,
+        output_ns: int,
     ) -> None:
+        """One request answered; ``batch_size`` is its own (1 for a non-batching model)."""
         self.success.add(total_ns)
-        self.queue.add(max(total_ns - input_ns - infer_ns - output_ns, 0))
+        self.queue.add(queue_ns)
         self.compute_input.add(input_ns)
         self.compute_infer.add(infer_ns)
         self.compute_output.add(output_ns)
         self.inference_count += batch_size
-        self.execution_count += 1
         self.last_inference_ms = time.time_ns() // 1_000_000
 
     def failed(self, total_ns: int) -> None:
         self.fail.add(total_ns)
+
+    def executed(self, batch_size: int, *, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        """One backend execution over ``batch_size`` items (the sum over its requests); the
+        durations are its own (for a batch: merging inputs, running, splitting outputs)."""
+        self.execution_count += 1
+        durations = self.batches.get(batch_size)
+        if durations is None:
+            durations = self.batches[batch_size] = BatchDurations()
+        durations.compute_input.add(input_ns)
+        durations.compute_infer.add(infer_ns)
+        durations.compute_output.add(output_ns)
+
+    def clear(self) -> None:
+        """Back to zero (after warmup, whose runs are not client inferences)."""
+        fresh = ModelStats()
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(fresh, field.name))
 
     def message(self, name: str, version: int) -> ModelStatistics:
         stats = ModelStatistics(
@@ -63,13 +170,9 @@ class ModelStats:
             execution_count=self.execution_count,
         )
         inference = stats.inference_stats
-        for field in (
-            "success",
-            "fail",
-            "queue",
-            "compute_input",
-            "compute_infer",
-            "compute_output",
-        ):
+        for field in _REQUEST_FIELDS:
             getattr(inference, field).CopyFrom(getattr(self, field).message())
+        stats.batch_stats.extend(
+            durations.message(size) for size, durations in sorted(self.batches.items())
+        )
         return stats

@@ -12,8 +12,11 @@ in the RPCs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import struct
+import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +47,7 @@ Array = npt.NDArray[Any]
 SHM_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _RAW_OUTPUT_TAG = b"\x32"  # ModelInferResponse.raw_output_contents: field 6, length-delimited
 _LENGTH = struct.Struct("<I")
+_LITTLE = ("<", "|") if sys.byteorder == "big" else ("<", "|", "=")
 
 # Which typed-contents field carries each datatype (FP16 and BF16 have none: raw only).
 _CONTENTS_FIELD = {
@@ -114,8 +118,10 @@ def decode_inputs(
     """
     model = sig.model
     raw = request.raw_input_contents
+    # Most requests carry no tensor parameters at all: skip the shared-memory parse for them.
     spans = [
-        shm_span(t.parameters, f"input '{t.name}' for model '{model}'") for t in request.inputs
+        shm_span(t.parameters, f"input '{t.name}' for model '{model}'") if t.parameters else None
+        for t in request.inputs
     ]
     if raw:
         # Checked before any size or shape check: Triton's clients rely on this order.
@@ -171,6 +177,8 @@ def _from_shm(
 
 
 def _check_input_names(request: ModelInferRequest, sig: Signature) -> None:
+    if [tensor.name for tensor in request.inputs] == sig.required:
+        return  # the usual request: every input once, in config order
     seen: list[str] = []
     for tensor in request.inputs:
         if tensor.name not in sig.inputs:
@@ -201,13 +209,13 @@ def _check_input_shape(
             f"inference input '{name}' data-type is '{tensor.datatype}', but model '{model}' "
             f"expects '{spec.datatype.wire}'"
         )
-    shape = tuple(int(d) for d in tensor.shape)
-    if any(d < 0 for d in shape):
+    shape = tuple(tensor.shape)
+    if shape and min(shape) < 0:
         raise InvalidArgument(
             f"inference input '{name}' for model '{model}' has a negative dimension in its "
             f"shape {list(shape)}; every dimension must be >= 0"
         )
-    expected = spec.shape(sig.max_batch_size)
+    expected = sig.shapes[name]
     if sig.max_batch_size > 0 and len(shape) == len(expected) and shape:
         if shape[0] > sig.max_batch_size:
             raise InvalidArgument(
@@ -219,15 +227,23 @@ def _check_input_shape(
                 f"inference input '{name}' for model '{model}' has batch size 0; it must be "
                 f"1..{sig.max_batch_size}"
             )
-    matches = len(shape) == len(expected) and all(
-        want in (-1, got) for want, got in zip(expected, shape, strict=True)
-    )
-    if not matches:
+    if not _shape_matches(shape, expected):
         raise InvalidArgument(
             f"unexpected shape for input '{name}' for model '{model}'. Expected "
             f"{list(expected)}, got {list(shape)}"
         )
     return shape
+
+
+def _shape_matches(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether ``shape`` fits ``expected``, where -1 matches any extent."""
+    if shape == expected:
+        return True
+    if len(shape) != len(expected):
+        return False
+    if -1 not in expected[1:]:  # the usual case: only the batch dimension may vary
+        return shape[1:] == expected[1:] and expected[0] in (-1, shape[0])
+    return all(want in (-1, got) for want, got in zip(expected, shape, strict=True))
 
 
 def input_data(
@@ -310,10 +326,16 @@ class OutputPlan:
     shm: ShmSpan | None = None
 
 
+# The plan of a request that names no outputs, per Signature (weakly held: unloads free it).
+_ALL_OUTPUTS: weakref.WeakKeyDictionary[Signature, list[OutputPlan]] = weakref.WeakKeyDictionary()
+
+
 def plan_outputs(request: ModelInferRequest, sig: Signature) -> list[OutputPlan]:
     """The outputs to send: those requested, in request order, or all in config order."""
     if not request.outputs:
-        return [OutputPlan(spec) for spec in sig.outputs.values()]
+        return _ALL_OUTPUTS.get(sig) or _ALL_OUTPUTS.setdefault(
+            sig, [OutputPlan(spec) for spec in sig.outputs.values()]
+        )
     plans: list[OutputPlan] = []
     for requested in request.outputs:
         spec = sig.outputs.get(requested.name)
@@ -348,8 +370,13 @@ def _class_count(requested: ModelInferRequest.InferRequestedOutputTensor, model:
     return count
 
 
-def check_output(name: str, array: object, spec: TensorSpec, model: str) -> Array:
-    """A model's output array, checked against its config; a mismatch is the model's bug."""
+def check_output(
+    name: str, array: object, spec: TensorSpec, model: str, batch_size: int | None = None
+) -> Array:
+    """A model's output array, checked against its config; a mismatch is the model's bug.
+
+    ``batch_size`` is the request's batch size when the model batches (None when it does not).
+    """
     if not isinstance(array, np.ndarray):
         raise Internal(
             f"model '{model}' returned output '{name}' as {type(array).__name__}, not a numpy array"
@@ -360,6 +387,15 @@ def check_output(name: str, array: object, spec: TensorSpec, model: str) -> Arra
         raise Internal(
             f"model '{model}' returned output '{name}' as {got}, but its config declares "
             f"{spec.datatype.wire}"
+        )
+    expected = spec.dims if batch_size is None else (batch_size, *spec.dims)
+    if array.shape != expected and not (
+        array.ndim == len(expected)
+        and all(want in (-1, got) for want, got in zip(expected, array.shape, strict=True))
+    ):
+        raise Internal(
+            f"model '{model}' returned output '{name}' with shape {list(array.shape)}, but "
+            f"its config declares {list(expected)} for this request"
         )
     return array
 
@@ -387,21 +423,53 @@ def encode_response(
     An output with a span in ``spans`` is written to that shared memory through ``shm`` and
     gets an empty raw entry, so raw entries stay aligned with the outputs.
     """
-    header = ModelInferResponse(model_name=model, model_version=version, id=request.id)
-    frames: list[bytes | memoryview] = []
+    frames: list[bytes | memoryview] = [_response_prefix(model, version)]
+    if request.id:
+        frames.append(_string_field(_ID_TAG, request.id))
+    raw: list[bytes | memoryview] = []
     for index, (name, datatype, array) in enumerate(outputs):
-        header.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        frames.append(_output_entry(name, datatype, array.shape))
         data = serialize_bytes(array) if datatype == BYTES else _raw_view(array)
         span = spans[index] if index < len(spans) else None
         if span is not None and shm is not None:
             shm.write_output(span, data, f"output '{name}' for model '{model}'")
             data = b""
-        frames += (_RAW_OUTPUT_TAG, varint(len(data)), data)
-    # Fields may come in any order on the wire: the header, then raw_output_contents entries.
-    return header.SerializeToString() + b"".join(frames)
+        raw += (_RAW_OUTPUT_TAG, varint(len(data)), data)
+    # Fields in number order, as protobuf writes them: name, version, id, outputs, then the raw
+    # entries. One join, so each tensor is copied exactly once, into the reply.
+    return b"".join((*frames, *raw))
+
+
+# The parts of a reply that repeat from one request to the next are framed once and reused:
+# small bounded caches, keyed by what determines their bytes.
+_MODEL_NAME_TAG, _MODEL_VERSION_TAG, _ID_TAG, _OUTPUTS_TAG = b"\x0a", b"\x12", b"\x1a", b"\x2a"
+
+
+def _string_field(tag: bytes, value: str) -> bytes:
+    encoded = value.encode()
+    return tag + varint(len(encoded)) + encoded
+
+
+@functools.lru_cache(maxsize=1024)
+def _response_prefix(model: str, version: str) -> bytes:
+    """ModelInferResponse fields 1 and 2 (model_name, model_version), as protobuf frames them."""
+    return (_string_field(_MODEL_NAME_TAG, model) if model else b"") + (
+        _string_field(_MODEL_VERSION_TAG, version) if version else b""
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _output_entry(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
+    """One ModelInferResponse.outputs entry (field 5): the tensor's name, datatype and shape."""
+    body = ModelInferResponse.InferOutputTensor(
+        name=name, datatype=datatype, shape=shape
+    ).SerializeToString()
+    return _OUTPUTS_TAG + varint(len(body)) + body
 
 
 def _raw_view(array: Array) -> memoryview:
     # A view, not a copy: the one copy happens when the frames are joined into the reply.
+    if array.flags.c_contiguous and array.dtype.byteorder in _LITTLE:
+        return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     return memoryview(contiguous.reshape(-1).view(np.uint8))  # type: ignore[arg-type]

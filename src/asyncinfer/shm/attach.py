@@ -149,7 +149,7 @@ class SysvAttachments:
         while self._attached:
             _, attachment = self._attached.popitem(last=False)
             self._retire(attachment)
-        self._retiring = [a for a in self._retiring if not self._try_detach(a)]
+        self._sweep()
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -174,6 +174,8 @@ class SysvAttachments:
                 "segment's key; the segment does not belong to this client"
             )
         self._attached.move_to_end(segment_id)
+        if len(self._attached) > self.max_segments:
+            self._evict(keep=segment_id)
         return attachment
 
     def _attach(self, descriptor: ShmDescriptor) -> _Attachment:
@@ -194,11 +196,12 @@ class SysvAttachments:
         attachment = _Attachment(shm, descriptor.key, shm.size, np.frombuffer(shm, np.uint8))
         self._attaches += 1
         self._attached[descriptor.segment_id] = attachment
-        self._evict()
         return attachment
 
-    def _evict(self) -> None:
-        unleased = [sid for sid, a in self._attached.items() if a.leases == 0]
+    def _evict(self, keep: int) -> None:
+        # Least recently used first; leased segments and the one being leased now stay, so the
+        # cache may exceed its bound while more than max_segments segments are in use at once.
+        unleased = [sid for sid, a in self._attached.items() if a.leases == 0 and sid != keep]
         for segment_id in unleased[: max(0, len(self._attached) - self.max_segments)]:
             self.release(segment_id)
 
@@ -209,8 +212,13 @@ class SysvAttachments:
 
     def _return(self, attachment: _Attachment) -> None:
         attachment.leases -= 1
-        if attachment.retired and attachment in self._retiring and self._try_detach(attachment):
-            self._retiring.remove(attachment)
+        if attachment.retired and not attachment.leases:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        # Retried whenever a lease returns: a segment whose view escaped its lease is detached
+        # as soon as that view is gone, not only at close.
+        self._retiring = [a for a in self._retiring if not self._try_detach(a)]
 
     def _try_detach(self, attachment: _Attachment) -> bool:
         if attachment.leases or views_alive(attachment.root):

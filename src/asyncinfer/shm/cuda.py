@@ -244,9 +244,11 @@ class PinnedMemory:
         self.pinned = True
 
     def unpin(self) -> None:
+        """Undo the page-lock and let go of the buffer (its owner may unmap it afterwards)."""
         if self.pinned:
             self.pinned = False
             _check(_runtime().cudaHostUnregister(self.address), "cudaHostUnregister")
+            self._buffer.release()
 
     def __enter__(self) -> Self:
         return self

@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from ..errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, UsageError
 from ._spans import check_span
+from .cuda import PinnedMemory, pin_host_memory
 
 __all__ = ["RESERVED_PREFIXES", "RegionLease", "RegionStatus", "SystemShmRegistry", "check_key"]
 
@@ -94,9 +95,15 @@ class _Region:
         self.base = base  # where offset 0 of the region lies in the mapping
         self.users = 0
         self.retired = False
+        self.pinned: PinnedMemory | None = None
 
     def close(self) -> bool:
         """Unmap and close; False (nothing done) while any view of the mapping is alive."""
+        if self.users:
+            return False
+        if self.pinned is not None:
+            self.pinned.unpin()  # releases its view of the mapping, so the unmap can proceed
+            self.pinned = None
         try:
             self.mapping.close()
         except BufferError:
@@ -197,6 +204,13 @@ class SystemShmRegistry:
         names = list(self._regions) if not name else [name] if name in self._regions else []
         for each in names:
             self._retire(self._regions.pop(each))
+        self._sweep()
+
+    def _sweep(self) -> None:
+        # A region whose view escaped a lease could not close when its last lease returned;
+        # try again whenever regions change, so it is unmapped once that view is gone.
+        if self._retiring:
+            self._retiring = [r for r in self._retiring if not r.close()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._regions
@@ -224,9 +238,22 @@ class SystemShmRegistry:
         region.users += 1
         return RegionLease(self, region, offset, byte_size)
 
+    def pin(self, name: str) -> None:
+        """Page-lock region ``name`` once (cudaHostRegister) so copies between it and a GPU can
+        be asynchronous; undone when the region is unmapped. FAILED_PRECONDITION without CUDA."""
+        region = self._regions.get(name)
+        if region is None:
+            raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
+        if region.pinned is None:
+            view = memoryview(region.mapping)[region.base : region.base + region.status.byte_size]
+            try:
+                region.pinned = pin_host_memory(view)
+            except BaseException:
+                view.release()  # a view left behind would keep the region from unmapping
+                raise
+
     def close(self) -> None:
         self.unregister("")
-        self._retiring = [region for region in self._retiring if not region.close()]
         for region in self._retiring:
             log.warning("%s is still viewed after stop; left mapped", _label(region.status.name))
 
@@ -239,13 +266,12 @@ class SystemShmRegistry:
 
     def _retire(self, region: _Region) -> None:
         region.retired = True
-        if region.users or not region.close():
-            self._retiring.append(region)
+        self._retiring.append(region)  # closed by the sweep that follows, or later
 
     def _return(self, region: _Region) -> None:
         region.users -= 1
-        if region.retired and not region.users and region in self._retiring and region.close():
-            self._retiring.remove(region)
+        if region.retired and not region.users:
+            self._sweep()
 
 
 def _open_region(status: RegionStatus, path: str) -> _Region:

@@ -148,6 +148,8 @@ class Slot:
     def _bytes(self) -> npt.NDArray[np.uint8]:
         if self._ring is None:
             raise UsageError("the slot was released; its space may already hold another tensor")
+        if not self._ring._segments:
+            raise UsageError("the ring was closed; its segments are removed")
         start = self.descriptor.offset
         return self._segment.root[start : start + self.descriptor.size]
 

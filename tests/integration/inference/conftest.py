@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import runpy
 import shutil
 from collections.abc import Iterator
 
@@ -10,7 +11,14 @@ import pytest
 
 from asyncinfer.inference.app import build_server
 
-from .inference_servers import EXPLICIT_REPOSITORY, REPOSITORY, ThreadedServer
+from .inference_servers import EXAMPLES, EXPLICIT_REPOSITORY, REPOSITORY, ThreadedServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def example_onnx_models() -> None:
+    """The example repositories' ONNX models (`make models`), built once if missing."""
+    pytest.importorskip("onnx", reason="the onnx package is not installed")
+    runpy.run_path(str(EXAMPLES / "build_models.py"))["build_all"](quiet=True)
 
 
 @pytest.fixture(scope="module")

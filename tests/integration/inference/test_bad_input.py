@@ -167,3 +167,66 @@ def test_server_keeps_serving_after_bad_input(stub) -> None:
     np.testing.assert_array_equal(
         np.frombuffer(reply.raw_output_contents[0], np.int32), np.arange(16) + 1
     )
+
+
+def _identity_bytes_request(raw: bytes, shape: list[int]) -> service_pb2.ModelInferRequest:
+    request = service_pb2.ModelInferRequest(model_name="simple_identity")
+    request.inputs.add(name="INPUT0", datatype="BYTES", shape=shape)
+    request.raw_input_contents.append(raw)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("build", "texts"),
+    [
+        (
+            lambda: _identity_bytes_request(_bytes(b"a", b"b") + b"zz", [1, 2]),
+            ["2 bytes are left over after 2 BYTES elements"],
+        ),
+        (
+            lambda: _identity_bytes_request(struct.pack("<I", 9) + b"abc", [1, 1]),
+            ["declares 9 bytes but only 3 remain"],
+        ),
+        (
+            lambda: _simple_request(np.ones((2, 16), np.int32), np.ones((1, 16), np.int32)),
+            ["must have the same batch size", "[1, 2]"],
+        ),
+        (
+            lambda: _with(_simple_request(), lambda r: r.raw_input_contents.pop()),
+            ["expected 2 raw_input_contents entries", "but got 1 for model 'simple'"],
+        ),
+        (
+            lambda: _with(_simple_request(), lambda r: setattr(r.inputs[1], "name", "INPUT0")),
+            ["input 'INPUT0' appears more than once"],
+        ),
+        (lambda: _typed_simple(15), ["unexpected number of elements 15 in int_contents"]),
+        (
+            lambda: _with(_typed_simple(16), lambda r: r.inputs[0].ClearField("contents")),
+            ["input 'INPUT0' for model 'simple' has no data"],
+        ),
+    ],
+    ids=[
+        "bytes-leftover",
+        "bytes-overlong",
+        "batch-mismatch",
+        "raw-count",
+        "duplicate-input",
+        "typed-count",
+        "no-data",
+    ],
+)
+def test_more_invalid_arguments(stub, build, texts) -> None:
+    _fails(stub, build(), grpc.StatusCode.INVALID_ARGUMENT, *texts)
+
+
+def _with(request, mutate):
+    mutate(request)
+    return request
+
+
+def _typed_simple(count: int) -> service_pb2.ModelInferRequest:
+    request = service_pb2.ModelInferRequest(model_name="simple")
+    for name in ("INPUT0", "INPUT1"):
+        tensor = request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        tensor.contents.int_contents.extend(range(count))
+    return request

@@ -81,14 +81,35 @@ def test_load_unknown_model_fails(client) -> None:
 
 def test_load_later_feature_model_says_not_supported_yet(client) -> None:
     with pytest.raises(InferenceServerException) as info:
-        client.load_model("simple_sequence")
+        client.load_model("simple", config=json.dumps({"ensemble_scheduling": {}}))
     assert "failed to load" in info.value.message()
     assert "not supported yet" in info.value.message()
 
 
+def test_sequence_models_load_and_serve(client) -> None:
+    for name in ("simple_sequence", "simple_dyna_sequence"):
+        client.load_model(name)
+        assert client.is_model_ready(name)
+        tensor = grpcclient.InferInput("INPUT", [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.array([[3]], np.int32))
+        result = client.infer(name, [tensor], sequence_id=8, sequence_start=True, sequence_end=True)
+        # simple_sequence: (3 + 1) * 1; simple_dyna_sequence: (3 + 1 + 1 * 8) * 1
+        assert int(result.as_numpy("OUTPUT")[0, 0]) == (4 if name == "simple_sequence" else 12)
+        client.unload_model(name)
+
+
 def test_load_onnx_model_without_its_file_names_the_file(client) -> None:
+    # Override files replace the model directory: this one has a version but no model.onnx.
+    config = json.dumps(
+        {
+            "name": "densenet_onnx",
+            "platform": "onnxruntime_onnx",
+            "input": [{"name": "data_0", "data_type": "TYPE_FP32", "dims": [3, 224, 224]}],
+            "output": [{"name": "fc6_1", "data_type": "TYPE_FP32", "dims": [1000]}],
+        }
+    )
     with pytest.raises(InferenceServerException) as info:
-        client.load_model("densenet_onnx")
+        client.load_model("densenet_onnx", config=config, files={"file:1/notes.txt": b"none"})
     assert "failed to load 'densenet_onnx' version 1" in info.value.message()
     assert "model.onnx does not exist" in info.value.message()
 
@@ -153,3 +174,49 @@ def _eventually(condition, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+SLOW_MODEL = """
+import asyncio
+import numpy as np
+from asyncinfer.inference.python_model import Response, Tensor
+
+class Model:
+    finalized = False
+
+    async def execute(self, requests):
+        await asyncio.sleep(0.5)
+        value = -1 if Model.finalized else 1
+        return [Response([Tensor("OUT", np.array([value], np.int32))]) for _ in requests]
+
+    def finalize(self):
+        Model.finalized = True
+"""
+
+
+def test_unload_waits_for_the_call_in_flight(tmp_path: pathlib.Path) -> None:
+    model = tmp_path / "slow"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(SLOW_MODEL)
+    (model / "config.pbtxt").write_text(
+        'backend: "python"\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+    )
+    factory = lambda: build_server(  # noqa: E731
+        tmp_path, grpc_port=0, model_control_mode="explicit", load_models=["slow"]
+    )
+    with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
+        tensor = grpcclient.InferInput("IN", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([0], np.int32))
+        results: list = []
+        client.async_infer(
+            "slow", [tensor], callback=lambda result, error: results.append((result, error))
+        )
+        time.sleep(0.2)  # the call is inside execute now
+        client.unload_model("slow")
+        assert _eventually(lambda: bool(results))
+        result, error = results[0]
+        assert error is None
+        assert int(result.as_numpy("OUT")[0]) == 1  # finalize() ran only after the call
+        assert client.is_model_ready("slow") is False

@@ -49,6 +49,16 @@ class Model:
     async def execute(self, requests):
         return [Response([Tensor("OUT", np.zeros(2, np.float32))])]
 """,
+    "classifier": """
+class Model:
+    async def execute(self, requests):
+        return [Response([Tensor("OUT", r.input("IN").as_numpy())]) for r in requests]
+""",
+    "wrong_shape": """
+class Model:
+    async def execute(self, requests):
+        return [Response([Tensor("OUT", np.zeros((2, 2), np.int32))])]
+""",
     "sync_counter": """
 import threading
 
@@ -86,6 +96,14 @@ def client(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("models")
     for name, source in MODELS.items():
         _write_model(root, name, source)
+    config = root / "classifier" / "config.pbtxt"
+    config.write_text(
+        config.read_text().replace(
+            'name: "OUT" data_type: TYPE_INT32 dims: [ -1 ]',
+            'name: "OUT" data_type: TYPE_INT32 dims: [ -1 ] label_filename: "labels.txt"',
+        )
+    )
+    (root / "classifier" / "labels.txt").write_text("zero\none\ntwo\n")
     warmup = (
         'model_warmup [ { name: "w" count: 3 inputs { key: "IN" value '
         "{ data_type: TYPE_INT32 dims: [ 2 ] zero_data: true } } } ]"
@@ -153,6 +171,14 @@ def test_output_of_the_wrong_datatype_is_reported(client) -> None:
     assert "returned output 'OUT' as FP32, but its config declares INT32" in info.value.message()
 
 
+def test_output_of_the_wrong_shape_is_reported(client) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        _infer(client, "wrong_shape", [1])
+    assert "returned output 'OUT' with shape [2, 2], but its config declares [-1]" in (
+        info.value.message()
+    )
+
+
 def test_sync_execute_runs_in_a_worker_thread_with_state(client) -> None:
     first = int(_infer(client, "sync_counter", [0])[0])
     assert int(_infer(client, "sync_counter", [0])[0]) == first + 1
@@ -171,3 +197,11 @@ def test_version_policies(client) -> None:
     assert list(client.get_model_metadata("all_versions").versions) == ["1", "2"]
     assert list(client.get_model_metadata("specific").versions) == ["1", "3"]
     assert len(client.get_inference_statistics("all_versions").model_stats) == 2
+
+
+def test_classification_with_labels(client) -> None:
+    tensor = grpcclient.InferInput("IN", [4], "INT32")
+    tensor.set_data_from_numpy(np.array([3, 7, 1, 9], np.int32))
+    outputs = [grpcclient.InferRequestedOutput("OUT", class_count=3)]
+    result = client.infer("classifier", [tensor], outputs=outputs)
+    assert list(result.as_numpy("OUT")) == [b"9.000000:3", b"7.000000:1:one", b"3.000000:0:zero"]

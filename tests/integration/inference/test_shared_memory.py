@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
-from .inference_servers import REPOSITORY, ThreadedServer
 from tritonclient.utils import (
     InferenceServerException,
     serialize_byte_tensor,
@@ -22,6 +22,8 @@ from tritonclient.utils import (
 )
 
 from asyncinfer.inference.app import build_server
+
+from .inference_servers import REPOSITORY, ThreadedServer
 
 PID = os.getpid()
 #: What tritonclient's register_cuda_shared_memory takes: a base64 cudaIpcMemHandle_t (64 bytes).
@@ -252,3 +254,98 @@ def test_without_allow_client_shm(url: str, regions) -> None:
         extensions = client.get_server_metadata().extensions
         assert "system_shared_memory" not in extensions
         assert "cuda_shared_memory" not in extensions
+
+
+_SLOW_CONFIG = """name: "slow_identity"
+backend: "python"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+"""
+_SLOW_MODEL = """import asyncio
+from asyncinfer.inference.python_model import Response, Tensor
+
+
+class Model:
+    async def execute(self, requests):
+        await asyncio.sleep(0.5)  # the test unregisters the input region meanwhile
+        return [Response([Tensor("OUTPUT0", r.input("INPUT0").as_numpy())]) for r in requests]
+"""
+
+
+def _mappings(key: str | None = None) -> int:
+    """Lines of /proc/self/maps (only those mapping ``/dev/shm<key>`` when a key is given)."""
+    with open("/proc/self/maps") as maps:
+        return sum(1 for line in maps if key is None or line.rstrip().endswith(f"/dev/shm{key}"))
+
+
+def test_a_region_in_use_is_not_unmapped_under_the_request(tmp_path, regions) -> None:
+    model = tmp_path / "slow_identity"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(_SLOW_CONFIG)
+    (model / "1" / "model.py").write_text(_SLOW_MODEL)
+    factory = lambda: build_server(tmp_path, grpc_port=0, allow_client_shm=True)  # noqa: E731
+    data = np.arange(1024, dtype=np.float32)
+    shm.set_shared_memory_region(regions["big"], [data])
+    client_maps = _mappings(_key("big"))  # the client's own; client and server share a process
+    with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
+        client.register_system_shared_memory("in", _key("big"), 4096)
+        tensor = grpcclient.InferInput("INPUT0", [1024], "FP32")
+        tensor.set_shared_memory("in", 4096)
+        done: list[object] = []
+        client.async_infer(
+            "slow_identity", [tensor], lambda result, error: done.append(result or error)
+        )
+        time.sleep(0.2)  # the request is inside the model, holding its lease on "in"
+        client.unregister_system_shared_memory()
+        assert len(client.get_system_shared_memory_status().regions) == 0
+        # Unregistered, but still mapped by the server for the running request.
+        assert _mappings(_key("big")) == client_maps + 1
+        deadline = time.monotonic() + 10
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (result,) = done
+        assert isinstance(result, grpcclient.InferResult), result
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+        assert _mappings(_key("big")) == client_maps  # the last lease returned: unmapped
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_register_and_unregister_over_grpc_do_not_leak(client, regions) -> None:
+    client.register_system_shared_memory("warm", _key("in"), 128)  # let lazy state settle
+    client.unregister_system_shared_memory()
+    maps_before, fds_before = _mappings(), _open_fds()
+    for i in range(300):
+        client.register_system_shared_memory(f"r{i % 2}", _key("in" if i % 3 else "big"), 128)
+        if i % 2:
+            client.unregister_system_shared_memory("" if i % 4 == 1 else "r0")
+            client.unregister_system_shared_memory()
+        with pytest.raises(InferenceServerException):
+            client.register_system_shared_memory("bad", _key("in"), 1 << 20)  # out of bounds
+    client.unregister_system_shared_memory()
+    assert (_mappings(), _open_fds()) == (maps_before, fds_before)
+
+
+def test_stream_infer_with_shared_memory(client, regions) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    shm.set_shared_memory_region(regions["in"], [a, a])
+    _register(client, "in", "out")
+    results: list[object] = []
+    client.start_stream(callback=lambda result, error: results.append(result or error))
+    try:
+        for round_ in range(3):
+            client.async_stream_infer(
+                "simple",
+                [_in("INPUT0", "in", 64, 0), _in("INPUT1", "in", 64, 64)],
+                outputs=[_out("OUTPUT0", "out", 64, 0), _out("OUTPUT1", "out", 64, 64)],
+                request_id=str(round_),
+            )
+    finally:
+        client.stop_stream()  # waits for the stream to end
+    assert [r.get_response().id for r in results] == ["0", "1", "2"]  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(
+        shm.get_contents_as_numpy(regions["out"], np.int32, [1, 16]), a * 2
+    )

@@ -7,7 +7,24 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-MODELS = ["custom_identity_int32", "simple", "simple_identity", "simple_int8", "simple_string"]
+MODELS = [
+    "bls_add_sub",
+    "classifier_onnx",
+    "custom_identity_int32",
+    "densenet_onnx",
+    "ensemble_classify",
+    "mlp_onnx",
+    "postprocess",
+    "preprocess",
+    "repeat_int32",
+    "simple",
+    "simple_dyna_sequence",
+    "simple_identity",
+    "simple_int8",
+    "simple_sequence",
+    "simple_string",
+    "simple_string_dyna_sequence",
+]
 
 
 @pytest.fixture
@@ -69,6 +86,7 @@ def test_config_name_and_statistics_entry(client) -> None:
     config = client.get_model_config("simple").config
     assert config.name == "simple" and config.max_batch_size == 8
     assert len(client.get_inference_statistics("simple").model_stats) == 1
+    assert len(client.get_inference_statistics().model_stats) == len(MODELS)
 
 
 def test_statistics_count_inferences(client) -> None:
@@ -217,3 +235,25 @@ def test_unimplemented_extensions_say_so(client, call) -> None:
         call(client)
     assert info.value.status() == "StatusCode.UNIMPLEMENTED"
     assert "not supported by this server yet" in info.value.message()
+
+
+def test_requests_over_grpcio_default_4_mib_limit(client) -> None:
+    # Triton's limits are INT32_MAX both ways; 8 MiB each way must pass.
+    data = np.arange(2 * 1024 * 1024, dtype=np.int32).reshape(1, -1)
+    tensor = grpcclient.InferInput("INPUT0", list(data.shape), "INT32")
+    tensor.set_data_from_numpy(data)
+    result = client.infer("custom_identity_int32", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+
+
+def test_sync_client_stream_echoes_ids(url: str) -> None:
+    received: list = []
+    with grpcclient.InferenceServerClient(url) as client:
+        client.start_stream(callback=lambda result, error: received.append((result, error)))
+        for i in range(5):
+            a = np.full((1, 16), i, np.int32)
+            client.async_stream_infer("simple", _inputs("INT32", a, a), request_id=f"s{i}")
+        client.async_stream_infer("no_such_model", _inputs("INT32", a, a), request_id="bad")
+        client.stop_stream()  # half-closes and waits for the server to end the stream
+    assert [r.get_response().id for r, e in received[:5]] == [f"s{i}" for i in range(5)]
+    assert received[5][0] is None and "Request for unknown model" in str(received[5][1])

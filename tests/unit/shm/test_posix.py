@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import tritonclient.utils.shared_memory as tshm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asyncinfer.errors import AlreadyExists, InvalidArgument, NotFound
 from asyncinfer.shm.posix import RegionStatus, SystemShmRegistry, check_key
@@ -148,3 +150,23 @@ def test_register_unregister_does_not_leak(region: tuple[str, object]) -> None:
             registry.register("bad", key, 0, SIZE * 2)  # refused: nothing mapped, nothing open
     registry.close()
     assert (_mappings(), len(os.listdir("/proc/self/fd"))) == (maps_before, fds_before)
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.integers(-8, SIZE + 8), size=st.integers(-8, SIZE + 8))
+def test_lease_bounds_property(offset: int, size: int) -> None:
+    key = f"/asyncinfer_prop_{os.getpid()}"
+    handle = tshm.create_shared_memory_region("p", key, SIZE)
+    registry = SystemShmRegistry()
+    try:
+        registry.register("p", key, 0, SIZE)
+        inside = offset >= 0 and size >= 0 and offset + size <= SIZE
+        try:
+            registry.lease("p", offset, size).release()
+        except InvalidArgument as exc:
+            assert not inside and "region 'p'" in exc.message
+        else:
+            assert inside
+    finally:
+        registry.close()
+        tshm.destroy_shared_memory_region(handle)

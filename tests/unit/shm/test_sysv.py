@@ -71,6 +71,11 @@ def test_misuse_is_reported(ring: SysvRing) -> None:
         slot.view()
     with pytest.raises(UsageError, match="open"):
         SysvRing(64).allocate_nowait(1)
+    kept = ring.allocate_nowait(16)
+    ring.close()
+    with pytest.raises(UsageError, match="the ring was closed"):
+        kept.view()
+    kept.release()
 
 
 def test_server_sees_client_bytes_and_writes_back_in_place(
@@ -149,6 +154,21 @@ def test_detach_waits_for_leases_and_escaped_views(ring: SysvRing, cache: SysvAt
     assert cache.statistics() == {
         "attached": 0, "retiring": 0, "leases": 0, "attaches": 1, "detaches": 1,
     }  # fmt: skip
+
+
+def test_a_full_cache_of_leased_segments_still_attaches_the_next() -> None:
+    cache = SysvAttachments(max_segments=1)
+    with SysvRing(4096, segments=2) as ring:
+        first, second = ring.allocate_nowait(4096), ring.allocate_nowait(4096)
+        held = cache.lease(first.descriptor)
+        with cache.lease(second.descriptor) as lease:
+            lease.write(np.full(4096, 9, np.uint8))
+        assert second.array(np.uint8, (4096,))[0] == 9
+        held.release()
+        assert cache.statistics()["attached"] == 2  # over the bound only while both were in use
+        cache.lease(second.descriptor).release()  # the next lease evicts down to the bound
+        assert cache.statistics()["attached"] == 1
+    cache.close()
 
 
 def test_cache_is_bounded() -> None:

@@ -7,6 +7,12 @@ loads ``<version>/model.plan`` into a TensorRTEngine with one execution context 
 shared workspaces and a pool of pinned + device memory stacks. The config must declare the
 inputs and outputs (no auto-completion), and they must match the engine's bindings.
 
+A batching model (max_batch_size > 0) runs a whole batch of requests in one engine call: the
+inputs concatenated along the batch dimension, the outputs split back per request
+(batching.py). ONNX Runtime instances are KIND_CPU (or KIND_AUTO): each session gets its share
+of this process's CPUs as intra-op threads and runs in a pinned thread, so N instances are N
+concurrent executes (ONNX Runtime releases the GIL).
+
 Where TensorRT or CUDA is missing the load fails with a message saying so; the other models of
 the repository keep serving.
 """
@@ -14,6 +20,7 @@ the repository keep serving.
 from __future__ import annotations
 
 import pathlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +29,11 @@ import numpy as np
 from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError
 from ...memory import StackPool
-from ...pb.inference.model_config_pb2 import ModelConfig
+from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
+from ..batching import merge, split
 from ..datatypes import from_config
 from ..python_model import Request, Response, Tensor
+from ..statistics import batch_timing
 from .python import ModelLoadFailed
 
 __all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
@@ -49,11 +58,25 @@ def engine_kind(config: ModelConfig) -> str | None:
 class EngineBackend:
     """One loaded version of an engine-backed model."""
 
-    def __init__(self, name: str, version: int, engine: Engine, stacks: StackPool | None) -> None:
-        self.name = name
+    def __init__(
+        self,
+        config: ModelConfig,
+        version: int,
+        engine: Engine,
+        stacks: StackPool | None,
+        instances: int,
+    ) -> None:
+        self.name = config.name
         self.version = version
         self.engine = engine
         self._stacks = stacks
+        self._instances = instances
+        self._batching = config.max_batch_size > 0
+        self._inputs = [tensor.name for tensor in config.input]
+
+    @property
+    def instance_count(self) -> int:
+        return self._instances
 
     @classmethod
     async def load(
@@ -64,9 +87,10 @@ class EngineBackend:
         path = version_dir / (config.default_model_filename or _FILENAMES[kind or "onnxruntime"])
         if not path.is_file():
             raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: {path} does not exist"
+                f"failed to load '{name}' version {version}: {path} does not exist (the "
+                "example repositories' ONNX models are built by `make models`)"
             )
-        instances = sum(max(group.count, 1) for group in config.instance_group) or 1
+        instances = _instance_count(config, kind)
         stacks = None
         try:
             if kind == "tensorrt":
@@ -79,30 +103,68 @@ class EngineBackend:
                 stacks.open()
         except ConfigError as exc:
             raise ModelLoadFailed(f"failed to load '{name}' version {version}: {exc}") from None
-        _check_signature(config, engine, version)
-        return cls(name, version, engine, stacks)
+        try:
+            _check_signature(config, engine, version)
+        except ModelLoadFailed:
+            await engine.stop()
+            raise
+        return cls(config, version, engine, stacks, instances)
 
     async def execute(self, requests: Sequence[Request]) -> list[Response]:
-        """One Response per request, in order; bad input raises the engine's error."""
-        return [await self._one(request) for request in requests]
+        """One Response per request, in order; bad input raises the engine's error.
 
-    async def _one(self, request: Request) -> Response:
-        inputs = {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
+        A batching model runs all of ``requests`` in one engine call.
+        """
+        if not self._batching or len(requests) == 1:
+            return [_response(await self._infer(_arrays(request))) for request in requests]
+        timing = batch_timing()
+        start = time.perf_counter_ns()
+        merged, sizes = merge(self._inputs, [_arrays(request) for request in requests])
+        merged_at = time.perf_counter_ns()
+        outputs = await self._infer(merged)
+        inferred_at = time.perf_counter_ns()
+        responses = [_response(part) for part in split(self.name, outputs, sizes)]
+        timing.input_ns += merged_at - start
+        timing.output_ns += time.perf_counter_ns() - inferred_at
+        return responses
+
+    async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         if self._stacks is None:
-            outputs = await self.engine.infer(inputs)
-            return Response([Tensor(n, a) for n, a in outputs.items()])
+            return await self.engine.infer(inputs)
         async with self._stacks.acquire() as lease:
             outputs = await self.engine.infer(inputs, memory=lease.item)
             # The reply is encoded after this returns: copy out of the leased stack, and drop
             # the views before the lease returns (its stacks reset then).
             owned = {n: np.array(a) for n, a in outputs.items()}
             del outputs
-        return Response([Tensor(n, a) for n, a in owned.items()])
+        return owned
 
     async def unload(self) -> None:
         await self.engine.stop()
         if self._stacks is not None:
             self._stacks.close()
+
+
+def _arrays(request: Request) -> dict[str, Any]:
+    return {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
+
+
+def _response(outputs: dict[str, Any]) -> Response:
+    return Response([Tensor(name, array) for name, array in outputs.items()])
+
+
+def _instance_count(config: ModelConfig, kind: str | None) -> int:
+    """The instance groups' total count; ONNX Runtime instances run on this process's CPUs."""
+    if kind == "onnxruntime":
+        cpu_kinds = (ModelInstanceGroup.KIND_CPU, ModelInstanceGroup.KIND_AUTO)
+        for group in config.instance_group:
+            if group.kind not in cpu_kinds:
+                raise ModelLoadFailed(
+                    f"failed to load '{config.name}': instance_group kind "
+                    f"{ModelInstanceGroup.Kind.Name(group.kind)} is not supported by the "
+                    "onnxruntime backend here (it runs on the CPU); use KIND_CPU"
+                )
+    return sum(max(group.count, 1) for group in config.instance_group) or 1
 
 
 def _stack_pool(config: ModelConfig, instances: int) -> StackPool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
 from ..python_model import Request, Response
@@ -49,11 +49,19 @@ async def _call(hook: Any, *args: Any) -> Any:
 class PythonBackend:
     """One loaded version of a python-backend model, with its pool of Model instances."""
 
-    def __init__(self, name: str, version: int, instances: Sequence[Any]) -> None:
+    def __init__(
+        self, name: str, version: int, instances: Sequence[Any], *, decoupled: bool = False
+    ) -> None:
         self.name = name
         self.version = version
+        #: Responses go through each request's ResponseSender; execute returns none.
+        self.decoupled = decoupled
         self._instances = list(instances)
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._closing = False
+        self._async_execute = all(
+            inspect.iscoroutinefunction(instance.execute) for instance in self._instances
+        )
         for instance in self._instances:
             self._idle.put_nowait(instance)
 
@@ -85,6 +93,11 @@ class PythonBackend:
                 f"failed to load '{name}' version {version}: {path} defines no class "
                 f"'{MODEL_CLASS}'"
             )
+        if not callable(getattr(model_class, "execute", None)):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
+                "has no execute(requests) method"
+            )
         args: dict[str, Any] = dict(_initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
@@ -101,17 +114,36 @@ class PythonBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: initialize() raised {_one_line(exc)}"
             ) from None
-        return cls(name, version, instances)
+        return cls(name, version, instances, decoupled=config.model_transaction_policy.decoupled)
 
     async def execute(self, requests: list[Request]) -> list[Response]:
-        """Run the model on ``requests``; one Response each, in order."""
+        """Run the model on ``requests``; one Response each, in order.
+
+        A decoupled model answers through each request's sender and returns None (or a list
+        of None); then the result is an empty list.
+        """
+        if self._closing:
+            raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
         instance = await self._idle.get()
         try:
-            responses = await _call(instance.execute, requests)
+            if self._async_execute:
+                responses = await instance.execute(requests)
+            else:
+                responses = await asyncio.to_thread(instance.execute, requests)
         finally:
             # Returned on every path, cancellation included; a thread still running a
             # cancelled sync execute keeps the instance busy only until it returns.
             self._idle.put_nowait(instance)
+        if self.decoupled:
+            if responses is not None and any(r is not None for r in responses):
+                raise TypeError(
+                    f"decoupled model '{self.name}' execute() must send its responses through "
+                    "request.response_sender() and return None"
+                )
+            return []
+        return self._check(responses, requests)
+
+    def _check(self, responses: Any, requests: list[Request]) -> list[Response]:
         if not isinstance(responses, list | tuple) or len(responses) != len(requests):
             raise TypeError(
                 f"model '{self.name}' execute() must return a list of {len(requests)} "
@@ -119,7 +151,22 @@ class PythonBackend:
             )
         return list(responses)
 
+    @property
+    def instance_count(self) -> int:
+        return max(len(self._instances), 1)
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
+        instances and runs one batch per instance at a time, so the instance is its alone."""
+        responses = await _call(self._instances[index].execute, requests)
+        return self._check(responses, requests)
+
     async def unload(self) -> None:
+        """Refuse new calls, wait for the calls in flight to hand their instances back, then
+        finalize every instance (never while a call is still using it)."""
+        self._closing = True
+        for _ in self._instances:
+            await self._idle.get()
         await _finalize_all(self._instances)
         self._instances.clear()
 

@@ -1,7 +1,7 @@
 """Example 02 client: drive the inference service with the InferRunner API and the siege client.
 
 asyncinfer serve --model-repository examples/model_repository --grpc-port 8001
-python examples/02_inference/client.py 127.0.0.1:8001 --seconds 3
+python examples/05_inference_client/client.py 127.0.0.1:8001 --seconds 3
 """
 
 from __future__ import annotations

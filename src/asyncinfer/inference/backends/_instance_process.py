@@ -1,0 +1,152 @@
+"""The main function of one process instance: a python model's Model object in its own process.
+
+Spawned by ProcessBackend (process.py). It imports model.py, creates and initializes one Model,
+then serves ``execute`` messages from its pipe until told to stop or the pipe closes (the
+server went away). Tensors come and go through the shared-memory arena (_arena.py); the pipe
+carries only small control messages:
+
+    server -> instance   ("execute", [RequestMeta, ...])  |  ("stop", None)
+    instance -> server   ("ready", pid)  |  ("failed", message)
+                         ("done", [ResponseMeta, ...])  |  ("error", message)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import pathlib
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..python_model import Request, Response
+from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_tensors
+
+__all__ = ["RequestMeta", "ResponseMeta", "main"]
+
+#: id, parameters, requested output names, input tensors
+RequestMeta = tuple[str, dict[str, Any], tuple[str, ...], list[TensorMeta]]
+#: error message (None: success), output tensors
+ResponseMeta = tuple[str | None, list[TensorMeta]]
+
+
+def _entry() -> None:
+    """``python -m`` entry: argv[1] is the inherited pipe descriptor; the first message on it
+    carries main()'s other arguments."""
+    connection = Connection(int(sys.argv[1]))
+    try:
+        arguments = connection.recv()
+    except (EOFError, OSError):
+        return
+    main(connection, *arguments)
+
+
+def main(
+    connection: Connection,
+    arena_fd: int,
+    arena_size: int,
+    model_path: str,
+    name: str,
+    version: int,
+    args: dict[str, str],
+) -> None:
+    """Run one instance until "stop" or until the server closes the pipe."""
+    from .python import MODEL_CLASS, _import, _one_line  # the same import rules as in-process
+
+    loop = asyncio.new_event_loop()
+    arena = Arena.attach(arena_fd, arena_size)
+    try:
+        module = _import(pathlib.Path(model_path), name, version)
+        instance = getattr(module, MODEL_CLASS)()
+        hook = getattr(instance, "initialize", None)
+        if hook is not None:
+            _run(loop, hook, args)
+    except BaseException as exc:
+        message = exc.message if hasattr(exc, "message") else _one_line(exc)
+        connection.send(("failed", message))
+        return
+    connection.send(("ready", os.getpid()))
+    try:
+        _serve(connection, loop, arena, instance, name)
+    finally:
+        hook = getattr(instance, "finalize", None)
+        if hook is not None:
+            try:
+                _run(loop, hook)
+            except Exception:
+                traceback.print_exc()
+        arena.close()
+        loop.close()
+
+
+def _run(loop: asyncio.AbstractEventLoop, hook: Any, *args: Any) -> Any:
+    if inspect.iscoroutinefunction(hook):
+        return loop.run_until_complete(hook(*args))
+    return hook(*args)
+
+
+def _serve(
+    connection: Connection, loop: asyncio.AbstractEventLoop, arena: Arena, instance: Any, name: str
+) -> None:
+    from .python import _one_line
+
+    while True:
+        try:
+            kind, payload = connection.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        if kind == "stop":
+            return
+        try:
+            requests = [_request(arena, meta) for meta in payload]
+            responses = _run(loop, instance.execute, requests)
+            if not isinstance(responses, list | tuple) or len(responses) != len(requests):
+                raise TypeError(
+                    f"model '{name}' execute() must return a list of {len(requests)} Response "
+                    f"objects, got {type(responses).__name__}"
+                )
+            del requests  # views into the arena's input half end here
+            connection.send(("done", _write_responses(arena, list(responses), name)))
+        except BaseException as exc:
+            connection.send(("error", _one_line(exc)))
+
+
+def _request(arena: Arena, meta: RequestMeta) -> Request:
+    request_id, parameters, requested, tensors = meta
+    inputs = read_tensors(arena, tensors, copy=False)
+    return Request(inputs, requested_output_names=requested, parameters=parameters, id=request_id)
+
+
+def _write_responses(arena: Arena, responses: list[Any], name: str) -> list[ResponseMeta]:
+    metas: list[ResponseMeta] = []
+    offset = arena.half
+    for response in responses:
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"model '{name}' execute() returned {type(response).__name__} where a "
+                "Response was expected"
+            )
+        if response.error is not None:
+            metas.append((str(response.error.message), []))
+            continue
+        try:
+            tensors, offset = write_tensors(arena, offset, arena.size, response.outputs())
+        except ArenaFull as exc:
+            metas.append((_full(name, exc), []))
+            continue
+        metas.append((None, tensors))
+    return metas
+
+
+def _full(name: str, exc: ArenaFull) -> str:
+    return (
+        f"the outputs of model '{name}' need {exc.needed} bytes of shared memory, more than "
+        f"the {exc.available} its instance has for outputs; raise the model parameter "
+        "'instance_shm_bytes'"
+    )
+
+
+if __name__ == "__main__":
+    _entry()

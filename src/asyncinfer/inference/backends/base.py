@@ -1,0 +1,38 @@
+"""The Backend protocol: what a scheduler needs from a loaded model version to run requests.
+
+A backend turns a list of requests into one Response per request, in order. It owns its
+instances (python Model objects, ONNX Runtime sessions) and leases one per ``execute``, so
+``instance_count`` concurrent executes run on distinct instances and more wait for one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..python_model import Request, Response
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One loaded version of a model as the schedulers see it."""
+
+    name: str
+    version: int
+
+    @property
+    def instance_count(self) -> int:
+        """How many executes can run at once (the instance group's total count)."""
+        ...
+
+    async def execute(self, requests: list[Request]) -> list[Response]:
+        """One Response per request, in order; a Response with ``error`` fails only its request.
+
+        Raising fails every request of the call.
+        """
+        ...
+
+    async def unload(self) -> None:
+        """Release the instances; no execute runs after this returns."""
+        ...

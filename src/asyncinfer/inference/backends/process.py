@@ -1,0 +1,370 @@
+"""Process instances for python models: each Model instance in its own spawned process.
+
+Chosen per model with the config parameter ``instance_kind: "process"`` (the default,
+``"thread"``, is PythonBackend). Python model code holds the GIL, so threads of one process
+add no throughput; processes do. Each instance has a shared-memory arena (_arena.py) that
+carries the tensors both ways, and a pipe that carries only small control messages, the design
+of Triton's python backend. The server side never blocks its loop on an instance: the pipe is
+read from a loop reader callback.
+
+A crashed instance process fails the execute it was running with UNAVAILABLE naming the model
+and instance, and is restarted; the model keeps serving on its other instances meanwhile, and
+on the restarted one as soon as it is initialized again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import pathlib
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ...errors import InvalidArgument, ResourceExhausted, Unavailable
+from ...pb.inference.model_config_pb2 import ModelConfig
+from ..python_model import ModelError, Request, Response, Tensor
+from ._arena import Arena, ArenaFull, read_tensors, write_tensors
+from ._instance_process import RequestMeta, ResponseMeta
+from .python import DEFAULT_FILENAME, ModelLoadFailed, _initialize_args, _instance_count
+
+__all__ = ["INSTANCE_KIND", "SHM_BYTES", "ProcessBackend", "instance_kind"]
+
+log = logging.getLogger("asyncinfer.inference")
+INSTANCE_KIND = "instance_kind"  # model parameter: "thread" (default) or "process"
+SHM_BYTES = "instance_shm_bytes"  # model parameter: arena bytes per process instance
+DEFAULT_SHM_BYTES = 16 << 20
+START_TIMEOUT_S = 120.0  # spawning imports numpy and the model; a loaded machine is slow
+STOP_TIMEOUT_S = 5.0
+INSTANCE_MODULE = "asyncinfer.inference.backends._instance_process"
+
+
+def instance_kind(config: ModelConfig) -> str:
+    """'thread' or 'process', from the model's ``instance_kind`` parameter."""
+    kind = (
+        config.parameters[INSTANCE_KIND].string_value if INSTANCE_KIND in config.parameters else ""
+    )
+    kind = kind or "thread"
+    if kind not in ("thread", "process"):
+        raise InvalidArgument(
+            f"failed to load '{config.name}', parameter '{INSTANCE_KIND}' must be 'thread' or "
+            f"'process', not '{kind}'"
+        )
+    if kind == "process" and config.model_transaction_policy.decoupled:
+        raise InvalidArgument(
+            f"failed to load '{config.name}', decoupled models run as thread instances; "
+            f"'{INSTANCE_KIND}: process' is not supported for them"
+        )
+    return kind
+
+
+def _shm_bytes(config: ModelConfig) -> int:
+    text = config.parameters[SHM_BYTES].string_value if SHM_BYTES in config.parameters else ""
+    if not text:
+        return DEFAULT_SHM_BYTES
+    if not text.isdigit() or int(text) < 4096:
+        raise InvalidArgument(
+            f"failed to load '{config.name}', parameter '{SHM_BYTES}' must be a whole number "
+            f">= 4096, not '{text}'"
+        )
+    return int(text)
+
+
+class InstanceBroken(Unavailable):
+    """The instance's process died and could not be started again; the request never ran."""
+
+
+class _Instance:
+    """One instance process, its arena and its pipe; one execute at a time."""
+
+    def __init__(self, model: str, index: int, arena_size: int, spawn_args: tuple[Any, ...]):
+        self.model = model
+        self.label = f"{model}_{index}"
+        self._spawn_args = spawn_args
+        self._arena = Arena.create(arena_size)
+        self._lock = asyncio.Lock()
+        self._ready = asyncio.Event()
+        self._broken: str | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
+        self._waiter: asyncio.Future[Any] | None = None
+        self._restart: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Spawn the process and wait until its Model is initialized; ModelLoadFailed if not."""
+        kind, payload = await self._spawn()
+        if kind != "ready":
+            raise ModelLoadFailed(
+                f"failed to load '{self.model}': instance {self.label}: {payload}"
+            )
+        self._ready.set()
+
+    async def _spawn(self) -> tuple[str, Any]:
+        # A fresh interpreter running the instance module (not multiprocessing's spawn, which
+        # would re-import the server's __main__ script in the child); the pipe's other end is
+        # handed down as an inherited descriptor.
+        connection, child = multiprocessing.Pipe(duplex=True)
+        arena_fd = self._arena.fd
+        assert arena_fd is not None
+        command = [sys.executable, "-m", INSTANCE_MODULE, str(child.fileno())]
+        try:
+            process = await asyncio.to_thread(
+                subprocess.Popen,
+                command,
+                pass_fds=(child.fileno(), arena_fd),  # same numbers in the child
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()  # ours closed, so the pipe reports EOF when the process dies
+        connection.send((arena_fd, self._arena.size, *self._spawn_args))
+        self._process, self._connection = process, connection
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        loop.add_reader(connection.fileno(), self._on_readable)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._waiter), START_TIMEOUT_S)
+        except TimeoutError:
+            await self._kill()
+            return "failed", f"did not start within {START_TIMEOUT_S:.0f} s"
+        except Unavailable as exc:
+            return "failed", exc.message
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
+        # Wait for a running execute (the arena must not go while the process uses it), but
+        # not forever: an execute stuck past the timeout has its process killed under it.
+        try:
+            await asyncio.wait_for(self._lock.acquire(), STOP_TIMEOUT_S)
+            locked = True
+        except TimeoutError:
+            locked = False
+        try:
+            if locked and self._connection is not None and self._process is not None:
+                with contextlib.suppress(OSError):
+                    self._connection.send(("stop", None))
+                await _wait(self._process)
+            await self._kill()
+            self._fail_waiter("was stopped")
+        finally:
+            if locked:
+                self._lock.release()
+        self._arena.close()
+
+    async def _kill(self) -> None:
+        process, connection = self._process, self._connection
+        if connection is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(connection.fileno())
+            connection.close()
+        if process is not None and process.poll() is None:
+            process.kill()
+            await _wait(process)
+        self._process = self._connection = None
+
+    @property
+    def broken(self) -> bool:
+        """True when the process died and could not be started again."""
+        return self._broken is not None
+
+    # ------------------------------------------------------------------ requests
+
+    async def run(self, requests: list[Request]) -> list[Response]:
+        await self._lock.acquire()
+        handed_over = False
+        try:
+            await self._ready.wait()  # a restart may be in progress
+            if self._broken is not None:
+                raise InstanceBroken(self._broken)
+            assert self._connection is not None
+            metas = self._write(requests)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            self._connection.send(("execute", metas))
+            # From here the lock is released when the reply (or the crash) arrives, not when
+            # this call returns: a cancelled caller must not let the next execute overwrite
+            # the arena while the process still reads it.
+            waiter.add_done_callback(lambda _: self._lock.release())
+            handed_over = True
+        finally:
+            if not handed_over:
+                self._lock.release()
+        kind, payload = await asyncio.shield(waiter)
+        if kind == "error":
+            raise RuntimeError(f"model '{self.model}' instance {self.label}: {payload}")
+        responses: list[Response] = payload
+        return responses
+
+    def _write(self, requests: list[Request]) -> list[RequestMeta]:
+        metas: list[RequestMeta] = []
+        offset = 0
+        for request in requests:
+            arrays = {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
+            try:
+                tensors, offset = write_tensors(self._arena, offset, self._arena.half, arrays)
+            except ArenaFull as exc:
+                raise ResourceExhausted(
+                    f"the inputs of the request(s) to model '{self.model}' need {exc.needed} "
+                    f"bytes of shared memory, more than the {exc.available} that instance "
+                    f"{self.label} has for inputs; raise the model parameter '{SHM_BYTES}'"
+                ) from None
+            metas.append(
+                (request.id, dict(request.parameters), request.requested_output_names, tensors)
+            )
+        return metas
+
+    # ------------------------------------------------------------------ the pipe
+
+    def _on_readable(self) -> None:
+        assert self._connection is not None
+        try:
+            kind, payload = self._connection.recv()
+        except (EOFError, OSError):
+            self._on_exit()
+            return
+        if kind == "done":
+            # Copied out here, before the waiter's callback frees the arena for the next call.
+            payload = [self._response(meta) for meta in payload]
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result((kind, payload))
+
+    def _response(self, meta: ResponseMeta) -> Response:
+        error, tensors = meta
+        if error is not None:
+            return Response(error=ModelError(error))
+        arrays = read_tensors(self._arena, tensors, copy=True)
+        return Response([Tensor(name, array) for name, array in arrays.items()])
+
+    def _on_exit(self) -> None:
+        assert self._connection is not None
+        asyncio.get_running_loop().remove_reader(self._connection.fileno())
+        self._ready.clear()
+        if self._stopping:
+            self._fail_waiter("was stopped")
+            return
+        self._restart = asyncio.get_running_loop().create_task(self._restart_process())
+
+    def _fail_waiter(self, what: str) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                Unavailable(f"model '{self.model}' instance {self.label} {what}; retry the request")
+            )
+
+    async def _restart_process(self) -> None:
+        process = self._process
+        assert process is not None
+        await _wait(process)
+        code = process.returncode
+        log.error(
+            "model '%s' instance %s (pid %s) exited with code %s; restarting it",
+            self.model,
+            self.label,
+            process.pid,
+            code,
+        )
+        self._fail_waiter(f"process exited (code {code}) while running the request")
+        await self._kill()
+        self.restarts += 1
+        kind, payload = await self._spawn()
+        if kind != "ready":
+            self._broken = (
+                f"model '{self.model}' instance {self.label} could not be restarted: {payload}"
+            )
+            log.error("%s", self._broken)
+        self._ready.set()
+
+
+async def _wait(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+
+
+class ProcessBackend:
+    """A python model whose instances are processes; same Backend surface as PythonBackend."""
+
+    def __init__(self, name: str, version: int, instances: list[_Instance]) -> None:
+        self.name = name
+        self.version = version
+        self.decoupled = False
+        self._instances = instances
+        self._idle: asyncio.Queue[_Instance] = asyncio.Queue()
+        for instance in instances:
+            self._idle.put_nowait(instance)
+
+    @classmethod
+    async def load(
+        cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
+    ) -> ProcessBackend:
+        name = config.name
+        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        if not path.is_file():
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: {path} does not exist"
+            )
+        size = _shm_bytes(config)
+        args = _initialize_args(config, version, repository)
+        instances = []
+        for index in range(_instance_count(config)):
+            spawn_args = (
+                str(path),
+                name,
+                version,
+                {**args, "model_instance_name": f"{name}_{index}"},
+            )
+            instances.append(_Instance(name, index, size, spawn_args))
+        results = await asyncio.gather(*(i.start() for i in instances), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
+            raise failures[0]
+        return cls(name, version, instances)
+
+    @property
+    def instance_count(self) -> int:
+        return len(self._instances)
+
+    def statistics(self) -> dict[str, Any]:
+        return {"restarts": {i.label: i.restarts for i in self._instances}}
+
+    async def execute(self, requests: list[Request]) -> list[Response]:
+        """Run ``requests`` on an idle instance; one Response each, in order."""
+        while True:
+            instance = await self._take()
+            try:
+                return await instance.run(requests)
+            except InstanceBroken:
+                # It broke while this request waited for it, before the request reached it:
+                # another instance may take it.
+                if all(i.broken for i in self._instances):
+                    raise
+            finally:
+                self._idle.put_nowait(instance)
+
+    async def _take(self) -> _Instance:
+        """An idle instance; one that could not be restarted only when no other works."""
+        instance = await self._idle.get()
+        for _ in range(len(self._instances) - 1):
+            if not instance.broken or all(i.broken for i in self._instances):
+                break
+            self._idle.put_nowait(instance)
+            instance = await self._idle.get()
+        return instance
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """Run ``requests`` on instance ``index`` (the sequence batcher pins sequences)."""
+        return await self._instances[index].run(requests)
+
+    async def unload(self) -> None:
+        await asyncio.gather(*(i.stop() for i in self._instances), return_exceptions=True)
+        self._instances.clear()

@@ -1,0 +1,180 @@
+"""Merging a batch's inputs and splitting its outputs back (batching.py), and the engine
+backend running batches through ONNX Runtime in one call."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asyncinfer.errors import Internal, InvalidArgument
+from asyncinfer.inference.backends.engine import EngineBackend
+from asyncinfer.inference.backends.python import ModelLoadFailed
+from asyncinfer.inference.batching import merge, split
+from asyncinfer.inference.modelconfig import parse_pbtxt
+from asyncinfer.inference.python_model import Request
+from asyncinfer.inference.scheduler import make_scheduler
+from asyncinfer.inference.statistics import ModelStats
+
+from ...onnx_models import mlp_model
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=10), st.integers(1, 4))
+def test_split_of_merge_gives_each_request_its_own_rows(sizes: list[int], width: int) -> None:
+    requests = [
+        {
+            "a": np.full((n, width), i, np.int32),
+            "b": np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 100 * i,
+        }
+        for i, n in enumerate(sizes)
+    ]
+    merged, counted = merge(["a", "b"], requests)
+    assert counted == sizes
+    assert merged["a"].shape == (sum(sizes), width)
+    # A model that computes row-wise: outputs are functions of the merged inputs' rows.
+    outputs = {"y": merged["a"] * 3, "z": merged["b"][:, :1]}
+    parts = split("m", outputs, counted)
+    assert len(parts) == len(requests)
+    for inputs, part in zip(requests, parts, strict=True):
+        np.testing.assert_array_equal(part["y"], inputs["a"] * 3)
+        np.testing.assert_array_equal(part["z"], inputs["b"][:, :1])
+
+
+def test_split_rejects_an_output_without_the_batch_dimension() -> None:
+    with pytest.raises(Internal, match=r"model 'm'.*output 'y'.*batch of 3"):
+        split("m", {"y": np.zeros((2, 4))}, [1, 2])
+
+
+def _repository(tmp_path: pathlib.Path) -> tuple[pathlib.Path, object]:
+    body, reference = mlp_model()
+    version = tmp_path / "mlp" / "1"
+    version.mkdir(parents=True)
+    (version / "model.onnx").write_bytes(body)
+    return version, reference
+
+
+MLP_CONFIG = """
+name: "mlp"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "features" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "scores" data_type: TYPE_FP32 dims: [ 4 ] } ]
+"""
+
+
+async def test_onnx_backend_runs_a_batch_in_one_call_and_splits_it(tmp_path: pathlib.Path) -> None:
+    version, reference = _repository(tmp_path)
+    config = parse_pbtxt(MLP_CONFIG + "instance_group [ { count: 2 kind: KIND_CPU } ]", model="mlp")
+    backend = await EngineBackend.load(config, 1, version, tmp_path)
+    try:
+        assert backend.instance_count == 2
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal((n, 16)).astype(np.float32) for n in (1, 3, 2)]
+        responses = await backend.execute([Request({"features": a}) for a in arrays])
+        for array, response in zip(arrays, responses, strict=True):
+            np.testing.assert_allclose(
+                response.outputs()["scores"],
+                reference(array),
+                rtol=1e-4,
+                atol=1e-5,  # type: ignore[operator]
+            )
+        assert backend.engine.statistics()["calls"] == 1
+    finally:
+        await backend.unload()
+
+
+async def test_onnx_backend_through_the_dynamic_batcher(tmp_path: pathlib.Path) -> None:
+    version, reference = _repository(tmp_path)
+    config = parse_pbtxt(MLP_CONFIG + "dynamic_batching { }", model="mlp")
+    backend = await EngineBackend.load(config, 1, version, tmp_path)
+    stats = ModelStats()
+    scheduler = make_scheduler(config, backend, stats)
+    await scheduler.start()
+    try:
+        array = np.ones((2, 16), np.float32)
+        response = await scheduler.submit(Request({"features": array}))
+        np.testing.assert_allclose(
+            response.outputs()["scores"],
+            reference(array),
+            rtol=1e-4,
+            atol=1e-5,  # type: ignore[operator]
+        )
+        assert stats.execution_count == 1 and list(stats.batches) == [2]
+    finally:
+        await scheduler.stop()
+        await backend.unload()
+
+
+async def test_a_merged_batch_reports_its_input_and_output_durations(
+    tmp_path: pathlib.Path,
+) -> None:
+    version, reference = _repository(tmp_path)
+    config = parse_pbtxt(
+        MLP_CONFIG + "dynamic_batching { max_queue_delay_microseconds: 200000 }", model="mlp"
+    )
+    backend = await EngineBackend.load(config, 1, version, tmp_path)
+    stats = ModelStats()
+    scheduler = make_scheduler(config, backend, stats)
+    await scheduler.start()
+    try:
+        arrays = [np.full((n, 16), n, np.float32) for n in (1, 2, 3)]
+        answers = await asyncio.gather(
+            *(scheduler.submit(Request({"features": a})) for a in arrays)
+        )
+        for array, answer in zip(arrays, answers, strict=True):
+            np.testing.assert_allclose(
+                answer.outputs()["scores"],
+                reference(array),
+                rtol=1e-4,
+                atol=1e-5,  # type: ignore[operator]
+            )
+        assert list(stats.batches) == [6] and stats.execution_count == 1
+        durations = stats.batches[6]
+        assert durations.compute_input.count == durations.compute_output.count == 1
+        assert durations.compute_input.ns > 0 and durations.compute_output.ns > 0
+    finally:
+        await scheduler.stop()
+        await backend.unload()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('"features"', '"feats"'), "no input 'feats' that config.pbtxt declares"),
+        (("TYPE_FP32 dims: [ 16 ]", "TYPE_INT32 dims: [ 16 ]"), "FP32 in the model file, INT32"),
+        (("dims: [ 16 ]", "dims: [ 15 ]"), r"declares \[-1, 15\]"),
+        (("max_batch_size: 8", "max_batch_size: 0"), r"declares \[16\]"),
+    ],
+)
+async def test_onnx_config_that_does_not_match_the_graph_fails_the_load(
+    tmp_path: pathlib.Path, change: tuple[str, str], message: str
+) -> None:
+    version, _ = _repository(tmp_path)
+    config = parse_pbtxt(MLP_CONFIG.replace(*change), model="mlp")
+    with pytest.raises(ModelLoadFailed, match=f"failed to load 'mlp'.*{message}"):
+        await EngineBackend.load(config, 1, version, tmp_path)
+
+
+async def test_onnx_missing_file_and_gpu_kind_fail_the_load(tmp_path: pathlib.Path) -> None:
+    config = parse_pbtxt(MLP_CONFIG, model="mlp")
+    with pytest.raises(ModelLoadFailed, match=r"model.onnx does not exist.*make models"):
+        await EngineBackend.load(config, 1, tmp_path, tmp_path)
+    version, _ = _repository(tmp_path)
+    gpu = parse_pbtxt(MLP_CONFIG + "instance_group [ { kind: KIND_GPU } ]", model="mlp")
+    with pytest.raises(ModelLoadFailed, match="KIND_GPU is not supported"):
+        await EngineBackend.load(gpu, 1, version, tmp_path)
+
+
+async def test_onnx_backend_rejects_inputs_the_graph_does_not_take(tmp_path: pathlib.Path) -> None:
+    version, _ = _repository(tmp_path)
+    backend = await EngineBackend.load(parse_pbtxt(MLP_CONFIG, model="mlp"), 1, version, tmp_path)
+    try:
+        with pytest.raises(InvalidArgument, match="features"):
+            await backend.execute([Request({"features": np.ones((1, 15), np.float32)})])
+    finally:
+        await backend.unload()

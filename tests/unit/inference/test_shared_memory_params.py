@@ -1,0 +1,104 @@
+"""Shared-memory parameters of inference tensors: parsing, overlap, and a request's leases."""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import tritonclient.utils.shared_memory as tshm
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncinfer.errors import InvalidArgument
+from asyncinfer.inference.datatypes import DATATYPES
+from asyncinfer.inference.shared_memory import SharedMemory, ShmSpan, shm_span
+from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest
+
+KEY = f"/asyncinfer_params_{os.getpid()}"
+
+
+def _params(**values: object) -> ModelInferRequest.InferInputTensor:
+    tensor = ModelInferRequest.InferInputTensor(name="X")
+    for key, value in values.items():
+        if isinstance(value, str):
+            tensor.parameters[key].string_param = value
+        elif isinstance(value, bool):
+            tensor.parameters[key].bool_param = value
+        else:
+            tensor.parameters[key].int64_param = int(value)  # type: ignore[call-overload]
+    return tensor
+
+
+def test_spans_from_parameters() -> None:
+    assert shm_span(_params().parameters, "x") is None
+    span = shm_span(_params(shared_memory_region="r", shared_memory_byte_size=64).parameters, "x")
+    assert span == ShmSpan("r", 0, 64)
+    tensor = _params(shared_memory_region="r", shared_memory_byte_size=8, shared_memory_offset=16)
+    assert shm_span(tensor.parameters, "x") == ShmSpan("r", 16, 8)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"shared_memory_region": "r"}, "'shared_memory_byte_size' must be given"),
+        ({"shared_memory_byte_size": 4}, "'shared_memory_region' is not"),
+        ({"shared_memory_region": "r", "shared_memory_byte_size": "4"}, "must be an integer"),
+        (
+            {
+                "shared_memory_region": "r",
+                "shared_memory_byte_size": 4,
+                "shared_memory_offset": True,
+            },
+            "'shared_memory_offset' must be an integer",
+        ),
+    ],
+)
+def test_bad_parameters(values: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        shm_span(_params(**values).parameters, "input 'X'")
+
+
+@given(
+    a=st.tuples(st.integers(0, 64), st.integers(0, 64)),
+    b=st.tuples(st.integers(0, 64), st.integers(0, 64)),
+)
+def test_overlap_matches_byte_sets(a: tuple[int, int], b: tuple[int, int]) -> None:
+    first, second = ShmSpan("r", *a), ShmSpan("r", *b)
+    bytes_a = set(range(a[0], a[0] + a[1]))
+    bytes_b = set(range(b[0], b[0] + b[1]))
+    assert first.overlaps(second) == bool(bytes_a & bytes_b)
+    assert not first.overlaps(ShmSpan("other", *b))
+
+
+@pytest.fixture
+def shared() -> Iterator[SharedMemory]:
+    handle = tshm.create_shared_memory_region("p", KEY, mmap.PAGESIZE)
+    shared = SharedMemory(allow_client_shm=True)
+    shared.system.register("r", KEY, 0, mmap.PAGESIZE)
+    yield shared
+    shared.close()
+    tshm.destroy_shared_memory_region(handle)
+
+
+def test_a_request_scope_reads_inputs_and_writes_outputs(shared: SharedMemory) -> None:
+    fp32 = DATATYPES["FP32"]
+    with shared.scope() as scope:
+        scope.write_output(ShmSpan("r", 64, 16), np.arange(4, dtype=np.float32).tobytes(), "out")
+        view = scope.read_input(ShmSpan("r", 64, 16), fp32, (4,), "in")
+        np.testing.assert_array_equal(view, np.arange(4))
+        assert not view.flags.writeable  # the client's memory reaches models read-only
+        with pytest.raises(InvalidArgument, match="should be at least 16 bytes"):
+            scope.write_output(ShmSpan("r", 0, 8), bytes(16), "out")
+        with pytest.raises(InvalidArgument, match="does not match 4 elements of FP32"):
+            scope.read_input(ShmSpan("r", 0, 8), fp32, (4,), "in")
+        assert shared.system.statistics()["leases"] == 2
+        del view
+    assert shared.system.statistics()["leases"] == 0
+
+
+def test_extensions_follow_the_switch() -> None:
+    assert SharedMemory(allow_client_shm=False).extensions() == ()
+    assert "system_shared_memory" in SharedMemory(allow_client_shm=True).extensions()
