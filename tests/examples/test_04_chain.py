@@ -65,8 +65,8 @@ async def chain() -> AsyncIterator[Chain]:
 
 async def until(predicate: Callable[[], bool], what: str) -> None:
     async with asyncio.timeout(10):
-        while not predicate():
-            await asyncio.sleep(0.01)  # polling a counter the servers update in this loop
+        while not predicate():  # noqa: ASYNC110 (polling counters the servers keep)
+            await asyncio.sleep(0.01)
     assert predicate(), what
 
 

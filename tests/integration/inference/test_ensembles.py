@@ -306,9 +306,12 @@ def test_bad_ensemble_configs_fail_the_load_naming_step_and_tensor(
 
 def test_an_ensemble_that_calls_itself_is_a_cycle(repository: pathlib.Path) -> None:
     model(repository, "selfish", ensemble(step("selfish", {"X": "X"}, {"OUT": "OUT"})))
-    with serve_explicit(repository) as url, triton.InferenceServerClient(url) as client:
-        with pytest.raises(InferenceServerException, match="calls the ensemble itself"):
-            client.load_model("selfish")
+    with (
+        serve_explicit(repository) as url,
+        triton.InferenceServerClient(url) as client,
+        pytest.raises(InferenceServerException, match="calls the ensemble itself"),
+    ):
+        client.load_model("selfish")
 
 
 def test_bls_reports_a_missing_callee_as_its_own_error(tmp_path: pathlib.Path) -> None:
