@@ -73,8 +73,12 @@ class ChannelPool:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def call(  # noqa: ASYNC109 (a gRPC deadline, passed on to the channel)
-        self, method: Method, request: Request, *, timeout: float | None = None
+    async def call(
+        self,
+        method: Method,
+        request: Request,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC deadline, passed on)
     ) -> Any:
         """The reply of ``method``; an RpcError for the status it failed with.
 
