@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pathlib
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -341,3 +343,85 @@ async def test_perf_analyzer_profiles_the_ensemble() -> None:
     assert result.concurrencies == [1, 4]
     assert result.errors == []
     assert all(row.throughput > 0 for row in result.rows)
+
+
+SLEEPY = """
+    import asyncio
+    from asyncinfer.inference.python_model import Request, Response, Tensor
+
+    class Model:
+        async def execute(self, requests: list[Request]) -> list[Response]:
+            await asyncio.sleep(30)
+            return [Response([Tensor("Y", r.input("X").as_numpy())]) for r in requests]
+"""
+
+
+def test_a_caller_giving_up_cancels_the_running_steps(repository: pathlib.Path) -> None:
+    model(repository, "sleepy", ONE_IN_ONE_OUT, SLEEPY)
+    steps = ", ".join([
+        step("add_one", {"X": "X"}, {"Y": "t"}),
+        step("sleepy", {"X": "t"}, {"Y": "OUT"}),
+    ])  # fmt: skip
+    model(repository, "slow", ensemble(steps))
+    with serve_explicit(repository) as url, triton.InferenceServerClient(url) as client:
+        client.load_model("slow")
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("slow", _int_inputs(), client_timeout=0.5)
+        assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+
+        def sleepy_failed() -> bool:
+            stats = client.get_inference_statistics("sleepy").model_stats[0].inference_stats
+            return stats.fail.count == 1
+
+        # The step was cancelled with the request (counted as failed), not left running 30 s.
+        deadline = time.monotonic() + 10
+        while not sleepy_failed() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sleepy_failed()
+        add_one = client.get_inference_statistics("add_one").model_stats[0].inference_stats
+        assert add_one.success.count == 1
+
+
+def test_composing_models_keep_their_own_batching(repository: pathlib.Path) -> None:
+    examples = pathlib.Path(__file__).resolve().parents[3] / "examples" / "model_repository"
+    if not (examples / "mlp_onnx" / "1" / "model.onnx").is_file():
+        pytest.skip("mlp_onnx/1/model.onnx is built by `make install`")
+    (repository / "mlp_onnx").symlink_to(examples / "mlp_onnx")
+    model(repository, "mlp_ensemble", """
+        platform: "ensemble"
+        max_batch_size: 32
+        input [ { name: "IN" data_type: TYPE_FP32 dims: [ 256 ] } ]
+        output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 16 ] } ]
+        ensemble_scheduling { step [ { model_name: "mlp_onnx" model_version: -1
+            input_map { key: "features" value: "IN" } output_map { key: "scores" value: "OUT" }
+        } ] }
+    """)  # fmt: skip
+    with serve_explicit(repository) as url, triton.InferenceServerClient(url) as client:
+        client.load_model("mlp_ensemble")
+        features = np.random.default_rng(1).standard_normal((2, 256)).astype(np.float32)
+        expected = infer(client, "mlp_onnx", features=features).as_numpy("scores")
+        results: list[np.ndarray] = []
+
+        def call() -> None:
+            results.append(infer(client, "mlp_ensemble", IN=features).as_numpy("OUT"))
+
+        threads = [threading.Thread(target=call) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(results) == 12
+        for result in results:
+            np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
+        stats = client.get_inference_statistics("mlp_onnx").model_stats[0]
+        # The steps' requests went through mlp_onnx's dynamic batcher: every item is in one
+        # of its batch executions, however the batcher grouped them.
+        items = sum(b.batch_size * b.compute_infer.count for b in stats.batch_stats)
+        assert stats.inference_count == items == 2 * 13
+        assert stats.execution_count == sum(b.compute_infer.count for b in stats.batch_stats)
+
+
+def _int_inputs() -> list[triton.InferInput]:
+    tensor = triton.InferInput("X", [4], "INT32")
+    tensor.set_data_from_numpy(np.arange(4, dtype=np.int32))
+    return [tensor]
