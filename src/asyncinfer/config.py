@@ -40,6 +40,9 @@ class ServerConfig:
     #: Prometheus metrics over HTTP on this port (same host); 0 picks a free one, None: off.
     #: With workers > 1 the supervisor serves it and sums the workers' metrics.
     metrics_port: int | None = None
+    #: Where the metrics endpoint listens; None: the same host as gRPC. Workers of a supervisor
+    #: use 127.0.0.1, since only the supervisor scrapes them.
+    metrics_host: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -101,7 +101,11 @@ class Server:
     @property
     def metrics_url(self) -> str | None:
         """Where Prometheus scrapes this server, once started with a metrics_port."""
-        return None if self._metrics is None else self._metrics.url(self.config.host)
+        return None if self._metrics is None else self._metrics.url(self._metrics_host)
+
+    @property
+    def _metrics_host(self) -> str:
+        return self.config.metrics_host or self.config.host
 
     @property
     def address(self) -> str:
@@ -215,7 +219,9 @@ class Server:
             return
         collectors = [c for svc in self._services.values() for c in svc.resources.collectors()]
         registry = registry_for(lambda: self._admissions, collectors)
-        self._metrics = MetricsEndpoint.start(self.config.host, self.config.metrics_port, registry)
+        self._metrics = MetricsEndpoint.start(
+            self._metrics_host, self.config.metrics_port, registry
+        )
 
     def _stop_metrics(self) -> None:
         if self._metrics is not None:

@@ -101,7 +101,7 @@ async def _serve_one(
     if index is not None and server.config.metrics_port is not None:
         # The supervisor serves the configured metrics port; a worker's own endpoint, on a
         # free port, is what the supervisor scrapes and sums.
-        server.config = dataclasses.replace(server.config, metrics_port=0)
+        server.config = dataclasses.replace(server.config, metrics_port=0, metrics_host="127.0.0.1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -171,8 +171,13 @@ class Supervisor:
         self._metrics_urls: dict[int, str] = {}
 
     def run(self) -> int:
-        reservation, port = _reserve_port(self.config)
-        metrics = self._start_metrics()
+        metrics = self._start_metrics()  # first: a taken metrics port stops us before workers
+        try:
+            reservation, port = _reserve_port(self.config)
+        except BaseException:
+            if metrics is not None:
+                metrics.stop()
+            raise
         if self.config.pin_workers:
             topology = read_topology()
             self._cpus = [
@@ -198,8 +203,9 @@ class Supervisor:
             return None
         # dict(): the endpoint's thread reads it while the supervise loop updates it.
         registry = supervisor_registry(lambda: dict(self._metrics_urls))
-        endpoint = MetricsEndpoint.start(self.config.host, self.config.metrics_port, registry)
-        _print_metrics(endpoint.url(self.config.host))
+        host = self.config.metrics_host or self.config.host
+        endpoint = MetricsEndpoint.start(host, self.config.metrics_port, registry)
+        _print_metrics(endpoint.url(host))
         return endpoint
 
     def _on_signal(self, signum: int, frame: object) -> None:

@@ -72,34 +72,68 @@ def _steps(config: ModelConfig) -> list[Step]:
     return steps
 
 
+#: An ensemble tensor's spec, the max_batch_size of its model, and where it comes from.
+Source = tuple[TensorSpec, int, str]
+
+
 def plan_steps(config: ModelConfig, models: ModelLookup) -> list[Step]:
     """The ensemble's steps, checked against its own config and its composing models."""
     name = config.name
     ensemble = signature(config)
     steps = _steps(config)
-    # Which tensor each step's reads come from, and what each tensor's spec is.
-    specs: dict[str, tuple[TensorSpec, int, str]] = {
+    composing = {step.index: _composing_signature(name, step, models) for step in steps}
+    sources: dict[str, Source] = {
         t: (spec, ensemble.max_batch_size, "ensemble input") for t, spec in ensemble.inputs.items()
     }
-    producers: dict[str, Step] = {}
-    composing: dict[int, Signature] = {}
+    producers = _producers(name, steps, composing, ensemble, sources)
     for step in steps:
-        _check_not_calling(name, step, models)
-        try:
-            called = models.get(step.model, step.version)
-        except RpcError as exc:
+        for model_input, tensor in step.inputs.items():
+            if tensor not in sources:
+                raise ConfigInvalid(
+                    f"failed to load '{name}', ensemble {step} reads tensor '{tensor}' (for "
+                    f"its input '{model_input}'), which is neither an ensemble input nor "
+                    "written by any step"
+                )
+            _check_compatible(name, step, model_input, tensor, sources[tensor], composing)
+    for output, spec in ensemble.outputs.items():
+        if output not in producers:
             raise ConfigInvalid(
-                f"failed to load '{name}', ensemble {step}: the model is not available: "
-                f"{exc.message}"
-            ) from None
-        if called.decoupled:
-            raise ConfigInvalid(
-                f"failed to load '{name}', ensemble {step}: model '{step.model}' is decoupled; "
-                "an ensemble step takes exactly one response"
+                f"failed to load '{name}', ensemble output '{output}' is not written by any step"
             )
-        composing[step.index] = called.signature
+        _check_compatible_output(name, output, spec, ensemble, sources[output])
+    _check_acyclic(name, steps, producers)
+    return steps
+
+
+def _composing_signature(name: str, step: Step, models: ModelLookup) -> Signature:
+    """The signature of ``step``'s model, which must be loaded, not decoupled, no cycle."""
+    _check_not_calling(name, step, models)
+    try:
+        called = models.get(step.model, step.version)
+    except RpcError as exc:
+        raise ConfigInvalid(
+            f"failed to load '{name}', ensemble {step}: the model is not available: {exc.message}"
+        ) from None
+    if called.decoupled:
+        raise ConfigInvalid(
+            f"failed to load '{name}', ensemble {step}: model '{step.model}' is decoupled; "
+            "an ensemble step takes exactly one response"
+        )
+    _check_names(name, step, called.signature)
+    return called.signature
+
+
+def _producers(
+    name: str,
+    steps: list[Step],
+    composing: dict[int, Signature],
+    ensemble: Signature,
+    sources: dict[str, Source],
+) -> dict[str, Step]:
+    """Which step writes each tensor (adding the written tensors to ``sources``)."""
+    producers: dict[str, Step] = {}
+    for step in steps:
         sig = composing[step.index]
-        _check_names(name, step, sig)
         for model_output, tensor in step.outputs.items():
             if tensor in ensemble.inputs:
                 raise ConfigInvalid(
@@ -112,25 +146,8 @@ def plan_steps(config: ModelConfig, models: ModelLookup) -> list[Step]:
                     f"{producers[tensor]} and {step}"
                 )
             producers[tensor] = step
-            specs[tensor] = (sig.outputs[model_output], sig.max_batch_size, f"output of {step}")
-    for step in steps:
-        sig = composing[step.index]
-        for model_input, tensor in step.inputs.items():
-            if tensor not in specs:
-                raise ConfigInvalid(
-                    f"failed to load '{name}', ensemble {step} reads tensor '{tensor}' (for "
-                    f"its input '{model_input}'), which is neither an ensemble input nor "
-                    "written by any step"
-                )
-            _check_compatible(name, step, model_input, tensor, specs[tensor], sig)
-    for output, spec in ensemble.outputs.items():
-        if output not in producers:
-            raise ConfigInvalid(
-                f"failed to load '{name}', ensemble output '{output}' is not written by any step"
-            )
-        _check_compatible_output(name, output, spec, ensemble, specs[output])
-    _check_acyclic(name, steps, producers)
-    return steps
+            sources[tensor] = (sig.outputs[model_output], sig.max_batch_size, f"output of {step}")
+    return producers
 
 
 def _check_not_calling(name: str, step: Step, models: ModelLookup) -> None:
@@ -184,10 +201,11 @@ def _check_compatible(
     step: Step,
     model_input: str,
     tensor: str,
-    source: tuple[TensorSpec, int, str],
-    sig: Signature,
+    source: Source,
+    composing: dict[int, Signature],
 ) -> None:
     spec, batch, origin = source
+    sig = composing[step.index]
     wanted = sig.inputs[model_input]
     if spec.datatype.wire != wanted.datatype.wire:
         raise ConfigInvalid(
@@ -208,7 +226,7 @@ def _check_compatible_output(
     output: str,
     spec: TensorSpec,
     ensemble: Signature,
-    source: tuple[TensorSpec, int, str],
+    source: Source,
 ) -> None:
     produced, batch, origin = source
     if produced.datatype.wire != spec.datatype.wire:
@@ -254,21 +272,23 @@ def _check_acyclic(name: str, steps: list[Step], producers: Mapping[str, Step]) 
 class EnsembleBackend:
     """Runs an ensemble's steps on the models of ``models``; a backend like any other."""
 
-    def __init__(self, config: ModelConfig, steps: list[Step], models: ModelLookup) -> None:
+    def __init__(
+        self, config: ModelConfig, version: int, steps: list[Step], models: ModelLookup
+    ) -> None:
         self.name = config.name
-        self.version = 1
+        self.version = version
         self._outputs = [tensor.name for tensor in config.output]
         self.steps = steps
         self._models = models
 
     @classmethod
-    def load(cls, config: ModelConfig, models: ModelLookup | None) -> EnsembleBackend:
+    def load(cls, config: ModelConfig, version: int, models: ModelLookup | None) -> EnsembleBackend:
         if models is None:
             raise InvalidArgument(
                 f"failed to load '{config.name}', an ensemble needs a model repository to find "
                 "its steps' models in"
             )
-        return cls(config, plan_steps(config, models), models)
+        return cls(config, version, plan_steps(config, models), models)
 
     @property
     def instance_count(self) -> int:

@@ -139,7 +139,7 @@ async def _load_backend(
     """The backend for one version: an ensemble's router, an engine's, or a python model's
     threads or processes."""
     if config.platform == ENSEMBLE:
-        return EnsembleBackend.load(config, models)
+        return EnsembleBackend.load(config, version, models)
     if engine_kind(config) is not None:
         return await EngineBackend.load(config, version, version_dir, root)
     if kind == "process":
