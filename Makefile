@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 PA_STAMP := .venv-pa/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: install models demo test lint typecheck check bench clean
+.PHONY: install perf-analyzer models demo test lint typecheck check bench clean
 
-$(STAMP): pyproject.toml setup.py $(PROTOS) | $(PA_STAMP)
+$(STAMP): pyproject.toml setup.py $(PROTOS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,onnx]'
@@ -21,6 +21,10 @@ $(PA_STAMP): scripts/install_perf_analyzer.sh
 
 install: $(STAMP) models
 
+# Only the targets that drive perf_analyzer need it (its install may call apt-get as root);
+# install, lint and typecheck do not.
+perf-analyzer: $(PA_STAMP)
+
 # The example repositories' ONNX models (random weights; built once, not committed).
 models: $(STAMP)
 	$(PY) examples/build_models.py
@@ -28,7 +32,7 @@ models: $(STAMP)
 demo: $(STAMP) models
 	$(PY) examples/demo.py
 
-test: $(STAMP) models
+test: $(STAMP) models $(PA_STAMP)
 	bash scripts/test.sh
 
 lint: $(STAMP)
@@ -42,7 +46,7 @@ check: lint typecheck test
 
 # Every benchmark in bench/ (private modules start with _), one after the other: never in
 # parallel, they share the machine's cores with the servers they measure.
-bench: $(STAMP) models
+bench: $(STAMP) models $(PA_STAMP)
 	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:

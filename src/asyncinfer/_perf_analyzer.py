@@ -1,7 +1,7 @@
 """Runs Triton's perf_analyzer against a server, bounded, and parses what it measured.
 
 perf_analyzer comes from the tritonclient 2.51.0 wheel in its own virtual environment,
-``.venv-pa`` at the repository root, set up by ``make install``
+``.venv-pa`` at the repository root, set up by ``make perf-analyzer``
 (scripts/install_perf_analyzer.sh; the PyPI package ``perf-analyzer`` is an empty placeholder
 and newer wheels need a newer glibc). The binary links libcudart from that environment's
 ``nvidia-cuda-runtime-cu12`` package, so it runs with ``LD_LIBRARY_PATH`` pointing there; no GPU
@@ -42,7 +42,7 @@ __all__ = [
 ENV_BINARY = "ASYNCINFER_PERF_ANALYZER"
 VENV_NAME = ".venv-pa"
 INSTALL_HINT = (
-    "run `make install` at the repository root (it calls scripts/install_perf_analyzer.sh, "
+    "run `make perf-analyzer` at the repository root (it calls scripts/install_perf_analyzer.sh, "
     f"which sets up {VENV_NAME}/bin/perf_analyzer), or set {ENV_BINARY} to a perf_analyzer "
     "binary that starts on this machine"
 )

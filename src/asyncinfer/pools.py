@@ -14,7 +14,8 @@ it is logged, counted (``pool.leaks()``) and its item comes back to the pool.
 Waiters are served strictly in arrival order: a returned item goes straight to the oldest
 waiter, so a newcomer never takes it first. An acquisition that waits longer than its timeout
 fails with ``ResourceExhausted`` naming the pool; acquiring from a closed pool fails with
-``Unavailable``.
+``Unavailable``. ``await pool.drain()`` is the graceful close: new acquisitions fail at once,
+the waiting ones are still served, and it returns when every item is back.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ class Pool(Generic[T]):
         self._size = len(self._idle)
         self._waiters: collections.deque[asyncio.Future[T]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self._closed = self._draining = False
+        self._quiet: asyncio.Future[None] | None = None  # drain() waits on it
         self._acquired = self._timeouts = self._leaks = self._retired = 0
 
     def acquire(self, timeout: float | None = _DEFAULT) -> _Acquire[T]:
@@ -179,6 +181,9 @@ class Pool(Generic[T]):
     def acquire_nowait(self) -> Lease[T]:
         """A lease on a free item now, or ``ResourceExhausted`` when none is free."""
         self._check_open()
+        # Recorded here too: a leaked lease is given back through this loop (see _leaked).
+        with contextlib.suppress(RuntimeError):  # no running loop: a synchronous caller
+            self._loop = asyncio.get_running_loop()
         if not self._idle or self._waiters:
             raise ResourceExhausted(f"pool {self.name!r}: all {self._size} items are leased")
         return self._grant(self._idle.popleft())
@@ -213,6 +218,7 @@ class Pool(Generic[T]):
         waiter.cancel()
         with contextlib.suppress(ValueError):  # already handed over or failed by close()
             self._waiters.remove(waiter)
+        self._wake_drain()
 
     def _grant(self, item: T) -> Lease[T]:
         self._acquired += 1
@@ -234,17 +240,19 @@ class Pool(Generic[T]):
                 waiter.set_result(item)
                 return
         self._idle.append(item)
+        self._wake_drain()
 
     def _retire(self) -> None:
         self._retired += 1
         self._size -= 1
-        if self._factory is not None:
+        if self._factory is not None and not (self._closed or self._draining):
             self._size += 1
             self._hand_over(self._factory())
         else:
             log.warning(
                 "pool %r retired an item whose reset failed; %d left", self.name, self._size
             )
+            self._wake_drain()
 
     def _leaked(self, item: T) -> None:
         self._leaks += 1
@@ -265,8 +273,30 @@ class Pool(Generic[T]):
             self._give_back(item)
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or self._draining:
             raise Unavailable(f"pool {self.name!r} is closed")
+
+    def _is_quiet(self) -> bool:
+        return len(self._idle) >= self._size and not any(not w.done() for w in self._waiters)
+
+    def _wake_drain(self) -> None:
+        if self._quiet is not None and not self._quiet.done() and self._is_quiet():
+            self._quiet.set_result(None)
+
+    async def drain(self) -> None:
+        """Close gracefully: refuse new acquisitions, serve the waiting ones, wait for every
+        lease to come back, then close. Idempotent."""
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        while not self._is_quiet():
+            # Returns happen on this loop (a leak is routed through it as well), and each one
+            # checks whether the pool went quiet.
+            self._quiet = loop.create_future()
+            try:
+                await self._quiet
+            finally:
+                self._quiet = None
+        self.close()
 
     def close(self) -> None:
         """Refuse new acquisitions and fail the waiting ones; leases out may still return."""

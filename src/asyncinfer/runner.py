@@ -22,9 +22,29 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Binding", "InferRunner", "Manager"]
+__all__ = ["Binding", "InferRunner", "Manager", "shape_fits"]
 
 Outputs = dict[str, npt.NDArray[Any]]
+
+
+def shape_fits(
+    shape: tuple[int, ...], pattern: tuple[int, ...], *, wildcards_in_shape: bool = False
+) -> bool:
+    """Whether ``shape`` fits ``pattern``, where -1 in ``pattern`` matches any extent.
+
+    With ``wildcards_in_shape`` a -1 in ``shape`` matches any extent too: two patterns that
+    some shape could satisfy (a config's dims against a model file's). The one place this
+    rule is written; request, output, binding and load-time checks all call it.
+    """
+    if shape == pattern:
+        return True
+    if len(shape) != len(pattern):
+        return False
+    if wildcards_in_shape:
+        return all(want in (-1, got) or got == -1 for want, got in zip(pattern, shape, strict=True))
+    if -1 not in pattern[1:]:  # the usual case, on the request path: only the batch varies
+        return shape[1:] == pattern[1:] and pattern[0] in (-1, shape[0])
+    return all(want in (-1, got) for want, got in zip(pattern, shape, strict=True))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,9 +61,7 @@ class Binding:
 
     def accepts(self, shape: tuple[int, ...]) -> bool:
         """Whether an array of ``shape`` fits this binding (-1 matches any extent)."""
-        return len(shape) == len(self.shape) and all(
-            want in (-1, got) for want, got in zip(self.shape, shape, strict=True)
-        )
+        return shape_fits(shape, self.shape)
 
 
 class InferRunner(Protocol):

@@ -1,8 +1,9 @@
 """perf_analyzer (Triton's own load tool) against asyncinfer's inference service and against the
 bare baseline of the benchmarks: every concurrency level measured, no request failed.
 
-perf_analyzer is installed by `make install` (.venv-pa); without it these tests fail with a
-message saying how to install it. Runs are bounded by short windows, few trials and a timeout.
+perf_analyzer is installed by `make perf-analyzer` (.venv-pa; `make test` depends on it); without
+it these tests fail with a message saying how to install it. Runs are bounded by short windows,
+few trials and a timeout.
 """
 
 from __future__ import annotations

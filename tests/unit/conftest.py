@@ -6,11 +6,18 @@ from typing import Any
 
 import pytest
 
-from ..onnx_models import mlp_model
+from ..onnx_models import add_model, mlp_model
 
-pytest.importorskip("onnx", reason="the onnx package is not installed")
+
+# The onnx skip lives in the fixtures, not at module level: a module-level importorskip in this
+# conftest would skip the whole unit tree on a machine without onnx.
+@pytest.fixture
+def mlp() -> tuple[bytes, Any]:
+    pytest.importorskip("onnx", reason="the onnx package is not installed")
+    return mlp_model()
 
 
 @pytest.fixture
-def mlp() -> tuple[bytes, Any]:
-    return mlp_model()
+def add_onnx() -> bytes:
+    pytest.importorskip("onnx", reason="the onnx package is not installed")
+    return add_model()

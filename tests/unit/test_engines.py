@@ -22,10 +22,8 @@ from asyncinfer.engines import (
     compute_tokens,
     tensorrt_available,
 )
-from asyncinfer.errors import ConfigError, Internal, InvalidArgument, UsageError
+from asyncinfer.errors import ConfigError, Internal, InvalidArgument, Unavailable, UsageError
 from asyncinfer.memory import StackPool
-
-from ..onnx_models import add_model
 
 NO_TRT = tensorrt_available()
 F32 = np.float32
@@ -210,8 +208,8 @@ async def test_onnx_outputs_land_in_the_memory_lease(mlp: tuple[bytes, Any]) -> 
     await engine.stop()
 
 
-async def test_onnx_rejection_is_invalid_argument_and_releases_everything() -> None:
-    engine = OnnxEngine("add", add_model())
+async def test_onnx_rejection_is_invalid_argument_and_releases_everything(add_onnx: bytes) -> None:
+    engine = OnnxEngine("add", add_onnx)
     await engine.start()
     stacks = StackPool(count=1, host_bytes=1 << 16, name="reject")
     stacks.open()
@@ -297,3 +295,40 @@ async def test_onnx_intra_op_threads_are_pinned_to_the_cpu_set(mlp: tuple[bytes,
     await engine.stop()
     # our calling thread runs on the whole set; ORT's one extra intra-op thread on the 2nd CPU
     assert cpus in masks and CpuSet.of([max(cpus)]) in masks, masks
+
+
+async def test_stop_drains_the_calls_in_flight_and_keeps_the_loop_running() -> None:
+    gate = Gate()
+    engine = gated(gate, instances=1)
+    await engine.start()
+    running = asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)}))
+    queued = asyncio.create_task(engine.infer({"x": np.ones((1, 4), F32)}))
+    await wait_until(lambda: gate.running == 1)
+    stopping = asyncio.create_task(engine.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable, match="closed"):
+        await engine.infer({"x": np.ones((1, 4), F32)})  # refused once stop has begun
+    # stop waits for the call on the thread without blocking the loop: this task still runs
+    ticks = 0
+    while ticks < 5:
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not stopping.done() and gate.running == 1
+    gate.release.set()
+    results = await asyncio.gather(running, queued)  # both admitted calls completed
+    await asyncio.wait_for(stopping, 10)
+    assert [r["y"].shape for r in results] == [(1, 4), (1, 4)] and gate.calls == 2
+    assert not any(t.name.startswith("gated-py") for t in threading.enumerate())
+
+
+def test_bindings_use_the_one_datatype_table() -> None:
+    import ml_dtypes
+
+    from asyncinfer.datatypes import DATATYPES
+    from asyncinfer.shm.tensors import datatype_of as shm_datatype_of
+
+    for wire, datatype in DATATYPES.items():
+        assert binding("x", datatype.dtype, (1,)).datatype == wire
+        if wire != "BYTES":
+            assert shm_datatype_of(datatype.dtype) == wire
+    assert binding("x", ml_dtypes.bfloat16, (2,)).datatype == "BF16"  # missing before

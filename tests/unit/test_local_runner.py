@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from asyncinfer.client.local import LocalManager
 from asyncinfer.engines import OnnxEngine, PythonEngine, binding
-from asyncinfer.errors import InvalidArgument, NotFound, ResourceExhausted, UsageError
+from asyncinfer.errors import ConfigError, InvalidArgument, NotFound, ResourceExhausted, UsageError
 from asyncinfer.runner import InferRunner, Manager
 
 F32 = np.float32
@@ -123,5 +124,18 @@ async def test_threadsafe_flavour_returns_a_concurrent_future(mlp: tuple[bytes, 
 
 async def test_not_started_manager_says_so(mlp: tuple[bytes, Any]) -> None:
     manager = LocalManager(engines(mlp[0]))
+    with pytest.raises(UsageError, match="not started"):
+        await manager.infer_runner("negate").infer(x=np.arange(2, dtype=np.int32))
+
+
+async def test_a_failed_start_stops_what_started_and_can_be_retried() -> None:
+    negate = engines(b"")[1]
+    broken = OnnxEngine("broken", b"not an onnx model")
+    manager = LocalManager([negate, broken], stack_bytes=4096, stacks=1)
+    for _ in range(2):  # the retry fails the same way, not with "already started"
+        with pytest.raises(ConfigError, match="'broken' cannot load its model"):
+            await manager.start()
+        assert not [t for t in threading.enumerate() if t.name.startswith(("negate", "broken"))]
+        assert manager.statistics()["__stacks__"]["closed"]
     with pytest.raises(UsageError, match="not started"):
         await manager.infer_runner("negate").infer(x=np.arange(2, dtype=np.int32))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import mmap
 
 import numpy as np
 import pytest
 
-from asyncinfer.errors import ConfigError, ResourceExhausted, UsageError
+from asyncinfer.errors import ConfigError, ResourceExhausted, Unavailable, UsageError
 from asyncinfer.memory import (
     Allocation,
     DeviceAllocator,
@@ -16,6 +17,7 @@ from asyncinfer.memory import (
     MemoryStack,
     PinnedAllocator,
     StackPool,
+    StackSet,
     Stream,
     cuda_available,
 )
@@ -153,15 +155,52 @@ async def test_view_kept_past_the_lease_is_refused_and_nothing_stays_borrowed() 
     pool.close()
 
 
-async def test_stack_pool_needs_open_and_refuses_close_with_leases_out() -> None:
-    pool = StackPool(count=1, host_bytes=4096, name="life")
+async def test_stack_pool_needs_open_and_frees_leased_sets_on_return_after_close() -> None:
+    pool = StackPool(count=2, host_bytes=4096, name="life")
     with pytest.raises(UsageError, match="not open"):
         pool.acquire()
     pool.open()
     lease = await pool.acquire()
-    with pytest.raises(UsageError, match="1 lease"):
-        pool.close()
+    held = lease.item
+    pool.close()  # a lease is out: no error, new leases refused, the idle set freed now
+    assert pool.statistics()["closed"]
+    with pytest.raises(Unavailable, match="closed"):
+        await pool.acquire()
+    assert not held.host.allocation.freed
     lease.release()
+    assert held.host.allocation.freed  # freed on its return
+
+
+async def test_stack_pool_aclose_waits_for_the_leases_out() -> None:
+    pool = StackPool(count=1, host_bytes=4096, name="drain")
+    pool.open()
+    lease = await pool.acquire()
+    held = lease.item
+    closing = asyncio.create_task(pool.aclose())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not closing.done()
+    with pytest.raises(Unavailable):
+        await pool.acquire()  # refused while draining
+    lease.release()
+    await asyncio.wait_for(closing, 10)
+    assert held.host.allocation.freed
+
+
+async def test_stack_pool_open_frees_what_it_made_when_a_later_set_fails() -> None:
+    made: list[StackSet] = []
+
+    class FailsOnSecond(StackPool):
+        def _make(self, index: int) -> StackSet:
+            if index == 1:
+                raise MemoryError("no memory for the second set")
+            made.append(super()._make(index))
+            return made[-1]
+
+    pool = FailsOnSecond(count=3, host_bytes=4096, name="partial")
+    with pytest.raises(MemoryError):
+        pool.open()
+    assert len(made) == 1 and made[0].host.allocation.freed
 
 
 @needs_cuda

@@ -46,7 +46,7 @@ def test_configured_binary_must_be_executable(
 
 
 def test_installed_binary_is_found_with_its_cuda_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `make install` sets up .venv-pa; a missing binary fails here with the install hint.
+    # `make perf-analyzer` sets up .venv-pa; a missing binary fails here with the install hint.
     monkeypatch.delenv(pa.ENV_BINARY, raising=False)
     binary = pa.find_perf_analyzer()
     assert os.access(binary, os.X_OK)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -234,3 +235,37 @@ def test_fifo_and_no_loss_under_random_cancellation(size: int, plan: list[bool])
         assert (stats.idle, stats.waiting, stats.leased) == (size, 0, 0)
 
     asyncio.run(scenario())
+
+
+async def test_drain_serves_the_waiting_refuses_newcomers_and_waits_for_returns() -> None:
+    pool = Pool([1], name="drained")
+    held = await pool.acquire()
+    waiting = asyncio.ensure_future(pool.acquire())
+    await asyncio.sleep(0)
+    draining = asyncio.create_task(pool.drain())
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable, match="'drained' is closed"):
+        pool.acquire_nowait()
+    with pytest.raises(Unavailable):
+        await pool.acquire()
+    held.release()
+    second = await asyncio.wait_for(waiting, 10)  # admitted before the drain: still served
+    assert not draining.done()
+    second.release()
+    await asyncio.wait_for(draining, 10)
+    assert pool.statistics().closed and pool.statistics().idle == 1
+
+
+async def test_a_leaked_nowait_lease_comes_back_on_the_loop_thread() -> None:
+    returned_on: list[int] = []
+    pool = Pool([1], name="nowait", reset=lambda item: returned_on.append(threading.get_ident()))
+    leases = [pool.acquire_nowait()]
+    # The only reference dies on another thread, so __del__ runs there; the item must still
+    # come back through the loop, never on that thread.
+    await asyncio.to_thread(leases.clear)
+    for _ in range(1000):
+        if returned_on:
+            break
+        await asyncio.sleep(0.01)
+    assert returned_on == [threading.get_ident()]
+    assert pool.leaks() == 1 and pool.statistics().idle == 1

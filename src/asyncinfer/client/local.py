@@ -98,21 +98,29 @@ class LocalManager:
         self._started: list[Engine] = []
 
     async def start(self) -> None:
+        """Open the stacks and start every engine; on failure, undo what started and re-raise
+        (so a later start() begins from scratch)."""
         if self._loop is not None:
             raise UsageError("LocalManager is already started")
         self._loop = asyncio.get_running_loop()
-        if self._stacks is not None:
-            self._stacks.open()
-        for engine in self._engines.values():
-            await engine.start()
-            self._started.append(engine)
+        try:
+            if self._stacks is not None:
+                self._stacks.open()
+            for engine in self._engines.values():
+                # Listed before start(): an engine that fails halfway has threads to stop too.
+                self._started.append(engine)
+                await engine.start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
+        """Stop the engines (each drains its calls in flight), then free the stacks."""
         for engine in reversed(self._started):
             await engine.stop()
         self._started = []
         if self._stacks is not None:
-            self._stacks.close()
+            await self._stacks.aclose()
         self._loop = None
 
     async def __aenter__(self) -> LocalManager:

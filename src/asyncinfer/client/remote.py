@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, Self
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, from_wire
 from ..errors import UsageError
-from ..inference.datatypes import BYTES, from_wire
 from ..inference.tensors import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding
@@ -34,6 +34,45 @@ __all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunn
 
 Outputs = dict[str, npt.NDArray[Any]]
 _SERVICE = "/inference.GRPCInferenceService/"
+
+
+Metadata = dict[str, pb.ModelMetadataResponse]
+# One step of the connect conversation: the method to call and its request; the reply's bytes
+# are sent back in. Both managers drive the same generator, one blocking, one with await.
+_Conversation = Generator[tuple[str, Any], bytes, Metadata]
+
+
+def _read_metadata() -> _Conversation:
+    """The repository index, then the metadata of every ready model in it."""
+    raw = yield "RepositoryIndex", pb.RepositoryIndexRequest(ready=True)
+    index = pb.RepositoryIndexResponse.FromString(raw)
+    metadata: Metadata = {}
+    for name in sorted({model.name for model in index.models}):
+        raw = yield "ModelMetadata", pb.ModelMetadataRequest(name=name)
+        metadata[name] = pb.ModelMetadataResponse.FromString(raw)
+    return metadata
+
+
+def _drive(conversation: _Conversation, call: Callable[[str, Any], bytes]) -> Metadata:
+    try:
+        step = next(conversation)
+        while True:
+            step = conversation.send(call(*step))
+    except StopIteration as done:
+        metadata: Metadata = done.value
+        return metadata
+
+
+async def _drive_async(
+    conversation: _Conversation, call: Callable[[str, Any], Awaitable[bytes]]
+) -> Metadata:
+    try:
+        step = next(conversation)
+        while True:
+            step = conversation.send(await call(*step))
+    except StopIteration as done:
+        metadata: Metadata = done.value
+        return metadata
 
 
 def _bindings(tensors: Any) -> dict[str, Binding]:
@@ -78,7 +117,14 @@ class _Runner:
         request = pb.ModelInferRequest(model_name=self._name, model_version=self._version)
         for name, value in inputs.items():
             binding = self._inputs[name]
-            array = np.asarray(value, dtype=binding.dtype if binding.datatype != BYTES else None)
+            array = np.asarray(value)
+            if binding.datatype != BYTES and array.dtype != binding.dtype:
+                # Never converted silently (float64 -> INT32 would truncate): LocalManager's
+                # engines refuse a wrong dtype as well.
+                raise UsageError(
+                    f"input '{name}' of model '{self._name}' has dtype {array.dtype}; "
+                    f"expected {binding.dtype} ({binding.datatype})"
+                )
             if not binding.accepts(array.shape):
                 raise UsageError(
                     f"input '{name}' of model '{self._name}' has shape {array.shape}; "
@@ -135,20 +181,21 @@ class RemoteManager:
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
 
     async def connect(self) -> Self:
-        """Open the channel and read the ready models' metadata."""
+        """Open the channel and read the ready models' metadata; on failure nothing stays open."""
+        if self._channel is not None:
+            raise UsageError(f"RemoteManager({self.url!r}) is already connected")
         self._channel = grpc.aio.insecure_channel(self.url, options=channel_options())
-        index = pb.RepositoryIndexResponse.FromString(
-            await self._call("RepositoryIndex", pb.RepositoryIndexRequest(ready=True))
-        )
-        for name in sorted({model.name for model in index.models}):
-            raw = await self._call("ModelMetadata", pb.ModelMetadataRequest(name=name))
-            self._metadata[name] = pb.ModelMetadataResponse.FromString(raw)
+        try:
+            self._metadata = await _drive_async(_read_metadata(), self._call)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        channel, self._channel, self._metadata = self._channel, None, {}
+        if channel is not None:
+            await channel.close(None)
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -217,19 +264,21 @@ class SyncRemoteManager:
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
 
     def connect(self) -> Self:
+        """Open the channel and read the ready models' metadata; on failure nothing stays open."""
+        if self._channel is not None:
+            raise UsageError(f"SyncRemoteManager({self.url!r}) is already connected")
         self._channel = grpc.insecure_channel(self.url, options=channel_options())
-        index = pb.RepositoryIndexResponse.FromString(
-            self._blocking("RepositoryIndex", pb.RepositoryIndexRequest(ready=True))
-        )
-        for name in sorted({model.name for model in index.models}):
-            raw = self._blocking("ModelMetadata", pb.ModelMetadataRequest(name=name))
-            self._metadata[name] = pb.ModelMetadataResponse.FromString(raw)
+        try:
+            self._metadata = _drive(_read_metadata(), self._blocking)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        channel, self._channel, self._metadata = self._channel, None, {}
+        if channel is not None:
+            channel.close()
 
     def __enter__(self) -> Self:
         return self.connect()

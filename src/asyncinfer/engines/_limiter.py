@@ -81,8 +81,12 @@ class Limiter(Generic[C, W]):
     def workspace(self, timeout: float | None = None) -> _Acquire[W]:
         return self.workspaces.acquire(self._timeout if timeout is None else timeout)
 
-    def close(self) -> None:
-        self.contexts.close()
+    async def close(self) -> None:
+        """Refuse new requests, let the ones holding or awaiting a context finish, then close.
+
+        The workspace pool may be shared with other engines: its owner closes it.
+        """
+        await self.contexts.drain()
 
     def statistics(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import from_numpy
 from ..errors import InvalidArgument
 from ..memory import StackSet
 from ..runner import Binding
@@ -28,30 +29,14 @@ __all__ = ["Arrays", "Engine", "binding", "check_inputs", "datatype_of"]
 
 Arrays = dict[str, npt.NDArray[Any]]
 
-_DATATYPES = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-    "object": "BYTES",
-}
-
 
 def datatype_of(dtype: npt.DTypeLike) -> str:
     """The Triton datatype name of a numpy dtype ("FP32" for float32)."""
     dt = np.dtype(dtype)
-    try:
-        return _DATATYPES[dt.name]
-    except KeyError:
-        raise InvalidArgument(f"dtype {dt} has no Triton datatype") from None
+    found = from_numpy(dt)
+    if found is None:
+        raise InvalidArgument(f"dtype {dt} has no Triton datatype")
+    return found.wire
 
 
 def binding(name: str, dtype: npt.DTypeLike, shape: tuple[int, ...]) -> Binding:

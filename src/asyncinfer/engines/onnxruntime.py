@@ -10,6 +10,7 @@ lease's host stack through an IOBinding: no allocation per call.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -146,11 +147,12 @@ class OnnxEngine:
                 dims[arg.name] = list(arg.shape)
 
     async def stop(self) -> None:
+        """Drain the calls in flight, then stop the threads (off the loop: close() joins them)."""
         if self._limiter is not None:
-            self._limiter.close()
+            await self._limiter.close()
         if self._threads is not None and self._own_threads:
-            self._threads.close()
-            self._threads = None
+            threads, self._threads = self._threads, None
+            await asyncio.to_thread(threads.close)
 
     async def infer(
         self,

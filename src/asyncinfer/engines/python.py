@@ -16,6 +16,7 @@ one object per instance instead.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -95,11 +96,12 @@ class PythonEngine:
         self._limiter = Limiter(models, workspaces, name=self._name, timeout=self._timeout)
 
     async def stop(self) -> None:
+        """Drain the calls in flight, then stop the threads (off the loop: close() joins them)."""
         if self._limiter is not None:
-            self._limiter.close()
+            await self._limiter.close()
         if self._own_threads is not None:
-            self._own_threads.close()
-            self._threads = self._own_threads = None
+            threads, self._threads, self._own_threads = self._own_threads, None, None
+            await asyncio.to_thread(threads.close)
 
     async def infer(
         self,

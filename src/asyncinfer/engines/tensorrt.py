@@ -18,6 +18,7 @@ ConfigError saying "TensorRT is not installed".
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 from collections.abc import Mapping
@@ -191,10 +192,11 @@ class TensorRTEngine:
         return Pool(blocks, name=f"{self._name}.workspaces")
 
     async def stop(self) -> None:
+        """Drain the calls in flight, stop the threads (off the loop), free the workspaces."""
         if self._limiter is not None:
-            self._limiter.close()
+            await self._limiter.close()
         if self._threads is not None:
-            self._threads.close()
+            await asyncio.to_thread(self._threads.close)
         for block in self._workspace_memory:
             block.free()
         self._workspace_memory = []

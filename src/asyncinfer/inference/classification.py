@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES
 from ..errors import InvalidArgument
-from .datatypes import BYTES
 
 __all__ = ["classify", "read_labels"]
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidArgument, RpcError, internal_error
 from ..pb.inference.model_config_pb2 import ModelConfig
+from ..runner import shape_fits
 from .inprocess import ModelLookup, infer_arrays
 from .modelconfig import ConfigInvalid, Signature, TensorSpec, signature
 from .python_model import Request, Response, Tensor
@@ -192,10 +193,6 @@ def _full_shape(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
     return spec.shape(max_batch_size)
 
 
-def _shapes_agree(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
-    return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b, strict=True))
-
-
 def _check_compatible(
     name: str,
     step: Step,
@@ -214,7 +211,7 @@ def _check_compatible(
             f"{spec.datatype.wire}"
         )
     have, need = _full_shape(spec, batch), _full_shape(wanted, sig.max_batch_size)
-    if not _shapes_agree(have, need):
+    if not shape_fits(have, need, wildcards_in_shape=True):
         raise ConfigInvalid(
             f"failed to load '{name}', ensemble {step} reads tensor '{tensor}' as input "
             f"'{model_input}' of shape {list(need)}, but the {origin} has shape {list(have)}"
@@ -235,7 +232,7 @@ def _check_compatible_output(
             f"{spec.datatype.wire}, but the {origin} is {produced.datatype.wire}"
         )
     have, need = _full_shape(produced, batch), _full_shape(spec, ensemble.max_batch_size)
-    if not _shapes_agree(have, need):
+    if not shape_fits(have, need, wildcards_in_shape=True):
         raise ConfigInvalid(
             f"failed to load '{name}', ensemble output '{output}' is declared with shape "
             f"{list(need)}, but the {origin} has shape {list(have)}"

@@ -22,8 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import from_numpy
 from ..errors import Internal, InvalidArgument, Unimplemented
-from .datatypes import from_numpy
+from ..runner import shape_fits
 from .model import LoadedModel, scheduling_parameters
 from .modelconfig import Signature, TensorSpec
 from .python_model import Request
@@ -43,12 +44,6 @@ class ModelLookup(Protocol):
     def is_ready(self, name: str, version: str = "") -> bool: ...
 
 
-def _shape_ok(shape: tuple[int, ...], dims: tuple[int, ...]) -> bool:
-    return len(shape) == len(dims) and all(
-        d == -1 or d == s for s, d in zip(shape, dims, strict=True)
-    )
-
-
 def _check_one(name: str, array: Any, spec: TensorSpec, sig: Signature) -> int | None:
     """The batch size ``array`` carries (None when the model does not batch)."""
     what = f"input '{name}' for model '{sig.model}'"
@@ -60,7 +55,7 @@ def _check_one(name: str, array: Any, spec: TensorSpec, sig: Signature) -> int |
         raise InvalidArgument(f"{what}: expected datatype {spec.datatype.wire}, got {got}")
     shape = tuple(int(d) for d in array.shape)
     if sig.max_batch_size > 0:
-        if not shape or not _shape_ok(shape[1:], spec.dims):
+        if not shape or not shape_fits(shape[1:], spec.dims):
             raise InvalidArgument(
                 f"{what}: unexpected shape {list(shape)}, expected [-1, "
                 f"{', '.join(map(str, spec.dims))}] (batch first)"
@@ -71,7 +66,7 @@ def _check_one(name: str, array: Any, spec: TensorSpec, sig: Signature) -> int |
                 "(the model's max_batch_size)"
             )
         return shape[0]
-    if not _shape_ok(shape, spec.dims):
+    if not shape_fits(shape, spec.dims):
         raise InvalidArgument(f"{what}: unexpected shape {list(shape)}, expected {list(spec.dims)}")
     return None
 

@@ -105,6 +105,14 @@ def _check_supported(config: ModelConfig) -> None:
             f"failed to load '{name}', a decoupled model cannot use {scheduling}: its "
             "responses go straight to the stream"
         )
+    for kind, tensors in (("input", config.input), ("output", config.output)):
+        for tensor in tensors:
+            if tensor.HasField("reshape"):
+                # Refused at load: ignoring it would fail every request later with INTERNAL.
+                raise InvalidArgument(
+                    f"failed to load '{name}', {kind} '{tensor.name}': reshape is not "
+                    "supported yet (declare dims as the model itself sees them)"
+                )
 
 
 def _labels(name: str, path: pathlib.Path) -> list[str]:

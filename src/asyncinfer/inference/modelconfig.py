@@ -14,15 +14,16 @@ from typing import Any
 
 from google.protobuf import json_format, text_format
 
+from ..datatypes import Datatype, from_config
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelConfig
-from .datatypes import Datatype, from_config
 
 __all__ = [
     "ConfigInvalid",
     "Signature",
     "TensorSpec",
     "apply_json_override",
+    "instance_count",
     "parse_pbtxt",
     "signature",
 ]
@@ -125,6 +126,11 @@ def signature(config: ModelConfig) -> Signature:
     if not outputs:
         raise ConfigInvalid(f"model '{model}' declares no outputs; a model needs at least one")
     return Signature(model, config.max_batch_size, inputs, outputs)
+
+
+def instance_count(config: ModelConfig) -> int:
+    """Instances the config's instance groups ask for (a group's count 0 means 1; none: 1)."""
+    return sum(max(group.count, 1) for group in config.instance_group) or 1
 
 
 def _specs(model: str, kind: str, tensors: Any) -> dict[str, TensorSpec]:

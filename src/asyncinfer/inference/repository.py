@@ -28,6 +28,7 @@ log = logging.getLogger("asyncinfer.inference")
 ControlMode = Literal["none", "explicit", "poll"]
 CONTROL_MODES = ("none", "explicit", "poll")
 READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
+MAX_NAME_BYTES = 255  # a directory entry's limit on Linux file systems
 
 
 @dataclasses.dataclass(eq=False)
@@ -40,6 +41,8 @@ class ModelRecord:
     versions: dict[int, LoadedModel] = dataclasses.field(default_factory=dict)
     fingerprint: tuple[tuple[str, int], ...] = ()
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    # The scratch folder the ready versions were loaded from (file overrides), removed with them.
+    override_dir: pathlib.Path | None = None
 
 
 class ModelRepository:
@@ -87,8 +90,10 @@ class ModelRepository:
                 log.error("model '%s' did not load: %s", name, exc.message)
 
     async def stop(self) -> None:
-        for name in list(self._records):
-            await self._unload(self._records[name], reason="server stopped")
+        for record in list(self._records.values()):
+            # Under the lock: a load in progress finishes (or fails) before its record unloads.
+            async with record.lock:
+                await self._unload(record, reason="server stopped")
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
@@ -104,9 +109,14 @@ class ModelRepository:
         )
 
     def index(self) -> list[tuple[str, str, str, str]]:
-        """(name, version, state, reason) for every model in the directory or ever loaded."""
+        """(name, version, state, reason) for every model in the directory or with versions.
+
+        As Triton's RepositoryIndex: the repository's model folders, plus models loaded from
+        file overrides only; a name that never loaded and has no folder is not listed.
+        """
+        loaded = {name for name, record in self._records.items() if record.versions}
         rows: list[tuple[str, str, str, str]] = []
-        for name in sorted({*self.directory_models(), *self._records}):
+        for name in sorted({*self.directory_models(), *loaded}):
             record = self._records.get(name)
             if record is None:
                 rows.append((name, "", "", ""))
@@ -142,6 +152,8 @@ class ModelRepository:
         return [record.versions[v] for v in sorted(record.versions)] if record else []
 
     def is_ready(self, name: str, version: str = "") -> bool:
+        """Whether the named version is ready; a malformed version is INVALID_ARGUMENT."""
+        parse_version(version)  # outside the try: a bad version string is an error, as in Triton
         try:
             self.get(name, version)
         except RpcError:
@@ -173,29 +185,68 @@ class ModelRepository:
         files: Mapping[str, bytes] | None = None,
         _startup: bool = False,
     ) -> None:
-        """Load (or reload) ``name``; on failure the old versions keep serving."""
-        record = self._records.setdefault(name, ModelRecord(name))
-        async with record.lock:
+        """Load (or reload) ``name``; on failure the old versions keep serving.
+
+        The name is checked before anything is created, and a record exists only for a model
+        folder of the repository or a model given by file overrides: a load of an unknown name
+        leaves no trace, so client-chosen names cannot grow the repository's state.
+        """
+        check_model_name(name)
+        model_dir = self._model_dir(name, config_override, files or {})
+        override_dir = model_dir if files else None
+        try:
+            record = await self._locked_record(name)
             try:
-                model_dir = self._model_dir(name, config_override, files or {})
-                # Recorded even if the load fails: polling retries only after a change.
-                record.fingerprint = _fingerprint(model_dir)
-                config = read_config(name, model_dir, config_override)
-                if config.platform == ENSEMBLE:
-                    await self._load_composing(name, composing_models(config))
-                versions = await load_model_dir(config, model_dir, self.root, self)
-            except RpcError as exc:
-                self._failed(record, exc.message)
-                raise
-            except Exception as exc:
-                message = f"failed to load '{name}': {type(exc).__name__}: {exc}"
-                self._failed(record, message)
-                raise InvalidArgument(message) from None
-            old = record.versions
-            record.versions, record.state, record.reason = versions, READY, ""
-            for model in old.values():
-                await model.unload()
+                versions = await self._load_versions(
+                    record, model_dir, config_override, override_dir
+                )
+            finally:
+                record.lock.release()
+        except BaseException:
+            _remove_dir(override_dir)
+            raise
         log.info("model '%s' is ready (versions %s)", name, sorted(versions))
+
+    async def _locked_record(self, name: str) -> ModelRecord:
+        """The record of ``name`` with its lock held (the caller releases it)."""
+        while True:
+            record = self._records.setdefault(name, ModelRecord(name))
+            await record.lock.acquire()
+            if self._records.get(name) is record:
+                return record
+            # A failed load dropped this record while we waited: start over with a fresh one.
+            record.lock.release()
+
+    async def _load_versions(
+        self,
+        record: ModelRecord,
+        model_dir: pathlib.Path,
+        override: str | None,
+        override_dir: pathlib.Path | None,
+    ) -> dict[int, LoadedModel]:
+        """Load every version from ``model_dir`` into ``record`` (its lock held)."""
+        name = record.name
+        try:
+            # Recorded even if the load fails: polling retries only after a change.
+            record.fingerprint = _fingerprint(model_dir)
+            config = read_config(name, model_dir, override)
+            if config.platform == ENSEMBLE:
+                await self._load_composing(name, composing_models(config))
+            versions = await load_model_dir(config, model_dir, self.root, self)
+        except RpcError as exc:
+            self._failed(record, exc.message)
+            raise
+        except Exception as exc:
+            message = f"failed to load '{name}': {type(exc).__name__}: {exc}"
+            self._failed(record, message)
+            raise InvalidArgument(message) from None
+        old, old_dir = record.versions, record.override_dir
+        record.versions, record.state, record.reason = versions, READY, ""
+        record.override_dir = override_dir
+        for model in old.values():
+            await model.unload()
+        _remove_dir(old_dir)
+        return versions
 
     async def _load_composing(self, ensemble: str, names: list[str]) -> None:
         """Load the models an ensemble's steps call that are not ready yet (as Triton does)."""
@@ -243,12 +294,15 @@ class ModelRepository:
             self._records.pop(name, None)
 
     async def poll_forever(self) -> None:
+        """poll_once() every poll_seconds until cancelled; a failed scan is logged, not fatal."""
         while True:
             await asyncio.sleep(self.poll_seconds)
             try:
                 await self.poll_once()
-            except OSError as exc:
-                log.error("polling %s failed: %s", self.root, exc)
+            except Exception:
+                # Any failure (not only OSError) would otherwise end polling silently; the
+                # next scan may well succeed (a half-written folder, a model that raised).
+                log.exception("polling the model repository %s failed", self.root)
 
     # ------------------------------------------------------------------ internals
 
@@ -257,7 +311,7 @@ class ModelRepository:
     ) -> pathlib.Path:
         if not files:
             model_dir = self.root / name
-            if "/" in name or name.startswith(".") or not name or not model_dir.is_dir():
+            if not model_dir.is_dir():
                 raise InvalidArgument(
                     f"failed to load '{name}', no model directory '{name}' in the model "
                     f"repository {self.root}"
@@ -272,28 +326,24 @@ class ModelRepository:
     def _write_override_files(self, name: str, files: Mapping[str, bytes]) -> pathlib.Path:
         """A fresh directory holding exactly the override files; it replaces the model's."""
         if self._scratch is None:
-            self._scratch = pathlib.Path(tempfile.mkdtemp(prefix="asyncinfer-models-"))
+            # Resolved: with a symlinked TMPDIR, resolved file paths must still compare inside.
+            scratch = tempfile.mkdtemp(prefix="asyncinfer-models-")
+            self._scratch = pathlib.Path(scratch).resolve()
+        # The name was checked (check_model_name): the prefix cannot leave the scratch folder.
         model_dir = pathlib.Path(tempfile.mkdtemp(dir=self._scratch, prefix=f"{name}-"))
         try:
-            for relative, content in files.items():
-                path = (model_dir / relative).resolve()
-                if not path.is_relative_to(model_dir):
-                    raise InvalidArgument(
-                        f"failed to load '{name}', override file '{relative}' is outside the "
-                        "model directory"
-                    )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-        except OSError as exc:
-            raise Internal(
-                f"failed to load '{name}', failed to poll from model repository: "
-                f"cannot write override file: {exc.strerror}"
-            ) from None
+            _write_files(name, model_dir, files)
+        except BaseException:
+            _remove_dir(model_dir)
+            raise
         return model_dir
 
     def _failed(self, record: ModelRecord, message: str) -> None:
         if not record.versions:
             record.state, record.reason = UNAVAILABLE, message
+            if not (self.root / record.name).is_dir():
+                # Nothing to list or retry: keep no record for a name without a model folder.
+                del self._records[record.name]
         log.debug("load of '%s' failed: %s", record.name, message)
 
     async def _unload(self, record: ModelRecord, *, reason: str) -> None:
@@ -301,6 +351,51 @@ class ModelRepository:
         record.state, record.reason = UNAVAILABLE, reason
         for model in versions.values():
             await model.unload()
+        _remove_dir(record.override_dir)
+        record.override_dir = None
+
+
+def check_model_name(name: str) -> None:
+    """A model name must be one plain folder name: it becomes a path under the repository."""
+    problem = ""
+    if not name:
+        problem = "is empty"
+    elif "/" in name or "\0" in name:
+        problem = "contains '/' or a NUL character"
+    elif name.startswith("."):
+        problem = "starts with '.'"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        problem = f"is longer than {MAX_NAME_BYTES} bytes"
+    if problem:
+        raise InvalidArgument(
+            f"failed to load '{name}', the model name {problem}: expected one folder name "
+            "of the model repository"
+        )
+
+
+def _write_files(name: str, model_dir: pathlib.Path, files: Mapping[str, bytes]) -> None:
+    """Write override files under ``model_dir`` (resolved), refusing paths that leave it."""
+    try:
+        for relative, content in files.items():
+            path = (model_dir / relative).resolve()
+            if not path.is_relative_to(model_dir.resolve()):
+                raise InvalidArgument(
+                    f"failed to load '{name}', override file '{relative}' is outside the "
+                    "model directory"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    except OSError as exc:
+        raise Internal(
+            f"failed to load '{name}', failed to poll from model repository: "
+            f"cannot write override file: {exc.strerror}"
+        ) from None
+
+
+def _remove_dir(path: pathlib.Path | None) -> None:
+    """Remove a scratch override folder (files already loaded are no longer read)."""
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def parse_version(version: str) -> int | None:

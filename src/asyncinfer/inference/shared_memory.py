@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import traceback
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, Datatype
 from ..errors import InvalidArgument
 from ..pb.inference.grpc_service_pb2 import InferParameter
 from ..shm.cuda import CudaRegionLease, CudaShmRegistry, cuda_unavailable_reason
 from ..shm.posix import RegionLease, SystemShmRegistry
-from .datatypes import BYTES, Datatype
 
 __all__ = ["RequestShm", "SharedMemory", "ShmSpan", "shm_span"]
 
@@ -167,5 +169,16 @@ class RequestShm:
     def __enter__(self) -> RequestShm:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if tb is not None:
+            # The leaving exception's traceback holds the frames it passed through; their
+            # locals may hold numpy views of the leased regions, which would keep a region
+            # unregistered meanwhile from unmapping. Clear those finished frames' locals first
+            # (the traceback text stays), as pools._Acquire.__aexit__ does.
+            traceback.clear_frames(tb)
         self.close()

@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._wire import varint
+from ..datatypes import BYTES, Datatype, from_numpy
 from ..errors import Internal, InvalidArgument
 from ..pb.inference.grpc_service_pb2 import (
     InferTensorContents,
     ModelInferRequest,
     ModelInferResponse,
 )
-from .datatypes import BYTES, Datatype, from_numpy
+from ..runner import shape_fits
 from .modelconfig import Signature, TensorSpec
 from .shared_memory import RequestShm, ShmSpan, shm_span
 
@@ -227,23 +229,12 @@ def _check_input_shape(
                 f"inference input '{name}' for model '{model}' has batch size 0; it must be "
                 f"1..{sig.max_batch_size}"
             )
-    if not _shape_matches(shape, expected):
+    if not shape_fits(shape, expected):
         raise InvalidArgument(
             f"unexpected shape for input '{name}' for model '{model}'. Expected "
             f"{list(expected)}, got {list(shape)}"
         )
     return shape
-
-
-def _shape_matches(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    """Whether ``shape`` fits ``expected``, where -1 matches any extent."""
-    if shape == expected:
-        return True
-    if len(shape) != len(expected):
-        return False
-    if -1 not in expected[1:]:  # the usual case: only the batch dimension may vary
-        return shape[1:] == expected[1:] and expected[0] in (-1, shape[0])
-    return all(want in (-1, got) for want, got in zip(expected, shape, strict=True))
 
 
 def input_data(
@@ -389,25 +380,12 @@ def check_output(
             f"{spec.datatype.wire}"
         )
     expected = spec.dims if batch_size is None else (batch_size, *spec.dims)
-    if array.shape != expected and not (
-        array.ndim == len(expected)
-        and all(want in (-1, got) for want, got in zip(expected, array.shape, strict=True))
-    ):
+    if not shape_fits(array.shape, expected):
         raise Internal(
             f"model '{model}' returned output '{name}' with shape {list(array.shape)}, but "
             f"its config declares {list(expected)} for this request"
         )
     return array
-
-
-def varint(value: int) -> bytes:
-    """Protobuf's base-128 varint encoding of a non-negative int."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def encode_response(

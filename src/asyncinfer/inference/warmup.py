@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..datatypes import BYTES, Datatype, from_config
 from ..errors import InvalidArgument
 from ..pb.inference.model_config_pb2 import ModelWarmup
-from .datatypes import BYTES, Datatype, from_config
 from .model import LoadedModel
 from .python_model import Request
 from .tensors import deserialize_bytes

@@ -9,7 +9,7 @@ ordered on one stream and its buffers cannot be reused before the stream is done
     async with stacks.acquire(timeout=1.0) as lease:
         memory = lease.item                            # a StackSet
         x = memory.host.array((batch, 16), np.float32)
-    stacks.close()
+    await stacks.aclose()                              # waits for the leases out; or close()
 
 Where CUDA is missing, ``device_bytes=0`` gives host-only stack sets (``device`` and ``stream``
 are None); asking for device memory or pinned host memory raises a ConfigError saying why.
@@ -90,12 +90,28 @@ class StackPool:
         self.timeout = timeout
         self._pool: Pool[StackSet] | None = None
         self._sets: list[StackSet] = []
+        self._closing = False
 
     def open(self) -> None:
         """Allocate every stack set (ConfigError when pinned or device memory is unavailable)."""
-        if self._pool is not None:
+        if self._pool is not None and not self._pool.closed:
             raise UsageError(f"stack pool {self.name!r} is already open")
-        self._sets = [self._make(i) for i in range(self.count)]
+        if self._sets:
+            raise UsageError(
+                f"stack pool {self.name!r}: {len(self._sets)} set(s) leased before close() "
+                "are still out; reopen once they are back"
+            )
+        self._closing = False
+        sets: list[StackSet] = []
+        try:
+            for i in range(self.count):
+                sets.append(self._make(i))
+        except BaseException:
+            # A later set failed (out of pinned or device memory): free the ones made so far.
+            for stack_set in sets:
+                stack_set.close()
+            raise
+        self._sets = sets
         self._pool = Pool(
             list(self._sets),
             name=self.name,
@@ -112,6 +128,9 @@ class StackPool:
             # stays with those views, never lent again; _replace() allocates a fresh set.
             self._sets.remove(stack_set)
             raise
+        if self._closing:
+            # Returned after close(): nobody borrows it again, so its memory goes now.
+            self._free(stack_set)
 
     def _replace(self) -> StackSet:
         stack_set = self._make(len(self._sets))
@@ -126,13 +145,23 @@ class StackPool:
         )
         if not self.device_bytes:
             return StackSet(host)
-        stream = _cuda.Stream()
-        device = MemoryStack(
-            DeviceAllocator().allocate(self.device_bytes),
-            name=f"{self.name}[{index}].device",
-            alignment=self.alignment,
-        )
-        return StackSet(host, device, stream)
+        stack_set = StackSet(host)
+        try:
+            stack_set.stream = _cuda.Stream()
+            stack_set.device = MemoryStack(
+                DeviceAllocator().allocate(self.device_bytes),
+                name=f"{self.name}[{index}].device",
+                alignment=self.alignment,
+            )
+        except BaseException:
+            stack_set.close()
+            raise
+        return stack_set
+
+    def _free(self, stack_set: StackSet) -> None:
+        if stack_set in self._sets:
+            self._sets.remove(stack_set)
+            stack_set.close()
 
     def acquire(self, timeout: float | None = None) -> _Acquire[StackSet]:
         """``async with stacks.acquire() as lease``: ``lease.item`` is a StackSet."""
@@ -141,16 +170,20 @@ class StackPool:
         return self._pool.acquire(self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
-        """Refuse new leases and free the memory of every stack set that is back."""
+        """Refuse new leases; free every stack set that is back now, the others on return."""
         if self._pool is None:
             return
         self._pool.close()
-        leased = self._pool.statistics().leased
-        if leased:
-            raise UsageError(f"stack pool {self.name!r}: {leased} lease(s) still out at close")
-        for stack_set in self._sets:
-            stack_set.close()
-        self._sets = []
+        self._closing = True
+        for stack_set in self._pool.idle_items():
+            self._free(stack_set)
+
+    async def aclose(self) -> None:
+        """The graceful close: refuse new leases, wait for every lease out, free everything."""
+        if self._pool is None:
+            return
+        await self._pool.drain()
+        self.close()
 
     def statistics(self) -> dict[str, Any]:
         if self._pool is None:

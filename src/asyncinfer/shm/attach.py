@@ -118,6 +118,10 @@ class SysvLease:
         self.release()
 
 
+IPC_PRIVATE = 0
+KEY_MIN, KEY_MAX = -(2**31), 2**31 - 1  # key_t is a signed 32-bit integer
+
+
 class SysvAttachments:
     """Attach-once cache of client segments; at most ``max_segments`` stay attached unleased."""
 
@@ -131,6 +135,7 @@ class SysvAttachments:
 
     def lease(self, descriptor: ShmDescriptor) -> SysvLease:
         """Check ``descriptor`` and lease its bytes; release the lease (``with``) when done."""
+        self._sweep()
         attachment = self._attachment(descriptor)
         check_span(
             _label(descriptor.segment_id), descriptor.offset, descriptor.size, attachment.size
@@ -143,6 +148,7 @@ class SysvAttachments:
         attachment = self._attached.pop(segment_id, None)
         if attachment is not None:
             self._retire(attachment)
+        self._sweep()
 
     def close(self) -> None:
         """Detach everything not leased; leased segments detach when their leases return."""
@@ -180,10 +186,17 @@ class SysvAttachments:
 
     def _attach(self, descriptor: ShmDescriptor) -> _Attachment:
         region = _label(descriptor.segment_id)
+        if descriptor.key == IPC_PRIVATE or not KEY_MIN <= descriptor.key <= KEY_MAX:
+            # Key 0 is IPC_PRIVATE (sysv_ipc would try to create a segment); a key outside
+            # key_t would wrap around. Negative keys are fine: key_t is signed.
+            raise InvalidArgument(
+                f"{region}: key {descriptor.key} is not a segment key; expected a non-zero "
+                f"32-bit key (between {KEY_MIN} and {KEY_MAX})"
+            )
         try:
             # By key, then compare ids: an id alone does not prove the caller owns the segment.
             shm = sysv_ipc.SharedMemory(descriptor.key)
-        except sysv_ipc.ExistentialError:
+        except (sysv_ipc.ExistentialError, ValueError):
             raise InvalidArgument(
                 f"{region}: no segment has key {descriptor.key} (it was removed or never created)"
             ) from None
@@ -212,13 +225,13 @@ class SysvAttachments:
 
     def _return(self, attachment: _Attachment) -> None:
         attachment.leases -= 1
-        if attachment.retired and not attachment.leases:
-            self._sweep()
+        self._sweep()  # any retiring segment, not only this one: cheap when none is retiring
 
     def _sweep(self) -> None:
-        # Retried whenever a lease returns: a segment whose view escaped its lease is detached
-        # as soon as that view is gone, not only at close.
-        self._retiring = [a for a in self._retiring if not self._try_detach(a)]
+        # Retried on every lease, release and lease return: a segment whose view escaped its
+        # lease is detached soon after that view is gone, not only at close.
+        if self._retiring:
+            self._retiring = [a for a in self._retiring if not self._try_detach(a)]
 
     def _try_detach(self, attachment: _Attachment) -> bool:
         if attachment.leases or views_alive(attachment.root):

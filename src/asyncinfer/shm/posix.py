@@ -186,6 +186,7 @@ class SystemShmRegistry:
         self._retiring: list[_Region] = []
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        self._sweep()
         if not name:
             raise InvalidArgument("system shared memory: a region name is required")
         if name in self._regions:
@@ -207,8 +208,10 @@ class SystemShmRegistry:
         self._sweep()
 
     def _sweep(self) -> None:
-        # A region whose view escaped a lease could not close when its last lease returned;
-        # try again whenever regions change, so it is unmapped once that view is gone.
+        # A region whose view escaped a lease (a numpy input still referenced when the request
+        # closed its leases) could not close when its last lease returned; try again on every
+        # register, unregister and lease return, so it is unmapped soon after that view is gone
+        # and not only at server stop.
         if self._retiring:
             self._retiring = [r for r in self._retiring if not r.close()]
 
@@ -270,8 +273,7 @@ class SystemShmRegistry:
 
     def _return(self, region: _Region) -> None:
         region.users -= 1
-        if region.retired and not region.users:
-            self._sweep()
+        self._sweep()  # any retiring region, not only this one: cheap when none is retiring
 
 
 def _open_region(status: RegionStatus, path: str) -> _Region:

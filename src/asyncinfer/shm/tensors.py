@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._wire import length_delimited, varint
+from ..datatypes import BYTES, from_numpy
+from ..datatypes import DATATYPES as ALL_DATATYPES
 from ..errors import InvalidArgument
 from ..pb.tensor_pb2 import ShmRef, Tensor
 from .attach import SysvAttachments
@@ -39,16 +42,11 @@ __all__ = [
     "write_tensor",
 ]
 
-#: Triton datatype names and their little-endian numpy dtypes.
+#: The fixed-size Triton datatypes (BYTES has no fixed element size, so no SysV tensor message
+#: carries it) and their little-endian numpy dtypes, from the package's one datatype table.
 DATATYPES: dict[str, np.dtype[Any]] = {
-    name: np.dtype(code).newbyteorder("<")
-    for name, code in {
-        "BOOL": "?", "UINT8": "u1", "UINT16": "u2", "UINT32": "u4", "UINT64": "u8",
-        "INT8": "i1", "INT16": "i2", "INT32": "i4", "INT64": "i8",
-        "FP16": "f2", "FP32": "f4", "FP64": "f8",
-    }.items()
-}  # fmt: skip
-_NAMES = {dtype: name for name, dtype in DATATYPES.items()}
+    name: datatype.dtype for name, datatype in ALL_DATATYPES.items() if name != BYTES
+}
 
 
 def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
@@ -62,11 +60,11 @@ def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
 
 
 def datatype_of(dtype: npt.DTypeLike) -> str:
-    dt = np.dtype(dtype).newbyteorder("<")
-    try:
-        return _NAMES[dt]
-    except KeyError:
-        raise InvalidArgument(f"numpy dtype {dt} has no tensor datatype") from None
+    dt = np.dtype(dtype)
+    found = from_numpy(dt)
+    if found is None or found.wire == BYTES:
+        raise InvalidArgument(f"numpy dtype {dt.newbyteorder('<')} has no tensor datatype")
+    return found.wire
 
 
 def descriptor_of(ref: ShmRef) -> ShmDescriptor:
@@ -135,32 +133,16 @@ def write_tensor(
     return Tensor(datatype=datatype_of(array.dtype), shape=array.shape, shm=output)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(field_number: int, length: int) -> bytes:
-    return _varint(field_number << 3 | 2) + _varint(length)
-
-
 def framed_tensor_message(field_number: int, array: npt.NDArray[Any]) -> bytes:
     """The serialized bytes of a message whose field ``field_number`` is ``array`` as an inline
     Tensor, exactly as protobuf would write them, built with one copy of the data."""
     data = np.ascontiguousarray(array)
     datatype = datatype_of(data.dtype).encode()
-    shape = b"".join(_varint(dim) for dim in data.shape)
-    head = _length_delimited(1, len(datatype)) + datatype
+    shape = b"".join(varint(dim) for dim in data.shape)
+    head = length_delimited(1, len(datatype)) + datatype
     if shape:
-        head += _length_delimited(2, len(shape)) + shape
+        head += length_delimited(2, len(shape)) + shape
     payload = data.reshape(-1).view(np.uint8).data
-    head += _length_delimited(3, payload.nbytes)
-    outer = _length_delimited(field_number, len(head) + payload.nbytes)
+    head += length_delimited(3, payload.nbytes)
+    outer = length_delimited(field_number, len(head) + payload.nbytes)
     return b"".join((outer, head, payload))

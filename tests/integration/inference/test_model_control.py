@@ -55,6 +55,10 @@ def test_load_infer_unload(client) -> None:
     client.load_model("simple")
     assert client.is_model_ready("simple")
     np.testing.assert_array_equal(_add(client), np.arange(16).reshape(1, 16) * 2)
+    with pytest.raises(InferenceServerException) as info:
+        client.is_model_ready("simple", "abc")
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "failed to get model version from specified version string" in info.value.message()
     client.unload_model("simple")
     assert client.is_model_ready("simple") is False
     states = {m.name: (m.state, m.reason) for m in client.get_model_repository_index().models}
@@ -77,6 +81,11 @@ def test_load_unknown_model_fails(client) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.load_model("no_such_model")
     assert "failed to load" in info.value.message()
+    # The failed load leaves no trace: the index lists the repository's folders only.
+    assert sorted(m.name for m in client.get_model_repository_index().models) == EXPLICIT_MODELS
+    with pytest.raises(InferenceServerException) as info:
+        client.get_model_metadata("no_such_model")
+    assert info.value.status() == "StatusCode.NOT_FOUND"
 
 
 def test_load_later_feature_model_says_not_supported_yet(client) -> None:
@@ -178,6 +187,7 @@ def _eventually(condition, seconds: float = 15.0) -> bool:
 
 SLOW_MODEL = """
 import asyncio
+import pathlib
 import numpy as np
 from asyncinfer.inference.python_model import Response, Tensor
 
@@ -185,6 +195,7 @@ class Model:
     finalized = False
 
     async def execute(self, requests):
+        pathlib.Path(MARKER).touch()  # tells the test the call is inside execute
         await asyncio.sleep(0.5)
         value = -1 if Model.finalized else 1
         return [Response([Tensor("OUT", np.array([value], np.int32))]) for _ in requests]
@@ -197,7 +208,8 @@ class Model:
 def test_unload_waits_for_the_call_in_flight(tmp_path: pathlib.Path) -> None:
     model = tmp_path / "slow"
     (model / "1").mkdir(parents=True)
-    (model / "1" / "model.py").write_text(SLOW_MODEL)
+    marker = tmp_path / "inside-execute"
+    (model / "1" / "model.py").write_text(f"MARKER = {str(marker)!r}\n{SLOW_MODEL}")
     (model / "config.pbtxt").write_text(
         'backend: "python"\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
@@ -213,7 +225,7 @@ def test_unload_waits_for_the_call_in_flight(tmp_path: pathlib.Path) -> None:
         client.async_infer(
             "slow", [tensor], callback=lambda result, error: results.append((result, error))
         )
-        time.sleep(0.2)  # the call is inside execute now
+        assert _eventually(marker.exists)  # the call is inside execute now
         client.unload_model("slow")
         assert _eventually(lambda: bool(results))
         result, error = results[0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 
 from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
-from asyncinfer.errors import NotFound, UsageError
+from asyncinfer.errors import NotFound, Unavailable, UsageError
 from asyncinfer.runner import Binding
 
 from .inference_servers import REPOSITORY
@@ -41,6 +43,10 @@ async def test_async_runner_checks_inputs_locally(url: str) -> None:
             runner.infer(INPUT0=np.zeros((1, 8), np.int32), INPUT1=np.zeros((1, 8), np.int32))
         with pytest.raises(UsageError, match="no ready model 'nope'"):
             manager.infer_runner("nope")
+        with pytest.raises(UsageError, match=r"has dtype float64; expected int32 \(INT32\)"):
+            runner.infer(INPUT0=np.full((1, 16), 1.9), INPUT1=np.zeros((1, 16), np.int32))
+        with pytest.raises(UsageError, match="'INPUT0' of model 'simple' has dtype int64"):
+            runner.infer(INPUT0=[list(range(16))], INPUT1=np.zeros((1, 16), np.int32))
         unknown_version = manager.infer_runner("simple", version="9")
         a = np.zeros((1, 16), np.int32)
         with pytest.raises(NotFound, match="version 9 is not found"):
@@ -54,6 +60,25 @@ def test_sync_manager_runs_many_in_flight(url: str) -> None:
         futures = [runner.infer(INPUT0=a) for a in arrays]
         for array, future in zip(arrays, futures, strict=True):
             np.testing.assert_array_equal(future.result(10)["OUTPUT0"], array)
+
+
+def _dead_address() -> str:
+    with socket.socket() as probe:  # bound, never listening: connecting is refused
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+async def test_a_failed_connect_leaves_nothing_open_and_can_be_retried() -> None:
+    manager = RemoteManager(_dead_address(), timeout=2)
+    for _ in range(2):  # the retry fails the same way, not with "already connected"
+        with pytest.raises(Unavailable):
+            await manager.connect()
+        assert manager._channel is None
+    sync_manager = SyncRemoteManager(_dead_address(), timeout=2)
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            sync_manager.connect()
+        assert sync_manager._channel is None
 
 
 def test_unconnected_manager_says_so() -> None:

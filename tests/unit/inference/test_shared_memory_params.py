@@ -12,9 +12,9 @@ import tritonclient.utils.shared_memory as tshm
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.datatypes import DATATYPES
-from asyncinfer.inference.shared_memory import SharedMemory, ShmSpan, shm_span
+from asyncinfer.inference.shared_memory import RequestShm, SharedMemory, ShmSpan, shm_span
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest
 
 KEY = f"/asyncinfer_params_{os.getpid()}"
@@ -102,3 +102,19 @@ def test_a_request_scope_reads_inputs_and_writes_outputs(shared: SharedMemory) -
 def test_extensions_follow_the_switch() -> None:
     assert SharedMemory(allow_client_shm=False).extensions() == ()
     assert "system_shared_memory" in SharedMemory(allow_client_shm=True).extensions()
+
+
+def _model_that_fails(shared: SharedMemory, scope: RequestShm) -> None:
+    view = scope.read_input(ShmSpan("r", 0, 16), DATATYPES["FP32"], (4,), "in")
+    shared.system.unregister("r")  # the client unregisters while the request runs
+    raise ValueError(f"the model failed holding a view of {view.nbytes} bytes")
+
+
+def test_a_region_unregistered_during_a_failing_request_unmaps_after_it(
+    shared: SharedMemory,
+) -> None:
+    # The traceback (kept by pytest.raises) holds the failing frame, whose local `view` is
+    # a view of the region: the scope clears those frames before returning its leases.
+    with pytest.raises(ValueError, match="holding a view"), shared.scope() as scope:
+        _model_that_fails(shared, scope)
+    assert shared.system.statistics() == {"regions": 0, "retiring": 0, "leases": 0}

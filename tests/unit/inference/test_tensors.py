@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.datatypes import DATATYPES
 from asyncinfer.inference.modelconfig import Signature, TensorSpec
 from asyncinfer.inference.tensors import (
     decode_inputs,

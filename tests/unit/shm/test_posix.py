@@ -122,6 +122,23 @@ def test_a_region_in_use_is_not_unmapped(
     registry.unregister("r")
 
 
+def test_a_region_unregistered_during_a_request_unmaps_once_its_view_is_gone(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
+    key, _ = region
+    registry.register("r", key, 0, SIZE)
+    registry.register("other", key, 0, 64)
+    lease = registry.lease("r", 0, 16)
+    view = lease.array(np.uint8, (16,))  # a model input, still referenced after the request
+    registry.unregister("r")  # by the client, while the request runs
+    lease.release()
+    assert registry.statistics()["retiring"] == 1  # the view keeps it mapped
+    del view
+    with registry.lease("other", 0, 8):  # the next request's return sweeps it
+        pass
+    assert registry.statistics() == {"regions": 1, "retiring": 0, "leases": 0}
+
+
 def test_the_client_region_survives(region: tuple[str, object]) -> None:
     key, _ = region
     registry = SystemShmRegistry()

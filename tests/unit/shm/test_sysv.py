@@ -121,6 +121,9 @@ def test_ids_the_client_does_not_own_or_removed(ring: SysvRing, cache: SysvAttac
     d = ring.allocate_nowait(64).descriptor
     with pytest.raises(InvalidArgument, match="no segment has key"):
         cache.lease(dataclasses.replace(d, key=d.key ^ 0x5A5A5A))
+    for key in (0, 2**31, -(2**31) - 1):
+        with pytest.raises(InvalidArgument, match=f"key {key} is not a segment key"):
+            cache.lease(dataclasses.replace(d, key=key))
     other = ring.segment_ids[1]
     with pytest.raises(InvalidArgument, match=f"names segment id {d.segment_id}, not {other}"):
         cache.lease(dataclasses.replace(d, segment_id=other))
@@ -154,6 +157,22 @@ def test_detach_waits_for_leases_and_escaped_views(ring: SysvRing, cache: SysvAt
     assert cache.statistics() == {
         "attached": 0, "retiring": 0, "leases": 0, "attaches": 1, "detaches": 1,
     }  # fmt: skip
+
+
+def test_a_released_segment_detaches_at_the_next_lease_once_its_view_is_gone(
+    ring: SysvRing, cache: SysvAttachments
+) -> None:
+    first, second = ring.allocate_nowait(4000), ring.allocate_nowait(4000)
+    assert first.descriptor.segment_id != second.descriptor.segment_id
+    lease = cache.lease(first.descriptor)
+    escaped = lease.array(np.uint8, (4000,))
+    cache.release(first.descriptor.segment_id)
+    lease.release()
+    assert cache.statistics()["retiring"] == 1
+    del escaped
+    with cache.lease(second.descriptor):  # any later lease sweeps it, not only close()
+        pass
+    assert cache.statistics()["retiring"] == 0 and cache.statistics()["detaches"] == 1
 
 
 def test_a_full_cache_of_leased_segments_still_attaches_the_next() -> None:

@@ -19,6 +19,7 @@ the repository keep serving.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import time
 from collections.abc import Sequence
@@ -26,12 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from ...datatypes import from_config
 from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
+from ...runner import shape_fits
 from ..batching import merge, split
-from ..datatypes import from_config
+from ..modelconfig import instance_count
 from ..python_model import Request, Response, Tensor
 from ..statistics import batch_timing
 from .python import ModelLoadFailed
@@ -48,6 +51,7 @@ ENGINE_PLATFORMS = {
 _FILENAMES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 #: Pinned and device bytes per TensorRT request, unless parameters { key: "stack_bytes" } says.
 DEFAULT_STACK_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("asyncinfer.inference")
 
 
 def engine_kind(config: ModelConfig) -> str | None:
@@ -91,22 +95,24 @@ class EngineBackend:
                 "example repositories' ONNX models are built by `make models`)"
             )
         instances = _instance_count(config, kind)
-        stacks = None
         try:
             if kind == "tensorrt":
                 engine: Engine = TensorRTEngine(name, path, contexts=instances)
                 stacks = _stack_pool(config, instances)
             else:
-                engine = OnnxEngine(name, path, instances=instances)
-            await engine.start()
-            if stacks is not None:
-                stacks.open()
+                engine, stacks = OnnxEngine(name, path, instances=instances), None
         except ConfigError as exc:
             raise ModelLoadFailed(f"failed to load '{name}' version {version}: {exc}") from None
         try:
+            await _start(engine, stacks)
             _check_signature(config, engine, version)
-        except ModelLoadFailed:
-            await engine.stop()
+        except BaseException as exc:
+            # Whatever failed (a bad file, a signature mismatch, out of memory, cancellation),
+            # an engine that started has threads and sessions: stop it before giving up.
+            await _discard(engine, stacks)
+            if isinstance(exc, ConfigError):
+                message = f"failed to load '{name}' version {version}: {exc}"
+                raise ModelLoadFailed(message) from None
             raise
         return cls(config, version, engine, stacks, instances)
 
@@ -140,9 +146,26 @@ class EngineBackend:
         return owned
 
     async def unload(self) -> None:
-        await self.engine.stop()
+        """Let the requests in flight finish, then free the memory stacks and stop the engine."""
         if self._stacks is not None:
-            self._stacks.close()
+            await self._stacks.aclose()
+        await self.engine.stop()
+
+
+async def _start(engine: Engine, stacks: StackPool | None) -> None:
+    await engine.start()
+    if stacks is not None:
+        stacks.open()
+
+
+async def _discard(engine: Engine, stacks: StackPool | None) -> None:
+    """Stop a half-loaded engine; a failure here is logged so the load's own error surfaces."""
+    try:
+        if stacks is not None:
+            stacks.close()
+        await engine.stop()
+    except Exception:
+        log.exception("stopping engine %r after its failed load raised", engine.name)
 
 
 def _arrays(request: Request) -> dict[str, Any]:
@@ -164,7 +187,7 @@ def _instance_count(config: ModelConfig, kind: str | None) -> int:
                     f"{ModelInstanceGroup.Kind.Name(group.kind)} is not supported by the "
                     "onnxruntime backend here (it runs on the CPU); use KIND_CPU"
                 )
-    return sum(max(group.count, 1) for group in config.instance_group) or 1
+    return instance_count(config)
 
 
 def _stack_pool(config: ModelConfig, instances: int) -> StackPool:
@@ -201,11 +224,8 @@ def _mismatch(tensor: Any, binding: Any, batch: tuple[int, ...], kind: str) -> s
             f"{datatype} in config.pbtxt"
         )
     declared = batch + tuple(int(d) for d in tensor.dims)
-    fits = len(declared) == len(binding.shape) and all(
-        -1 in (want, have) or want == have
-        for want, have in zip(declared, binding.shape, strict=True)
-    )
-    if not fits:
+    # Both sides are patterns here: -1 in the config or in the model file matches any extent.
+    if not shape_fits(declared, binding.shape, wildcards_in_shape=True):
         return (
             f"{kind} '{tensor.name}' has shape {list(binding.shape)} in the model file; "
             f"config.pbtxt declares {list(declared)} (batch dimension included)"

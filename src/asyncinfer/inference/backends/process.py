@@ -26,10 +26,11 @@ from typing import Any
 
 from ...errors import InvalidArgument, ResourceExhausted, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..modelconfig import instance_count
 from ..python_model import ModelError, Request, Response, Tensor
 from ._arena import Arena, ArenaFull, read_tensors, write_tensors
 from ._instance_process import RequestMeta, ResponseMeta
-from .python import DEFAULT_FILENAME, ModelLoadFailed, _initialize_args, _instance_count
+from .python import DEFAULT_FILENAME, ModelLoadFailed, _initialize_args
 
 __all__ = ["INSTANCE_KIND", "SHM_BYTES", "ProcessBackend", "instance_kind"]
 
@@ -315,7 +316,7 @@ class ProcessBackend:
         size = _shm_bytes(config)
         args = _initialize_args(config, version, repository)
         instances = []
-        for index in range(_instance_count(config)):
+        for index in range(instance_count(config)):
             spawn_args = (
                 str(path),
                 name,

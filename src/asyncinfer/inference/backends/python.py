@@ -22,9 +22,11 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from ...engines._limiter import uninterrupted
 from ...errors import InvalidArgument, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
+from ..modelconfig import instance_count
 from ..python_model import Request, Response
 
 __all__ = ["MODEL_CLASS", "ModelLoadFailed", "PythonBackend"]
@@ -40,10 +42,14 @@ class ModelLoadFailed(InvalidArgument):
 
 
 async def _call(hook: Any, *args: Any) -> Any:
-    """Await an async hook on the loop; run a plain one in a worker thread."""
+    """Await an async hook on the loop; run a plain one in a worker thread.
+
+    A thread cannot be interrupted: a cancelled caller waits for it to end (``uninterrupted``)
+    so that the instance it runs on is never handed to another call while it still runs.
+    """
     if inspect.iscoroutinefunction(hook):
         return await hook(*args)
-    return await asyncio.to_thread(hook, *args)
+    return await uninterrupted(asyncio.to_thread(hook, *args))
 
 
 class PythonBackend:
@@ -103,7 +109,7 @@ class PythonBackend:
             args["models"] = ModelCaller(models)
         instances = []
         try:
-            for index in range(_instance_count(config)):
+            for index in range(instance_count(config)):
                 instance = model_class()
                 instances.append(instance)
                 hook = getattr(instance, "initialize", None)
@@ -129,10 +135,10 @@ class PythonBackend:
             if self._async_execute:
                 responses = await instance.execute(requests)
             else:
-                responses = await asyncio.to_thread(instance.execute, requests)
+                responses = await uninterrupted(asyncio.to_thread(instance.execute, requests))
         finally:
-            # Returned on every path, cancellation included; a thread still running a
-            # cancelled sync execute keeps the instance busy only until it returns.
+            # Returned on every path, cancellation included; a cancelled sync execute returns
+            # it only once its thread has ended (uninterrupted), never while it still runs.
             self._idle.put_nowait(instance)
         if self.decoupled:
             if responses is not None and any(r is not None for r in responses):
@@ -200,10 +206,6 @@ def _initialize_args(config: ModelConfig, version: int, repository: pathlib.Path
         "model_version": str(version),
         "model_repository": str(repository),
     }
-
-
-def _instance_count(config: ModelConfig) -> int:
-    return sum(max(group.count, 1) for group in config.instance_group) or 1
 
 
 async def _finalize_all(instances: Sequence[Any]) -> None:
