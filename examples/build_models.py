@@ -10,7 +10,9 @@ Writes ``<repository>/<model>/1/model.onnx`` for:
   InceptionV3/Predictions/Softmax FP32 [1001];
 - mlp_onnx: a deep, narrow MLP, features FP32 [batch,256] -> scores FP32 [batch,16], 64 layers
   of 256 units. Its cost is mostly per layer, not per row: here one item takes about 2 ms and
-  a batch of 32 about 7 ms, which is what dynamic batching exploits.
+  a batch of 32 about 7 ms, which is what dynamic batching exploits;
+- classifier_onnx: the middle step of ensemble_classify and example 04's Model B, a small MLP
+  features FP32 [batch,16] -> Gemm 32 -> ReLU -> Gemm -> scores FP32 [batch,4].
 
 A model whose file exists is left alone, so the build is cheap to repeat; delete the file to
 rebuild it. The files are not committed (.gitignore).
@@ -140,7 +142,33 @@ def mlp() -> bytes:
     return _model(graph)
 
 
+def classifier() -> bytes:
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(16)
+    nodes = [
+        helper.make_node("Gemm", ["features", "w1", "b1"], ["hidden"]),
+        helper.make_node("Relu", ["hidden"], ["activated"]),
+        helper.make_node("Gemm", ["activated", "w2", "b2"], ["scores"]),
+    ]
+    initializers = [
+        _weight(rng, "w1", (16, 32), 16),
+        _weight(rng, "b1", (32,), 16),
+        _weight(rng, "w2", (32, 4), 32),
+        _weight(rng, "b2", (4,), 32),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier_onnx",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4])],
+        initializers,
+    )
+    return _model(graph)
+
+
 TARGETS: list[tuple[pathlib.Path, Callable[[], bytes]]] = [
+    (MAIN / "classifier_onnx" / "1" / "model.onnx", classifier),
     (MAIN / "densenet_onnx" / "1" / "model.onnx", densenet),
     (MAIN / "mlp_onnx" / "1" / "model.onnx", mlp),
     (EXPLICIT / "densenet_onnx" / "1" / "model.onnx", densenet),
