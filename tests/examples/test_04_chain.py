@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import pathlib
+import runpy
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +37,13 @@ def load_services() -> ModuleType:
 
 
 services = load_services()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def classifier_model() -> None:
+    """Model B's ONNX file (`make models`), built once if missing."""
+    pytest.importorskip("onnx", reason="the onnx package builds Model B's model file")
+    runpy.run_path(str(EXAMPLE.parent / "build_models.py"))["build_all"](quiet=True)
 
 
 def images(batch: int, delay_ms: int = 0) -> tuple[np.ndarray, Images]:
