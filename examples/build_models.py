@@ -11,7 +11,9 @@ Writes ``<repository>/<model>/1/model.onnx`` for:
 - mlp_onnx: a deep MLP, features FP32 [batch,256] -> scores FP32 [batch,16], 96 layers of 384
   units (56 MB of weights). One item is bound by reading the weights, so a batch reads them
   once for all its rows: here one item takes about 5 ms and a batch of 32 about 10 ms, which is
-  what dynamic batching exploits.
+  what dynamic batching exploits;
+- classifier_onnx: the middle step of ensemble_classify and example 04's Model B, a small MLP
+  features FP32 [batch,16] -> Gemm 32 -> ReLU -> Gemm -> scores FP32 [batch,4].
 
 A model whose file exists and was built from the same recipe (``model.onnx.recipe`` beside it)
 is left alone, so the build is cheap to repeat. The files are not committed (.gitignore).
@@ -141,11 +143,38 @@ def mlp() -> bytes:
     return _model(graph)
 
 
+def classifier() -> bytes:
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(16)
+    nodes = [
+        helper.make_node("Gemm", ["features", "w1", "b1"], ["hidden"]),
+        helper.make_node("Relu", ["hidden"], ["activated"]),
+        helper.make_node("Gemm", ["activated", "w2", "b2"], ["scores"]),
+    ]
+    initializers = [
+        _weight(rng, "w1", (16, 32), 16),
+        _weight(rng, "b1", (32,), 16),
+        _weight(rng, "w2", (32, 4), 32),
+        _weight(rng, "b2", (4,), 32),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier_onnx",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4])],
+        initializers,
+    )
+    return _model(graph)
+
+
 MLP_RECIPE = f"mlp {MLP_INPUT}->{MLP_LAYERS}x{MLP_WIDTH}->{MLP_OUTPUT} seed 7"
 CONV_RECIPE = "conv 16,32 s4,s2 seed len(name)"
+CLASSIFIER_RECIPE = "classifier 16->32->4 seed 16"
 
 #: (file, builder, recipe): a file whose recorded recipe differs is rebuilt.
 TARGETS: list[tuple[pathlib.Path, Callable[[], bytes], str]] = [
+    (MAIN / "classifier_onnx" / "1" / "model.onnx", classifier, CLASSIFIER_RECIPE),
     (MAIN / "densenet_onnx" / "1" / "model.onnx", densenet, CONV_RECIPE),
     (MAIN / "mlp_onnx" / "1" / "model.onnx", mlp, MLP_RECIPE),
     (EXPLICIT / "densenet_onnx" / "1" / "model.onnx", densenet, CONV_RECIPE),

@@ -8,6 +8,7 @@ that the Context framed itself; both go out unchanged in meaning.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -108,7 +109,9 @@ def _single_reply(
     parse = _parser(cls)
 
     async def handle(raw: Any, call: GrpcContext) -> Any:
+        arrived = time.perf_counter()
         request = await _admit(raw, call, cls, admission, parse)
+        admitted = time.perf_counter()
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
             context: Any = cls(resources, CallInfo(call))
@@ -123,6 +126,8 @@ def _single_reply(
             return reply
         finally:
             admission.release()
+            done = time.perf_counter()
+            admission.times.observe(done - arrived, done - admitted)
 
     return handle
 
@@ -133,7 +138,9 @@ def _streaming_reply(
     parse = _parser(cls)
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
+        arrived = time.perf_counter()
         request = await _admit(raw, call, cls, admission, parse)
+        admitted = time.perf_counter()
         try:
             context: Any = cls(resources, CallInfo(call))
             replies = context.execute(request)
@@ -152,6 +159,8 @@ def _streaming_reply(
             admission.completed += 1
         finally:
             admission.release()
+            done = time.perf_counter()
+            admission.times.observe(done - arrived, done - admitted)
 
     return handle
 

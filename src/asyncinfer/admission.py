@@ -3,12 +3,14 @@
 This is nvrpc's "N armed contexts per queue" as a counter: at most ``limit`` calls of an RPC run
 at once; the others wait in arrival order, each no longer than its own deadline or the RPC's
 queue timeout, and then fail with RESOURCE_EXHAUSTED. Every RPC keeps its counters here too, so
-``statistics()`` answers "how busy is this RPC" in one place.
+``statistics()`` answers "how busy is this RPC" in one place, and ``times`` keeps the RPC's
+call-duration and load-ratio histograms (bucket counts that metrics read at scrape time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import dataclasses
@@ -16,7 +18,57 @@ import math
 
 from .errors import ResourceExhausted
 
-__all__ = ["Admission", "AdmissionStatistics"]
+__all__ = ["Admission", "AdmissionStatistics", "CallTimes", "Histogram"]
+
+#: Call durations in seconds: 100 us (a bare unary call on loopback) up to 10 s.
+DURATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+#: Time inside execute / total call time (admission wait included): 1.0 means never queued.
+RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class Histogram:
+    """Bucket counts and a sum, kept cheaply on the hot path; read by a metrics collector.
+
+    ``counts[i]`` holds the observations in (bounds[i-1], bounds[i]] (not cumulative); the
+    last entry counts those above every bound (+Inf).
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations <= bound) pairs ending with (inf, total)."""
+        pairs, total = [], 0
+        for bound, count in zip((*self.bounds, math.inf), list(self.counts), strict=True):
+            total += count
+            pairs.append((bound, total))
+        return pairs
+
+
+class CallTimes:
+    """Per-RPC histograms of call duration and of compute/total (the load ratio)."""
+
+    __slots__ = ("duration", "load_ratio")
+
+    def __init__(self) -> None:
+        self.duration = Histogram(DURATION_BUCKETS)
+        self.load_ratio = Histogram(RATIO_BUCKETS)
+
+    def observe(self, total: float, compute: float) -> None:
+        """A finished call: ``total`` seconds since it arrived, ``compute`` of them admitted."""
+        self.duration.observe(total)
+        self.load_ratio.observe(compute / total if total > 0 else 1.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,6 +106,7 @@ class Admission:
         "name",
         "queue_timeout",
         "rejected",
+        "times",
     )
 
     def __init__(self, name: str, limit: int | None, *, queue_timeout: float | None = None) -> None:
@@ -65,6 +118,7 @@ class Admission:
         self.failed = 0
         self.cancelled = 0
         self.rejected = 0
+        self.times = CallTimes()
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def try_acquire(self) -> bool:
@@ -121,7 +175,8 @@ class Admission:
             name=self.name,
             limit=self.limit,
             in_flight=self.in_flight,
-            waiting=sum(1 for w in self._waiters if not w.done()),
+            # A copy first: the metrics thread calls this while the loop may change the queue.
+            waiting=sum(1 for w in list(self._waiters) if not w.done()),
             completed=self.completed,
             failed=self.failed,
             cancelled=self.cancelled,

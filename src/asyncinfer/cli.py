@@ -25,6 +25,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from . import logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
 from .client.reflection import resolve_method
 from .errors import AsyncInferError, ConfigError, UsageError
@@ -69,6 +70,22 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--reuse-port", action="store_true", default=None)
     parser.add_argument("--grace", type=float, default=None, help="drain seconds on stop")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this HTTP port (0 picks one; off when not given)",
+    )
+    parser.add_argument(
+        "--log-verbose",
+        type=int,
+        default=0,
+        metavar="N",
+        help="0: info and above; 1 or more: debug records as well",
+    )
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), default="json", help="structured log lines"
+    )
     parser.set_defaults(run=_run_serve)
 
 
@@ -76,9 +93,6 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     """tritonserver's flag names, for --model-repository."""
     group = parser.add_argument_group("inference service (with --model-repository)")
     group.add_argument("--grpc-port", type=int, default=None, help="default 8001; 0 picks one")
-    group.add_argument(
-        "--metrics-port", type=int, default=None, help="Prometheus metrics (not in this build yet)"
-    )
     group.add_argument("--model-control-mode", choices=("none", "explicit", "poll"), default="none")
     group.add_argument(
         "--load-model",
@@ -98,8 +112,6 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
     from .inference.app import build_server  # only the inference service needs it
 
-    if args.metrics_port is not None:
-        raise ConfigError("--metrics-port: metrics are not in this build yet")
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
     factory = functools.partial(
@@ -112,22 +124,24 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         allow_client_shm=args.allow_client_shm,
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
+        metrics_port=args.metrics_port,
     )
     factory()  # fail here, in the parent, on a bad combination of flags
     return factory
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    logs.configure(verbose=args.log_verbose, format=args.log_format)
     if args.model_repository is not None:
         overrides = {"grace": args.grace} if args.grace is not None else {}
         return serve(functools.partial(_configured, _inference_factory(args), overrides))
-    inference_only = ("grpc_port", "metrics_port", "allow_client_shm", "load_model")
+    inference_only = ("grpc_port", "allow_client_shm", "load_model")
     used = [f"--{k.replace('_', '-')}" for k in inference_only if getattr(args, k)]
     if used or args.model_control_mode != "none":
         raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")
     overrides = {
         key: value
-        for key in ("host", "port", "workers", "reuse_port", "grace")
+        for key in ("host", "port", "workers", "reuse_port", "grace", "metrics_port")
         if (value := getattr(args, key)) is not None
     }
     return serve(functools.partial(_configured, _load_factory(args.app), overrides))

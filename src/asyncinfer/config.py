@@ -37,10 +37,18 @@ class ServerConfig:
     loop: LoopKind = "auto"
     health: bool = True
     reflection: bool = True
+    #: Prometheus metrics over HTTP on this port (same host); 0 picks a free one, None: off.
+    #: With workers > 1 the supervisor serves it and sums the workers' metrics.
+    metrics_port: int | None = None
+    #: Where the metrics endpoint listens; None: the same host as gRPC. Workers of a supervisor
+    #: use 127.0.0.1, since only the supervisor scrapes them.
+    metrics_host: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, not {self.port}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be 0..65535 or None, not {self.metrics_port}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, not {self.workers}")
         if self.workers > 1 and not self.reuse_port:

@@ -168,5 +168,11 @@ def internal_error(exc: BaseException, where: str) -> Unknown:
     The client gets only the error id; the text of ``exc`` may hold data it must not see.
     """
     error_id = uuid.uuid4().hex[:12]
-    log.error("internal error (id=%s) in %s", error_id, where, exc_info=exc)
+    log.error(
+        "internal error (id=%s) in %s",
+        error_id,
+        where,
+        exc_info=exc,
+        extra={"error_id": error_id, "where": where},
+    )
     return Unknown(f"internal error (id={error_id})")

@@ -8,7 +8,11 @@ order before it accepts calls and stops them in reverse order after the last cal
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 __all__ = ["Resources"]
 
@@ -29,3 +33,7 @@ class Resources:
     def statistics(self) -> dict[str, Any]:
         """Counters of what these resources own (pools, queues), for metrics and tests."""
         return {}
+
+    def collectors(self) -> Iterable[Collector]:
+        """Prometheus collectors for this service's own metrics, read at scrape time."""
+        return ()

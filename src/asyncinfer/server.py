@@ -24,6 +24,7 @@ from .admission import Admission, AdmissionStatistics
 from .config import ServerConfig
 from .context import Context
 from .errors import ConfigError, UsageError
+from .metrics import MetricsEndpoint, registry_for
 from .resources import Resources
 
 __all__ = ["Server", "ServerStatistics"]
@@ -63,6 +64,7 @@ class Server:
         self._health: health_aio.HealthServicer | None = None
         self._started: list[Resources] = []
         self._port: int | None = None
+        self._metrics: MetricsEndpoint | None = None
 
     def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
         """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
@@ -97,6 +99,15 @@ class Server:
         return self._port
 
     @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes this server, once started with a metrics_port."""
+        return None if self._metrics is None else self._metrics.url(self._metrics_host)
+
+    @property
+    def _metrics_host(self) -> str:
+        return self.config.metrics_host or self.config.host
+
+    @property
     def address(self) -> str:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         return f"{host}:{self.port}"
@@ -116,12 +127,16 @@ class Server:
             await self._start_resources()
             self._add_handlers(server)
             self._port = self._bind(server)
+            self._start_metrics()
             await server.start()
         except BaseException:
+            self._stop_metrics()
             await self._stop_resources()
             raise
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s", ", ".join(self._services), self.address)
+        if self.metrics_url is not None:
+            log.info("metrics on %s", self.metrics_url)
         return self._port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -130,6 +145,7 @@ class Server:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._grpc.stop(self.config.grace if grace is None else grace)
+        self._stop_metrics()
         await self._stop_resources()
 
     async def wait_for_termination(self) -> None:
@@ -197,6 +213,20 @@ class Server:
                 f"local; choose another port or port=0{hint}"
             ) from cause
         return port
+
+    def _start_metrics(self) -> None:
+        if self.config.metrics_port is None:
+            return
+        collectors = [c for svc in self._services.values() for c in svc.resources.collectors()]
+        registry = registry_for(lambda: self._admissions, collectors)
+        self._metrics = MetricsEndpoint.start(
+            self._metrics_host, self.config.metrics_port, registry
+        )
+
+    def _stop_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
 
     async def _start_resources(self) -> None:
         for service in self._services.values():

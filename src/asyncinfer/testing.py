@@ -25,6 +25,7 @@ from .server import Server
 __all__ = ["ServerProcess", "running"]
 
 _READY = re.compile(r"asyncinfer: (?:worker (\d+) )?\(pid (\d+)\) serving on (\S+)")
+_METRICS = re.compile(r"asyncinfer: metrics on (\S+)")
 
 
 @contextlib.asynccontextmanager
@@ -61,6 +62,8 @@ class ServerProcess:
         self.lines: list[str] = []
         self.worker_pids: dict[int, int] = {}
         self.address = ""
+        #: The metrics URL the server printed (its own, or the supervisor's with workers).
+        self.metrics_url = ""
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -93,6 +96,8 @@ class ServerProcess:
                 if match := _READY.search(line):
                     index, pid, self.address = match.groups()
                     self.worker_pids[int(index or 0)] = int(pid)
+                elif match := _METRICS.search(line):
+                    self.metrics_url = match.group(1)
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()

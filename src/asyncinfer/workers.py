@@ -26,8 +26,11 @@ from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from . import logs
+from ._metrics_aggregate import supervisor_registry
 from .affinity import CpuSet, cpus_for_worker, pin_process, read_topology
 from .config import ServerConfig
+from .metrics import MetricsEndpoint
 from .server import Server
 
 __all__ = ["run_loop", "serve"]
@@ -70,42 +73,61 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _print_ready(index: int | None, address: str, pid: int | None = None) -> None:
-    """The line tools and tests wait for: who serves, and where."""
+def _print_ready(
+    index: int | None, address: str, metrics_url: str | None = None, pid: int | None = None
+) -> None:
+    """The line tools and tests wait for: who serves, and where (metrics: a line of its own)."""
+    if metrics_url is not None and index is None:
+        _print_metrics(metrics_url)  # first: whoever waits for "serving" may scrape at once
     who = "" if index is None else f"worker {index} "
     print(f"asyncinfer: {who}(pid {pid or os.getpid()}) serving on {address}", flush=True)
+
+
+def _print_metrics(url: str) -> None:
+    print(f"asyncinfer: metrics on {url}", flush=True)
 
 
 async def _serve_one(
     factory: ServerFactory,
     port: int,
     *,
-    announce: Callable[[int | None, str], None],
+    announce: Callable[[int | None, str, str | None], None],
     index: int | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
     server = factory()
     if port != server.config.port:
         server.config = dataclasses.replace(server.config, port=port)
+    if index is not None and server.config.metrics_port is not None:
+        # The supervisor serves the configured metrics port; a worker's own endpoint, on a
+        # free port, is what the supervisor scrapes and sums.
+        server.config = dataclasses.replace(server.config, metrics_port=0, metrics_host="127.0.0.1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
-    announce(index, server.address)
+    announce(index, server.address, server.metrics_url)
     await stop.wait()
     await server.stop()
     return 0
 
 
 def _worker_main(
-    factory: ServerFactory, index: int, port: int, ready: Any, cpus: CpuSet | None
+    factory: ServerFactory,
+    index: int,
+    port: int,
+    ready: Any,
+    cpus: CpuSet | None,
+    log_settings: dict[str, Any] | None = None,
 ) -> None:
     """Entry point of a worker process."""
 
-    def announce(index: int | None, address: str) -> None:
-        ready.send((index, os.getpid(), address))
+    def announce(index: int | None, address: str, metrics_url: str | None) -> None:
+        ready.send((index, os.getpid(), address, metrics_url))
 
+    if log_settings is not None:
+        logs.configure(**log_settings)
     _exit_with_parent()
     if cpus is not None:
         # Before the server exists, so that gRPC's and the pools' threads inherit the mask.
@@ -145,9 +167,17 @@ class Supervisor:
         self._stopping = False
         self._ready_recv, self._ready_send = self._context.Pipe(duplex=False)
         self._cpus: list[CpuSet | None] = [None] * config.workers
+        #: Worker index -> its own metrics URL, for the workers alive now.
+        self._metrics_urls: dict[int, str] = {}
 
     def run(self) -> int:
-        reservation, port = _reserve_port(self.config)
+        metrics = self._start_metrics()  # first: a taken metrics port stops us before workers
+        try:
+            reservation, port = _reserve_port(self.config)
+        except BaseException:
+            if metrics is not None:
+                metrics.stop()
+            raise
         if self.config.pin_workers:
             topology = read_topology()
             self._cpus = [
@@ -164,7 +194,19 @@ class Supervisor:
                 signal.signal(signum, handler)
             self._drain()
             reservation.close()
+            if metrics is not None:
+                metrics.stop()
         return 0
+
+    def _start_metrics(self) -> MetricsEndpoint | None:
+        if self.config.metrics_port is None:
+            return None
+        # dict(): the endpoint's thread reads it while the supervise loop updates it.
+        registry = supervisor_registry(lambda: dict(self._metrics_urls))
+        host = self.config.metrics_host or self.config.host
+        endpoint = MetricsEndpoint.start(host, self.config.metrics_port, registry)
+        _print_metrics(endpoint.url(host))
+        return endpoint
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True
@@ -172,7 +214,14 @@ class Supervisor:
     def _start(self, index: int, port: int, *, crashes: int) -> None:
         process = self._context.Process(
             target=_worker_main,
-            args=(self.factory, index, port, self._ready_send, self._cpus[index]),
+            args=(
+                self.factory,
+                index,
+                port,
+                self._ready_send,
+                self._cpus[index],
+                logs.settings(),
+            ),
             name=f"asyncinfer-worker-{index}",
         )
         process.start()
@@ -184,12 +233,15 @@ class Supervisor:
             sentinels = [w.process.sentinel for w in self._workers.values() if w.process.is_alive()]
             multiprocessing.connection.wait([*sentinels, self._ready_recv], timeout=0.2)
             while self._ready_recv.poll():
-                index, pid, address = self._ready_recv.recv()
-                _print_ready(index, address, pid)
+                index, pid, address, metrics_url = self._ready_recv.recv()
+                if metrics_url is not None:
+                    self._metrics_urls[index] = metrics_url
+                _print_ready(index, address, pid=pid)
             now = time.monotonic()
             for worker in list(self._workers.values()):
                 if worker.process.is_alive() or self._stopping:
                     continue
+                self._metrics_urls.pop(worker.index, None)
                 if worker.index not in restart_at:
                     restart_at[worker.index] = now + self._backoff(worker, now)
                 elif now >= restart_at.pop(worker.index):

@@ -65,6 +65,7 @@ def build_server(
     allow_client_shm: bool = False,
     workers: int = 1,
     poll_seconds: float = 15.0,
+    metrics_port: int | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts."""
     if model_control_mode not in CONTROL_MODES:
@@ -99,6 +100,7 @@ def build_server(
         reuse_port=workers > 1,
         max_receive_message_bytes=MAX_MESSAGE_BYTES,
         max_send_message_bytes=MAX_MESSAGE_BYTES,
+        metrics_port=metrics_port,
     )
     resources = InferenceResources(
         repository, version=__version__, allow_client_shm=allow_client_shm

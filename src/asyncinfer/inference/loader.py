@@ -17,6 +17,8 @@ from .backends.engine import EngineBackend, engine_kind
 from .backends.process import ProcessBackend, instance_kind
 from .backends.python import PythonBackend
 from .classification import read_labels
+from .ensemble import ENSEMBLE, EnsembleBackend
+from .inprocess import ModelLookup
 from .model import LoadedModel
 from .modelconfig import apply_json_override, parse_pbtxt, signature
 from .scheduler import check_scheduling, make_scheduler
@@ -79,6 +81,9 @@ def select_versions(config: ModelConfig, available: list[int]) -> list[int]:
 
 def _check_supported(config: ModelConfig) -> None:
     name = config.name
+    if config.platform == ENSEMBLE:
+        _check_ensemble(config)
+        return
     backend = config.backend or ("python" if not config.platform else "")
     if backend != "python" and engine_kind(config) is None:
         kind = config.backend or config.platform
@@ -110,17 +115,6 @@ def _check_supported(config: ModelConfig) -> None:
                 )
 
 
-async def _load_backend(
-    config: ModelConfig, kind: str, version: int, version_dir: pathlib.Path, root: pathlib.Path
-) -> Backend:
-    """The backend for one version: an engine's, or a python model's threads or processes."""
-    if engine_kind(config) is not None:
-        return await EngineBackend.load(config, version, version_dir, root)
-    if kind == "process":
-        return await ProcessBackend.load(config, version, version_dir, root)
-    return await PythonBackend.load(config, version, version_dir, root)
-
-
 def _labels(name: str, path: pathlib.Path) -> list[str]:
     try:
         return read_labels(path)
@@ -130,10 +124,48 @@ def _labels(name: str, path: pathlib.Path) -> list[str]:
         ) from None
 
 
+def _check_ensemble(config: ModelConfig) -> None:
+    name = config.name
+    scheduling = config.WhichOneof("scheduling_choice")
+    if scheduling != "ensemble_scheduling":
+        raise InvalidArgument(
+            f"failed to load '{name}', platform 'ensemble' needs ensemble_scheduling with its "
+            f"steps (found {scheduling or 'no scheduling block'})"
+        )
+    if config.model_transaction_policy.decoupled:
+        raise InvalidArgument(f"failed to load '{name}', decoupled ensembles are not supported")
+
+
+async def _load_backend(
+    config: ModelConfig,
+    kind: str,
+    version: int,
+    version_dir: pathlib.Path,
+    root: pathlib.Path,
+    models: ModelLookup | None,
+) -> Backend:
+    """The backend for one version: an ensemble's router, an engine's, or a python model's
+    threads or processes."""
+    if config.platform == ENSEMBLE:
+        return EnsembleBackend.load(config, version, models)
+    if engine_kind(config) is not None:
+        return await EngineBackend.load(config, version, version_dir, root)
+    if kind == "process":
+        return await ProcessBackend.load(config, version, version_dir, root)
+    return await PythonBackend.load(config, version, version_dir, root, models=models)
+
+
 async def load_model_dir(
-    config: ModelConfig, model_dir: pathlib.Path, repository: pathlib.Path
+    config: ModelConfig,
+    model_dir: pathlib.Path,
+    repository: pathlib.Path,
+    models: ModelLookup | None = None,
 ) -> dict[int, LoadedModel]:
-    """Load every version the policy selects; on failure nothing stays loaded."""
+    """Load every version the policy selects; on failure nothing stays loaded.
+
+    ``models`` is where ensembles find their steps' models and what python models get to
+    call other models in process (``args["models"]``).
+    """
     _check_supported(config)
     kind = instance_kind(config)
     sig = signature(config)
@@ -146,7 +178,7 @@ async def load_model_dir(
     try:
         for version in select_versions(config, available_versions(model_dir)):
             backend = await _load_backend(
-                config, kind, version, model_dir / str(version), repository
+                config, kind, version, model_dir / str(version), repository, models
             )
             stats = ModelStats()
             try:

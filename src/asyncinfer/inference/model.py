@@ -102,6 +102,7 @@ class LoadedModel:
 
     async def _infer(self, request: ModelInferRequest, scope: RequestShm | None) -> bytes:
         start = time.perf_counter_ns()
+        self.stats.pending += 1
         try:
             model_request, plans, batch_size = self.decode(request, scope)
             priority, timeout_us = scheduling_parameters(self.name, model_request.parameters)
@@ -118,6 +119,8 @@ class LoadedModel:
         except BaseException:
             self.stats.failed(time.perf_counter_ns() - start)
             raise
+        finally:
+            self.stats.pending -= 1
         done = time.perf_counter_ns()
         self.stats.succeeded(
             batch_size,

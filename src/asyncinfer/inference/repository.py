@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from ..errors import ConfigError, Internal, InvalidArgument, NotFound, RpcError, Unavailable
+from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 from .model import LoadedModel
 
@@ -66,6 +67,8 @@ class ModelRepository:
         self.load_models = tuple(load_models)
         self.poll_seconds = poll_seconds
         self._records: dict[str, ModelRecord] = {}
+        #: Ensembles being loaded now: an ensemble reached again while loading is a cycle.
+        self._loading_ensembles: list[str] = []
         self._scratch: pathlib.Path | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -79,6 +82,8 @@ class ModelRepository:
         else:
             names = self.directory_models()
         for name in names:
+            if self.is_ready(name):
+                continue  # loaded already, as a step of an ensemble loaded before it
             try:
                 await self.load(name, _startup=True)
             except RpcError as exc:
@@ -122,7 +127,9 @@ class ModelRepository:
         return rows
 
     def ready_models(self) -> dict[str, ModelRecord]:
-        return {n: r for n, r in self._records.items() if r.state == READY and r.versions}
+        # list(): the metrics thread calls this while a load may add a record on the loop.
+        records = list(self._records.items())
+        return {n: r for n, r in records if r.state == READY and r.versions}
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The ready version a request names; errors carry Triton's texts."""
@@ -223,7 +230,9 @@ class ModelRepository:
             # Recorded even if the load fails: polling retries only after a change.
             record.fingerprint = _fingerprint(model_dir)
             config = read_config(name, model_dir, override)
-            versions = await load_model_dir(config, model_dir, self.root)
+            if config.platform == ENSEMBLE:
+                await self._load_composing(name, composing_models(config))
+            versions = await load_model_dir(config, model_dir, self.root, self)
         except RpcError as exc:
             self._failed(record, exc.message)
             raise
@@ -238,6 +247,28 @@ class ModelRepository:
             await model.unload()
         _remove_dir(old_dir)
         return versions
+
+    async def _load_composing(self, ensemble: str, names: list[str]) -> None:
+        """Load the models an ensemble's steps call that are not ready yet (as Triton does)."""
+        if ensemble in self._loading_ensembles:
+            chain = " -> ".join([*self._loading_ensembles, ensemble])
+            raise InvalidArgument(
+                f"failed to load '{ensemble}', ensembles contain each other: {chain}"
+            )
+        self._loading_ensembles.append(ensemble)
+        try:
+            for name in names:
+                if self.is_ready(name) or name == ensemble:
+                    continue
+                try:
+                    await self.load(name)
+                except RpcError as exc:
+                    raise InvalidArgument(
+                        f"failed to load '{ensemble}', its step model '{name}' did not load: "
+                        f"{exc.message}"
+                    ) from None
+        finally:
+            self._loading_ensembles.remove(ensemble)
 
     async def unload(self, name: str) -> None:
         record = self._records.get(name)

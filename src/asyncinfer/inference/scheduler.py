@@ -120,6 +120,10 @@ def check_scheduling(config: ModelConfig) -> None:
 
 def make_scheduler(config: ModelConfig, backend: Backend, stats: ModelStats) -> Scheduler:
     """The scheduler the config asks for; InvalidArgument naming the model when it cannot be."""
+    if config.platform == "ensemble" and config.HasField("ensemble_scheduling"):
+        # An ensemble only routes between its steps' models, and each of those has its own
+        # scheduler (batching, queues, instances): the ensemble itself needs no queue.
+        return DirectScheduler(config, backend, stats)
     check_scheduling(config)
     choice = config.WhichOneof("scheduling_choice")
     if choice is None:

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from typing import Any
+
+from prometheus_client.registry import Collector
 
 from ..context import UnaryContext, rpc_method
 from ..errors import InvalidArgument, NotFound
 from ..pb.inference import grpc_service_pb2 as pb
 from ..resources import Resources
+from .inprocess import ModelCaller
+from .metrics import InferenceCollector
 from .repository import ModelRepository
 from .shared_memory import SharedMemory
 
@@ -45,6 +50,8 @@ class InferenceResources(Resources):
         self, repository: ModelRepository, *, version: str = "", allow_client_shm: bool = False
     ) -> None:
         self.repository = repository
+        #: In-process calls to the repository's models, for Contexts added to this service.
+        self.models = ModelCaller(repository)
         self.version = version
         self.shm = SharedMemory(allow_client_shm=allow_client_shm)
         self._started = False
@@ -75,6 +82,9 @@ class InferenceResources(Resources):
 
     def statistics(self) -> dict[str, Any]:
         return self.repository.statistics()
+
+    def collectors(self) -> Iterable[Collector]:
+        return (InferenceCollector(self.repository),)
 
 
 class ServerLive(UnaryContext[pb.ServerLiveRequest, pb.ServerLiveResponse, InferenceResources]):

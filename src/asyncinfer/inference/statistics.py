@@ -119,6 +119,8 @@ class ModelStats:
     inference_count: int = 0
     execution_count: int = 0
     last_inference_ms: int = 0
+    #: Requests inside infer() now (decoding, queued, running or framing): Triton's pending count.
+    pending: int = 0
 
     def succeeded(
         self,

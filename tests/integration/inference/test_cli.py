@@ -60,7 +60,7 @@ def test_serve_model_repository_and_siege_it(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--model-repository", "x", "--metrics-port", "8002"], "metrics are not in this build"),
+        (["--model-repository", "x", "--metrics-port", "70000"], "metrics_port must be 0..65535"),
         (["--model-repository", "x", "--allow-client-shm", "--workers", "2"], "one worker"),
         (["--app", "m:f", "--load-model", "simple"], "needs --model-repository"),
         (["--model-repository", "x", "--load-model", "simple"], "only applies with"),

@@ -11,19 +11,10 @@ from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
 from asyncinfer.errors import NotFound, Unavailable, UsageError
 from asyncinfer.runner import Binding
 
-MODELS = [
-    "custom_identity_int32",
-    "densenet_onnx",
-    "mlp_onnx",
-    "repeat_int32",
-    "simple",
-    "simple_dyna_sequence",
-    "simple_identity",
-    "simple_int8",
-    "simple_sequence",
-    "simple_string",
-    "simple_string_dyna_sequence",
-]
+from .inference_servers import REPOSITORY
+
+#: Every model of the example repository (all load at start in control mode none).
+MODELS = sorted(p.name for p in REPOSITORY.iterdir() if (p / "config.pbtxt").is_file())
 
 
 async def test_async_manager_runs_simple(url: str) -> None:

@@ -8,9 +8,14 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 MODELS = [
+    "bls_add_sub",
+    "classifier_onnx",
     "custom_identity_int32",
     "densenet_onnx",
+    "ensemble_classify",
     "mlp_onnx",
+    "postprocess",
+    "preprocess",
     "repeat_int32",
     "simple",
     "simple_dyna_sequence",

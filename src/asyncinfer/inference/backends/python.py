@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from ...engines._limiter import uninterrupted
 from ...errors import InvalidArgument, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..inprocess import ModelCaller, ModelLookup
 from ..modelconfig import instance_count
 from ..python_model import Request, Response
 
@@ -72,9 +73,19 @@ class PythonBackend:
 
     @classmethod
     async def load(
-        cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
+        cls,
+        config: ModelConfig,
+        version: int,
+        version_dir: pathlib.Path,
+        repository: pathlib.Path,
+        *,
+        models: ModelLookup | None = None,
     ) -> PythonBackend:
-        """Import model.py, create and initialize every instance; ModelLoadFailed says why not."""
+        """Import model.py, create and initialize every instance; ModelLoadFailed says why not.
+
+        With ``models``, initialize() finds a ModelCaller in ``args["models"]`` to call other
+        loaded models in process.
+        """
         name = config.name
         path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
         if not path.is_file():
@@ -93,7 +104,9 @@ class PythonBackend:
                 f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
                 "has no execute(requests) method"
             )
-        args = _initialize_args(config, version, repository)
+        args: dict[str, Any] = dict(_initialize_args(config, version, repository))
+        if models is not None:
+            args["models"] = ModelCaller(models)
         instances = []
         try:
             for index in range(instance_count(config)):

@@ -1,0 +1,76 @@
+"""Triton's ``nv_inference_*`` metric families, read from the per-model statistics at scrape time.
+
+Labels ``model`` and ``version``, as Triton's. Durations are cumulative microseconds, as
+Triton's counters are. Triton's counters carry no ``_total`` suffix; prometheus-client's text
+writer would add one to a family typed ``counter``, so these are written untyped to keep the
+names Triton's dashboards and alerts query (Prometheus' rate() works the same on them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
+from prometheus_client.registry import Collector
+
+from .repository import ModelRepository
+from .statistics import ModelStats
+
+__all__ = ["InferenceCollector"]
+
+_LABELS = ["model", "version"]
+
+#: name, help, how to read it from ModelStats.
+_COUNTERS: tuple[tuple[str, str, Callable[[ModelStats], int]], ...] = (
+    ("nv_inference_request_success", "Number of successful inference requests, all batch sizes",
+     lambda s: s.success.count),
+    ("nv_inference_request_failure", "Number of failed inference requests, all batch sizes",
+     lambda s: s.fail.count),
+    ("nv_inference_count", "Number of inferences performed (a batch of n counts n)",
+     lambda s: s.inference_count),
+    ("nv_inference_exec_count", "Number of model executions performed",
+     lambda s: s.execution_count),
+    ("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds",
+     lambda s: s.success.ns // 1000),
+    ("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds",
+     lambda s: s.queue.ns // 1000),
+    ("nv_inference_compute_input_duration_us",
+     "Cumulative compute input duration in microseconds", lambda s: s.compute_input.ns // 1000),
+    ("nv_inference_compute_infer_duration_us",
+     "Cumulative compute inference duration in microseconds",
+     lambda s: s.compute_infer.ns // 1000),
+    ("nv_inference_compute_output_duration_us",
+     "Cumulative compute output duration in microseconds", lambda s: s.compute_output.ns // 1000),
+)  # fmt: skip
+
+
+class InferenceCollector(Collector):
+    """The nv_inference_* families of every ready model version of ``repository``."""
+
+    def __init__(self, repository: ModelRepository) -> None:
+        self._repository = repository
+
+    def collect(self) -> Iterator[Metric]:
+        versions = self._versions()
+        for name, documentation, read in _COUNTERS:
+            family = UnknownMetricFamily(name, documentation, labels=_LABELS)
+            for labels, stats in versions:
+                family.add_metric(labels, read(stats))
+            yield family
+        pending = GaugeMetricFamily(
+            "nv_inference_pending_request_count",
+            "Instantaneous number of pending requests awaiting execution per-model",
+            labels=_LABELS,
+        )
+        for labels, stats in versions:
+            pending.add_metric(labels, stats.pending)
+        yield pending
+
+    def _versions(self) -> list[tuple[list[str], ModelStats]]:
+        # Copies at each level: loads and unloads change these dicts on the event loop while
+        # this runs on the metrics thread; list() of a dict is atomic under the GIL.
+        rows = []
+        for name, record in list(self._repository.ready_models().items()):
+            for version, model in list(record.versions.items()):
+                rows.append(([name, str(version)], model.stats))
+        return rows
