@@ -232,8 +232,10 @@ class DynamicBatcher:
             else:
                 wait = None
             # Wake for a new request, or when the oldest one has waited long enough.
+            # asyncio.timeout, not wait_for: no extra Task per wake.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._arrived.wait()
         return []
 
     def _expire(self, now: int) -> None:
@@ -305,8 +307,9 @@ class DynamicBatcher:
         try:
             start = time.perf_counter_ns()
             with measure_batch() as measured:
-                outcomes = await self._outcomes([entry.request for entry in batch])
-            record_execution(self._stats, sum(entry.size for entry in batch), start, measured)
+                outcomes, ok = await self._outcomes([entry.request for entry in batch])
+            if ok:  # Triton counts successful executions only (execution_count, batch_stats)
+                record_execution(self._stats, sum(entry.size for entry in batch), start, measured)
             for entry, outcome in zip(batch, outcomes, strict=True):
                 entry.result = outcome
                 if not self.policy.preserve_ordering:
@@ -322,19 +325,23 @@ class DynamicBatcher:
                         Unavailable(f"model '{self.name}': the batch of this request was cancelled")
                     )
 
-    async def _outcomes(self, requests: list[Request]) -> list[Response | BaseException]:
-        """One Response per request, or the error that failed the whole execute for each."""
+    async def _outcomes(
+        self, requests: list[Request]
+    ) -> tuple[list[Response | BaseException], bool]:
+        """One Response per request, or the error that failed the whole execute for each;
+        and whether the execute succeeded (per-request errors in Responses still count as
+        an execution, as in Triton)."""
         try:
             responses = await self._backend.execute(requests)
         except Exception as exc:
-            return [exc] * len(requests)
+            return [exc] * len(requests), False
         if len(responses) != len(requests):
             error = Internal(
                 f"model '{self.name}' returned {len(responses)} responses for a batch of "
                 f"{len(requests)} requests"
             )
-            return [error] * len(requests)
-        return list(responses)
+            return [error] * len(requests), False
+        return list(responses), True
 
     def _release_in_order(self) -> None:
         """Answer requests in arrival order: each waits until every earlier one is answered."""

@@ -55,22 +55,30 @@ class InferenceResources(Resources):
         self.version = version
         self.shm = SharedMemory(allow_client_shm=allow_client_shm)
         self._started = False
-        self._poll: asyncio.Task[None] | None = None
+        self._background: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.repository.start()
         if self.repository.control_mode == "poll":
-            # Owned here: stop() cancels it and waits for it before the repository stops.
-            self._poll = asyncio.get_running_loop().create_task(self.repository.poll_forever())
+            # The one root task of these Resources; stop() cancels it (and so every task in
+            # its TaskGroup) and waits for it before the repository stops.
+            self._background = asyncio.get_running_loop().create_task(
+                self._run_background(), name="inference-background"
+            )
         self._started = True
+
+    async def _run_background(self) -> None:
+        """Every background job of the service, owned by one TaskGroup."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.repository.poll_forever(), name="repository-poll")
 
     async def stop(self) -> None:
         self._started = False
-        if self._poll is not None:
-            self._poll.cancel()
+        if self._background is not None:
+            self._background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._poll
-            self._poll = None
+                await self._background
+            self._background = None
         await self.repository.stop()
         self.shm.close()  # after the last call drained: no request holds a lease any more
 

@@ -366,3 +366,33 @@ def test_every_request_gets_its_own_answer_whatever_the_batches(
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+class Raising(Echo):
+    """Raises from execute for batches holding a request with id "boom"."""
+
+    async def execute(self, requests: list[Request]) -> list[Response]:
+        if any(r.id == "boom" for r in requests):
+            self.batches.append([r.id for r in requests])
+            raise RuntimeError("backend broke")
+        return await super().execute(requests)
+
+
+async def test_a_failed_execute_is_not_counted_as_an_execution() -> None:
+    model = Raising()
+    stats = ModelStats()
+    batcher = make_scheduler(config(), PythonBackend("echo", 1, [model]), stats)
+    assert isinstance(batcher, DynamicBatcher)
+    await batcher.start()
+    first = await hold_first(batcher, model)
+    tasks = [asyncio.create_task(batcher.submit(request(r))) for r in ("a", "boom", "b")]
+    await asyncio.sleep(0.01)
+    assert model.gate is not None
+    model.gate.set()
+    results = await asyncio.gather(first, *tasks, return_exceptions=True)
+    assert model.batches == [["first"], ["a", "boom", "b"]]
+    assert all(isinstance(r, RuntimeError) for r in results[1:])
+    # Only the successful execute counts (Triton: execution_count = successful executions).
+    assert stats.execution_count == 1
+    assert sorted(stats.batches) == [1]
+    await batcher.stop()
