@@ -15,7 +15,6 @@ statistics and metrics. Ensembles run their steps through the same function.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,13 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from ..datatypes import from_numpy
-from ..errors import Internal, InvalidArgument, Unimplemented
+from ..errors import InvalidArgument, Unimplemented
 from ..runner import shape_fits
 from .model import LoadedModel, scheduling_parameters
 from .modelconfig import Signature, TensorSpec
-from .python_model import Request
-from .statistics import Timing
-from .tensors import check_output
+from .scheduler import SizedRequest
+from .tensors import OutputPlan
 
 __all__ = ["ModelCaller", "ModelLookup", "check_inputs", "infer_arrays"]
 
@@ -110,41 +108,25 @@ async def infer_arrays(
             f"model '{model.name}' is decoupled (any number of responses per request); an "
             "in-process call takes exactly one response"
         )
-    start = time.perf_counter_ns()
-    model.stats.pending += 1
-    try:
+    with model.account() as clock:
         batch_size = check_inputs(inputs, sig)
         wanted = list(outputs) or list(sig.outputs)
-        request = Request(inputs, requested_output_names=wanted, parameters=parameters, id=id)
+        request = SizedRequest(
+            inputs,
+            batch_size=batch_size,
+            requested_output_names=wanted,
+            parameters=parameters,
+            id=id,
+        )
         priority, timeout_us = scheduling_parameters(model.name, request.parameters)
-        checked = time.perf_counter_ns()
-        timing = Timing()
-        response = await model.run(request, priority=priority, timeout_us=timeout_us, timing=timing)
-        ran = time.perf_counter_ns()
-        produced = response.outputs()
-        result = {}
-        batched = batch_size if sig.max_batch_size > 0 else None
-        for name in wanted:
-            if name not in produced:
-                raise Internal(f"model '{model.name}' did not produce output '{name}'")
-            result[name] = check_output(
-                name, produced[name], sig.outputs[name], model.name, batched
-            )
-    except BaseException:
-        model.stats.failed(time.perf_counter_ns() - start)
-        raise
-    finally:
-        model.stats.pending -= 1
-    done = time.perf_counter_ns()
-    model.stats.succeeded(
-        batch_size,
-        total_ns=done - start,
-        queue_ns=timing.queue_ns,
-        input_ns=checked - start,
-        infer_ns=max(ran - checked - timing.queue_ns, 0),
-        output_ns=done - ran,
-    )
-    return result
+        clock.inputs_done(batch_size)
+        response = await model.run(
+            request, priority=priority, timeout_us=timeout_us, timing=clock.timing
+        )
+        clock.computed()
+        plans = [OutputPlan(sig.outputs[name]) for name in wanted]
+        checked = model.outputs(response, plans, batch_size if sig.max_batch_size > 0 else None)
+        return {name: array for name, _, array in checked}
 
 
 class ModelCaller:

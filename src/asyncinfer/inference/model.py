@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,9 +22,9 @@ from .classification import classify
 from .datatypes import BYTES
 from .modelconfig import Signature
 from .python_model import Request, Response
-from .scheduler import Scheduler
+from .scheduler import Scheduler, SizedRequest
 from .shared_memory import RequestShm, SharedMemory
-from .statistics import ModelStats, Timing
+from .statistics import ModelStats, RequestClock, Timing
 from .tensors import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
 
 __all__ = ["LoadedModel", "parameter_values", "scheduling_parameters"]
@@ -69,6 +68,15 @@ class LoadedModel:
     labels: Mapping[str, Sequence[str]]
     scheduler: Scheduler
     stats: ModelStats
+    # Per-model constants, read on every request: computed once here.
+    _decoupled: bool = dataclasses.field(init=False, repr=False)
+    _version_text: str = dataclasses.field(init=False, repr=False)
+    _batched: bool = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._decoupled = self.config.model_transaction_policy.decoupled
+        self._version_text = str(self.version)
+        self._batched = self.signature.max_batch_size > 0
 
     @property
     def name(self) -> str:
@@ -77,7 +85,11 @@ class LoadedModel:
     @property
     def decoupled(self) -> bool:
         """Answers through ResponseSenders, any number per request (decoupled.py)."""
-        return self.config.model_transaction_policy.decoupled
+        return self._decoupled
+
+    def account(self) -> RequestClock:
+        """The ``with`` block that counts one request in this version's statistics."""
+        return RequestClock(self.stats)
 
     async def unload(self) -> None:
         """Stop the scheduler (waiting requests fail), then release the backend."""
@@ -101,38 +113,29 @@ class LoadedModel:
             return await self._infer(request, scope)
 
     async def _infer(self, request: ModelInferRequest, scope: RequestShm | None) -> bytes:
-        start = time.perf_counter_ns()
-        self.stats.pending += 1
-        try:
+        with self.account() as clock:
             model_request, plans, batch_size = self.decode(request, scope)
             priority, timeout_us = scheduling_parameters(self.name, model_request.parameters)
-            decoded = time.perf_counter_ns()
-            timing = Timing()
+            clock.inputs_done(batch_size)
             response = await self.run(
-                model_request, priority=priority, timeout_us=timeout_us, timing=timing
+                model_request, priority=priority, timeout_us=timeout_us, timing=clock.timing
             )
-            computed = time.perf_counter_ns()
-            batched = batch_size if self.signature.max_batch_size > 0 else None
-            outputs = self.outputs(response, plans, batched)
-            spans = [plan.shm for plan in plans]
-            body = encode_response(request, self.name, str(self.version), outputs, spans, scope)
-        except BaseException:
-            self.stats.failed(time.perf_counter_ns() - start)
-            raise
-        finally:
-            self.stats.pending -= 1
-        done = time.perf_counter_ns()
-        self.stats.succeeded(
-            batch_size,
-            total_ns=done - start,
-            queue_ns=timing.queue_ns,
-            input_ns=decoded - start,
-            # What the scheduler did not spend queued is this request's execution (with
-            # batching, that of the batch it ran in).
-            infer_ns=max(computed - decoded - timing.queue_ns, 0),
-            output_ns=done - computed,
-        )
-        return body
+            clock.computed()
+            return self.encode(request, response, plans, batch_size, scope)
+
+    def encode(
+        self,
+        request: ModelInferRequest,
+        response: Response,
+        plans: list[OutputPlan],
+        batch_size: int,
+        scope: RequestShm | None,
+    ) -> bytes:
+        """The serialized ModelInferResponse carrying ``response``'s outputs named in ``plans``
+        (checked, classified, written to shared memory where a plan says so)."""
+        outputs = self.outputs(response, plans, batch_size if self._batched else None)
+        spans = [plan.shm for plan in plans]
+        return encode_response(request, self.name, self._version_text, outputs, spans, scope)
 
     def decode(
         self, request: ModelInferRequest, scope: RequestShm | None
@@ -140,8 +143,9 @@ class LoadedModel:
         """The model's Request for ``request``, the outputs to send, and its batch size."""
         arrays, batch_size = decode_inputs(request, self.signature, scope)
         plans = plan_outputs(request, self.signature)
-        model_request = Request(
+        model_request = SizedRequest(
             arrays,
+            batch_size=batch_size,
             requested_output_names=[plan.spec.name for plan in plans],
             parameters=parameter_values(request.parameters),
             id=request.id,
@@ -188,7 +192,7 @@ class LoadedModel:
                     array,
                     plan.class_count,
                     self.labels.get(name, ()),
-                    batched=self.signature.max_batch_size > 0,
+                    batched=self._batched,
                     what=f"output '{name}' of model '{self.name}'",
                 )
                 outputs.append((name, BYTES, array))

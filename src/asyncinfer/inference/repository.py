@@ -43,6 +43,18 @@ class ModelRecord:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     # The scratch folder the ready versions were loaded from (file overrides), removed with them.
     override_dir: pathlib.Path | None = None
+    #: The highest ready version (what a request naming no version gets); None when none is.
+    latest: LoadedModel | None = None
+
+    def set_versions(self, versions: dict[int, LoadedModel]) -> dict[int, LoadedModel]:
+        """Replace the ready versions (and ``latest`` with them); the old ones are returned.
+
+        The only way versions change: ``latest`` is looked up on every request, so it is
+        found here, once per load or unload, not per request.
+        """
+        old, self.versions = self.versions, versions
+        self.latest = versions[max(versions)] if versions else None
+        return old
 
 
 class ModelRepository:
@@ -137,10 +149,11 @@ class ModelRepository:
         record = self._records.get(name)
         if record is None:
             raise NotFound(f"Request for unknown model: '{name}' is not found")
-        if not record.versions:
+        latest = record.latest  # None exactly when no version is ready
+        if latest is None:
             raise Unavailable(f"Request for unknown model: '{name}' has no available versions")
         if number is None:
-            return record.versions[max(record.versions)]
+            return latest
         model = record.versions.get(number)
         if model is None:
             raise NotFound(f"Request for unknown model: '{name}' version {number} is not found")
@@ -240,8 +253,8 @@ class ModelRepository:
             message = f"failed to load '{name}': {type(exc).__name__}: {exc}"
             self._failed(record, message)
             raise InvalidArgument(message) from None
-        old, old_dir = record.versions, record.override_dir
-        record.versions, record.state, record.reason = versions, READY, ""
+        old, old_dir = record.set_versions(versions), record.override_dir
+        record.state, record.reason = READY, ""
         record.override_dir = override_dir
         for model in old.values():
             await model.unload()
@@ -347,7 +360,7 @@ class ModelRepository:
         log.debug("load of '%s' failed: %s", record.name, message)
 
     async def _unload(self, record: ModelRecord, *, reason: str) -> None:
-        versions, record.versions = record.versions, {}
+        versions = record.set_versions({})
         record.state, record.reason = UNAVAILABLE, reason
         for model in versions.values():
             await model.unload()

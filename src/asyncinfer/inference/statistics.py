@@ -25,6 +25,7 @@ __all__ = [
     "BatchTiming",
     "Duration",
     "ModelStats",
+    "RequestClock",
     "Timing",
     "batch_timing",
     "measure_batch",
@@ -49,6 +50,57 @@ class Timing:
     """What a scheduler measured for one request: how long it waited for its execution."""
 
     queue_ns: int = 0
+
+
+class RequestClock:
+    """One request's bookkeeping in its model's statistics, as a ``with`` block.
+
+    Inside, the request is pending; the caller marks when its inputs were checked
+    (``inputs_done``, with its batch size) and when its execution returned (``computed``). On
+    leaving, a failure (any exception, cancellation included) counts its total into ``fail``;
+    success counts the five durations into ``succeeded``. A class, not a generator context
+    manager: it is on every request's path.
+    """
+
+    __slots__ = ("_computed", "_decoded", "_start", "_stats", "batch_size", "timing")
+
+    def __init__(self, stats: ModelStats) -> None:
+        self._stats = stats
+        #: Filled by the scheduler: how long the request waited before it ran.
+        self.timing = Timing()
+        self.batch_size = 1
+        self._start = self._decoded = self._computed = 0
+
+    def __enter__(self) -> RequestClock:
+        self._stats.pending += 1
+        self._start = time.perf_counter_ns()
+        return self
+
+    def inputs_done(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self._decoded = time.perf_counter_ns()
+
+    def computed(self) -> None:
+        self._computed = time.perf_counter_ns()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        done = time.perf_counter_ns()
+        stats = self._stats
+        stats.pending -= 1
+        if kind is not None:
+            stats.failed(done - self._start)
+            return
+        queue_ns = self.timing.queue_ns
+        stats.succeeded(
+            self.batch_size,
+            total_ns=done - self._start,
+            queue_ns=queue_ns,
+            input_ns=self._decoded - self._start,
+            # What the scheduler did not spend queued is this request's execution (with
+            # batching, that of the batch it ran in).
+            infer_ns=max(self._computed - self._decoded - queue_ns, 0),
+            output_ns=done - self._computed,
+        )
 
 
 @dataclasses.dataclass(slots=True)
