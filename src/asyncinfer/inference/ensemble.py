@@ -95,13 +95,16 @@ def plan_steps(config: ModelConfig, models: ModelLookup) -> list[Step]:
                     f"its input '{model_input}'), which is neither an ensemble input nor "
                     "written by any step"
                 )
-            _check_compatible(name, step, model_input, tensor, sources[tensor], composing)
+            sig = composing[step.index]
+            what = f"ensemble {step} reads tensor '{tensor}' as input '{model_input}', which"
+            _check_fits(name, what, sources[tensor], sig.inputs[model_input], sig.max_batch_size)
     for output, spec in ensemble.outputs.items():
         if output not in producers:
             raise ConfigInvalid(
                 f"failed to load '{name}', ensemble output '{output}' is not written by any step"
             )
-        _check_compatible_output(name, output, spec, ensemble, sources[output])
+        what = f"ensemble output '{output}'"
+        _check_fits(name, what, sources[output], spec, ensemble.max_batch_size)
     _check_acyclic(name, steps, producers)
     return steps
 
@@ -189,53 +192,20 @@ def _check_names(name: str, step: Step, sig: Signature) -> None:
         )
 
 
-def _full_shape(spec: TensorSpec, max_batch_size: int) -> tuple[int, ...]:
-    return spec.shape(max_batch_size)
-
-
-def _check_compatible(
-    name: str,
-    step: Step,
-    model_input: str,
-    tensor: str,
-    source: Source,
-    composing: dict[int, Signature],
-) -> None:
-    spec, batch, origin = source
-    sig = composing[step.index]
-    wanted = sig.inputs[model_input]
-    if spec.datatype.wire != wanted.datatype.wire:
+def _check_fits(name: str, what: str, source: Source, need: TensorSpec, need_batch: int) -> None:
+    """ConfigInvalid naming ``what`` (a step's input, or an ensemble output) when the tensor
+    ``source`` provides does not have the datatype and shape ``need`` declares."""
+    have, have_batch, origin = source
+    if have.datatype.wire != need.datatype.wire:
         raise ConfigInvalid(
-            f"failed to load '{name}', ensemble {step} reads tensor '{tensor}' as input "
-            f"'{model_input}' of datatype {wanted.datatype.wire}, but the {origin} is "
-            f"{spec.datatype.wire}"
+            f"failed to load '{name}', {what} is declared {need.datatype.wire}, but the "
+            f"{origin} is {have.datatype.wire}"
         )
-    have, need = _full_shape(spec, batch), _full_shape(wanted, sig.max_batch_size)
-    if not shape_fits(have, need, wildcards_in_shape=True):
+    have_shape, need_shape = have.shape(have_batch), need.shape(need_batch)
+    if not shape_fits(have_shape, need_shape, wildcards_in_shape=True):
         raise ConfigInvalid(
-            f"failed to load '{name}', ensemble {step} reads tensor '{tensor}' as input "
-            f"'{model_input}' of shape {list(need)}, but the {origin} has shape {list(have)}"
-        )
-
-
-def _check_compatible_output(
-    name: str,
-    output: str,
-    spec: TensorSpec,
-    ensemble: Signature,
-    source: Source,
-) -> None:
-    produced, batch, origin = source
-    if produced.datatype.wire != spec.datatype.wire:
-        raise ConfigInvalid(
-            f"failed to load '{name}', ensemble output '{output}' is declared "
-            f"{spec.datatype.wire}, but the {origin} is {produced.datatype.wire}"
-        )
-    have, need = _full_shape(produced, batch), _full_shape(spec, ensemble.max_batch_size)
-    if not shape_fits(have, need, wildcards_in_shape=True):
-        raise ConfigInvalid(
-            f"failed to load '{name}', ensemble output '{output}' is declared with shape "
-            f"{list(need)}, but the {origin} has shape {list(have)}"
+            f"failed to load '{name}', {what} is declared with shape {list(need_shape)}, but "
+            f"the {origin} has shape {list(have_shape)}"
         )
 
 
