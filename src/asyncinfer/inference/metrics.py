@@ -4,6 +4,10 @@ Labels ``model`` and ``version``, as Triton's. Durations are cumulative microsec
 Triton's counters are. Triton's counters carry no ``_total`` suffix; prometheus-client's text
 writer would add one to a family typed ``counter``, so these are written untyped to keep the
 names Triton's dashboards and alerts query (Prometheus' rate() works the same on them).
+
+Two families of asyncinfer's own (DESIGN F15) follow the same labels: the dynamic batcher's
+queue depth (``asyncinfer_inference_queue_depth``) and, for process instances, how often each
+instance was restarted (``asyncinfer_instance_restarts``, with an ``instance`` label).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from .backends.process import ProcessBackend
+from .batcher import DynamicBatcher
+from .model import LoadedModel
 from .repository import ModelRepository
 from .statistics import ModelStats
 
@@ -54,23 +61,50 @@ class InferenceCollector(Collector):
         versions = self._versions()
         for name, documentation, read in _COUNTERS:
             family = UnknownMetricFamily(name, documentation, labels=_LABELS)
-            for labels, stats in versions:
-                family.add_metric(labels, read(stats))
+            for labels, model in versions:
+                family.add_metric(labels, read(model.stats))
             yield family
         pending = GaugeMetricFamily(
             "nv_inference_pending_request_count",
             "Instantaneous number of pending requests awaiting execution per-model",
             labels=_LABELS,
         )
-        for labels, stats in versions:
-            pending.add_metric(labels, stats.pending)
+        for labels, model in versions:
+            pending.add_metric(labels, model.stats.pending)
         yield pending
+        yield _queue_depth(versions)
+        yield _restarts(versions)
 
-    def _versions(self) -> list[tuple[list[str], ModelStats]]:
+    def _versions(self) -> list[tuple[list[str], LoadedModel]]:
         # Copies at each level: loads and unloads change these dicts on the event loop while
         # this runs on the metrics thread; list() of a dict is atomic under the GIL.
         rows = []
         for name, record in list(self._repository.ready_models().items()):
             for version, model in list(record.versions.items()):
-                rows.append(([name, str(version)], model.stats))
+                rows.append(([name, str(version)], model))
         return rows
+
+
+def _queue_depth(versions: list[tuple[list[str], LoadedModel]]) -> Metric:
+    family = GaugeMetricFamily(
+        "asyncinfer_inference_queue_depth",
+        "Requests waiting in the model's dynamic batcher queue, all priority levels",
+        labels=_LABELS,
+    )
+    for labels, model in versions:
+        if isinstance(model.scheduler, DynamicBatcher):
+            family.add_metric(labels, model.scheduler.queued())
+    return family
+
+
+def _restarts(versions: list[tuple[list[str], LoadedModel]]) -> Metric:
+    family = UnknownMetricFamily(
+        "asyncinfer_instance_restarts",
+        "Times a process instance of the model was restarted after it exited",
+        labels=[*_LABELS, "instance"],
+    )
+    for labels, model in versions:
+        if isinstance(model.backend, ProcessBackend):
+            for instance, restarts in model.backend.statistics()["restarts"].items():
+                family.add_metric([*labels, instance], restarts)
+    return family
