@@ -25,7 +25,7 @@ from ..errors import Internal, Unavailable
 from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.base import Backend
 from .python_model import Request, Response
-from .queue_policy import BatchingPolicy
+from .queue_policy import Admission, BatchingPolicy
 from .scheduler import batch_size_of, record_execution
 from .statistics import ModelStats, Timing, measure_batch
 
@@ -161,14 +161,7 @@ class DynamicBatcher:
         )
         self._enqueue(entry)
         try:
-            if timeout_ns and not admission.delay_on_timeout:
-                await asyncio.wait((entry.future,), timeout=timeout_ns / 1e9)
-                if entry.waiting:
-                    raise Unavailable(
-                        f"model '{self.name}': the request timed out after "
-                        f"{admission.timeout_us} us in the queue (timeout_action REJECT)"
-                    )
-            response = await entry.future
+            response = await self._answer(entry, admission)
         finally:
             # Caller gone, or timed out: cancelling the future takes the entry out of the
             # queue (the batcher skips it) before a batch can take it.
@@ -176,6 +169,17 @@ class DynamicBatcher:
         if timing is not None:
             timing.queue_ns = entry.taken_ns - entry.enqueued_ns
         return response
+
+    async def _answer(self, entry: _Entry, admission: Admission) -> Response:
+        """The entry's Response; UNAVAILABLE when it is still queued at its REJECT timeout."""
+        if admission.timeout_us and not admission.delay_on_timeout:
+            await asyncio.wait((entry.future,), timeout=admission.timeout_us / 1e6)
+            if entry.waiting:
+                raise Unavailable(
+                    f"model '{self.name}': the request timed out after "
+                    f"{admission.timeout_us} us in the queue (timeout_action REJECT)"
+                )
+        return await entry.future
 
     def _enqueue(self, entry: _Entry) -> None:
         self._queues[entry.level].append(entry)
