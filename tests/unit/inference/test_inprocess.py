@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.inprocess import check_inputs
+from asyncinfer.inference.inprocess import check_inputs, infer_arrays
 from asyncinfer.inference.modelconfig import parse_pbtxt, signature
+from asyncinfer.inference.repository import ModelRepository
+
+SIMPLE_MODEL = (
+    pathlib.Path(__file__).parents[3] / "examples" / "model_repository_explicit" / "simple"
+)
 
 SIMPLE = signature(parse_pbtxt("""
     max_batch_size: 8
@@ -42,3 +49,24 @@ def test_good_inputs_give_their_batch_size() -> None:
 def test_bad_inputs_say_what_was_expected(inputs: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         check_inputs(inputs, SIMPLE)
+
+
+async def test_in_process_calls_are_counted_like_requests_from_the_wire() -> None:
+    repository = ModelRepository(SIMPLE_MODEL.parent, control_mode="explicit")
+    await repository.start()
+    try:
+        await repository.load("simple")
+        model = repository.get("simple")
+        a = np.arange(48, dtype=np.int32).reshape(3, 16)
+        outputs = await infer_arrays(model, {"INPUT0": a, "INPUT1": a}, outputs=["OUTPUT0"])
+        assert list(outputs) == ["OUTPUT0"] and outputs["OUTPUT0"].shape == (3, 16)
+        with pytest.raises(InvalidArgument):
+            await infer_arrays(model, {"INPUT0": a, "INPUT1": a[:2]})
+        stats = model.stats
+        assert (stats.success.count, stats.fail.count, stats.pending) == (1, 1, 0)
+        assert (stats.inference_count, stats.execution_count, list(stats.batches)) == (3, 1, [3])
+        # Every duration of the successful call was counted once.
+        counts = [stats.queue.count, stats.compute_input.count, stats.compute_infer.count]
+        assert counts == [1, 1, 1] and stats.compute_output.count == 1
+    finally:
+        await repository.stop()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from asyncinfer.errors import InvalidArgument, NotFound
+from asyncinfer.errors import InvalidArgument, NotFound, Unavailable
 from asyncinfer.inference.repository import ModelRepository
 
 EXAMPLE = pathlib.Path(__file__).parents[3] / "examples" / "model_repository_explicit" / "simple"
@@ -190,3 +190,19 @@ async def test_stop_waits_for_a_load_in_progress(repo: ModelRepository) -> None:
     record.lock.release()
     await asyncio.wait_for(stopping, 10)
     assert not repo.is_ready("simple")
+
+
+async def test_a_request_naming_no_version_gets_the_latest_ready_one(
+    root: pathlib.Path, repo: ModelRepository
+) -> None:
+    for version in ("2", "3"):
+        shutil.copytree(root / "simple" / "1", root / "simple" / version)
+    await repo.load("simple", config_override='{"version_policy": {"all": {}}}')
+    assert repo.get("simple").version == 3
+    assert repo.get("simple", "1").version == 1
+    specific = '{"version_policy": {"specific": {"versions": [1, 2]}}}'
+    await repo.load("simple", config_override=specific)
+    assert repo.get("simple").version == 2
+    await repo.unload("simple")
+    with pytest.raises(Unavailable, match="has no available versions"):
+        repo.get("simple")
