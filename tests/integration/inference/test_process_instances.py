@@ -56,6 +56,8 @@ class Model:
             elif values[0] == -2:
                 responses.append(Response(error=ModelError("IN[0] must not be -2")))
                 continue
+            elif values[0] == -3:
+                raise RuntimeError("secret detail")
             else:
                 out = values * 2
             responses.append(Response([Tensor("OUT", out), pid]))
@@ -145,6 +147,17 @@ def test_bytes_tensors_cross_the_arena(client) -> None:
 def test_model_error_fails_only_that_request(client) -> None:
     with pytest.raises(InferenceServerException, match="IN\\[0\\] must not be -2"):
         _infer(client, "doubler", np.array([-2], np.int32))
+    assert _infer(client, "doubler", np.array([3], np.int32)).as_numpy("OUT")[0] == 6
+
+
+def test_raising_execute_is_an_internal_error_as_with_thread_instances(client) -> None:
+    # As a thread instance's: UNKNOWN with an error id; the exception's text (which names the
+    # model and instance) goes to the server log only.
+    with pytest.raises(InferenceServerException) as info:
+        _infer(client, "doubler", np.array([-3], np.int32))
+    assert info.value.status() == "StatusCode.UNKNOWN"
+    assert "internal error (id=" in info.value.message()
+    assert "secret detail" not in info.value.message()
     assert _infer(client, "doubler", np.array([3], np.int32)).as_numpy("OUT")[0] == 6
 
 

@@ -172,7 +172,8 @@ class _Instance:
         # Wait for a running execute (the arena must not go while the process uses it), but
         # not forever: an execute stuck past the timeout has its process killed under it.
         try:
-            await asyncio.wait_for(self._lock.acquire(), STOP_TIMEOUT_S)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._lock.acquire()
             locked = True
         except TimeoutError:
             locked = False
