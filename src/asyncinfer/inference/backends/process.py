@@ -9,7 +9,9 @@ read from a loop reader callback.
 
 A crashed instance process fails the execute it was running with UNAVAILABLE naming the model
 and instance, and is restarted; the model keeps serving on its other instances meanwhile, and
-on the restarted one as soon as it is initialized again.
+on the restarted one as soon as it is initialized again. One that cannot be initialized again
+is marked broken, once (never re-spawned in a loop): its requests go to the other instances, or
+fail with UNAVAILABLE when none is left.
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ class _Instance:
         restart = self._restart
         if restart is not None:
             restart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # An exception of the restart itself is _restart_done's to log.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await restart
         self._ready.set()
         # Wait for a running execute (the arena must not go while the process uses it), but
@@ -334,9 +337,10 @@ class _Instance:
             )
 
     async def _restart_process(self) -> None:
+        if self._broken is not None:
+            return  # stopped before this task ran
         process = self._process
-        if self._broken is not None or process is None:
-            return
+        assert process is not None  # else _restart_done marks it broken: nobody waits forever
         await _wait(process)
         code = process.returncode
         log.error(
