@@ -225,6 +225,21 @@ def test_bad_instance_kind_fails_the_load(tmp_path: pathlib.Path) -> None:
         client.load_model("odd")
 
 
+def test_decoupled_model_with_process_instances_fails_the_load(tmp_path: pathlib.Path) -> None:
+    # The one check of this rule for python models (the loader's covers engine models).
+    _write_model(tmp_path, "odd", extra="model_transaction_policy { decoupled: true }")
+    factory = lambda: build_server(  # noqa: E731
+        tmp_path, grpc_port=0, model_control_mode="explicit"
+    )
+    message = "decoupled models run as thread instances"
+    with (
+        ThreadedServer(factory) as address,
+        grpcclient.InferenceServerClient(address) as client,
+        pytest.raises(InferenceServerException, match=message),
+    ):
+        client.load_model("odd")
+
+
 def test_unload_stops_the_instance_processes(tmp_path: pathlib.Path) -> None:
     _write_model(tmp_path, "doubler")
     factory = lambda: build_server(tmp_path, grpc_port=0)  # noqa: E731
