@@ -64,49 +64,72 @@ async def stream_responses(
         and request.parameters[ENABLE_EMPTY_FINAL].bool_param
     )
     start = time.perf_counter_ns()
-    with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
-        try:
-            model_request, plans, batch_size = model.decode(request, scope)
-        except RpcError as exc:
-            model.stats.failed(time.perf_counter_ns() - start)
-            yield stream_error(request, exc.message)
-            return
-        queue: asyncio.Queue[Sent] = asyncio.Queue()
-        sender = ResponseSender(asyncio.get_running_loop(), queue, request.id)
-        model_request._attach_sender(sender)
-        execution = asyncio.ensure_future(model.backend.execute([model_request]))
-        failed = finished = False
-        try:
-            async for response, final in _sent(queue, execution, model.name):
-                finished = final
-                if isinstance(response, str):
-                    failed = True
-                    yield stream_error(request, response)
-                    break
-                if response is None and not enable_empty:
-                    continue
-                try:
-                    body = _body(model, request, response, plans, batch_size, scope)
-                except RpcError as exc:
-                    failed = True
-                    yield stream_error(request, exc.message)
-                    continue
-                yield frame(body + (_final_parameter(final) if enable_empty else b""))
-        finally:
-            # After the final flag the execute is let finish (it returns its instance); if the
-            # stream went away first, the execute is cancelled rather than left running.
-            if not finished and not execution.done():
-                execution.cancel()
-            with contextlib.suppress(BaseException):
-                await execution
-    total = time.perf_counter_ns() - start
-    model.stats.executed(1, input_ns=0, infer_ns=total, output_ns=0)
+    model.stats.pending += 1  # Triton's pending count: from arrival to the last response
+    try:
+        with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
+            try:
+                model_request, plans, batch_size = model.decode(request, scope)
+            except RpcError as exc:
+                model.stats.failed(time.perf_counter_ns() - start)
+                yield stream_error(request, exc.message)
+                return
+            queue: asyncio.Queue[Sent] = asyncio.Queue()
+            sender = ResponseSender(asyncio.get_running_loop(), queue, request.id)
+            model_request._attach_sender(sender)
+            execution = asyncio.ensure_future(model.backend.execute([model_request]))
+            failed = finished = False
+            try:
+                async for response, final in _sent(queue, execution, model.name):
+                    finished = final
+                    if isinstance(response, str):
+                        failed = True
+                        yield stream_error(request, response)
+                        break
+                    if response is None and not enable_empty:
+                        continue
+                    item, ok = _framed(model, request, response, final, enable_empty, plans,
+                                       batch_size, scope)  # fmt: skip
+                    failed = failed or not ok
+                    yield item
+            finally:
+                # After the final flag the execute is let finish (it returns its instance); if
+                # the stream went away first, the execute is cancelled rather than left running.
+                if not finished and not execution.done():
+                    execution.cancel()
+                with contextlib.suppress(BaseException):
+                    await execution
+        _record(model, failed, batch_size, time.perf_counter_ns() - start)
+    finally:
+        model.stats.pending -= 1
+
+
+def _framed(
+    model: LoadedModel,
+    request: ModelInferRequest,
+    response: Response | None,
+    final: bool,
+    enable_empty: bool,
+    plans: list[OutputPlan],
+    batch_size: int,
+    scope: RequestShm | None,
+) -> tuple[bytes | ModelStreamInferResponse, bool]:
+    """One sent response as a stream item, and whether it was a good one."""
+    try:
+        body = _body(model, request, response, plans, batch_size, scope)
+    except RpcError as exc:
+        return stream_error(request, exc.message), False
+    return frame(body + (_final_parameter(final) if enable_empty else b"")), True
+
+
+def _record(model: LoadedModel, failed: bool, batch_size: int, total_ns: int) -> None:
+    """The request's statistics; like Triton, only a successful execution is counted one."""
     if failed:
-        model.stats.failed(total)
-    else:
-        model.stats.succeeded(
-            batch_size, total_ns=total, queue_ns=0, input_ns=0, infer_ns=total, output_ns=0
-        )
+        model.stats.failed(total_ns)
+        return
+    model.stats.executed(batch_size, input_ns=0, infer_ns=total_ns, output_ns=0)
+    model.stats.succeeded(
+        batch_size, total_ns=total_ns, queue_ns=0, input_ns=0, infer_ns=total_ns, output_ns=0
+    )
 
 
 def _body(

@@ -29,7 +29,7 @@ import logging
 import time
 from typing import Any, Protocol, cast
 
-from ..errors import InvalidArgument, Unavailable
+from ..errors import Internal, InvalidArgument, Unavailable
 from ..pb.inference.model_config_pb2 import ModelConfig
 from .python_model import Request, Response
 from .scheduler import batch_size_of
@@ -115,29 +115,47 @@ class SequenceBatcher:
         self._run_on = run_on
         self._instances = [_Instance(i, slots) for i in range(max(instance_count, 1))]
         self._by_id: dict[CorrelationId, _Sequence] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: asyncio.Task[None] | None = None
+        #: Set first by stop() (or by a failed runner): submit refuses new requests.
+        self._closing = False
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Start one worker per instance and the idle reaper; stop() ends them."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._worker(i)) for i in self._instances]
-        self._tasks.append(loop.create_task(self._reaper()))
+        """Start the runner (one worker per instance and the idle reaper); stop() ends it."""
+        self._runner = asyncio.create_task(self._run_all(), name=f"sequences:{self.model}")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Refuse new requests, end the workers; every request not answered fails."""
+        self._closing = True
+        if self._runner is not None:
+            self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        message = f"model '{self.model}' was unloaded while the request waited"
+                await self._runner
+            self._runner = None
+        self._fail_pending(
+            Unavailable(f"model '{self.model}' was unloaded while the request waited")
+        )
+
+    async def _run_all(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for instance in self._instances:
+                    group.create_task(self._worker(instance), name=f"sequences:{self.model}")
+                group.create_task(self._reaper(), name=f"sequences:{self.model}:reaper")
+        except Exception:
+            # A bug here must not leave the sequences' callers waiting forever: fail them,
+            # refuse new ones (the TaskGroup has already ended the other workers).
+            log.exception("the sequence batcher of model '%s' failed", self.model)
+            self._closing = True
+            self._fail_pending(Internal(f"the sequence batcher of model '{self.model}' failed"))
+
+    def _fail_pending(self, error: Exception) -> None:
         for instance in self._instances:
             for sequence in instance.active:
                 for item in sequence.pending:
                     if not item.future.done():
-                        item.future.set_exception(Unavailable(message))
+                        item.future.set_exception(error)
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -162,6 +180,8 @@ class SequenceBatcher:
         Sequence requests run in their sequence's order, so priority and timeout do not
         reorder them here.
         """
+        if self._closing:
+            raise Unavailable(f"model '{self.model}' is being unloaded")
         if batch_size_of(request, 1 if self._batched else 0) > 1:
             raise InvalidArgument(
                 f"inference request to model '{self.model}' must specify batch-size 1 due to "
@@ -239,7 +259,8 @@ class SequenceBatcher:
                 break
             instance.wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(instance.wakeup.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await instance.wakeup.wait()
         batch = []
         for sequence, item in ready[: self._max_batch]:
             sequence.pending.popleft()
@@ -265,6 +286,11 @@ class SequenceBatcher:
             item.queue_ns = int((started - item.enqueued) * 1e9)
         try:
             responses = await self._run_on(instance.index, [item.request for item in batch])
+            if len(responses) != len(batch):
+                raise Internal(
+                    f"model '{self.model}' returned {len(responses)} responses for a batch of "
+                    f"{len(batch)} requests"
+                )
             infer_ns = int((time.monotonic() - started) * 1e9)
             self._stats.executed(len(batch), input_ns=0, infer_ns=infer_ns, output_ns=0)
         except asyncio.CancelledError:

@@ -56,6 +56,8 @@ class Model:
             elif values[0] == -2:
                 responses.append(Response(error=ModelError("IN[0] must not be -2")))
                 continue
+            elif values[0] == -3:
+                raise RuntimeError("secret detail")
             else:
                 out = values * 2
             responses.append(Response([Tensor("OUT", out), pid]))
@@ -148,6 +150,17 @@ def test_model_error_fails_only_that_request(client) -> None:
     assert _infer(client, "doubler", np.array([3], np.int32)).as_numpy("OUT")[0] == 6
 
 
+def test_raising_execute_is_an_internal_error_as_with_thread_instances(client) -> None:
+    # As a thread instance's: UNKNOWN with an error id; the exception's text (which names the
+    # model and instance) goes to the server log only.
+    with pytest.raises(InferenceServerException) as info:
+        _infer(client, "doubler", np.array([-3], np.int32))
+    assert info.value.status() == "StatusCode.UNKNOWN"
+    assert "internal error (id=" in info.value.message()
+    assert "secret detail" not in info.value.message()
+    assert _infer(client, "doubler", np.array([3], np.int32)).as_numpy("OUT")[0] == 6
+
+
 def test_crashed_instance_fails_its_request_and_is_restarted(client) -> None:
     before = {
         int(_infer(client, "doubler", np.ones(1, np.int32)).as_numpy("PID")[0]) for _ in range(4)
@@ -204,6 +217,21 @@ def test_bad_instance_kind_fails_the_load(tmp_path: pathlib.Path) -> None:
         tmp_path, grpc_port=0, model_control_mode="explicit"
     )
     message = "'instance_kind' must be 'thread' or 'process', not 'fiber'"
+    with (
+        ThreadedServer(factory) as address,
+        grpcclient.InferenceServerClient(address) as client,
+        pytest.raises(InferenceServerException, match=message),
+    ):
+        client.load_model("odd")
+
+
+def test_decoupled_model_with_process_instances_fails_the_load(tmp_path: pathlib.Path) -> None:
+    # The one check of this rule for python models (the loader's covers engine models).
+    _write_model(tmp_path, "odd", extra="model_transaction_policy { decoupled: true }")
+    factory = lambda: build_server(  # noqa: E731
+        tmp_path, grpc_port=0, model_control_mode="explicit"
+    )
+    message = "decoupled models run as thread instances"
     with (
         ThreadedServer(factory) as address,
         grpcclient.InferenceServerClient(address) as client,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from asyncinfer.errors import InvalidArgument, Unavailable
+from asyncinfer.errors import Internal, InvalidArgument, Unavailable
 from asyncinfer.inference.python_model import Request, Response, Tensor
 from asyncinfer.inference.sequence_controls import correlation_id
 from asyncinfer.inference.sequences import SequenceBatcher
@@ -53,7 +53,13 @@ class RecordingBackend:
     async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
         self.batches.append((index, requests))
         await asyncio.sleep(self.delay)
-        return [Response([Tensor("OUTPUT", r.input("INPUT").as_numpy())]) for r in requests]
+        return [Response([Tensor("OUTPUT", _array(r, "INPUT"))]) for r in requests]
+
+
+def _array(request: Request, name: str) -> np.ndarray:
+    tensor = request.input(name)
+    assert tensor is not None, f"the request has no input {name}"
+    return tensor.as_numpy()
 
 
 def _request(sequence_id: int | str, value: int, *, start: bool = False, end: bool = False):  # type: ignore[no-untyped-def]
@@ -87,13 +93,13 @@ async def test_controls_and_pinning() -> None:
     instances = {index for index, _ in backend.batches}
     assert len(instances) == 1  # one sequence, one instance
     first, last = backend.batches[0][1][0], backend.batches[-1][1][0]
-    assert first.input("START").as_numpy().tolist() == [[1]]
-    assert first.input("START").as_numpy().dtype == np.int32
-    assert first.input("END").as_numpy().tolist() == [[0.0]]
-    assert last.input("END").as_numpy().tolist() == [[1.0]]
-    assert last.input("READY").as_numpy().dtype == np.bool_
-    assert last.input("CORRID").as_numpy().tolist() == [[5]]
-    assert last.input("CORRID").as_numpy().dtype == np.uint64
+    assert _array(first, "START").tolist() == [[1]]
+    assert _array(first, "START").dtype == np.int32
+    assert _array(first, "END").tolist() == [[0.0]]
+    assert _array(last, "END").tolist() == [[1.0]]
+    assert _array(last, "READY").dtype == np.bool_
+    assert _array(last, "CORRID").tolist() == [[5]]
+    assert _array(last, "CORRID").dtype == np.uint64
 
 
 async def test_string_corrid_is_bytes_and_numeric_corrid_refuses_strings() -> None:
@@ -104,7 +110,7 @@ async def test_string_corrid_is_bytes_and_numeric_corrid_refuses_strings() -> No
         await batcher.submit(_request("s-1", 1, start=True, end=True))
     finally:
         await batcher.stop()
-    assert backend.batches[0][1][0].input("CORRID").as_numpy().tolist() == [[b"s-1"]]
+    assert _array(backend.batches[0][1][0], "CORRID").tolist() == [[b"s-1"]]
     numeric = SequenceBatcher(_config(), RecordingBackend(), ModelStats())
     with pytest.raises(InvalidArgument, match="CORRID control input is UINT64"):
         await numeric.submit(_request("s-1", 1, start=True))
@@ -202,3 +208,47 @@ async def test_oldest_preferred_size_goes_without_waiting_out_the_delay() -> Non
         await batcher.stop()
     assert [int(r.outputs()["OUTPUT"][0, 0]) for r in results] == [1, 2, 3, 4]
     assert sorted(len(batch) for _, batch in backend.batches) == [2, 2]
+
+
+async def test_submit_after_stop_is_refused() -> None:
+    batcher = SequenceBatcher(_config(), RecordingBackend(), ModelStats())
+    await batcher.start()
+    await batcher.stop()
+    with pytest.raises(Unavailable, match="model 'seq' is being unloaded"):
+        await asyncio.wait_for(batcher.submit(_request(1, 0, start=True)), 5)
+
+
+class MiscountingBackend(RecordingBackend):
+    """Answers one response too many: the batcher must fail the batch, not its worker."""
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        responses = await super().execute_on(index, requests)
+        return [*responses, responses[0]] if len(self.batches) == 1 else responses
+
+
+async def test_a_wrong_response_count_fails_the_batch_and_the_worker_goes_on() -> None:
+    batcher = SequenceBatcher(_config(), MiscountingBackend(), ModelStats())
+    await batcher.start()
+    try:
+        with pytest.raises(Internal, match="model 'seq' returned 2 responses for a batch of 1"):
+            await asyncio.wait_for(batcher.submit(_request(1, 5, start=True)), 5)
+        response = await asyncio.wait_for(batcher.submit(_request(1, 6, end=True)), 5)
+        assert response.outputs()["OUTPUT"].tolist() == [[6]]
+    finally:
+        await batcher.stop()
+
+
+async def test_a_failed_runner_refuses_new_requests() -> None:
+    batcher = SequenceBatcher(_config(), RecordingBackend(delay=10), ModelStats())
+    running = asyncio.ensure_future(batcher.submit(_request(1, 0, start=True)))
+    batcher._idle = None  # type: ignore[assignment]  # the reaper's first step raises TypeError
+    await batcher.start()
+    try:
+        assert batcher._runner is not None
+        await asyncio.wait_for(asyncio.shield(batcher._runner), 5)  # ends, logged, no raise
+        with pytest.raises((Unavailable, Internal)):  # cancelled mid-batch, or failed queued
+            await asyncio.wait_for(running, 5)
+        with pytest.raises(Unavailable, match="is being unloaded"):
+            await batcher.submit(_request(2, 0, start=True))
+    finally:
+        await batcher.stop()

@@ -9,7 +9,9 @@ read from a loop reader callback.
 
 A crashed instance process fails the execute it was running with UNAVAILABLE naming the model
 and instance, and is restarted; the model keeps serving on its other instances meanwhile, and
-on the restarted one as soon as it is initialized again.
+on the restarted one as soon as it is initialized again. One that cannot be initialized again
+is marked broken, once (never re-spawned in a loop): its requests go to the other instances, or
+fail with UNAVAILABLE when none is left.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ...errors import InvalidArgument, ResourceExhausted, Unavailable
+from ...errors import Internal, InvalidArgument, ResourceExhausted, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..modelconfig import instance_count
 from ..python_model import ModelError, Request, Response, Tensor
@@ -94,6 +96,11 @@ class _Instance:
         self._waiter: asyncio.Future[Any] | None = None
         self._restart: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Its Model is initialized and no exit seen since: only then does an exit restart it.
+        #: An exit while starting fails that start instead, so a model that cannot start
+        #: again is marked broken once rather than re-spawned in a loop.
+        self._serving = False
+        self._exited = False  # the current process's pipe reported EOF
         self.restarts = 0
 
     # ------------------------------------------------------------------ life cycle
@@ -105,9 +112,20 @@ class _Instance:
             raise ModelLoadFailed(
                 f"failed to load '{self.model}': instance {self.label}: {payload}"
             )
+        self._serving = True
         self._ready.set()
 
     async def _spawn(self) -> tuple[str, Any]:
+        """("ready", pid) with the process serving, or ("failed", why) with it gone."""
+        kind, payload = await self._launch()
+        if kind == "ready" and self._exited:
+            # It exited right after "ready", before anyone marked it serving: a failed start.
+            kind, payload = "failed", "the process exited right after it started"
+        if kind != "ready":
+            await self._kill()  # its reader too: a later EOF must not restart a failed start
+        return kind, payload
+
+    async def _launch(self) -> tuple[str, Any]:
         # A fresh interpreter running the instance module (not multiprocessing's spawn, which
         # would re-import the server's __main__ script in the child); the pipe's other end is
         # handed down as an inherited descriptor.
@@ -124,34 +142,49 @@ class _Instance:
             )
         finally:
             child.close()  # ours closed, so the pipe reports EOF when the process dies
-        connection.send((arena_fd, self._arena.size, *self._spawn_args))
         self._process, self._connection = process, connection
+        self._exited = False
+        try:
+            connection.send((arena_fd, self._arena.size, *self._spawn_args))
+        except OSError as exc:
+            return "failed", f"the process exited before it got its arguments ({exc})"
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
         loop.add_reader(connection.fileno(), self._on_readable)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._waiter), START_TIMEOUT_S)
+            async with asyncio.timeout(START_TIMEOUT_S):
+                result: tuple[str, Any] = await asyncio.shield(self._waiter)
+                return result
         except TimeoutError:
-            await self._kill()
             return "failed", f"did not start within {START_TIMEOUT_S:.0f} s"
         except Unavailable as exc:
             return "failed", exc.message
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._restart is not None:
-            self._restart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._restart
+        # From now on every execute that reaches this instance fails with UNAVAILABLE, the
+        # ones waiting for a restart included (set() wakes them; the restart is cancelled).
+        self._broken = f"model '{self.model}' instance {self.label} was stopped"
+        restart = self._restart
+        if restart is not None:
+            restart.cancel()
+            # An exception of the restart itself is _restart_done's to log.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await restart
+        self._ready.set()
         # Wait for a running execute (the arena must not go while the process uses it), but
         # not forever: an execute stuck past the timeout has its process killed under it.
         try:
-            await asyncio.wait_for(self._lock.acquire(), STOP_TIMEOUT_S)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._lock.acquire()
             locked = True
         except TimeoutError:
             locked = False
         try:
-            if locked and self._connection is not None and self._process is not None:
+            # Asked to stop only when serving: one still in initialize() would not read it.
+            serving = self._serving and self._connection is not None
+            if locked and serving and self._process is not None:
+                assert self._connection is not None
                 with contextlib.suppress(OSError):
                     self._connection.send(("stop", None))
                 await _wait(self._process)
@@ -190,7 +223,16 @@ class _Instance:
             assert self._connection is not None
             metas = self._write(requests)
             waiter = self._waiter = asyncio.get_running_loop().create_future()
-            self._connection.send(("execute", metas))
+            try:
+                self._connection.send(("execute", metas))
+            except OSError:
+                # It died since its last request and its EOF is not read yet; the request
+                # never reached it. The EOF callback restarts it.
+                self._waiter = None
+                waiter.cancel()
+                raise Unavailable(
+                    f"model '{self.model}' instance {self.label} exited; retry the request"
+                ) from None
             # From here the lock is released when the reply (or the crash) arrives, not when
             # this call returns: a cancelled caller must not let the next execute overwrite
             # the arena while the process still reads it.
@@ -232,12 +274,21 @@ class _Instance:
         except (EOFError, OSError):
             self._on_exit()
             return
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
         if kind == "done":
             # Copied out here, before the waiter's callback frees the arena for the next call.
-            payload = [self._response(meta) for meta in payload]
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result((kind, payload))
+            # A reader callback must not raise: the waiter would never be set, and the lock
+            # its done callback releases would stay held.
+            try:
+                payload = [self._response(meta) for meta in payload]
+            except Exception as exc:
+                waiter.set_exception(
+                    Internal(f"model '{self.model}' instance {self.label}: bad response: {exc}")
+                )
+                return
+        waiter.set_result((kind, payload))
 
     def _response(self, meta: ResponseMeta) -> Response:
         error, tensors = meta
@@ -249,11 +300,34 @@ class _Instance:
     def _on_exit(self) -> None:
         assert self._connection is not None
         asyncio.get_running_loop().remove_reader(self._connection.fileno())
-        self._ready.clear()
+        self._exited = True
         if self._stopping:
             self._fail_waiter("was stopped")
             return
-        self._restart = asyncio.get_running_loop().create_task(self._restart_process())
+        if not self._serving:
+            # Still starting (first start or a restart): that start fails; no restart here.
+            self._fail_waiter("exited while starting")
+            return
+        self._serving = False
+        self._ready.clear()
+        # At most one restart at a time: the next one needs _serving, set only after this
+        # one succeeds. stop() cancels it; _restart_done clears it and logs a failure.
+        self._restart = asyncio.get_running_loop().create_task(
+            self._restart_process(), name=f"restart:{self.label}"
+        )
+        self._restart.add_done_callback(self._restart_done)
+
+    def _restart_done(self, task: asyncio.Task[None]) -> None:
+        if self._restart is task:
+            self._restart = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # A bug in the restart must not leave requests waiting on _ready forever.
+            log.error("restarting instance %s failed", self.label, exc_info=exc)
+            self._broken = f"model '{self.model}' instance {self.label} could not be restarted"
+            self._ready.set()
 
     def _fail_waiter(self, what: str) -> None:
         waiter, self._waiter = self._waiter, None
@@ -263,8 +337,10 @@ class _Instance:
             )
 
     async def _restart_process(self) -> None:
+        if self._broken is not None:
+            return  # stopped before this task ran
         process = self._process
-        assert process is not None
+        assert process is not None  # else _restart_done marks it broken: nobody waits forever
         await _wait(process)
         code = process.returncode
         log.error(
@@ -278,7 +354,9 @@ class _Instance:
         await self._kill()
         self.restarts += 1
         kind, payload = await self._spawn()
-        if kind != "ready":
+        if kind == "ready":
+            self._serving = True
+        else:
             self._broken = (
                 f"model '{self.model}' instance {self.label} could not be restarted: {payload}"
             )
