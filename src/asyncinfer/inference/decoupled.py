@@ -24,7 +24,7 @@ from ..pb.inference.grpc_service_pb2 import (
 from .model import LoadedModel
 from .python_model import Response, ResponseSender, Sent
 from .shared_memory import RequestShm, SharedMemory
-from .tensors import OutputPlan, encode_response, varint
+from .tensors import OutputPlan, varint
 
 __all__ = ["stream_error", "stream_responses"]
 
@@ -146,21 +146,7 @@ def _body(
             model_name=model.name, model_version=str(model.version), id=request.id
         ).SerializeToString()
     response = model.checked(response)
-    return _encode(model, request, response, plans, batch_size, scope)
-
-
-def _encode(
-    model: LoadedModel,
-    request: ModelInferRequest,
-    response: Response,
-    plans: list[OutputPlan],
-    batch_size: int,
-    scope: RequestShm | None,
-) -> bytes:
-    batched = batch_size if model.signature.max_batch_size > 0 else None
-    outputs = model.outputs(response, plans, batched)
-    spans = [plan.shm for plan in plans]
-    return encode_response(request, model.name, str(model.version), outputs, spans, scope)
+    return model.encode(request, response, plans, batch_size, scope)
 
 
 async def _sent(
