@@ -24,7 +24,7 @@ from ..memory import StackSet
 from ..pools import Pool
 from ..runner import Binding
 from ._limiter import ComputeToken, Limiter, compute_tokens, uninterrupted
-from .base import Arrays, binding, check_inputs
+from .base import Arrays, NamedBindings, binding, check_inputs
 
 __all__ = ["OnnxEngine"]
 
@@ -55,7 +55,7 @@ def _ort() -> Any:
     return onnxruntime
 
 
-class OnnxEngine:
+class OnnxEngine(NamedBindings):
     """An ONNX model (path or serialized bytes) served by ``instances`` ORT sessions."""
 
     def __init__(
@@ -87,16 +87,6 @@ class OnnxEngine:
         self._input_dims: dict[str, Dims] = {}
         self._output_dims: dict[str, Dims] = {}
         self._calls = self._in_place = 0
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def input_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._inputs)
-
-    def output_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._outputs)
 
     async def start(self) -> None:
         ort = _ort()

@@ -29,14 +29,14 @@ from ..memory import StackSet
 from ..pools import Pool
 from ..runner import Binding
 from ._limiter import ComputeToken, Limiter, compute_tokens, uninterrupted
-from .base import Arrays, check_inputs
+from .base import Arrays, NamedBindings, check_inputs
 
 __all__ = ["PythonEngine"]
 
 ModelFn = Callable[..., Mapping[str, Any]]
 
 
-class PythonEngine:
+class PythonEngine(NamedBindings):
     """Runs ``model(**inputs) -> {name: array}`` with ``instances`` calls at most at once."""
 
     def __init__(
@@ -68,16 +68,6 @@ class PythonEngine:
         self._own_threads: PinnedThreadPool | None = None
         self._limiter: Limiter[ModelFn, Any] | None = None
         self._calls = 0
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def input_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._inputs)
-
-    def output_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._outputs)
 
     async def start(self) -> None:
         if self._factory is not None:

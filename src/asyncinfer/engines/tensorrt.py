@@ -33,7 +33,7 @@ from ..memory import DeviceAllocator, MemoryStack, StackSet, _cuda
 from ..pools import Pool
 from ..runner import Binding
 from ._limiter import Limiter, uninterrupted
-from .base import Arrays, binding, check_inputs
+from .base import Arrays, NamedBindings, binding, check_inputs
 
 __all__ = ["TensorRTEngine", "tensorrt_available"]
 
@@ -94,7 +94,7 @@ def _managed_allocator(trt: Any) -> Any:
     return ManagedAllocator()
 
 
-class TensorRTEngine:
+class TensorRTEngine(NamedBindings):
     """A TensorRT plan file served by ``contexts`` execution contexts and shared workspaces."""
 
     def __init__(
@@ -127,16 +127,6 @@ class TensorRTEngine:
         self._inputs: dict[str, Binding] = {}
         self._outputs: dict[str, Binding] = {}
         self._calls = 0
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def input_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._inputs)
-
-    def output_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._outputs)
 
     async def start(self) -> None:
         trt = self._trt = _trt()
