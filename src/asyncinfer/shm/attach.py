@@ -21,14 +21,14 @@ import dataclasses
 import logging
 import os
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import sysv_ipc
 
 from ..errors import InvalidArgument, UsageError
+from ._lease import ReleasedOnExit
 from ._spans import check_alignment, check_span, views_alive
 from .sysv import ShmDescriptor
 
@@ -57,7 +57,7 @@ class _Attachment:
         return bool(self.shm.mode & SHM_DEST)  # a fresh IPC_STAT each time
 
 
-class SysvLease:
+class SysvLease(ReleasedOnExit):
     """A request's view of ``[offset, offset + size)`` of one attached segment."""
 
     __slots__ = ("_attachment", "_owner", "descriptor")
@@ -105,17 +105,6 @@ class SysvLease:
             raise UsageError("the shared-memory lease was released")
         start = self.descriptor.offset
         return self._attachment.root[start : start + self.descriptor.size]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 IPC_PRIVATE = 0

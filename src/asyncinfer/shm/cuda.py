@@ -21,13 +21,14 @@ import ctypes
 import dataclasses
 import functools
 from collections.abc import Sequence
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
+from ._lease import ReleasedOnExit
 from ._spans import check_span
 
 __all__ = [
@@ -102,7 +103,7 @@ class _CudaRegion:
         _check(runtime.cudaIpcCloseMemHandle(self.pointer), "cudaIpcCloseMemHandle")
 
 
-class CudaRegionLease:
+class CudaRegionLease(ReleasedOnExit):
     """A request's bounded access to ``[offset, offset + byte_size)`` of a CUDA region."""
 
     __slots__ = ("_owner", "_region", "byte_size", "offset")
@@ -150,17 +151,6 @@ class CudaRegionLease:
         owner, self._owner = self._owner, None
         if owner is not None:
             owner._return(self._region)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 class CudaShmRegistry:

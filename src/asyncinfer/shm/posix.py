@@ -30,13 +30,13 @@ import logging
 import mmap
 import os
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, UsageError
+from ._lease import ReleasedOnExit
 from ._spans import check_span
 from .cuda import PinnedMemory, pin_host_memory
 
@@ -112,7 +112,7 @@ class _Region:
         return True
 
 
-class RegionLease:
+class RegionLease(ReleasedOnExit):
     """A request's bounded view of ``[offset, offset + byte_size)`` of a registered region."""
 
     __slots__ = ("_owner", "_region", "byte_size", "name", "offset")
@@ -164,17 +164,6 @@ class RegionLease:
         owner, self._owner = self._owner, None
         if owner is not None:
             owner._return(self._region)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 class SystemShmRegistry:

@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy.typing as npt
 import sysv_ipc
 
 from ..errors import ResourceExhausted, UsageError
+from ._lease import ReleasedOnExit
 from ._spans import views_alive
 
 __all__ = ["ALIGNMENT", "ShmDescriptor", "Slot", "SysvRing"]
@@ -91,7 +91,7 @@ def _align_up(value: int) -> int:
     return -(-value // ALIGNMENT) * ALIGNMENT
 
 
-class Slot:
+class Slot(ReleasedOnExit):
     """Space for one tensor in a ring segment; release it (or use ``with``) when done.
 
     The views it gives out are valid until release; after that the space is reused.
@@ -152,17 +152,6 @@ class Slot:
             raise UsageError("the ring was closed; its segments are removed")
         start = self.descriptor.offset
         return self._segment.root[start : start + self.descriptor.size]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 class SysvRing:
