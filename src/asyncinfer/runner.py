@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Binding", "InferRunner", "Manager", "shape_fits"]
+__all__ = ["Binding", "InferRunner", "Manager", "NamedBindings", "shape_fits"]
 
 Outputs = dict[str, npt.NDArray[Any]]
 
@@ -62,6 +62,25 @@ class Binding:
     def accepts(self, shape: tuple[int, ...]) -> bool:
         """Whether an array of ``shape`` fits this binding (-1 matches any extent)."""
         return shape_fits(shape, self.shape)
+
+
+class NamedBindings:
+    """The name and binding accessors of an InferRunner or an engine: a subclass sets ``_name``
+    and fills ``_inputs``/``_outputs`` (when it starts, or from the server's metadata)."""
+
+    _name: str
+    _inputs: dict[str, Binding]
+    _outputs: dict[str, Binding]
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def input_bindings(self) -> Mapping[str, Binding]:
+        return dict(self._inputs)
+
+    def output_bindings(self) -> Mapping[str, Binding]:
+        return dict(self._outputs)
 
 
 class InferRunner(Protocol):

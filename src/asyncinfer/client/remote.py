@@ -26,7 +26,7 @@ from ..datatypes import BYTES, from_wire
 from ..errors import UsageError
 from ..inference.tensors import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
-from ..runner import Binding
+from ..runner import Binding, NamedBindings
 from ._method import to_error
 from .channel import channel_options
 
@@ -87,7 +87,7 @@ def _bindings(tensors: Any) -> dict[str, Binding]:
     return bindings
 
 
-class _Runner:
+class _Runner(NamedBindings):
     """Bindings, request building and response decoding shared by both flavours."""
 
     def __init__(self, name: str, version: str, metadata: pb.ModelMetadataResponse) -> None:
@@ -95,16 +95,6 @@ class _Runner:
         self._version = version
         self._inputs = _bindings(metadata.inputs)
         self._outputs = _bindings(metadata.outputs)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def input_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._inputs)
-
-    def output_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._outputs)
 
     def _request(self, inputs: Mapping[str, npt.ArrayLike]) -> pb.ModelInferRequest:
         unknown = sorted(set(inputs) - set(self._inputs))

@@ -25,7 +25,7 @@ from ..errors import InvalidArgument
 from ..memory import StackSet
 from ..runner import Binding
 
-__all__ = ["Arrays", "Engine", "NamedBindings", "binding", "check_inputs", "datatype_of"]
+__all__ = ["Arrays", "Engine", "binding", "check_inputs", "datatype_of"]
 
 Arrays = dict[str, npt.NDArray[Any]]
 
@@ -71,25 +71,6 @@ class Engine(Protocol):
         ...
 
     def statistics(self) -> dict[str, Any]: ...
-
-
-class NamedBindings:
-    """The name and bindings part of the Engine protocol, shared by the engines: each sets
-    ``_name`` in its constructor and fills ``_inputs``/``_outputs`` when it starts."""
-
-    _name: str
-    _inputs: dict[str, Binding]
-    _outputs: dict[str, Binding]
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def input_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._inputs)
-
-    def output_bindings(self) -> Mapping[str, Binding]:
-        return dict(self._outputs)
 
 
 def check_inputs(

@@ -22,9 +22,9 @@ from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, InvalidArgument, UsageError
 from ..memory import StackSet
 from ..pools import Pool
-from ..runner import Binding
+from ..runner import Binding, NamedBindings
 from ._limiter import ComputeToken, Limiter, compute_tokens, uninterrupted
-from .base import Arrays, NamedBindings, binding, check_inputs
+from .base import Arrays, binding, check_inputs
 
 __all__ = ["OnnxEngine"]
 

@@ -27,9 +27,9 @@ from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, Internal, UsageError
 from ..memory import StackSet
 from ..pools import Pool
-from ..runner import Binding
+from ..runner import Binding, NamedBindings
 from ._limiter import ComputeToken, Limiter, compute_tokens, uninterrupted
-from .base import Arrays, NamedBindings, check_inputs
+from .base import Arrays, check_inputs
 
 __all__ = ["PythonEngine"]
 

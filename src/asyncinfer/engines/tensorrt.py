@@ -31,9 +31,9 @@ from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, InvalidArgument, UsageError
 from ..memory import DeviceAllocator, MemoryStack, StackSet, _cuda
 from ..pools import Pool
-from ..runner import Binding
+from ..runner import Binding, NamedBindings
 from ._limiter import Limiter, uninterrupted
-from .base import Arrays, NamedBindings, binding, check_inputs
+from .base import Arrays, binding, check_inputs
 
 __all__ = ["TensorRTEngine", "tensorrt_available"]
 
