@@ -2,11 +2,13 @@
 
 Subclass a Context per RPC and a Resources per service, add them to a Server, and serve::
 
+    ping_pb2 = asyncinfer.protos.load("ping.proto")   # your .proto, compiled at run time
     server = Server(port=50051)
     server.add_service(MyResources(), Ping, Echo)
     asyncinfer.serve(lambda: server)
 """
 
+from . import protos
 from .admission import AdmissionStatistics
 from .config import ServerConfig
 from .context import (
@@ -47,6 +49,7 @@ __all__ = [
     "UnaryContext",
     "UsageError",
     "__version__",
+    "protos",
     "rpc_method",
     "serve",
 ]

@@ -14,10 +14,10 @@ import pytest
 import sysv_ipc
 
 from asyncinfer import Server
-from asyncinfer.pb.preprocess_pb2 import ClassifyReply, ClassifyRequest, InferReply, InferRequest
 from asyncinfer.pb.tensor_pb2 import Tensor
 from asyncinfer.shm import SysvRing
 from asyncinfer.shm.tensors import read_tensor, shm_ref, shm_tensor
+from tests.protos import preprocess_pb2
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "03_shm_preprocess"
 sys.path.insert(0, str(EXAMPLE))
@@ -64,10 +64,10 @@ async def test_both_transports_classify_the_same(model: Server, transport: str) 
     front.add_service(resources, shm_preprocess.Classify)
     await front.start()
     images = _images(5)
-    request = ClassifyRequest(images=[shm_preprocess.encode_ppm(i) for i in images])
+    request = preprocess_pb2.ClassifyRequest(images=[shm_preprocess.encode_ppm(i) for i in images])
     try:
         for _ in range(3):  # slots are reused across calls
-            reply = await _call(front.address, CLASSIFY, request, ClassifyReply)
+            reply = await _call(front.address, CLASSIFY, request, preprocess_pb2.ClassifyReply)
             assert reply.transport == transport
             with read_tensor(reply.scores, None) as scores:
                 np.testing.assert_allclose(scores, _expected(images), rtol=1e-5)
@@ -99,12 +99,27 @@ async def test_bad_images_are_invalid_and_the_service_keeps_serving(model: Serve
     try:
         for data, message in cases.items():
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await _call(front.address, CLASSIFY, ClassifyRequest(images=[data]), ClassifyReply)
+                await _call(
+                    front.address,
+                    CLASSIFY,
+                    preprocess_pb2.ClassifyRequest(images=[data]),
+                    preprocess_pb2.ClassifyReply,
+                )
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert message in info.value.details()
         with pytest.raises(grpc.aio.AioRpcError, match=r"send 1\.\.32 images per call, not 33"):
-            await _call(front.address, CLASSIFY, ClassifyRequest(images=[good] * 33), ClassifyReply)
-        reply = await _call(front.address, CLASSIFY, ClassifyRequest(images=[good]), ClassifyReply)
+            await _call(
+                front.address,
+                CLASSIFY,
+                preprocess_pb2.ClassifyRequest(images=[good] * 33),
+                preprocess_pb2.ClassifyReply,
+            )
+        reply = await _call(
+            front.address,
+            CLASSIFY,
+            preprocess_pb2.ClassifyRequest(images=[good]),
+            preprocess_pb2.ClassifyReply,
+        )
         assert list(reply.scores.shape) == [1, shm_model.CLASSES]
     finally:
         await front.stop(0)
@@ -114,14 +129,16 @@ async def test_model_service_rejects_bad_descriptors(model: Server) -> None:
     data = np.arange(16, dtype=np.float32)
     with SysvRing(4096, 1) as ring, ring.allocate_nowait(128) as slot:
         descriptor = slot.write(data)
-        request = InferRequest(model="identity", input=shm_tensor(descriptor, np.float32, (16,)))
+        request = preprocess_pb2.InferRequest(
+            model="identity", input=shm_tensor(descriptor, np.float32, (16,))
+        )
         request.output.CopyFrom(shm_ref(slot.part(64, 64)))
-        reply = await _call(model.address, INFER, request, InferReply)
+        reply = await _call(model.address, INFER, request, preprocess_pb2.InferReply)
         assert reply.output.WhichOneof("contents") == "shm"
         np.testing.assert_array_equal(slot.array(np.float32, (16,), offset=64), data)
         request.input.shm.offset = 4090
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await _call(model.address, INFER, request, InferReply)
+            await _call(model.address, INFER, request, preprocess_pb2.InferReply)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (
             f"SysV segment id={descriptor.segment_id}: bytes [4090, 4154)" in info.value.details()
@@ -129,14 +146,16 @@ async def test_model_service_rejects_bad_descriptors(model: Server) -> None:
         request.input.shm.offset = 0
         request.input.shm.key += 1
         with pytest.raises(grpc.aio.AioRpcError, match=r"no segment has key|not the segment's key"):
-            await _call(model.address, INFER, request, InferReply)
-        bad = InferRequest(model="nope", input=Tensor(datatype="FP32", shape=[1], raw=b"\0" * 4))
+            await _call(model.address, INFER, request, preprocess_pb2.InferReply)
+        bad = preprocess_pb2.InferRequest(
+            model="nope", input=Tensor(datatype="FP32", shape=[1], raw=b"\0" * 4)
+        )
         with pytest.raises(grpc.aio.AioRpcError, match="unknown model 'nope'"):
-            await _call(model.address, INFER, bad, InferReply)
-        inline = InferRequest(
+            await _call(model.address, INFER, bad, preprocess_pb2.InferReply)
+        inline = preprocess_pb2.InferRequest(
             model="identity", input=Tensor(datatype="FP32", shape=[16], raw=data.tobytes())
         )
-        reply = await _call(model.address, INFER, inline, InferReply)
+        reply = await _call(model.address, INFER, inline, preprocess_pb2.InferReply)
         assert reply.output.raw == data.tobytes()
 
 

@@ -10,8 +10,8 @@ import pytest
 from asyncinfer import Server
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import DeadlineExceeded
-from asyncinfer.pb import ping_pb2, ping_pb2_grpc
 from asyncinfer.testing import running
+from tests.protos import ping_pb2, ping_pb2_grpc
 
 from ..services import Countdown, Ping, TrackedResources
 

@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from asyncinfer import ConfigError, Server
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import InvalidArgument, ResourceExhausted, Unknown
-from asyncinfer.pb import ping_pb2, ping_pb2_grpc
 from asyncinfer.testing import running
+from tests.protos import ping_pb2, ping_pb2_grpc
 
 from ..services import Collect, Countdown, Echo, OtherEcho, Ping, TrackedResources, build
 

@@ -13,7 +13,7 @@ from asyncinfer import (
     UnaryContext,
     rpc_method,
 )
-from asyncinfer.pb import ping_pb2
+from tests.protos import ping_pb2
 
 PING = rpc_method(ping_pb2, "Ping", "Ping")
 COUNTDOWN = rpc_method(ping_pb2, "Ping", "Countdown")
