@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PA_STAMP := .venv-pa/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: install perf-analyzer models demo test lint typecheck check bench clean
+.PHONY: install perf-analyzer models demo test lint typecheck docs check bench clean
 
 $(STAMP): pyproject.toml setup.py $(PROTOS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,8 @@ models: $(STAMP)
 demo: $(STAMP) models
 	$(PY) examples/demo.py
 
-test: $(STAMP) models $(PA_STAMP)
+# CI runs this (.ci/run): lint, types and the docs build gate the tests.
+test: $(STAMP) models $(PA_STAMP) lint typecheck docs
 	bash scripts/test.sh
 
 lint: $(STAMP)
@@ -40,9 +41,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests examples bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy
+	bash scripts/typecheck.sh
 
-check: lint typecheck test
+# The site, strict (a broken link, anchor or API reference fails); tests/integration/test_docs.py
+# builds it too.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+check: test
 
 # Every benchmark in bench/ (private modules start with _), one after the other: never in
 # parallel, they share the machine's cores with the servers they measure.

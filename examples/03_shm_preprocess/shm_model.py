@@ -79,9 +79,9 @@ class Infer(UnaryContext[preprocess_pb2.InferRequest, preprocess_pb2.InferReply,
     method = rpc_method(preprocess_pb2, "Model", "Infer")
     max_in_flight = 64
 
-    async def execute(
+    async def execute(  # type: ignore[override]  # a reply, or bytes framed by hand
         self, request: preprocess_pb2.InferRequest
-    ) -> preprocess_pb2.InferReply | bytes:  # type: ignore[override]
+    ) -> preprocess_pb2.InferReply | bytes:
         model = MODELS.get(request.model)
         if model is None:
             raise InvalidArgument(

@@ -115,7 +115,7 @@ class PreprocessResources(Resources):
 
     async def stop(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)
         if self._pool is not None:
             self._pool.shutdown()
         if self.ring is not None:
@@ -129,7 +129,9 @@ class PreprocessResources(Resources):
         """Call the model service with an already-serialized preprocess_pb2.InferRequest."""
         assert self._channel is not None
         call = self._channel.unary_unary(
-            Infer.rpc_path(), response_deserializer=preprocess_pb2.InferReply.FromString
+            Infer.rpc_path(),
+            request_serializer=None,  # the request is already bytes
+            response_deserializer=preprocess_pb2.InferReply.FromString,
         )
         try:
             return await call(request, timeout=deadline)  # type: ignore[no-any-return]
