@@ -211,7 +211,9 @@ async def _windows(
 
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         calls = [
-            channel.unary_unary(w.path, response_deserializer=w.reply_type.FromString)
+            channel.unary_unary(
+                w.path, request_serializer=None, response_deserializer=w.reply_type.FromString
+            )
             for w in workers
         ]
         for worker, call in zip(workers, calls, strict=True):

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # mypy --strict over everything: src, tests and bench in one run (pyproject's [tool.mypy]),
 # then each example folder in a run of its own, since examples share module names (client.py,
-# model.py). The examples' protos are loaded at run time, so typed stubs of them are written
-# first (python -m asyncinfer.protos stubs) into build/typings, which mypy_path points at.
+# model.py). The protos of examples and tests are loaded at run time, so typed stubs of them are
+# written first (python -m asyncinfer.protos stubs) into build/typings, which mypy_path points at.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-"$PY" -m asyncinfer.protos stubs --out build/typings examples/*/*.proto > /dev/null
+mapfile -t protos < <(find examples tests -name '*.proto' | sort)
+"$PY" -m asyncinfer.protos stubs --out build/typings "${protos[@]}" > /dev/null
 echo "mypy --strict src tests bench"
 "$PY" -m mypy
 check() {  # one folder's .py files, quietly unless something is wrong

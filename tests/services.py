@@ -127,7 +127,8 @@ def _other_service_file() -> object:
     try:
         return pool.FindFileByName(proto.name)
     except KeyError:
-        return pool.Add(proto) and pool.FindFileByName(proto.name)
+        pool.Add(proto)
+        return pool.FindFileByName(proto.name)
 
 
 class OtherEcho(Echo):

@@ -27,7 +27,7 @@ from asyncinfer.shm import SysvAttachments
 from asyncinfer.shm.tensors import framed_tensor_message, read_tensor, write_tensor
 
 if TYPE_CHECKING:
-    import preprocess_pb2
+    import preprocess_pb2 as preprocess_pb2  # re-exported: bench/shm.py imports it from here
 else:
     preprocess_pb2 = asyncinfer.protos.load(Path(__file__).with_name("preprocess.proto"))
 

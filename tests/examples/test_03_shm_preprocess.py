@@ -7,11 +7,13 @@ import pathlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import sysv_ipc
+from google.protobuf.message import Message
 
 from asyncinfer import Server
 from asyncinfer.pb.tensor_pb2 import Tensor
@@ -37,7 +39,7 @@ async def model() -> AsyncIterator[Server]:
     await server.stop(0)
 
 
-async def _call(address: str, path: str, request: object, reply_type: type) -> object:
+async def _call(address: str, path: str, request: Message, reply_type: Any) -> Any:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = channel.unary_unary(
             path, request_serializer=lambda m: m.SerializeToString(),
@@ -76,6 +78,7 @@ async def test_both_transports_classify_the_same(model: Server, transport: str) 
         if transport == "shm":
             assert stats["live_slots"] == 0 and stats["allocated"] == 3
             assert model_stats["attaches"] >= 1 and model_stats["leases"] == 0
+            assert resources.ring is not None
             keys = resources.ring.segment_keys
         else:
             assert stats == {} and model_stats["attaches"] == 0
@@ -106,7 +109,7 @@ async def test_bad_images_are_invalid_and_the_service_keeps_serving(model: Serve
                     preprocess_pb2.ClassifyReply,
                 )
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert message in info.value.details()
+            assert message in (info.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError, match=r"send 1\.\.32 images per call, not 33"):
             await _call(
                 front.address,
@@ -140,8 +143,8 @@ async def test_model_service_rejects_bad_descriptors(model: Server) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await _call(model.address, INFER, request, preprocess_pb2.InferReply)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert (
-            f"SysV segment id={descriptor.segment_id}: bytes [4090, 4154)" in info.value.details()
+        assert f"SysV segment id={descriptor.segment_id}: bytes [4090, 4154)" in (
+            info.value.details() or ""
         )
         request.input.shm.offset = 0
         request.input.shm.key += 1

@@ -36,7 +36,7 @@ def test_sync_execute_is_rejected_at_class_definition() -> None:
         class Bad(UnaryContext[Any, Any, Resources]):
             method = PING
 
-            def execute(self, request: Any) -> Any:  # type: ignore[override]
+            def execute(self, request: Any) -> Any:
                 return request
 
 
