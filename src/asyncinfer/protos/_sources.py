@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -157,6 +156,11 @@ def library_descriptor_set() -> bytes:
     return files.SerializeToString()
 
 
+@functools.cache
 def _toolchain() -> str:
-    versions = [importlib.metadata.version(name) for name in ("grpcio-tools", "protobuf")]
-    return "asyncinfer.protos/1 grpcio-tools={} protobuf={}".format(*versions)
+    """The versions that shape generated code (read from the modules: package metadata is slow)."""
+    well_known_root()  # a clear error when grpcio-tools is missing
+    from google.protobuf import __version__ as protobuf
+    from grpc_tools.grpc_version import VERSION as grpcio_tools  # not grpc_tools.protoc's hooks
+
+    return f"asyncinfer.protos/1 grpcio-tools={grpcio_tools} protobuf={protobuf}"
