@@ -61,11 +61,12 @@ def test_the_readme_service_answers_the_readme_clients(tmp_path: Path) -> None:
         client = (tmp_path / "client.py").read_text().replace(DEFAULT_ADDRESS, server.address)
         (tmp_path / "client.py").write_text(client)
         done = _run([sys.executable, "client.py"], tmp_path)
+        print(f"$ python client.py\n{done.stdout}", end="")
         assert done.returncode == 0, done.stderr
         assert done.stdout == "hello world (#1)\n"
         sync = _command("asyncinfer sync", address=server.address, replaces=DEFAULT_ADDRESS)
         done = _run(sync, tmp_path)
-        print(done.stdout)
+        print(f"$ asyncinfer sync {server.address} ...\n{done.stdout}", end="")
         assert done.returncode == 0, done.stderr
         assert "[sync] 1000/1000 ok" in done.stdout
         rpc = sync.index("/hello.Greeter/SayHello")
