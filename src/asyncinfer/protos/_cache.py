@@ -70,8 +70,7 @@ class ProtoCache:
             with self._lock:
                 self._hits += 1
             return folder
-        self._make_root()
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        staging = self._staging()
         try:
             run_protoc(sources, _RUNTIME_OUTPUTS, staging)
             try:
@@ -86,12 +85,14 @@ class ProtoCache:
         self._evict(keep=folder)
         return folder
 
-    def _make_root(self) -> None:
+    def _staging(self) -> Path:
+        """A private folder inside the cache to compile into (a read-only cache cannot)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
         except OSError as exc:
             raise ConfigError(
-                f"cannot create the proto cache {self.root}: {exc.strerror}; set {CACHE_ENV} "
+                f"cannot write into the proto cache {self.root}: {exc.strerror}; set {CACHE_ENV} "
                 "to a writable folder"
             ) from None
 
