@@ -2,14 +2,16 @@
 
 Serializing a large tensor reply through Python protobuf copies it several times; writing the
 field key, the varint length and then the bytes ourselves produces identical bytes with one
-copy. Both hand-framed serializers (inference replies, SysV tensor messages) use these.
+copy. The hand-framed serializers (inference replies, SysV tensor messages, the payload
+codecs) use these.
 """
 
 from __future__ import annotations
 
-__all__ = ["length_delimited", "varint"]
+__all__ = ["length_delimited", "padded_varint", "read_varint", "varint"]
 
 _LENGTH_DELIMITED = 2  # the wire type of bytes, strings and embedded messages
+_MAX_VARINT_BYTES = 10
 
 
 def varint(value: int) -> bytes:
@@ -20,6 +22,27 @@ def varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def padded_varint(value: int, size: int) -> bytes | None:
+    """``value`` as a varint of exactly ``size`` bytes (zero groups continue it), or None when
+    it needs more. Parsers accept such varints; they let a payload start at a chosen offset."""
+    if size < 1 or size > _MAX_VARINT_BYTES or value >= 1 << (7 * size):
+        return None
+    groups = [(value >> (7 * i)) & 0x7F for i in range(size)]
+    return bytes([*(g | 0x80 for g in groups[:-1]), groups[-1]])
+
+
+def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The varint at ``data[pos:]`` and the position after it; ValueError if it is cut off."""
+    value = shift = 0
+    for index in range(pos, min(len(data), pos + _MAX_VARINT_BYTES)):
+        byte = data[index]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, index + 1
+        shift += 7
+    raise ValueError(f"the varint at byte {pos} is cut off or longer than 10 bytes")
 
 
 def length_delimited(field_number: int, length: int) -> bytes:
