@@ -29,19 +29,22 @@ def padded_varint(value: int, size: int) -> bytes | None:
     it needs more. Parsers accept such varints; they let a payload start at a chosen offset."""
     if size < 1 or size > _MAX_VARINT_BYTES or value >= 1 << (7 * size):
         return None
-    groups = [(value >> (7 * i)) & 0x7F for i in range(size)]
-    return bytes([*(g | 0x80 for g in groups[:-1]), groups[-1]])
+    out = bytearray(size)
+    for index in range(size - 1):
+        out[index] = value & 0x7F | 0x80
+        value >>= 7
+    out[-1] = value
+    return bytes(out)
 
 
 def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """The varint at ``data[pos:]`` and the position after it; ValueError if it is cut off."""
     value = shift = 0
-    for index in range(pos, min(len(data), pos + _MAX_VARINT_BYTES)):
-        byte = data[index]
+    for byte in data[pos : pos + _MAX_VARINT_BYTES]:
         value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, index + 1
         shift += 7
+        if byte < 0x80:
+            return value, pos + shift // 7
     raise ValueError(f"the varint at byte {pos} is cut off or longer than 10 bytes")
 
 

@@ -17,7 +17,7 @@ A Context picks one with a class attribute; the RPC stays declared by its method
 Add a codec by subclassing PayloadCodec (its bytes ride in the one bytes field) or Codec.
 """
 
-from .base import BoundCodec, Codec, bind_method, codec_named
+from .base import BoundCodec, BytesLike, Codec, bind_method, codec_named
 from .payload import HEADER_BYTES, PayloadCodec
 from .protobuf import ProtobufCodec
 from .raw import RawCodec
@@ -33,6 +33,7 @@ __all__ = [
     "PROTOBUF",
     "RAW",
     "BoundCodec",
+    "BytesLike",
     "Codec",
     "FlatBuffersCodec",
     "PayloadCodec",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, from_numpy
+from ..datatypes import BYTES, DATATYPES, from_numpy
 from ..errors import UsageError
 from ._tensor_layout import DATA_ALIGNMENT, IDENTIFIER, MAX_BUFFER, MAX_DIMS
 from .base import BytesLike
@@ -45,53 +45,67 @@ _PREAMBLE = (
     + struct.pack("<iI", _ROOT - _ROOT_VTABLE, _TENSORS - (_ROOT + 4))
 )
 _LENGTH = struct.Struct("<I")
-_TABLE = struct.Struct("<iIIII")
+_PADS = [bytes(4 - k % 4) for k in range(4)]  # a string's NUL and padding to 4, by length % 4
+_SHAPES = [struct.Struct(f"<I{dims}q") for dims in range(MAX_DIMS + 1)]
+# Each datatype's name as a string block (length, bytes, NUL, padding): the same every time.
+_DATATYPE_BLOCKS = {
+    dt.wire: _LENGTH.pack(len(dt.wire)) + dt.wire.encode() + _PADS[len(dt.wire) % 4]
+    for dt in DATATYPES.values()
+}
 
 
 def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
     """The pieces of the message holding ``tensors`` (name -> array), in order."""
-    items = [_prepare(name, value) for name, value in tensors.items()]
-    tables = _TENSORS + 4 + 4 * len(items)
-    header = bytearray(_PREAMBLE)
-    header += _LENGTH.pack(len(items))
-    header += bytes(4 * len(items) + _TABLE_BYTES * len(items))
-    data_fields: list[int] = []
-    for index, (name, datatype, shape, _data) in enumerate(items):
+    count = len(tensors)
+    tables = _TENSORS + 4 + 4 * count
+    pos = tables + _TABLE_BYTES * count  # names, datatypes and shapes follow the tables
+    words: list[int] = [count]  # the tensors vector, then each table, as uint32 words
+    words += (tables + _TABLE_BYTES * i - (_TENSORS + 4 + 4 * i) for i in range(count))
+    blocks: list[bytes] = []
+    arrays = []
+    for index, (name, value) in enumerate(tensors.items()):
+        name_block, datatype_block, shape_block, data = _prepare(name, value)
         table = tables + _TABLE_BYTES * index
-        struct.pack_into("<I", header, _TENSORS + 4 + 4 * index, table - (_TENSORS + 4 + 4 * index))
-        fields = (_string(header, name), _string(header, datatype), _shape(header, shape))
-        _TABLE.pack_into(
-            header, table, table - _TENSOR_VTABLE,
-            *(target - (table + 4 + 4 * slot) for slot, target in enumerate(fields)), 0,
-        )  # fmt: skip
-        data_fields.append(table + 16)
-    return _with_data(header, data_fields, [item[3] for item in items])
+        name_at = pos
+        datatype_at = name_at + len(name_block)
+        shape_at = datatype_at + len(datatype_block)
+        blocks += (name_block, datatype_block)
+        if shape_at % 8 == 0:  # shape elements (int64) start on an 8-byte boundary
+            blocks.append(_PADS[0])
+            shape_at += 4
+        blocks.append(shape_block)
+        pos = shape_at + len(shape_block)
+        words += (table - _TENSOR_VTABLE, name_at - table - 4, datatype_at - table - 8,
+                  shape_at - table - 12, 0)  # fmt: skip
+        arrays.append(data)
+    return _with_data(words, blocks, arrays, pos)
 
 
 def _with_data(
-    header: bytearray, fields: list[int], arrays: list[npt.NDArray[Any]]
+    words: list[int], blocks: list[bytes], arrays: list[npt.NDArray[Any]], end: int
 ) -> list[BytesLike]:
-    """Place each data vector on its boundary after the header; patch the offsets to them."""
-    pieces: list[BytesLike] = [header]
-    end = len(header)
+    """Place each data vector on its boundary after the header; the message's pieces."""
     gaps = []
-    for field, data in zip(fields, arrays, strict=True):
+    for index, data in enumerate(arrays):
         start = -(-(end + 4) // DATA_ALIGNMENT) * DATA_ALIGNMENT
-        struct.pack_into("<I", header, field, start - 4 - field)
+        field = _TENSORS + 4 + 4 * len(arrays) + _TABLE_BYTES * index + 16
+        words[1 + len(arrays) + 5 * index + 4] = start - 4 - field
         gaps.append(bytes(start - 4 - end) + _LENGTH.pack(data.nbytes))
         end = start + data.nbytes
     if end > MAX_BUFFER:
         raise UsageError(f"the tensors need {end} bytes; a FlatBuffer holds at most {MAX_BUFFER}")
-    if gaps:
-        header += gaps[0]  # the first gap is written with the header, not as a piece of its own
-        pieces.append(arrays[0])
-        for gap, data in zip(gaps[1:], arrays[1:], strict=True):
-            pieces += (gap, data)
+    header = [_PREAMBLE, struct.pack(f"<{len(words)}I", *words), *blocks]
+    if not arrays:
+        return [b"".join(header)]
+    pieces: list[BytesLike] = [b"".join([*header, gaps[0]]), arrays[0]]
+    for gap, data in zip(gaps[1:], arrays[1:], strict=True):
+        pieces += (gap, data)
     return pieces
 
 
-def _prepare(name: str, value: npt.ArrayLike) -> tuple[bytes, bytes, tuple[int, ...], Any]:
-    array = np.asarray(value)
+def _prepare(name: str, value: npt.ArrayLike) -> tuple[bytes, bytes, bytes, Any]:
+    """A tensor's name, datatype and shape blocks and its data as a uint8 view."""
+    array = value if type(value) is np.ndarray else np.asarray(value)
     datatype = from_numpy(array.dtype)
     if datatype is None or datatype.wire == BYTES:
         raise UsageError(
@@ -104,21 +118,8 @@ def _prepare(name: str, value: npt.ArrayLike) -> tuple[bytes, bytes, tuple[int, 
         raise UsageError(f"tensor {name!r} has {array.ndim} dimensions; at most {MAX_DIMS}")
     if array.dtype != datatype.dtype or not array.flags.c_contiguous:
         array = np.ascontiguousarray(array, dtype=datatype.dtype)  # the one copy, only if needed
+    encoded = name.encode()
+    name_block = _LENGTH.pack(len(encoded)) + encoded + _PADS[len(encoded) % 4]
+    shape_block = _SHAPES[array.ndim].pack(array.ndim, *array.shape)
     data = array.reshape(-1).view(np.uint8)  # a view: bytes of any dtype, bfloat16 included
-    return name.encode(), datatype.wire.encode(), array.shape, data
-
-
-def _string(header: bytearray, text: bytes) -> int:
-    """Append a string (length, bytes, NUL, padding to 4); its position."""
-    pos = len(header)
-    header += _LENGTH.pack(len(text)) + text + bytes(4 - len(text) % 4)
-    return pos
-
-
-def _shape(header: bytearray, shape: tuple[int, ...]) -> int:
-    """Append a vector of int64 with its elements on an 8-byte boundary; its position."""
-    if len(header) % 8 == 0:
-        header += bytes(4)
-    pos = len(header)
-    header += _LENGTH.pack(len(shape)) + struct.pack(f"<{len(shape)}q", *shape)
-    return pos
+    return name_block, _DATATYPE_BLOCKS[datatype.wire], shape_block, data

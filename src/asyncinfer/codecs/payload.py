@@ -84,6 +84,10 @@ _TYPE_NAMES = {
 }
 
 
+def _nbytes(piece: Any) -> int:
+    return memoryview(piece).nbytes
+
+
 class _Carried(BoundCodec):
     """A payload codec bound to its carrier message and field."""
 
@@ -102,29 +106,30 @@ class _Carried(BoundCodec):
         """A view of the payload in ``data``, or InvalidArgument if it is not all the message."""
         if not data:
             return _EMPTY  # proto3 leaves an empty bytes field out: the message is empty
-        where = f"{self.message.full_name}.{self._field_name}"
         if not data.startswith(self._tag):
             raise InvalidArgument(
-                f"the message must hold only its bytes field {where}, and it starts with "
-                f"another field (byte 0x{data[0]:02x})"
+                f"the message must hold only its bytes field {self._where()}, and it starts "
+                f"with another field (byte 0x{data[0]:02x})"
             )
         try:
             length, start = read_varint(data, len(self._tag))
         except ValueError:
-            raise InvalidArgument(f"the length of {where} is cut off") from None
+            raise InvalidArgument(f"the length of {self._where()} is cut off") from None
         if start + length != len(data):
             got = len(data) - start
             raise InvalidArgument(
-                f"{where} says it has {length} bytes, and {got} follow its length"
+                f"{self._where()} says it has {length} bytes, and {got} follow its length"
                 + ("" if got < length else "; the message must hold only that field")
             )
         return memoryview(data)[start:]
 
+    def _where(self) -> str:
+        return f"{self.message.full_name}.{self._field_name}"
+
     def encode(self, value: Any) -> bytes:
         pieces: Sequence[Any] = self._codec.encode_payload(value)
-        length = sum(memoryview(piece).nbytes for piece in pieces)
-        size = HEADER_BYTES - len(self._tag)
-        prefix = padded_varint(length, size) or varint(length)
+        length = sum(map(_nbytes, pieces))
+        prefix = padded_varint(length, HEADER_BYTES - len(self._tag)) or varint(length)
         return b"".join((self._tag, prefix, *pieces))
 
     def from_json(self, value: Any) -> Any:

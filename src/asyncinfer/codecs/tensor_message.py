@@ -37,7 +37,7 @@ class FlatBuffersCodec(PayloadCodec):
         return read_tensors(payload)
 
     def encode_payload(self, value: Any) -> Sequence[BytesLike]:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise UsageError(
                 f"a FlatBuffers tensor message is a mapping of name -> array, not "
                 f"{type(value).__name__}"
