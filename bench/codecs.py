@@ -60,7 +60,8 @@ def rounds(address: str, pid: int, args: argparse.Namespace) -> list[dict[str, A
     runs: list[dict[str, Any]] = []
     for round_ in range(args.rounds):
         order = CODECS[round_ % 3 :] + CODECS[: round_ % 3]
-        for label, size in SIZES.items():
+        for label in args.sizes:
+            size = SIZES[label]
             command = [
                 python(), str(BENCH / "_codecs_client.py"), address, "--server-pid", str(pid),
                 "--size", str(size), "--codecs", ",".join(order),
@@ -81,9 +82,9 @@ def rounds(address: str, pid: int, args: argparse.Namespace) -> list[dict[str, A
     return runs
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], sizes: list[str]) -> dict[str, Any]:
     cells: dict[str, Any] = {}
-    for label in SIZES:
+    for label in sizes:
         for level in LEVELS:
             cell: dict[str, Any] = {}
             for codec in CODECS:
@@ -98,9 +99,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _extreme(cells: dict[str, Any], key: str, labels: tuple[str, ...], pick: Any) -> Any:
-    values = [cells[f"{label}/c{level}"][key] for label in labels for level in LEVELS]
+    values = [cell[key] for name, cell in cells.items() if name.split("/")[0] in labels]
     numbers = [v for v in values if v is not None]
-    return pick(numbers) if len(numbers) == len(values) else None
+    return pick(numbers) if numbers and len(numbers) == len(values) else None
 
 
 def main() -> int:
@@ -109,14 +110,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run")
     parser.add_argument("--warmup", type=float, default=0.3, help="unrecorded seconds per run")
+    parser.add_argument("--sizes", default=",".join(SIZES), help=f"some of {', '.join(SIZES)}")
     args = parser.parse_args()
+    args.sizes = args.sizes.split(",")
+    if not set(args.sizes) <= set(SIZES):
+        parser.error(f"--sizes takes some of {', '.join(SIZES)}")
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 0.3, 0.1
     started = time.monotonic()
     with serving([SERVER], BUILD / "bench-logs" / "codecs") as running:
         server = running["asyncinfer"]
         runs = rounds(server.address, server.process.pid, args)
-    cells = summarize(runs)
+    cells = summarize(runs, args.sizes)
     large = ("1MiB", "16MiB")
     result: dict[str, Any] = {
         "bench": "codecs",
@@ -128,6 +133,7 @@ def main() -> int:
             cells, "flatbuffers_vs_protobuf", ("16KiB",), min
         ),
         "raw_vs_flatbuffers_max": _extreme(cells, "raw_vs_flatbuffers", tuple(SIZES), max),
+        "sizes": args.sizes,
         "goals": GOALS,
         "failures": sum(r["errors"] for r in runs),
         "wall_s": round(time.monotonic() - started, 1),
