@@ -8,18 +8,14 @@
 #
 # Idempotent: with flatc on PATH (or $FLATC set) it does nothing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 if [ -n "${FLATC:-}" ] || command -v flatc >/dev/null 2>&1; then
     exit 0
 fi
-echo "install_flatc: installing Debian package flatbuffers-compiler" >&2
-if [ "$(id -u)" -ne 0 ]; then
-    echo "install_flatc: flatc is missing and this is not root;" \
-        "run: sudo apt-get update && sudo apt-get install -y flatbuffers-compiler" >&2
-    exit 1
-fi
-DEBIAN_FRONTEND=noninteractive apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flatbuffers-compiler >/dev/null
+# shellcheck source=scripts/_apt.sh
+. scripts/_apt.sh
+apt_install_missing install_flatc flatbuffers-compiler
 command -v flatc >/dev/null 2>&1 || {
     echo "install_flatc: flatbuffers-compiler was installed but flatc is not on PATH" >&2
     exit 1

@@ -18,8 +18,14 @@ from asyncinfer.client import AsyncClient, Method, SyncClient
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.testing import ServerProcess
 
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 pytest.importorskip("onnx", reason="the onnx package is not installed")
+
+from . import test_02_custom_inference as example_02
+
+# Example 02's test's model cache (a module fixture) and its ONNX Runtime reference.
+cache = example_02.cache
+direct = example_02.direct
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "08_flatbuffers"
 sys.path.insert(0, str(EXAMPLE))
@@ -32,22 +38,10 @@ CLASSIFY_RAW = Method.of(DESCRIPTOR, codec=codecs.RAW)  # to send malformed buff
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
 def server(cache: pathlib.Path) -> Iterator[ServerProcess]:
     argv = [sys.executable, str(EXAMPLE / "server.py"), "--port", "0", "--cache-dir", str(cache)]
     with ServerProcess(argv, timeout=60) as process:
         yield process
-
-
-def direct(cache: pathlib.Path, features: np.ndarray) -> np.ndarray:
-    (model,) = cache.glob("*.onnx")
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    (probabilities,) = session.run(None, {"features": features})
-    return probabilities  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
