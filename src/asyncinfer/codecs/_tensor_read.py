@@ -36,7 +36,7 @@ _BY_WIRE = {dt.wire.encode(): dt for dt in DATATYPES.values() if dt.wire != BYTE
 _SHAPES = [struct.Struct(f"<{dims}q") for dims in range(MAX_DIMS + 1)]
 _SLOTS = [struct.Struct(f"<{slots}H") for slots in range(len(TENSOR_FIELDS) + 1)]
 _U32 = U32.unpack_from
-_ROOT: Where = (None, None, "root offset")
+_ROOT: Where = (None, None, "root")
 _MESSAGE: Where = (None, None, "TensorMessage")
 _TENSORS: Where = (None, None, "tensors")
 

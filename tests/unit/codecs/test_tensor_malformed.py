@@ -66,7 +66,7 @@ CASES: dict[str, tuple[Patch, str]] = {
     ),
     "root offset past the end": (
         lambda b: put(b, 0, 1 << 20),
-        r"^root offset offset 1048576 at byte 0 points outside the \d+ bytes",
+        r"^root offset 1048576 at byte 0 points outside the \d+ bytes",
     ),
     "tensor offset past the end": (
         lambda b: put(b, 40, 1 << 24),
