@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-mapfile -t protos < <(find examples tests -name '*.proto' | sort)
+mapfile -t protos < <(find examples tests bench -name '*.proto' | sort)
 "$PY" -m asyncinfer.protos stubs --out build/typings "${protos[@]}" > /dev/null
 echo "mypy --strict src tests bench"
 "$PY" -m mypy
