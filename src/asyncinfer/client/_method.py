@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from ..context import Context
 from ..errors import RpcError, from_status
+from .routing import routing_metadata
 
 __all__ = ["Method", "Request", "to_error"]
 
@@ -78,7 +79,9 @@ class Method:
             try:
                 if streaming:
                     return [reply async for reply in call(self._requests(request), timeout=timeout)]
-                return await call(self._requests(request), timeout=timeout)
+                return await call(
+                    self._requests(request), timeout=timeout, metadata=routing_metadata(request)
+                )
             except grpc.aio.AioRpcError as exc:
                 raise to_error(exc) from None
 
@@ -93,7 +96,9 @@ class Method:
             try:
                 if streaming:
                     return list(call(self._requests(request), timeout=timeout))
-                return call(self._requests(request), timeout=timeout)
+                return call(
+                    self._requests(request), timeout=timeout, metadata=routing_metadata(request)
+                )
             except grpc.RpcError as exc:
                 raise to_error(exc) from None
 
