@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncinfer.client import AsyncClient, Constant, Method, Siege, SyncClient
+from asyncinfer.client import AsyncClient, ChannelPool, Constant, Method, Siege, SyncClient
 from asyncinfer.errors import RpcError
 from asyncinfer.pb import ping_pb2
 from asyncinfer.pb.ping_pb2 import PingRequest
@@ -93,3 +93,12 @@ async def test_a_dns_name_is_resolved_and_balanced(servers: list[ServerProcess])
     async with AsyncClient(f"dns:///localhost:{port}", PING, timeout=5) as client:
         replies, failed = await _calls(client, 20)
     assert failed == 0 and set(_pids(replies)) == {servers[0].pid}
+
+
+async def test_a_channel_pool_balances_each_of_its_channels(servers: list[ServerProcess]) -> None:
+    async with ChannelPool([s.address for s in servers], size=2) as pool:
+        for _ in range(10):
+            await pool.call(PING, PingRequest())
+        replies = [await pool.call(PING, PingRequest()) for _ in range(60)]
+    spread = _pids(replies)
+    assert set(spread) == {s.pid for s in servers} and min(spread.values()) >= 10, spread
