@@ -155,14 +155,17 @@ def _tried(value: str) -> tuple[str, ...]:
 
 
 def parse_record(line: str) -> Record:
+    """A line of the access log the templates' ``log_format`` writes."""
     fields = {key: quoted if value.startswith('"') else value
               for key, value, quoted in _RECORD.findall(line)}  # fmt: skip
+    # nginx logs an empty variable as "-".
+    fields = {key: "" if value == "-" else value for key, value in fields.items()}
     return Record(
         upstreams=_tried(fields.get("upstream", "")),
         upstream_statuses=_tried(fields.get("upstream_status", "")),
         status=int(fields.get("status") or 0),
-        grpc_status=fields.get("grpc_status", "").strip("- "),
-        sequence=fields.get("sequence", "").strip("-"),
+        grpc_status=fields.get("grpc_status", ""),
+        sequence=fields.get("sequence", ""),
     )
 
 

@@ -77,4 +77,4 @@ async def test_sigterm_drains_within_grace() -> None:
     assert statuses[:2] == [SERVING, NOT_SERVING]  # readiness goes NOT_SERVING while draining
     assert ended in ("Cancelled", "Unavailable")  # the call longer than the grace was ended
     assert code == 0
-    assert exited_after < GRACE + 3.0, exited_after
+    assert exited_after < GRACE + 5.0, exited_after  # the grace, and a margin for a busy machine

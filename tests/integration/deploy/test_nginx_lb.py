@@ -224,3 +224,20 @@ def test_tritonclient_users_set_the_header_themselves(
         # reaches a backend that never saw its start.
         with pytest.raises(InferenceServerException, match="must specify the START flag"):
             run_sequence(client, 99, sticky=False)
+
+
+def test_access_log_records_name_the_backend_that_answered() -> None:
+    retried = nginx_lb.parse_record(
+        't upstream="127.0.0.1:1, 127.0.0.1:2" status=200 upstream_status="502, 200" '
+        'grpc_status="0" sequence="-" request_time=0.001'
+    )
+    assert (retried.answered_by, retried.grpc_status, retried.sequence) == ("127.0.0.1:2", "0", "")
+    refused = nginx_lb.parse_record(
+        't upstream="127.0.0.1:1 : asyncinfer_grpc" status=204 upstream_status="502 : 502" '
+        'grpc_status="-" sequence="7" request_time=0.000'
+    )
+    assert (refused.answered_by, refused.upstreams, refused.sequence) == (
+        "",
+        ("127.0.0.1:1", "asyncinfer_grpc"),
+        "7",
+    )
