@@ -38,7 +38,7 @@ from asyncinfer.shm.tensors import (
 )
 
 if TYPE_CHECKING:
-    import preprocess_pb2
+    import preprocess_pb2 as preprocess_pb2  # re-exported: tests use it from here
 else:
     preprocess_pb2 = asyncinfer.protos.load(Path(__file__).with_name("preprocess.proto"))
 

@@ -6,6 +6,8 @@
     asyncinfer async 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --concurrency 32 --duration 5
     asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
         --rate-end 8000 --duration 10 --json siege.json
+    asyncinfer siege 10.0.0.1:8001,10.0.0.2:8001 ...      # round-robin over several servers
+    asyncinfer health 127.0.0.1:8001                      # exit 0 when SERVING (HEALTHCHECK)
 
 Load clients find the RPC and its message types through server reflection, and build the
 request from JSON (protobuf's JSON mapping; bytes are base64). For a FlatBuffers or raw method
@@ -27,8 +29,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import logs
+from . import __version__, logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
+from .client.health import check_health
 from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
@@ -50,8 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncinfer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"asyncinfer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="serve an application's services"))
+    _add_health(commands.add_parser("health", help="ask a server's gRPC health service"))
     for name, help_text in (
         ("sync", "one call in flight; prints calls/s"),
         ("async", "many calls in flight (closed loop)"),
@@ -176,8 +181,24 @@ def _configured(factory: Callable[[], Server], overrides: dict[str, Any]) -> Ser
     return server
 
 
-def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+def _add_health(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="HOST:PORT")
+    parser.add_argument("--service", default="", help='a service name; "" is the whole server')
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    parser.set_defaults(run=_run_health)
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server reports SERVING; 1 for any other status or no answer."""
+    status = check_health(args.target, args.service, timeout=args.timeout)
+    print(f"{args.target} {args.service or '(server)'}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
+def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+    parser.add_argument(
+        "target", help="HOST:PORT, several comma-separated (round-robin), or dns:///NAME:PORT"
+    )
     parser.add_argument("method", help="/package.Service/Method")
     parser.add_argument(
         "--request", default="{}", help="request as JSON (a list for client streams)"

@@ -13,8 +13,10 @@ import pytest
 pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install '.[dev]')")
 
 ROOT = Path(__file__).parents[2]
-#: Files of the project's own planning that are not part of what a user gets.
-NOT_SHIPPED = re.compile(r"DESIGN(?:\.md| F\d)|TRITON-COMPAT|STYLE\.md|TOOLS\.md|shared/")
+#: The project's own planning (its files, feature ids, issue numbers), which users do not get.
+NOT_SHIPPED = re.compile(
+    r"DESIGN(?:\.md| F\d)|TRITON-COMPAT|STYLE\.md|TOOLS\.md|shared/|\bF\d{1,2}\b|[Ii]ssue \d+"
+)
 
 
 @pytest.fixture(scope="module")

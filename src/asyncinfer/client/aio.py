@@ -11,7 +11,7 @@ import grpc
 
 from ..errors import RpcError, UsageError
 from ._method import Method, Request
-from .channel import channel_options
+from .channel import Targets, balanced_target, channel_options
 from .report import LatencyRecorder, Report
 
 __all__ = ["AsyncClient"]
@@ -20,11 +20,14 @@ RequestSource = Request | Callable[[int], Request]
 
 
 class AsyncClient:
-    """Concurrent calls of one RPC. With ``max_in_flight``, extra calls wait for a free slot."""
+    """Concurrent calls of one RPC. With ``max_in_flight``, extra calls wait for a free slot.
+
+    ``target``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         method: Method,
         *,
         max_in_flight: int | None = None,
@@ -35,7 +38,10 @@ class AsyncClient:
             raise UsageError(f"max_in_flight must be >= 1 or None, not {max_in_flight}")
         self.method = method
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target, options=[*channel_options(), *options])
+        address, balancing = balanced_target(target)
+        self._channel = grpc.aio.insecure_channel(
+            address, options=[*channel_options(), *balancing, *options]
+        )
         self._invoke = method.aio_invoker(self._channel)
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 

@@ -23,7 +23,7 @@ import grpc
 
 from ..errors import UsageError
 from ._method import Method, Request
-from .channel import OWN_CONNECTION, channel_options
+from .channel import OWN_CONNECTION, Targets, balanced_target, channel_options
 
 __all__ = ["ChannelPool"]
 
@@ -31,11 +31,15 @@ Invoker = Callable[[Request, float | None], Awaitable[Any]]
 
 
 class ChannelPool:
-    """``size`` channels to ``target``; ``call`` picks the next one round-robin."""
+    """``size`` channels to ``target``; ``call`` picks the next one round-robin.
+
+    ``target``: one address, several or a ``dns:///`` name; with several backends each channel
+    balances its calls over all of them (gRPC's round_robin).
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         *,
         size: int = 4,
         default_timeout: float | None = 10.0,
@@ -46,7 +50,8 @@ class ChannelPool:
         self.target = target
         self.size = size
         self.default_timeout = default_timeout
-        self._options = [*channel_options(), *OWN_CONNECTION, *options]
+        self._address, balancing = balanced_target(target)
+        self._options = [*channel_options(), *OWN_CONNECTION, *balancing, *options]
         self._channels: list[grpc.aio.Channel] = []
         self._invokers: dict[tuple[int, str], Invoker] = {}
         self._next = itertools.count()
@@ -57,7 +62,8 @@ class ChannelPool:
         if self._channels:
             raise UsageError(f"the channel pool to {self.target} is already open")
         self._channels = [
-            grpc.aio.insecure_channel(self.target, options=self._options) for _ in range(self.size)
+            grpc.aio.insecure_channel(self._address, options=self._options)
+            for _ in range(self.size)
         ]
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from ..errors import NotFound, UsageError
 from ._method import Method, to_error
+from .channel import Targets, balanced_target
 
 __all__ = ["resolve_method"]
 
@@ -25,10 +26,11 @@ def _full_name(name: str) -> str:
     return stripped
 
 
-def resolve_method(target: str, name: str, *, timeout: float = 10.0) -> Method:
+def resolve_method(target: Targets, name: str, *, timeout: float = 10.0) -> Method:
     """The Method called ``name`` on the server at ``target``, described by its reflection."""
     full_name = _full_name(name)
-    with grpc.insecure_channel(target) as channel:
+    address, balancing = balanced_target(target)
+    with grpc.insecure_channel(address, options=balancing) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:

@@ -28,7 +28,7 @@ from ..inference.tensors import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
 from ._method import to_error
-from .channel import channel_options
+from .channel import Targets, balanced_target, channel_options
 
 __all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunner"]
 
@@ -162,9 +162,12 @@ class RemoteRunner(_Runner):
 
 
 class RemoteManager:
-    """Models of a remote inference service, for asyncio code. Use ``async with``."""
+    """Models of a remote inference service, for asyncio code. Use ``async with``.
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
+
+    def __init__(self, url: Targets, *, timeout: float = 30.0) -> None:
         self.url = url
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
@@ -174,7 +177,8 @@ class RemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"RemoteManager({self.url!r}) is already connected")
-        self._channel = grpc.aio.insecure_channel(self.url, options=channel_options())
+        address, balancing = balanced_target(self.url)
+        self._channel = grpc.aio.insecure_channel(address, options=[*channel_options(), *balancing])
         try:
             self._metadata = await _drive_async(_read_metadata(), self._call)
         except BaseException:
@@ -245,9 +249,12 @@ class SyncRemoteRunner(_Runner):
 
 
 class SyncRemoteManager:
-    """Models of a remote inference service, for blocking code. Use ``with``."""
+    """Models of a remote inference service, for blocking code. Use ``with``.
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
+
+    def __init__(self, url: Targets, *, timeout: float = 30.0) -> None:
         self.url = url
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
@@ -257,7 +264,8 @@ class SyncRemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"SyncRemoteManager({self.url!r}) is already connected")
-        self._channel = grpc.insecure_channel(self.url, options=channel_options())
+        address, balancing = balanced_target(self.url)
+        self._channel = grpc.insecure_channel(address, options=[*channel_options(), *balancing])
         try:
             self._metadata = _drive(_read_metadata(), self._blocking)
         except BaseException:

@@ -10,7 +10,7 @@ import grpc
 
 from ..errors import RpcError, UsageError
 from ._method import Method, Request
-from .channel import channel_options
+from .channel import Targets, balanced_target, channel_options
 from .report import LatencyRecorder, Report
 
 __all__ = ["SyncClient"]
@@ -19,11 +19,14 @@ RequestSource = Request | Callable[[int], Request]
 
 
 class SyncClient:
-    """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams)."""
+    """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams).
+
+    ``target``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         method: Method,
         *,
         timeout: float | None = 10.0,
@@ -31,7 +34,10 @@ class SyncClient:
     ) -> None:
         self.method = method
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=[*channel_options(), *options])
+        address, balancing = balanced_target(target)
+        self._channel = grpc.insecure_channel(
+            address, options=[*channel_options(), *balancing, *options]
+        )
         self._invoke = method.sync_invoker(self._channel)
 
     def call(self, request: Request, *, timeout: float | None = None) -> Any:
