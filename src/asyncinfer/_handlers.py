@@ -20,7 +20,7 @@ from .context import CallInfo, Context
 from .errors import InvalidArgument, RpcError, internal_error
 from .resources import Resources
 
-__all__ = ["make_handler", "serialize_reply"]
+__all__ = ["METHOD_HANDLERS", "make_handler", "serialize_reply"]
 
 AnyContext = Context[Any, Any, Any]
 GrpcContext = grpc.aio.ServicerContext[Any, Any]
@@ -38,7 +38,7 @@ def make_handler(
     shape = (cls.client_streaming, cls.server_streaming)
     build = _streaming_reply if cls.server_streaming else _single_reply
     behaviour = build(cls, resources, admission)
-    factory = _FACTORIES[shape]
+    factory = METHOD_HANDLERS[shape]
     return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)
 
 
@@ -180,7 +180,8 @@ def _streaming_reply(
     return handle
 
 
-_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+#: grpc's method-handler factory for each (client streaming, server streaming) shape.
+METHOD_HANDLERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,

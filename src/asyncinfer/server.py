@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any, Self
 
 import grpc
@@ -26,6 +27,7 @@ from .context import Context
 from .errors import ConfigError, UsageError
 from .metrics import MetricsEndpoint, registry_for
 from .resources import Resources
+from .restriction import RestrictingInterceptor
 
 __all__ = ["Server", "ServerStatistics"]
 
@@ -52,12 +54,29 @@ class _Service:
 
 
 class Server:
-    """A gRPC server for services built from Contexts. Construct, ``add_service``, ``start``."""
+    """A gRPC server for services built from Contexts. Construct, ``add_service``, ``start``.
 
-    def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
+    ``interceptors`` are grpc.aio server interceptors (authentication, say) that see every call
+    before its handler, in order, after the configured protocol restrictions.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        **options: Any,
+    ) -> None:
         if config is not None and options:
             raise UsageError("pass either a ServerConfig or keyword options, not both")
         self.config = config if config is not None else ServerConfig(**options)
+        for interceptor in interceptors:
+            if not isinstance(interceptor, grpc.aio.ServerInterceptor):
+                raise ConfigError(
+                    f"interceptors must be grpc.aio.ServerInterceptor instances, not "
+                    f"{interceptor!r}"
+                )
+        self.interceptors = tuple(interceptors)
         self._services: dict[str, _Service] = {}
         self._admissions: dict[str, Admission] = {}
         self._grpc: grpc.aio.Server | None = None
@@ -118,9 +137,14 @@ class Server:
             raise UsageError("start() was already called")
         if not self._services:
             raise ConfigError("no services: call add_service() before start()")
+        restrictions = self.config.restrictions
         server = grpc.aio.server(
             options=self.config.grpc_options(),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+            interceptors=[
+                *([RestrictingInterceptor(restrictions)] if restrictions else []),
+                *self.interceptors,
+            ],
         )
         self._grpc = server
         try:
@@ -198,7 +222,11 @@ class Server:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         try:
-            port = server.add_insecure_port(self.config.address)
+            tls = self.config.tls
+            if tls is None:
+                port = server.add_insecure_port(self.config.address)
+            else:
+                port = server.add_secure_port(self.config.address, tls.grpc_credentials())
         except RuntimeError as exc:
             port = 0
             cause: BaseException | None = exc
