@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError, Message
 
 from .admission import Admission
 from .context import CallInfo, Context
-from .errors import InvalidArgument, RpcError, internal_error
+from .errors import InvalidArgument, RpcError, bounded_message, internal_error
 from .resources import Resources
 
 __all__ = ["METHOD_HANDLERS", "make_handler", "serialize_reply"]
@@ -65,7 +65,7 @@ async def _fail(
     if isinstance(exc, grpc.aio.AbortError):
         raise exc  # the Context aborted the call itself; its status is already set
     error = exc if isinstance(exc, RpcError) else internal_error(exc, cls.rpc_path())
-    await call.abort(error.code, error.message)
+    await call.abort(error.code, bounded_message(error.message))
     raise AssertionError("grpc's abort() returned")  # it raises; this line is never reached
 
 

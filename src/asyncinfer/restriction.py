@@ -149,7 +149,7 @@ class Restrictions:
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any]"]]
 
 
-class RestrictingInterceptor(grpc.aio.ServerInterceptor):
+class RestrictingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses calls of restricted protocols that lack the group's header, before any handler
     code runs; the refusal has the call's own shape, so a stream is refused at once."""
 

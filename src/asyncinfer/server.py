@@ -64,7 +64,7 @@ class Server:
         self,
         config: ServerConfig | None = None,
         *,
-        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
         **options: Any,
     ) -> None:
         if config is not None and options:
