@@ -40,6 +40,7 @@ import logging
 import os
 import resource
 import stat
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,9 +56,17 @@ from ..errors import (
     echo,
 )
 from ._lease import ReleasedOnExit
-from ._spans import check_span
+from ._spans import check_span, views_alive
 
-__all__ = ["RESERVED_PREFIXES", "RegionLease", "RegionStatus", "SystemShmRegistry", "check_key"]
+__all__ = [
+    "RESERVED_PREFIXES",
+    "ReadBuffers",
+    "RegionLease",
+    "RegionStatus",
+    "SystemShmRegistry",
+    "check_key",
+    "default_max_regions",
+]
 
 log = logging.getLogger("asyncinfer.shm")
 
@@ -157,19 +166,19 @@ class RegionLease(ReleasedOnExit):
         the client's memory: see the module docstring)."""
         region = self._live()
         region.check_size()
-        buffer = bytearray(self.byte_size)
+        assert self._owner is not None
+        buffer = self._owner.buffers.take(self.byte_size)
         position = region.status.offset + self.offset
         done = 0
-        with memoryview(buffer) as target:
-            while done < self.byte_size:
-                read = os.preadv(region.fd, [target[done:]], position + done)
-                if read == 0:  # the client shrank the object after the size check
-                    raise InvalidArgument(
-                        f"{_label(self.name)}: the region ended after {self.offset + done} of "
-                        f"the {self.offset + self.byte_size} bytes this request reads"
-                    )
-                done += read
-        return memoryview(buffer)
+        while done < self.byte_size:
+            read = os.preadv(region.fd, [buffer[done:]], position + done)
+            if read == 0:  # the client shrank the object after the size check
+                raise InvalidArgument(
+                    f"{_label(self.name)}: the region ended after {self.offset + done} of "
+                    f"the {self.offset + self.byte_size} bytes this request reads"
+                )
+            done += read
+        return buffer.data
 
     def array(self, dtype: npt.DTypeLike, shape: Sequence[int]) -> npt.NDArray[Any]:
         """A copy of the leased bytes as a numpy array; they must be exactly the tensor's size."""
@@ -214,10 +223,44 @@ class RegionLease(ReleasedOnExit):
             owner._return(self._region)
 
 
+class ReadBuffers:
+    """Server memory that inputs are read into, reused once no view of it is left.
+
+    A fresh buffer of a large tensor costs a page fault per page on first touch (more than the
+    copy itself), so up to ``keep`` buffers of at most ``largest`` bytes are kept and handed out
+    again when the arrays of the request that used one are gone (``views_alive``); a buffer
+    still viewed (a model kept its input) is simply not reused.
+    """
+
+    def __init__(self, *, keep: int = 4, largest: int = 64 << 20) -> None:
+        self.keep = keep
+        self.largest = largest
+        self._kept: list[npt.NDArray[np.uint8]] = []
+        self._lock = threading.Lock()  # leases may be read from pool threads
+
+    def take(self, size: int) -> npt.NDArray[np.uint8]:
+        """``size`` bytes of server memory (contents undefined)."""
+        if size > self.largest:
+            return np.empty(size, np.uint8)
+        with self._lock:
+            for root in self._kept:
+                if root.nbytes >= size and not views_alive(root):
+                    return root[:size]
+            root = np.empty(max(size, 1 << 16), np.uint8)
+            if len(self._kept) < self.keep:
+                self._kept.append(root)
+            else:  # all kept buffers are in use or too small: replace the smallest unused one
+                free = [i for i, kept in enumerate(self._kept) if not views_alive(kept)]
+                if free:
+                    self._kept[min(free, key=lambda i: self._kept[i].nbytes)] = root
+            return root[:size]
+
+
 class SystemShmRegistry:
     """Registered POSIX regions by name; at most ``max_regions`` at once."""
 
     def __init__(self, *, max_regions: int | None = None) -> None:
+        self.buffers = ReadBuffers()
         self.max_regions = default_max_regions() if max_regions is None else max_regions
         if self.max_regions < 1:
             raise UsageError(f"max_regions must be >= 1, not {self.max_regions}")

@@ -48,16 +48,20 @@ def test_restricted_protocols_need_their_header(
             assert ADMIN in _refused(lambda: client.get_model_config("simple")).message()
             assert ADMIN in _refused(lambda: client.get_model_repository_index()).message()
             wrong = {"triton-grpc-protocol-admin-key": "guess"}
-            assert ADMIN in _refused(
-                lambda: client.get_inference_statistics("simple", headers=wrong)
-            ).message()
+            assert (
+                ADMIN
+                in _refused(
+                    lambda: client.get_inference_statistics("simple", headers=wrong)
+                ).message()
+            )
             # The right key opens its own group only.
             assert client.get_model_config("simple", headers=admin).config.name == "simple"
             assert INFER in _refused(lambda: _infer(client, admin)).message()
             _infer(client, infer)
-            assert ADMIN in _refused(
-                lambda: client.unregister_system_shared_memory(headers=infer)
-            ).message()
+            assert (
+                ADMIN
+                in _refused(lambda: client.unregister_system_shared_memory(headers=infer)).message()
+            )
 
 
 def test_a_restricted_stream_is_refused_at_once(
@@ -68,7 +72,9 @@ def test_a_restricted_stream_is_refused_at_once(
         for headers, expected in ((None, INFER), ({"triton-grpc-protocol-infer-key": "v"}, None)):
             results: queue.Queue[object] = queue.Queue()
             with grpcclient.InferenceServerClient(address) as client:
-                client.start_stream(lambda result, error: results.put(error or result), headers=headers)
+                client.start_stream(
+                    lambda result, error: results.put(error or result), headers=headers
+                )
                 client.async_stream_infer("simple", _inputs())
                 answer = results.get(timeout=10)
                 client.stop_stream()

@@ -20,7 +20,9 @@ from asyncinfer.tls import ClientTls, ServerTls
 from ..inference.inference_servers import ThreadedServer
 from .conftest import Certificates
 
-LIVE = Method.of(pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name["ServerLive"])
+LIVE = Method.of(
+    pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name["ServerLive"]
+)
 
 
 def _infer_simple(client: grpcclient.InferenceServerClient) -> None:
@@ -126,7 +128,9 @@ def test_server_tls_as_ssl_context_for_an_http_front_end(certificates: Certifica
     def handshake(with_cert: bool) -> str:
         client_context = ssl.create_default_context(cafile=str(certificates.ca))
         if with_cert:
-            client_context.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
+            client_context.load_cert_chain(
+                str(certificates.client_cert), str(certificates.client_key)
+            )
         server_sock, client_sock = socket.socketpair()
         outcome: list[str] = []
 
