@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ._handlers import AnyContext, make_handler
 from ._reflection import pools_of
-from .admission import Admission, AdmissionStatistics
+from .admission import Admission, AdmissionStatistics, ServerLimits
 from .config import ServerConfig
 from .context import Context
 from .errors import ConfigError, UsageError
@@ -84,6 +84,8 @@ class Server:
         self._started: list[Resources] = []
         self._port: int | None = None
         self._metrics: MetricsEndpoint | None = None
+        #: What calls of every RPC hold together (streams, unsent replies); made at start().
+        self.limits: ServerLimits | None = None
 
     def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
         """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
@@ -147,6 +149,13 @@ class Server:
             ],
         )
         self._grpc = server
+        config = self.config
+        self.limits = ServerLimits(
+            max_streams=config.max_streams,
+            max_streams_per_connection=config.max_streams_per_connection,
+            max_unsent_reply_bytes=config.max_unsent_reply_bytes,
+            max_unsent_reply_bytes_per_connection=config.max_unsent_reply_bytes_per_connection,
+        )
         try:
             await self._start_resources()
             self._add_handlers(server)
@@ -198,7 +207,9 @@ class Server:
                     cls.rpc_path(), cls.max_in_flight, queue_timeout=cls.queue_timeout
                 )
                 self._admissions[cls.rpc_path()] = admission
-                handlers[method_name] = make_handler(cls, service.resources, admission)
+                handlers[method_name] = make_handler(
+                    cls, service.resources, admission, self.limits
+                )
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service.name, handlers),)
             )

@@ -40,6 +40,7 @@ import logging
 import os
 import resource
 import stat
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,7 @@ from ..errors import (
     echo,
 )
 from ._lease import ReleasedOnExit
-from ._spans import check_span, views_alive
+from ._spans import check_span
 
 __all__ = [
     "RESERVED_PREFIXES",
@@ -171,7 +172,7 @@ class RegionLease(ReleasedOnExit):
         position = region.status.offset + self.offset
         done = 0
         while done < self.byte_size:
-            read = os.preadv(region.fd, [buffer[done:]], position + done)
+            read = os.preadv(region.fd, [buffer[done:].data], position + done)
             if read == 0:  # the client shrank the object after the size check
                 raise InvalidArgument(
                     f"{_label(self.name)}: the region ended after {self.offset + done} of "
@@ -228,7 +229,7 @@ class ReadBuffers:
 
     A fresh buffer of a large tensor costs a page fault per page on first touch (more than the
     copy itself), so up to ``keep`` buffers of at most ``largest`` bytes are kept and handed out
-    again when the arrays of the request that used one are gone (``views_alive``); a buffer
+    again when the arrays of the request that used one are gone; a buffer
     still viewed (a model kept its input) is simply not reused.
     """
 
@@ -243,17 +244,21 @@ class ReadBuffers:
         if size > self.largest:
             return np.empty(size, np.uint8)
         with self._lock:
-            for root in self._kept:
-                if root.nbytes >= size and not views_alive(root):
-                    return root[:size]
+            free = [i for i in range(len(self._kept)) if self._unused(i)]
+            fits = [i for i in free if self._kept[i].nbytes >= size]
+            if fits:
+                return self._kept[fits[0]][:size]
             root = np.empty(max(size, 1 << 16), np.uint8)
             if len(self._kept) < self.keep:
                 self._kept.append(root)
-            else:  # all kept buffers are in use or too small: replace the smallest unused one
-                free = [i for i, kept in enumerate(self._kept) if not views_alive(kept)]
-                if free:
-                    self._kept[min(free, key=lambda i: self._kept[i].nbytes)] = root
+            elif free:  # every kept buffer is in use or too small: replace the smallest unused
+                self._kept[min(free, key=lambda i: self._kept[i].nbytes)] = root
             return root[:size]
+
+    def _unused(self, index: int) -> bool:
+        # Every view handed out is a slice of a kept root, and numpy keeps a reference to the
+        # root in each; with none left, the list and getrefcount's argument are the only two.
+        return sys.getrefcount(self._kept[index]) <= 2
 
 
 class SystemShmRegistry:
