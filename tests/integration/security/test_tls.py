@@ -49,11 +49,13 @@ def test_tritonclient_ssl_works_and_plaintext_is_refused(
                 plain.is_server_live(client_timeout=5)
         assert "UNAVAILABLE" in str(refused.value.status())
         # A client that trusts another CA does not accept the server's certificate.
-        with grpcclient.InferenceServerClient(
-            address, ssl=True, root_certificates=str(certificates.other_ca)
-        ) as stranger:
-            with pytest.raises(InferenceServerException):
-                stranger.is_server_live(client_timeout=5)
+        with (
+            grpcclient.InferenceServerClient(
+                address, ssl=True, root_certificates=str(certificates.other_ca)
+            ) as stranger,
+            pytest.raises(InferenceServerException),
+        ):
+            stranger.is_server_live(client_timeout=5)
 
 
 def test_mutual_tls_refuses_a_client_without_certificate(
@@ -72,11 +74,13 @@ def test_mutual_tls_refuses_a_client_without_certificate(
         ) as client:
             assert client.is_server_live()
             _infer_simple(client)
-        with grpcclient.InferenceServerClient(
-            address, ssl=True, root_certificates=str(certificates.ca)
-        ) as no_cert:
-            with pytest.raises(InferenceServerException) as refused:
-                no_cert.is_server_live(client_timeout=5)
+        with (
+            grpcclient.InferenceServerClient(
+                address, ssl=True, root_certificates=str(certificates.ca)
+            ) as no_cert,
+            pytest.raises(InferenceServerException) as refused,
+        ):
+            no_cert.is_server_live(client_timeout=5)
         assert "UNAVAILABLE" in str(refused.value.status())
 
 
