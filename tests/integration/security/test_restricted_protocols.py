@@ -3,6 +3,7 @@ with tritonclient (headers=...) on unary calls, streams and gRPC health checking
 
 from __future__ import annotations
 
+import functools
 import queue
 from collections.abc import Callable
 
@@ -41,27 +42,27 @@ def test_restricted_protocols_need_their_header(
     )
     admin = {"triton-grpc-protocol-admin-key": "s3cret"}
     infer = {"triton-grpc-protocol-infer-key": "infer-value"}
-    with ThreadedServer(inference_server(restrictions=restrictions)) as address:
-        with grpcclient.InferenceServerClient(address) as client:
-            assert client.is_server_live()  # health and metadata are not restricted here
-            assert client.get_model_metadata("simple").name == "simple"
-            assert ADMIN in _refused(lambda: client.get_model_config("simple")).message()
-            assert ADMIN in _refused(lambda: client.get_model_repository_index()).message()
-            wrong = {"triton-grpc-protocol-admin-key": "guess"}
-            assert (
-                ADMIN
-                in _refused(
-                    lambda: client.get_inference_statistics("simple", headers=wrong)
-                ).message()
-            )
-            # The right key opens its own group only.
-            assert client.get_model_config("simple", headers=admin).config.name == "simple"
-            assert INFER in _refused(lambda: _infer(client, admin)).message()
-            _infer(client, infer)
-            assert (
-                ADMIN
-                in _refused(lambda: client.unregister_system_shared_memory(headers=infer)).message()
-            )
+    with (
+        ThreadedServer(inference_server(restrictions=restrictions)) as address,
+        grpcclient.InferenceServerClient(address) as client,
+    ):
+        assert client.is_server_live()  # health and metadata are not restricted here
+        assert client.get_model_metadata("simple").name == "simple"
+        assert ADMIN in _refused(lambda: client.get_model_config("simple")).message()
+        assert ADMIN in _refused(lambda: client.get_model_repository_index()).message()
+        wrong = {"triton-grpc-protocol-admin-key": "guess"}
+        assert (
+            ADMIN
+            in _refused(lambda: client.get_inference_statistics("simple", headers=wrong)).message()
+        )
+        # The right key opens its own group only.
+        assert client.get_model_config("simple", headers=admin).config.name == "simple"
+        assert INFER in _refused(lambda: _infer(client, admin)).message()
+        _infer(client, infer)
+        assert (
+            ADMIN
+            in _refused(lambda: client.unregister_system_shared_memory(headers=infer)).message()
+        )
 
 
 def test_a_restricted_stream_is_refused_at_once(
@@ -72,9 +73,7 @@ def test_a_restricted_stream_is_refused_at_once(
         for headers, expected in ((None, INFER), ({"triton-grpc-protocol-infer-key": "v"}, None)):
             results: queue.Queue[object] = queue.Queue()
             with grpcclient.InferenceServerClient(address) as client:
-                client.start_stream(
-                    lambda result, error: results.put(error or result), headers=headers
-                )
+                client.start_stream(functools.partial(_put, results), headers=headers)
                 client.async_stream_infer("simple", _inputs())
                 answer = results.get(timeout=10)
                 client.stop_stream()
@@ -89,17 +88,17 @@ def test_grpc_health_checking_belongs_to_health(
     inference_server: Callable[..., Callable[[], Server]],
 ) -> None:
     restrictions = Restrictions.parse(["health:k=v"])
-    with ThreadedServer(inference_server(restrictions=restrictions)) as address:
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            with pytest.raises(grpc.RpcError) as refused:
-                stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert "triton-grpc-protocol-k" in str(refused.value.details())
-            ok = stub.Check(
-                health_pb2.HealthCheckRequest(), metadata=[("triton-grpc-protocol-k", "v")]
-            )
-            assert ok.status == health_pb2.HealthCheckResponse.SERVING
+    with (
+        ThreadedServer(inference_server(restrictions=restrictions)) as address,
+        grpc.insecure_channel(address) as channel,
+    ):
+        stub = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "triton-grpc-protocol-k" in str(refused.value.details())
+        ok = stub.Check(health_pb2.HealthCheckRequest(), metadata=[("triton-grpc-protocol-k", "v")])
+        assert ok.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_restriction_flags_are_checked_like_tritonservers() -> None:
@@ -111,6 +110,10 @@ def test_restriction_flags_are_checked_like_tritonservers() -> None:
         RestrictedGroup.parse("health")
     # Every protocol names at least one RPC, and every RPC of the table a known protocol.
     assert set(GRPC_PROTOCOLS.values()) == set(PROTOCOLS)
+
+
+def _put(results: queue.Queue[object], result: object, error: object) -> None:
+    results.put(error or result)
 
 
 def _inputs() -> list[grpcclient.InferInput]:

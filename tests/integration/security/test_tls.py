@@ -44,9 +44,11 @@ def test_tritonclient_ssl_works_and_plaintext_is_refused(
         ) as client:
             assert client.is_server_live()
             _infer_simple(client)
-        with grpcclient.InferenceServerClient(address) as plain:  # no TLS: refused
-            with pytest.raises(InferenceServerException) as refused:
-                plain.is_server_live(client_timeout=5)
+        with (
+            grpcclient.InferenceServerClient(address) as plain,  # no TLS: refused
+            pytest.raises(InferenceServerException) as refused,
+        ):
+            plain.is_server_live(client_timeout=5)
         assert "UNAVAILABLE" in str(refused.value.status())
         # A client that trusts another CA does not accept the server's certificate.
         with (
