@@ -160,10 +160,10 @@ class Server:
             await self._start_resources()
             self._add_handlers(server)
             self._port = self._bind(server)
-            self._start_metrics()
+            await self._start_metrics()
             await server.start()
         except BaseException:
-            self._stop_metrics()
+            await self._stop_metrics()
             await self._stop_resources()
             raise
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -178,7 +178,7 @@ class Server:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._grpc.stop(self.config.grace if grace is None else grace)
-        self._stop_metrics()
+        await self._stop_metrics()
         await self._stop_resources()
 
     async def wait_for_termination(self) -> None:
@@ -207,9 +207,7 @@ class Server:
                     cls.rpc_path(), cls.max_in_flight, queue_timeout=cls.queue_timeout
                 )
                 self._admissions[cls.rpc_path()] = admission
-                handlers[method_name] = make_handler(
-                    cls, service.resources, admission, self.limits
-                )
+                handlers[method_name] = make_handler(cls, service.resources, admission, self.limits)
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service.name, handlers),)
             )
@@ -253,19 +251,19 @@ class Server:
             ) from cause
         return port
 
-    def _start_metrics(self) -> None:
+    async def _start_metrics(self) -> None:
         if self.config.metrics_port is None:
             return
         collectors = [c for svc in self._services.values() for c in svc.resources.collectors()]
         registry = registry_for(lambda: self._admissions, collectors)
-        self._metrics = MetricsEndpoint.start(
+        self._metrics = await MetricsEndpoint.start(
             self._metrics_host, self.config.metrics_port, registry
         )
 
-    def _stop_metrics(self) -> None:
+    async def _stop_metrics(self) -> None:
         if self._metrics is not None:
-            self._metrics.stop()
-            self._metrics = None
+            metrics, self._metrics = self._metrics, None
+            await metrics.stop()
 
     async def _start_resources(self) -> None:
         for service in self._services.values():

@@ -176,7 +176,7 @@ class Supervisor:
             reservation, port = _reserve_port(self.config)
         except BaseException:
             if metrics is not None:
-                metrics.stop()
+                metrics.stop_thread()
             raise
         if self.config.pin_workers:
             topology = read_topology()
@@ -195,7 +195,7 @@ class Supervisor:
             self._drain()
             reservation.close()
             if metrics is not None:
-                metrics.stop()
+                metrics.stop_thread()
         return 0
 
     def _start_metrics(self) -> MetricsEndpoint | None:
@@ -204,7 +204,7 @@ class Supervisor:
         # dict(): the endpoint's thread reads it while the supervise loop updates it.
         registry = supervisor_registry(lambda: dict(self._metrics_urls))
         host = self.config.metrics_host or self.config.host
-        endpoint = MetricsEndpoint.start(host, self.config.metrics_port, registry)
+        endpoint = MetricsEndpoint.start_in_thread(host, self.config.metrics_port, registry)
         _print_metrics(endpoint.url(host))
         return endpoint
 
