@@ -146,6 +146,7 @@ def _single_reply(
 
     async def handle(raw: Any, call: GrpcContext) -> Any:
         arrived = perf_counter()
+        admission.arrived += 1
         peer = "" if unary_request else await _open_stream(call, cls, admission, streams)
         # Parse and admit inline: this is the hot path of every unary call.
         try:
@@ -190,6 +191,7 @@ def _streaming_reply(
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
         arrived = perf_counter()
+        admission.arrived += 1
         peer = await _open_stream(call, cls, admission, streams)
         try:
             request = await _stream_request(raw, call, cls, admission, parse, per_request)

@@ -110,6 +110,7 @@ class Admission:
 
     __slots__ = (
         "_waiters",
+        "arrived",
         "cancelled",
         "completed",
         "failed",
@@ -126,6 +127,7 @@ class Admission:
         self.limit = limit
         self.queue_timeout = queue_timeout
         self.in_flight = 0
+        self.arrived = 0  # calls whose handler started (the grpc core and aio may shed others)
         self.completed = 0
         self.failed = 0
         self.cancelled = 0

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from ._calls import CallCounter, CallCounts, CallsCollector, channelz_server_ids
 from ._handlers import AnyContext, make_handler
 from ._reflection import pools_of
 from .admission import Admission, AdmissionStatistics, ServerLimits
@@ -40,6 +41,8 @@ class ServerStatistics:
 
     rpcs: dict[str, AdmissionStatistics]
     resources: dict[str, dict[str, Any]]
+    #: Calls at the gRPC core and at the application's edge (shed calls: ``not_reached``).
+    calls: CallCounts
 
     @property
     def idle(self) -> bool:
@@ -77,6 +80,7 @@ class Server:
                     f"{interceptor!r}"
                 )
         self.interceptors = tuple(interceptors)
+        self._calls = CallCounter()
         self._services: dict[str, _Service] = {}
         self._admissions: dict[str, Admission] = {}
         self._grpc: grpc.aio.Server | None = None
@@ -140,10 +144,12 @@ class Server:
         if not self._services:
             raise ConfigError("no services: call add_service() before start()")
         restrictions = self.config.restrictions
+        channelz_before = channelz_server_ids()
         server = grpc.aio.server(
             options=self.config.grpc_options(),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
             interceptors=[
+                self._calls,
                 *([RestrictingInterceptor(restrictions)] if restrictions else []),
                 *self.interceptors,
             ],
@@ -162,6 +168,7 @@ class Server:
             self._port = self._bind(server)
             await self._start_metrics()
             await server.start()
+            self._calls.identify(channelz_before)
         except BaseException:
             await self._stop_metrics()
             await self._stop_resources()
@@ -197,7 +204,12 @@ class Server:
         return ServerStatistics(
             rpcs={path: adm.statistics() for path, adm in self._admissions.items()},
             resources={name: svc.resources.statistics() for name, svc in self._services.items()},
+            calls=self._call_counts(),
         )
+
+    def _call_counts(self) -> CallCounts:
+        arrived = {path: admission.arrived for path, admission in self._admissions.items()}
+        return self._calls.counts(arrived)
 
     def _add_handlers(self, server: grpc.aio.Server) -> None:
         for service in self._services.values():
@@ -255,6 +267,7 @@ class Server:
         if self.config.metrics_port is None:
             return
         collectors = [c for svc in self._services.values() for c in svc.resources.collectors()]
+        collectors.append(CallsCollector(self._call_counts))
         registry = registry_for(lambda: self._admissions, collectors)
         self._metrics = await MetricsEndpoint.start(
             self._metrics_host, self.config.metrics_port, registry
