@@ -121,7 +121,7 @@ async def test_stream_bounds_per_connection_and_in_total() -> None:
 
 _READER = textwrap.dedent(
     """
-    import sys, grpc
+    import sys, time, grpc
     from asyncinfer.pb import ping_pb2
     target, calls = sys.argv[1], int(sys.argv[2])
     channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 1 << 30)])
@@ -129,6 +129,7 @@ _READER = textwrap.dedent(
         request_serializer=ping_pb2.PingRequest.SerializeToString,
         response_deserializer=ping_pb2.PingReply.FromString)
     futures = [ping.future(ping_pb2.PingRequest(payload=b"big"), timeout=60) for _ in range(calls)]
+    time.sleep(0.5)  # the requests are on the wire; the server answers after 1 s
     print("sent", flush=True)
     outcomes = {}
     for f in futures:
@@ -151,6 +152,7 @@ def test_a_client_that_never_reads_holds_bounded_memory() -> None:
 
     class BigPing(Ping):
         async def execute(self, request: ping_pb2.PingRequest) -> ping_pb2.PingReply:
+            await asyncio.sleep(1.0)  # the client is stopped by then
             return ping_pb2.PingReply(payload=bytes(4 << 20))
 
     server = Server(
@@ -171,7 +173,7 @@ def test_a_client_that_never_reads_holds_bounded_memory() -> None:
             assert client.stdout.readline().strip() == "sent"
             client.send_signal(signal.SIGSTOP)
             held = 0
-            for _ in range(100):  # until the server has answered every call it will answer
+            for _ in range(200):  # until the server has answered every call it will answer
                 stats = server.statistics().rpcs["/asyncinfer.examples.Ping/Ping"]
                 held = server.limits.unsent_replies.total if server.limits else -1
                 if stats.completed + stats.failed == 40:
