@@ -198,7 +198,8 @@ def bounded_message(message: str) -> str:
     """``message`` cut to :data:`MESSAGE_LIMIT` characters."""
     if len(message) <= MESSAGE_LIMIT:
         return message
-    return message[: MESSAGE_LIMIT - 20] + f"...({len(message)} characters)"
+    tail = f"...({len(message)} characters)"
+    return message[: MESSAGE_LIMIT - len(tail)] + tail
 
 
 @dataclasses.dataclass(slots=True)
