@@ -73,6 +73,13 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-port", action="store_true", default=None)
     parser.add_argument("--grace", type=float, default=None, help="drain seconds on stop")
     parser.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --workers: replace a worker whose loop sent no heartbeat for this long",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -208,7 +215,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     logs.configure(verbose=args.log_verbose, format=args.log_format)
     security = _security_overrides(args)
     if args.model_repository is not None:
-        overrides = {"grace": args.grace} if args.grace is not None else {}
+        overrides = {
+            key: value
+            for key in ("grace", "liveness_timeout")
+            if (value := getattr(args, key)) is not None
+        }
         factory = functools.partial(_configured, _inference_factory(args), overrides | security)
         return serve(factory)
     inference_only = ("grpc_port", "allow_client_shm", "load_model")
@@ -217,7 +228,15 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")
     overrides = {
         key: value
-        for key in ("host", "port", "workers", "reuse_port", "grace", "metrics_port")
+        for key in (
+            "host",
+            "port",
+            "workers",
+            "reuse_port",
+            "grace",
+            "metrics_port",
+            "liveness_timeout",
+        )
         if (value := getattr(args, key)) is not None
     } | security
     return serve(functools.partial(_configured, _load_factory(args.app), overrides))

@@ -155,6 +155,7 @@ class MetricsEndpoint:
         self._reaper = reaper
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def start(
@@ -225,9 +226,31 @@ class MetricsEndpoint:
         return f"http://{host}:{self.port}/metrics"
 
     async def stop(self) -> None:
-        self._reaper.cancel()
-        await asyncio.gather(self._reaper, return_exceptions=True)
+        tasks = [self._reaper, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._runner.cleanup()
+
+    def every(self, seconds: float, work: Callable[[], None]) -> None:
+        """Run blocking ``work`` in a worker thread every ``seconds`` while the endpoint of
+        ``start_in_thread`` serves (the task belongs to the endpoint and stops with it)."""
+        loop = self._loop
+        if loop is None:
+            raise UsageError("every() is for endpoints made by start_in_thread()")
+
+        async def repeat() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await asyncio.to_thread(work)
+                except Exception:
+                    log.exception("periodic metrics work failed")
+
+        async def schedule() -> None:
+            self._tasks.append(asyncio.get_running_loop().create_task(repeat()))
+
+        asyncio.run_coroutine_threadsafe(schedule(), loop).result(10)
 
     def stop_thread(self) -> None:
         """Stop an endpoint made by ``start_in_thread``."""
