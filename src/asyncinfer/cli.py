@@ -73,6 +73,14 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-port", action="store_true", default=None)
     parser.add_argument("--grace", type=float, default=None, help="drain seconds on stop")
     parser.add_argument(
+        "--max-receive-message-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest request accepted, compressed requests after inflation (inference "
+        "service default: 64 MiB)",
+    )
+    parser.add_argument(
         "--liveness-timeout",
         type=float,
         default=None,
@@ -217,7 +225,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.model_repository is not None:
         overrides = {
             key: value
-            for key in ("grace", "liveness_timeout")
+            for key in ("grace", "liveness_timeout", "max_receive_message_bytes")
             if (value := getattr(args, key)) is not None
         }
         factory = functools.partial(_configured, _inference_factory(args), overrides | security)
@@ -236,6 +244,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             "grace",
             "metrics_port",
             "liveness_timeout",
+            "max_receive_message_bytes",
         )
         if (value := getattr(args, key)) is not None
     } | security

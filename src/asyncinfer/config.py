@@ -9,9 +9,14 @@ from .errors import ConfigError
 from .restriction import Restrictions
 from .tls import ServerTls
 
-__all__ = ["ServerConfig"]
+__all__ = ["INFERENCE_RECEIVE_BYTES", "ServerConfig"]
 
 MiB = 1024 * 1024
+#: The inference service's receive limit (Triton's is INT32_MAX; the largest request of its
+#: example clients is 602,112 bytes). gRPC inflates a compressed request only up to this limit
+#: and then answers RESOURCE_EXHAUSTED "Decompressed message larger than max", so it also
+#: bounds what one compressed request can make the server hold.
+INFERENCE_RECEIVE_BYTES = 64 * MiB
 LoopKind = Literal["auto", "uvloop", "asyncio"]
 
 
