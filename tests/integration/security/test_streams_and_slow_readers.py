@@ -88,23 +88,12 @@ async def test_stream_bounds_per_connection_and_in_total() -> None:
                 )
                 for ch in channels
             ]
-            first = [echo[0]() for _ in range(3)]
-            for call in first:
-                await call.write(ping_pb2.PingRequest(payload=b"x"))
-                assert (await call.read()).payload == b"x"
-            fourth = echo[0]()
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await fourth.read()
-            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "max_streams_per_connection=3" in str(refused.value.details())
-            second = [echo[1]() for _ in range(2)]
-            for call in second:
-                await call.write(ping_pb2.PingRequest(payload=b"y"))
-                assert (await call.read()).payload == b"y"
-            sixth = echo[1]()
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await sixth.read()
-            assert "max_streams=5" in str(refused.value.details())
+            first = await _echoing(echo[0], 3, b"x")
+            refusal = await _refused(echo[0])
+            assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_streams_per_connection=3" in str(refusal.details())
+            second = await _echoing(echo[1], 2, b"y")
+            assert "max_streams=5" in str((await _refused(echo[1])).details())
             for call in (*first, *second):
                 await call.done_writing()
                 assert await call.read() is grpc.aio.EOF
@@ -117,6 +106,21 @@ async def test_stream_bounds_per_connection_and_in_total() -> None:
         finally:
             for channel in channels:
                 await channel.close(None)
+
+
+async def _echoing(open_stream: Any, count: int, payload: bytes) -> list[Any]:
+    """``count`` open streams, each of which has echoed one request."""
+    calls = [open_stream() for _ in range(count)]
+    for call in calls:
+        await call.write(ping_pb2.PingRequest(payload=payload))
+        assert (await call.read()).payload == payload
+    return calls
+
+
+async def _refused(open_stream: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await open_stream().read()
+    return refused.value
 
 
 _READER = textwrap.dedent(
