@@ -1,8 +1,10 @@
-"""Turns a Context class into a grpc.aio method handler: parse, admit, execute, map errors.
+"""Turns a Context class into a grpc.aio method handler: decode, admit, execute, encode, map
+errors.
 
-Requests arrive as raw bytes and are parsed here so that bytes that do not parse become
-INVALID_ARGUMENT naming the RPC (grpc would answer INTERNAL). Replies may be messages or bytes
-that the Context framed itself; both go out unchanged in meaning.
+Requests arrive as raw bytes and are decoded here, by the Context's codec, once per message on
+the loop thread, so that bytes that do not decode become INVALID_ARGUMENT naming the RPC (grpc
+would answer INTERNAL). Replies are encoded here too, inside the call's error handling: a
+reply the codec cannot encode is an internal error with an id, not a bare grpc failure.
 
 Admission: a unary-request call holds its RPC's slot for the whole call; a client stream holds
 one per request, only while the Context works on it, so idle streams hold none. Every streaming
@@ -19,22 +21,16 @@ from time import perf_counter
 from typing import Any, NoReturn
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
 from .admission import Admission, ConnectionBudget, ServerLimits
 from .context import CallInfo, Context
 from .errors import InvalidArgument, RpcError, bounded_message, internal_error
 from .resources import Resources
 
-__all__ = ["METHOD_HANDLERS", "make_handler", "serialize_reply"]
+__all__ = ["METHOD_HANDLERS", "make_handler"]
 
 AnyContext = Context[Any, Any, Any]
 GrpcContext = grpc.aio.ServicerContext[Any, Any]
-
-
-def serialize_reply(reply: Message | bytes) -> bytes:
-    """Serialize a reply; a Context may return bytes it framed itself (large tensors)."""
-    return reply if type(reply) is bytes else reply.SerializeToString()  # type: ignore[union-attr]
 
 
 def make_handler(
@@ -52,20 +48,18 @@ def make_handler(
     build = _streaming_reply if cls.server_streaming else _single_reply
     behaviour = build(cls, resources, admission, limits or ServerLimits.unbounded())
     factory = METHOD_HANDLERS[shape]
-    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)
+    return factory(behaviour, request_deserializer=None, response_serializer=None)
 
 
-def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
-    request_type = cls.request_type
+def _parser(cls: type[AnyContext]) -> Callable[[bytes], Any]:
+    decode = cls.request_codec.decode
     path = cls.rpc_path()
 
-    def parse(raw: bytes) -> Message:
+    def parse(raw: bytes) -> Any:
         try:
-            return request_type.FromString(raw)
-        except DecodeError as exc:
-            raise InvalidArgument(
-                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} ({exc})"
-            ) from None
+            return decode(raw)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{path}: bad request: {exc.message}") from None
 
     return parse
 
@@ -84,15 +78,15 @@ async def _fail(
 
 def _admitted_requests(
     raw_requests: AsyncIterator[bytes],
-    parse: Callable[[bytes], Message],
+    parse: Callable[[bytes], Any],
     call: GrpcContext,
     admission: Admission,
-) -> AsyncIterator[Message]:
+) -> AsyncIterator[Any]:
     """A client stream's requests; each holds an admission slot from when the Context takes it
     until the Context asks for the next one (or the stream ends). An idle stream, waiting for
     its client's next request, holds none."""
 
-    async def requests() -> AsyncIterator[Message]:
+    async def requests() -> AsyncIterator[Any]:
         async for raw in raw_requests:
             request = parse(raw)
             if not admission.try_acquire():
@@ -128,9 +122,9 @@ async def _open_stream(
     return peer
 
 
-def _hold_reply(call: GrpcContext, reply: Any, budget: ConnectionBudget, where: str) -> None:
-    """Count a unary reply's bytes until gRPC has sent it (the call's done callback)."""
-    size = len(reply) if type(reply) is bytes else reply.ByteSize()
+def _hold_reply(call: GrpcContext, reply: bytes, budget: ConnectionBudget, where: str) -> None:
+    """Count a unary reply's encoded bytes until gRPC has sent it (the call's done callback)."""
+    size = len(reply)
     peer = call.peer()
     budget.take(peer, size, where)
     call.add_done_callback(lambda _call: budget.give(peer, size))  # type: ignore[arg-type]
@@ -140,6 +134,7 @@ def _single_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission, limits: ServerLimits
 ) -> Callable[[Any, GrpcContext], Awaitable[Any]]:
     parse = _parser(cls)
+    encode = cls.reply_codec.encode
     unary_request = not cls.client_streaming
     path = cls.rpc_path()
     streams, unsent = limits.streams, limits.unsent_replies
@@ -161,7 +156,7 @@ def _single_reply(
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
             context: Any = cls(resources, CallInfo(call))
-            reply = await context.execute(request)
+            reply = encode(await context.execute(request))
             _hold_reply(call, reply, unsent, path)
         except asyncio.CancelledError:
             admission.cancelled += 1
@@ -186,6 +181,7 @@ def _streaming_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission, limits: ServerLimits
 ) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
     parse = _parser(cls)
+    encode = cls.reply_codec.encode
     per_request = cls.client_streaming  # bidi: slots per request; server stream: per call
     streams = limits.streams
 
@@ -204,7 +200,7 @@ def _streaming_reply(
             replies = context.execute(request)
             try:
                 async for reply in replies:
-                    yield reply
+                    yield encode(reply)
             finally:
                 # Close the Context's generator here, under our accounting, not at GC time.
                 await replies.aclose()
@@ -230,7 +226,7 @@ async def _stream_request(
     call: GrpcContext,
     cls: type[AnyContext],
     admission: Admission,
-    parse: Callable[[bytes], Message],
+    parse: Callable[[bytes], Any],
     per_request: bool,
 ) -> Any:
     """What a streaming-reply Context gets: its admitted requests (bidi), or its request once

@@ -6,9 +6,16 @@
     asyncinfer async 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --concurrency 32 --duration 5
     asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
         --rate-end 8000 --duration 10 --json siege.json
+    asyncinfer siege 10.0.0.1:8001,10.0.0.2:8001 ...      # round-robin over several servers
+    asyncinfer health 127.0.0.1:8001                      # exit 0 when SERVING (HEALTHCHECK)
 
 Load clients find the RPC and its message types through server reflection, and build the
-request from JSON (protobuf's JSON mapping; bytes are base64).
+request from JSON (protobuf's JSON mapping; bytes are base64). For a FlatBuffers or raw method
+give --codec; the JSON is then encoded by that codec:
+
+    asyncinfer sync 127.0.0.1:50058 /asyncinfer.examples.flatbuffers.FlatClassifier/Classify \
+        --codec flatbuffers --request '{"tensors": [{"name": "features", "datatype": "FP32",
+        "shape": [1, 16], "data": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}'
 """
 
 from __future__ import annotations
@@ -22,12 +29,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
-from . import logs
+from . import __version__, logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
+from .client.health import check_health
 from .client.reflection import resolve_method
+from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
 from .restriction import Restrictions
 from .server import Server
@@ -49,8 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncinfer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"asyncinfer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="serve an application's services"))
+    _add_health(commands.add_parser("health", help="ask a server's gRPC health service"))
     for name, help_text in (
         ("sync", "one call in flight; prints calls/s"),
         ("async", "many calls in flight (closed loop)"),
@@ -277,8 +285,24 @@ def _configured(factory: Callable[[], Server], overrides: dict[str, Any]) -> Ser
     return server
 
 
-def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+def _add_health(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="HOST:PORT")
+    parser.add_argument("--service", default="", help='a service name; "" is the whole server')
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    parser.set_defaults(run=_run_health)
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server reports SERVING; 1 for any other status or no answer."""
+    status = check_health(args.target, args.service, timeout=args.timeout)
+    print(f"{args.target} {args.service or '(server)'}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
+def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+    parser.add_argument(
+        "target", help="HOST:PORT, several comma-separated (round-robin), or dns:///NAME:PORT"
+    )
     parser.add_argument("method", help="/package.Service/Method")
     parser.add_argument(
         "--request", default="{}", help="request as JSON (a list for client streams)"
@@ -286,6 +310,11 @@ def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds")
     parser.add_argument("--count", type=int, default=None, help="stop after this many calls")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds")
+    parser.add_argument(
+        "--codec",
+        default="protobuf",
+        help="how the method's messages are encoded: protobuf, flatbuffers, raw or MODULE:NAME",
+    )
     parser.add_argument("--json", default=None, help="write the result as JSON to this file")
     group = parser.add_argument_group("TLS (perf_analyzer's flag names)")
     group.add_argument("--ssl-grpc-use-ssl", action="store_true", help="connect over TLS")
@@ -313,18 +342,18 @@ def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.set_defaults(run=_run_load)
 
 
-def parse_request(method: Method, text: str) -> Message | list[Message]:
-    """A request of ``method`` from JSON; a JSON list makes a client stream."""
+def parse_request(method: Method, text: str) -> Any:
+    """A request of ``method`` from JSON, made by its codec; a JSON list makes a client stream."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--request is not JSON: {exc}") from None
     items = value if isinstance(value, list) else [value]
     try:
-        messages = [json_format.ParseDict(item, method.request_type()) for item in items]
-    except json_format.ParseError as exc:
+        messages = [method.request_codec.from_json(item) for item in items]
+    except UsageError as exc:
         raise UsageError(
-            f"--request does not fit {method.request_type.DESCRIPTOR.full_name}: {exc}"
+            f"--request does not fit {method.request_codec.message.full_name}: {exc}"
         ) from None
     return messages if method.client_streaming or isinstance(value, list) else messages[0]
 
@@ -356,7 +385,7 @@ def client_tls(args: argparse.Namespace) -> ClientTls | None:
 
 def _run_load(args: argparse.Namespace) -> int:
     tls = client_tls(args)
-    method = resolve_method(args.target, args.method, tls=tls)
+    method = resolve_method(args.target, args.method, tls=tls).with_codec(codec_named(args.codec))
     request = parse_request(method, args.request)
     if args.command == "sync":
         with SyncClient(args.target, method, timeout=args.timeout, tls=tls) as client:

@@ -8,5 +8,5 @@ from asyncinfer import ConfigError, Server
 
 
 def test_interceptors_must_be_grpc_aio_server_interceptors() -> None:
-    with pytest.raises(ConfigError, match="grpc.aio.ServerInterceptor instances"):
+    with pytest.raises(ConfigError, match=r"grpc\.aio\.ServerInterceptor instances"):
         Server(interceptors=[lambda details: None])  # type: ignore[list-item]

@@ -10,7 +10,7 @@ from typing import Any, Self
 from ..errors import RpcError, UsageError
 from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import aio_channel, channel_options
+from .channel import Targets, aio_channel, channel_options
 from .report import LatencyRecorder, Report
 
 __all__ = ["AsyncClient"]
@@ -19,11 +19,14 @@ RequestSource = Request | Callable[[int], Request]
 
 
 class AsyncClient:
-    """Concurrent calls of one RPC. With ``max_in_flight``, extra calls wait for a free slot."""
+    """Concurrent calls of one RPC. With ``max_in_flight``, extra calls wait for a free slot.
+
+    ``target``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         method: Method,
         *,
         max_in_flight: int | None = None,

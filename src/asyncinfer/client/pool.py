@@ -24,7 +24,7 @@ import grpc
 from ..errors import UsageError
 from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import OWN_CONNECTION, aio_channel, channel_options
+from .channel import OWN_CONNECTION, Targets, aio_channel, channel_options
 
 __all__ = ["ChannelPool"]
 
@@ -32,11 +32,15 @@ Invoker = Callable[[Request, float | None], Awaitable[Any]]
 
 
 class ChannelPool:
-    """``size`` channels to ``target``; ``call`` picks the next one round-robin."""
+    """``size`` channels to ``target``; ``call`` picks the next one round-robin.
+
+    ``target``: one address, several or a ``dns:///`` name; with several backends each channel
+    balances its calls over all of them (gRPC's round_robin).
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         *,
         size: int = 4,
         default_timeout: float | None = 10.0,

@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from ..errors import NotFound, UsageError
 from ..tls import ClientTls
 from ._method import Method, to_error
-from .channel import sync_channel
+from .channel import Targets, sync_channel
 
 __all__ = ["resolve_method"]
 
@@ -28,7 +28,7 @@ def _full_name(name: str) -> str:
 
 
 def resolve_method(
-    target: str, name: str, *, timeout: float = 10.0, tls: ClientTls | None = None
+    target: Targets, name: str, *, timeout: float = 10.0, tls: ClientTls | None = None
 ) -> Method:
     """The Method called ``name`` on the server at ``target``, described by its reflection."""
     full_name = _full_name(name)

@@ -29,7 +29,7 @@ from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
 from ..tls import ClientTls
 from ._method import to_error
-from .channel import aio_channel, channel_options, sync_channel
+from .channel import Targets, aio_channel, channel_options, sync_channel
 
 __all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunner"]
 
@@ -163,9 +163,14 @@ class RemoteRunner(_Runner):
 
 
 class RemoteManager:
-    """Models of a remote inference service, for asyncio code. Use ``async with``."""
+    """Models of a remote inference service, for asyncio code. Use ``async with``.
 
-    def __init__(self, url: str, *, timeout: float = 30.0, tls: ClientTls | None = None) -> None:
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
+
+    def __init__(
+        self, url: Targets, *, timeout: float = 30.0, tls: ClientTls | None = None
+    ) -> None:
         self.url = url
         self.tls = tls
         self.timeout = timeout
@@ -247,9 +252,14 @@ class SyncRemoteRunner(_Runner):
 
 
 class SyncRemoteManager:
-    """Models of a remote inference service, for blocking code. Use ``with``."""
+    """Models of a remote inference service, for blocking code. Use ``with``.
 
-    def __init__(self, url: str, *, timeout: float = 30.0, tls: ClientTls | None = None) -> None:
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
+
+    def __init__(
+        self, url: Targets, *, timeout: float = 30.0, tls: ClientTls | None = None
+    ) -> None:
         self.url = url
         self.tls = tls
         self.timeout = timeout

@@ -9,7 +9,7 @@ from typing import Any, Self
 from ..errors import RpcError, UsageError
 from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import channel_options, sync_channel
+from .channel import Targets, channel_options, sync_channel
 from .report import LatencyRecorder, Report
 
 __all__ = ["SyncClient"]
@@ -18,11 +18,14 @@ RequestSource = Request | Callable[[int], Request]
 
 
 class SyncClient:
-    """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams)."""
+    """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams).
+
+    ``target``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         method: Method,
         *,
         timeout: float | None = 10.0,

@@ -1,4 +1,4 @@
-"""Example 07's client: one call with the given token, one without; prints both outcomes."""
+"""Example 09's client: one call with the given token, one without; prints both outcomes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Example 07 runs on its own: a call with a known token is answered with its subject, a call
+"""Example 09 runs on its own: a call with a known token is answered with its subject, a call
 without one is refused with UNAUTHENTICATED by the interceptor."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from asyncinfer.testing import ServerProcess
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "07_bearer_token"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "09_bearer_token"
 
 
 def _client(address: str, token: str) -> subprocess.CompletedProcess[str]:

@@ -1,12 +1,12 @@
-"""Example 07: user authentication as a grpc.aio server interceptor (a bearer-token check).
+"""Example 09: user authentication as a grpc.aio server interceptor (a bearer-token check).
 
 Every call must carry ``authorization: Bearer <token>``; the interceptor refuses any other call
 with UNAUTHENTICATED before a Context runs, and the Context reads who called from its metadata.
 Combine it with TLS (``ServerConfig(tls=ServerTls(...))``) outside a test: a bearer token sent
 in plaintext can be read off the wire.
 
-Run it:   python examples/07_bearer_token/server.py --port 50051 --token alice=s3cret
-Call it:  python examples/07_bearer_token/client.py 127.0.0.1:50051 --token s3cret
+Run it:   python examples/09_bearer_token/server.py --port 50051 --token alice=s3cret
+Call it:  python examples/09_bearer_token/client.py 127.0.0.1:50051 --token s3cret
 """
 
 from __future__ import annotations
