@@ -26,4 +26,14 @@ else:
     preprocess_pb2 = asyncinfer.protos.load(PREPROCESS_PROTO)
     chain_pb2 = asyncinfer.protos.load(CHAIN_PROTO)
 
-__all__ = ["chain_pb2", "custom_inference_pb2", "ping_pb2", "ping_pb2_grpc", "preprocess_pb2"]
+__all__ = [
+    "CHAIN_PROTO",
+    "CUSTOM_INFERENCE_PROTO",
+    "PING_PROTO",
+    "PREPROCESS_PROTO",
+    "chain_pb2",
+    "custom_inference_pb2",
+    "ping_pb2",
+    "ping_pb2_grpc",
+    "preprocess_pb2",
+]

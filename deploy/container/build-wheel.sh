@@ -21,7 +21,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 tar -C "$ROOT" -cf - --exclude='__pycache__' --exclude='*.egg-info' \
     --exclude='src/asyncinfer/pb/*_pb2*' --exclude='src/asyncinfer/pb/inference/*_pb2*' \
-    pyproject.toml setup.py README.md protos src |
+    pyproject.toml setup.py README.md protos schemas src |
     tar -C "$WORK" -xf -
 "$PYTHON" -m build --wheel --outdir "$OUT" "$WORK" >"$WORK/build.log" 2>&1 || {
     tail -40 "$WORK/build.log" >&2

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
-import grpc
-
 from ..errors import RpcError, UsageError
+from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import Targets, balanced_target, channel_options
+from .channel import Targets, aio_channel, channel_options
 from .report import LatencyRecorder, Report
 
 __all__ = ["AsyncClient"]
@@ -33,15 +32,13 @@ class AsyncClient:
         max_in_flight: int | None = None,
         timeout: float | None = 10.0,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise UsageError(f"max_in_flight must be >= 1 or None, not {max_in_flight}")
         self.method = method
         self.timeout = timeout
-        address, balancing = balanced_target(target)
-        self._channel = grpc.aio.insecure_channel(
-            address, options=[*channel_options(), *balancing, *options]
-        )
+        self._channel = aio_channel(target, [*channel_options(), *options], tls)
         self._invoke = method.aio_invoker(self._channel)
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 

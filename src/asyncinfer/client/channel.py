@@ -6,6 +6,11 @@ A client takes one address (``"host:port"``), several (a list, or one string wit
 what a Kubernetes headless Service gives). Several addresses or a ``dns:`` name get gRPC's
 ``round_robin`` policy: one connection per backend, calls spread over the ready ones, a backend
 that dies is skipped while the others carry on.
+
+``aio_channel`` and ``sync_channel`` are the only places a client opens a channel, so every
+client (sync, async, siege, the channel pool, RemoteManager, the CLI's reflection look-up) takes
+the same ``tls`` argument and means the same by it: None is plaintext, a :class:`ClientTls` a
+TLS (or, with a client certificate, mutual TLS) channel.
 """
 
 from __future__ import annotations
@@ -15,9 +20,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import UsageError
+import grpc
 
-__all__ = ["OWN_CONNECTION", "Targets", "balanced_target", "channel_options"]
+from ..errors import UsageError
+from ..tls import ClientTls
+
+__all__ = [
+    "OWN_CONNECTION",
+    "Targets",
+    "aio_channel",
+    "balanced_target",
+    "channel_options",
+    "sync_channel",
+]
 
 MiB = 1024 * 1024
 
@@ -89,3 +104,27 @@ def _scheme(address: str) -> str:
     if ip.version == 6 and not host.startswith("["):
         raise UsageError(f"write an IPv6 target with brackets: [{host}]:{port}")
     return f"ipv{ip.version}"
+
+
+def aio_channel(
+    targets: Targets, options: Sequence[tuple[str, Any]] = (), tls: ClientTls | None = None
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``targets`` (balanced when several); TLS when ``tls`` is given."""
+    address, balancing = balanced_target(targets)
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=[*options, *balancing])
+    return grpc.aio.secure_channel(
+        address, tls.grpc_credentials(), options=[*options, *balancing, *tls.grpc_options()]
+    )
+
+
+def sync_channel(
+    targets: Targets, options: Sequence[tuple[str, Any]] = (), tls: ClientTls | None = None
+) -> grpc.Channel:
+    """A blocking channel to ``targets`` (balanced when several); TLS when ``tls`` is given."""
+    address, balancing = balanced_target(targets)
+    if tls is None:
+        return grpc.insecure_channel(address, options=[*options, *balancing])
+    return grpc.secure_channel(
+        address, tls.grpc_credentials(), options=[*options, *balancing, *tls.grpc_options()]
+    )

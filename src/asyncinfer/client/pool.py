@@ -22,8 +22,9 @@ from typing import Any, Self
 import grpc
 
 from ..errors import UsageError
+from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import OWN_CONNECTION, Targets, balanced_target, channel_options
+from .channel import OWN_CONNECTION, Targets, aio_channel, channel_options
 
 __all__ = ["ChannelPool"]
 
@@ -44,14 +45,15 @@ class ChannelPool:
         size: int = 4,
         default_timeout: float | None = 10.0,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         if size < 1:
             raise UsageError(f"a channel pool needs size >= 1, not {size}")
         self.target = target
         self.size = size
         self.default_timeout = default_timeout
-        self._address, balancing = balanced_target(target)
-        self._options = [*channel_options(), *OWN_CONNECTION, *balancing, *options]
+        self._options = [*channel_options(), *OWN_CONNECTION, *options]
+        self._tls = tls
         self._channels: list[grpc.aio.Channel] = []
         self._invokers: dict[tuple[int, str], Invoker] = {}
         self._next = itertools.count()
@@ -62,8 +64,7 @@ class ChannelPool:
         if self._channels:
             raise UsageError(f"the channel pool to {self.target} is already open")
         self._channels = [
-            grpc.aio.insecure_channel(self._address, options=self._options)
-            for _ in range(self.size)
+            aio_channel(self.target, self._options, self._tls) for _ in range(self.size)
         ]
 
     async def close(self) -> None:

@@ -9,8 +9,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from ..errors import NotFound, UsageError
+from ..tls import ClientTls
 from ._method import Method, to_error
-from .channel import Targets, balanced_target
+from .channel import Targets, sync_channel
 
 __all__ = ["resolve_method"]
 
@@ -26,11 +27,12 @@ def _full_name(name: str) -> str:
     return stripped
 
 
-def resolve_method(target: Targets, name: str, *, timeout: float = 10.0) -> Method:
+def resolve_method(
+    target: Targets, name: str, *, timeout: float = 10.0, tls: ClientTls | None = None
+) -> Method:
     """The Method called ``name`` on the server at ``target``, described by its reflection."""
     full_name = _full_name(name)
-    address, balancing = balanced_target(target)
-    with grpc.insecure_channel(address, options=balancing) as channel:
+    with sync_channel(target, tls=tls) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:

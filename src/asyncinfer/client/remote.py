@@ -27,8 +27,9 @@ from ..errors import UsageError
 from ..inference.tensors import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
+from ..tls import ClientTls
 from ._method import to_error
-from .channel import Targets, balanced_target, channel_options
+from .channel import Targets, aio_channel, channel_options, sync_channel
 
 __all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunner"]
 
@@ -167,8 +168,11 @@ class RemoteManager:
     ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
     """
 
-    def __init__(self, url: Targets, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: Targets, *, timeout: float = 30.0, tls: ClientTls | None = None
+    ) -> None:
         self.url = url
+        self.tls = tls
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
@@ -177,8 +181,7 @@ class RemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"RemoteManager({self.url!r}) is already connected")
-        address, balancing = balanced_target(self.url)
-        self._channel = grpc.aio.insecure_channel(address, options=[*channel_options(), *balancing])
+        self._channel = aio_channel(self.url, channel_options(), self.tls)
         try:
             self._metadata = await _drive_async(_read_metadata(), self._call)
         except BaseException:
@@ -254,8 +257,11 @@ class SyncRemoteManager:
     ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
     """
 
-    def __init__(self, url: Targets, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: Targets, *, timeout: float = 30.0, tls: ClientTls | None = None
+    ) -> None:
         self.url = url
+        self.tls = tls
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
@@ -264,8 +270,7 @@ class SyncRemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"SyncRemoteManager({self.url!r}) is already connected")
-        address, balancing = balanced_target(self.url)
-        self._channel = grpc.insecure_channel(address, options=[*channel_options(), *balancing])
+        self._channel = sync_channel(self.url, channel_options(), self.tls)
         try:
             self._metadata = _drive(_read_metadata(), self._blocking)
         except BaseException:

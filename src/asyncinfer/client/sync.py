@@ -6,11 +6,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
-import grpc
-
 from ..errors import RpcError, UsageError
+from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import Targets, balanced_target, channel_options
+from .channel import Targets, channel_options, sync_channel
 from .report import LatencyRecorder, Report
 
 __all__ = ["SyncClient"]
@@ -31,13 +30,11 @@ class SyncClient:
         *,
         timeout: float | None = 10.0,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         self.method = method
         self.timeout = timeout
-        address, balancing = balanced_target(target)
-        self._channel = grpc.insecure_channel(
-            address, options=[*channel_options(), *balancing, *options]
-        )
+        self._channel = sync_channel(target, [*channel_options(), *options], tls)
         self._invoke = method.sync_invoker(self._channel)
 
     def call(self, request: Request, *, timeout: float | None = None) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
+from ..config import INFERENCE_RECEIVE_BYTES
 from ..context import Context
 from ..errors import ConfigError
 from ..server import Server
@@ -98,7 +99,7 @@ def build_server(
         port=grpc_port,
         workers=workers,
         reuse_port=workers > 1,
-        max_receive_message_bytes=MAX_MESSAGE_BYTES,
+        max_receive_message_bytes=INFERENCE_RECEIVE_BYTES,
         max_send_message_bytes=MAX_MESSAGE_BYTES,
         metrics_port=metrics_port,
     )

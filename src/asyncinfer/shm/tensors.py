@@ -68,7 +68,7 @@ def datatype_of(dtype: npt.DTypeLike) -> str:
 
 
 def descriptor_of(ref: ShmRef) -> ShmDescriptor:
-    return ShmDescriptor(ref.segment_id, ref.key, ref.offset, ref.byte_size)
+    return ShmDescriptor(ref.segment_id, ref.key, ref.offset, ref.byte_size, ref.token)
 
 
 def shm_ref(descriptor: ShmDescriptor) -> ShmRef:
@@ -77,6 +77,7 @@ def shm_ref(descriptor: ShmDescriptor) -> ShmRef:
         key=descriptor.key,
         offset=descriptor.offset,
         byte_size=descriptor.size,
+        token=descriptor.token,
     )
 
 
