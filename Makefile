@@ -10,7 +10,7 @@ NGINX_STAMP := build/.nginx-stamp
 PROTOS := $(shell find protos -name '*.proto')
 SCHEMAS := $(shell find schemas -name '*.fbs')
 
-.PHONY: install perf-analyzer nginx models demo test lint typecheck check bench clean
+.PHONY: install perf-analyzer nginx models demo test lint typecheck docs check bench clean
 
 $(STAMP): pyproject.toml setup.py $(PROTOS) $(SCHEMAS) scripts/install_flatc.sh
 	bash scripts/install_flatc.sh
@@ -42,7 +42,8 @@ models: $(STAMP)
 demo: $(STAMP) models
 	$(PY) examples/demo.py
 
-test: $(STAMP) models $(PA_STAMP) $(NGINX_STAMP)
+# CI runs this (.ci/run): lint, types and the docs build gate the tests.
+test: $(STAMP) models $(PA_STAMP) $(NGINX_STAMP) lint typecheck docs
 	bash scripts/test.sh
 
 lint: $(STAMP)
@@ -50,9 +51,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests examples bench deploy
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy
+	bash scripts/typecheck.sh
 
-check: lint typecheck test
+# The site, strict (a broken link, anchor or API reference fails); tests/integration/test_docs.py
+# builds it too.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+check: test
 
 # Every benchmark in bench/ (private modules start with _), one after the other: never in
 # parallel, they share the machine's cores with the servers they measure.

@@ -157,7 +157,7 @@ def config(model: Model) -> mc.ModelConfig:
     )
 
 
-class Service(pb_grpc.GRPCInferenceServiceServicer):
+class Service(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # untyped
     """Every handler is a plain coroutine; Abort becomes the status it carries."""
 
     async def ServerLive(

@@ -18,7 +18,8 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tritonclient.grpc.aio as aioclient
@@ -26,9 +27,14 @@ from _load_client import Level, _levels
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
+import asyncinfer
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import RpcError
-from asyncinfer.pb import chain_pb2
+
+if TYPE_CHECKING:
+    import chain_pb2
+else:
+    chain_pb2 = asyncinfer.protos.load(Path(__file__).parents[1] / "examples/04_chain/chain.proto")
 
 IMAGE = (np.arange(16, dtype=np.uint8) * 13).reshape(1, 16)
 Pipeline = Callable[[], Awaitable[str]]  # returns the predicted label

@@ -1,4 +1,4 @@
-"""Load client of bench/codecs.py: for one message size, each codec at each concurrency, in
+"""Load client of bench/payload_codecs.py: for one message size, each codec at each concurrency, in
 the order given; client and server CPU per call and throughput per run. Last line: JSON.
 
     .venv/bin/python bench/_codecs_client.py 127.0.0.1:PORT --server-pid PID --size 1048576

@@ -1,4 +1,4 @@
-"""The identity service bench/codecs.py measures: one echo method per codec (protobuf bytes
+"""The identity service bench/payload_codecs.py measures: one echo method per codec (protobuf bytes
 field, FlatBuffers tensor message, hand-framed raw bytes), served by one asyncinfer server.
 
     .venv/bin/python bench/_codecs_server.py --port 0
@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 from typing import Any
-
-import grpc
 
 import asyncinfer
 from asyncinfer import Resources, Server, UnaryContext, codecs, rpc_method
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-identity_pb2 = grpc.protos("codec_identity.proto")  # type: ignore[attr-defined]
+identity_pb2 = asyncinfer.protos.load(HERE / "codec_identity.proto")
 MiB = 1 << 20
 
 

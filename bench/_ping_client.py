@@ -9,14 +9,21 @@ import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from google.protobuf.message import Message
 
+import asyncinfer
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.client.channel import OWN_CONNECTION
-from asyncinfer.pb import ping_pb2
 from asyncinfer.pb.inference import grpc_service_pb2
+
+if TYPE_CHECKING:
+    import ping_pb2
+else:
+    ping_pb2 = asyncinfer.protos.load(Path(__file__).parents[1] / "examples/01_ping/ping.proto")
 
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
 INFER = Method.of(

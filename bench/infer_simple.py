@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import _infer_common as common
@@ -31,7 +32,7 @@ GOAL_VS_MLSERVER = 2.5
 
 
 def specs(names: list[str]) -> list[ServerSpec]:
-    makers = {
+    makers: dict[str, Callable[[], ServerSpec]] = {
         "asyncinfer": lambda: asyncinfer_spec("simple"),
         "bare": lambda: bare_spec("simple"),
         "mlserver": mlserver_spec,

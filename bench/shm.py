@@ -173,16 +173,15 @@ class _SysvWorker:
     """One in-flight slot against example 03's model service, with its own ring slot."""
 
     def __init__(self, ring: Any, mode: str, data: np.ndarray) -> None:
-        from shm_model import Infer
+        from shm_model import Infer, preprocess_pb2
 
-        from asyncinfer.pb.preprocess_pb2 import InferReply, InferRequest
         from asyncinfer.shm.tensors import framed_tensor_message, shm_ref, shm_tensor
 
         self.path = Infer.rpc_path()
-        self.reply_type = InferReply
+        self.reply_type = preprocess_pb2.InferReply
         self.data = data
         self.slot = None
-        head = InferRequest(model="identity")
+        head = preprocess_pb2.InferRequest(model="identity")
         if mode == "bytes":
             self.request = head.SerializeToString() + framed_tensor_message(2, data)
             return
@@ -212,7 +211,9 @@ async def _windows(
 
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         calls = [
-            channel.unary_unary(w.path, response_deserializer=w.reply_type.FromString)
+            channel.unary_unary(
+                w.path, request_serializer=None, response_deserializer=w.reply_type.FromString
+            )
             for w in workers
         ]
         for worker, call in zip(workers, calls, strict=True):

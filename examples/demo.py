@@ -12,9 +12,6 @@ import sys
 import types
 
 HERE = pathlib.Path(__file__).parent
-sys.path.insert(0, str(HERE / "01_ping"))
-
-import client as ping_client  # noqa: E402
 
 
 def _load(name: str, path: pathlib.Path) -> types.ModuleType:
@@ -25,6 +22,7 @@ def _load(name: str, path: pathlib.Path) -> types.ModuleType:
     return module
 
 
+ping_client = _load("ping_client", HERE / "01_ping" / "client.py")
 inference_client = _load("inference_client", HERE / "05_inference_client" / "client.py")
 batching_client = _load("batching_client", HERE / "06_dynamic_batching" / "client.py")
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
-import grpc
-
+import asyncinfer
 from asyncinfer import BidiStreamContext, Resources, Server, UnaryContext, codecs, rpc_method
 from asyncinfer.errors import InvalidArgument, UsageError
 
-echo_pb2 = grpc.protos("tests/codec_echo.proto")  # type: ignore[attr-defined]
+echo_pb2 = asyncinfer.protos.load(Path(__file__).with_name("codec_echo.proto"))
 Blob = echo_pb2.Blob
 
 

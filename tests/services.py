@@ -15,8 +15,7 @@ from asyncinfer import (
     rpc_method,
 )
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.pb import ping_pb2
-from asyncinfer.pb.ping_pb2 import CollectReply, CountdownRequest, PingReply, PingRequest
+from tests.protos import ping_pb2
 
 
 class TrackedResources(Resources):
@@ -39,13 +38,13 @@ class TrackedResources(Resources):
         return {"held": self.held}
 
 
-class Ping(UnaryContext[PingRequest, PingReply, TrackedResources]):
+class Ping(UnaryContext[ping_pb2.PingRequest, ping_pb2.PingReply, TrackedResources]):
     """payload b"raise" raises a plain exception, b"invalid" an InvalidArgument; delay_us holds
     a token for that long."""
 
     method = rpc_method(ping_pb2, "Ping", "Ping")
 
-    async def execute(self, request: PingRequest) -> PingReply:
+    async def execute(self, request: ping_pb2.PingRequest) -> ping_pb2.PingReply:
         if request.payload == b"raise":
             raise RuntimeError("secret detail that must not reach the client")
         if request.payload == b"invalid":
@@ -58,40 +57,46 @@ class Ping(UnaryContext[PingRequest, PingReply, TrackedResources]):
                 await asyncio.sleep(request.delay_us / 1e6)
         finally:
             self.resources.held -= 1
-        return PingReply(payload=request.payload)
+        return ping_pb2.PingReply(payload=request.payload)
 
 
-class Countdown(ServerStreamContext[CountdownRequest, PingReply, TrackedResources]):
+class Countdown(
+    ServerStreamContext[ping_pb2.CountdownRequest, ping_pb2.PingReply, TrackedResources]
+):
     method = rpc_method(ping_pb2, "Ping", "Countdown")
 
-    async def execute(self, request: CountdownRequest) -> AsyncIterator[PingReply]:
+    async def execute(
+        self, request: ping_pb2.CountdownRequest
+    ) -> AsyncIterator[ping_pb2.PingReply]:
         self.resources.held += 1
         try:
             for i in range(request.count, 0, -1):
                 if request.interval_us:
                     await asyncio.sleep(request.interval_us / 1e6)
-                yield PingReply(payload=str(i).encode())
+                yield ping_pb2.PingReply(payload=str(i).encode())
         finally:
             self.resources.held -= 1
 
 
-class Collect(ClientStreamContext[PingRequest, CollectReply, TrackedResources]):
+class Collect(ClientStreamContext[ping_pb2.PingRequest, ping_pb2.CollectReply, TrackedResources]):
     method = rpc_method(ping_pb2, "Ping", "Collect")
 
-    async def execute(self, requests: AsyncIterator[PingRequest]) -> CollectReply:
+    async def execute(self, requests: AsyncIterator[ping_pb2.PingRequest]) -> ping_pb2.CollectReply:
         messages = size = 0
         async for request in requests:
             messages += 1
             size += len(request.payload)
-        return CollectReply(messages=messages, payload_bytes=size)
+        return ping_pb2.CollectReply(messages=messages, payload_bytes=size)
 
 
-class Echo(BidiStreamContext[PingRequest, PingReply, TrackedResources]):
+class Echo(BidiStreamContext[ping_pb2.PingRequest, ping_pb2.PingReply, TrackedResources]):
     method = rpc_method(ping_pb2, "Ping", "Echo")
 
-    async def execute(self, requests: AsyncIterator[PingRequest]) -> AsyncIterator[PingReply]:
+    async def execute(
+        self, requests: AsyncIterator[ping_pb2.PingRequest]
+    ) -> AsyncIterator[ping_pb2.PingReply]:
         async for request in requests:
-            yield PingReply(payload=request.payload)
+            yield ping_pb2.PingReply(payload=request.payload)
 
 
 def build(resources: TrackedResources | None = None, **config: object) -> Server:
@@ -122,7 +127,8 @@ def _other_service_file() -> object:
     try:
         return pool.FindFileByName(proto.name)
     except KeyError:
-        return pool.Add(proto) and pool.FindFileByName(proto.name)
+        pool.Add(proto)
+        return pool.FindFileByName(proto.name)
 
 
 class OtherEcho(Echo):

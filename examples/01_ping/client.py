@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import asyncinfer
 from asyncinfer.client import AsyncClient, Constant, Method, Report, Siege, SyncClient
-from asyncinfer.pb import ping_pb2
 
-PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
+if TYPE_CHECKING:
+    import ping_pb2
+else:
+    ping_pb2 = asyncinfer.protos.load(Path(__file__).with_name("ping.proto"))
+
+PING = Method.of(asyncinfer.rpc_method(ping_pb2, "Ping", "Ping"))
 REQUEST = ping_pb2.PingRequest(payload=b"x" * 64)
 
 

@@ -12,6 +12,8 @@ import functools
 import itertools
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncinfer
 from asyncinfer import (
@@ -24,8 +26,11 @@ from asyncinfer import (
     rpc_method,
 )
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.pb import ping_pb2
-from asyncinfer.pb.ping_pb2 import CollectReply, CountdownRequest, PingReply, PingRequest
+
+if TYPE_CHECKING:  # typed stubs: python -m asyncinfer.protos stubs (docs/services.md)
+    import ping_pb2
+else:  # ping.proto beside this file, compiled at run time into asyncinfer's proto cache
+    ping_pb2 = asyncinfer.protos.load(Path(__file__).with_name("ping.proto"))
 
 MAX_COUNTDOWN = 10_000
 
@@ -37,8 +42,8 @@ class PingResources(Resources):
         self.pid = os.getpid()
         self._sequence = itertools.count()
 
-    def reply(self, payload: bytes) -> PingReply:
-        return PingReply(payload=payload, pid=self.pid, sequence=next(self._sequence))
+    def reply(self, payload: bytes) -> ping_pb2.PingReply:
+        return ping_pb2.PingReply(payload=payload, pid=self.pid, sequence=next(self._sequence))
 
 
 async def _delay(microseconds: int) -> None:
@@ -46,20 +51,22 @@ async def _delay(microseconds: int) -> None:
         await asyncio.sleep(microseconds / 1e6)
 
 
-class Ping(UnaryContext[PingRequest, PingReply, PingResources]):
+class Ping(UnaryContext[ping_pb2.PingRequest, ping_pb2.PingReply, PingResources]):
     method = rpc_method(ping_pb2, "Ping", "Ping")
     max_in_flight = 1024
 
-    async def execute(self, request: PingRequest) -> PingReply:
+    async def execute(self, request: ping_pb2.PingRequest) -> ping_pb2.PingReply:
         await _delay(request.delay_us)
         return self.resources.reply(request.payload)
 
 
-class Countdown(ServerStreamContext[CountdownRequest, PingReply, PingResources]):
+class Countdown(ServerStreamContext[ping_pb2.CountdownRequest, ping_pb2.PingReply, PingResources]):
     method = rpc_method(ping_pb2, "Ping", "Countdown")
     max_in_flight = 64
 
-    async def execute(self, request: CountdownRequest) -> AsyncIterator[PingReply]:
+    async def execute(
+        self, request: ping_pb2.CountdownRequest
+    ) -> AsyncIterator[ping_pb2.PingReply]:
         if request.count > MAX_COUNTDOWN:
             raise InvalidArgument(f"count is {request.count}; at most {MAX_COUNTDOWN} replies")
         for remaining in range(request.count, 0, -1):
@@ -67,23 +74,27 @@ class Countdown(ServerStreamContext[CountdownRequest, PingReply, PingResources])
             yield self.resources.reply(str(remaining).encode())
 
 
-class Collect(ClientStreamContext[PingRequest, CollectReply, PingResources]):
+class Collect(ClientStreamContext[ping_pb2.PingRequest, ping_pb2.CollectReply, PingResources]):
     method = rpc_method(ping_pb2, "Ping", "Collect")
     max_in_flight = 64
 
-    async def execute(self, requests: AsyncIterator[PingRequest]) -> CollectReply:
+    async def execute(self, requests: AsyncIterator[ping_pb2.PingRequest]) -> ping_pb2.CollectReply:
         messages = payload_bytes = 0
         async for request in requests:
             messages += 1
             payload_bytes += len(request.payload)
-        return CollectReply(messages=messages, payload_bytes=payload_bytes, pid=self.resources.pid)
+        return ping_pb2.CollectReply(
+            messages=messages, payload_bytes=payload_bytes, pid=self.resources.pid
+        )
 
 
-class Echo(BidiStreamContext[PingRequest, PingReply, PingResources]):
+class Echo(BidiStreamContext[ping_pb2.PingRequest, ping_pb2.PingReply, PingResources]):
     method = rpc_method(ping_pb2, "Ping", "Echo")
     max_in_flight = 64
 
-    async def execute(self, requests: AsyncIterator[PingRequest]) -> AsyncIterator[PingReply]:
+    async def execute(
+        self, requests: AsyncIterator[ping_pb2.PingRequest]
+    ) -> AsyncIterator[ping_pb2.PingReply]:
         async for request in requests:
             await _delay(request.delay_us)
             yield self.resources.reply(request.payload)

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+import asyncinfer
 from asyncinfer.client import AsyncClient, Constant, Method, Report, Siege
-from asyncinfer.pb import custom_inference_pb2
-from asyncinfer.pb.custom_inference_pb2 import ClassifyRequest
+
+if TYPE_CHECKING:
+    import custom_inference_pb2
+else:
+    custom_inference_pb2 = asyncinfer.protos.load(
+        Path(__file__).with_name("custom_inference.proto")
+    )
 
 CLASSIFY = Method.of(
     custom_inference_pb2.DESCRIPTOR.services_by_name["Classifier"].methods_by_name["Classify"]
@@ -20,9 +28,9 @@ CLASSIFY = Method.of(
 FEATURES, CLASSES = 16, 4
 
 
-def request(batch: int, seed: int = 0) -> tuple[ClassifyRequest, np.ndarray]:
+def request(batch: int, seed: int = 0) -> tuple[custom_inference_pb2.ClassifyRequest, np.ndarray]:
     features = np.random.default_rng(seed).standard_normal((batch, FEATURES)).astype("<f4")
-    return ClassifyRequest(features=features.tobytes(), batch=batch), features
+    return custom_inference_pb2.ClassifyRequest(features=features.tobytes(), batch=batch), features
 
 
 async def classify_once(target: str, batch: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from model import FEATURES, ensure_model  # model.py beside this script
@@ -22,8 +23,13 @@ from asyncinfer.affinity import CpuSet, PinnedThreadPool
 from asyncinfer.engines import OnnxEngine
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.memory import StackPool
-from asyncinfer.pb import custom_inference_pb2
-from asyncinfer.pb.custom_inference_pb2 import ClassifyReply, ClassifyRequest
+
+if TYPE_CHECKING:
+    import custom_inference_pb2
+else:
+    custom_inference_pb2 = asyncinfer.protos.load(
+        pathlib.Path(__file__).with_name("custom_inference.proto")
+    )
 
 MAX_BATCH = 64
 DEFAULT_CACHE = pathlib.Path.home() / ".cache" / "asyncinfer" / "examples"
@@ -57,23 +63,31 @@ class ClassifierResources(Resources):
         return {"engine": self.engine.statistics(), "stacks": self.stacks.statistics()}
 
 
-class Classify(UnaryContext[ClassifyRequest, ClassifyReply, ClassifierResources]):
+class Classify(
+    UnaryContext[
+        custom_inference_pb2.ClassifyRequest,
+        custom_inference_pb2.ClassifyReply,
+        ClassifierResources,
+    ]
+):
     method = rpc_method(custom_inference_pb2, "Classifier", "Classify")
     max_in_flight = 256
 
-    async def execute(self, request: ClassifyRequest) -> ClassifyReply:
+    async def execute(
+        self, request: custom_inference_pb2.ClassifyRequest
+    ) -> custom_inference_pb2.ClassifyReply:
         features = _features(request)
         async with self.resources.stacks.acquire(timeout=5.0) as lease:
             outputs = await self.resources.engine.infer({"features": features}, memory=lease.item)
             probabilities = outputs.pop("probabilities")  # a view into the leased stack
-            reply = ClassifyReply(
+            reply = custom_inference_pb2.ClassifyReply(
                 probabilities=probabilities.tobytes(), labels=probabilities.argmax(axis=1).tolist()
             )
             del probabilities  # views must be gone before the lease returns and the stack resets
         return reply
 
 
-def _features(request: ClassifyRequest) -> np.ndarray:
+def _features(request: custom_inference_pb2.ClassifyRequest) -> np.ndarray:
     """A zero-copy float32 view of the request's features, or InvalidArgument saying why."""
     batch = request.batch
     if not 1 <= batch <= MAX_BATCH:

@@ -18,12 +18,19 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 
-from asyncinfer.pb.preprocess_pb2 import ClassifyReply, ClassifyRequest
+import asyncinfer
 from asyncinfer.shm.tensors import read_tensor
+
+if TYPE_CHECKING:
+    import preprocess_pb2
+else:
+    preprocess_pb2 = asyncinfer.protos.load(Path(__file__).with_name("preprocess.proto"))
 
 HERE = pathlib.Path(__file__).parent
 
@@ -58,10 +65,10 @@ async def classify(address: str, images: list[bytes], calls: int) -> tuple[np.nd
     async with grpc.aio.insecure_channel(address) as channel:
         stub = channel.unary_unary(
             Classify.rpc_path(),
-            request_serializer=ClassifyRequest.SerializeToString,
-            response_deserializer=ClassifyReply.FromString,
+            request_serializer=preprocess_pb2.ClassifyRequest.SerializeToString,
+            response_deserializer=preprocess_pb2.ClassifyReply.FromString,
         )
-        request = ClassifyRequest(images=images)
+        request = preprocess_pb2.ClassifyRequest(images=images)
         await stub(request, timeout=30)  # warm up: connections, threads, the first attach
         start = time.perf_counter()
         for _ in range(calls):

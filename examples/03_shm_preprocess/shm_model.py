@@ -14,17 +14,22 @@ import argparse
 import asyncio
 import signal
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+import asyncinfer
 from asyncinfer import Resources, Server, UnaryContext, rpc_method
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.pb import preprocess_pb2
-from asyncinfer.pb.preprocess_pb2 import InferReply, InferRequest
 from asyncinfer.shm import SysvAttachments
 from asyncinfer.shm.tensors import framed_tensor_message, read_tensor, write_tensor
+
+if TYPE_CHECKING:
+    import preprocess_pb2 as preprocess_pb2  # re-exported: bench/shm.py imports it from here
+else:
+    preprocess_pb2 = asyncinfer.protos.load(Path(__file__).with_name("preprocess.proto"))
 
 CLASSES = 10
 MiB = 1 << 20
@@ -70,11 +75,13 @@ class ModelResources(Resources):
         return self.attachments.statistics() if self.attachments else {}
 
 
-class Infer(UnaryContext[InferRequest, InferReply, ModelResources]):
+class Infer(UnaryContext[preprocess_pb2.InferRequest, preprocess_pb2.InferReply, ModelResources]):
     method = rpc_method(preprocess_pb2, "Model", "Infer")
     max_in_flight = 64
 
-    async def execute(self, request: InferRequest) -> InferReply | bytes:  # type: ignore[override]
+    async def execute(  # type: ignore[override]  # a reply, or bytes framed by hand
+        self, request: preprocess_pb2.InferRequest
+    ) -> preprocess_pb2.InferReply | bytes:
         model = MODELS.get(request.model)
         if model is None:
             raise InvalidArgument(
@@ -86,7 +93,9 @@ class Infer(UnaryContext[InferRequest, InferReply, ModelResources]):
             # before the lease ends, so nothing refers to it after this block.
             result = model(batch)
             if request.HasField("output"):
-                return InferReply(output=write_tensor(result, request.output, attachments))
+                return preprocess_pb2.InferReply(
+                    output=write_tensor(result, request.output, attachments)
+                )
             return framed_tensor_message(1, result)
 
 

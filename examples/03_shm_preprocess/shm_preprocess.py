@@ -16,17 +16,17 @@ import argparse
 import asyncio
 import concurrent.futures
 import re
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 from shm_model import CLASSES, Infer, MiB, serve
 
+import asyncinfer
 from asyncinfer import Resources, Server, UnaryContext, rpc_method
 from asyncinfer.errors import InvalidArgument, from_status
-from asyncinfer.pb import preprocess_pb2
-from asyncinfer.pb.preprocess_pb2 import ClassifyReply, ClassifyRequest, InferReply, InferRequest
 from asyncinfer.shm import SysvRing
 from asyncinfer.shm.sysv import ALIGNMENT
 from asyncinfer.shm.tensors import (
@@ -36,6 +36,11 @@ from asyncinfer.shm.tensors import (
     shm_ref,
     shm_tensor,
 )
+
+if TYPE_CHECKING:
+    import preprocess_pb2 as preprocess_pb2  # re-exported: tests use it from here
+else:
+    preprocess_pb2 = asyncinfer.protos.load(Path(__file__).with_name("preprocess.proto"))
 
 Transport = Literal["shm", "bytes"]
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -110,7 +115,7 @@ class PreprocessResources(Resources):
 
     async def stop(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(None)
         if self._pool is not None:
             self._pool.shutdown()
         if self.ring is not None:
@@ -120,11 +125,13 @@ class PreprocessResources(Resources):
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def infer(self, request: bytes, deadline: float | None) -> InferReply:
-        """Call the model service with an already-serialized InferRequest."""
+    async def infer(self, request: bytes, deadline: float | None) -> preprocess_pb2.InferReply:
+        """Call the model service with an already-serialized preprocess_pb2.InferRequest."""
         assert self._channel is not None
         call = self._channel.unary_unary(
-            Infer.rpc_path(), response_deserializer=InferReply.FromString
+            Infer.rpc_path(),
+            request_serializer=None,  # the request is already bytes
+            response_deserializer=preprocess_pb2.InferReply.FromString,
         )
         try:
             return await call(request, timeout=deadline)  # type: ignore[no-any-return]
@@ -139,11 +146,15 @@ def _align(value: int) -> int:
     return -(-value // ALIGNMENT) * ALIGNMENT
 
 
-class Classify(UnaryContext[ClassifyRequest, ClassifyReply, PreprocessResources]):
+class Classify(
+    UnaryContext[preprocess_pb2.ClassifyRequest, preprocess_pb2.ClassifyReply, PreprocessResources]
+):
     method = rpc_method(preprocess_pb2, "Preprocess", "Classify")
     max_in_flight = 16
 
-    async def execute(self, request: ClassifyRequest) -> ClassifyReply:
+    async def execute(
+        self, request: preprocess_pb2.ClassifyRequest
+    ) -> preprocess_pb2.ClassifyReply:
         res = self.resources
         count = len(request.images)
         if not 0 < count <= res.max_batch:
@@ -154,14 +165,14 @@ class Classify(UnaryContext[ClassifyRequest, ClassifyReply, PreprocessResources]
             scores = await self._over_bytes(images, shape)
         else:
             scores = await self._over_shm(res.ring, images, shape)
-        return ClassifyReply(scores=inline_tensor(scores), transport=res.transport)
+        return preprocess_pb2.ClassifyReply(scores=inline_tensor(scores), transport=res.transport)
 
     async def _over_bytes(
         self, images: list[npt.NDArray[np.uint8]], shape: tuple[int, ...]
     ) -> npt.NDArray[np.float32]:
         batch = np.empty(shape, np.float32)
         await self.resources.run(normalize_into, images, batch)
-        request = InferRequest(model="classify").SerializeToString()
+        request = preprocess_pb2.InferRequest(model="classify").SerializeToString()
         reply = await self.resources.infer(
             request + framed_tensor_message(2, batch), self.call.time_remaining()
         )
@@ -179,7 +190,7 @@ class Classify(UnaryContext[ClassifyRequest, ClassifyReply, PreprocessResources]
         with slot:
             batch_bytes = int(np.prod(shape)) * 4
             await self.resources.run(normalize_into, images, slot.array(np.float32, shape))
-            request = InferRequest(
+            request = preprocess_pb2.InferRequest(
                 model="classify",
                 input=shm_tensor(slot.part(0, batch_bytes), np.float32, shape),
                 output=shm_ref(slot.part(_align(batch_bytes), count * CLASSES * 4)),

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+import asyncinfer
 from asyncinfer.client import AsyncClient, Method
-from asyncinfer.pb import chain_pb2
-from asyncinfer.pb.chain_pb2 import Images
+
+if TYPE_CHECKING:
+    import chain_pb2
+else:
+    chain_pb2 = asyncinfer.protos.load(Path(__file__).with_name("chain.proto"))
 
 CLASSIFY = Method.of(chain_pb2.DESCRIPTOR.services_by_name["Glue"].methods_by_name["Classify"])
 
 
-def images(batch: int, seed: int = 0) -> Images:
+def images(batch: int, seed: int = 0) -> chain_pb2.Images:
     pixels = np.random.default_rng(seed).integers(0, 256, (batch, 16), dtype=np.uint8)
-    return Images(pixels=pixels.tobytes(), batch=batch)
+    return chain_pb2.Images(pixels=pixels.tobytes(), batch=batch)
 
 
 async def run(target: str, calls: int, concurrency: int) -> None:

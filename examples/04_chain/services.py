@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+import asyncinfer
 from asyncinfer import Resources, Server, UnaryContext, rpc_method
 from asyncinfer.client import ChannelPool, Method
 from asyncinfer.engines import OnnxEngine
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.pb import chain_pb2
-from asyncinfer.pb.chain_pb2 import Classification, Features, Images, Scores
+
+if TYPE_CHECKING:
+    import chain_pb2
+else:
+    chain_pb2 = asyncinfer.protos.load(Path(__file__).with_name("chain.proto"))
 
 PIXELS = 16
 CLASSES = 4
@@ -60,11 +66,11 @@ class ModelAResources(Resources):
         self.started = 0
 
 
-class Featurize(UnaryContext[Images, Features, ModelAResources]):
+class Featurize(UnaryContext[chain_pb2.Images, chain_pb2.Features, ModelAResources]):
     method = rpc_method(chain_pb2, "ModelA", "Featurize")
     max_in_flight = 256
 
-    async def execute(self, request: Images) -> Features:
+    async def execute(self, request: chain_pb2.Images) -> chain_pb2.Features:
         pixels = _rows(request.pixels, request.batch, PIXELS, np.uint8, "pixels")
         self.resources.started += 1
         try:
@@ -76,7 +82,7 @@ class Featurize(UnaryContext[Images, Features, ModelAResources]):
         features = (pixels.astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(
             0.25
         )
-        return Features(
+        return chain_pb2.Features(
             values=features.tobytes(),
             batch=request.batch,
             deadline_remaining_s=self.call.time_remaining() or 0.0,
@@ -100,15 +106,15 @@ class ModelBResources(Resources):
         await self.engine.stop()
 
 
-class Score(UnaryContext[Features, Scores, ModelBResources]):
+class Score(UnaryContext[chain_pb2.Features, chain_pb2.Scores, ModelBResources]):
     method = rpc_method(chain_pb2, "ModelB", "Score")
     max_in_flight = 256
 
-    async def execute(self, request: Features) -> Scores:
+    async def execute(self, request: chain_pb2.Features) -> chain_pb2.Scores:
         features = _rows(request.values, request.batch, PIXELS, np.float32, "features")
         outputs = await self.resources.engine.infer({"features": features})
         scores = np.ascontiguousarray(outputs["scores"], dtype=np.float32)
-        return Scores(values=scores.tobytes(), batch=request.batch)
+        return chain_pb2.Scores(values=scores.tobytes(), batch=request.batch)
 
 
 # ------------------------------------------------------------------ the glue
@@ -136,24 +142,24 @@ class GlueResources(Resources):
         return {"model_a": self.model_a.statistics(), "model_b": self.model_b.statistics()}
 
 
-class Classify(UnaryContext[Images, Classification, GlueResources]):
+class Classify(UnaryContext[chain_pb2.Images, chain_pb2.Classification, GlueResources]):
     method = rpc_method(chain_pb2, "Glue", "Classify")
     max_in_flight = 256
 
-    async def execute(self, request: Images) -> Classification:
+    async def execute(self, request: chain_pb2.Images) -> chain_pb2.Classification:
         # Every downstream call gets what is left of our caller's deadline, not a fresh one.
         features = await self.resources.model_a.call(
             FEATURIZE, request, timeout=self.call.time_remaining()
         )
         scores = await self.resources.model_b.call(
             SCORE,
-            Features(values=features.values, batch=features.batch),
+            chain_pb2.Features(values=features.values, batch=features.batch),
             timeout=self.call.time_remaining(),
         )
         rows = _rows(scores.values, scores.batch, CLASSES, np.float32, "scores from Model B")
         shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
         probabilities = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
-        return Classification(
+        return chain_pb2.Classification(
             probabilities=probabilities.tobytes(),
             labels=[LABELS[i] for i in probabilities.argmax(axis=1)],
             model_a_deadline_remaining_s=features.deadline_remaining_s,

@@ -9,20 +9,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import pathlib
-import sys
 
-import grpc
 import numpy as np
 
+import asyncinfer
 from asyncinfer import codecs
 from asyncinfer.client import AsyncClient, Constant, Method, Report, Siege
-from asyncinfer.pb import custom_inference_pb2
-from asyncinfer.pb.custom_inference_pb2 import ClassifyRequest
 
 HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-flat_classifier_pb2 = grpc.protos("flat_classifier.proto")  # type: ignore[attr-defined]
+flat_classifier_pb2 = asyncinfer.protos.load(HERE / "flat_classifier.proto")
+# Example 02's proto, for the protobuf form of the same classifier.
+custom_inference_pb2 = asyncinfer.protos.load(
+    HERE.parent / "02_custom_inference" / "custom_inference.proto"
+)
 
 PROTOBUF_CLASSIFY = Method.of(
     custom_inference_pb2.DESCRIPTOR.services_by_name["Classifier"].methods_by_name["Classify"]
@@ -45,7 +44,9 @@ async def classify_both(target: str, batch: int) -> np.ndarray:
     async with AsyncClient(target, FLAT_CLASSIFY) as flat:
         reply = await flat.call({"features": x})  # arrays in, views over the reply out
     async with AsyncClient(target, PROTOBUF_CLASSIFY) as proto:
-        proto_reply = await proto.call(ClassifyRequest(features=x.tobytes(), batch=batch))
+        proto_reply = await proto.call(
+            custom_inference_pb2.ClassifyRequest(features=x.tobytes(), batch=batch)
+        )
     from_proto = np.frombuffer(proto_reply.probabilities, "<f4").reshape(batch, CLASSES)
     np.testing.assert_allclose(reply["probabilities"], from_proto, rtol=1e-6)
     assert reply["labels"].tolist() == list(proto_reply.labels)
@@ -53,7 +54,8 @@ async def classify_both(target: str, batch: int) -> np.ndarray:
         f"labels {reply['labels'].tolist()}; row sums "
         f"{np.round(reply['probabilities'].sum(axis=1), 4)}; protobuf form agrees"
     )
-    return reply["probabilities"]
+    probabilities: np.ndarray = reply["probabilities"]
+    return probabilities
 
 
 async def siege(target: str, batch: int, rate: float, seconds: float) -> Report:

@@ -19,17 +19,14 @@ import importlib.util
 import pathlib
 import sys
 from types import ModuleType
-
-import grpc
+from typing import Any
 
 import asyncinfer
 from asyncinfer import Server, UnaryContext, codecs, rpc_method
 from asyncinfer.errors import InvalidArgument
 
 HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # grpc.protos finds the .proto on sys.path
-flat_classifier_pb2 = grpc.protos("flat_classifier.proto")  # type: ignore[attr-defined]
+flat_classifier_pb2 = asyncinfer.protos.load(HERE / "flat_classifier.proto")
 
 
 def _example_02() -> ModuleType:
@@ -49,7 +46,8 @@ ClassifierResources = example_02.ClassifierResources
 MAX_BATCH = example_02.MAX_BATCH
 
 
-class FlatClassify(UnaryContext[codecs.Tensors, codecs.Tensors, ClassifierResources]):
+# Example 02 is loaded at run time, so its ClassifierResources is Any to the type checker.
+class FlatClassify(UnaryContext[codecs.Tensors, codecs.Tensors, Any]):
     method = rpc_method(flat_classifier_pb2, "FlatClassifier", "Classify")
     codec = codecs.FLATBUFFERS
     max_in_flight = 256

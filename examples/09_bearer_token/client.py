@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import grpc
 
-pb2, pb2_grpc = grpc.protos_and_services("bearer.proto")
+import asyncinfer
+
+# The server's .proto, and grpc's generated stub for it (a plain grpc client, no Contexts).
+pb2 = asyncinfer.protos.load(Path(__file__).with_name("bearer.proto"))
+pb2_grpc = asyncinfer.protos.load_grpc(Path(__file__).with_name("bearer.proto"))
 
 
 def main() -> int:

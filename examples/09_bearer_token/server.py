@@ -15,15 +15,17 @@ import argparse
 import functools
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+import asyncinfer
 from asyncinfer import Resources, Server, UnaryContext, rpc_method
 from asyncinfer.workers import serve
 
-# The .proto beside this file, compiled when imported (needs grpcio-tools).
-pb2, pb2_grpc = grpc.protos_and_services("bearer.proto")
+# The .proto beside this file, compiled at run time into asyncinfer's proto cache.
+pb2 = asyncinfer.protos.load(Path(__file__).with_name("bearer.proto"))
 
 
 def subject_of(metadata: Any, tokens: Mapping[str, str]) -> str | None:
@@ -38,7 +40,7 @@ def subject_of(metadata: Any, tokens: Mapping[str, str]) -> str | None:
     return None
 
 
-class BearerToken(grpc.aio.ServerInterceptor):
+class BearerToken(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses every call without a known bearer token (UNAUTHENTICATED)."""
 
     def __init__(self, tokens: Mapping[str, str]) -> None:

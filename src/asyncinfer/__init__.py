@@ -2,6 +2,7 @@
 
 Subclass a Context per RPC and a Resources per service, add them to a Server, and serve::
 
+    ping_pb2 = asyncinfer.protos.load("ping.proto")   # your .proto, compiled at run time
     server = Server(port=50051)
     server.add_service(MyResources(), Ping, Echo)
     asyncinfer.serve(lambda: server)
@@ -9,6 +10,7 @@ Subclass a Context per RPC and a Resources per service, add them to a Server, an
 
 import importlib.metadata
 
+from . import protos
 from .admission import AdmissionStatistics
 from .config import ServerConfig
 from .context import (
@@ -50,6 +52,7 @@ __all__ = [
     "UnaryContext",
     "UsageError",
     "__version__",
+    "protos",
     "rpc_method",
     "serve",
 ]

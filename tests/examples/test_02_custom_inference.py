@@ -13,9 +13,8 @@ import pytest
 
 from asyncinfer.client import AsyncClient, Method, SyncClient
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.pb import custom_inference_pb2
-from asyncinfer.pb.custom_inference_pb2 import ClassifyRequest
 from asyncinfer.testing import ServerProcess
+from tests.protos import custom_inference_pb2
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 pytest.importorskip("onnx", reason="the onnx package is not installed")
@@ -49,7 +48,9 @@ def direct(cache: pathlib.Path, features: np.ndarray) -> np.ndarray:
 def test_replies_match_onnxruntime(server: ServerProcess, cache: pathlib.Path, batch: int) -> None:
     features = np.random.default_rng(batch).standard_normal((batch, 16)).astype("<f4")
     with SyncClient(server.address, CLASSIFY) as client:
-        reply = client.call(ClassifyRequest(features=features.tobytes(), batch=batch))
+        reply = client.call(
+            custom_inference_pb2.ClassifyRequest(features=features.tobytes(), batch=batch)
+        )
     got = np.frombuffer(reply.probabilities, dtype="<f4").reshape(batch, 4)
     expected = direct(cache, features)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -59,12 +60,14 @@ def test_replies_match_onnxruntime(server: ServerProcess, cache: pathlib.Path, b
 async def test_bad_requests_say_what_was_wrong_and_the_server_keeps_serving(
     server: ServerProcess,
 ) -> None:
-    good = ClassifyRequest(features=np.zeros((2, 16), "<f4").tobytes(), batch=2)
+    good = custom_inference_pb2.ClassifyRequest(
+        features=np.zeros((2, 16), "<f4").tobytes(), batch=2
+    )
     async with AsyncClient(server.address, CLASSIFY) as client:
         with pytest.raises(InvalidArgument, match=r"batch is 0; it must be 1\.\.64"):
-            await client.call(ClassifyRequest(batch=0))
+            await client.call(custom_inference_pb2.ClassifyRequest(batch=0))
         with pytest.raises(InvalidArgument, match="features has 60 bytes; batch 1 x 16 float32"):
-            await client.call(ClassifyRequest(features=b"\0" * 60, batch=1))
+            await client.call(custom_inference_pb2.ClassifyRequest(features=b"\0" * 60, batch=1))
         replies = [await client.call(good) for _ in range(3)]
     assert all(len(reply.labels) == 2 for reply in replies)
 

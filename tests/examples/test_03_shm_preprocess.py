@@ -7,17 +7,19 @@ import pathlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import sysv_ipc
+from google.protobuf.message import Message
 
 from asyncinfer import Server
-from asyncinfer.pb.preprocess_pb2 import ClassifyReply, ClassifyRequest, InferReply, InferRequest
 from asyncinfer.pb.tensor_pb2 import Tensor
 from asyncinfer.shm import SysvRing
 from asyncinfer.shm.tensors import read_tensor, shm_ref, shm_tensor
+from tests.protos import preprocess_pb2
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "03_shm_preprocess"
 sys.path.insert(0, str(EXAMPLE))
@@ -37,7 +39,7 @@ async def model() -> AsyncIterator[Server]:
     await server.stop(0)
 
 
-async def _call(address: str, path: str, request: object, reply_type: type) -> object:
+async def _call(address: str, path: str, request: Message, reply_type: Any) -> Any:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = channel.unary_unary(
             path, request_serializer=lambda m: m.SerializeToString(),
@@ -64,10 +66,10 @@ async def test_both_transports_classify_the_same(model: Server, transport: str) 
     front.add_service(resources, shm_preprocess.Classify)
     await front.start()
     images = _images(5)
-    request = ClassifyRequest(images=[shm_preprocess.encode_ppm(i) for i in images])
+    request = preprocess_pb2.ClassifyRequest(images=[shm_preprocess.encode_ppm(i) for i in images])
     try:
         for _ in range(3):  # slots are reused across calls
-            reply = await _call(front.address, CLASSIFY, request, ClassifyReply)
+            reply = await _call(front.address, CLASSIFY, request, preprocess_pb2.ClassifyReply)
             assert reply.transport == transport
             with read_tensor(reply.scores, None) as scores:
                 np.testing.assert_allclose(scores, _expected(images), rtol=1e-5)
@@ -76,6 +78,7 @@ async def test_both_transports_classify_the_same(model: Server, transport: str) 
         if transport == "shm":
             assert stats["live_slots"] == 0 and stats["allocated"] == 3
             assert model_stats["attaches"] >= 1 and model_stats["leases"] == 0
+            assert resources.ring is not None
             keys = resources.ring.segment_keys
         else:
             assert stats == {} and model_stats["attaches"] == 0
@@ -99,12 +102,27 @@ async def test_bad_images_are_invalid_and_the_service_keeps_serving(model: Serve
     try:
         for data, message in cases.items():
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await _call(front.address, CLASSIFY, ClassifyRequest(images=[data]), ClassifyReply)
+                await _call(
+                    front.address,
+                    CLASSIFY,
+                    preprocess_pb2.ClassifyRequest(images=[data]),
+                    preprocess_pb2.ClassifyReply,
+                )
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert message in info.value.details()
+            assert message in (info.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError, match=r"send 1\.\.32 images per call, not 33"):
-            await _call(front.address, CLASSIFY, ClassifyRequest(images=[good] * 33), ClassifyReply)
-        reply = await _call(front.address, CLASSIFY, ClassifyRequest(images=[good]), ClassifyReply)
+            await _call(
+                front.address,
+                CLASSIFY,
+                preprocess_pb2.ClassifyRequest(images=[good] * 33),
+                preprocess_pb2.ClassifyReply,
+            )
+        reply = await _call(
+            front.address,
+            CLASSIFY,
+            preprocess_pb2.ClassifyRequest(images=[good]),
+            preprocess_pb2.ClassifyReply,
+        )
         assert list(reply.scores.shape) == [1, shm_model.CLASSES]
     finally:
         await front.stop(0)
@@ -114,29 +132,33 @@ async def test_model_service_rejects_bad_descriptors(model: Server) -> None:
     data = np.arange(16, dtype=np.float32)
     with SysvRing(4096, 1) as ring, ring.allocate_nowait(128) as slot:
         descriptor = slot.write(data)
-        request = InferRequest(model="identity", input=shm_tensor(descriptor, np.float32, (16,)))
+        request = preprocess_pb2.InferRequest(
+            model="identity", input=shm_tensor(descriptor, np.float32, (16,))
+        )
         request.output.CopyFrom(shm_ref(slot.part(64, 64)))
-        reply = await _call(model.address, INFER, request, InferReply)
+        reply = await _call(model.address, INFER, request, preprocess_pb2.InferReply)
         assert reply.output.WhichOneof("contents") == "shm"
         np.testing.assert_array_equal(slot.array(np.float32, (16,), offset=64), data)
         request.input.shm.offset = 4128  # aligned, past the end of the 64 + 4096-byte segment
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await _call(model.address, INFER, request, InferReply)
+            await _call(model.address, INFER, request, preprocess_pb2.InferReply)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert (
-            f"SysV segment id={descriptor.segment_id}: bytes [4128, 4192)" in info.value.details()
+        assert f"SysV segment id={descriptor.segment_id}: bytes [4128, 4192)" in (
+            info.value.details() or ""
         )
         request.input.shm.offset = 0
         request.input.shm.key += 1
         with pytest.raises(grpc.aio.AioRpcError, match=r"no segment has key|not the segment's key"):
-            await _call(model.address, INFER, request, InferReply)
-        bad = InferRequest(model="nope", input=Tensor(datatype="FP32", shape=[1], raw=b"\0" * 4))
+            await _call(model.address, INFER, request, preprocess_pb2.InferReply)
+        bad = preprocess_pb2.InferRequest(
+            model="nope", input=Tensor(datatype="FP32", shape=[1], raw=b"\0" * 4)
+        )
         with pytest.raises(grpc.aio.AioRpcError, match="unknown model 'nope'"):
-            await _call(model.address, INFER, bad, InferReply)
-        inline = InferRequest(
+            await _call(model.address, INFER, bad, preprocess_pb2.InferReply)
+        inline = preprocess_pb2.InferRequest(
             model="identity", input=Tensor(datatype="FP32", shape=[16], raw=data.tobytes())
         )
-        reply = await _call(model.address, INFER, inline, InferReply)
+        reply = await _call(model.address, INFER, inline, preprocess_pb2.InferReply)
         assert reply.output.raw == data.tobytes()
 
 

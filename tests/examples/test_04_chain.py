@@ -18,9 +18,8 @@ import pytest
 
 from asyncinfer.client import AsyncClient, ChannelPool, Method
 from asyncinfer.errors import DeadlineExceeded, InvalidArgument, UsageError
-from asyncinfer.pb import chain_pb2
-from asyncinfer.pb.chain_pb2 import Images
 from asyncinfer.testing import ServerProcess, running
+from tests.protos import chain_pb2
 
 ort = pytest.importorskip("onnxruntime", reason="Model B runs an ONNX model")
 
@@ -46,9 +45,9 @@ def classifier_model() -> None:
     runpy.run_path(str(EXAMPLE.parent / "build_models.py"))["build_all"](quiet=True)
 
 
-def images(batch: int, delay_ms: int = 0) -> tuple[np.ndarray, Images]:
+def images(batch: int, delay_ms: int = 0) -> tuple[np.ndarray, chain_pb2.Images]:
     pixels = (np.arange(batch * 16, dtype=np.uint8) * 11).reshape(batch, 16)
-    return pixels, Images(pixels=pixels.tobytes(), batch=batch, model_a_delay_ms=delay_ms)
+    return pixels, chain_pb2.Images(pixels=pixels.tobytes(), batch=batch, model_a_delay_ms=delay_ms)
 
 
 class Chain:
@@ -128,13 +127,13 @@ async def test_a_client_cancelling_the_glue_cancels_the_call_to_model_a(chain: C
 async def test_a_downstream_status_reaches_the_client_with_its_message(chain: Chain) -> None:
     async with AsyncClient(chain.address, CLASSIFY) as client:
         with pytest.raises(InvalidArgument, match=r"pixels: expected 32 bytes"):
-            await client.call(Images(pixels=b"\x00" * 5, batch=2))
+            await client.call(chain_pb2.Images(pixels=b"\x00" * 5, batch=2))
 
 
 async def test_a_pool_must_be_opened_before_calls() -> None:
     pool = ChannelPool("127.0.0.1:1", size=2)
     with pytest.raises(UsageError, match="not open"):
-        await pool.call(CLASSIFY, Images())
+        await pool.call(CLASSIFY, chain_pb2.Images())
     with pytest.raises(UsageError, match="size >= 1"):
         ChannelPool("127.0.0.1:1", size=0)
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import grpc
 import numpy as np
 import pytest
 
+import asyncinfer
 from asyncinfer import codecs
 from asyncinfer.client import AsyncClient, Method, SyncClient
 from asyncinfer.errors import InvalidArgument
@@ -28,8 +28,7 @@ cache = example_02.cache
 direct = example_02.direct
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "08_flatbuffers"
-sys.path.insert(0, str(EXAMPLE))
-flat_classifier_pb2 = grpc.protos("flat_classifier.proto")  # type: ignore[attr-defined]
+flat_classifier_pb2 = asyncinfer.protos.load(EXAMPLE / "flat_classifier.proto")
 DESCRIPTOR = flat_classifier_pb2.DESCRIPTOR.services_by_name["FlatClassifier"].methods_by_name[
     "Classify"
 ]

@@ -1,4 +1,4 @@
-"""bench/codecs.py runs end to end (two sizes, short windows) and ends with its JSON summary."""
+"""bench/payload_codecs.py runs end to end (two sizes, short windows) and ends with its JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-BENCH = pathlib.Path(__file__).parents[2] / "bench" / "codecs.py"
+BENCH = pathlib.Path(__file__).parents[2] / "bench" / "payload_codecs.py"
 
 
 def test_bench_codecs_smoke() -> None:

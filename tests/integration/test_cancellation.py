@@ -7,11 +7,11 @@ import asyncio
 import grpc
 import pytest
 
-from asyncinfer import Server
+from asyncinfer import AdmissionStatistics, Server
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import DeadlineExceeded
-from asyncinfer.pb import ping_pb2, ping_pb2_grpc
 from asyncinfer.testing import running
+from tests.protos import ping_pb2, ping_pb2_grpc
 
 from ..services import Countdown, Ping, TrackedResources
 
@@ -52,13 +52,16 @@ async def test_thousands_of_cancelled_calls_leave_every_limit_and_pool_idle() ->
 
 
 async def _cancel_wave(
-    server: Server, resources: TrackedResources, stub: ping_pb2_grpc.PingStub
+    server: Server, resources: TrackedResources, stub: ping_pb2_grpc.PingAsyncStub
 ) -> None:
     calls = [stub.Ping(ping_pb2.PingRequest(delay_us=30_000_000)) for _ in range(WAVE)]
     streams = [
         stub.Countdown(ping_pb2.CountdownRequest(count=1000, interval_us=1000)) for _ in range(50)
     ]
-    stats = lambda: server.statistics().rpcs[LimitedPing.rpc_path()]  # noqa: E731
+
+    def stats() -> AdmissionStatistics:
+        return server.statistics().rpcs[LimitedPing.rpc_path()]
+
     await _until(lambda: stats().in_flight == 100 and stats().waiting == WAVE - 100)
     for stream in streams:
         await stream.read()  # every stream is mid-flight, holding its token

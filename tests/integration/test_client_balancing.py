@@ -14,9 +14,8 @@ import pytest
 
 from asyncinfer.client import AsyncClient, ChannelPool, Constant, Method, Siege, SyncClient
 from asyncinfer.errors import RpcError
-from asyncinfer.pb import ping_pb2
-from asyncinfer.pb.ping_pb2 import PingRequest
 from asyncinfer.testing import ServerProcess
+from tests.protos import ping_pb2
 
 PING_SERVER = Path(__file__).parents[2] / "examples" / "01_ping" / "server.py"
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
@@ -43,7 +42,7 @@ async def _calls(client: AsyncClient, count: int) -> tuple[list[ping_pb2.PingRep
     replies, failed = [], 0
     for _ in range(count):
         try:
-            replies.append(await client.call(PingRequest(payload=b"x")))
+            replies.append(await client.call(ping_pb2.PingRequest(payload=b"x")))
         except RpcError:
             failed += 1
     return replies, failed
@@ -74,8 +73,8 @@ def test_sync_client_round_robins(servers: list[ServerProcess]) -> None:
     targets = ",".join(s.address for s in servers)  # the CLI's comma-separated form
     with SyncClient(targets, PING, timeout=5) as client:
         for _ in range(10):
-            client.call(PingRequest())
-        spread = _pids([client.call(PingRequest()) for _ in range(60)])
+            client.call(ping_pb2.PingRequest())
+        spread = _pids([client.call(ping_pb2.PingRequest()) for _ in range(60)])
     assert set(spread) == {s.pid for s in servers} and min(spread.values()) >= 10, spread
 
 
@@ -83,7 +82,7 @@ async def test_siege_over_several_targets(servers: list[ServerProcess]) -> None:
     async with AsyncClient([s.address for s in servers], PING, timeout=5) as client:
         await _calls(client, 10)
         siege = Siege(client, Constant(300), duration=1.0, on_progress=None)
-        result = await siege.run(PingRequest(payload=b"s"))
+        result = await siege.run(ping_pb2.PingRequest(payload=b"s"))
     assert result.report.ok == result.report.calls > 250
 
 
@@ -98,7 +97,7 @@ async def test_a_dns_name_is_resolved_and_balanced(servers: list[ServerProcess])
 async def test_a_channel_pool_balances_each_of_its_channels(servers: list[ServerProcess]) -> None:
     async with ChannelPool([s.address for s in servers], size=2) as pool:
         for _ in range(10):
-            await pool.call(PING, PingRequest())
-        replies = [await pool.call(PING, PingRequest()) for _ in range(60)]
+            await pool.call(PING, ping_pb2.PingRequest())
+        replies = [await pool.call(PING, ping_pb2.PingRequest()) for _ in range(60)]
     spread = _pids(replies)
     assert set(spread) == {s.pid for s in servers} and min(spread.values()) >= 10, spread

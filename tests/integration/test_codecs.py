@@ -109,7 +109,7 @@ def _first_match(expected: str, buf: bytearray) -> str:
 
 async def test_bytes_that_are_not_the_carrier_message(address: str) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary("/asyncinfer.tests.codecs.Echo/Tensors")
+        call = channel.unary_unary("/asyncinfer.tests.codecs.Echo/Tensors", None, None)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call(b"\x10\x01", timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

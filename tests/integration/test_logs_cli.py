@@ -12,8 +12,8 @@ import pytest
 
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import Unknown
-from asyncinfer.pb import ping_pb2
 from asyncinfer.testing import ServerProcess
+from tests.protos import ping_pb2
 
 ROOT = pathlib.Path(__file__).parents[2]
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])

@@ -17,8 +17,8 @@ from asyncinfer.client import AsyncClient, Method
 from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.errors import ConfigError, InvalidArgument
 from asyncinfer.inference.app import build_server
-from asyncinfer.pb import ping_pb2
 from asyncinfer.testing import ServerProcess, running
+from tests.protos import ping_pb2
 
 from ..services import build
 from .inference.inference_servers import REPOSITORY, ThreadedServer

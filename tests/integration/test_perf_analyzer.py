@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from .._bench import harness, peers
 REPOSITORY = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 # These tests check behaviour, not speed: short windows, and a stability bound (1000 %) that any
 # measurement on a busy machine meets, so a sweep is never cut short as "unstable".
-BOUNDS = {
+BOUNDS: dict[str, Any] = {
     "measurement_interval_ms": 400,
     "stability_percent": 1000,
     "max_trials": 4,

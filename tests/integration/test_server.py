@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from asyncinfer import ConfigError, Server
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import InvalidArgument, ResourceExhausted, Unknown
-from asyncinfer.pb import ping_pb2, ping_pb2_grpc
 from asyncinfer.testing import running
+from tests.protos import ping_pb2, ping_pb2_grpc
 
 from ..services import Collect, Countdown, Echo, OtherEcho, Ping, TrackedResources, build
 
@@ -59,7 +59,7 @@ async def test_unexpected_exception_is_unknown_with_id_and_server_keeps_serving(
 
 async def test_unparseable_request_is_invalid_argument_naming_the_method(target: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
-        raw = channel.unary_unary("/asyncinfer.examples.Ping/Ping")
+        raw = channel.unary_unary("/asyncinfer.examples.Ping/Ping", None, None)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await raw(b"\xff\xff\xff\xff")
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -69,7 +69,7 @@ async def test_unparseable_request_is_invalid_argument_naming_the_method(target:
 async def test_unknown_method_is_unimplemented(target: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await channel.unary_unary("/asyncinfer.examples.Ping/Nope")(b"")
+            await channel.unary_unary("/asyncinfer.examples.Ping/Nope", None, None)(b"")
     assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 

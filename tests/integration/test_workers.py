@@ -11,8 +11,8 @@ from pathlib import Path
 from asyncinfer.affinity import cpus_for_worker, read_topology
 from asyncinfer.client import AsyncClient, Constant, Method, Siege
 from asyncinfer.client.channel import OWN_CONNECTION
-from asyncinfer.pb import ping_pb2
 from asyncinfer.testing import ServerProcess
+from tests.protos import ping_pb2
 
 SERVER = Path(__file__).parents[2] / "examples" / "01_ping" / "server.py"
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])

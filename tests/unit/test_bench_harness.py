@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_port_fields_get_distinct_free_ports() -> None:
 
 
 def test_median_skips_missing_values() -> None:
-    samples = [{"a": 1.0, "b": None}, {"a": 3.0}, {"a": 2.0, "b": 5}]
+    samples: list[dict[str, Any]] = [{"a": 1.0, "b": None}, {"a": 3.0}, {"a": 2.0, "b": 5}]
     assert harness.median_of(samples, ["a", "b", "c"]) == {"a": 2.0, "b": 5, "c": None}
 
 

@@ -13,7 +13,7 @@ from asyncinfer import (
     UnaryContext,
     rpc_method,
 )
-from asyncinfer.pb import ping_pb2
+from tests.protos import ping_pb2
 
 PING = rpc_method(ping_pb2, "Ping", "Ping")
 COUNTDOWN = rpc_method(ping_pb2, "Ping", "Countdown")
@@ -36,7 +36,7 @@ def test_sync_execute_is_rejected_at_class_definition() -> None:
         class Bad(UnaryContext[Any, Any, Resources]):
             method = PING
 
-            def execute(self, request: Any) -> Any:  # type: ignore[override]
+            def execute(self, request: Any) -> Any:
                 return request
 
 

@@ -22,6 +22,7 @@ def test_public_api_is_pinned() -> None:
         "UnaryContext",
         "UsageError",
         "__version__",
+        "protos",
         "rpc_method",
         "serve",
     }

@@ -94,7 +94,12 @@ async def test_default_timeout_from_the_constructor() -> None:
 
 async def test_reset_hook_runs_on_every_return() -> None:
     resets: list[list[int]] = []
-    pool = Pool([[]], name="lists", reset=lambda item: (resets.append(list(item)), item.clear()))
+
+    def reset(item: list[int]) -> None:
+        resets.append(list(item))
+        item.clear()
+
+    pool: Pool[list[int]] = Pool([[]], name="lists", reset=reset)
     async with pool.acquire() as lease:
         lease.item.append(1)
     with pytest.raises(RuntimeError):
@@ -111,8 +116,13 @@ async def test_failing_reset_retires_the_item_and_factory_replaces_it() -> None:
         if item.get("broken"):
             raise ValueError("cannot reset")
 
-    made = []
-    pool = Pool([{}], name="fragile", reset=reset, factory=lambda: made.append(1) or {})
+    made: list[int] = []
+
+    def factory() -> dict[str, bool]:
+        made.append(1)
+        return {}
+
+    pool: Pool[dict[str, bool]] = Pool([{}], name="fragile", reset=reset, factory=factory)
     with pytest.raises(ValueError, match="cannot reset"):
         async with pool.acquire() as lease:
             lease.item["broken"] = True

@@ -17,9 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import RpcError, Unavailable
-from asyncinfer.pb import ping_pb2
-from asyncinfer.pb.ping_pb2 import PingRequest
 from asyncinfer.testing import ServerProcess
+from tests.protos import ping_pb2
 
 PING_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "01_ping"
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
@@ -54,9 +53,9 @@ async def test_sigterm_drains_within_grace() -> None:
         statuses: list[int] = []
         watcher = asyncio.create_task(_watch(server.address, statuses))
         async with AsyncClient(server.address, PING, timeout=30) as client:
-            short = [asyncio.create_task(client.call(PingRequest(delay_us=1_200_000)))
+            short = [asyncio.create_task(client.call(ping_pb2.PingRequest(delay_us=1_200_000)))
                      for _ in range(4)]  # fmt: skip
-            too_long = asyncio.create_task(client.call(PingRequest(delay_us=20_000_000)))
+            too_long = asyncio.create_task(client.call(ping_pb2.PingRequest(delay_us=20_000_000)))
             await asyncio.sleep(0.5)  # every call is in the server now
             assert statuses == [SERVING]
             stopped_at = time.monotonic()
@@ -65,7 +64,7 @@ async def test_sigterm_drains_within_grace() -> None:
             # New connections are refused while the old one still carries the calls in flight.
             async with AsyncClient(server.address, PING, timeout=2) as newcomer:
                 with pytest.raises(Unavailable):
-                    await newcomer.call(PingRequest())
+                    await newcomer.call(ping_pb2.PingRequest())
             assert [await _ended_by(call) for call in short] == ["ok"] * 4
             ended = await _ended_by(too_long)
         async with asyncio.timeout(GRACE + 10):

@@ -234,12 +234,14 @@ def test_the_sidecar_pod_hands_tensors_over_system_v_shared_memory(sidecar_pod: 
 
     rng = np.random.default_rng(5)
     images = [rng.integers(0, 256, (64, 64, 3), np.uint8) for _ in range(3)]
-    request = shm_preprocess.ClassifyRequest(images=[shm_preprocess.encode_ppm(i) for i in images])
+    request = shm_preprocess.preprocess_pb2.ClassifyRequest(
+        images=[shm_preprocess.encode_ppm(i) for i in images]
+    )
     with grpc.insecure_channel(sidecar_pod) as channel:
         classify = channel.unary_unary(
             shm_preprocess.Classify.rpc_path(),
             request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=shm_preprocess.ClassifyReply.FromString,
+            response_deserializer=shm_preprocess.preprocess_pb2.ClassifyReply.FromString,
         )
         reply = classify(request, timeout=30)
     assert reply.transport == "shm"

@@ -4,6 +4,7 @@ status Triton gives and a message naming the tensor and the model; the server ke
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -12,7 +13,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 
 @pytest.fixture
-def stub(url: str):
+def stub(url: str) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
     with grpc.insecure_channel(url) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
@@ -29,19 +30,24 @@ def _simple_request(
     return request
 
 
-def _fails(stub, request, code: grpc.StatusCode, *texts: str) -> None:
+def _fails(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+    request: service_pb2.ModelInferRequest,
+    code: grpc.StatusCode,
+    *texts: str,
+) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request, timeout=10)
     assert info.value.code() == code, info.value.details()
     for text in texts:
-        assert text in info.value.details()
+        assert text in (info.value.details() or "")
 
 
 def _bytes(*items: bytes) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in items)
 
 
-def test_typed_int32_and_int8_contents(stub) -> None:
+def test_typed_int32_and_int8_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     for model, datatype, dtype in (("simple", "INT32", np.int32), ("simple_int8", "INT8", np.int8)):
         request = service_pb2.ModelInferRequest(model_name=model)
         for name in ("INPUT0", "INPUT1"):
@@ -53,7 +59,7 @@ def test_typed_int32_and_int8_contents(stub) -> None:
         np.testing.assert_array_equal(total, np.arange(16, dtype=dtype) * 2)
 
 
-def test_typed_bytes_contents(stub) -> None:
+def test_typed_bytes_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     request = service_pb2.ModelInferRequest(model_name="simple_string")
     for name in ("INPUT0", "INPUT1"):
         tensor = request.inputs.add(name=name, datatype="BYTES", shape=[1, 16])
@@ -62,7 +68,9 @@ def test_typed_bytes_contents(stub) -> None:
     assert reply.raw_output_contents[0] == _bytes(*(str(2 * i).encode() for i in range(16)))
 
 
-def test_raw_and_contents_mixed_is_rejected_before_size_checks(stub) -> None:
+def test_raw_and_contents_mixed_is_rejected_before_size_checks(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
     request = _simple_request()
     request.raw_input_contents[0] = b"\x00" * 3  # wrong size: must not be what is reported
     request.inputs[0].contents.int_contents.append(1)
@@ -122,13 +130,17 @@ def test_raw_and_contents_mixed_is_rejected_before_size_checks(stub) -> None:
         "bad-version",
     ],
 )
-def test_invalid_argument(stub, mutate, texts) -> None:
+def test_invalid_argument(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+    mutate: Callable[[service_pb2.ModelInferRequest], object],
+    texts: list[str],
+) -> None:
     request = _simple_request()
     mutate(request)
     _fails(stub, request, grpc.StatusCode.INVALID_ARGUMENT, *texts)
 
 
-def test_batch_over_max_batch_size(stub) -> None:
+def test_batch_over_max_batch_size(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     a = np.ones((9, 16), np.int32)
     _fails(
         stub,
@@ -138,7 +150,9 @@ def test_batch_over_max_batch_size(stub) -> None:
     )
 
 
-def test_bytes_with_truncated_length_prefix(stub) -> None:
+def test_bytes_with_truncated_length_prefix(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
     request = service_pb2.ModelInferRequest(model_name="simple_identity")
     request.inputs.add(name="INPUT0", datatype="BYTES", shape=[1, 2])
     request.raw_input_contents.append(_bytes(b"abc") + b"\x05\x00")
@@ -151,13 +165,15 @@ def test_bytes_with_truncated_length_prefix(stub) -> None:
     )
 
 
-def test_unknown_model(stub) -> None:
+def test_unknown_model(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     request = _simple_request()
     request.model_name = "no_such_model"
     _fails(stub, request, grpc.StatusCode.NOT_FOUND, "Request for unknown model: 'no_such_model'")
 
 
-def test_server_keeps_serving_after_bad_input(stub) -> None:
+def test_server_keeps_serving_after_bad_input(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
     bad = _simple_request()
     bad.raw_input_contents[0] = b"x"
     for _ in range(3):
@@ -215,11 +231,18 @@ def _identity_bytes_request(raw: bytes, shape: list[int]) -> service_pb2.ModelIn
         "no-data",
     ],
 )
-def test_more_invalid_arguments(stub, build, texts) -> None:
+def test_more_invalid_arguments(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+    build: Callable[[], service_pb2.ModelInferRequest],
+    texts: list[str],
+) -> None:
     _fails(stub, build(), grpc.StatusCode.INVALID_ARGUMENT, *texts)
 
 
-def _with(request, mutate):
+def _with(
+    request: service_pb2.ModelInferRequest,
+    mutate: Callable[[service_pb2.ModelInferRequest], object],
+) -> service_pb2.ModelInferRequest:
     mutate(request)
     return request
 

@@ -7,6 +7,7 @@ import base64
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from .inference_servers import REPOSITORY
 CLI = [sys.executable, "-m", "asyncinfer.cli"]
 
 
-def test_serve_model_repository_and_siege_it(tmp_path) -> None:
+def test_serve_model_repository_and_siege_it(tmp_path: Path) -> None:
     argv = [*CLI, "serve", "--model-repository", str(REPOSITORY), "--grpc-port", "0"]
     with ServerProcess(argv) as server:
         with grpcclient.InferenceServerClient(server.address) as client:

@@ -5,6 +5,8 @@ refusal."""
 from __future__ import annotations
 
 import queue
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +35,7 @@ def _inputs(module, values: list[int], delays: list[int], wait: int):  # type: i
 
 
 def test_sync_stream_gets_one_response_per_element_in_order(url: str) -> None:
-    results: queue.Queue = queue.Queue()
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
     values = [4, -2, 0, 2**31 - 1]
     with grpcclient.InferenceServerClient(url) as client:
         client.start_stream(callback=lambda result, error: results.put((result, error)))
@@ -57,7 +59,7 @@ def test_sync_stream_gets_one_response_per_element_in_order(url: str) -> None:
 
 
 def test_empty_final_response_when_asked(url: str) -> None:
-    results: queue.Queue = queue.Queue()
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
     with grpcclient.InferenceServerClient(url) as client:
         client.start_stream(callback=lambda result, error: results.put((result, error)))
         client.async_stream_infer(
@@ -77,7 +79,7 @@ def test_empty_final_response_when_asked(url: str) -> None:
     assert len(responses[-1].outputs) == 0 and len(responses[0].outputs) == 2
 
 
-async def _requests(items):  # type: ignore[no-untyped-def]
+async def _requests(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
     for item in items:
         yield item
 
@@ -105,10 +107,11 @@ async def test_aio_stream_bad_request_is_an_error_message_and_the_stream_goes_on
         {"model_name": "repeat_int32", "inputs": _inputs(aioclient, [5], [0], 0)},
     ]
     async with aioclient.InferenceServerClient(url) as client:
-        outcomes = []
+        outcomes: list[str | int] = []
         async for result, error in client.stream_infer(_requests(items)):
             outcomes.append(str(error) if error else int(result.as_numpy("OUT")[0]))
     assert len(outcomes) == 2
+    assert isinstance(outcomes[0], str)
     assert "model 'repeat_int32'" in outcomes[0] and "DELAY must have one element" in outcomes[0]
     assert outcomes[1] == 5
 

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -334,8 +335,9 @@ async def test_perf_analyzer_profiles_the_ensemble() -> None:
 
     from .inference_servers import REPOSITORY
 
-    bounds = {"measurement_interval_ms": 400, "stability_percent": 1000, "max_trials": 4,
-              "kill_after": 90}  # fmt: skip
+    bounds: dict[str, Any] = {
+        "measurement_interval_ms": 400, "stability_percent": 1000, "max_trials": 4, "kill_after": 90
+    }  # fmt: skip
     async with running(build_server(REPOSITORY, grpc_port=0)) as address:
         result = await run_perf_analyzer(
             address, "ensemble_classify", concurrency=(1, 4, 3), **bounds
@@ -371,7 +373,7 @@ def test_a_caller_giving_up_cancels_the_running_steps(repository: pathlib.Path) 
 
         def sleepy_failed() -> bool:
             stats = client.get_inference_statistics("sleepy").model_stats[0].inference_stats
-            return stats.fail.count == 1
+            return bool(stats.fail.count == 1)
 
         # The step was cancelled with the request (counted as failed), not left running 30 s.
         deadline = time.monotonic() + 10

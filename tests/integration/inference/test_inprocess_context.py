@@ -11,9 +11,8 @@ from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.inference.inprocess import ModelCaller
 from asyncinfer.inference.repository import ModelRepository
-from asyncinfer.pb import ping_pb2
-from asyncinfer.pb.ping_pb2 import PingReply, PingRequest
 from asyncinfer.testing import running
+from tests.protos import ping_pb2
 
 from .inference_servers import REPOSITORY
 
@@ -34,17 +33,17 @@ class ModelsResources(Resources):
         await self.repository.stop()
 
 
-class Double(UnaryContext[PingRequest, PingReply, ModelsResources]):
+class Double(UnaryContext[ping_pb2.PingRequest, ping_pb2.PingReply, ModelsResources]):
     """payload: 16 little-endian int32 -> their doubles, computed by `simple` (x + x)."""
 
     method = rpc_method(ping_pb2, "Ping", "Ping")
 
-    async def execute(self, request: PingRequest) -> PingReply:
+    async def execute(self, request: ping_pb2.PingRequest) -> ping_pb2.PingReply:
         x = np.frombuffer(request.payload, dtype="<i4").reshape(1, -1)
         outputs = await self.resources.models.infer(
             "simple", {"INPUT0": x, "INPUT1": x}, outputs=["OUTPUT0"]
         )
-        return PingReply(payload=outputs["OUTPUT0"].tobytes())
+        return ping_pb2.PingReply(payload=outputs["OUTPUT0"].tobytes())
 
 
 async def test_a_context_calls_a_model_in_process() -> None:
@@ -53,10 +52,10 @@ async def test_a_context_calls_a_model_in_process() -> None:
     server.add_service(resources, Double)
     async with running(server) as address, AsyncClient(address, Method.of(Double)) as client:
         x = np.arange(16, dtype="<i4")
-        reply = await client.call(PingRequest(payload=x.tobytes()))
+        reply = await client.call(ping_pb2.PingRequest(payload=x.tobytes()))
         np.testing.assert_array_equal(np.frombuffer(reply.payload, "<i4"), 2 * x)
         assert resources.models.is_ready("simple") and not resources.models.is_ready("nope")
         with pytest.raises(InvalidArgument, match=r"input 'INPUT0' for model 'simple'.*\[1, 3\]"):
-            await client.call(PingRequest(payload=np.zeros(3, "<i4").tobytes()))
+            await client.call(ping_pb2.PingRequest(payload=np.zeros(3, "<i4").tobytes()))
         stats = resources.repository.get("simple").stats
         assert (stats.success.count, stats.fail.count) == (1, 1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,12 +31,12 @@ EXPLICIT_MODELS = [
 
 
 @pytest.fixture
-def client(explicit_url: str):
+def client(explicit_url: str) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(explicit_url) as client:
         yield client
 
 
-def _add(client: grpcclient.InferenceServerClient) -> np.ndarray:
+def _add(client: grpcclient.InferenceServerClient) -> Any:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     inputs = []
     for name in ("INPUT0", "INPUT1"):
@@ -44,14 +46,16 @@ def _add(client: grpcclient.InferenceServerClient) -> np.ndarray:
     return client.infer("simple", inputs).as_numpy("OUTPUT0")
 
 
-def test_index_lists_exactly_eight_models_none_loaded(client) -> None:
+def test_index_lists_exactly_eight_models_none_loaded(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     index = client.get_model_repository_index().models
     assert sorted(m.name for m in index) == EXPLICIT_MODELS
     assert not client.is_model_ready("simple")
     assert client.get_model_repository_index(as_json=True).get("models")
 
 
-def test_load_infer_unload(client) -> None:
+def test_load_infer_unload(client: grpcclient.InferenceServerClient) -> None:
     client.load_model("simple")
     assert client.is_model_ready("simple")
     np.testing.assert_array_equal(_add(client), np.arange(16).reshape(1, 16) * 2)
@@ -65,19 +69,19 @@ def test_load_infer_unload(client) -> None:
     assert states["simple"] == ("UNAVAILABLE", "unloaded")
 
 
-def test_load_with_json_config_override(client) -> None:
+def test_load_with_json_config_override(client: grpcclient.InferenceServerClient) -> None:
     client.load_model("simple", config=json.dumps({"max_batch_size": "16"}))
     assert client.get_model_config("simple").config.max_batch_size == 16
     assert client.is_model_ready("simple")
 
 
-def test_load_with_invalid_json_fails(client) -> None:
+def test_load_with_invalid_json_fails(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.load_model("simple", config="{not json")
     assert "failed to load" in info.value.message()
 
 
-def test_load_unknown_model_fails(client) -> None:
+def test_load_unknown_model_fails(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.load_model("no_such_model")
     assert "failed to load" in info.value.message()
@@ -88,14 +92,16 @@ def test_load_unknown_model_fails(client) -> None:
     assert info.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_load_later_feature_model_says_not_supported_yet(client) -> None:
+def test_load_later_feature_model_says_not_supported_yet(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.load_model("simple", config=json.dumps({"ensemble_scheduling": {}}))
     assert "failed to load" in info.value.message()
     assert "not supported yet" in info.value.message()
 
 
-def test_sequence_models_load_and_serve(client) -> None:
+def test_sequence_models_load_and_serve(client: grpcclient.InferenceServerClient) -> None:
     for name in ("simple_sequence", "simple_dyna_sequence"):
         client.load_model(name)
         assert client.is_model_ready(name)
@@ -107,7 +113,9 @@ def test_sequence_models_load_and_serve(client) -> None:
         client.unload_model(name)
 
 
-def test_load_onnx_model_without_its_file_names_the_file(client) -> None:
+def test_load_onnx_model_without_its_file_names_the_file(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     # Override files replace the model directory: this one has a version but no model.onnx.
     config = json.dumps(
         {
@@ -123,7 +131,9 @@ def test_load_onnx_model_without_its_file_names_the_file(client) -> None:
     assert "model.onnx does not exist" in info.value.message()
 
 
-def test_file_name_too_long_is_internal_and_server_stays_live(client) -> None:
+def test_file_name_too_long_is_internal_and_server_stays_live(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.load_model("simple", config="{}", files={"file:" + "a" * 256: b"x"})
     assert info.value.status() == "StatusCode.INTERNAL"
@@ -131,7 +141,7 @@ def test_file_name_too_long_is_internal_and_server_stays_live(client) -> None:
     assert client.is_server_live()
 
 
-def test_load_with_override_files(client) -> None:
+def test_load_with_override_files(client: grpcclient.InferenceServerClient) -> None:
     source = EXPLICIT_REPOSITORY / "simple"
     config = json.dumps({"max_batch_size": 4})
     files = {
@@ -176,7 +186,7 @@ def test_poll_mode_loads_new_and_unloads_removed(scratch_repository: pathlib.Pat
         assert _eventually(lambda: not client.is_model_ready("simple_copy"))
 
 
-def _eventually(condition, seconds: float = 15.0) -> bool:
+def _eventually(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
@@ -221,7 +231,7 @@ def test_unload_waits_for_the_call_in_flight(tmp_path: pathlib.Path) -> None:
     with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
         tensor = grpcclient.InferInput("IN", [1], "INT32")
         tensor.set_data_from_numpy(np.array([0], np.int32))
-        results: list = []
+        results: list[tuple[Any, Any]] = []
         client.async_infer(
             "slow", [tensor], callback=lambda result, error: results.append((result, error))
         )

@@ -4,6 +4,7 @@ the model-control repository's ONNX models, and per-model statistics under batch
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ def reference(model_dir: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]
 
 
 @pytest.fixture
-def client(url: str):
+def client(url: str) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(url) as client:
         yield client
 
@@ -36,7 +37,7 @@ def _input(name: str, array: np.ndarray) -> grpcclient.InferInput:
     return tensor
 
 
-def test_densenet_signature_is_tritons(client) -> None:
+def test_densenet_signature_is_tritons(client: grpcclient.InferenceServerClient) -> None:
     metadata = client.get_model_metadata("densenet_onnx")
     assert metadata.platform == "onnxruntime_onnx"
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
@@ -47,14 +48,14 @@ def test_densenet_signature_is_tritons(client) -> None:
     ]
 
 
-def test_densenet_scores_match_onnx_runtime(client) -> None:
+def test_densenet_scores_match_onnx_runtime(client: grpcclient.InferenceServerClient) -> None:
     image = np.random.default_rng(1).random((3, 224, 224), dtype=np.float32)
     result = client.infer("densenet_onnx", [_input("data_0", image)])
     (expected,) = reference("densenet_onnx", {"data_0": image})
     np.testing.assert_allclose(result.as_numpy("fc6_1"), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_densenet_class_count_gives_top_labels(client) -> None:
+def test_densenet_class_count_gives_top_labels(client: grpcclient.InferenceServerClient) -> None:
     image = np.random.default_rng(2).random((3, 224, 224), dtype=np.float32)
     output = grpcclient.InferRequestedOutput("fc6_1", class_count=3)
     result = client.infer("densenet_onnx", [_input("data_0", image)], outputs=[output])
@@ -66,7 +67,9 @@ def test_densenet_class_count_gives_top_labels(client) -> None:
     np.testing.assert_allclose([float(v) for v, _, _ in entries], scores[top], rtol=1e-5)
 
 
-def test_densenet_wrong_shape_is_invalid_argument_and_server_keeps_serving(client) -> None:
+def test_densenet_wrong_shape_is_invalid_argument_and_server_keeps_serving(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.infer("densenet_onnx", [_input("data_0", np.zeros((3, 224, 223), np.float32))])
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
@@ -77,20 +80,22 @@ def test_densenet_wrong_shape_is_invalid_argument_and_server_keeps_serving(clien
     )
 
 
-def test_mlp_config_has_dynamic_batching(client) -> None:
+def test_mlp_config_has_dynamic_batching(client: grpcclient.InferenceServerClient) -> None:
     config = client.get_model_config("mlp_onnx", as_json=True)["config"]
     assert config["platform"] == "onnxruntime_onnx"
     assert config["dynamic_batching"]["preferred_batch_size"] == [32]
 
 
-def test_mlp_batch_matches_onnx_runtime(client) -> None:
+def test_mlp_batch_matches_onnx_runtime(client: grpcclient.InferenceServerClient) -> None:
     features = np.random.default_rng(3).standard_normal((5, 256)).astype(np.float32)
     result = client.infer("mlp_onnx", [_input("features", features)])
     (expected,) = reference("mlp_onnx", {"features": features})
     np.testing.assert_allclose(result.as_numpy("scores"), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_mlp_priority_out_of_range_is_invalid_argument(client) -> None:
+def test_mlp_priority_out_of_range_is_invalid_argument(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     features = np.zeros((1, 256), np.float32)
     with pytest.raises(InferenceServerException) as info:
         client.infer("mlp_onnx", [_input("features", features)], priority=4)
@@ -98,7 +103,9 @@ def test_mlp_priority_out_of_range_is_invalid_argument(client) -> None:
     assert "mlp_onnx" in info.value.message() and "priority" in info.value.message()
 
 
-def test_mlp_timeout_override_not_allowed_is_invalid_argument(client) -> None:
+def test_mlp_timeout_override_not_allowed_is_invalid_argument(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     features = np.zeros((1, 256), np.float32)
     with pytest.raises(InferenceServerException) as info:
         client.infer("mlp_onnx", [_input("features", features)], timeout=1000)

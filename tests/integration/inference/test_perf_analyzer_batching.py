@@ -5,13 +5,14 @@ ModelStatistics) add up: inferences == successful requests, fewer executions und
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
 from asyncinfer._perf_analyzer import run_perf_analyzer
 
 # Short windows, loose stability: these tests check behaviour, not speed.
-BOUNDS = {
+BOUNDS: dict[str, Any] = {
     "measurement_interval_ms": 500,
     "stability_percent": 100,
     "max_trials": 6,

@@ -108,7 +108,9 @@ def _infer(client, model: str, values: np.ndarray, datatype: str = "INT32"):  # 
     return client.infer(model, [tensor])
 
 
-def test_instances_are_other_processes_and_results_are_right(client) -> None:
+def test_instances_are_other_processes_and_results_are_right(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     pids = set()
     for i in range(6):
         values = np.arange(i, i + 1000, dtype=np.int32)
@@ -120,7 +122,7 @@ def test_instances_are_other_processes_and_results_are_right(client) -> None:
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"asyncinfer-{os.getpid()}-")]
 
 
-def test_two_instances_serve_concurrent_requests(server) -> None:
+def test_two_instances_serve_concurrent_requests(server: tuple[str, ThreadedServer]) -> None:
     pids: set[int] = set()
     barrier = threading.Barrier(4)
 
@@ -138,19 +140,21 @@ def test_two_instances_serve_concurrent_requests(server) -> None:
     assert len(pids) == 2
 
 
-def test_bytes_tensors_cross_the_arena(client) -> None:
+def test_bytes_tensors_cross_the_arena(client: grpcclient.InferenceServerClient) -> None:
     values = np.array([b"abc", b"", b"\x00\xff"], dtype=np.object_)
     result = _infer(client, "reverser", values, "BYTES")
     assert list(result.as_numpy("OUT")) == [b"cba", b"", b"\xff\x00"]
 
 
-def test_model_error_fails_only_that_request(client) -> None:
+def test_model_error_fails_only_that_request(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException, match="IN\\[0\\] must not be -2"):
         _infer(client, "doubler", np.array([-2], np.int32))
     assert _infer(client, "doubler", np.array([3], np.int32)).as_numpy("OUT")[0] == 6
 
 
-def test_raising_execute_is_an_internal_error_as_with_thread_instances(client) -> None:
+def test_raising_execute_is_an_internal_error_as_with_thread_instances(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     # As a thread instance's: UNKNOWN with an error id; the exception's text (which names the
     # model and instance) goes to the server log only.
     with pytest.raises(InferenceServerException) as info:
@@ -161,7 +165,9 @@ def test_raising_execute_is_an_internal_error_as_with_thread_instances(client) -
     assert _infer(client, "doubler", np.array([3], np.int32)).as_numpy("OUT")[0] == 6
 
 
-def test_crashed_instance_fails_its_request_and_is_restarted(client) -> None:
+def test_crashed_instance_fails_its_request_and_is_restarted(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     before = {
         int(_infer(client, "doubler", np.ones(1, np.int32)).as_numpy("PID")[0]) for _ in range(4)
     }
@@ -180,7 +186,7 @@ def test_crashed_instance_fails_its_request_and_is_restarted(client) -> None:
     assert client.is_model_ready("doubler")
 
 
-def test_request_larger_than_the_arena_is_refused(client) -> None:
+def test_request_larger_than_the_arena_is_refused(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         _infer(client, "small_arena", np.zeros(4096, np.int32))
     assert "StatusCode.RESOURCE_EXHAUSTED" in str(info.value.status())
@@ -189,7 +195,9 @@ def test_request_larger_than_the_arena_is_refused(client) -> None:
     assert _infer(client, "small_arena", np.ones(8, np.int32)).as_numpy("OUT")[0] == 2
 
 
-def test_sequences_are_pinned_to_process_instances(client) -> None:
+def test_sequences_are_pinned_to_process_instances(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     def run(sequence_id: str, values: list[int]) -> list[int]:
         outputs = []
         for i, value in enumerate(values):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pathlib
 import textwrap
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,7 +77,9 @@ class Model:
 }
 
 
-def _write_model(root: pathlib.Path, name: str, source: str, *, versions=(1,), extra="") -> None:
+def _write_model(
+    root: pathlib.Path, name: str, source: str, *, versions: tuple[int, ...] = (1,), extra: str = ""
+) -> None:
     (root / name).mkdir()
     (root / name / "config.pbtxt").write_text(IDENTITY_CONFIG.format(name=name, extra=extra))
     for version in versions:
@@ -92,7 +96,7 @@ class Model:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory):
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpcclient.InferenceServerClient]:
     root = tmp_path_factory.mktemp("models")
     for name, source in MODELS.items():
         _write_model(root, name, source)
@@ -133,21 +137,27 @@ def client(tmp_path_factory: pytest.TempPathFactory):
         yield client
 
 
-def _infer(client, model: str, values, version: str = "") -> np.ndarray:
+def _infer(
+    client: grpcclient.InferenceServerClient, model: str, values: object, version: str = ""
+) -> Any:
     array = np.asarray(values, np.int32)
     tensor = grpcclient.InferInput("IN", list(array.shape), "INT32")
     tensor.set_data_from_numpy(array)
     return client.infer(model, [tensor], model_version=version).as_numpy("OUT")
 
 
-def test_model_that_does_not_import_fails_only_its_own_load(client) -> None:
+def test_model_that_does_not_import_fails_only_its_own_load(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     assert client.is_model_ready("broken_import") is False
     reasons = {m.name: m.reason for m in client.get_model_repository_index().models}
     assert "No module named 'no_such_module_anywhere'" in reasons["broken_import"]
     assert client.is_model_ready("raises")
 
 
-def test_execute_that_raises_fails_that_request_only(client) -> None:
+def test_execute_that_raises_fails_that_request_only(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         _infer(client, "raises", [-1, 2])
     assert info.value.status() == "StatusCode.UNKNOWN"
@@ -158,20 +168,22 @@ def test_execute_that_raises_fails_that_request_only(client) -> None:
     assert stats.fail.count == 1 and stats.success.count >= 1
 
 
-def test_model_error_response_fails_with_its_message(client) -> None:
+def test_model_error_response_fails_with_its_message(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         _infer(client, "model_error", [1])
     assert info.value.status() == "StatusCode.INTERNAL"
     assert "model 'model_error' failed the request: IN must be positive" in info.value.message()
 
 
-def test_output_of_the_wrong_datatype_is_reported(client) -> None:
+def test_output_of_the_wrong_datatype_is_reported(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         _infer(client, "wrong_dtype", [1])
     assert "returned output 'OUT' as FP32, but its config declares INT32" in info.value.message()
 
 
-def test_output_of_the_wrong_shape_is_reported(client) -> None:
+def test_output_of_the_wrong_shape_is_reported(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         _infer(client, "wrong_shape", [1])
     assert "returned output 'OUT' with shape [2, 2], but its config declares [-1]" in (
@@ -179,17 +191,19 @@ def test_output_of_the_wrong_shape_is_reported(client) -> None:
     )
 
 
-def test_sync_execute_runs_in_a_worker_thread_with_state(client) -> None:
+def test_sync_execute_runs_in_a_worker_thread_with_state(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     first = int(_infer(client, "sync_counter", [0])[0])
     assert int(_infer(client, "sync_counter", [0])[0]) == first + 1
 
 
-def test_warmup_runs_before_ready(client) -> None:
+def test_warmup_runs_before_ready(client: grpcclient.InferenceServerClient) -> None:
     # Three warmup executions happened before the first real request.
     assert int(_infer(client, "warmed", [0])[0]) == 4
 
 
-def test_version_policies(client) -> None:
+def test_version_policies(client: grpcclient.InferenceServerClient) -> None:
     assert list(client.get_model_metadata("latest_two").versions) == ["2", "3"]
     assert int(_infer(client, "latest_two", [0])[0]) == 3
     assert int(_infer(client, "latest_two", [0], version="2")[0]) == 2
@@ -199,7 +213,7 @@ def test_version_policies(client) -> None:
     assert len(client.get_inference_statistics("all_versions").model_stats) == 2
 
 
-def test_classification_with_labels(client) -> None:
+def test_classification_with_labels(client: grpcclient.InferenceServerClient) -> None:
     tensor = grpcclient.InferInput("IN", [4], "INT32")
     tensor.set_data_from_numpy(np.array([3, 7, 1, 9], np.int32))
     outputs = [grpcclient.InferRequestedOutput("OUT", class_count=3)]

@@ -9,6 +9,8 @@ import queue
 import re
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ def _output(result) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(url: str):
+def client(url: str) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(url) as client:
         yield client
 
@@ -52,28 +54,32 @@ def _run_unary(client, model: str, sequence_id, values: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize("sequence_id", [1001, "text-id"])
-def test_simple_sequence_has_no_accumulation_and_takes_both_id_kinds(client, sequence_id) -> None:
+def test_simple_sequence_has_no_accumulation_and_takes_both_id_kinds(
+    client: grpcclient.InferenceServerClient, sequence_id: int | str
+) -> None:
     # OUTPUT = (INPUT + START) * READY; READY is 1 for every real request.
     assert _run_unary(client, "simple_sequence", sequence_id, [5, 6, 7]) == [6, 6, 7]
 
 
-def test_simple_dyna_sequence_adds_corrid_on_end(client) -> None:
+def test_simple_dyna_sequence_adds_corrid_on_end(client: grpcclient.InferenceServerClient) -> None:
     # (INPUT + START + END * CORRID) * READY
     assert _run_unary(client, "simple_dyna_sequence", 40, [1, 2, 3]) == [2, 2, 43]
     assert _run_unary(client, "simple_dyna_sequence", 41, [9]) == [9 + 1 + 41]
 
 
-def test_simple_string_dyna_sequence_accumulates(client) -> None:
+def test_simple_string_dyna_sequence_accumulates(client: grpcclient.InferenceServerClient) -> None:
     assert _run_unary(client, "simple_string_dyna_sequence", "100", [1, 2, 3]) == [1, 3, 106]
 
 
-def test_ids_are_reused_after_the_sequence_ended(client) -> None:
+def test_ids_are_reused_after_the_sequence_ended(client: grpcclient.InferenceServerClient) -> None:
     for _ in range(3):
         assert _run_unary(client, "simple_string_dyna_sequence", "7", [10, 20]) == [10, 37]
 
 
-def test_sync_stream_interleaves_sequences_in_order(client) -> None:
-    results: queue.Queue = queue.Queue()
+def test_sync_stream_interleaves_sequences_in_order(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     plan = []  # (request id, sequence id, value, start, end)
     for step in range(3):
@@ -104,7 +110,7 @@ def test_sync_stream_interleaves_sequences_in_order(client) -> None:
         assert [outputs[i] for i in ids] == [1, 3, 6 + int(sequence_id)]
 
 
-async def _stream_requests(items):  # type: ignore[no-untyped-def]
+async def _stream_requests(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
     for item in items:
         yield item
 
@@ -157,7 +163,7 @@ def test_oldest_strategy_spreads_sequences_over_two_instances(url: str) -> None:
         assert stats.model_stats[0].inference_stats.fail.count == 0
 
 
-def test_missing_correlation_id_is_rejected(client) -> None:
+def test_missing_correlation_id_is_rejected(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.infer("simple_sequence", [_input(grpcclient, 1)])
     assert "StatusCode.INVALID_ARGUMENT" in str(info.value.status())
@@ -167,7 +173,9 @@ def test_missing_correlation_id_is_rejected(client) -> None:
     )
 
 
-def test_request_without_start_for_unknown_or_ended_sequence_is_rejected(client) -> None:
+def test_request_without_start_for_unknown_or_ended_sequence_is_rejected(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     message = (
         "inference request for sequence {} to model 'simple_sequence' must specify the START "
         "flag on the first request of the sequence"
@@ -180,7 +188,7 @@ def test_request_without_start_for_unknown_or_ended_sequence_is_rejected(client)
     assert _run_unary(client, "simple_sequence", 4243, [1, 2]) == [2, 2]
 
 
-def test_start_for_a_running_sequence_restarts_it(client) -> None:
+def test_start_for_a_running_sequence_restarts_it(client: grpcclient.InferenceServerClient) -> None:
     def step(value: int, *, start: bool = False, end: bool = False) -> int:
         result = client.infer(
             "simple_string_dyna_sequence",
@@ -198,7 +206,9 @@ def test_start_for_a_running_sequence_restarts_it(client) -> None:
     assert step(1, end=True) == 311
 
 
-def test_more_sequences_than_direct_slots_are_refused(client) -> None:
+def test_more_sequences_than_direct_slots_are_refused(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     # simple_sequence: direct, max_batch_size 8, one instance: 8 slots.
     started = []
     try:
@@ -232,7 +242,7 @@ def test_more_sequences_than_direct_slots_are_refused(client) -> None:
     assert _run_unary(client, "simple_sequence", 999, [1]) == [2]
 
 
-def test_batch_size_above_one_is_rejected(client) -> None:
+def test_batch_size_above_one_is_rejected(client: grpcclient.InferenceServerClient) -> None:
     tensor = grpcclient.InferInput("INPUT", [2, 1], "INT32")
     tensor.set_data_from_numpy(np.ones((2, 1), np.int32))
     with pytest.raises(InferenceServerException, match="must specify batch-size 1"):

@@ -7,9 +7,12 @@ them by key. TRITON-COMPAT Part B.10 and issue 5's bad input.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,26 +65,30 @@ def _key(name: str) -> str:
     return f"/asyncinfer_{name}_{PID}"
 
 
-def _in(name: str, region: str, size: int, offset: int, datatype: str = "INT32"):
+def _in(name: str, region: str, size: int, offset: int, datatype: str = "INT32") -> Any:
     tensor = grpcclient.InferInput(name, [1, 16], datatype)
     tensor.set_shared_memory(region, size, offset=offset)
     return tensor
 
 
-def _out(name: str, region: str | None = None, size: int = 0, offset: int = 0):
+def _out(name: str, region: str | None = None, size: int = 0, offset: int = 0) -> Any:
     output = grpcclient.InferRequestedOutput(name)
     if region is not None:
         output.set_shared_memory(region, size, offset=offset)
     return output
 
 
-def _register(client, *names: str, sizes: dict[str, int] | None = None) -> None:
+def _register(
+    client: grpcclient.InferenceServerClient, *names: str, sizes: dict[str, int] | None = None
+) -> None:
     for name in names:
         size = (sizes or {}).get(name, {"in": 128, "out": 128, "big": 4096}[name])
         client.register_system_shared_memory(name, _key(name), size)
 
 
-def test_inputs_and_outputs_in_regions_with_offsets(client, regions) -> None:
+def test_inputs_and_outputs_in_regions_with_offsets(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     b = np.full((1, 16), 3, np.int32)
     shm.set_shared_memory_region(regions["in"], [a, b])  # a at 0, b at 64
@@ -110,7 +117,9 @@ def test_inputs_and_outputs_in_regions_with_offsets(client, regions) -> None:
     assert list(client.get_system_shared_memory_status().regions) == ["out"]
 
 
-def test_bytes_tensors_in_shared_memory(client, regions) -> None:
+def test_bytes_tensors_in_shared_memory(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     a = np.array([[str(i).encode() for i in range(16)]], dtype=np.object_)
     b = np.array([[b"1"] * 16], dtype=np.object_)
     a_bytes, b_bytes = serialize_byte_tensor(a), serialize_byte_tensor(b)
@@ -142,7 +151,9 @@ def test_bytes_tensors_in_shared_memory(client, regions) -> None:
         shm.destroy_shared_memory_region(out_handle)
 
 
-def test_reregister_with_other_keys_and_sizes(client, regions) -> None:
+def test_reregister_with_other_keys_and_sizes(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     _register(client, "in", "out")
     client.unregister_system_shared_memory()
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
@@ -162,7 +173,9 @@ def test_reregister_with_other_keys_and_sizes(client, regions) -> None:
     assert status.regions["in"].key == _key("big") and status.regions["in"].byte_size == 4096
 
 
-def test_mixed_raw_and_shm_and_switching_an_output(client, regions) -> None:
+def test_mixed_raw_and_shm_and_switching_an_output(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     b = np.ones((1, 16), np.int32)
     shm.set_shared_memory_region(regions["in"], [a])
@@ -183,13 +196,15 @@ def test_mixed_raw_and_shm_and_switching_an_output(client, regions) -> None:
             np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
 
 
-def _error(call) -> InferenceServerException:
+def _error(call: Callable[[], object]) -> InferenceServerException:
     with pytest.raises(InferenceServerException) as info:
         call()
     return info.value
 
 
-def test_bad_shared_memory_requests(client, regions) -> None:
+def test_bad_shared_memory_requests(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     _register(client, "in", "out")
     a_raw = grpcclient.InferInput("INPUT1", [1, 16], "INT32")
     a_raw.set_data_from_numpy(np.zeros((1, 16), np.int32))
@@ -207,7 +222,7 @@ def test_bad_shared_memory_requests(client, regions) -> None:
             [_in("INPUT0", "in", 64, 0), a_raw], [_out("OUTPUT0", "out", 32, 0)]),
     }  # fmt: skip
     for message, (inputs, outputs) in cases.items():
-        error = _error(lambda i=inputs, o=outputs: client.infer("simple", i, outputs=o))
+        error = _error(functools.partial(client.infer, "simple", inputs, outputs=outputs))
         assert error.status() == "StatusCode.INVALID_ARGUMENT", message
         assert message in error.message()
     error = _error(lambda: client.register_system_shared_memory("in", _key("out"), 64))
@@ -215,7 +230,7 @@ def test_bad_shared_memory_requests(client, regions) -> None:
     error = _error(lambda: client.register_system_shared_memory("x", "/no_such_key_here", 64))
     assert "key '/no_such_key_here' does not exist" in error.message()
     for key in ("/a/../b", "/sem.lock", "../etc/passwd"):
-        error = _error(lambda k=key: client.register_system_shared_memory("x", k, 64))
+        error = _error(functools.partial(client.register_system_shared_memory, "x", key, 64))
         assert error.status() == "StatusCode.INVALID_ARGUMENT" and "is not valid" in error.message()
     error = _error(lambda: client.register_system_shared_memory("x", _key("in"), 4096))
     assert "bytes [0, 4096) are out of bounds; the region holds 128 bytes" in error.message()
@@ -225,11 +240,13 @@ def test_bad_shared_memory_requests(client, regions) -> None:
     assert result.as_numpy("OUTPUT0").shape == (1, 16)
 
 
-def test_server_metadata_lists_system_shm_when_allowed(client) -> None:
+def test_server_metadata_lists_system_shm_when_allowed(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     assert "system_shared_memory" in client.get_server_metadata().extensions
 
 
-def test_cuda_register_fails_clearly_without_cuda(client) -> None:
+def test_cuda_register_fails_clearly_without_cuda(client: grpcclient.InferenceServerClient) -> None:
     from asyncinfer.shm.cuda import cuda_unavailable_reason
 
     if not cuda_unavailable_reason():
@@ -241,7 +258,7 @@ def test_cuda_register_fails_clearly_without_cuda(client) -> None:
     assert len(client.get_cuda_shared_memory_status().regions) == 0
 
 
-def test_without_allow_client_shm(url: str, regions) -> None:
+def test_without_allow_client_shm(url: str, regions: dict[str, object]) -> None:
     with grpcclient.InferenceServerClient(url) as client:
         client.unregister_system_shared_memory()  # unregister-all always succeeds
         client.unregister_cuda_shared_memory()
@@ -290,7 +307,9 @@ def _descriptors(key: str) -> int:
     return count
 
 
-def test_a_region_in_use_is_not_closed_under_the_request(tmp_path, regions) -> None:
+def test_a_region_in_use_is_not_closed_under_the_request(
+    tmp_path: Path, regions: dict[str, object]
+) -> None:
     model = tmp_path / "slow_identity"
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text(_SLOW_CONFIG)
@@ -328,7 +347,9 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_register_and_unregister_over_grpc_do_not_leak(client, regions) -> None:
+def test_register_and_unregister_over_grpc_do_not_leak(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     client.register_system_shared_memory("warm", _key("in"), 128)  # let lazy state settle
     client.unregister_system_shared_memory()
     maps_before, fds_before = _mappings(), _open_fds()
@@ -343,7 +364,9 @@ def test_register_and_unregister_over_grpc_do_not_leak(client, regions) -> None:
     assert (_mappings(), _open_fds()) == (maps_before, fds_before)
 
 
-def test_stream_infer_with_shared_memory(client, regions) -> None:
+def test_stream_infer_with_shared_memory(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     shm.set_shared_memory_region(regions["in"], [a, a])
     _register(client, "in", "out")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,7 +40,9 @@ async def test_async_unknown_model(url: str) -> None:
         assert await client.is_model_ready("no_such_model") is False
 
 
-async def _requests(items: list[tuple[str, str, list[aioclient.InferInput]]]):
+async def _requests(
+    items: list[tuple[str, str, list[aioclient.InferInput]]],
+) -> AsyncIterator[dict[str, Any]]:
     for request_id, model, inputs in items:
         yield {"model_name": model, "inputs": inputs, "request_id": request_id}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -28,7 +31,7 @@ MODELS = [
 
 
 @pytest.fixture
-def client(url: str):
+def client(url: str) -> Iterator[grpcclient.InferenceServerClient]:
     with grpcclient.InferenceServerClient(url) as client:
         yield client
 
@@ -42,7 +45,7 @@ def _inputs(datatype: str, a: np.ndarray, b: np.ndarray) -> list[grpcclient.Infe
     return inputs
 
 
-def test_server_metadata_name_is_triton(client) -> None:
+def test_server_metadata_name_is_triton(client: grpcclient.InferenceServerClient) -> None:
     metadata = client.get_server_metadata()
     assert metadata.name == "triton"
     assert set(metadata.extensions) == {
@@ -54,26 +57,32 @@ def test_server_metadata_name_is_triton(client) -> None:
     assert client.is_server_live() and client.is_server_ready()
 
 
-def test_every_example_model_is_ready_with_version_1(client) -> None:
+def test_every_example_model_is_ready_with_version_1(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     for name in MODELS:
         assert client.is_model_ready(name)
         assert client.is_model_ready(name, "1")
         assert list(client.get_model_metadata(name).versions) == ["1"]
 
 
-def test_model_ready_is_false_not_an_error_for_unknown_models(client) -> None:
+def test_model_ready_is_false_not_an_error_for_unknown_models(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     assert client.is_model_ready("no_such_model") is False
     assert client.is_model_ready("simple", "7") is False
 
 
-def test_unknown_model_metadata_fails_with_triton_text(client) -> None:
+def test_unknown_model_metadata_fails_with_triton_text(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.get_model_metadata("no_such_model")
     assert "Request for unknown model: 'no_such_model' is not found" in info.value.message()
     assert info.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_metadata_reports_batch_dimension(client) -> None:
+def test_metadata_reports_batch_dimension(client: grpcclient.InferenceServerClient) -> None:
     metadata = client.get_model_metadata("simple")
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
         ("INPUT0", "INT32", [-1, 16]),
@@ -82,14 +91,14 @@ def test_metadata_reports_batch_dimension(client) -> None:
     assert [t.name for t in metadata.outputs] == ["OUTPUT0", "OUTPUT1"]
 
 
-def test_config_name_and_statistics_entry(client) -> None:
+def test_config_name_and_statistics_entry(client: grpcclient.InferenceServerClient) -> None:
     config = client.get_model_config("simple").config
     assert config.name == "simple" and config.max_batch_size == 8
     assert len(client.get_inference_statistics("simple").model_stats) == 1
     assert len(client.get_inference_statistics().model_stats) == len(MODELS)
 
 
-def test_statistics_count_inferences(client) -> None:
+def test_statistics_count_inferences(client: grpcclient.InferenceServerClient) -> None:
     before = client.get_inference_statistics("simple").model_stats[0].inference_count
     a = np.ones((2, 16), np.int32)
     client.infer("simple", _inputs("INT32", a, a))
@@ -98,7 +107,7 @@ def test_statistics_count_inferences(client) -> None:
     assert after.inference_stats.success.count >= 1
 
 
-def test_simple_sum_and_difference(client) -> None:
+def test_simple_sum_and_difference(client: grpcclient.InferenceServerClient) -> None:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     b = np.full((1, 16), 3, np.int32)
     result = client.infer("simple", _inputs("INT32", a, b))
@@ -107,7 +116,7 @@ def test_simple_sum_and_difference(client) -> None:
     assert result.as_numpy("OUTPUT0").dtype == np.int32
 
 
-def test_simple_int8_wraps_like_int8(client) -> None:
+def test_simple_int8_wraps_like_int8(client: grpcclient.InferenceServerClient) -> None:
     a = np.array([[127, -128, 5] + [0] * 13], np.int8)
     b = np.array([[1, 1, 7] + [0] * 13], np.int8)
     result = client.infer("simple_int8", _inputs("INT8", a, b))
@@ -115,7 +124,7 @@ def test_simple_int8_wraps_like_int8(client) -> None:
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
 
 
-def test_simple_string_canonical_decimal_text(client) -> None:
+def test_simple_string_canonical_decimal_text(client: grpcclient.InferenceServerClient) -> None:
     a = np.array([[str(i).encode() for i in range(16)]], dtype=np.object_)
     b = np.array([[b"1"] * 16], dtype=np.object_)
     result = client.infer("simple_string", _inputs("BYTES", a, b))
@@ -124,7 +133,7 @@ def test_simple_string_canonical_decimal_text(client) -> None:
     assert result.as_numpy("OUTPUT1")[0][0] == b"-1"
 
 
-def test_simple_identity_returns_bytes_exactly(client) -> None:
+def test_simple_identity_returns_bytes_exactly(client: grpcclient.InferenceServerClient) -> None:
     data = np.array([[b"a\x00b", b"\xff\xfe", b"", "é".encode()]], dtype=np.object_)
     tensor = grpcclient.InferInput("INPUT0", [1, 4], "BYTES")
     tensor.set_data_from_numpy(data)
@@ -132,7 +141,7 @@ def test_simple_identity_returns_bytes_exactly(client) -> None:
     assert list(result.as_numpy("OUTPUT0")[0]) == list(data[0])
 
 
-def test_custom_identity_int32_keeps_shape(client) -> None:
+def test_custom_identity_int32_keeps_shape(client: grpcclient.InferenceServerClient) -> None:
     data = np.arange(3 * 1000, dtype=np.int32).reshape(3, 1000)
     tensor = grpcclient.InferInput("INPUT0", [3, 1000], "INT32")
     tensor.set_data_from_numpy(data)
@@ -140,7 +149,9 @@ def test_custom_identity_int32_keeps_shape(client) -> None:
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
 
 
-def test_requested_outputs_come_in_request_order_only(client) -> None:
+def test_requested_outputs_come_in_request_order_only(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     outputs = [grpcclient.InferRequestedOutput("OUTPUT1")]
     response = client.infer("simple", _inputs("INT32", a, a), outputs=outputs).get_response()
@@ -155,13 +166,15 @@ def test_requested_outputs_come_in_request_order_only(client) -> None:
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
 
 
-def test_all_outputs_in_config_order_when_none_requested(client) -> None:
+def test_all_outputs_in_config_order_when_none_requested(
+    client: grpcclient.InferenceServerClient,
+) -> None:
     a = np.ones((1, 16), np.int32)
     response = client.infer("simple", _inputs("INT32", a, a)).get_response()
     assert [o.name for o in response.outputs] == ["OUTPUT0", "OUTPUT1"]
 
 
-def test_request_id_is_echoed(client) -> None:
+def test_request_id_is_echoed(client: grpcclient.InferenceServerClient) -> None:
     a = np.ones((1, 16), np.int32)
     assert (
         client.infer("simple", _inputs("INT32", a, a), request_id="r-42").get_response().id
@@ -170,7 +183,7 @@ def test_request_id_is_echoed(client) -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
-def test_compressed_requests_work(client, algorithm: str) -> None:
+def test_compressed_requests_work(client: grpcclient.InferenceServerClient, algorithm: str) -> None:
     a = np.arange(16, dtype=np.int32).reshape(1, 16)
     result = client.infer("simple", _inputs("INT32", a, a), compression_algorithm=algorithm)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
@@ -195,7 +208,7 @@ def test_one_hundred_fresh_channels(url: str) -> None:
         client.close()
 
 
-def test_bad_version_string(client) -> None:
+def test_bad_version_string(client: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.get_model_metadata("simple", "wrong_specification")
     assert (
@@ -208,14 +221,14 @@ def test_bad_version_string(client) -> None:
     assert "failed to get model version from specified version string" in info.value.message()
 
 
-def test_unknown_version(client) -> None:
+def test_unknown_version(client: grpcclient.InferenceServerClient) -> None:
     a = np.ones((1, 16), np.int32)
     with pytest.raises(InferenceServerException) as info:
         client.infer("simple", _inputs("INT32", a, a), model_version="3")
     assert "'simple' version 3 is not found" in info.value.message()
 
 
-def test_classification_top_k(client) -> None:
+def test_classification_top_k(client: grpcclient.InferenceServerClient) -> None:
     a = np.array([[5, 1, 9, 3] + [0] * 12], np.int32)
     b = np.zeros((1, 16), np.int32)
     outputs = [grpcclient.InferRequestedOutput("OUTPUT0", class_count=3)]
@@ -230,14 +243,16 @@ def test_classification_top_k(client) -> None:
         lambda c: c.get_log_settings(),
     ],
 )
-def test_unimplemented_extensions_say_so(client, call) -> None:
+def test_unimplemented_extensions_say_so(
+    client: grpcclient.InferenceServerClient, call: Callable[[Any], object]
+) -> None:
     with pytest.raises(InferenceServerException) as info:
         call(client)
     assert info.value.status() == "StatusCode.UNIMPLEMENTED"
     assert "not supported by this server yet" in info.value.message()
 
 
-def test_requests_over_grpcio_default_4_mib_limit(client) -> None:
+def test_requests_over_grpcio_default_4_mib_limit(client: grpcclient.InferenceServerClient) -> None:
     # Triton's limits are INT32_MAX both ways; 8 MiB each way must pass.
     data = np.arange(2 * 1024 * 1024, dtype=np.int32).reshape(1, -1)
     tensor = grpcclient.InferInput("INPUT0", list(data.shape), "INT32")
@@ -247,7 +262,7 @@ def test_requests_over_grpcio_default_4_mib_limit(client) -> None:
 
 
 def test_sync_client_stream_echoes_ids(url: str) -> None:
-    received: list = []
+    received: list[tuple[Any, Any]] = []
     with grpcclient.InferenceServerClient(url) as client:
         client.start_stream(callback=lambda result, error: received.append((result, error)))
         for i in range(5):

@@ -6,6 +6,7 @@ import dataclasses
 import pathlib
 import shutil
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trustme
@@ -59,7 +60,7 @@ def simple_repository(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 def inference_server(simple_repository: pathlib.Path) -> Callable[..., Callable[[], Server]]:
     """``inference_server(**config)``: a factory of a server over `simple` with config changes."""
 
-    def make(**changes: object) -> Callable[[], Server]:
+    def make(**changes: Any) -> Callable[[], Server]:
         def factory() -> Server:
             server = build_server(simple_repository, grpc_port=0)
             server.config = dataclasses.replace(server.config, **changes)

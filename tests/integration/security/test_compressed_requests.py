@@ -37,7 +37,9 @@ def test_a_compressed_request_inflating_past_the_limit(simple_repository: pathli
             compression=grpc.Compression.Gzip,
         ) as channel:
             call = channel.unary_unary(
-                INFER, request_serializer=pb.ModelInferRequest.SerializeToString
+                INFER,
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=None,
             )
             try:
                 call(request, timeout=60)

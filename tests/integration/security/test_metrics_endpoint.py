@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from asyncinfer import metrics
-from asyncinfer.pb import ping_pb2, ping_pb2_grpc
 from asyncinfer.testing import ServerProcess, running
+from tests.protos import ping_pb2, ping_pb2_grpc
 
 from ...services import build
 
@@ -38,8 +38,9 @@ async def test_half_open_metrics_connections_start_no_threads_and_do_not_stall_g
     monkeypatch.setattr(metrics, "MAX_CONNECTIONS", 400)
     server = build(metrics_port=0)
     async with running(server) as target:
-        assert server.metrics_url is not None
-        port = int(server.metrics_url.rsplit(":", 1)[1].split("/")[0])
+        url = server.metrics_url
+        assert url is not None
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
         threads = threading.active_count()
         sockets = await asyncio.to_thread(_half_open, port, 300)
         try:
@@ -50,9 +51,7 @@ async def test_half_open_metrics_connections_start_no_threads_and_do_not_stall_g
                 for _ in range(20):
                     reply = await stub.Ping(ping_pb2.PingRequest(payload=b"x"), timeout=5)
                     assert reply.payload == b"x"
-            body = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(server.metrics_url, timeout=10).read()
-            )
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
             assert b"asyncinfer_rpc_calls_total" in body
             await asyncio.sleep(2.5)  # past the connection timeout: the server closed them
             closed = await asyncio.to_thread(lambda: sum(_closed(s) for s in sockets))

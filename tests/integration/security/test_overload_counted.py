@@ -9,8 +9,8 @@ import urllib.request
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from asyncinfer.pb import ping_pb2, ping_pb2_grpc
 from asyncinfer.testing import running
+from tests.protos import ping_pb2, ping_pb2_grpc
 
 from ...services import build
 
@@ -40,9 +40,10 @@ async def test_calls_shed_by_grpc_are_counted() -> None:
         assert calls.shed["/asyncinfer.examples.Ping/Ping"] == shed
         rpc = server.statistics().rpcs["/asyncinfer.examples.Ping/Ping"]
         assert rpc.completed == 30 - shed  # the handler never saw the shed ones
-        assert server.metrics_url is not None
+        url = server.metrics_url
+        assert url is not None
         text = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+            lambda: urllib.request.urlopen(url, timeout=10).read().decode()
         )
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from asyncinfer.client.channel import OWN_CONNECTION
-from asyncinfer.pb import ping_pb2
 from asyncinfer.pb.inference import grpc_service_pb2 as pb
 from asyncinfer.server import Server
 from asyncinfer.testing import running
+from tests.protos import PING_PROTO, ping_pb2
 
 from ...services import build
 from ..inference.inference_servers import ThreadedServer
@@ -38,7 +38,7 @@ def _simple_request() -> pb.ModelInferRequest:
 
 
 async def _idle_streams(channel: grpc.aio.Channel, count: int) -> list[Any]:
-    method = channel.stream_stream(
+    method: Any = channel.stream_stream(
         STREAM,
         request_serializer=pb.ModelInferRequest.SerializeToString,
         response_deserializer=pb.ModelStreamInferResponse.FromString,
@@ -67,7 +67,7 @@ def test_idle_streams_do_not_starve_a_new_stream(
                 await call.done_writing()
                 for each in idle:
                     each.cancel()
-                return str(reply.infer_response.id) + reply.error_message
+                return str(reply.infer_response.id) + str(reply.error_message)
             finally:
                 for channel in channels:
                     await channel.close(None)
@@ -80,7 +80,7 @@ async def test_stream_bounds_per_connection_and_in_total() -> None:
     async with running(server) as target:
         channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in (0, 1)]
         try:
-            echo = [
+            echo: list[Any] = [
                 ch.stream_stream(
                     "/asyncinfer.examples.Ping/Echo",
                     request_serializer=ping_pb2.PingRequest.SerializeToString,
@@ -96,7 +96,7 @@ async def test_stream_bounds_per_connection_and_in_total() -> None:
             assert "max_streams=5" in str((await _refused(echo[1])).details())
             for call in (*first, *second):
                 await call.done_writing()
-                assert await call.read() is grpc.aio.EOF
+                assert await call.read() is grpc.aio.EOF  # type: ignore[attr-defined]  # (stubs lack it)
             await asyncio.sleep(0.1)
             assert server.limits is not None and server.limits.streams.total == 0
             again = echo[0]()  # closed streams give their places back
@@ -126,8 +126,9 @@ async def _refused(open_stream: Any) -> grpc.aio.AioRpcError:
 _READER = textwrap.dedent(
     """
     import sys, time, grpc
-    from asyncinfer.pb import ping_pb2
+    import asyncinfer
     target, calls = sys.argv[1], int(sys.argv[2])
+    ping_pb2 = asyncinfer.protos.load(sys.argv[3])
     channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 1 << 30)])
     ping = channel.unary_unary("/asyncinfer.examples.Ping/Ping",
         request_serializer=ping_pb2.PingRequest.SerializeToString,
@@ -167,7 +168,7 @@ def test_a_client_that_never_reads_holds_bounded_memory() -> None:
     with ThreadedServer(lambda: server) as address:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         client = subprocess.Popen(
-            [sys.executable, "-c", _READER, address, "40"],
+            [sys.executable, "-c", _READER, address, "40", str(PING_PROTO)],
             stdout=subprocess.PIPE,
             text=True,
             env=env,

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.client.channel import OWN_CONNECTION
-from asyncinfer.pb import ping_pb2
 from asyncinfer.testing import ServerProcess
+from tests.protos import ping_pb2
 
 PING = Method.of(ping_pb2.DESCRIPTOR.services_by_name["Ping"].methods_by_name["Ping"])
 

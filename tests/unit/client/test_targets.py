@@ -11,7 +11,7 @@ from asyncinfer.client.channel import balanced_target
 from asyncinfer.client.routing import SEQUENCE_HEADER, routing_metadata
 from asyncinfer.errors import UsageError
 from asyncinfer.pb.inference import grpc_service_pb2 as pb
-from asyncinfer.pb.ping_pb2 import PingRequest
+from tests.protos import ping_pb2
 
 
 def _policy(options: list[tuple[str, object]]) -> str | None:
@@ -79,5 +79,5 @@ def test_other_requests_carry_none() -> None:
     assert routing_metadata(_infer()) is None
     assert routing_metadata(_infer(sequence_id=pb.InferParameter(int64_param=0))) is None
     assert routing_metadata(_infer(priority=pb.InferParameter(uint64_param=1))) is None
-    assert routing_metadata(PingRequest()) is None
+    assert routing_metadata(ping_pb2.PingRequest()) is None
     assert routing_metadata([_infer(sequence_id=pb.InferParameter(int64_param=1))]) is None

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from asyncinfer import ConfigError, Resources, UnaryContext, codecs, rpc_method
 from asyncinfer._wire import padded_varint, read_varint, varint
 from asyncinfer.errors import InvalidArgument, UsageError
-from asyncinfer.pb import ping_pb2
 
 from ...codec_services import JSON, Blob, echo_pb2
+from ...protos import ping_pb2
 
 BLOB = Blob.DESCRIPTOR
 RAW = codecs.RAW.bind(BLOB)

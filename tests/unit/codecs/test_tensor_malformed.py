@@ -19,7 +19,8 @@ Patch = Callable[[bytearray], None]
 
 
 def valid(**arrays: np.ndarray) -> bytearray:
-    return bytearray(b"".join(write_tensors(arrays or {"x": np.zeros((2, 3), "<f4")})))
+    pieces = write_tensors(arrays or {"x": np.zeros((2, 3), "<f4")})
+    return bytearray(b"".join(pieces))  # type: ignore[arg-type]  # ndarray pieces are buffers
 
 
 def u32(buf: bytearray, pos: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_split_rejects_an_output_without_the_batch_dimension() -> None:
         split("m", {"y": np.zeros((2, 4))}, [1, 2])
 
 
-def _repository(tmp_path: pathlib.Path) -> tuple[pathlib.Path, object]:
+def _repository(tmp_path: pathlib.Path) -> tuple[pathlib.Path, Any]:
     body, reference = mlp_model()
     version = tmp_path / "mlp" / "1"
     version.mkdir(parents=True)
@@ -81,7 +82,7 @@ async def test_onnx_backend_runs_a_batch_in_one_call_and_splits_it(tmp_path: pat
                 response.outputs()["scores"],
                 reference(array),
                 rtol=1e-4,
-                atol=1e-5,  # type: ignore[operator]
+                atol=1e-5,
             )
         assert backend.engine.statistics()["calls"] == 1
     finally:
@@ -102,7 +103,7 @@ async def test_onnx_backend_through_the_dynamic_batcher(tmp_path: pathlib.Path) 
             response.outputs()["scores"],
             reference(array),
             rtol=1e-4,
-            atol=1e-5,  # type: ignore[operator]
+            atol=1e-5,
         )
         assert stats.execution_count == 1 and list(stats.batches) == [2]
     finally:
@@ -131,7 +132,7 @@ async def test_a_merged_batch_reports_its_input_and_output_durations(
                 answer.outputs()["scores"],
                 reference(array),
                 rtol=1e-4,
-                atol=1e-5,  # type: ignore[operator]
+                atol=1e-5,
             )
         assert list(stats.batches) == [6] and stats.execution_count == 1
         durations = stats.batches[6]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,7 +22,7 @@ from asyncinfer.inference.tensors import (
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest, ModelInferResponse
 
 
-def _sig(datatype: str, dims=(-1,), max_batch_size: int = 0) -> Signature:
+def _sig(datatype: str, dims: tuple[int, ...] = (-1,), max_batch_size: int = 0) -> Signature:
     spec = TensorSpec("X", DATATYPES[datatype], tuple(dims))
     return Signature(
         "m", max_batch_size, {"X": spec}, {"Y": TensorSpec("Y", DATATYPES[datatype], tuple(dims))}
@@ -80,7 +82,7 @@ def test_raw_inputs_of_every_datatype_are_views(datatype: str) -> None:
         ("BYTES", "bytes_contents", [b"a\x00", b""]),
     ],
 )
-def test_typed_contents_of_every_datatype(datatype: str, field: str, values: list) -> None:
+def test_typed_contents_of_every_datatype(datatype: str, field: str, values: list[Any]) -> None:
     request = ModelInferRequest(model_name="m")
     tensor = request.inputs.add(name="X", datatype=datatype, shape=[2])
     getattr(tensor.contents, field).extend(values)

@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.pb.preprocess_pb2 import InferReply, InferRequest
 from asyncinfer.pb.tensor_pb2 import Tensor
 from asyncinfer.shm import SysvAttachments, SysvRing
 from asyncinfer.shm.tensors import (
@@ -19,6 +18,7 @@ from asyncinfer.shm.tensors import (
     shm_tensor,
     write_tensor,
 )
+from tests.protos import preprocess_pb2
 
 
 @given(
@@ -28,8 +28,8 @@ from asyncinfer.shm.tensors import (
 def test_framed_reply_matches_protobuf(shape: list[int], dtype: str) -> None:
     array = np.zeros(shape, dtype)
     framed = framed_tensor_message(1, array)
-    assert framed == InferReply(output=inline_tensor(array)).SerializeToString()
-    with read_tensor(InferReply.FromString(framed).output, None) as view:
+    assert framed == preprocess_pb2.InferReply(output=inline_tensor(array)).SerializeToString()
+    with read_tensor(preprocess_pb2.InferReply.FromString(framed).output, None) as view:
         np.testing.assert_array_equal(view, array)
 
 
@@ -63,7 +63,7 @@ def test_bad_tensors() -> None:
         read_tensor(Tensor(datatype="FP32", shape=[-1]), None),
     ):
         pass
-    request = InferRequest(input=Tensor(datatype="FP32", shape=[1]))
+    request = preprocess_pb2.InferRequest(input=Tensor(datatype="FP32", shape=[1]))
     request.input.shm.byte_size = 4
     with (
         pytest.raises(InvalidArgument, match="does not accept shared memory"),
