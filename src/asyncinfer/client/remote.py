@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from ..datatypes import BYTES, from_wire
 from ..errors import UsageError
-from ..inference.tensors import deserialize_bytes, serialize_bytes
+from ..inference.wire.encode import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
 from ._method import to_error

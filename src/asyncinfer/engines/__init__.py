@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from ._limiter import ComputeToken, Limiter, compute_tokens
 from .base import Arrays, Engine, binding, check_inputs, datatype_of
+from .callables import PythonEngine
 from .onnxruntime import OnnxEngine
-from .python import PythonEngine
 from .tensorrt import TensorRTEngine, tensorrt_available
 
 __all__ = [

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._threads import uninterrupted
 from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, InvalidArgument, UsageError
 from ..memory import StackSet
 from ..pools import Pool
 from ..runner import Binding, NamedBindings
-from ._limiter import ComputeToken, Limiter, compute_tokens, uninterrupted
+from ._limiter import ComputeToken, Limiter, compute_tokens
 from .base import Arrays, binding, check_inputs
 
 __all__ = ["OnnxEngine"]

@@ -14,9 +14,8 @@ from .. import __version__
 from ..context import Context
 from ..errors import ConfigError
 from ..server import Server
-from .infer import ModelInfer, ModelStreamInfer
-from .repository import CONTROL_MODES, ControlMode, ModelRepository
-from .service import (
+from .repository.repository import CONTROL_MODES, ControlMode, ModelRepository
+from .rpc.control import (
     InferenceResources,
     ModelConfig,
     ModelMetadata,
@@ -29,8 +28,9 @@ from .service import (
     ServerMetadata,
     ServerReady,
 )
-from .shm_rpcs import SHM_CONTEXTS
-from .unimplemented import UNIMPLEMENTED
+from .rpc.infer import ModelInfer, ModelStreamInfer
+from .rpc.settings import UNIMPLEMENTED
+from .rpc.shm_regions import SHM_CONTEXTS
 
 __all__ = ["CONTEXTS", "build_server"]
 

@@ -24,7 +24,7 @@ from ..pb.inference.grpc_service_pb2 import (
 from .model import LoadedModel
 from .python_model import Response, ResponseSender, Sent
 from .shared_memory import RequestShm, SharedMemory
-from .tensors import OutputPlan, varint
+from .wire.encode import OutputPlan, varint
 
 __all__ = ["stream_error", "stream_responses"]
 

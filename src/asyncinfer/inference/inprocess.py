@@ -25,9 +25,9 @@ from ..datatypes import from_numpy
 from ..errors import InvalidArgument, Unimplemented
 from ..runner import shape_fits
 from .model import LoadedModel, scheduling_parameters
-from .modelconfig import Signature, TensorSpec
-from .scheduler import SizedRequest
-from .tensors import OutputPlan
+from .repository.model_config import Signature, TensorSpec
+from .scheduling.scheduler import SizedRequest
+from .wire.encode import OutputPlan
 
 __all__ = ["ModelCaller", "ModelLookup", "check_inputs", "infer_arrays"]
 

@@ -14,18 +14,18 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ..datatypes import BYTES
 from ..errors import Internal, InvalidArgument, Unimplemented
 from ..pb.inference.grpc_service_pb2 import InferParameter, ModelInferRequest
 from ..pb.inference.model_config_pb2 import ModelConfig
 from .backends.base import Backend
 from .classification import classify
-from .datatypes import BYTES
-from .modelconfig import Signature
 from .python_model import Request, Response
-from .scheduler import Scheduler, SizedRequest
+from .repository.model_config import Signature
+from .scheduling.scheduler import Scheduler, SizedRequest
 from .shared_memory import RequestShm, SharedMemory
 from .statistics import ModelStats, RequestClock, Timing
-from .tensors import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
+from .wire.encode import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
 
 __all__ = ["LoadedModel", "parameter_values", "scheduling_parameters"]
 

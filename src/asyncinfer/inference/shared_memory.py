@@ -125,7 +125,7 @@ class RequestShm:
         self, span: ShmSpan, datatype: Datatype, shape: tuple[int, ...], what: str
     ) -> Array:
         """An input tensor from shared memory: a read-only view for system regions."""
-        from .tensors import deserialize_bytes  # tensors imports this module
+        from .wire.encode import deserialize_bytes  # tensors imports this module
 
         count = math.prod(shape)
         if datatype.wire != BYTES and span.byte_size != count * datatype.itemsize:

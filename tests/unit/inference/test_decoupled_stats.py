@@ -7,8 +7,8 @@ import pathlib
 import textwrap
 
 from asyncinfer.inference.decoupled import stream_responses
-from asyncinfer.inference.loader import load_model_dir, read_config
 from asyncinfer.inference.model import LoadedModel
+from asyncinfer.inference.repository.loader import load_model_dir, read_config
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest
 
 CONFIG = """

@@ -9,8 +9,8 @@ import pytest
 
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.inference.inprocess import check_inputs, infer_arrays
-from asyncinfer.inference.modelconfig import parse_pbtxt, signature
-from asyncinfer.inference.repository import ModelRepository
+from asyncinfer.inference.repository.model_config import parse_pbtxt, signature
+from asyncinfer.inference.repository.repository import ModelRepository
 
 SIMPLE_MODEL = (
     pathlib.Path(__file__).parents[3] / "examples" / "model_repository_explicit" / "simple"

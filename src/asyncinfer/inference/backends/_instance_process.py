@@ -53,7 +53,11 @@ def main(
     args: dict[str, str],
 ) -> None:
     """Run one instance until "stop" or until the server closes the pipe."""
-    from .python import MODEL_CLASS, _import, _one_line  # the same import rules as in-process
+    from .thread_instances import (  # the same import rules as in-process
+        MODEL_CLASS,
+        _import,
+        _one_line,
+    )
 
     loop = asyncio.new_event_loop()
     arena = Arena.attach(arena_fd, arena_size)
@@ -90,7 +94,7 @@ def _run(loop: asyncio.AbstractEventLoop, hook: Any, *args: Any) -> Any:
 def _serve(
     connection: Connection, loop: asyncio.AbstractEventLoop, arena: Arena, instance: Any, name: str
 ) -> None:
-    from .python import _one_line
+    from .thread_instances import _one_line
 
     while True:
         try:

@@ -33,11 +33,11 @@ from ...errors import ConfigError
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
 from ...runner import shape_fits
-from ..batching import merge, split
-from ..modelconfig import instance_count
 from ..python_model import Request, Response, Tensor
+from ..repository.model_config import instance_count
+from ..scheduling.batch_tensors import merge, split
 from ..statistics import batch_timing
-from .python import ModelLoadFailed
+from .thread_instances import ModelLoadFailed
 
 __all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
 

@@ -1,0 +1,218 @@
+"""The python backend: imports a version's model.py, runs its Model instances, finalizes them.
+
+Each configured instance (instance_group count, default 1) is one ``Model`` object; a call
+leases one for its execute, so a model's own state is never used by two calls at once.
+``async def`` hooks run on the loop; plain ``def`` hooks run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import itertools
+import json
+import logging
+import pathlib
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from google.protobuf import json_format
+
+from ..._threads import uninterrupted
+from ...errors import InvalidArgument, Unavailable
+from ...pb.inference.model_config_pb2 import ModelConfig
+from ..inprocess import ModelCaller, ModelLookup
+from ..python_model import Request, Response
+from ..repository.model_config import instance_count
+
+__all__ = ["MODEL_CLASS", "ModelLoadFailed", "PythonBackend"]
+
+MODEL_CLASS = "Model"
+DEFAULT_FILENAME = "model.py"
+_module_ids = itertools.count()
+log = logging.getLogger("asyncinfer.inference")
+
+
+class ModelLoadFailed(InvalidArgument):
+    """A model that could not be loaded; the message says why (import error text included)."""
+
+
+async def _call(hook: Any, *args: Any) -> Any:
+    """Await an async hook on the loop; run a plain one in a worker thread.
+
+    A thread cannot be interrupted: a cancelled caller waits for it to end (``uninterrupted``)
+    so that the instance it runs on is never handed to another call while it still runs.
+    """
+    if inspect.iscoroutinefunction(hook):
+        return await hook(*args)
+    return await uninterrupted(asyncio.to_thread(hook, *args))
+
+
+class PythonBackend:
+    """One loaded version of a python-backend model, with its pool of Model instances."""
+
+    def __init__(
+        self, name: str, version: int, instances: Sequence[Any], *, decoupled: bool = False
+    ) -> None:
+        self.name = name
+        self.version = version
+        #: Responses go through each request's ResponseSender; execute returns none.
+        self.decoupled = decoupled
+        self._instances = list(instances)
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._closing = False
+        self._async_execute = all(
+            inspect.iscoroutinefunction(instance.execute) for instance in self._instances
+        )
+        for instance in self._instances:
+            self._idle.put_nowait(instance)
+
+    @classmethod
+    async def load(
+        cls,
+        config: ModelConfig,
+        version: int,
+        version_dir: pathlib.Path,
+        repository: pathlib.Path,
+        *,
+        models: ModelLookup | None = None,
+    ) -> PythonBackend:
+        """Import model.py, create and initialize every instance; ModelLoadFailed says why not.
+
+        With ``models``, initialize() finds a ModelCaller in ``args["models"]`` to call other
+        loaded models in process.
+        """
+        name = config.name
+        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        if not path.is_file():
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: {path} does not exist"
+            )
+        module = await asyncio.to_thread(_import, path, name, version)
+        model_class = getattr(module, MODEL_CLASS, None)
+        if not isinstance(model_class, type):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: {path} defines no class "
+                f"'{MODEL_CLASS}'"
+            )
+        if not callable(getattr(model_class, "execute", None)):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
+                "has no execute(requests) method"
+            )
+        args: dict[str, Any] = dict(_initialize_args(config, version, repository))
+        if models is not None:
+            args["models"] = ModelCaller(models)
+        instances = []
+        try:
+            for index in range(instance_count(config)):
+                instance = model_class()
+                instances.append(instance)
+                hook = getattr(instance, "initialize", None)
+                if hook is not None:
+                    await _call(hook, {**args, "model_instance_name": f"{name}_{index}"})
+        except Exception as exc:
+            await _finalize_all(instances)
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: initialize() raised {_one_line(exc)}"
+            ) from None
+        return cls(name, version, instances, decoupled=config.model_transaction_policy.decoupled)
+
+    async def execute(self, requests: list[Request]) -> list[Response]:
+        """Run the model on ``requests``; one Response each, in order.
+
+        A decoupled model answers through each request's sender and returns None (or a list
+        of None); then the result is an empty list.
+        """
+        if self._closing:
+            raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
+        instance = await self._idle.get()
+        try:
+            if self._async_execute:
+                responses = await instance.execute(requests)
+            else:
+                responses = await uninterrupted(asyncio.to_thread(instance.execute, requests))
+        finally:
+            # Returned on every path, cancellation included; a cancelled sync execute returns
+            # it only once its thread has ended (uninterrupted), never while it still runs.
+            self._idle.put_nowait(instance)
+        if self.decoupled:
+            if responses is not None and any(r is not None for r in responses):
+                raise TypeError(
+                    f"decoupled model '{self.name}' execute() must send its responses through "
+                    "request.response_sender() and return None"
+                )
+            return []
+        return self._check(responses, requests)
+
+    def _check(self, responses: Any, requests: list[Request]) -> list[Response]:
+        if not isinstance(responses, list | tuple) or len(responses) != len(requests):
+            raise TypeError(
+                f"model '{self.name}' execute() must return a list of {len(requests)} "
+                f"Response objects, got {type(responses).__name__}"
+            )
+        return list(responses)
+
+    @property
+    def instance_count(self) -> int:
+        return max(len(self._instances), 1)
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
+        instances and runs one batch per instance at a time, so the instance is its alone."""
+        responses = await _call(self._instances[index].execute, requests)
+        return self._check(responses, requests)
+
+    async def unload(self) -> None:
+        """Refuse new calls, wait for the calls in flight to hand their instances back, then
+        finalize every instance (never while a call is still using it)."""
+        self._closing = True
+        for _ in self._instances:
+            await self._idle.get()
+        await _finalize_all(self._instances)
+        self._instances.clear()
+
+
+def _import(path: pathlib.Path, name: str, version: int) -> ModuleType:
+    module_name = f"asyncinfer_models.{name}_v{version}_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadFailed(f"failed to load '{name}' version {version}: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ModelLoadFailed(
+            f"failed to load '{name}' version {version}: {path.name} does not import: "
+            f"{_one_line(exc)}"
+        ) from None
+    # Not kept in sys.modules: every load gets a fresh module, and an unload frees it.
+    sys.modules.pop(module_name, None)
+    return module
+
+
+def _one_line(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip().replace("\n", " ")
+
+
+def _initialize_args(config: ModelConfig, version: int, repository: pathlib.Path) -> dict[str, str]:
+    return {
+        "model_config": json.dumps(json_format.MessageToDict(config)),
+        "model_name": config.name,
+        "model_version": str(version),
+        "model_repository": str(repository),
+    }
+
+
+async def _finalize_all(instances: Sequence[Any]) -> None:
+    for instance in instances:
+        hook = getattr(instance, "finalize", None)
+        if hook is not None:
+            try:
+                await _call(hook)
+            except Exception:
+                log.exception("finalize() of a model instance raised")

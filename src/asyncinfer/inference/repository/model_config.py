@@ -1,0 +1,161 @@
+"""Model configuration: parse config.pbtxt, apply JSON overrides, validate, derive the signature.
+
+A config is the protocol's ``ModelConfig`` message, parsed from protobuf text format with
+google.protobuf.text_format. ``Signature`` is what the request path needs from it: the inputs
+and outputs with their datatypes and dims, and the batching limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import json_format, text_format
+
+from ...datatypes import Datatype, from_config
+from ...errors import InvalidArgument
+from ...pb.inference.model_config_pb2 import ModelConfig
+
+__all__ = [
+    "ConfigInvalid",
+    "Signature",
+    "TensorSpec",
+    "apply_json_override",
+    "instance_count",
+    "parse_pbtxt",
+    "signature",
+]
+
+
+class ConfigInvalid(InvalidArgument):
+    """A model configuration that cannot be served; fails that model's load only."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output: name, datatype and dims without the batch dimension."""
+
+    name: str
+    datatype: Datatype
+    dims: tuple[int, ...]
+    optional: bool = False
+    label_filename: str = ""
+
+    def shape(self, max_batch_size: int) -> tuple[int, ...]:
+        """The full shape as metadata reports it: a leading -1 when the model batches."""
+        return (-1, *self.dims) if max_batch_size > 0 else self.dims
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Signature:
+    """What a request is checked against: inputs and outputs in config order, batching limit."""
+
+    model: str
+    max_batch_size: int
+    inputs: Mapping[str, TensorSpec]
+    outputs: Mapping[str, TensorSpec]
+    #: Full input shapes as requests must send them (leading -1 when batching).
+    shapes: Mapping[str, tuple[int, ...]] = dataclasses.field(init=False)
+    #: The names of the non-optional inputs, in config order.
+    required: list[str] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        shapes = {n: s.shape(self.max_batch_size) for n, s in self.inputs.items()}
+        object.__setattr__(self, "shapes", shapes)
+        required = [n for n, s in self.inputs.items() if not s.optional]
+        object.__setattr__(self, "required", required)
+
+
+def parse_pbtxt(text: str, *, model: str) -> ModelConfig:
+    """Parse config.pbtxt text; a missing name becomes the model's directory name."""
+    config = ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise ConfigInvalid(f"config.pbtxt of model '{model}' does not parse: {exc}") from None
+    if not config.name:
+        config.name = model
+    return config
+
+
+def apply_json_override(config: ModelConfig, override: str, *, model: str) -> ModelConfig:
+    """Return ``config`` with the top-level fields set in the JSON ``override`` replaced.
+
+    Triton takes an override as the whole configuration; we lay its top-level fields over
+    config.pbtxt, so ``{"max_batch_size": "16"}`` changes only that field.
+    """
+    try:
+        document = json.loads(override)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(
+            f"failed to load '{model}', the config override is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(document, dict):
+        raise InvalidArgument(
+            f"failed to load '{model}', the config override must be a JSON object, "
+            f"not {type(document).__name__}"
+        )
+    replacement = ModelConfig()
+    try:
+        json_format.ParseDict(document, replacement)
+    except json_format.ParseError as exc:
+        raise InvalidArgument(
+            f"failed to load '{model}', the config override is not a ModelConfig: {exc}"
+        ) from None
+    merged = ModelConfig()
+    merged.CopyFrom(config)
+    for field, _ in replacement.ListFields():
+        merged.ClearField(field.name)
+    merged.MergeFrom(replacement)
+    if not merged.name:
+        merged.name = model
+    return merged
+
+
+def signature(config: ModelConfig) -> Signature:
+    """Validate the parts of ``config`` the request path relies on and derive its Signature."""
+    model = config.name
+    if config.max_batch_size < 0:
+        raise ConfigInvalid(
+            f"model '{model}': max_batch_size must be >= 0, not {config.max_batch_size}"
+        )
+    inputs = _specs(model, "input", config.input)
+    outputs = _specs(model, "output", config.output)
+    if not outputs:
+        raise ConfigInvalid(f"model '{model}' declares no outputs; a model needs at least one")
+    return Signature(model, config.max_batch_size, inputs, outputs)
+
+
+def instance_count(config: ModelConfig) -> int:
+    """Instances the config's instance groups ask for (a group's count 0 means 1; none: 1)."""
+    return sum(max(group.count, 1) for group in config.instance_group) or 1
+
+
+def _specs(model: str, kind: str, tensors: Any) -> dict[str, TensorSpec]:
+    specs: dict[str, TensorSpec] = {}
+    for tensor in tensors:
+        datatype = from_config(tensor.data_type)
+        if datatype is None:
+            raise ConfigInvalid(
+                f"model '{model}': {kind} '{tensor.name}' has no valid data_type "
+                "(expected TYPE_BOOL, TYPE_INT8..TYPE_INT64, TYPE_UINT8..TYPE_UINT64, "
+                "TYPE_FP16, TYPE_FP32, TYPE_FP64, TYPE_BF16 or TYPE_STRING)"
+            )
+        dims = tuple(int(d) for d in tensor.dims)
+        if any(d < -1 or d == 0 for d in dims):
+            raise ConfigInvalid(
+                f"model '{model}': {kind} '{tensor.name}' dims {list(dims)} must be positive "
+                "or -1 (any extent)"
+            )
+        if tensor.name in specs:
+            raise ConfigInvalid(f"model '{model}': {kind} '{tensor.name}' is declared twice")
+        specs[tensor.name] = TensorSpec(
+            tensor.name,
+            datatype,
+            dims,
+            optional=getattr(tensor, "optional", False),
+            label_filename=getattr(tensor, "label_filename", ""),
+        )
+    return specs

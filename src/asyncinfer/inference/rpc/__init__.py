@@ -1,0 +1,1 @@
+"""The gRPC front end of the inference service: one Context per RPC of inference.GRPCInferenceService."""
