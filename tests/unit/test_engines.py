@@ -324,11 +324,10 @@ async def test_stop_drains_the_calls_in_flight_and_keeps_the_loop_running() -> N
 def test_bindings_use_the_one_datatype_table() -> None:
     import ml_dtypes
 
-    from asyncinfer.datatypes import DATATYPES
-    from asyncinfer.shm.tensors import datatype_of as shm_datatype_of
+    from asyncinfer.datatypes import DATATYPES, datatype_of
 
     for wire, datatype in DATATYPES.items():
         assert binding("x", datatype.dtype, (1,)).datatype == wire
         if wire != "BYTES":
-            assert shm_datatype_of(datatype.dtype) == wire
+            assert datatype_of(datatype.dtype, fixed_size=True) == wire
     assert binding("x", ml_dtypes.bfloat16, (2,)).datatype == "BF16"  # missing before

@@ -22,9 +22,8 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, from_wire
+from ..datatypes import BYTES, deserialize_bytes, from_wire, serialize_bytes
 from ..errors import UsageError
-from ..inference.wire.encode import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
 from ._method import to_error

@@ -20,23 +20,14 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import from_numpy
+from ..datatypes import datatype_of
 from ..errors import InvalidArgument
 from ..memory import StackSet
 from ..runner import Binding
 
-__all__ = ["Arrays", "Engine", "binding", "check_inputs", "datatype_of"]
+__all__ = ["Arrays", "Engine", "binding", "check_inputs"]
 
 Arrays = dict[str, npt.NDArray[Any]]
-
-
-def datatype_of(dtype: npt.DTypeLike) -> str:
-    """The Triton datatype name of a numpy dtype ("FP32" for float32)."""
-    dt = np.dtype(dtype)
-    found = from_numpy(dt)
-    if found is None:
-        raise InvalidArgument(f"dtype {dt} has no Triton datatype")
-    return found.wire
 
 
 def binding(name: str, dtype: npt.DTypeLike, shape: tuple[int, ...]) -> Binding:

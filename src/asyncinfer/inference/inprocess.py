@@ -21,9 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import from_numpy
+from ..datatypes import from_numpy, shape_fits
 from ..errors import InvalidArgument, Unimplemented
-from ..runner import shape_fits
 from .model import LoadedModel, scheduling_parameters
 from .repository.model_config import Signature, TensorSpec
 from .scheduling.scheduler import SizedRequest

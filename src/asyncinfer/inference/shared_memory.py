@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, Datatype
+from ..datatypes import BYTES, Datatype, deserialize_bytes
 from ..errors import InvalidArgument
 from ..pb.inference.grpc_service_pb2 import InferParameter
 from ..shm.cuda import CudaRegionLease, CudaShmRegistry, cuda_unavailable_reason
@@ -125,8 +125,6 @@ class RequestShm:
         self, span: ShmSpan, datatype: Datatype, shape: tuple[int, ...], what: str
     ) -> Array:
         """An input tensor from shared memory: a read-only view for system regions."""
-        from .wire.encode import deserialize_bytes  # tensors imports this module
-
         count = math.prod(shape)
         if datatype.wire != BYTES and span.byte_size != count * datatype.itemsize:
             raise InvalidArgument(

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ...datatypes import from_config
+from ...datatypes import from_config, shape_fits
 from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
-from ...runner import shape_fits
 from ..python_model import Request, Response, Tensor
 from ..repository.model_config import instance_count
 from ..scheduling.batch_tensors import merge, split

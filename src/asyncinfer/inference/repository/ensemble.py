@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ...datatypes import shape_fits
 from ...errors import InvalidArgument, RpcError, internal_error
 from ...pb.inference.model_config_pb2 import ModelConfig
-from ...runner import shape_fits
 from ..inprocess import ModelLookup, infer_arrays
 from ..python_model import Request, Response, Tensor
 from .model_config import ConfigInvalid, Signature, TensorSpec, signature

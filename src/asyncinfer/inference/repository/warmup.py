@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ...datatypes import BYTES, Datatype, from_config
+from ...datatypes import BYTES, Datatype, deserialize_bytes, from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelWarmup
 from ..model import LoadedModel
 from ..python_model import Request
-from ..wire.encode import deserialize_bytes
 
 __all__ = ["warm_up"]
 

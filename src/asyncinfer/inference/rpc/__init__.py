@@ -1,1 +1,1 @@
-"""The gRPC front end of the inference service: one Context per RPC of inference.GRPCInferenceService."""
+"""The gRPC front end of the inference service: one Context per RPC."""

@@ -1,1 +1,1 @@
-"""Scheduling: how a model version's requests reach its backend (direct, dynamic batcher, sequences)."""
+"""Scheduling: how a model version's requests reach its backend."""

@@ -1,1 +1,1 @@
-"""The gRPC wire codecs of the inference protocol: protobuf messages to the data plane's types and back."""
+"""The gRPC wire codecs: protobuf messages to the data plane's types and back."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import struct
 import sys
 import weakref
 from collections.abc import Sequence
@@ -24,31 +23,27 @@ import numpy as np
 import numpy.typing as npt
 
 from ..._wire import varint
-from ...datatypes import BYTES, Datatype, from_numpy
+from ...datatypes import BYTES, Datatype, deserialize_bytes, from_numpy, serialize_bytes, shape_fits
 from ...errors import Internal, InvalidArgument
 from ...pb.inference.grpc_service_pb2 import (
     InferTensorContents,
     ModelInferRequest,
     ModelInferResponse,
 )
-from ...runner import shape_fits
 from ..repository.model_config import Signature, TensorSpec
 from ..shared_memory import RequestShm, ShmSpan, shm_span
 
 __all__ = [
     "OutputPlan",
     "decode_inputs",
-    "deserialize_bytes",
     "encode_response",
     "plan_outputs",
-    "serialize_bytes",
     "varint",
 ]
 
 Array = npt.NDArray[Any]
 SHM_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _RAW_OUTPUT_TAG = b"\x32"  # ModelInferResponse.raw_output_contents: field 6, length-delimited
-_LENGTH = struct.Struct("<I")
 _LITTLE = ("<", "|") if sys.byteorder == "big" else ("<", "|", "=")
 
 # Which typed-contents field carries each datatype (FP16 and BF16 have none: raw only).
@@ -66,46 +61,6 @@ _CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     BYTES: "bytes_contents",
 }
-
-
-# --------------------------------------------------------------------------- BYTES layout
-
-
-def serialize_bytes(array: Array) -> bytes:
-    """BYTES elements, row-major, each as a 4-byte little-endian length and the bytes."""
-    parts: list[bytes] = []
-    for item in array.reshape(-1):
-        data = item if isinstance(item, bytes) else str(item).encode()
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
-
-
-def deserialize_bytes(buffer: bytes | memoryview, count: int, *, what: str) -> Array:
-    """``count`` length-prefixed elements from ``buffer``, as an object array of bytes."""
-    view = memoryview(buffer)
-    items = np.empty(count, dtype=np.object_)
-    offset = 0
-    for index in range(count):
-        if offset + 4 > len(view):
-            raise InvalidArgument(
-                f"{what}: BYTES element {index} of {count} has a truncated length prefix "
-                f"({len(view) - offset} of 4 bytes left)"
-            )
-        (length,) = _LENGTH.unpack_from(view, offset)
-        offset += 4
-        if offset + length > len(view):
-            raise InvalidArgument(
-                f"{what}: BYTES element {index} of {count} declares {length} bytes but only "
-                f"{len(view) - offset} remain"
-            )
-        items[index] = bytes(view[offset : offset + length])
-        offset += length
-    if offset != len(view):
-        raise InvalidArgument(
-            f"{what}: {len(view) - offset} bytes are left over after {count} BYTES elements"
-        )
-    return items
 
 
 # --------------------------------------------------------------------------- inputs

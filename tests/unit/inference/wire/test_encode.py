@@ -7,14 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncinfer.datatypes import DATATYPES
+from asyncinfer.datatypes import DATATYPES, serialize_bytes
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.inference.repository.model_config import Signature, TensorSpec
 from asyncinfer.inference.wire.encode import (
     decode_inputs,
-    deserialize_bytes,
     encode_response,
-    serialize_bytes,
     varint,
 )
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest, ModelInferResponse
@@ -25,20 +23,6 @@ def _sig(datatype: str, dims=(-1,), max_batch_size: int = 0) -> Signature:
     return Signature(
         "m", max_batch_size, {"X": spec}, {"Y": TensorSpec("Y", DATATYPES[datatype], tuple(dims))}
     )
-
-
-@given(st.lists(st.binary(max_size=40), max_size=30))
-def test_bytes_round_trip(items: list[bytes]) -> None:
-    array = np.empty(len(items), dtype=np.object_)
-    array[:] = items
-    buffer = serialize_bytes(array)
-    assert list(deserialize_bytes(buffer, len(items), what="t")) == items
-
-
-@given(st.binary(min_size=1, max_size=3))
-def test_truncated_bytes_prefix_is_invalid(tail: bytes) -> None:
-    with pytest.raises(InvalidArgument, match=r"truncated length prefix|declares"):
-        deserialize_bytes(serialize_bytes(np.array([b"ab"], dtype=object)) + tail, 2, what="t")
 
 
 @given(st.integers(min_value=0, max_value=2**64 - 1))
