@@ -29,14 +29,13 @@ import numpy as np
 
 from ...datatypes import from_config, shape_fits
 from ...engines import Engine, OnnxEngine, TensorRTEngine
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelLoadFailed
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
 from ..python_model import Request, Response, Tensor
 from ..repository.model_config import instance_count
 from ..scheduling.batch_tensors import merge, split
 from ..statistics import batch_timing
-from .thread_instances import ModelLoadFailed
 
 __all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
 

@@ -26,13 +26,20 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ...errors import Internal, InvalidArgument, ResourceExhausted, Unavailable
+from ...errors import (
+    InstanceBroken,
+    Internal,
+    InvalidArgument,
+    ModelLoadFailed,
+    ResourceExhausted,
+    Unavailable,
+)
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import ModelError, Request, Response, Tensor
 from ..repository.model_config import instance_count
 from ._arena import Arena, ArenaFull, read_tensors, write_tensors
 from ._instance_process import RequestMeta, ResponseMeta
-from .thread_instances import DEFAULT_FILENAME, ModelLoadFailed, _initialize_args
+from .thread_instances import DEFAULT_FILENAME, _initialize_args
 
 __all__ = ["INSTANCE_KIND", "SHM_BYTES", "ProcessBackend", "instance_kind"]
 
@@ -74,10 +81,6 @@ def _shm_bytes(config: ModelConfig) -> int:
             f">= 4096, not '{text}'"
         )
     return int(text)
-
-
-class InstanceBroken(Unavailable):
-    """The instance's process died and could not be started again; the request never ran."""
 
 
 class _Instance:

@@ -23,22 +23,18 @@ from typing import Any
 from google.protobuf import json_format
 
 from ..._threads import uninterrupted
-from ...errors import InvalidArgument, Unavailable
+from ...errors import ModelLoadFailed, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
 from ..python_model import Request, Response
 from ..repository.model_config import instance_count
 
-__all__ = ["MODEL_CLASS", "ModelLoadFailed", "PythonBackend"]
+__all__ = ["MODEL_CLASS", "PythonBackend"]
 
 MODEL_CLASS = "Model"
 DEFAULT_FILENAME = "model.py"
 _module_ids = itertools.count()
 log = logging.getLogger("asyncinfer.inference")
-
-
-class ModelLoadFailed(InvalidArgument):
-    """A model that could not be loaded; the message says why (import error text included)."""
 
 
 async def _call(hook: Any, *args: Any) -> Any:

@@ -25,11 +25,11 @@ from typing import Any
 import numpy.typing as npt
 
 from ...datatypes import shape_fits
-from ...errors import InvalidArgument, RpcError, internal_error
+from ...errors import InvalidArgument, ModelLoadFailed, RpcError, internal_error
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelLookup, infer_arrays
 from ..python_model import Request, Response, Tensor
-from .model_config import ConfigInvalid, Signature, TensorSpec, signature
+from .model_config import Signature, TensorSpec, signature
 
 __all__ = ["ENSEMBLE", "EnsembleBackend", "Step", "composing_models", "plan_steps"]
 
@@ -61,11 +61,11 @@ def composing_models(config: ModelConfig) -> list[str]:
 def _steps(config: ModelConfig) -> list[Step]:
     name = config.name
     if not config.ensemble_scheduling.step:
-        raise ConfigInvalid(f"failed to load '{name}', the ensemble has no steps")
+        raise ModelLoadFailed(f"failed to load '{name}', the ensemble has no steps")
     steps = []
     for index, step in enumerate(config.ensemble_scheduling.step):
         if not step.model_name:
-            raise ConfigInvalid(f"failed to load '{name}', ensemble step {index} names no model")
+            raise ModelLoadFailed(f"failed to load '{name}', ensemble step {index} names no model")
         version = "" if step.model_version < 0 else str(step.model_version)
         steps.append(
             Step(index, step.model_name, version, dict(step.input_map), dict(step.output_map))
@@ -90,7 +90,7 @@ def plan_steps(config: ModelConfig, models: ModelLookup) -> list[Step]:
     for step in steps:
         for model_input, tensor in step.inputs.items():
             if tensor not in sources:
-                raise ConfigInvalid(
+                raise ModelLoadFailed(
                     f"failed to load '{name}', ensemble {step} reads tensor '{tensor}' (for "
                     f"its input '{model_input}'), which is neither an ensemble input nor "
                     "written by any step"
@@ -100,7 +100,7 @@ def plan_steps(config: ModelConfig, models: ModelLookup) -> list[Step]:
             _check_fits(name, what, sources[tensor], sig.inputs[model_input], sig.max_batch_size)
     for output, spec in ensemble.outputs.items():
         if output not in producers:
-            raise ConfigInvalid(
+            raise ModelLoadFailed(
                 f"failed to load '{name}', ensemble output '{output}' is not written by any step"
             )
         what = f"ensemble output '{output}'"
@@ -115,11 +115,11 @@ def _composing_signature(name: str, step: Step, models: ModelLookup) -> Signatur
     try:
         called = models.get(step.model, step.version)
     except RpcError as exc:
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"failed to load '{name}', ensemble {step}: the model is not available: {exc.message}"
         ) from None
     if called.decoupled:
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"failed to load '{name}', ensemble {step}: model '{step.model}' is decoupled; "
             "an ensemble step takes exactly one response"
         )
@@ -140,12 +140,12 @@ def _producers(
         sig = composing[step.index]
         for model_output, tensor in step.outputs.items():
             if tensor in ensemble.inputs:
-                raise ConfigInvalid(
+                raise ModelLoadFailed(
                     f"failed to load '{name}', ensemble {step} writes tensor '{tensor}', "
                     "which is an ensemble input"
                 )
             if tensor in producers:
-                raise ConfigInvalid(
+                raise ModelLoadFailed(
                     f"failed to load '{name}', ensemble tensor '{tensor}' is written by both "
                     f"{producers[tensor]} and {step}"
                 )
@@ -161,7 +161,7 @@ def _check_not_calling(name: str, step: Step, models: ModelLookup) -> None:
     while pending:
         model_name, version, path = pending.pop()
         if model_name == name:
-            raise ConfigInvalid(
+            raise ModelLoadFailed(
                 f"failed to load '{name}', ensemble {step} calls the ensemble itself "
                 f"({' -> '.join([name, *path])}): a cycle"
             )
@@ -180,30 +180,30 @@ def _check_names(name: str, step: Step, sig: Signature) -> None:
     ):
         for tensor in mapping:
             if tensor not in declared:
-                raise ConfigInvalid(
+                raise ModelLoadFailed(
                     f"failed to load '{name}', ensemble {step} maps {kind} '{tensor}', which "
                     f"model '{step.model}' does not have (its {kind}s: {list(declared)})"
                 )
     missing = [n for n, spec in sig.inputs.items() if n not in step.inputs and not spec.optional]
     if missing:
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"failed to load '{name}', ensemble {step} does not feed input(s) {missing} of "
             f"model '{step.model}'"
         )
 
 
 def _check_fits(name: str, what: str, source: Source, need: TensorSpec, need_batch: int) -> None:
-    """ConfigInvalid naming ``what`` (a step's input, or an ensemble output) when the tensor
+    """ModelLoadFailed naming ``what`` (a step's input, or an ensemble output) when the tensor
     ``source`` provides does not have the datatype and shape ``need`` declares."""
     have, have_batch, origin = source
     if have.datatype.wire != need.datatype.wire:
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"failed to load '{name}', {what} is declared {need.datatype.wire}, but the "
             f"{origin} is {have.datatype.wire}"
         )
     have_shape, need_shape = have.shape(have_batch), need.shape(need_batch)
     if not shape_fits(have_shape, need_shape, wildcards_in_shape=True):
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"failed to load '{name}', {what} is declared with shape {list(need_shape)}, but "
             f"the {origin} has shape {list(have_shape)}"
         )
@@ -229,7 +229,7 @@ def _check_acyclic(name: str, steps: list[Step], producers: Mapping[str, Step]) 
         tensor = next(
             t for t in step.inputs.values() if t in producers and producers[t].index not in done
         )
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"failed to load '{name}', ensemble steps form a cycle: {step} reads tensor "
             f"'{tensor}', which {producers[tensor]} writes only after depending on "
             f"{', '.join(str(s) for s in stuck)}"

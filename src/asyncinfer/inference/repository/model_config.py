@@ -15,11 +15,10 @@ from typing import Any
 from google.protobuf import json_format, text_format
 
 from ...datatypes import Datatype, from_config
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, ModelLoadFailed
 from ...pb.inference.model_config_pb2 import ModelConfig
 
 __all__ = [
-    "ConfigInvalid",
     "Signature",
     "TensorSpec",
     "apply_json_override",
@@ -27,10 +26,6 @@ __all__ = [
     "parse_pbtxt",
     "signature",
 ]
-
-
-class ConfigInvalid(InvalidArgument):
-    """A model configuration that cannot be served; fails that model's load only."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,7 +69,7 @@ def parse_pbtxt(text: str, *, model: str) -> ModelConfig:
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        raise ConfigInvalid(f"config.pbtxt of model '{model}' does not parse: {exc}") from None
+        raise ModelLoadFailed(f"config.pbtxt of model '{model}' does not parse: {exc}") from None
     if not config.name:
         config.name = model
     return config
@@ -118,13 +113,13 @@ def signature(config: ModelConfig) -> Signature:
     """Validate the parts of ``config`` the request path relies on and derive its Signature."""
     model = config.name
     if config.max_batch_size < 0:
-        raise ConfigInvalid(
+        raise ModelLoadFailed(
             f"model '{model}': max_batch_size must be >= 0, not {config.max_batch_size}"
         )
     inputs = _specs(model, "input", config.input)
     outputs = _specs(model, "output", config.output)
     if not outputs:
-        raise ConfigInvalid(f"model '{model}' declares no outputs; a model needs at least one")
+        raise ModelLoadFailed(f"model '{model}' declares no outputs; a model needs at least one")
     return Signature(model, config.max_batch_size, inputs, outputs)
 
 
@@ -138,19 +133,19 @@ def _specs(model: str, kind: str, tensors: Any) -> dict[str, TensorSpec]:
     for tensor in tensors:
         datatype = from_config(tensor.data_type)
         if datatype is None:
-            raise ConfigInvalid(
+            raise ModelLoadFailed(
                 f"model '{model}': {kind} '{tensor.name}' has no valid data_type "
                 "(expected TYPE_BOOL, TYPE_INT8..TYPE_INT64, TYPE_UINT8..TYPE_UINT64, "
                 "TYPE_FP16, TYPE_FP32, TYPE_FP64, TYPE_BF16 or TYPE_STRING)"
             )
         dims = tuple(int(d) for d in tensor.dims)
         if any(d < -1 or d == 0 for d in dims):
-            raise ConfigInvalid(
+            raise ModelLoadFailed(
                 f"model '{model}': {kind} '{tensor.name}' dims {list(dims)} must be positive "
                 "or -1 (any extent)"
             )
         if tensor.name in specs:
-            raise ConfigInvalid(f"model '{model}': {kind} '{tensor.name}' is declared twice")
+            raise ModelLoadFailed(f"model '{model}': {kind} '{tensor.name}' is declared twice")
         specs[tensor.name] = TensorSpec(
             tensor.name,
             datatype,

@@ -10,9 +10,8 @@ import threading
 import numpy as np
 import pytest
 
-from asyncinfer.errors import InvalidArgument
+from asyncinfer.errors import InvalidArgument, ModelLoadFailed
 from asyncinfer.inference.backends.engine import EngineBackend
-from asyncinfer.inference.backends.thread_instances import ModelLoadFailed
 from asyncinfer.inference.python_model import Request
 from asyncinfer.inference.repository.model_config import parse_pbtxt
 from asyncinfer.inference.scheduling.scheduler import make_scheduler
