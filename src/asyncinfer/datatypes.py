@@ -28,6 +28,7 @@ __all__ = [
     "BYTES",
     "DATATYPES",
     "Datatype",
+    "as_array",
     "datatype_of",
     "deserialize_bytes",
     "from_config",
@@ -112,6 +113,16 @@ def from_numpy(dtype: np.dtype[Any]) -> Datatype | None:
     if dtype.kind in "OSU":
         return DATATYPES[BYTES]
     return _BY_NUMPY.get(dtype.newbyteorder("<"))
+
+
+def as_array(value: npt.ArrayLike) -> npt.NDArray[Any]:
+    """``value`` as a numpy array for a request: bytes and str values (numpy's fixed-width
+    ``S``/``U`` arrays, lists of them) become the object arrays BYTES tensors are; anything
+    else goes through ``np.asarray`` unchanged (no dtype is converted)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "SU":
+        return array.astype(np.object_)
+    return array
 
 
 def datatype_of(dtype: npt.DTypeLike, *, fixed_size: bool = False) -> str:

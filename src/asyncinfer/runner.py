@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .datatypes import shape_fits
+from .signature import Signature
 
 __all__ = ["Binding", "InferRunner", "Manager", "NamedBindings"]
 
@@ -53,6 +54,18 @@ class NamedBindings:
     _name: str
     _inputs: dict[str, Binding]
     _outputs: dict[str, Binding]
+    _signature: Signature | None = None
+
+    def signature(self) -> Signature:
+        """The Signature of the bindings, which every call's inputs are checked against; built
+        at its first use, once ``_inputs`` and ``_outputs`` are filled."""
+        if self._signature is None:
+            self._signature = Signature.of_tensors(
+                self._name,
+                ((b.name, b.datatype, b.shape) for b in self._inputs.values()),
+                ((b.name, b.datatype, b.shape) for b in self._outputs.values()),
+            )
+        return self._signature
 
     @property
     def name(self) -> str:

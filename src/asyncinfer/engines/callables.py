@@ -103,7 +103,7 @@ class PythonEngine(NamedBindings):
     ) -> Arrays:
         """Run the model; outputs are the arrays it returned (``memory`` is not used)."""
         limiter = self._started()
-        arrays = check_inputs(self._name, self._inputs, inputs)
+        arrays = check_inputs(self.signature(), inputs)
         async with limiter.context(queue_timeout) as ctx, limiter.workspace(queue_timeout):
             result = await self._run(ctx.item, arrays)
         self._calls += 1

@@ -154,7 +154,7 @@ class OnnxEngine(NamedBindings):
     ) -> Arrays:
         """Outputs by name; views into ``memory.host`` when it is given and shapes allow."""
         limiter, threads = self._started()
-        arrays = check_inputs(self._name, self._inputs, inputs)
+        arrays = check_inputs(self.signature(), inputs)
         symbols = self._symbols(arrays)
         shapes = self._output_shapes(symbols) if memory is not None else None
         async with limiter.context(queue_timeout) as ctx, limiter.workspace(queue_timeout):

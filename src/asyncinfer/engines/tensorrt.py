@@ -202,7 +202,7 @@ class TensorRTEngine(NamedBindings):
     ) -> Arrays:
         """Run on the lease's stream; ``memory`` must hold a device stack and a stream."""
         limiter, threads = self._started()
-        arrays = check_inputs(self._name, self._inputs, inputs)
+        arrays = check_inputs(self.signature(), inputs)
         if memory is None or memory.device is None or memory.stream is None:
             raise UsageError(f"tensorrt engine {self._name!r} needs a StackPool with device_bytes")
         device, stream = memory.device, memory.stream

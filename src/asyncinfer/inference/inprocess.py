@@ -23,8 +23,8 @@ import numpy.typing as npt
 
 from ..datatypes import from_numpy, shape_fits
 from ..errors import InvalidArgument, Unimplemented
+from ..signature import Signature, TensorSpec
 from .model import LoadedModel, scheduling_parameters
-from .repository.model_config import Signature, TensorSpec
 from .scheduling.scheduler import SizedRequest
 from .wire.encode import OutputPlan
 

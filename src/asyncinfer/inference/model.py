@@ -18,10 +18,10 @@ from ..datatypes import BYTES
 from ..errors import Internal, InvalidArgument, Unimplemented
 from ..pb.inference.grpc_service_pb2 import InferParameter, ModelInferRequest
 from ..pb.inference.model_config_pb2 import ModelConfig
+from ..signature import Signature
 from .backends.base import Backend
 from .classification import classify
 from .python_model import Request, Response
-from .repository.model_config import Signature
 from .scheduling.scheduler import Scheduler, SizedRequest
 from .shared_memory import RequestShm, SharedMemory
 from .statistics import ModelStats, RequestClock, Timing

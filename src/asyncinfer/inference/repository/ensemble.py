@@ -27,9 +27,10 @@ import numpy.typing as npt
 from ...datatypes import shape_fits
 from ...errors import InvalidArgument, ModelLoadFailed, RpcError, internal_error
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ...signature import Signature, TensorSpec
 from ..inprocess import ModelLookup, infer_arrays
 from ..python_model import Request, Response, Tensor
-from .model_config import Signature, TensorSpec, signature
+from .model_config import signature
 
 __all__ = ["ENSEMBLE", "EnsembleBackend", "Step", "composing_models", "plan_steps"]
 

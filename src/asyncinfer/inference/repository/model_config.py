@@ -1,66 +1,28 @@
 """Model configuration: parse config.pbtxt, apply JSON overrides, validate, derive the signature.
 
 A config is the protocol's ``ModelConfig`` message, parsed from protobuf text format with
-google.protobuf.text_format. ``Signature`` is what the request path needs from it: the inputs
-and outputs with their datatypes and dims, and the batching limit.
+google.protobuf.text_format. Its :class:`~asyncinfer.signature.Signature` is what the request
+path needs from it: the inputs and outputs with their datatypes and dims, and the batching limit.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format, text_format
 
-from ...datatypes import Datatype, from_config
+from ...datatypes import from_config
 from ...errors import InvalidArgument, ModelLoadFailed
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ...signature import Signature, TensorSpec
 
 __all__ = [
-    "Signature",
-    "TensorSpec",
     "apply_json_override",
     "instance_count",
     "parse_pbtxt",
     "signature",
 ]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """One input or output: name, datatype and dims without the batch dimension."""
-
-    name: str
-    datatype: Datatype
-    dims: tuple[int, ...]
-    optional: bool = False
-    label_filename: str = ""
-
-    def shape(self, max_batch_size: int) -> tuple[int, ...]:
-        """The full shape as metadata reports it: a leading -1 when the model batches."""
-        return (-1, *self.dims) if max_batch_size > 0 else self.dims
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Signature:
-    """What a request is checked against: inputs and outputs in config order, batching limit."""
-
-    model: str
-    max_batch_size: int
-    inputs: Mapping[str, TensorSpec]
-    outputs: Mapping[str, TensorSpec]
-    #: Full input shapes as requests must send them (leading -1 when batching).
-    shapes: Mapping[str, tuple[int, ...]] = dataclasses.field(init=False)
-    #: The names of the non-optional inputs, in config order.
-    required: list[str] = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        shapes = {n: s.shape(self.max_batch_size) for n, s in self.inputs.items()}
-        object.__setattr__(self, "shapes", shapes)
-        required = [n for n, s in self.inputs.items() if not s.optional]
-        object.__setattr__(self, "required", required)
 
 
 def parse_pbtxt(text: str, *, model: str) -> ModelConfig:

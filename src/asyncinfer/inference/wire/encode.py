@@ -30,7 +30,7 @@ from ...pb.inference.grpc_service_pb2 import (
     ModelInferRequest,
     ModelInferResponse,
 )
-from ..repository.model_config import Signature, TensorSpec
+from ...signature import Signature, TensorSpec
 from ..shared_memory import RequestShm, ShmSpan, shm_span
 
 __all__ = [

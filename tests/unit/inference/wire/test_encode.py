@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from asyncinfer.datatypes import DATATYPES, serialize_bytes
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.repository.model_config import Signature, TensorSpec
 from asyncinfer.inference.wire.encode import (
     decode_inputs,
     encode_response,
     varint,
 )
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest, ModelInferResponse
+from asyncinfer.signature import Signature, TensorSpec
 
 
 def _sig(datatype: str, dims=(-1,), max_batch_size: int = 0) -> Signature:
