@@ -29,6 +29,7 @@ from . import logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
 from .client.reflection import resolve_method
 from .errors import AsyncInferError, ConfigError, UsageError
+from .inference import build_server
 from .server import Server
 from .workers import run_loop, serve
 
@@ -110,8 +111,6 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
-    from .inference.app import build_server  # only the inference service needs it
-
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
     factory = functools.partial(

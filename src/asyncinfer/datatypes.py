@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import sys
 from typing import Any
 
 import ml_dtypes
@@ -36,6 +37,7 @@ __all__ = [
     "from_wire",
     "serialize_bytes",
     "shape_fits",
+    "tensor_bytes",
 ]
 
 BYTES = "BYTES"
@@ -160,6 +162,16 @@ def shape_fits(
 
 
 _LENGTH = struct.Struct("<I")
+_LITTLE = ("<", "|") if sys.byteorder == "big" else ("<", "|", "=")
+
+
+def tensor_bytes(array: npt.NDArray[Any]) -> memoryview:
+    """A fixed-size tensor's data as its wire carries it: little-endian, row-major; a view of
+    ``array`` when it already is, else one copy."""
+    if array.flags.c_contiguous and array.dtype.byteorder in _LITTLE:
+        return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return memoryview(contiguous.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def serialize_bytes(array: npt.NDArray[Any]) -> bytes:

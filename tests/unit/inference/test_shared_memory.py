@@ -1,4 +1,5 @@
-"""Shared-memory parameters of inference tensors: parsing, overlap, and a request's leases."""
+"""Shared-memory parameters of inference tensors (plain values, from any front end): parsing,
+overlap, and a request's leases."""
 
 from __future__ import annotations
 
@@ -15,29 +16,21 @@ from hypothesis import strategies as st
 from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.inference.shared_memory import RequestShm, SharedMemory, ShmSpan, shm_span
-from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest
 
 KEY = f"/asyncinfer_params_{os.getpid()}"
 
 
-def _params(**values: object) -> ModelInferRequest.InferInputTensor:
-    tensor = ModelInferRequest.InferInputTensor(name="X")
-    for key, value in values.items():
-        if isinstance(value, str):
-            tensor.parameters[key].string_param = value
-        elif isinstance(value, bool):
-            tensor.parameters[key].bool_param = value
-        else:
-            tensor.parameters[key].int64_param = int(value)  # type: ignore[call-overload]
-    return tensor
+def _params(**values: object) -> dict[str, object]:
+    """A tensor's parameters as the front ends hand them over: plain values."""
+    return values
 
 
 def test_spans_from_parameters() -> None:
-    assert shm_span(_params().parameters, "x") is None
-    span = shm_span(_params(shared_memory_region="r", shared_memory_byte_size=64).parameters, "x")
+    assert shm_span(_params(), "x") is None
+    span = shm_span(_params(shared_memory_region="r", shared_memory_byte_size=64), "x")
     assert span == ShmSpan("r", 0, 64)
     tensor = _params(shared_memory_region="r", shared_memory_byte_size=8, shared_memory_offset=16)
-    assert shm_span(tensor.parameters, "x") == ShmSpan("r", 16, 8)
+    assert shm_span(tensor, "x") == ShmSpan("r", 16, 8)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +51,7 @@ def test_spans_from_parameters() -> None:
 )
 def test_bad_parameters(values: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        shm_span(_params(**values).parameters, "input 'X'")
+        shm_span(_params(**values), "input 'X'")
 
 
 @given(

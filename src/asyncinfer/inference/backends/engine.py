@@ -9,9 +9,9 @@ inputs and outputs (no auto-completion), and they must match the engine's bindin
 
 A batching model (max_batch_size > 0) runs a whole batch of requests in one engine call: the
 inputs concatenated along the batch dimension, the outputs split back per request
-(batching.py). ONNX Runtime instances are KIND_CPU (or KIND_AUTO): each session gets its share
-of this process's CPUs as intra-op threads and runs in a pinned thread, so N instances are N
-concurrent executes (ONNX Runtime releases the GIL).
+(scheduling/batch_tensors.py). ONNX Runtime instances are KIND_CPU (or KIND_AUTO): each session
+gets its share of this process's CPUs as intra-op threads and runs in a pinned thread, so N
+instances are N concurrent executes (ONNX Runtime releases the GIL).
 
 Where TensorRT or CUDA is missing the load fails with a message saying so; the other models of
 the repository keep serving.
@@ -33,9 +33,9 @@ from ...errors import ConfigError, ModelLoadFailed
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
 from ..python_model import Request, Response, Tensor
-from ..repository.model_config import instance_count
 from ..scheduling.batch_tensors import merge, split
 from ..statistics import batch_timing
+from .base import instance_count
 
 __all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
 

@@ -1,7 +1,7 @@
 """Process instances for python models: each Model instance in its own spawned process.
 
 Chosen per model with the config parameter ``instance_kind: "process"`` (the default,
-``"thread"``, is PythonBackend). Python model code holds the GIL, so threads of one process
+``"thread"``, is ThreadBackend). Python model code holds the GIL, so threads of one process
 add no throughput; processes do. Each instance has a shared-memory arena (_arena.py) that
 carries the tensors both ways, and a pipe that carries only small control messages, the design
 of Triton's python backend. The server side never blocks its loop on an instance: the pipe is
@@ -36,10 +36,10 @@ from ...errors import (
 )
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import ModelError, Request, Response, Tensor
-from ..repository.model_config import instance_count
 from ._arena import Arena, ArenaFull, read_tensors, write_tensors
 from ._instance_process import RequestMeta, ResponseMeta
-from .thread_instances import DEFAULT_FILENAME, _initialize_args
+from .base import instance_count
+from .model_module import DEFAULT_FILENAME, initialize_args
 
 __all__ = ["INSTANCE_KIND", "SHM_BYTES", "ProcessBackend", "instance_kind"]
 
@@ -373,7 +373,7 @@ async def _wait(process: subprocess.Popen[bytes]) -> None:
 
 
 class ProcessBackend:
-    """A python model whose instances are processes; same Backend surface as PythonBackend."""
+    """A python model whose instances are processes; same Backend surface as ThreadBackend."""
 
     def __init__(self, name: str, version: int, instances: list[_Instance]) -> None:
         self.name = name
@@ -395,7 +395,7 @@ class ProcessBackend:
                 f"failed to load '{name}' version {version}: {path} does not exist"
             )
         size = _shm_bytes(config)
-        args = _initialize_args(config, version, repository)
+        args = initialize_args(config, version, repository)
         instances = []
         for index in range(instance_count(config)):
             spawn_args = (

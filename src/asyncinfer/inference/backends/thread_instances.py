@@ -1,4 +1,5 @@
-"""The python backend: imports a version's model.py, runs its Model instances, finalizes them.
+"""Thread instances of python models: import a version's model.py, run its Model instances in
+this process, finalize them.
 
 Each configured instance (instance_group count, default 1) is one ``Model`` object; a call
 leases one for its execute, so a model's own state is never used by two calls at once.
@@ -8,32 +9,22 @@ leases one for its execute, so a model's own state is never used by two calls at
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
-import itertools
-import json
 import logging
 import pathlib
-import sys
-import traceback
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Any
-
-from google.protobuf import json_format
 
 from ..._threads import uninterrupted
 from ...errors import ModelLoadFailed, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
 from ..python_model import Request, Response
-from ..repository.model_config import instance_count
+from .base import instance_count
+from .model_module import DEFAULT_FILENAME, MODEL_CLASS, import_model, initialize_args, one_line
 
-__all__ = ["MODEL_CLASS", "PythonBackend"]
+__all__ = ["ThreadBackend"]
 
-MODEL_CLASS = "Model"
-DEFAULT_FILENAME = "model.py"
-_module_ids = itertools.count()
 log = logging.getLogger("asyncinfer.inference")
 
 
@@ -48,7 +39,7 @@ async def _call(hook: Any, *args: Any) -> Any:
     return await uninterrupted(asyncio.to_thread(hook, *args))
 
 
-class PythonBackend:
+class ThreadBackend:
     """One loaded version of a python-backend model, with its pool of Model instances."""
 
     def __init__(
@@ -76,7 +67,7 @@ class PythonBackend:
         repository: pathlib.Path,
         *,
         models: ModelLookup | None = None,
-    ) -> PythonBackend:
+    ) -> ThreadBackend:
         """Import model.py, create and initialize every instance; ModelLoadFailed says why not.
 
         With ``models``, initialize() finds a ModelCaller in ``args["models"]`` to call other
@@ -88,7 +79,7 @@ class PythonBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"
             )
-        module = await asyncio.to_thread(_import, path, name, version)
+        module = await asyncio.to_thread(import_model, path, name, version)
         model_class = getattr(module, MODEL_CLASS, None)
         if not isinstance(model_class, type):
             raise ModelLoadFailed(
@@ -100,7 +91,7 @@ class PythonBackend:
                 f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
                 "has no execute(requests) method"
             )
-        args: dict[str, Any] = dict(_initialize_args(config, version, repository))
+        args: dict[str, Any] = dict(initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
         instances = []
@@ -114,7 +105,7 @@ class PythonBackend:
         except Exception as exc:
             await _finalize_all(instances)
             raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: initialize() raised {_one_line(exc)}"
+                f"failed to load '{name}' version {version}: initialize() raised {one_line(exc)}"
             ) from None
         return cls(name, version, instances, decoupled=config.model_transaction_policy.decoupled)
 
@@ -171,37 +162,6 @@ class PythonBackend:
             await self._idle.get()
         await _finalize_all(self._instances)
         self._instances.clear()
-
-
-def _import(path: pathlib.Path, name: str, version: int) -> ModuleType:
-    module_name = f"asyncinfer_models.{name}_v{version}_{next(_module_ids)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ModelLoadFailed(f"failed to load '{name}' version {version}: cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ModelLoadFailed(
-            f"failed to load '{name}' version {version}: {path.name} does not import: "
-            f"{_one_line(exc)}"
-        ) from None
-    # Not kept in sys.modules: every load gets a fresh module, and an unload frees it.
-    sys.modules.pop(module_name, None)
-    return module
-
-
-def _one_line(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(exc)).strip().replace("\n", " ")
-
-
-def _initialize_args(config: ModelConfig, version: int, repository: pathlib.Path) -> dict[str, str]:
-    return {
-        "model_config": json.dumps(json_format.MessageToDict(config)),
-        "model_name": config.name,
-        "model_version": str(version),
-        "model_repository": str(repository),
-    }
 
 
 async def _finalize_all(instances: Sequence[Any]) -> None:

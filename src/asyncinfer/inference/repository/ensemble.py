@@ -9,9 +9,10 @@ cycle, and connected tensors agree in datatype and shape. Any violation fails th
 message naming the step and the tensor.
 
 A request runs every step as soon as the tensors it reads exist, so independent steps run
-concurrently (one task each, owned by a TaskGroup per request). Steps call their models
-through ``inprocess.infer_arrays``: intermediate tensors stay numpy arrays in this process,
-and each composing model keeps its own scheduler, instances and statistics. The first step
+concurrently (one task each, owned by a TaskGroup per request). Each step is a request to its
+model's data plane (``LoadedModel.infer``), as an in-process call is: intermediate tensors stay
+numpy arrays in this process, and each composing model keeps its own scheduler, instances and
+statistics. The first step
 to fail cancels the others and fails the request with its error, the step named.
 """
 
@@ -28,7 +29,8 @@ from ...datatypes import shape_fits
 from ...errors import InvalidArgument, ModelLoadFailed, RpcError, internal_error
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ...signature import Signature, TensorSpec
-from ..inprocess import ModelLookup, infer_arrays
+from ..calls import InferRequest
+from ..inprocess import ModelLookup
 from ..python_model import Request, Response, Tensor
 from .model_config import signature
 
@@ -308,9 +310,10 @@ class EnsembleBackend:
         where = f"ensemble '{self.name}' {step}"
         try:
             model = self._models.get(step.model, step.version)
-            return await infer_arrays(
-                model, inputs, outputs=list(step.outputs), parameters=request.parameters
+            call = InferRequest.of_arrays(
+                inputs, outputs=list(step.outputs), parameters=request.parameters
             )
+            return (await model.infer(call)).arrays()
         except RpcError as exc:
             raise type(exc)(f"{where} failed: {exc.message}") from None
         except Exception as exc:

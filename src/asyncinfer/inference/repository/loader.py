@@ -15,11 +15,11 @@ from ...pb.inference.model_config_pb2 import ModelConfig
 from ..backends.base import Backend
 from ..backends.engine import EngineBackend, engine_kind
 from ..backends.process_instances import ProcessBackend, instance_kind
-from ..backends.thread_instances import PythonBackend
+from ..backends.thread_instances import ThreadBackend
 from ..classification import read_labels
 from ..inprocess import ModelLookup
 from ..model import LoadedModel
-from ..scheduling.scheduler import check_scheduling, make_scheduler
+from ..scheduling import check_scheduling, make_scheduler
 from ..statistics import ModelStats
 from .ensemble import ENSEMBLE, EnsembleBackend
 from .model_config import apply_json_override, parse_pbtxt, signature
@@ -152,7 +152,7 @@ async def _load_backend(
         return await EngineBackend.load(config, version, version_dir, root)
     if kind == "process":
         return await ProcessBackend.load(config, version, version_dir, root)
-    return await PythonBackend.load(config, version, version_dir, root, models=models)
+    return await ThreadBackend.load(config, version, version_dir, root, models=models)
 
 
 async def load_model_dir(

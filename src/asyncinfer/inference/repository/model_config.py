@@ -19,7 +19,6 @@ from ...signature import Signature, TensorSpec
 
 __all__ = [
     "apply_json_override",
-    "instance_count",
     "parse_pbtxt",
     "signature",
 ]
@@ -83,11 +82,6 @@ def signature(config: ModelConfig) -> Signature:
     if not outputs:
         raise ModelLoadFailed(f"model '{model}' declares no outputs; a model needs at least one")
     return Signature(model, config.max_batch_size, inputs, outputs)
-
-
-def instance_count(config: ModelConfig) -> int:
-    """Instances the config's instance groups ask for (a group's count 0 means 1; none: 1)."""
-    return sum(max(group.count, 1) for group in config.instance_group) or 1
 
 
 def _specs(model: str, kind: str, tensors: Any) -> dict[str, TensorSpec]:

@@ -22,7 +22,7 @@ from ..model import LoadedModel
 from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 
-__all__ = ["ControlMode", "ModelRecord", "ModelRepository"]
+__all__ = ["CONTROL_MODES", "ControlMode", "ModelRecord", "ModelRepository", "parse_version"]
 
 log = logging.getLogger("asyncinfer.inference")
 ControlMode = Literal["none", "explicit", "poll"]

@@ -1,4 +1,5 @@
-"""Warmup from config: run each ``model_warmup`` sample through a freshly loaded model."""
+"""Warmup from config: run each ``model_warmup`` sample through a freshly loaded model's data
+plane, as a request from a client would run (the loader clears the statistics afterwards)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy.typing as npt
 from ...datatypes import BYTES, Datatype, deserialize_bytes, from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelWarmup
+from ..calls import InferRequest
 from ..model import LoadedModel
-from ..python_model import Request
 
 __all__ = ["warm_up"]
 
@@ -27,7 +28,10 @@ async def warm_up(model: LoadedModel, model_dir: pathlib.Path) -> None:
             for name, spec in sample.inputs.items()
         }
         for _ in range(max(sample.count, 1)):
-            await model.run(Request(arrays, id=f"warmup:{sample.name}"))
+            request = InferRequest.of_arrays(arrays, id=f"warmup:{sample.name}")
+            async for response in model.stream(request):  # decoupled models' too
+                if response.error is not None:
+                    raise response.error
 
 
 def _sample_input(

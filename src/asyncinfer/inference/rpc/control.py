@@ -1,115 +1,52 @@
-"""The inference service's shared state and its control-plane RPCs (health, metadata, config,
-statistics, repository index/load/unload), each a Context over one InferenceResources.
+"""The control RPCs of the inference service: health, metadata, config, statistics, and the
+repository's index, load and unload; each a Context over the service's InferenceResources.
+
+A Context is named after its RPC with ``Rpc`` appended, so that ``ModelConfigRpc`` (the
+Context) never shadows ``ModelConfig`` (the protobuf message).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Iterable
-from typing import Any
-
-from prometheus_client.registry import Collector
-
 from ...context import UnaryContext, rpc_method
 from ...errors import InvalidArgument, NotFound
 from ...pb.inference import grpc_service_pb2 as pb
-from ...resources import Resources
-from ..inprocess import ModelCaller
-from ..metrics import InferenceCollector
-from ..repository.repository import ModelRepository
-from ..shared_memory import SharedMemory
+from ..service import SERVER_NAME, InferenceResources
 
 __all__ = [
-    "EXTENSIONS",
-    "SERVER_NAME",
-    "InferenceResources",
-    "ModelConfig",
-    "ModelMetadata",
-    "ModelReady",
-    "ModelStatistics",
-    "RepositoryIndex",
-    "RepositoryModelLoad",
-    "RepositoryModelUnload",
-    "ServerLive",
-    "ServerMetadata",
-    "ServerReady",
+    "CONTROL_CONTEXTS",
+    "SERVICE",
+    "ModelConfigRpc",
+    "ModelMetadataRpc",
+    "ModelReadyRpc",
+    "ModelStatisticsRpc",
+    "RepositoryIndexRpc",
+    "RepositoryModelLoadRpc",
+    "RepositoryModelUnloadRpc",
+    "ServerLiveRpc",
+    "ServerMetadataRpc",
+    "ServerReadyRpc",
 ]
 
-SERVER_NAME = "triton"  # Triton's clients check this name
-#: Extensions that always work end to end in this server; shared memory is added when it works.
-EXTENSIONS = ("classification", "model_configuration", "model_repository", "statistics")
 SERVICE = "GRPCInferenceService"
 
 
-class InferenceResources(Resources):
-    """The model repository every inference RPC shares, the poll task when polling, and the
-    shared-memory registries."""
-
-    def __init__(
-        self, repository: ModelRepository, *, version: str = "", allow_client_shm: bool = False
-    ) -> None:
-        self.repository = repository
-        #: In-process calls to the repository's models, for Contexts added to this service.
-        self.models = ModelCaller(repository)
-        self.version = version
-        self.shm = SharedMemory(allow_client_shm=allow_client_shm)
-        self._started = False
-        self._background: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.repository.start()
-        if self.repository.control_mode == "poll":
-            # The one root task of these Resources; stop() cancels it (and so every task in
-            # its TaskGroup) and waits for it before the repository stops.
-            self._background = asyncio.get_running_loop().create_task(
-                self._run_background(), name="inference-background"
-            )
-        self._started = True
-
-    async def _run_background(self) -> None:
-        """Every background job of the service, owned by one TaskGroup."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.repository.poll_forever(), name="repository-poll")
-
-    async def stop(self) -> None:
-        self._started = False
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
-            self._background = None
-        await self.repository.stop()
-        self.shm.close()  # after the last call drained: no request holds a lease any more
-
-    def ready(self) -> bool:
-        return self._started
-
-    def extensions(self) -> list[str]:
-        return sorted((*EXTENSIONS, *self.shm.extensions()))
-
-    def statistics(self) -> dict[str, Any]:
-        return self.repository.statistics()
-
-    def collectors(self) -> Iterable[Collector]:
-        return (InferenceCollector(self.repository),)
-
-
-class ServerLive(UnaryContext[pb.ServerLiveRequest, pb.ServerLiveResponse, InferenceResources]):
+class ServerLiveRpc(UnaryContext[pb.ServerLiveRequest, pb.ServerLiveResponse, InferenceResources]):
     method = rpc_method(pb, SERVICE, "ServerLive")
 
     async def execute(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
 
-class ServerReady(UnaryContext[pb.ServerReadyRequest, pb.ServerReadyResponse, InferenceResources]):
+class ServerReadyRpc(
+    UnaryContext[pb.ServerReadyRequest, pb.ServerReadyResponse, InferenceResources]
+):
     method = rpc_method(pb, SERVICE, "ServerReady")
 
     async def execute(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.resources.ready())
 
 
-class ModelReady(UnaryContext[pb.ModelReadyRequest, pb.ModelReadyResponse, InferenceResources]):
+class ModelReadyRpc(UnaryContext[pb.ModelReadyRequest, pb.ModelReadyResponse, InferenceResources]):
     method = rpc_method(pb, SERVICE, "ModelReady")
 
     async def execute(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
@@ -118,7 +55,7 @@ class ModelReady(UnaryContext[pb.ModelReadyRequest, pb.ModelReadyResponse, Infer
         return pb.ModelReadyResponse(ready=ready)
 
 
-class ServerMetadata(
+class ServerMetadataRpc(
     UnaryContext[pb.ServerMetadataRequest, pb.ServerMetadataResponse, InferenceResources]
 ):
     method = rpc_method(pb, SERVICE, "ServerMetadata")
@@ -129,7 +66,7 @@ class ServerMetadata(
         )
 
 
-class ModelMetadata(
+class ModelMetadataRpc(
     UnaryContext[pb.ModelMetadataRequest, pb.ModelMetadataResponse, InferenceResources]
 ):
     method = rpc_method(pb, SERVICE, "ModelMetadata")
@@ -153,7 +90,9 @@ class ModelMetadata(
         return reply
 
 
-class ModelConfig(UnaryContext[pb.ModelConfigRequest, pb.ModelConfigResponse, InferenceResources]):
+class ModelConfigRpc(
+    UnaryContext[pb.ModelConfigRequest, pb.ModelConfigResponse, InferenceResources]
+):
     method = rpc_method(pb, SERVICE, "ModelConfig")
 
     async def execute(self, request: pb.ModelConfigRequest) -> pb.ModelConfigResponse:
@@ -161,7 +100,7 @@ class ModelConfig(UnaryContext[pb.ModelConfigRequest, pb.ModelConfigResponse, In
         return pb.ModelConfigResponse(config=model.config)
 
 
-class ModelStatistics(
+class ModelStatisticsRpc(
     UnaryContext[pb.ModelStatisticsRequest, pb.ModelStatisticsResponse, InferenceResources]
 ):
     method = rpc_method(pb, SERVICE, "ModelStatistics")
@@ -181,7 +120,7 @@ class ModelStatistics(
         return reply
 
 
-class RepositoryIndex(
+class RepositoryIndexRpc(
     UnaryContext[pb.RepositoryIndexRequest, pb.RepositoryIndexResponse, InferenceResources]
 ):
     method = rpc_method(pb, SERVICE, "RepositoryIndex")
@@ -200,7 +139,7 @@ class RepositoryIndex(
         return reply
 
 
-class RepositoryModelLoad(
+class RepositoryModelLoadRpc(
     UnaryContext[pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse, InferenceResources]
 ):
     method = rpc_method(pb, SERVICE, "RepositoryModelLoad")
@@ -227,7 +166,7 @@ class RepositoryModelLoad(
         return pb.RepositoryModelLoadResponse()
 
 
-class RepositoryModelUnload(
+class RepositoryModelUnloadRpc(
     UnaryContext[
         pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse, InferenceResources
     ]
@@ -241,3 +180,17 @@ class RepositoryModelUnload(
         repository.check_control()
         await repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+
+CONTROL_CONTEXTS = (
+    ServerLiveRpc,
+    ServerReadyRpc,
+    ModelReadyRpc,
+    ServerMetadataRpc,
+    ModelMetadataRpc,
+    ModelConfigRpc,
+    ModelStatisticsRpc,
+    RepositoryIndexRpc,
+    RepositoryModelLoadRpc,
+    RepositoryModelUnloadRpc,
+)

@@ -1,32 +1,46 @@
-"""The data-plane RPCs: ModelInfer (unary) and ModelStreamInfer (one stream, many requests).
+"""The inference RPCs: ModelInfer (unary) and ModelStreamInfer (one stream, many requests).
 
-Replies are the bytes LoadedModel.infer framed by hand; the framework sends returned bytes as
-the already-serialized reply.
+Each is a thin adapter over the data plane: decode the message (wire/decode.py), run it on the
+model's ``LoadedModel`` (``infer``, or ``stream`` for a stream, decoupled models included),
+encode what comes back (wire/encode.py). Replies are bytes framed by hand; the framework sends
+returned bytes as the already-serialized reply.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from ...context import BidiStreamContext, UnaryContext, rpc_method
 from ...errors import RpcError, internal_error
 from ...pb.inference import grpc_service_pb2 as pb
-from ..decoupled import frame, stream_error, stream_responses
-from .control import SERVICE, InferenceResources
+from ..calls import InferRequest
+from ..model import LoadedModel
+from ..service import InferenceResources
+from ..shared_memory import RequestShm
+from ..wire.decode import infer_request
+from ..wire.encode import response_bytes, stream_error, stream_response
+from .control import SERVICE
 
-__all__ = ["ModelInfer", "ModelStreamInfer"]
+__all__ = ["ModelInferRpc", "ModelStreamInferRpc"]
 
 
-class ModelInfer(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
+class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
     method = rpc_method(pb, SERVICE, "ModelInfer")
     max_in_flight = 1024
 
     async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
         model = self.resources.repository.get(request.model_name, request.model_version)
-        return await model.infer(request, self.resources.shm)
+        remaining = self.call.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        # The leases on shared memory last until the reply is framed, on every path; the
+        # response (whose arrays may view leased memory) is gone before they return.
+        with self.resources.shm.scope() as scope:
+            return await _reply(model, infer_request(request, scope, deadline))
 
 
-class ModelStreamInfer(
+class ModelStreamInferRpc(
     BidiStreamContext[pb.ModelInferRequest, pb.ModelStreamInferResponse, InferenceResources]
 ):
     """Requests are answered in order; a failed request answers with error_message, and the
@@ -39,17 +53,30 @@ class ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest]
     ) -> AsyncIterator[bytes | pb.ModelStreamInferResponse]:
         repository = self.resources.repository
-        async for request in requests:
+        async for message in requests:
             try:
-                model = repository.get(request.model_name, request.model_version)
-                if model.decoupled:
-                    async for response in stream_responses(model, request, self.resources.shm):
-                        yield response
-                    continue
-                body = await model.infer(request, self.resources.shm)
+                model = repository.get(message.model_name, message.model_version)
+                with self.resources.shm.scope() as scope:
+                    # Closed before the leases return, on every path (the stream going away
+                    # included): no response viewing leased memory outlives them.
+                    async with contextlib.aclosing(_replies(model, message, scope)) as replies:
+                        async for reply in replies:
+                            yield reply
             except RpcError as exc:
-                yield stream_error(request, exc.message)
+                yield stream_error(message, exc.message)
             except Exception as exc:
-                yield stream_error(request, internal_error(exc, self.rpc_path()).message)
-            else:
-                yield frame(body)
+                yield stream_error(message, internal_error(exc, self.rpc_path()).message)
+
+
+async def _reply(model: LoadedModel, call: InferRequest) -> bytes:
+    """The framed reply to ``call``; the response it is framed from ends with this frame."""
+    return response_bytes(await model.infer(call))
+
+
+async def _replies(
+    model: LoadedModel, message: pb.ModelInferRequest, scope: RequestShm
+) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
+    """The framed stream items of every response to ``message``."""
+    async with contextlib.aclosing(model.stream(infer_request(message, scope))) as responses:
+        async for response in responses:
+            yield stream_response(message, response)

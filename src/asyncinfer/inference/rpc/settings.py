@@ -1,45 +1,58 @@
-"""The protocol RPCs this server does not serve yet: trace and log settings.
-
-Each answers UNIMPLEMENTED with a message naming what is missing, so a client learns it at
-the first call instead of getting a half-working feature.
-"""
+"""The settings RPCs: TraceSetting and LogSettings, over the server's one settings state
+(server_settings.py), which the HTTP front end shares."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...context import UnaryContext, rpc_method
-from ...errors import Unimplemented
 from ...pb.inference import grpc_service_pb2 as pb
-from .control import SERVICE, InferenceResources
+from ..server_settings import LogValue
+from ..service import InferenceResources
+from .control import SERVICE
 
-__all__ = ["UNIMPLEMENTED"]
-
-_FEATURES = {
-    "TraceSetting": "tracing",
-    "LogSettings": "log settings",
-}
+__all__ = ["SETTINGS_CONTEXTS", "LogSettingsRpc", "TraceSettingRpc"]
 
 
-def _context(method_name: str, feature: str) -> type[UnaryContext[Any, Any, InferenceResources]]:
-    message = f"{method_name}: {feature} is not supported by this server yet"
+class TraceSettingRpc(
+    UnaryContext[pb.TraceSettingRequest, pb.TraceSettingResponse, InferenceResources]
+):
+    """Reads (no settings given) or changes the trace settings of the server or one model."""
 
-    async def execute(self: Any, request: Any) -> Any:
-        raise Unimplemented(message)
+    method = rpc_method(pb, SERVICE, "TraceSetting")
 
-    return type(
-        method_name,
-        (UnaryContext,),
-        {
-            "method": rpc_method(pb, SERVICE, method_name),
-            "execute": execute,
-            "__doc__": f"Answers UNIMPLEMENTED: {feature} is not supported yet.",
-            "__module__": __name__,
-        },
-    )
+    async def execute(self, request: pb.TraceSettingRequest) -> pb.TraceSettingResponse:
+        if request.model_name:
+            self.resources.repository.get(request.model_name)  # Triton's unknown-model text
+        changes = {key: list(setting.value) for key, setting in request.settings.items()}
+        settings = self.resources.trace_settings.update(changes, request.model_name)
+        reply = pb.TraceSettingResponse()
+        for key, values in settings.items():
+            reply.settings[key].value.extend(values)
+        return reply
 
 
-#: One Context class per unimplemented RPC.
-UNIMPLEMENTED: tuple[type[UnaryContext[Any, Any, InferenceResources]], ...] = tuple(
-    _context(name, feature) for name, feature in _FEATURES.items()
-)
+class LogSettingsRpc(
+    UnaryContext[pb.LogSettingsRequest, pb.LogSettingsResponse, InferenceResources]
+):
+    """Reads (no settings given) or changes the server's log settings."""
+
+    method = rpc_method(pb, SERVICE, "LogSettings")
+
+    async def execute(self, request: pb.LogSettingsRequest) -> pb.LogSettingsResponse:
+        changes: dict[str, LogValue] = {}
+        for key, setting in request.settings.items():
+            choice = setting.WhichOneof("parameter_choice")
+            if choice is not None:  # a setting without a value changes nothing
+                changes[key] = getattr(setting, choice)
+        reply = pb.LogSettingsResponse()
+        for key, value in self.resources.log_settings.update(changes).items():
+            target = reply.settings[key]
+            if isinstance(value, bool):
+                target.bool_param = value
+            elif isinstance(value, int):
+                target.uint32_param = value
+            else:
+                target.string_param = value
+        return reply
+
+
+SETTINGS_CONTEXTS = (TraceSettingRpc, LogSettingsRpc)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from ...context import UnaryContext, rpc_method
 from ...errors import FailedPrecondition
 from ...pb.inference import grpc_service_pb2 as pb
-from .control import SERVICE, InferenceResources
+from ..service import InferenceResources
+from .control import SERVICE
 
 __all__ = ["SHM_CONTEXTS"]
 
@@ -27,7 +28,7 @@ def _require_allowed(resources: InferenceResources, rpc: str) -> None:
         )
 
 
-class SystemSharedMemoryRegister(
+class SystemSharedMemoryRegisterRpc(
     UnaryContext[
         pb.SystemSharedMemoryRegisterRequest,
         pb.SystemSharedMemoryRegisterResponse,
@@ -46,7 +47,7 @@ class SystemSharedMemoryRegister(
         return pb.SystemSharedMemoryRegisterResponse()
 
 
-class SystemSharedMemoryStatus(
+class SystemSharedMemoryStatusRpc(
     UnaryContext[
         pb.SystemSharedMemoryStatusRequest, pb.SystemSharedMemoryStatusResponse, InferenceResources
     ]
@@ -69,7 +70,7 @@ class SystemSharedMemoryStatus(
         return reply
 
 
-class SystemSharedMemoryUnregister(
+class SystemSharedMemoryUnregisterRpc(
     UnaryContext[
         pb.SystemSharedMemoryUnregisterRequest,
         pb.SystemSharedMemoryUnregisterResponse,
@@ -85,7 +86,7 @@ class SystemSharedMemoryUnregister(
         return pb.SystemSharedMemoryUnregisterResponse()
 
 
-class CudaSharedMemoryRegister(
+class CudaSharedMemoryRegisterRpc(
     UnaryContext[
         pb.CudaSharedMemoryRegisterRequest, pb.CudaSharedMemoryRegisterResponse, InferenceResources
     ]
@@ -102,7 +103,7 @@ class CudaSharedMemoryRegister(
         return pb.CudaSharedMemoryRegisterResponse()
 
 
-class CudaSharedMemoryStatus(
+class CudaSharedMemoryStatusRpc(
     UnaryContext[
         pb.CudaSharedMemoryStatusRequest, pb.CudaSharedMemoryStatusResponse, InferenceResources
     ]
@@ -122,7 +123,7 @@ class CudaSharedMemoryStatus(
         return reply
 
 
-class CudaSharedMemoryUnregister(
+class CudaSharedMemoryUnregisterRpc(
     UnaryContext[
         pb.CudaSharedMemoryUnregisterRequest,
         pb.CudaSharedMemoryUnregisterResponse,
@@ -139,10 +140,10 @@ class CudaSharedMemoryUnregister(
 
 
 SHM_CONTEXTS = (
-    SystemSharedMemoryRegister,
-    SystemSharedMemoryStatus,
-    SystemSharedMemoryUnregister,
-    CudaSharedMemoryRegister,
-    CudaSharedMemoryStatus,
-    CudaSharedMemoryUnregister,
+    SystemSharedMemoryRegisterRpc,
+    SystemSharedMemoryStatusRpc,
+    SystemSharedMemoryUnregisterRpc,
+    CudaSharedMemoryRegisterRpc,
+    CudaSharedMemoryStatusRpc,
+    CudaSharedMemoryUnregisterRpc,
 )

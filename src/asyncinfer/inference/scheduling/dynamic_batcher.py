@@ -22,11 +22,10 @@ import time
 from collections.abc import Iterator
 
 from ...errors import Internal, Unavailable
-from ...pb.inference.model_config_pb2 import ModelConfig
 from ..backends.base import Backend
 from ..python_model import Request, Response
-from ..statistics import ModelStats, Timing, measure_batch
-from .queue_policy import Admission, BatchingPolicy
+from ..statistics import ModelStats, RequestTiming, measure_batch
+from .queue_policy import BatchingPolicy, QueuePlacement
 from .scheduler import batch_size_of, record_execution
 
 __all__ = ["DynamicBatcher", "shape_key"]
@@ -86,8 +85,8 @@ class _Entry:
 class DynamicBatcher:
     """Queues requests per priority level and runs them on the backend in batches."""
 
-    def __init__(self, config: ModelConfig, backend: Backend, stats: ModelStats) -> None:
-        self.policy = BatchingPolicy.from_config(config)
+    def __init__(self, policy: BatchingPolicy, backend: Backend, stats: ModelStats) -> None:
+        self.policy = policy
         self._backend = backend
         self._stats = stats
         levels = len(self.policy.levels)
@@ -139,45 +138,45 @@ class DynamicBatcher:
         *,
         priority: int = 0,
         timeout_us: int = 0,
-        timing: Timing | None = None,
+        timing: RequestTiming | None = None,
     ) -> Response:
-        admission = self.policy.admit(priority, timeout_us)
+        placement = self.policy.place(priority, timeout_us)
         if self._closing:
             raise Unavailable(f"model '{self.name}' is being unloaded")
-        level = admission.level
+        level = placement.level
         limit = self.policy.levels[level].max_queue_size
         if limit and self._waiting[level] >= limit:
             raise Unavailable(
                 f"model '{self.name}': the request queue is full (max_queue_size {limit} at "
                 f"priority level {level + 1}); retry later"
             )
-        timeout_ns = admission.timeout_us * 1000
+        timeout_ns = placement.timeout_us * 1000
         entry = _Entry(
             request,
             batch_size_of(request, self.policy.max_batch_size),
             level,
             time.perf_counter_ns() + timeout_ns if timeout_ns else 0,
-            admission.delay_on_timeout,
+            placement.delay_on_timeout,
         )
         self._enqueue(entry)
         try:
-            response = await self._answer(entry, admission)
+            response = await self._answer(entry, placement)
         finally:
             # Caller gone, or timed out: cancelling the future takes the entry out of the
             # queue (the batcher skips it) before a batch can take it.
             entry.future.cancel()
         if timing is not None:
-            timing.queue_ns = entry.taken_ns - entry.enqueued_ns
+            timing.compute_start_ns = entry.taken_ns
         return response
 
-    async def _answer(self, entry: _Entry, admission: Admission) -> Response:
+    async def _answer(self, entry: _Entry, placement: QueuePlacement) -> Response:
         """The entry's Response; UNAVAILABLE when it is still queued at its REJECT timeout."""
-        if admission.timeout_us and not admission.delay_on_timeout:
-            await asyncio.wait((entry.future,), timeout=admission.timeout_us / 1e6)
+        if placement.timeout_us and not placement.delay_on_timeout:
+            await asyncio.wait((entry.future,), timeout=placement.timeout_us / 1e6)
             if entry.waiting:
                 raise Unavailable(
                     f"model '{self.name}': the request timed out after "
-                    f"{admission.timeout_us} us in the queue (timeout_action REJECT)"
+                    f"{placement.timeout_us} us in the queue (timeout_action REJECT)"
                 )
         return await entry.future
 

@@ -1,7 +1,7 @@
 """Dynamic-batching settings read from a model config, and a request's priority and timeout.
 
 ``BatchingPolicy.from_config`` checks the ``dynamic_batching`` block once, at load, so that a
-bad config fails the load with a message naming the model; ``admit`` turns a request's
+bad config fails the load with a message naming the model; ``place`` turns a request's
 ``priority`` and ``timeout`` parameters into its queue level and deadline, or says with
 INVALID_ARGUMENT what is wrong with them.
 """
@@ -13,7 +13,7 @@ import dataclasses
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelQueuePolicy
 
-__all__ = ["Admission", "BatchingPolicy", "LevelPolicy"]
+__all__ = ["BatchingPolicy", "LevelPolicy", "QueuePlacement"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class LevelPolicy:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Admission:
+class QueuePlacement:
     """Where a request queues: its level (0 is the most urgent) and its timeout (0: none)."""
 
     level: int
@@ -83,7 +83,7 @@ class BatchingPolicy:
             levels=levels,
         )
 
-    def admit(self, priority: int, timeout_us: int) -> Admission:
+    def place(self, priority: int, timeout_us: int) -> QueuePlacement:
         """The queue level and timeout of a request with these parameters (0: not given)."""
         if priority == 0:
             priority = self.default_priority
@@ -105,7 +105,7 @@ class BatchingPolicy:
                 f"allowed at priority level {priority}; its queue policy sets "
                 "allow_timeout_override false"
             )
-        return Admission(
+        return QueuePlacement(
             level=level,
             timeout_us=timeout_us or policy.default_timeout_us,
             delay_on_timeout=policy.delay_on_timeout,

@@ -1,10 +1,10 @@
-"""The scheduler seam between a loaded model and its backend, and the direct scheduler.
+"""The Scheduler protocol (the seam between the data plane and a backend), and what every
+scheduler shares: the request it gets, its batch size, and counting an execution.
 
-``LoadedModel`` hands every decoded request to its scheduler with ``submit``; the scheduler
-decides when and with which other requests it runs on the backend, and answers the request's
-own Response. ``make_scheduler`` picks one from the model config: ``dynamic_batching`` -> the
-DynamicBatcher (batcher.py), ``sequence_batching`` -> a sequence batcher, else the
-DirectScheduler (one request per execute, as many at once as the backend has instances).
+The data plane (``LoadedModel``) hands every checked request to its model's scheduler with
+``submit``, and it alone does; the scheduler decides when and with which other requests it runs
+on the backend, and answers the request's own Response. Schedulers get plain Python: the
+request, and policies read from the config at load (queue_policy.py, sequence_policy.py).
 """
 
 from __future__ import annotations
@@ -15,24 +15,10 @@ from typing import Any, Protocol
 
 import numpy.typing as npt
 
-from ...errors import InvalidArgument
-from ...pb.inference.model_config_pb2 import ModelConfig
-from ..backends.base import Backend
 from ..python_model import Request, Response
-from ..statistics import BatchTiming, ModelStats, Timing
+from ..statistics import BatchTiming, ModelStats, RequestTiming
 
-__all__ = [
-    "DirectScheduler",
-    "Scheduler",
-    "SizedRequest",
-    "batch_size_of",
-    "check_scheduling",
-    "make_scheduler",
-    "record_execution",
-]
-
-#: The config's scheduling choices this server runs (None: no scheduling block).
-SUPPORTED_SCHEDULING: tuple[str | None, ...] = (None, "dynamic_batching", "sequence_batching")
+__all__ = ["Scheduler", "SizedRequest", "batch_size_of", "record_execution"]
 
 
 class Scheduler(Protocol):
@@ -50,13 +36,15 @@ class Scheduler(Protocol):
         *,
         priority: int = 0,
         timeout_us: int = 0,
-        timing: Timing | None = None,
-    ) -> Response:
-        """``request``'s Response once it ran.
+        timing: RequestTiming | None = None,
+    ) -> Response | None:
+        """``request``'s Response once it ran; None for a decoupled model, whose responses
+        went through the request's ResponseSender.
 
         ``priority`` (0: the model's default level) and ``timeout_us`` (0: the queue policy's
         default) are the request's own parameters; a scheduler that does not queue ignores
-        them. ``timing``, when given, receives the time the request waited before it ran.
+        them. ``timing``, when given, gets ``compute_start_ns``: when the execution that
+        serves the request began (left alone when it began at once).
         """
         ...
 
@@ -104,71 +92,3 @@ def record_execution(stats: ModelStats, items: int, start_ns: int, measured: Bat
         infer_ns=max(total - measured.input_ns - measured.output_ns, 0),
         output_ns=measured.output_ns,
     )
-
-
-class DirectScheduler:
-    """One request per backend execute; concurrency is bounded by the backend's instances."""
-
-    def __init__(self, config: ModelConfig, backend: Backend, stats: ModelStats) -> None:
-        self._backend = backend
-        self._stats = stats
-        self._max_batch_size = config.max_batch_size
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def submit(
-        self,
-        request: Request,
-        *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        timing: Timing | None = None,
-    ) -> Response:
-        # No measure_batch(): a backend reports merge/split time only for batches of several
-        # requests, and this scheduler never forms one.
-        start = time.perf_counter_ns()
-        (response,) = await self._backend.execute([request])
-        self._stats.executed(
-            batch_size_of(request, self._max_batch_size),
-            input_ns=0,
-            infer_ns=time.perf_counter_ns() - start,
-            output_ns=0,
-        )
-        return response
-
-
-def check_scheduling(config: ModelConfig) -> None:
-    """InvalidArgument naming the model when its scheduling choice is not available here.
-
-    Called before a backend loads, so that an unsupported config costs nothing.
-    """
-    choice = config.WhichOneof("scheduling_choice")
-    if choice not in SUPPORTED_SCHEDULING:
-        raise InvalidArgument(f"failed to load '{config.name}', {choice} is not supported yet")
-
-
-def make_scheduler(config: ModelConfig, backend: Backend, stats: ModelStats) -> Scheduler:
-    """The scheduler the config asks for; InvalidArgument naming the model when it cannot be."""
-    if config.platform == "ensemble" and config.HasField("ensemble_scheduling"):
-        # An ensemble only routes between its steps' models, and each of those has its own
-        # scheduler (batching, queues, instances): the ensemble itself needs no queue.
-        return DirectScheduler(config, backend, stats)
-    check_scheduling(config)
-    choice = config.WhichOneof("scheduling_choice")
-    if choice is None:
-        return DirectScheduler(config, backend, stats)
-    if choice == "dynamic_batching":
-        from .dynamic_batcher import DynamicBatcher  # imports this module: resolved at call time
-
-        return DynamicBatcher(config, backend, stats)
-    if choice == "sequence_batching":
-        from .sequence_batcher import (
-            SequenceBatcher,  # sequences.py imports batch_size_of from here
-        )
-
-        return SequenceBatcher(config, backend, stats)
-    raise InvalidArgument(f"failed to load '{config.name}', {choice} is not supported yet")

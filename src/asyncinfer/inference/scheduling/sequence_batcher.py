@@ -13,7 +13,7 @@ arrival order) and runs them on that instance:
   next request is oldest, up to max_batch_size, waiting up to ``max_queue_delay_microseconds``.
 
 The batcher fills the control inputs (START, END, READY, CORRID) the config declares
-(sequence_controls.py). A
+(sequence_policy.py, which reads every setting from the config at load). A
 sequence idle for ``max_sequence_idle_microseconds`` loses its slot. Where Triton queues a
 sequence that finds every slot busy in an unbounded backlog, this batcher answers UNAVAILABLE
 at once (bounded queues; a stream that waited for a slot could deadlock on its own requests).
@@ -30,16 +30,14 @@ import time
 from typing import Any, Protocol, cast
 
 from ...errors import Internal, InvalidArgument, Unavailable
-from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
-from ..statistics import ModelStats, Timing
+from ..statistics import ModelStats, RequestTiming
 from .scheduler import batch_size_of
-from .sequence_controls import Controls, CorrelationId, check_unsupported, correlation_id
+from .sequence_policy import CorrelationId, SequencePolicy, correlation_id
 
 __all__ = ["PinnableBackend", "SequenceBatcher"]
 
 log = logging.getLogger("asyncinfer.inference")
-DEFAULT_IDLE_US = 1_000_000  # Triton's default max_sequence_idle_microseconds
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -48,7 +46,7 @@ class _Item:
     future: asyncio.Future[Response]
     enqueued: float
     end: bool
-    queue_ns: int = 0
+    started_ns: int = 0  # perf_counter_ns() when its batch began
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -83,37 +81,28 @@ class PinnableBackend(Protocol):
 class SequenceBatcher:
     """Sequence slots over a model's instances; ``submit`` answers one request of a sequence.
 
-    A Scheduler (scheduler.py) for models with ``sequence_batching``.
+    A Scheduler (scheduler.py) for models with ``sequence_batching``, run by its SequencePolicy.
     """
 
-    def __init__(self, config: ModelConfig, backend: object, stats: ModelStats) -> None:
+    def __init__(self, policy: SequencePolicy, backend: object, stats: ModelStats) -> None:
         if not callable(getattr(backend, "execute_on", None)):
             raise InvalidArgument(
-                f"failed to load '{config.name}', its backend cannot pin sequences to "
+                f"failed to load '{policy.model}', its backend cannot pin sequences to "
                 "instances, which sequence_batching needs"
             )
         pinnable = cast(PinnableBackend, backend)
-        instance_count = pinnable.instance_count
-        run_on = pinnable.execute_on
         self._stats = stats
-        self._batched = config.max_batch_size > 0
-        settings = config.sequence_batching
-        self.model = config.name
-        self.strategy = settings.WhichOneof("strategy_choice") or "direct"
-        self._controls = Controls(config)
-        self._max_batch = max(config.max_batch_size, 1)
-        strategy = settings.oldest if self.strategy == "oldest" else settings.direct
-        self._delay = strategy.max_queue_delay_microseconds / 1e6
-        #: oldest: a batch of one of these sizes goes at once, without waiting out the delay
-        self._preferred = set(settings.oldest.preferred_batch_size)
-        check_unsupported(config)
-        if self.strategy == "oldest":
-            slots = max(settings.oldest.max_candidate_sequences, self._max_batch)
-        else:
-            slots = self._max_batch
-        self._idle = (settings.max_sequence_idle_microseconds or DEFAULT_IDLE_US) / 1e6
-        self._run_on = run_on
-        self._instances = [_Instance(i, slots) for i in range(max(instance_count, 1))]
+        self._batched = policy.batched
+        self.model = policy.model
+        self.strategy = policy.strategy
+        self._controls = policy.controls
+        self._max_batch = policy.max_batch
+        self._delay = policy.delay_s
+        self._preferred = policy.preferred
+        self._idle = policy.idle_s
+        self._run_on = pinnable.execute_on
+        slots = policy.slots_per_instance
+        self._instances = [_Instance(i, slots) for i in range(max(pinnable.instance_count, 1))]
         self._by_id: dict[CorrelationId, _Sequence] = {}
         self._runner: asyncio.Task[None] | None = None
         #: Set first by stop() (or by a failed runner): submit refuses new requests.
@@ -173,7 +162,7 @@ class SequenceBatcher:
         *,
         priority: int = 0,
         timeout_us: int = 0,
-        timing: Timing | None = None,
+        timing: RequestTiming | None = None,
     ) -> Response:
         """Queue ``request`` on its sequence's slot and wait for its Response.
 
@@ -206,7 +195,7 @@ class SequenceBatcher:
         # A caller that goes away cancels its future; the worker skips cancelled items.
         response = await item.future
         if timing is not None:
-            timing.queue_ns = item.queue_ns
+            timing.compute_start_ns = item.started_ns
         return response
 
     def _sequence_for(self, key: CorrelationId, start: bool) -> _Sequence:
@@ -282,8 +271,9 @@ class SequenceBatcher:
 
     async def _run(self, instance: _Instance, batch: list[_Item]) -> None:
         started = time.monotonic()
+        started_ns = time.perf_counter_ns()
         for item in batch:
-            item.queue_ns = int((started - item.enqueued) * 1e9)
+            item.started_ns = started_ns
         try:
             responses = await self._run_on(instance.index, [item.request for item in batch])
             if len(responses) != len(batch):

@@ -14,7 +14,7 @@ from asyncinfer.errors import InvalidArgument, ModelLoadFailed
 from asyncinfer.inference.backends.engine import EngineBackend
 from asyncinfer.inference.python_model import Request
 from asyncinfer.inference.repository.model_config import parse_pbtxt
-from asyncinfer.inference.scheduling.scheduler import make_scheduler
+from asyncinfer.inference.scheduling import make_scheduler
 from asyncinfer.inference.statistics import ModelStats
 
 from ....onnx_models import mlp_model

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from asyncinfer.inference.backends.thread_instances import PythonBackend
+from asyncinfer.inference.backends.thread_instances import ThreadBackend
 from asyncinfer.inference.python_model import Request
 from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
 
@@ -36,11 +36,11 @@ MODEL = textwrap.dedent(
 )
 
 
-async def _backend(tmp_path: pathlib.Path) -> PythonBackend:
+async def _backend(tmp_path: pathlib.Path) -> ThreadBackend:
     (tmp_path / "slow" / "1").mkdir(parents=True)
     (tmp_path / "slow" / "1" / "model.py").write_text(MODEL)
     config = ModelConfig(name="slow", backend="python")
-    return await PythonBackend.load(config, 1, tmp_path / "slow" / "1", tmp_path)
+    return await ThreadBackend.load(config, 1, tmp_path / "slow" / "1", tmp_path)
 
 
 def _request(seconds: float) -> list[Request]:

@@ -12,7 +12,7 @@ from google.protobuf import text_format
 from asyncinfer.errors import Internal, InvalidArgument, Unavailable
 from asyncinfer.inference.python_model import Request, Response, Tensor
 from asyncinfer.inference.scheduling.sequence_batcher import SequenceBatcher
-from asyncinfer.inference.scheduling.sequence_controls import correlation_id
+from asyncinfer.inference.scheduling.sequence_policy import SequencePolicy, correlation_id
 from asyncinfer.inference.statistics import ModelStats
 from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
 
@@ -82,7 +82,7 @@ def test_good_correlation_ids() -> None:
 
 async def test_controls_and_pinning() -> None:
     backend = RecordingBackend()
-    batcher = SequenceBatcher(_config(), backend, ModelStats())
+    batcher = SequenceBatcher(SequencePolicy.from_config(_config()), backend, ModelStats())
     await batcher.start()
     try:
         await batcher.submit(_request(5, 1, start=True))
@@ -104,14 +104,18 @@ async def test_controls_and_pinning() -> None:
 
 async def test_string_corrid_is_bytes_and_numeric_corrid_refuses_strings() -> None:
     backend = RecordingBackend()
-    batcher = SequenceBatcher(_config(corrid="TYPE_STRING"), backend, ModelStats())
+    batcher = SequenceBatcher(
+        SequencePolicy.from_config(_config(corrid="TYPE_STRING")), backend, ModelStats()
+    )
     await batcher.start()
     try:
         await batcher.submit(_request("s-1", 1, start=True, end=True))
     finally:
         await batcher.stop()
     assert _array(backend.batches[0][1][0], "CORRID").tolist() == [[b"s-1"]]
-    numeric = SequenceBatcher(_config(), RecordingBackend(), ModelStats())
+    numeric = SequenceBatcher(
+        SequencePolicy.from_config(_config()), RecordingBackend(), ModelStats()
+    )
     with pytest.raises(InvalidArgument, match="CORRID control input is UINT64"):
         await numeric.submit(_request("s-1", 1, start=True))
 
@@ -120,7 +124,7 @@ async def test_oldest_batches_several_sequences_one_request_each_in_order() -> N
     backend = RecordingBackend(delay=0.01)
     config = _config("oldest { max_candidate_sequences: 16 max_queue_delay_microseconds: 20000 }")
     stats = ModelStats()
-    batcher = SequenceBatcher(config, backend, stats)
+    batcher = SequenceBatcher(SequencePolicy.from_config(config), backend, stats)
     await batcher.start()
     try:
 
@@ -147,7 +151,9 @@ async def test_oldest_batches_several_sequences_one_request_each_in_order() -> N
 
 
 async def test_full_slots_refuse_and_free_after_end() -> None:
-    batcher = SequenceBatcher(_config(), RecordingBackend(), ModelStats())  # 2 x 4 slots
+    batcher = SequenceBatcher(
+        SequencePolicy.from_config(_config()), RecordingBackend(), ModelStats()
+    )  # 2 x 4 slots
     await batcher.start()
     try:
         for sequence_id in range(1, 9):
@@ -163,7 +169,7 @@ async def test_full_slots_refuse_and_free_after_end() -> None:
 
 async def test_stop_fails_waiting_requests() -> None:
     backend = RecordingBackend(delay=10)
-    batcher = SequenceBatcher(_config(), backend, ModelStats())
+    batcher = SequenceBatcher(SequencePolicy.from_config(_config()), backend, ModelStats())
     await batcher.start()
     first = asyncio.ensure_future(batcher.submit(_request(1, 0, start=True)))
     await asyncio.sleep(0.05)
@@ -181,7 +187,9 @@ async def test_stop_fails_waiting_requests() -> None:
 )
 def test_unimplemented_settings_fail_the_load(strategy: str) -> None:
     with pytest.raises(InvalidArgument, match=r"failed to load .seq., sequence_batching .* not"):
-        SequenceBatcher(_config(strategy), RecordingBackend(), ModelStats())
+        SequenceBatcher(
+            SequencePolicy.from_config(_config(strategy)), RecordingBackend(), ModelStats()
+        )
 
 
 async def test_oldest_preferred_size_goes_without_waiting_out_the_delay() -> None:
@@ -190,7 +198,7 @@ async def test_oldest_preferred_size_goes_without_waiting_out_the_delay() -> Non
         "oldest { max_candidate_sequences: 8 preferred_batch_size: [ 2 ] "
         "max_queue_delay_microseconds: 30000000 }"
     )
-    batcher = SequenceBatcher(config, backend, ModelStats())
+    batcher = SequenceBatcher(SequencePolicy.from_config(config), backend, ModelStats())
     await batcher.start()
     try:
         # Four sequences spread over the two instances, two each: each instance holds a
@@ -211,7 +219,9 @@ async def test_oldest_preferred_size_goes_without_waiting_out_the_delay() -> Non
 
 
 async def test_submit_after_stop_is_refused() -> None:
-    batcher = SequenceBatcher(_config(), RecordingBackend(), ModelStats())
+    batcher = SequenceBatcher(
+        SequencePolicy.from_config(_config()), RecordingBackend(), ModelStats()
+    )
     await batcher.start()
     await batcher.stop()
     with pytest.raises(Unavailable, match="model 'seq' is being unloaded"):
@@ -227,7 +237,9 @@ class MiscountingBackend(RecordingBackend):
 
 
 async def test_a_wrong_response_count_fails_the_batch_and_the_worker_goes_on() -> None:
-    batcher = SequenceBatcher(_config(), MiscountingBackend(), ModelStats())
+    batcher = SequenceBatcher(
+        SequencePolicy.from_config(_config()), MiscountingBackend(), ModelStats()
+    )
     await batcher.start()
     try:
         with pytest.raises(Internal, match="model 'seq' returned 2 responses for a batch of 1"):
@@ -239,7 +251,9 @@ async def test_a_wrong_response_count_fails_the_batch_and_the_worker_goes_on() -
 
 
 async def test_a_failed_runner_refuses_new_requests() -> None:
-    batcher = SequenceBatcher(_config(), RecordingBackend(delay=10), ModelStats())
+    batcher = SequenceBatcher(
+        SequencePolicy.from_config(_config()), RecordingBackend(delay=10), ModelStats()
+    )
     running = asyncio.ensure_future(batcher.submit(_request(1, 0, start=True)))
     batcher._idle = None  # type: ignore[assignment]  # the reaper's first step raises TypeError
     await batcher.start()

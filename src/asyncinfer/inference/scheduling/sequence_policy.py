@@ -1,9 +1,13 @@
-"""Sequence control inputs: the correlation ID of a request and the START, END, READY and CORRID
-arrays a sequence model's config declares, and the sequence_batching settings not built yet.
+"""Sequence-batching settings read from a model config, checked once at load: the slots and
+delays (:class:`SequencePolicy`), the control inputs START, END, READY and CORRID a config declares
+(:class:`Controls`), a request's correlation ID, and the settings not built yet (refused).
+
+The sequence batcher gets only these plain objects: no protobuf reaches a scheduler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,11 +18,12 @@ from ...datatypes import from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelSequenceBatching
 
-__all__ = ["Controls", "CorrelationId", "check_unsupported", "correlation_id"]
+__all__ = ["Controls", "CorrelationId", "SequencePolicy", "check_unsupported", "correlation_id"]
 
 CorrelationId = int | str
 Array = npt.NDArray[Any]
 Control = ModelSequenceBatching.Control
+DEFAULT_IDLE_US = 1_000_000  # Triton's default max_sequence_idle_microseconds
 
 
 def correlation_id(parameters: Mapping[str, Any], model: str) -> CorrelationId:
@@ -34,6 +39,52 @@ def correlation_id(parameters: Mapping[str, Any], model: str) -> CorrelationId:
         # the uint64 it was.
         return value + 2**64
     return value
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SequencePolicy:
+    """A model's sequence_batching block, checked: what the sequence batcher runs by."""
+
+    model: str
+    #: The model batches (max_batch_size > 0): control inputs get a batch dimension.
+    batched: bool
+    strategy: str  # "direct" or "oldest"
+    #: Requests (one per sequence) in one execution: max(max_batch_size, 1).
+    max_batch: int
+    #: How long a batch may wait for more sequences' requests, in seconds.
+    delay_s: float
+    #: oldest: a batch of one of these sizes runs at once, without waiting out the delay.
+    preferred: frozenset[int]
+    slots_per_instance: int
+    #: A sequence idle this long (seconds) loses its slot.
+    idle_s: float
+    controls: Controls
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> SequencePolicy:
+        """The policy of ``config``; InvalidArgument naming the model for a setting that is
+        not built yet or a control input that is incomplete."""
+        check_unsupported(config)
+        settings = config.sequence_batching
+        strategy = settings.WhichOneof("strategy_choice") or "direct"
+        chosen = settings.oldest if strategy == "oldest" else settings.direct
+        max_batch = max(config.max_batch_size, 1)
+        slots = (
+            max(settings.oldest.max_candidate_sequences, max_batch)
+            if strategy == "oldest"
+            else max_batch
+        )
+        return cls(
+            model=config.name,
+            batched=config.max_batch_size > 0,
+            strategy=strategy,
+            max_batch=max_batch,
+            delay_s=chosen.max_queue_delay_microseconds / 1e6,
+            preferred=frozenset(settings.oldest.preferred_batch_size),
+            slots_per_instance=slots,
+            idle_s=(settings.max_sequence_idle_microseconds or DEFAULT_IDLE_US) / 1e6,
+            controls=Controls(config),
+        )
 
 
 class Controls:

@@ -1,0 +1,83 @@
+"""The inference service's shared state: one InferenceResources that every front end's calls use.
+
+It owns the model repository (and its poll task), the in-process call API over it, the
+shared-memory registries and the trace and log settings; the gRPC Contexts (rpc/) and the
+coming HTTP front end read and change the same objects, so the two protocols cannot disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.registry import Collector
+
+from ..resources import Resources
+from .inprocess import ModelCaller
+from .metrics import InferenceCollector
+from .repository import ModelRepository
+from .server_settings import LogSettings, TraceSettings
+from .shared_memory import SharedMemory
+
+__all__ = ["EXTENSIONS", "SERVER_NAME", "InferenceResources"]
+
+SERVER_NAME = "triton"  # Triton's clients check this name
+#: Extensions that always work end to end in this server; shared memory is added when it works.
+EXTENSIONS = ("classification", "model_configuration", "model_repository", "statistics")
+
+
+class InferenceResources(Resources):
+    """The model repository every inference call shares, the poll task when polling, the
+    shared-memory registries, and the trace and log settings."""
+
+    def __init__(
+        self, repository: ModelRepository, *, version: str = "", allow_client_shm: bool = False
+    ) -> None:
+        self.repository = repository
+        #: In-process calls to the repository's models, for Contexts added to this service.
+        self.models = ModelCaller(repository)
+        self.version = version
+        self.shm = SharedMemory(allow_client_shm=allow_client_shm)
+        self.trace_settings = TraceSettings()
+        self.log_settings = LogSettings()
+        self._started = False
+        self._background: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.repository.start()
+        if self.repository.control_mode == "poll":
+            # The one root task of these Resources; stop() cancels it (and so every task in
+            # its TaskGroup) and waits for it before the repository stops.
+            self._background = asyncio.get_running_loop().create_task(
+                self._run_background(), name="inference-background"
+            )
+        self._started = True
+
+    async def _run_background(self) -> None:
+        """Every background job of the service, owned by one TaskGroup."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.repository.poll_forever(), name="repository-poll")
+
+    async def stop(self) -> None:
+        self._started = False
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+            self._background = None
+        await self.repository.stop()
+        self.shm.close()  # after the last call drained: no request holds a lease any more
+
+    def ready(self) -> bool:
+        return self._started
+
+    def extensions(self) -> list[str]:
+        return sorted((*EXTENSIONS, *self.shm.extensions()))
+
+    def statistics(self) -> dict[str, Any]:
+        return self.repository.statistics()
+
+    def collectors(self) -> Iterable[Collector]:
+        return (InferenceCollector(self.repository),)
