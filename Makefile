@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 # perf_analyzer lives in its own venv (scripts/install_perf_analyzer.sh says why).
 PA_STAMP := .venv-pa/.installed-stamp
 PROTOS := $(shell find protos -name '*.proto')
+SCHEMAS := $(shell find schemas -name '*.fbs')
 
 .PHONY: install perf-analyzer models demo test lint typecheck check bench clean
 
-$(STAMP): pyproject.toml setup.py $(PROTOS)
+$(STAMP): pyproject.toml setup.py $(PROTOS) $(SCHEMAS) scripts/install_flatc.sh
+	bash scripts/install_flatc.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,onnx]'
@@ -51,3 +53,4 @@ bench: $(STAMP) models $(PA_STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-pa build dist src/*.egg-info src/asyncinfer/pb/*_pb2*.py src/asyncinfer/pb/*_pb2*.pyi src/asyncinfer/pb/inference/*_pb2*.py src/asyncinfer/pb/inference/*_pb2*.pyi
+	rm -f src/asyncinfer/fb/[A-Z]*.py src/asyncinfer/fb/*.fbs

@@ -57,6 +57,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     address: str
     log_path: Path
+    # Every port chosen here for the command's ``{port...}`` fields (``port_http``, ...).
+    ports: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -159,7 +161,7 @@ def start_server(spec: ServerSpec, log_dir: Path) -> RunningServer:
         port = ports.get("port") or _wait_for_port(
             process, log_path, spec.port_pattern or "", until
         )
-        server = RunningServer(spec, process, f"{LOCALHOST}:{port}", log_path)
+        server = RunningServer(spec, process, f"{LOCALHOST}:{port}", log_path, ports)
         _wait_ready(server, until)
     except BaseException:
         stop_process(process)

@@ -27,18 +27,11 @@ binary_starts() {
     LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BINARY" --version >/dev/null 2>&1
 }
 
+# shellcheck source=scripts/_apt.sh
+. scripts/_apt.sh
+
 ensure_libb64() {
-    if dpkg -s libb64-0d >/dev/null 2>&1; then
-        return 0
-    fi
-    echo "install_perf_analyzer: installing Debian package libb64-0d" >&2
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "install_perf_analyzer: libb64-0d is missing and this is not root;" \
-            "run: sudo apt-get update && sudo apt-get install -y libb64-0d" >&2
-        exit 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null
+    apt_install_missing install_perf_analyzer libb64-0d
 }
 
 ensure_venv() {

@@ -1,8 +1,10 @@
-"""Turns a Context class into a grpc.aio method handler: parse, admit, execute, map errors.
+"""Turns a Context class into a grpc.aio method handler: decode, admit, execute, encode, map
+errors.
 
-Requests arrive as raw bytes and are parsed here so that bytes that do not parse become
-INVALID_ARGUMENT naming the RPC (grpc would answer INTERNAL). Replies may be messages or bytes
-that the Context framed itself; both go out unchanged in meaning.
+Requests arrive as raw bytes and are decoded here, by the Context's codec, once per message on
+the loop thread, so that bytes that do not decode become INVALID_ARGUMENT naming the RPC (grpc
+would answer INTERNAL). Replies are encoded here too, inside the call's error handling: a
+reply the codec cannot encode is an internal error with an id, not a bare grpc failure.
 """
 
 from __future__ import annotations
@@ -13,22 +15,16 @@ from time import perf_counter
 from typing import Any, NoReturn
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
 from .admission import Admission
 from .context import CallInfo, Context
 from .errors import InvalidArgument, RpcError, internal_error
 from .resources import Resources
 
-__all__ = ["make_handler", "serialize_reply"]
+__all__ = ["make_handler"]
 
 AnyContext = Context[Any, Any, Any]
 GrpcContext = grpc.aio.ServicerContext[Any, Any]
-
-
-def serialize_reply(reply: Message | bytes) -> bytes:
-    """Serialize a reply; a Context may return bytes it framed itself (large tensors)."""
-    return reply if type(reply) is bytes else reply.SerializeToString()  # type: ignore[union-attr]
 
 
 def make_handler(
@@ -39,20 +35,18 @@ def make_handler(
     build = _streaming_reply if cls.server_streaming else _single_reply
     behaviour = build(cls, resources, admission)
     factory = _FACTORIES[shape]
-    return factory(behaviour, request_deserializer=None, response_serializer=serialize_reply)
+    return factory(behaviour, request_deserializer=None, response_serializer=None)
 
 
-def _parser(cls: type[AnyContext]) -> Callable[[bytes], Message]:
-    request_type = cls.request_type
+def _parser(cls: type[AnyContext]) -> Callable[[bytes], Any]:
+    decode = cls.request_codec.decode
     path = cls.rpc_path()
 
-    def parse(raw: bytes) -> Message:
+    def parse(raw: bytes) -> Any:
         try:
-            return request_type.FromString(raw)
-        except DecodeError as exc:
-            raise InvalidArgument(
-                f"{path}: request bytes do not parse as {request_type.DESCRIPTOR.full_name} ({exc})"
-            ) from None
+            return decode(raw)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{path}: bad request: {exc.message}") from None
 
     return parse
 
@@ -70,9 +64,9 @@ async def _fail(
 
 
 def _stream_requests(
-    raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Message]
-) -> AsyncIterator[Message]:
-    async def requests() -> AsyncIterator[Message]:
+    raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Any]
+) -> AsyncIterator[Any]:
+    async def requests() -> AsyncIterator[Any]:
         async for raw in raw_requests:
             yield parse(raw)
 
@@ -84,7 +78,7 @@ async def _admit(
     call: GrpcContext,
     cls: type[AnyContext],
     admission: Admission,
-    parse: Callable[[bytes], Message],
+    parse: Callable[[bytes], Any],
 ) -> Any:
     """The parsed request (or stream of requests), once the call holds an admission slot.
 
@@ -115,6 +109,7 @@ def _single_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission
 ) -> Callable[[Any, GrpcContext], Awaitable[Any]]:
     parse = _parser(cls)
+    encode = cls.reply_codec.encode
     unary_request = not cls.client_streaming
 
     async def handle(raw: Any, call: GrpcContext) -> Any:
@@ -130,7 +125,7 @@ def _single_reply(
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
             context: Any = cls(resources, CallInfo(call))
-            reply = await context.execute(request)
+            reply = encode(await context.execute(request))
         except asyncio.CancelledError:
             admission.cancelled += 1
             raise
@@ -151,6 +146,7 @@ def _streaming_reply(
     cls: type[AnyContext], resources: Resources, admission: Admission
 ) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
     parse = _parser(cls)
+    encode = cls.reply_codec.encode
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
         arrived = perf_counter()
@@ -161,7 +157,7 @@ def _streaming_reply(
             replies = context.execute(request)
             try:
                 async for reply in replies:
-                    yield reply
+                    yield encode(reply)
             finally:
                 # Close the Context's generator here, under our accounting, not at GC time.
                 await replies.aclose()

@@ -8,7 +8,12 @@
         --rate-end 8000 --duration 10 --json siege.json
 
 Load clients find the RPC and its message types through server reflection, and build the
-request from JSON (protobuf's JSON mapping; bytes are base64).
+request from JSON (protobuf's JSON mapping; bytes are base64). For a FlatBuffers or raw method
+give --codec; the JSON is then encoded by that codec:
+
+    asyncinfer sync 127.0.0.1:50058 /asyncinfer.examples.flatbuffers.FlatClassifier/Classify \
+        --codec flatbuffers --request '{"tensors": [{"name": "features", "datatype": "FP32",
+        "shape": [1, 16], "data": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}'
 """
 
 from __future__ import annotations
@@ -22,12 +27,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
 from . import logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
 from .client.reflection import resolve_method
+from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
 from .inference import build_server
 from .server import Server
@@ -181,6 +184,11 @@ def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds")
     parser.add_argument("--count", type=int, default=None, help="stop after this many calls")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-call deadline, seconds")
+    parser.add_argument(
+        "--codec",
+        default="protobuf",
+        help="how the method's messages are encoded: protobuf, flatbuffers, raw or MODULE:NAME",
+    )
     parser.add_argument("--json", default=None, help="write the result as JSON to this file")
     if mode == "async":
         parser.add_argument("--concurrency", type=int, default=16)
@@ -198,18 +206,18 @@ def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.set_defaults(run=_run_load)
 
 
-def parse_request(method: Method, text: str) -> Message | list[Message]:
-    """A request of ``method`` from JSON; a JSON list makes a client stream."""
+def parse_request(method: Method, text: str) -> Any:
+    """A request of ``method`` from JSON, made by its codec; a JSON list makes a client stream."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--request is not JSON: {exc}") from None
     items = value if isinstance(value, list) else [value]
     try:
-        messages = [json_format.ParseDict(item, method.request_type()) for item in items]
-    except json_format.ParseError as exc:
+        messages = [method.request_codec.from_json(item) for item in items]
+    except UsageError as exc:
         raise UsageError(
-            f"--request does not fit {method.request_type.DESCRIPTOR.full_name}: {exc}"
+            f"--request does not fit {method.request_codec.message.full_name}: {exc}"
         ) from None
     return messages if method.client_streaming or isinstance(value, list) else messages[0]
 
@@ -225,7 +233,7 @@ def rate_schedule(args: argparse.Namespace) -> Rate:
 
 
 def _run_load(args: argparse.Namespace) -> int:
-    method = resolve_method(args.target, args.method)
+    method = resolve_method(args.target, args.method).with_codec(codec_named(args.codec))
     request = parse_request(method, args.request)
     if args.command == "sync":
         with SyncClient(args.target, method, timeout=args.timeout) as client:

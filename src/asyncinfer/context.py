@@ -10,10 +10,15 @@ descriptor (so the name and the message types have one source) and writes ``exec
         async def execute(self, request: PingRequest) -> PingReply:
             return PingReply(payload=request.payload)
 
+``codec`` says how the messages are encoded: protobuf by default; ``codecs.FLATBUFFERS`` (a
+dict of numpy arrays in and out) or ``codecs.RAW`` (bytes) for a method whose messages hold one
+``bytes`` field; see :mod:`asyncinfer.codecs`.
+
 A Context object lives for one call: ``self.resources`` is what the service shares and
 ``self.call`` is the per-call information (peer, deadline, metadata). Class definitions are
-checked when they are created, so a wrong shape, a synchronous ``execute`` or a missing method
-descriptor fail at import, not at the first call.
+checked when they are created, so a wrong shape, a synchronous ``execute``, a missing method
+descriptor or a codec that cannot carry the RPC's messages fail at import, not at the first
+call.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
+from .codecs import PROTOBUF, BoundCodec, Codec, bind_method
 from .errors import ConfigError
 from .resources import Resources
 
@@ -42,8 +48,8 @@ __all__ = [
     "rpc_method",
 ]
 
-ReqT = TypeVar("ReqT", bound=Message)
-RepT = TypeVar("RepT", bound=Message)
+ReqT = TypeVar("ReqT")  # a protobuf message, or what the Context's codec decodes to
+RepT = TypeVar("RepT")
 ResT = TypeVar("ResT", bound=Resources)
 
 
@@ -97,11 +103,15 @@ class Context(Generic[ReqT, RepT, ResT]):
     max_in_flight: ClassVar[int | None] = None
     #: How long a call may wait for admission (its deadline still applies); None: deadline only.
     queue_timeout: ClassVar[float | None] = 30.0
+    #: How requests and replies are encoded (asyncinfer.codecs); protobuf unless set.
+    codec: ClassVar[Codec] = PROTOBUF
 
     client_streaming: ClassVar[bool]
     server_streaming: ClassVar[bool]
     request_type: ClassVar[type[Message]]
     reply_type: ClassVar[type[Message]]
+    request_codec: ClassVar[BoundCodec]
+    reply_codec: ClassVar[BoundCodec]
 
     __slots__ = ("call", "resources")
 
@@ -170,6 +180,10 @@ def _check_concrete(cls: type[Context[Any, Any, Any]]) -> None:
     _check_limits(name, cls.max_in_flight, cls.queue_timeout)
     cls.request_type = message_factory.GetMessageClass(method.input_type)
     cls.reply_type = message_factory.GetMessageClass(method.output_type)
+    try:
+        cls.request_codec, cls.reply_codec = bind_method(cls.codec, method)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}.codec: {exc}") from None
 
 
 def _check_limits(name: str, max_in_flight: object, queue_timeout: object) -> None:

@@ -1,9 +1,13 @@
-"""How a client invokes one RPC of any shape, and how received statuses become our errors."""
+"""How a client invokes one RPC of any shape, and how received statuses become our errors.
+
+Requests are encoded and replies decoded by the method's codec (protobuf unless the Context
+or the caller names another), so clients call FlatBuffers and raw methods like any other.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -11,13 +15,14 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
+from ..codecs import PROTOBUF, BoundCodec, Codec, bind_method
 from ..context import Context
-from ..errors import RpcError, from_status
+from ..errors import ConfigError, RpcError, from_status
 
 __all__ = ["Method", "Request", "to_error"]
 
-#: One message, or a sequence of messages for client-streaming RPCs.
-Request = Message | Sequence[Message]
+#: One message (what the codec encodes), or a sequence of them for client-streaming RPCs.
+Request = Any
 
 
 def to_error(exc: grpc.RpcError) -> RpcError:
@@ -29,25 +34,53 @@ def to_error(exc: grpc.RpcError) -> RpcError:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """An RPC as a client sees it: path, message types and call shape."""
+    """An RPC as a client sees it: path, codecs of its messages and call shape."""
 
     path: str
-    request_type: type[Message]
-    reply_type: type[Message]
+    request_codec: BoundCodec
+    reply_codec: BoundCodec
     client_streaming: bool
     server_streaming: bool
 
     @classmethod
-    def of(cls, rpc: MethodDescriptor | type[Context[Any, Any, Any]]) -> Method:
-        """From a method descriptor or a Context class that declares one."""
-        descriptor = rpc if isinstance(rpc, MethodDescriptor) else rpc.method
+    def of(
+        cls, rpc: MethodDescriptor | type[Context[Any, Any, Any]], *, codec: Codec | None = None
+    ) -> Method:
+        """From a method descriptor (protobuf unless ``codec`` is given) or a Context class
+        (with the Context's codec)."""
+        if isinstance(rpc, MethodDescriptor):
+            descriptor = rpc
+            request_codec, reply_codec = bind_method(codec or PROTOBUF, rpc)
+        elif codec is None:
+            descriptor, request_codec, reply_codec = rpc.method, rpc.request_codec, rpc.reply_codec
+        else:
+            raise ConfigError(f"{rpc.__qualname__} names its codec; Method.of takes none for it")
         return cls(
             path=f"/{descriptor.containing_service.full_name}/{descriptor.name}",
-            request_type=message_factory.GetMessageClass(descriptor.input_type),
-            reply_type=message_factory.GetMessageClass(descriptor.output_type),
+            request_codec=request_codec,
+            reply_codec=reply_codec,
             client_streaming=descriptor.client_streaming,
             server_streaming=descriptor.server_streaming,
         )
+
+    def with_codec(self, codec: Codec) -> Method:
+        """The same RPC with its messages encoded by ``codec`` (ConfigError if it cannot)."""
+        request, reply = self.request_codec.message, self.reply_codec.message
+        try:
+            return dataclasses.replace(
+                self, request_codec=codec.bind(request), reply_codec=codec.bind(reply)
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
+
+    @property
+    def request_type(self) -> type[Message]:
+        """The request's protobuf message class (the carrier, for a non-protobuf codec)."""
+        return message_factory.GetMessageClass(self.request_codec.message)
+
+    @property
+    def reply_type(self) -> type[Message]:
+        return message_factory.GetMessageClass(self.reply_codec.message)
 
     def _multicallable(self, channel: Any) -> Any:
         kind = {
@@ -56,16 +89,16 @@ class Method:
             (True, False): channel.stream_unary,
             (True, True): channel.stream_stream,
         }[(self.client_streaming, self.server_streaming)]
-        return kind(
-            self.path,
-            request_serializer=self.request_type.SerializeToString,
-            response_deserializer=self.reply_type.FromString,
-        )
+        # Requests are encoded by _requests, outside grpc, so that a value the codec cannot
+        # encode raises its own error here instead of grpc's "Exception serializing request!".
+        return kind(self.path, response_deserializer=self.reply_codec.decode)
 
     def _requests(self, request: Request) -> Any:
+        encode = self.request_codec.encode
         if self.client_streaming:
-            return iter(request if isinstance(request, Sequence) else [request])
-        return request
+            items = request if isinstance(request, list | tuple) else [request]
+            return iter([encode(item) for item in items])
+        return encode(request)
 
     def aio_invoker(
         self, channel: grpc.aio.Channel
