@@ -2,9 +2,10 @@
 of an asyncinfer module inside a function or class (the usual way to hide a cycle), so the
 folder tree stays a layering that reads as the architecture.
 
-The modules are read with ``ast``, not imported: generated protobuf modules (``asyncinfer.pb``)
-are left out, imports under ``if TYPE_CHECKING:`` do not count, and lazy imports of optional
-third-party packages (onnxruntime, tensorrt, cuda-python) inside functions are allowed.
+The modules are read with ``ast``, not imported: generated modules (protoc's ``asyncinfer.pb``,
+flatc's ``asyncinfer.fb``) are left out, imports under ``if TYPE_CHECKING:`` do not count, and
+lazy imports of optional third-party packages (onnxruntime, tensorrt, cuda-python) inside
+functions are allowed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import asyncinfer.inference
 
 PACKAGE = pathlib.Path(asyncinfer.__file__).parent
 ROOT = "asyncinfer"
+GENERATED = {("pb",), ("fb",)}
 
 
 def _modules() -> dict[str, pathlib.Path]:
     modules = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        if parts[1:2] == ("pb",):
+        if parts[1:2] in GENERATED:
             continue
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
