@@ -5,9 +5,11 @@ cancellation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import textwrap
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -80,14 +82,20 @@ MODELS = {
 }
 
 
-async def _model(root: pathlib.Path, name: str) -> LoadedModel:
+@contextlib.asynccontextmanager
+async def _loaded(root: pathlib.Path, name: str) -> AsyncIterator[LoadedModel]:
+    """Version 1 of model ``name`` of MODELS, loaded from ``root``, unloaded on leaving."""
     extra, source = MODELS[name]
     model_dir = root / name
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(CONFIG.format(name=name, extra=extra))
     (model_dir / "1" / "model.py").write_text(textwrap.dedent(source))
     config = read_config(name, model_dir, None)
-    return (await load_model_dir(config, model_dir, root))[1]
+    model = (await load_model_dir(config, model_dir, root))[1]
+    try:
+        yield model
+    finally:
+        await model.unload()
 
 
 def _request(batch: int, **parameters: object) -> InferRequest:
@@ -98,8 +106,7 @@ def _request(batch: int, **parameters: object) -> InferRequest:
 async def test_a_decoupled_request_goes_through_the_scheduler_and_the_statistics(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "echo")
-    try:
+    async with _loaded(tmp_path, "echo") as model:
         pending = []
         responses = []
         async for response in model.stream(_request(3)):
@@ -112,28 +119,22 @@ async def test_a_decoupled_request_goes_through_the_scheduler_and_the_statistics
         assert model.stats.inference_count == 3 and model.stats.success.count == 1
         durations = [model.stats.compute_input, model.stats.compute_infer, model.stats.queue]
         assert [d.count for d in durations] == [1, 1, 1]
-    finally:
-        await model.unload()
 
 
 async def test_the_empty_final_is_sent_when_asked_with_its_parameter(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "echo")
-    try:
+    async with _loaded(tmp_path, "echo") as model:
         request = _request(1, triton_enable_empty_final_response=True)
         responses = [r async for r in model.stream(request)]
         assert [(r.final, r.parameters, len(r.outputs)) for r in responses] == [
             (False, {"triton_final_response": False}, 1),
             (True, {"triton_final_response": True}, 0),
         ]
-    finally:
-        await model.unload()
 
 
 async def test_a_failed_decoupled_request_is_no_execution(tmp_path: pathlib.Path) -> None:
-    model = await _model(tmp_path, "raises")
-    try:
+    async with _loaded(tmp_path, "raises") as model:
         responses = [r async for r in model.stream(_request(2))]
         assert len(responses) == 1 and responses[0].error is not None
         assert (
@@ -142,58 +143,46 @@ async def test_a_failed_decoupled_request_is_no_execution(tmp_path: pathlib.Path
         assert model.stats.fail.count == 1 and model.stats.success.count == 0
         assert model.stats.execution_count == 0 and not model.stats.batches
         assert model.stats.pending == 0
-    finally:
-        await model.unload()
 
 
 async def test_one_bad_response_fails_the_request_and_the_stream_goes_on(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "mixed")
-    try:
+    async with _loaded(tmp_path, "mixed") as model:
         responses = [r async for r in model.stream(_request(1))]
         assert [r.error is None for r in responses] == [True, False]
         assert "returned output 'OUT' as FP32" in str(responses[1].error)
         assert model.stats.fail.count == 1 and model.stats.success.count == 0
-    finally:
-        await model.unload()
 
 
 async def test_a_decoupled_model_needs_a_stream_and_bad_input_comes_as_a_response(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "echo")
-    try:
+    async with _loaded(tmp_path, "echo") as model:
         with pytest.raises(Unimplemented, match="doesn't support models with decoupled"):
             await model.infer(_request(1))
         bad = InferRequest.of_arrays({"IN": np.zeros((1, 2), np.int32)})
         (response,) = [r async for r in model.stream(bad)]
         assert isinstance(response.error, InvalidArgument)
         assert model.stats.fail.count == 1
-    finally:
-        await model.unload()
 
 
 async def test_a_deadline_ends_the_request_and_marks_it_cancelled(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "slow")
-    try:
+    async with _loaded(tmp_path, "slow") as model:
         request = _request(1)
         request.deadline = time.monotonic() + 0.05
         with pytest.raises(DeadlineExceeded, match="model 'slow' was not answered before"):
             await model.infer(request)
         assert request.cancellation.cancelled
         assert model.stats.fail.count == 1 and model.stats.pending == 0
-    finally:
-        await model.unload()
 
 
 async def test_a_caller_that_goes_away_marks_the_request_cancelled(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "slow")
-    try:
+    async with _loaded(tmp_path, "slow") as model:
         request = _request(1)
         call = asyncio.ensure_future(model.infer(request))
         await asyncio.sleep(0.05)  # it runs the model's execute by now (which sleeps 30 s)
@@ -201,18 +190,13 @@ async def test_a_caller_that_goes_away_marks_the_request_cancelled(
         with pytest.raises(asyncio.CancelledError):
             await call
         assert request.cancellation.cancelled and model.stats.pending == 0
-    finally:
-        await model.unload()
 
 
 async def test_a_stream_of_a_model_that_is_not_decoupled_is_its_one_response(
     tmp_path: pathlib.Path,
 ) -> None:
-    model = await _model(tmp_path, "slow")
-    try:
+    async with _loaded(tmp_path, "slow") as model:
         request = _request(1)
         request.outputs = [RequestedOutput("NOPE")]
         (response,) = [r async for r in model.stream(request)]
         assert response.final and "unexpected inference output 'NOPE'" in str(response.error)
-    finally:
-        await model.unload()

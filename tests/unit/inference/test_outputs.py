@@ -3,13 +3,8 @@ then each produced array checked, classified, or written to its shared memory.""
 
 from __future__ import annotations
 
-import mmap
-import os
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import tritonclient.utils.shared_memory as tshm
 
 from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import Internal, InvalidArgument
@@ -26,7 +21,6 @@ SIG = Signature(
     {"A": TensorSpec("A", FP32, (3,)), "B": TensorSpec("B", FP32, (3,))},
 )
 EVERY = all_outputs(SIG)
-KEY = f"/asyncinfer_outputs_{os.getpid()}"
 
 
 def test_no_requested_output_means_every_output_in_config_order() -> None:
@@ -63,16 +57,6 @@ def test_produced_outputs_are_checked_and_classified() -> None:
         respond({"A": scores}, plans, SIG, {}, 1, None)
     with pytest.raises(Internal, match=r"with shape \[1, 3\], but its config declares \[2, 3\]"):
         respond({"A": scores, "B": scores}, plans, SIG, {}, 2, None)
-
-
-@pytest.fixture
-def shared() -> Iterator[SharedMemory]:
-    handle = tshm.create_shared_memory_region("o", KEY, mmap.PAGESIZE)
-    shared = SharedMemory(allow_client_shm=True)
-    shared.system.register("r", KEY, 0, mmap.PAGESIZE)
-    yield shared
-    shared.close()
-    tshm.destroy_shared_memory_region(handle)
 
 
 def test_an_output_with_a_span_is_written_there_once(shared: SharedMemory) -> None:

@@ -3,21 +3,14 @@ overlap, and a request's leases."""
 
 from __future__ import annotations
 
-import mmap
-import os
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import tritonclient.utils.shared_memory as tshm
 from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.inference.shared_memory import RequestShm, SharedMemory, ShmSpan, shm_span
-
-KEY = f"/asyncinfer_params_{os.getpid()}"
 
 
 def _params(**values: object) -> dict[str, object]:
@@ -64,16 +57,6 @@ def test_overlap_matches_byte_sets(a: tuple[int, int], b: tuple[int, int]) -> No
     bytes_b = set(range(b[0], b[0] + b[1]))
     assert first.overlaps(second) == bool(bytes_a & bytes_b)
     assert not first.overlaps(ShmSpan("other", *b))
-
-
-@pytest.fixture
-def shared() -> Iterator[SharedMemory]:
-    handle = tshm.create_shared_memory_region("p", KEY, mmap.PAGESIZE)
-    shared = SharedMemory(allow_client_shm=True)
-    shared.system.register("r", KEY, 0, mmap.PAGESIZE)
-    yield shared
-    shared.close()
-    tshm.destroy_shared_memory_region(handle)
 
 
 def test_a_request_scope_reads_inputs_and_writes_outputs(shared: SharedMemory) -> None:
