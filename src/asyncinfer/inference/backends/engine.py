@@ -67,12 +67,16 @@ class EngineBackend:
         engine: Engine,
         stacks: StackPool | None,
         instances: int,
+        *,
+        queue_timeout: float | None = None,
     ) -> None:
         self.name = config.name
         self.version = version
         self.engine = engine
         self._stacks = stacks
         self._instances = instances
+        #: How long a call may wait for one of the engine's contexts (None: no limit).
+        self._queue_timeout = queue_timeout
         self._batching = config.max_batch_size > 0
         self._inputs = [tensor.name for tensor in config.input]
 
@@ -133,13 +137,14 @@ class EngineBackend:
         return responses
 
     async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        timeout = self._queue_timeout
         if self._stacks is None:
-            return await self.engine.infer(inputs)
-        async with self._stacks.acquire() as lease:
-            outputs = await self.engine.infer(inputs, memory=lease.item)
-            # The reply is encoded after this returns: copy out of the leased stack, and drop
-            # the views before the lease returns (its stacks reset then).
-            owned = {n: np.array(a) for n, a in outputs.items()}
+            return await self.engine.infer(inputs, queue_timeout=timeout)
+        async with self._stacks.acquire(timeout) as lease:
+            outputs = await self.engine.infer(inputs, memory=lease.item, queue_timeout=timeout)
+            # The reply is encoded after this returns and the stacks reset when the lease does:
+            # copy out what lives in them, and drop every view before the lease returns.
+            owned = {n: np.array(a) if lease.item.host.owns(a) else a for n, a in outputs.items()}
             del outputs
         return owned
 

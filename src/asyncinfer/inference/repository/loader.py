@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import pathlib
 
+from ...engines import Engine
 from ...errors import InvalidArgument
+from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ...signature import Signature
 from ..backends.base import Backend
 from ..backends.engine import EngineBackend, engine_kind
 from ..backends.process_instances import ProcessBackend, instance_kind
@@ -25,7 +28,7 @@ from .ensemble import ENSEMBLE, EnsembleBackend
 from .model_config import apply_json_override, parse_pbtxt, signature
 from .warmup import warm_up
 
-__all__ = ["available_versions", "load_model_dir", "read_config", "select_versions"]
+__all__ = ["available_versions", "engine_model", "load_model_dir", "read_config", "select_versions"]
 
 CONFIG_FILE = "config.pbtxt"
 
@@ -196,3 +199,22 @@ async def load_model_dir(
             await model.unload()
         raise
     return loaded
+
+
+async def engine_model(
+    engine: Engine, *, stacks: StackPool | None = None, queue_timeout: float | None = None
+) -> LoadedModel:
+    """A data plane over an engine its caller started and owns (with ``stacks``, when given):
+    LocalManager's models. Its signature is the engine's bindings (-1: any extent, no batch
+    dimension of its own), its scheduler the direct one; it never unloads the engine."""
+    config = ModelConfig(name=engine.name)
+    backend = EngineBackend(config, 1, engine, stacks, 1, queue_timeout=queue_timeout)
+    sig = Signature.of_tensors(
+        engine.name,
+        ((b.name, b.datatype, b.shape) for b in engine.input_bindings().values()),
+        ((b.name, b.datatype, b.shape) for b in engine.output_bindings().values()),
+    )
+    stats = ModelStats()
+    scheduler = make_scheduler(config, backend, stats)
+    await scheduler.start()
+    return LoadedModel(config, 1, sig, backend, {}, scheduler, stats)
