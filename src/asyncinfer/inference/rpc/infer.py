@@ -9,7 +9,6 @@ returned bytes as the already-serialized reply.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from ...context import BidiStreamContext, UnaryContext, rpc_method
@@ -32,12 +31,13 @@ class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, In
 
     async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
         model = self.resources.repository.get(request.model_name, request.model_version)
-        remaining = self.call.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        # The leases on shared memory last until the reply is framed, on every path; the
-        # response (whose arrays may view leased memory) is gone before they return.
+        # No deadline is handed on: grpc.aio cancels this call at its deadline itself, which the
+        # data plane sees as its caller going away (marked, and dropped before it runs), and
+        # arming a second timer per request would only cost. The leases on shared memory last
+        # until the reply is framed, on every path; the response (whose arrays may view leased
+        # memory) is gone before they return.
         with self.resources.shm.scope() as scope:
-            return await _reply(model, infer_request(request, scope, deadline))
+            return await _reply(model, infer_request(request, scope))
 
 
 class ModelStreamInferRpc(
