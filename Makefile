@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # perf_analyzer lives in its own venv (scripts/install_perf_analyzer.sh says why).
 PA_STAMP := .venv-pa/.installed-stamp
+# Debian's nginx, for the load-balancer tests, example 07 and bench/scale_out.py.
+NGINX_STAMP := build/.nginx-stamp
 PROTOS := $(shell find protos -name '*.proto')
 SCHEMAS := $(shell find schemas -name '*.fbs')
 
-.PHONY: install perf-analyzer models demo test lint typecheck check bench clean
+.PHONY: install perf-analyzer nginx models demo test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml setup.py $(PROTOS) $(SCHEMAS) scripts/install_flatc.sh
 	bash scripts/install_flatc.sh
@@ -21,11 +23,17 @@ $(PA_STAMP): scripts/install_perf_analyzer.sh
 	bash scripts/install_perf_analyzer.sh
 	touch $@
 
+$(NGINX_STAMP): scripts/install_nginx.sh
+	bash scripts/install_nginx.sh
+	mkdir -p build && touch $@
+
 install: $(STAMP) models
 
 # Only the targets that drive perf_analyzer need it (its install may call apt-get as root);
 # install, lint and typecheck do not.
 perf-analyzer: $(PA_STAMP)
+
+nginx: $(NGINX_STAMP)
 
 # The example repositories' ONNX models (random weights; built once, not committed).
 models: $(STAMP)
@@ -34,12 +42,12 @@ models: $(STAMP)
 demo: $(STAMP) models
 	$(PY) examples/demo.py
 
-test: $(STAMP) models $(PA_STAMP)
+test: $(STAMP) models $(PA_STAMP) $(NGINX_STAMP)
 	bash scripts/test.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples bench
-	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench deploy
+	$(VENV)/bin/ruff format --check src tests examples bench deploy
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -48,7 +56,7 @@ check: lint typecheck test
 
 # Every benchmark in bench/ (private modules start with _), one after the other: never in
 # parallel, they share the machine's cores with the servers they measure.
-bench: $(STAMP) models $(PA_STAMP)
+bench: $(STAMP) models $(PA_STAMP) $(NGINX_STAMP)
 	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:

@@ -78,6 +78,8 @@ def compile_flatbuffers() -> None:
     """Generate asyncinfer.fb from schemas/ with flatc; ship the schemas beside the code."""
     flatc = find_flatc()
     schemas = sorted(SCHEMA_ROOT.rglob("*.fbs"))
+    if not schemas:
+        raise SystemExit(f"no FlatBuffers schemas under {SCHEMA_ROOT}: the source tree is incomplete")
     target = OUT_ROOT / FLATBUFFERS_PACKAGE
     # flatc writes an (empty) __init__.py into every package folder on the way, so it runs in a
     # scratch folder and only the generated modules are copied next to our own __init__.py.

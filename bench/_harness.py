@@ -272,15 +272,8 @@ def grpc_health_ready(service: str = "") -> ReadyCheck:
     """Ready when grpc.health.v1 reports ``service`` ("" is the whole server) SERVING."""
 
     def check(address: str) -> bool:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from asyncinfer.client.health import check_health
 
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2.0)
-            except grpc.RpcError:
-                return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return check_health(address, service, timeout=2.0) == "SERVING"
 
     return check

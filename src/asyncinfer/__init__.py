@@ -7,6 +7,8 @@ Subclass a Context per RPC and a Resources per service, add them to a Server, an
     asyncinfer.serve(lambda: server)
 """
 
+import importlib.metadata
+
 from .admission import AdmissionStatistics
 from .config import ServerConfig
 from .context import (
@@ -28,7 +30,8 @@ from .resources import Resources
 from .server import Server, ServerStatistics
 from .workers import serve
 
-__version__ = "0.1.0"
+#: The installed distribution's version: pyproject.toml is its only source.
+__version__ = importlib.metadata.version("asyncinfer")
 
 __all__ = [
     "AdmissionStatistics",

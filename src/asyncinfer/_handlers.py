@@ -5,6 +5,12 @@ Requests arrive as raw bytes and are decoded here, by the Context's codec, once 
 the loop thread, so that bytes that do not decode become INVALID_ARGUMENT naming the RPC (grpc
 would answer INTERNAL). Replies are encoded here too, inside the call's error handling: a
 reply the codec cannot encode is an internal error with an id, not a bare grpc failure.
+
+Admission: a unary-request call holds its RPC's slot for the whole call; a client stream holds
+one per request, only while the Context works on it, so idle streams hold none. Every streaming
+call counts against the server's stream bounds (in total and per connection), and every unary
+reply's bytes count against the unsent-reply bounds until gRPC has sent it, so a client that
+never reads its responses cannot grow the server without bound (both RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
@@ -16,25 +22,32 @@ from typing import Any, NoReturn
 
 import grpc
 
-from .admission import Admission
+from .admission import Admission, ConnectionBudget, ServerLimits
 from .context import CallInfo, Context
-from .errors import InvalidArgument, RpcError, internal_error
+from .errors import InvalidArgument, RpcError, bounded_message, internal_error
 from .resources import Resources
 
-__all__ = ["make_handler"]
+__all__ = ["METHOD_HANDLERS", "make_handler"]
 
 AnyContext = Context[Any, Any, Any]
 GrpcContext = grpc.aio.ServicerContext[Any, Any]
 
 
 def make_handler(
-    cls: type[AnyContext], resources: Resources, admission: Admission
+    cls: type[AnyContext],
+    resources: Resources,
+    admission: Admission,
+    limits: ServerLimits | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """The grpc method handler that runs ``cls`` for each call of its RPC."""
+    """The grpc method handler that runs ``cls`` for each call of its RPC.
+
+    ``limits`` bound what calls of every RPC hold together: open streams, and unary replies not
+    yet sent; None leaves both unbounded.
+    """
     shape = (cls.client_streaming, cls.server_streaming)
     build = _streaming_reply if cls.server_streaming else _single_reply
-    behaviour = build(cls, resources, admission)
-    factory = _FACTORIES[shape]
+    behaviour = build(cls, resources, admission, limits or ServerLimits.unbounded())
+    factory = METHOD_HANDLERS[shape]
     return factory(behaviour, request_deserializer=None, response_serializer=None)
 
 
@@ -59,39 +72,31 @@ async def _fail(
     if isinstance(exc, grpc.aio.AbortError):
         raise exc  # the Context aborted the call itself; its status is already set
     error = exc if isinstance(exc, RpcError) else internal_error(exc, cls.rpc_path())
-    await call.abort(error.code, error.message)
+    await call.abort(error.code, bounded_message(error.message))
     raise AssertionError("grpc's abort() returned")  # it raises; this line is never reached
 
 
-def _stream_requests(
-    raw_requests: AsyncIterator[bytes], parse: Callable[[bytes], Any]
+def _admitted_requests(
+    raw_requests: AsyncIterator[bytes],
+    parse: Callable[[bytes], Any],
+    call: GrpcContext,
+    admission: Admission,
 ) -> AsyncIterator[Any]:
+    """A client stream's requests; each holds an admission slot from when the Context takes it
+    until the Context asks for the next one (or the stream ends). An idle stream, waiting for
+    its client's next request, holds none."""
+
     async def requests() -> AsyncIterator[Any]:
         async for raw in raw_requests:
-            yield parse(raw)
+            request = parse(raw)
+            if not admission.try_acquire():
+                await admission.acquire(call.time_remaining())
+            try:
+                yield request
+            finally:
+                admission.release()
 
     return requests()
-
-
-async def _admit(
-    raw: Any,
-    call: GrpcContext,
-    cls: type[AnyContext],
-    admission: Admission,
-    parse: Callable[[bytes], Any],
-) -> Any:
-    """The parsed request (or stream of requests), once the call holds an admission slot.
-
-    Bad bytes and a full queue answer the call here; the slot is taken only on success, and
-    the caller must release it on every path from then on.
-    """
-    try:
-        request = _stream_requests(raw, parse) if cls.client_streaming else parse(raw)
-    except Exception as exc:
-        await _fail(call, cls, admission, exc)
-    if not admission.try_acquire():
-        await _queue(call, cls, admission)
-    return request
 
 
 async def _queue(call: GrpcContext, cls: type[AnyContext], admission: Admission) -> None:
@@ -105,27 +110,54 @@ async def _queue(call: GrpcContext, cls: type[AnyContext], admission: Admission)
         await _fail(call, cls, admission, exc)
 
 
+async def _open_stream(
+    call: GrpcContext, cls: type[AnyContext], admission: Admission, streams: ConnectionBudget
+) -> str:
+    """Count a streaming call against the stream bounds; returns its connection."""
+    peer = call.peer()
+    try:
+        streams.take(peer, 1, cls.rpc_path())
+    except Exception as exc:
+        await _fail(call, cls, admission, exc)
+    return peer
+
+
+def _hold_reply(call: GrpcContext, reply: bytes, budget: ConnectionBudget, where: str) -> None:
+    """Count a unary reply's encoded bytes until gRPC has sent it (the call's done callback)."""
+    size = len(reply)
+    peer = call.peer()
+    budget.take(peer, size, where)
+    call.add_done_callback(lambda _call: budget.give(peer, size))  # type: ignore[arg-type]
+
+
 def _single_reply(
-    cls: type[AnyContext], resources: Resources, admission: Admission
+    cls: type[AnyContext], resources: Resources, admission: Admission, limits: ServerLimits
 ) -> Callable[[Any, GrpcContext], Awaitable[Any]]:
     parse = _parser(cls)
     encode = cls.reply_codec.encode
     unary_request = not cls.client_streaming
+    path = cls.rpc_path()
+    streams, unsent = limits.streams, limits.unsent_replies
 
     async def handle(raw: Any, call: GrpcContext) -> Any:
         arrived = perf_counter()
-        # _admit's work inlined: this is the hot path of every unary call.
+        admission.arrived += 1
+        peer = "" if unary_request else await _open_stream(call, cls, admission, streams)
+        # Parse and admit inline: this is the hot path of every unary call.
         try:
-            request = parse(raw) if unary_request else _stream_requests(raw, parse)
+            request = (
+                parse(raw) if unary_request else _admitted_requests(raw, parse, call, admission)
+            )
         except Exception as exc:
             await _fail(call, cls, admission, exc)
-        if not admission.try_acquire():
+        if unary_request and not admission.try_acquire():
             await _queue(call, cls, admission)
         admitted = perf_counter()
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
             context: Any = cls(resources, CallInfo(call))
             reply = encode(await context.execute(request))
+            _hold_reply(call, reply, unsent, path)
         except asyncio.CancelledError:
             admission.cancelled += 1
             raise
@@ -135,7 +167,10 @@ def _single_reply(
             admission.completed += 1
             return reply
         finally:
-            admission.release()
+            if unary_request:
+                admission.release()
+            else:
+                streams.give(peer, 1)
             done = perf_counter()
             admission.times.observe(done - arrived, done - admitted)
 
@@ -143,14 +178,22 @@ def _single_reply(
 
 
 def _streaming_reply(
-    cls: type[AnyContext], resources: Resources, admission: Admission
+    cls: type[AnyContext], resources: Resources, admission: Admission, limits: ServerLimits
 ) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
     parse = _parser(cls)
     encode = cls.reply_codec.encode
+    per_request = cls.client_streaming  # bidi: slots per request; server stream: per call
+    streams = limits.streams
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
         arrived = perf_counter()
-        request = await _admit(raw, call, cls, admission, parse)
+        admission.arrived += 1
+        peer = await _open_stream(call, cls, admission, streams)
+        try:
+            request = await _stream_request(raw, call, cls, admission, parse, per_request)
+        except BaseException:
+            streams.give(peer, 1)
+            raise
         admitted = perf_counter()
         try:
             context: Any = cls(resources, CallInfo(call))
@@ -169,14 +212,38 @@ def _streaming_reply(
         else:
             admission.completed += 1
         finally:
-            admission.release()
+            if not per_request:
+                admission.release()
+            streams.give(peer, 1)
             done = perf_counter()
             admission.times.observe(done - arrived, done - admitted)
 
     return handle
 
 
-_FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+async def _stream_request(
+    raw: Any,
+    call: GrpcContext,
+    cls: type[AnyContext],
+    admission: Admission,
+    parse: Callable[[bytes], Any],
+    per_request: bool,
+) -> Any:
+    """What a streaming-reply Context gets: its admitted requests (bidi), or its request once
+    the call holds a slot (server streaming; the caller releases it on every path)."""
+    if per_request:
+        return _admitted_requests(raw, parse, call, admission)
+    try:
+        request = parse(raw)
+    except Exception as exc:
+        await _fail(call, cls, admission, exc)
+    if not admission.try_acquire():
+        await _queue(call, cls, admission)
+    return request
+
+
+#: grpc's method-handler factory for each (client streaming, server streaming) shape.
+METHOD_HANDLERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,

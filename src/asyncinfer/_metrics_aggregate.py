@@ -16,7 +16,9 @@ Summed counters never go backwards, which Prometheus would read as a reset (a fa
 ``rate()``): a worker whose scrape fails counts with its last good counter and histogram samples,
 and a worker that left (it died, or its index now reports another URL: its replacement) has its
 last counter and histogram samples folded into a retired total that is always added. Gauges are
-not carried: a missing worker's in-flight or pending counts are not current.
+not carried: a missing worker's in-flight or pending counts are not current. The supervisor
+also calls ``refresh()`` every second or so, so a worker that is killed loses at most what it
+served since that last refresh, not everything since the last Prometheus scrape.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ class WorkersCollector(Collector):
             for (sample_name, labels), value in sums[name].items():
                 out.add_sample(sample_name, dict(labels), value)
             yield out
+
+    def refresh(self) -> None:
+        """Scrape every live worker now and keep its families (what a later kill keeps)."""
+        with self._lock:
+            urls = self._urls()
+            self._retire_left(urls)
+            for index, url in sorted(urls.items()):
+                self._scrape(index, url)
 
     def _gather(self) -> tuple[dict[str, Metric], Sums]:
         families: dict[str, Metric] = {}
@@ -150,7 +160,10 @@ def _fetch(url: str) -> str | None:
         return None
 
 
-def supervisor_registry(urls: Callable[[], dict[int, str]]) -> CollectorRegistry:
+def supervisor_registry(
+    urls: Callable[[], dict[int, str]],
+) -> tuple[CollectorRegistry, WorkersCollector]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkersCollector(urls))
-    return registry
+    collector = WorkersCollector(urls)
+    registry.register(collector)
+    return registry, collector

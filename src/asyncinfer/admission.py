@@ -5,6 +5,11 @@ at once; the others wait in arrival order, each no longer than its own deadline 
 queue timeout, and then fail with RESOURCE_EXHAUSTED. Every RPC keeps its counters here too, so
 ``statistics()`` answers "how busy is this RPC" in one place, and ``times`` keeps the RPC's
 call-duration and load-ratio histograms (bucket counts that metrics read at scrape time).
+
+:class:`ConnectionBudget` bounds what calls hold across RPCs, in total and per client
+connection: the server keeps one for open streams and one for the bytes of unary replies handed
+to gRPC and not yet sent (a client that does not read its responses); :class:`ServerLimits`
+holds both.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ import math
 
 from .errors import ResourceExhausted
 
-__all__ = ["Admission", "AdmissionStatistics", "CallTimes", "Histogram"]
+__all__ = [
+    "Admission",
+    "AdmissionStatistics",
+    "CallTimes",
+    "ConnectionBudget",
+    "Histogram",
+    "ServerLimits",
+]
 
 #: Call durations in seconds: 100 us (a bare unary call on loopback) up to 10 s.
 DURATION_BUCKETS = (
@@ -98,6 +110,7 @@ class Admission:
 
     __slots__ = (
         "_waiters",
+        "arrived",
         "cancelled",
         "completed",
         "failed",
@@ -114,6 +127,7 @@ class Admission:
         self.limit = limit
         self.queue_timeout = queue_timeout
         self.in_flight = 0
+        self.arrived = 0  # calls whose handler started (the grpc core and aio may shed others)
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
@@ -191,3 +205,88 @@ def _min_timeout(a: float | None, b: float | None) -> float:
 
 def _loop_timeout(timeout: float) -> float | None:
     return None if math.isinf(timeout) else timeout
+
+
+class ConnectionBudget:
+    """An amount held by calls, bounded in total (``limit``) and per client connection
+    (``per_connection``); ``take`` beyond either raises ResourceExhausted naming the bound."""
+
+    __slots__ = ("_held", "limit", "name", "per_connection", "refused", "total", "unit")
+
+    def __init__(self, name: str, unit: str, *, limit: int, per_connection: int) -> None:
+        self.name = name  # the config field stem: max_<name>, max_<name>_per_connection
+        self.unit = unit
+        self.limit = limit
+        self.per_connection = per_connection
+        self.total = 0
+        self.refused = 0
+        self._held: dict[str, int] = {}
+
+    def take(self, connection: str, amount: int, what: str) -> None:
+        """Hold ``amount`` for ``connection``, or raise (holding nothing) past a bound."""
+        held = self._held.get(connection, 0)
+        bound = ""
+        if held + amount > self.per_connection:
+            bound = f"{held} {self.unit} on this connection, max_{self.name}_per_connection"
+            limit = self.per_connection
+        elif self.total + amount > self.limit:
+            bound = f"{self.total} {self.unit} in total, max_{self.name}"
+            limit = self.limit
+        if bound:
+            self.refused += 1
+            raise ResourceExhausted(
+                f"{what}: {amount} more {self.unit} would pass the server's bound ({bound}="
+                f"{limit}); retry later"
+            )
+        self._held[connection] = held + amount
+        self.total += amount
+
+    def give(self, connection: str, amount: int) -> None:
+        left = self._held.get(connection, 0) - amount
+        if left > 0:
+            self._held[connection] = left
+        else:
+            self._held.pop(connection, None)
+        self.total -= amount
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "held": self.total,
+            "connections": len(self._held),
+            "refused": self.refused,
+            "limit": self.limit,
+        }
+
+
+class ServerLimits:
+    """What a server bounds across RPCs: open streams, and unsent unary reply bytes."""
+
+    __slots__ = ("streams", "unsent_replies")
+
+    def __init__(
+        self,
+        *,
+        max_streams: int,
+        max_streams_per_connection: int,
+        max_unsent_reply_bytes: int,
+        max_unsent_reply_bytes_per_connection: int,
+    ) -> None:
+        self.streams = ConnectionBudget(
+            "streams", "streams", limit=max_streams, per_connection=max_streams_per_connection
+        )
+        self.unsent_replies = ConnectionBudget(
+            "unsent_reply_bytes",
+            "bytes of unsent replies",
+            limit=max_unsent_reply_bytes,
+            per_connection=max_unsent_reply_bytes_per_connection,
+        )
+
+    @classmethod
+    def unbounded(cls) -> ServerLimits:
+        big = 2**62
+        return cls(
+            max_streams=big,
+            max_streams_per_connection=big,
+            max_unsent_reply_bytes=big,
+            max_unsent_reply_bytes_per_connection=big,
+        )

@@ -6,6 +6,8 @@
     asyncinfer async 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --concurrency 32 --duration 5
     asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
         --rate-end 8000 --duration 10 --json siege.json
+    asyncinfer siege 10.0.0.1:8001,10.0.0.2:8001 ...      # round-robin over several servers
+    asyncinfer health 127.0.0.1:8001                      # exit 0 when SERVING (HEALTHCHECK)
 
 Load clients find the RPC and its message types through server reflection, and build the
 request from JSON (protobuf's JSON mapping; bytes are base64). For a FlatBuffers or raw method
@@ -27,13 +29,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import logs
+from . import __version__, logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
+from .client.health import check_health
 from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
 from .inference import build_server
+from .restriction import Restrictions
 from .server import Server
+from .tls import ClientTls, ServerTls
 from .workers import run_loop, serve
 
 __all__ = ["main"]
@@ -51,8 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncinfer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"asyncinfer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="serve an application's services"))
+    _add_health(commands.add_parser("health", help="ask a server's gRPC health service"))
     for name, help_text in (
         ("sync", "one call in flight; prints calls/s"),
         ("async", "many calls in flight (closed loop)"),
@@ -75,11 +82,34 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-port", action="store_true", default=None)
     parser.add_argument("--grace", type=float, default=None, help="drain seconds on stop")
     parser.add_argument(
+        "--max-receive-message-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest request accepted, compressed requests after inflation (inference "
+        "service default: 64 MiB)",
+    )
+    parser.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --workers: replace a worker whose loop sent no heartbeat for this long",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=None,
         help="serve Prometheus metrics on this HTTP port (0 picks one; off when not given)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST",
+        help="where the metrics endpoint listens (default: --host); e.g. 127.0.0.1 while gRPC "
+        "listens on 0.0.0.0",
+    )
+    _add_server_security_flags(parser)
     parser.add_argument(
         "--log-verbose",
         type=int,
@@ -91,6 +121,70 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         "--log-format", choices=("json", "text"), default="json", help="structured log lines"
     )
     parser.set_defaults(run=_run_serve)
+
+
+def _flag_bool(text: str) -> bool:
+    """tritonserver's boolean flag values."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def _add_server_security_flags(parser: argparse.ArgumentParser) -> None:
+    """tritonserver's TLS and restricted-protocol flags for the gRPC port."""
+    group = parser.add_argument_group("gRPC security (tritonserver's flags)")
+    for flag, help_text in (
+        ("--grpc-use-ssl", "serve gRPC over TLS (needs --grpc-server-cert and --grpc-server-key)"),
+        (
+            "--grpc-use-ssl-mutual",
+            "TLS and require a client certificate signed by --grpc-root-cert",
+        ),
+    ):
+        group.add_argument(
+            flag,
+            type=_flag_bool,
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="BOOL",
+            help=help_text,
+        )
+    group.add_argument("--grpc-server-cert", default=None, metavar="PEM")
+    group.add_argument("--grpc-server-key", default=None, metavar="PEM")
+    group.add_argument(
+        "--grpc-root-cert", default=None, metavar="PEM", help="CA of client certificates"
+    )
+    group.add_argument(
+        "--grpc-restricted-protocol",
+        action="append",
+        default=[],
+        metavar="PROTOCOLS:KEY=VALUE",
+        help="only calls with header triton-grpc-protocol-KEY: VALUE may use these protocols "
+        "(comma-separated; repeatable, one group per protocol)",
+    )
+
+
+def _security_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.grpc_use_ssl or args.grpc_use_ssl_mutual:
+        if not (args.grpc_server_cert and args.grpc_server_key):
+            raise ConfigError("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
+        overrides["tls"] = ServerTls(
+            args.grpc_server_cert,
+            args.grpc_server_key,
+            root_cert=args.grpc_root_cert,
+            mutual=args.grpc_use_ssl_mutual,
+        )
+    elif args.grpc_server_cert or args.grpc_server_key or args.grpc_root_cert:
+        raise ConfigError("certificate flags need --grpc-use-ssl (or --grpc-use-ssl-mutual)")
+    if args.grpc_restricted_protocol:
+        overrides["restrictions"] = Restrictions.parse(args.grpc_restricted_protocol)
+    if args.metrics_address is not None:
+        overrides["metrics_host"] = args.metrics_address
+    return overrides
 
 
 def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
@@ -134,18 +228,33 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
 
 def _run_serve(args: argparse.Namespace) -> int:
     logs.configure(verbose=args.log_verbose, format=args.log_format)
+    security = _security_overrides(args)
     if args.model_repository is not None:
-        overrides = {"grace": args.grace} if args.grace is not None else {}
-        return serve(functools.partial(_configured, _inference_factory(args), overrides))
+        overrides = {
+            key: value
+            for key in ("grace", "liveness_timeout", "max_receive_message_bytes")
+            if (value := getattr(args, key)) is not None
+        }
+        factory = functools.partial(_configured, _inference_factory(args), overrides | security)
+        return serve(factory)
     inference_only = ("grpc_port", "allow_client_shm", "load_model")
     used = [f"--{k.replace('_', '-')}" for k in inference_only if getattr(args, k)]
     if used or args.model_control_mode != "none":
         raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")
     overrides = {
         key: value
-        for key in ("host", "port", "workers", "reuse_port", "grace", "metrics_port")
+        for key in (
+            "host",
+            "port",
+            "workers",
+            "reuse_port",
+            "grace",
+            "metrics_port",
+            "liveness_timeout",
+            "max_receive_message_bytes",
+        )
         if (value := getattr(args, key)) is not None
-    }
+    } | security
     return serve(functools.partial(_configured, _load_factory(args.app), overrides))
 
 
@@ -175,8 +284,24 @@ def _configured(factory: Callable[[], Server], overrides: dict[str, Any]) -> Ser
     return server
 
 
-def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+def _add_health(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="HOST:PORT")
+    parser.add_argument("--service", default="", help='a service name; "" is the whole server')
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    parser.set_defaults(run=_run_health)
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server reports SERVING; 1 for any other status or no answer."""
+    status = check_health(args.target, args.service, timeout=args.timeout)
+    print(f"{args.target} {args.service or '(server)'}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
+def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
+    parser.add_argument(
+        "target", help="HOST:PORT, several comma-separated (round-robin), or dns:///NAME:PORT"
+    )
     parser.add_argument("method", help="/package.Service/Method")
     parser.add_argument(
         "--request", default="{}", help="request as JSON (a list for client streams)"
@@ -190,6 +315,16 @@ def _add_load(parser: argparse.ArgumentParser, mode: str) -> None:
         help="how the method's messages are encoded: protobuf, flatbuffers, raw or MODULE:NAME",
     )
     parser.add_argument("--json", default=None, help="write the result as JSON to this file")
+    group = parser.add_argument_group("TLS (perf_analyzer's flag names)")
+    group.add_argument("--ssl-grpc-use-ssl", action="store_true", help="connect over TLS")
+    group.add_argument(
+        "--ssl-grpc-root-certifications-file",
+        default=None,
+        metavar="PEM",
+        help="CA to trust (default: the system's)",
+    )
+    group.add_argument("--ssl-grpc-private-key-file", default=None, metavar="PEM")
+    group.add_argument("--ssl-grpc-certificate-chain-file", default=None, metavar="PEM")
     if mode == "async":
         parser.add_argument("--concurrency", type=int, default=16)
         parser.add_argument("--max-in-flight", type=int, default=None)
@@ -232,11 +367,27 @@ def rate_schedule(args: argparse.Namespace) -> Rate:
     return Cyclic(args.rate, args.rate_end, args.period or args.duration / 2)
 
 
+def client_tls(args: argparse.Namespace) -> ClientTls | None:
+    """The load clients' TLS from the --ssl-grpc-* flags; None: plaintext."""
+    files = (
+        args.ssl_grpc_root_certifications_file,
+        args.ssl_grpc_private_key_file,
+        args.ssl_grpc_certificate_chain_file,
+    )
+    if not args.ssl_grpc_use_ssl:
+        if any(files):
+            raise UsageError("the --ssl-grpc-*-file flags need --ssl-grpc-use-ssl")
+        return None
+    root, key, cert = files
+    return ClientTls(root_cert=root, cert=cert, key=key)
+
+
 def _run_load(args: argparse.Namespace) -> int:
-    method = resolve_method(args.target, args.method).with_codec(codec_named(args.codec))
+    tls = client_tls(args)
+    method = resolve_method(args.target, args.method, tls=tls).with_codec(codec_named(args.codec))
     request = parse_request(method, args.request)
     if args.command == "sync":
-        with SyncClient(args.target, method, timeout=args.timeout) as client:
+        with SyncClient(args.target, method, timeout=args.timeout, tls=tls) as client:
             report = client.run(request, duration=args.duration, count=args.count)
         print(report.line())
         result: dict[str, Any] = report.to_dict()
@@ -251,14 +402,20 @@ def _run_load(args: argparse.Namespace) -> int:
 async def _run_async_load(args: argparse.Namespace, method: Method, request: Any) -> Any:
     if args.command == "async":
         async with AsyncClient(
-            args.target, method, max_in_flight=args.max_in_flight, timeout=args.timeout
+            args.target,
+            method,
+            max_in_flight=args.max_in_flight,
+            timeout=args.timeout,
+            tls=client_tls(args),
         ) as client:
             report = await client.run(
                 request, concurrency=args.concurrency, duration=args.duration, count=args.count
             )
         print(report.line())
         return report.to_dict()
-    async with AsyncClient(args.target, method, timeout=args.timeout) as client:
+    async with AsyncClient(
+        args.target, method, timeout=args.timeout, tls=client_tls(args)
+    ) as client:
         siege = Siege(
             client, rate_schedule(args), duration=args.duration, max_in_flight=args.max_in_flight
         )

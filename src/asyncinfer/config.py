@@ -6,10 +6,17 @@ import dataclasses
 from typing import Literal
 
 from .errors import ConfigError
+from .restriction import Restrictions
+from .tls import ServerTls
 
-__all__ = ["ServerConfig"]
+__all__ = ["INFERENCE_RECEIVE_BYTES", "ServerConfig"]
 
 MiB = 1024 * 1024
+#: The inference service's receive limit (Triton's is INT32_MAX; the largest request of its
+#: example clients is 602,112 bytes). gRPC inflates a compressed request only up to this limit
+#: and then answers RESOURCE_EXHAUSTED "Decompressed message larger than max", so it also
+#: bounds what one compressed request can make the server hold.
+INFERENCE_RECEIVE_BYTES = 64 * MiB
 LoopKind = Literal["auto", "uvloop", "asyncio"]
 
 
@@ -43,6 +50,21 @@ class ServerConfig:
     #: Where the metrics endpoint listens; None: the same host as gRPC. Workers of a supervisor
     #: use 127.0.0.1, since only the supervisor scrapes them.
     metrics_host: str | None = None
+    #: TLS (and, with ``mutual``, client certificates) on the gRPC port; None: plaintext.
+    tls: ServerTls | None = None
+    #: Protocol groups that answer only calls with their key header (--grpc-restricted-protocol).
+    restrictions: Restrictions = dataclasses.field(default_factory=Restrictions)
+    #: Streaming calls (any RPC that streams requests or replies) open at once, in total and
+    #: per client connection; one more is refused with RESOURCE_EXHAUSTED.
+    max_streams: int = 4096
+    max_streams_per_connection: int = 256
+    #: Bytes of unary replies handed to gRPC and not yet sent (a client that does not read),
+    #: in total and per connection; a reply beyond either is refused with RESOURCE_EXHAUSTED.
+    max_unsent_reply_bytes: int = 512 * MiB
+    max_unsent_reply_bytes_per_connection: int = 128 * MiB
+    #: With workers > 1: a worker whose event loop has not answered the supervisor's liveness
+    #: probe for this many seconds is killed and replaced (a stopped or wedged process).
+    liveness_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -58,7 +80,17 @@ class ServerConfig:
             )
         if self.grace < 0:
             raise ConfigError(f"grace must be seconds >= 0, not {self.grace}")
-        for name in ("max_receive_message_bytes", "max_send_message_bytes", "max_concurrent_rpcs"):
+        if self.liveness_timeout <= 0:
+            raise ConfigError(f"liveness_timeout must be seconds > 0, not {self.liveness_timeout}")
+        for name in (
+            "max_receive_message_bytes",
+            "max_send_message_bytes",
+            "max_concurrent_rpcs",
+            "max_streams",
+            "max_streams_per_connection",
+            "max_unsent_reply_bytes",
+            "max_unsent_reply_bytes_per_connection",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"{name} must be positive, not {value}")

@@ -27,11 +27,22 @@
 
 Servers raise ``RpcError`` subclasses to answer with a status; clients turn a received status
 back into the same class with :func:`from_status`.
+
+Every message that repeats a string a client sent (a model, region, key or tensor name) passes
+it through :func:`echo`, which bounds its length and escapes what is not printable; the whole
+message is bounded once more where it is sent (:func:`bounded_message`). An unexpected error is
+logged with its traceback once per distinct cause (exception type, RPC and the line that raised)
+within :data:`INTERNAL_LOG_WINDOW` seconds; the calls it fails meanwhile share its error id and
+are counted in the next log line of that cause, so a flood of one bug cannot flood the log.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
+import time
+import traceback
 import uuid
 from typing import ClassVar
 
@@ -60,6 +71,8 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "UsageError",
+    "bounded_message",
+    "echo",
     "from_status",
     "internal_error",
 ]
@@ -176,17 +189,82 @@ def from_status(code: grpc.StatusCode, message: str) -> RpcError:
     return _BY_CODE.get(code, Unknown)(message)
 
 
+#: At most this many characters of one client string appear in a message.
+ECHO_LIMIT = 128
+#: At most this many characters of a status message are sent (grpc sends it in a header).
+MESSAGE_LIMIT = 2048
+#: Seconds during which further errors of one cause are counted instead of logged.
+INTERNAL_LOG_WINDOW = 60.0
+_MAX_CAUSES = 1024
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as text fit to repeat in an error: non-printable characters escaped, and at
+    most ``limit`` characters of it, with the full length said when it was cut."""
+    text = value if isinstance(value, str) else str(value)
+    head = text[:limit]
+    if not head.isprintable():
+        head = head.encode("unicode_escape").decode("ascii")
+    return head if len(text) <= limit else f"{head}...({len(text)} characters)"
+
+
+def bounded_message(message: str) -> str:
+    """``message`` cut to :data:`MESSAGE_LIMIT` characters."""
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    tail = f"...({len(message)} characters)"
+    return message[: MESSAGE_LIMIT - len(tail)] + tail
+
+
+@dataclasses.dataclass(slots=True)
+class _Cause:
+    error_id: str
+    logged_at: float
+    repeated: int = 0  # calls failed by this cause since it was logged
+
+
+class _InternalLog:
+    """Logs a traceback once per cause per window; the calls in between reuse its error id."""
+
+    def __init__(self) -> None:
+        self.causes: collections.OrderedDict[tuple[str, str, str], _Cause] = (
+            collections.OrderedDict()
+        )
+
+    def error_id(self, exc: BaseException, where: str) -> str:
+        frames = traceback.extract_tb(exc.__traceback__)
+        origin = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        key = (type(exc).__qualname__, where, origin)
+        now = time.monotonic()
+        cause = self.causes.get(key)
+        if cause is not None and now - cause.logged_at < INTERNAL_LOG_WINDOW:
+            cause.repeated += 1
+            return cause.error_id
+        error_id = uuid.uuid4().hex[:12]
+        repeated = 0 if cause is None else cause.repeated
+        more = f"; {repeated} more like it since the last report" if repeated else ""
+        log.error(
+            "internal error (id=%s) in %s%s",
+            error_id,
+            where,
+            more,
+            exc_info=exc,
+            extra={"error_id": error_id, "where": where, "repeated": repeated},
+        )
+        self.causes[key] = _Cause(error_id, now)
+        self.causes.move_to_end(key)
+        while len(self.causes) > _MAX_CAUSES:
+            self.causes.popitem(last=False)
+        return error_id
+
+
+_INTERNAL_LOG = _InternalLog()
+
+
 def internal_error(exc: BaseException, where: str) -> Unknown:
-    """Log an unexpected exception once, with its traceback, and return what the client sees.
+    """Log an unexpected exception (once per cause and window, with its traceback) and return
+    what the client sees.
 
     The client gets only the error id; the text of ``exc`` may hold data it must not see.
     """
-    error_id = uuid.uuid4().hex[:12]
-    log.error(
-        "internal error (id=%s) in %s",
-        error_id,
-        where,
-        exc_info=exc,
-        extra={"error_id": error_id, "where": where},
-    )
-    return Unknown(f"internal error (id={error_id})")
+    return Unknown(f"internal error (id={_INTERNAL_LOG.error_id(exc, where)})")

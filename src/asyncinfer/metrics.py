@@ -7,10 +7,14 @@ their Resources contribute (``Resources.collectors()``; the inference service ad
 ``nv_inference_*``). Every family is built when Prometheus scrapes, so the call path pays only
 for the counters it already keeps.
 
-The endpoint is prometheus-client's HTTP server on a daemon thread. Collectors read plain ints
-and lists that the event loop mutates; under the GIL each read is atomic, and a scrape may see
-one call counted in ``completed`` a moment before it leaves ``in_flight``, which is fine for
-metrics.
+The endpoint is an aiohttp server on the server's own event loop: no thread per connection (the
+stdlib server prometheus-client ships starts one per connection, so a few hundred half-open
+connections were hundreds of threads contending with gRPC for the GIL). A connection lives at
+most ``CONNECTION_TIMEOUT`` seconds and at most ``MAX_CONNECTIONS`` are open at once (the oldest
+are closed first), so idle or half-open connections cost a socket each and then go away. Scrapes
+collect on the loop, where the counters live. The supervisor of worker processes, which has no
+event loop of its own, runs the same endpoint on one loop thread (``start_in_thread``) and
+collects in a worker thread, since its collector scrapes the workers over HTTP.
 
 Family names (labels ``service`` and ``method``; the RPC path is ``/service/method``):
 
@@ -25,12 +29,15 @@ Family names (labels ``service`` and ``method``; the RPC path is ``/service/meth
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
-from prometheus_client import start_http_server
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -40,10 +47,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .admission import Admission, Histogram
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
+from .errors import ConfigError, UsageError
 
 __all__ = ["FrameworkCollector", "MetricsEndpoint", "histogram_family", "registry_for"]
 
@@ -136,33 +140,150 @@ def registry_for(
     return registry
 
 
-class MetricsEndpoint:
-    """An HTTP server (a daemon thread) answering GET /metrics from ``registry``."""
+#: Seconds a metrics connection may stay open (Prometheus reconnects for the next scrape).
+CONNECTION_TIMEOUT = 10.0
+#: Metrics connections open at once; beyond it the oldest are closed.
+MAX_CONNECTIONS = 64
 
-    def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
-        self._httpd = httpd
-        self._thread = thread
+
+class MetricsEndpoint:
+    """An HTTP server answering GET /metrics from ``registry`` on an event loop."""
+
+    def __init__(self, runner: web.AppRunner, port: int, reaper: asyncio.Task[None]) -> None:
+        self._runner = runner
+        self._port = port
+        self._reaper = reaper
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def start(cls, host: str, port: int, registry: Collector) -> MetricsEndpoint:
+    async def start(
+        cls, host: str, port: int, registry: Collector, *, collect_in_thread: bool = False
+    ) -> MetricsEndpoint:
+        """Serve on the running loop (``collect_in_thread``: collect in a worker thread)."""
+
+        async def metrics(request: web.Request) -> web.Response:
+            if collect_in_thread:
+                body = await asyncio.to_thread(generate_latest, registry)
+            else:
+                body = generate_latest(registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/", metrics)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=CONNECTION_TIMEOUT,
+            shutdown_timeout=0.5,
+        )
         try:
-            httpd, thread = start_http_server(port, addr=host, registry=registry)
+            sock = socket.create_server((host, port), family=_family(host))
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port}: {exc.strerror}; choose another "
                 "metrics port, or 0 to pick a free one"
             ) from exc
-        return cls(httpd, thread)
+        bound = int(sock.getsockname()[1])
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        reaper = asyncio.get_running_loop().create_task(_reap(runner))
+        return cls(runner, bound, reaper)
+
+    @classmethod
+    def start_in_thread(cls, host: str, port: int, registry: Collector) -> MetricsEndpoint:
+        """Serve on a loop of its own in one daemon thread (for a process without a loop)."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="asyncinfer-metrics", daemon=True)
+        thread.start()
+        started = asyncio.run_coroutine_threadsafe(
+            cls.start(host, port, registry, collect_in_thread=True), loop
+        )
+        try:
+            endpoint = started.result(30)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()
+            raise
+        endpoint._thread, endpoint._loop = thread, loop
+        return endpoint
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._port
 
     def url(self, host: str) -> str:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/metrics"
 
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5.0)
+    async def stop(self) -> None:
+        tasks = [self._reaper, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._runner.cleanup()
+
+    def every(self, seconds: float, work: Callable[[], None]) -> None:
+        """Run blocking ``work`` in a worker thread every ``seconds`` while the endpoint of
+        ``start_in_thread`` serves (the task belongs to the endpoint and stops with it)."""
+        loop = self._loop
+        if loop is None:
+            raise UsageError("every() is for endpoints made by start_in_thread()")
+
+        async def repeat() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await asyncio.to_thread(work)
+                except Exception:
+                    log.exception("periodic metrics work failed")
+
+        async def schedule() -> None:
+            self._tasks.append(asyncio.get_running_loop().create_task(repeat()))
+
+        asyncio.run_coroutine_threadsafe(schedule(), loop).result(10)
+
+    def stop_thread(self) -> None:
+        """Stop an endpoint made by ``start_in_thread``."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            raise UsageError("stop_thread() is for endpoints made by start_in_thread()")
+        asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+async def _reap(runner: web.AppRunner) -> None:
+    """Close connections older than CONNECTION_TIMEOUT, and the oldest beyond MAX_CONNECTIONS."""
+    first_seen: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(min(1.0, CONNECTION_TIMEOUT / 4))
+        server = runner.server
+        if server is None:
+            continue
+        now = loop.time()
+        handlers = list(server.connections)
+        for handler in handlers:
+            first_seen.setdefault(handler, now)
+        handlers.sort(key=lambda h: first_seen[h])
+        excess = len(handlers) - MAX_CONNECTIONS
+        for index, handler in enumerate(handlers):
+            if index < excess or now - first_seen[handler] > CONNECTION_TIMEOUT:
+                handler.force_close()
+                if handler.transport is not None:
+                    handler.transport.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any, Self
 
 import grpc
@@ -18,14 +19,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from ._calls import CallCounter, CallCounts, CallsCollector, channelz_server_ids
 from ._handlers import AnyContext, make_handler
 from ._reflection import pools_of
-from .admission import Admission, AdmissionStatistics
+from .admission import Admission, AdmissionStatistics, ServerLimits
 from .config import ServerConfig
 from .context import Context
 from .errors import ConfigError, UsageError
 from .metrics import MetricsEndpoint, registry_for
 from .resources import Resources
+from .restriction import RestrictingInterceptor
 
 __all__ = ["Server", "ServerStatistics"]
 
@@ -38,6 +41,8 @@ class ServerStatistics:
 
     rpcs: dict[str, AdmissionStatistics]
     resources: dict[str, dict[str, Any]]
+    #: Calls at the gRPC core and at the application's edge (shed calls: ``not_reached``).
+    calls: CallCounts
 
     @property
     def idle(self) -> bool:
@@ -52,12 +57,30 @@ class _Service:
 
 
 class Server:
-    """A gRPC server for services built from Contexts. Construct, ``add_service``, ``start``."""
+    """A gRPC server for services built from Contexts. Construct, ``add_service``, ``start``.
 
-    def __init__(self, config: ServerConfig | None = None, **options: Any) -> None:
+    ``interceptors`` are grpc.aio server interceptors (authentication, say) that see every call
+    before its handler, in order, after the configured protocol restrictions.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+        **options: Any,
+    ) -> None:
         if config is not None and options:
             raise UsageError("pass either a ServerConfig or keyword options, not both")
         self.config = config if config is not None else ServerConfig(**options)
+        for interceptor in interceptors:
+            if not isinstance(interceptor, grpc.aio.ServerInterceptor):
+                raise ConfigError(
+                    f"interceptors must be grpc.aio.ServerInterceptor instances, not "
+                    f"{interceptor!r}"
+                )
+        self.interceptors = tuple(interceptors)
+        self._calls = CallCounter()
         self._services: dict[str, _Service] = {}
         self._admissions: dict[str, Admission] = {}
         self._grpc: grpc.aio.Server | None = None
@@ -65,6 +88,8 @@ class Server:
         self._started: list[Resources] = []
         self._port: int | None = None
         self._metrics: MetricsEndpoint | None = None
+        #: What calls of every RPC hold together (streams, unsent replies); made at start().
+        self.limits: ServerLimits | None = None
 
     def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
         """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
@@ -118,19 +143,34 @@ class Server:
             raise UsageError("start() was already called")
         if not self._services:
             raise ConfigError("no services: call add_service() before start()")
+        restrictions = self.config.restrictions
+        channelz_before = channelz_server_ids()
         server = grpc.aio.server(
             options=self.config.grpc_options(),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+            interceptors=[
+                self._calls,
+                *([RestrictingInterceptor(restrictions)] if restrictions else []),
+                *self.interceptors,
+            ],
         )
         self._grpc = server
+        config = self.config
+        self.limits = ServerLimits(
+            max_streams=config.max_streams,
+            max_streams_per_connection=config.max_streams_per_connection,
+            max_unsent_reply_bytes=config.max_unsent_reply_bytes,
+            max_unsent_reply_bytes_per_connection=config.max_unsent_reply_bytes_per_connection,
+        )
         try:
             await self._start_resources()
             self._add_handlers(server)
             self._port = self._bind(server)
-            self._start_metrics()
+            await self._start_metrics()
             await server.start()
+            self._calls.identify(channelz_before)
         except BaseException:
-            self._stop_metrics()
+            await self._stop_metrics()
             await self._stop_resources()
             raise
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -145,7 +185,7 @@ class Server:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._grpc.stop(self.config.grace if grace is None else grace)
-        self._stop_metrics()
+        await self._stop_metrics()
         await self._stop_resources()
 
     async def wait_for_termination(self) -> None:
@@ -164,7 +204,12 @@ class Server:
         return ServerStatistics(
             rpcs={path: adm.statistics() for path, adm in self._admissions.items()},
             resources={name: svc.resources.statistics() for name, svc in self._services.items()},
+            calls=self._call_counts(),
         )
+
+    def _call_counts(self) -> CallCounts:
+        arrived = {path: admission.arrived for path, admission in self._admissions.items()}
+        return self._calls.counts(arrived)
 
     def _add_handlers(self, server: grpc.aio.Server) -> None:
         for service in self._services.values():
@@ -174,7 +219,7 @@ class Server:
                     cls.rpc_path(), cls.max_in_flight, queue_timeout=cls.queue_timeout
                 )
                 self._admissions[cls.rpc_path()] = admission
-                handlers[method_name] = make_handler(cls, service.resources, admission)
+                handlers[method_name] = make_handler(cls, service.resources, admission, self.limits)
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service.name, handlers),)
             )
@@ -198,7 +243,11 @@ class Server:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         try:
-            port = server.add_insecure_port(self.config.address)
+            tls = self.config.tls
+            if tls is None:
+                port = server.add_insecure_port(self.config.address)
+            else:
+                port = server.add_secure_port(self.config.address, tls.grpc_credentials())
         except RuntimeError as exc:
             port = 0
             cause: BaseException | None = exc
@@ -214,19 +263,20 @@ class Server:
             ) from cause
         return port
 
-    def _start_metrics(self) -> None:
+    async def _start_metrics(self) -> None:
         if self.config.metrics_port is None:
             return
         collectors = [c for svc in self._services.values() for c in svc.resources.collectors()]
+        collectors.append(CallsCollector(self._call_counts))
         registry = registry_for(lambda: self._admissions, collectors)
-        self._metrics = MetricsEndpoint.start(
+        self._metrics = await MetricsEndpoint.start(
             self._metrics_host, self.config.metrics_port, registry
         )
 
-    def _stop_metrics(self) -> None:
+    async def _stop_metrics(self) -> None:
         if self._metrics is not None:
-            self._metrics.stop()
-            self._metrics = None
+            metrics, self._metrics = self._metrics, None
+            await metrics.stop()
 
     async def _start_resources(self) -> None:
         for service in self._services.values():

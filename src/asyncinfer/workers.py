@@ -6,6 +6,11 @@ the port, spawns N workers that each call ``factory()`` and bind the same port t
 SO_REUSEPORT, restarts a worker that dies, and on SIGTERM/SIGINT asks every worker to drain and
 waits for them (``grace`` plus a margin) before killing what is left.
 
+Liveness: each worker's event loop sends a heartbeat to the supervisor every quarter of
+``liveness_timeout``. A worker whose heartbeats stop for ``liveness_timeout`` seconds while its
+process is alive (stopped with SIGSTOP, or its loop blocked) would keep taking its share of new
+connections and answer none: the supervisor kills it (SIGKILL) and starts a new one.
+
 The factory must be picklable (a module-level function or a functools.partial of one): workers
 are started with the "spawn" method so that no gRPC or event-loop state crosses a fork.
 """
@@ -93,6 +98,7 @@ async def _serve_one(
     *,
     announce: Callable[[int | None, str, str | None], None],
     index: int | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
     server = factory()
@@ -108,9 +114,21 @@ async def _serve_one(
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     announce(index, server.address, server.metrics_url)
-    await stop.wait()
+    async with asyncio.TaskGroup() as tasks:
+        if heartbeat is not None:
+            beats = tasks.create_task(_beat(heartbeat, server.config.liveness_timeout / 4))
+        await stop.wait()
+        if heartbeat is not None:
+            beats.cancel()
     await server.stop()
     return 0
+
+
+async def _beat(heartbeat: Callable[[], None], interval: float) -> None:
+    """Tell the supervisor this worker's loop runs, every ``interval`` seconds."""
+    while True:
+        heartbeat()
+        await asyncio.sleep(interval)
 
 
 def _worker_main(
@@ -126,6 +144,9 @@ def _worker_main(
     def announce(index: int | None, address: str, metrics_url: str | None) -> None:
         ready.send((index, os.getpid(), address, metrics_url))
 
+    def heartbeat() -> None:
+        ready.send((index, os.getpid()))  # a few bytes: one atomic write to the pipe
+
     if log_settings is not None:
         logs.configure(**log_settings)
     _exit_with_parent()
@@ -133,7 +154,8 @@ def _worker_main(
         # Before the server exists, so that gRPC's and the pools' threads inherit the mask.
         pin_process(cpus)
     config = factory().config
-    sys.exit(run_loop(_serve_one(factory, port, announce=announce, index=index), config.loop))
+    main = _serve_one(factory, port, announce=announce, index=index, heartbeat=heartbeat)
+    sys.exit(run_loop(main, config.loop))
 
 
 def _exit_with_parent() -> None:
@@ -154,6 +176,10 @@ class _Worker:
     process: BaseProcess
     started: float
     crashes: int = 0
+    #: When the supervisor last heard from this worker (its ready line or a heartbeat).
+    seen: float = 0.0
+    #: It announced it serves; only then is its liveness checked (loading may take long).
+    ready: bool = False
 
 
 class Supervisor:
@@ -176,7 +202,7 @@ class Supervisor:
             reservation, port = _reserve_port(self.config)
         except BaseException:
             if metrics is not None:
-                metrics.stop()
+                metrics.stop_thread()
             raise
         if self.config.pin_workers:
             topology = read_topology()
@@ -195,16 +221,19 @@ class Supervisor:
             self._drain()
             reservation.close()
             if metrics is not None:
-                metrics.stop()
+                metrics.stop_thread()
         return 0
 
     def _start_metrics(self) -> MetricsEndpoint | None:
         if self.config.metrics_port is None:
             return None
         # dict(): the endpoint's thread reads it while the supervise loop updates it.
-        registry = supervisor_registry(lambda: dict(self._metrics_urls))
+        registry, collector = supervisor_registry(lambda: dict(self._metrics_urls))
         host = self.config.metrics_host or self.config.host
-        endpoint = MetricsEndpoint.start(host, self.config.metrics_port, registry)
+        endpoint = MetricsEndpoint.start_in_thread(host, self.config.metrics_port, registry)
+        # Keep every worker's latest counts, so a worker killed between two Prometheus scrapes
+        # loses at most about a second of them.
+        endpoint.every(min(1.0, self.config.liveness_timeout / 4), collector.refresh)
         _print_metrics(endpoint.url(host))
         return endpoint
 
@@ -225,19 +254,17 @@ class Supervisor:
             name=f"asyncinfer-worker-{index}",
         )
         process.start()
-        self._workers[index] = _Worker(index, process, time.monotonic(), crashes)
+        now = time.monotonic()
+        self._workers[index] = _Worker(index, process, now, crashes, seen=now)
 
     def _supervise(self, port: int) -> None:
         restart_at: dict[int, float] = {}
         while not self._stopping:
             sentinels = [w.process.sentinel for w in self._workers.values() if w.process.is_alive()]
             multiprocessing.connection.wait([*sentinels, self._ready_recv], timeout=0.2)
-            while self._ready_recv.poll():
-                index, pid, address, metrics_url = self._ready_recv.recv()
-                if metrics_url is not None:
-                    self._metrics_urls[index] = metrics_url
-                _print_ready(index, address, pid=pid)
+            self._read_messages()
             now = time.monotonic()
+            self._kill_hung(now)
             for worker in list(self._workers.values()):
                 if worker.process.is_alive() or self._stopping:
                     continue
@@ -247,6 +274,38 @@ class Supervisor:
                 elif now >= restart_at.pop(worker.index):
                     crashes = worker.crashes + 1 if now - worker.started < _HEALTHY_AFTER else 0
                     self._start(worker.index, port, crashes=crashes)
+
+    def _read_messages(self) -> None:
+        """Ready lines and heartbeats from the workers."""
+        while self._ready_recv.poll():
+            message = self._ready_recv.recv()
+            index, pid = message[0], message[1]
+            worker = self._workers.get(index)
+            if worker is not None and worker.process.pid == pid:
+                worker.seen = time.monotonic()
+            if len(message) == 4:  # the ready line: (index, pid, address, metrics_url)
+                _, _, address, metrics_url = message
+                if worker is not None and worker.process.pid == pid:
+                    worker.ready = True
+                if metrics_url is not None:
+                    self._metrics_urls[index] = metrics_url
+                _print_ready(index, address, pid=pid)
+
+    def _kill_hung(self, now: float) -> None:
+        """SIGKILL a serving worker silent for liveness_timeout; the dead-worker path replaces
+        it. A worker still starting (loading models) is not checked until it is ready."""
+        for worker in self._workers.values():
+            silent = now - worker.seen
+            if worker.ready and worker.process.is_alive() and silent > self.config.liveness_timeout:
+                print(
+                    f"asyncinfer: worker {worker.index} (pid {worker.process.pid}) sent no "
+                    f"heartbeat for {silent:.1f}s (liveness_timeout "
+                    f"{self.config.liveness_timeout:g}s); killing it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                worker.process.kill()
+                worker.seen = now  # once; it is restarted once its exit is seen
 
     def _backoff(self, worker: _Worker, now: float) -> float:
         code = worker.process.exitcode

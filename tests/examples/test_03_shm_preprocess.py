@@ -119,12 +119,12 @@ async def test_model_service_rejects_bad_descriptors(model: Server) -> None:
         reply = await _call(model.address, INFER, request, InferReply)
         assert reply.output.WhichOneof("contents") == "shm"
         np.testing.assert_array_equal(slot.array(np.float32, (16,), offset=64), data)
-        request.input.shm.offset = 4090
+        request.input.shm.offset = 4128  # aligned, past the end of the 64 + 4096-byte segment
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await _call(model.address, INFER, request, InferReply)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (
-            f"SysV segment id={descriptor.segment_id}: bytes [4090, 4154)" in info.value.details()
+            f"SysV segment id={descriptor.segment_id}: bytes [4128, 4192)" in info.value.details()
         )
         request.input.shm.offset = 0
         request.input.shm.key += 1

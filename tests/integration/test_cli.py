@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,33 @@ def test_bad_arguments_say_what_is_wrong(address: str, args: tuple[str, ...], me
 def test_bad_app_spec() -> None:
     done = _cli("serve", "--app", "no_such_module:build")
     assert done.returncode == 2 and "cannot load --app no_such_module:build" in done.stderr
+
+
+def test_version_is_the_one_pyproject_gives() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    done = _cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"asyncinfer {project['version']}"
+
+
+def test_health_exits_zero_only_when_serving(address: str) -> None:
+    serving = _cli("health", address)
+    assert serving.returncode == 0 and serving.stdout.strip() == f"{address} (server): SERVING"
+    named = _cli("health", address, "--service", "asyncinfer.examples.Ping")
+    assert named.returncode == 0 and "SERVING" in named.stdout
+    unknown = _cli("health", address, "--service", "no.Such")
+    assert unknown.returncode == 1 and "SERVICE_UNKNOWN" in unknown.stdout
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    nobody = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening
+    try:
+        gone = _cli("health", nobody, "--timeout", "1")
+    finally:
+        closed.close()
+    assert gone.returncode == 1 and "UNREACHABLE (UNAVAILABLE)" in gone.stdout
+
+
+def test_load_clients_take_several_targets(address: str) -> None:
+    done = _cli("sync", f"{address},{address}", PING, "--count", "20")
+    assert done.returncode == 0 and "[sync] 20/20 ok" in done.stdout, done.stderr
+    named = _cli("sync", f"host-a:1,{address}", PING, "--count", "1")
+    assert named.returncode == 2 and "dns:///host-a:1" in named.stderr

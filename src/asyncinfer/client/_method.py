@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from ..codecs import PROTOBUF, BoundCodec, Codec, bind_method
 from ..context import Context
 from ..errors import ConfigError, RpcError, from_status
+from .routing import routing_metadata
 
 __all__ = ["Method", "Request", "to_error"]
 
@@ -111,7 +112,9 @@ class Method:
             try:
                 if streaming:
                     return [reply async for reply in call(self._requests(request), timeout=timeout)]
-                return await call(self._requests(request), timeout=timeout)
+                return await call(
+                    self._requests(request), timeout=timeout, metadata=routing_metadata(request)
+                )
             except grpc.aio.AioRpcError as exc:
                 raise to_error(exc) from None
 
@@ -126,7 +129,9 @@ class Method:
             try:
                 if streaming:
                     return list(call(self._requests(request), timeout=timeout))
-                return call(self._requests(request), timeout=timeout)
+                return call(
+                    self._requests(request), timeout=timeout, metadata=routing_metadata(request)
+                )
             except grpc.RpcError as exc:
                 raise to_error(exc) from None
 

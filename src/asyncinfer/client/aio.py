@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
-import grpc
-
 from ..errors import RpcError, UsageError
+from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import channel_options
+from .channel import Targets, aio_channel, channel_options
 from .report import LatencyRecorder, Report
 
 __all__ = ["AsyncClient"]
@@ -20,22 +19,26 @@ RequestSource = Request | Callable[[int], Request]
 
 
 class AsyncClient:
-    """Concurrent calls of one RPC. With ``max_in_flight``, extra calls wait for a free slot."""
+    """Concurrent calls of one RPC. With ``max_in_flight``, extra calls wait for a free slot.
+
+    ``target``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         method: Method,
         *,
         max_in_flight: int | None = None,
         timeout: float | None = 10.0,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise UsageError(f"max_in_flight must be >= 1 or None, not {max_in_flight}")
         self.method = method
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target, options=[*channel_options(), *options])
+        self._channel = aio_channel(target, [*channel_options(), *options], tls)
         self._invoke = method.aio_invoker(self._channel)
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 

@@ -22,8 +22,9 @@ from typing import Any, Self
 import grpc
 
 from ..errors import UsageError
+from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import OWN_CONNECTION, channel_options
+from .channel import OWN_CONNECTION, Targets, aio_channel, channel_options
 
 __all__ = ["ChannelPool"]
 
@@ -31,15 +32,20 @@ Invoker = Callable[[Request, float | None], Awaitable[Any]]
 
 
 class ChannelPool:
-    """``size`` channels to ``target``; ``call`` picks the next one round-robin."""
+    """``size`` channels to ``target``; ``call`` picks the next one round-robin.
+
+    ``target``: one address, several or a ``dns:///`` name; with several backends each channel
+    balances its calls over all of them (gRPC's round_robin).
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         *,
         size: int = 4,
         default_timeout: float | None = 10.0,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         if size < 1:
             raise UsageError(f"a channel pool needs size >= 1, not {size}")
@@ -47,6 +53,7 @@ class ChannelPool:
         self.size = size
         self.default_timeout = default_timeout
         self._options = [*channel_options(), *OWN_CONNECTION, *options]
+        self._tls = tls
         self._channels: list[grpc.aio.Channel] = []
         self._invokers: dict[tuple[int, str], Invoker] = {}
         self._next = itertools.count()
@@ -57,7 +64,7 @@ class ChannelPool:
         if self._channels:
             raise UsageError(f"the channel pool to {self.target} is already open")
         self._channels = [
-            grpc.aio.insecure_channel(self.target, options=self._options) for _ in range(self.size)
+            aio_channel(self.target, self._options, self._tls) for _ in range(self.size)
         ]
 
     async def close(self) -> None:

@@ -9,7 +9,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from ..errors import NotFound, UsageError
+from ..tls import ClientTls
 from ._method import Method, to_error
+from .channel import Targets, sync_channel
 
 __all__ = ["resolve_method"]
 
@@ -25,10 +27,12 @@ def _full_name(name: str) -> str:
     return stripped
 
 
-def resolve_method(target: str, name: str, *, timeout: float = 10.0) -> Method:
+def resolve_method(
+    target: Targets, name: str, *, timeout: float = 10.0, tls: ClientTls | None = None
+) -> Method:
     """The Method called ``name`` on the server at ``target``, described by its reflection."""
     full_name = _full_name(name)
-    with grpc.insecure_channel(target) as channel:
+    with sync_channel(target, tls=tls) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:

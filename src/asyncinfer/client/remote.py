@@ -26,8 +26,9 @@ from ..datatypes import BYTES, as_array, deserialize_bytes, from_wire, serialize
 from ..errors import UsageError
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
+from ..tls import ClientTls
 from ._method import to_error
-from .channel import channel_options
+from .channel import Targets, aio_channel, channel_options, sync_channel
 
 __all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunner"]
 
@@ -145,10 +146,16 @@ class RemoteRunner(_Runner):
 
 
 class RemoteManager:
-    """Models of a remote inference service, for asyncio code. Use ``async with``."""
+    """Models of a remote inference service, for asyncio code. Use ``async with``.
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
+
+    def __init__(
+        self, url: Targets, *, timeout: float = 30.0, tls: ClientTls | None = None
+    ) -> None:
         self.url = url
+        self.tls = tls
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
@@ -157,7 +164,7 @@ class RemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"RemoteManager({self.url!r}) is already connected")
-        self._channel = grpc.aio.insecure_channel(self.url, options=channel_options())
+        self._channel = aio_channel(self.url, channel_options(), self.tls)
         try:
             self._metadata = await _drive_async(_read_metadata(), self._call)
         except BaseException:
@@ -228,10 +235,16 @@ class SyncRemoteRunner(_Runner):
 
 
 class SyncRemoteManager:
-    """Models of a remote inference service, for blocking code. Use ``with``."""
+    """Models of a remote inference service, for blocking code. Use ``with``.
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
+
+    def __init__(
+        self, url: Targets, *, timeout: float = 30.0, tls: ClientTls | None = None
+    ) -> None:
         self.url = url
+        self.tls = tls
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
@@ -240,7 +253,7 @@ class SyncRemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"SyncRemoteManager({self.url!r}) is already connected")
-        self._channel = grpc.insecure_channel(self.url, options=channel_options())
+        self._channel = sync_channel(self.url, channel_options(), self.tls)
         try:
             self._metadata = _drive(_read_metadata(), self._blocking)
         except BaseException:

@@ -6,11 +6,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
-import grpc
-
 from ..errors import RpcError, UsageError
+from ..tls import ClientTls
 from ._method import Method, Request
-from .channel import channel_options
+from .channel import Targets, channel_options, sync_channel
 from .report import LatencyRecorder, Report
 
 __all__ = ["SyncClient"]
@@ -19,19 +18,23 @@ RequestSource = Request | Callable[[int], Request]
 
 
 class SyncClient:
-    """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams)."""
+    """Blocking calls of one RPC. ``call`` returns the reply (a list when the RPC streams).
+
+    ``target``: one address, several (round-robin over them) or a ``dns:///`` name.
+    """
 
     def __init__(
         self,
-        target: str,
+        target: Targets,
         method: Method,
         *,
         timeout: float | None = 10.0,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTls | None = None,
     ) -> None:
         self.method = method
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=[*channel_options(), *options])
+        self._channel = sync_channel(target, [*channel_options(), *options], tls)
         self._invoke = method.sync_invoker(self._channel)
 
     def call(self, request: Request, *, timeout: float | None = None) -> Any:

@@ -10,6 +10,7 @@ import pathlib
 from collections.abc import Sequence
 
 from .. import __version__
+from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
 from ..server import Server
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
@@ -65,7 +66,7 @@ def build_server(
         port=grpc_port,
         workers=workers,
         reuse_port=workers > 1,
-        max_receive_message_bytes=MAX_MESSAGE_BYTES,
+        max_receive_message_bytes=INFERENCE_RECEIVE_BYTES,
         max_send_message_bytes=MAX_MESSAGE_BYTES,
         metrics_port=metrics_port,
     )

@@ -9,15 +9,26 @@ last lease returns, and a view that escaped its lease keeps the mapping alive (s
 ``views_alive``).
 
 What a request may name is checked on every lease: the segment must exist and not be marked for
-removal, its key must match the descriptor (the key is the client's proof of ownership; an id
-alone can be guessed), it must belong to this server's user, and the offset and size must lie
-inside it. Each failure is INVALID_ARGUMENT with the segment and the bound in the message.
+removal, its key must name the descriptor's id, it must have been created by this server's user
+and be closed to other users (no group or other permission bits), the descriptor's token must
+equal the token in the segment's header (its first bytes, written by the client's ring), and
+the offset and size must lie inside it. Each failure is INVALID_ARGUMENT with the segment and
+the reason in the message.
+
+What this guarantees: keys and ids are public (``/proc/sysvipc/shm``), the token is not. Only a
+process that can read the segment knows its token, and a segment of the server's user with mode
+0600 can be read only by processes of that user (and root). So a process of another user cannot
+make the server read or write any segment, its own included (the server only attaches
+segments of its own user), nor one of the server user's clients. What it does not give:
+separation between processes of the server's own user, which can read each other's memory
+anyway.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hmac
 import logging
 import os
 from collections.abc import Sequence
@@ -30,7 +41,7 @@ import sysv_ipc
 from ..errors import InvalidArgument, UsageError
 from ._lease import ReleasedOnExit
 from ._spans import check_alignment, check_span, views_alive
-from .sysv import ShmDescriptor
+from .sysv import TOKEN_BYTES, ShmDescriptor
 
 __all__ = ["SysvAttachments", "SysvLease"]
 
@@ -126,6 +137,7 @@ class SysvAttachments:
         """Check ``descriptor`` and lease its bytes; release the lease (``with``) when done."""
         self._sweep()
         attachment = self._attachment(descriptor)
+        _check_token(attachment, descriptor)
         check_span(
             _label(descriptor.segment_id), descriptor.offset, descriptor.size, attachment.size
         )
@@ -241,4 +253,21 @@ def _ownership_problem(shm: sysv_ipc.SharedMemory, descriptor: ShmDescriptor) ->
         return "the segment was removed"
     if shm.cuid != os.geteuid():
         return f"the segment belongs to uid {shm.cuid}, not to this server's uid {os.geteuid()}"
+    if shm.mode & 0o077:
+        return (
+            f"the segment is open to other users (mode {shm.mode & 0o777:o}); create it with "
+            "mode 0600, as SysvRing does"
+        )
     return ""
+
+
+def _check_token(attachment: _Attachment, descriptor: ShmDescriptor) -> None:
+    """The descriptor's token must be the one in the segment's header (compared in constant
+    time; the header is read afresh, so a client that replaces its ring's token is followed)."""
+    header = attachment.root[:TOKEN_BYTES].tobytes() if attachment.size >= TOKEN_BYTES else b""
+    token = descriptor.token
+    if len(token) != TOKEN_BYTES or not hmac.compare_digest(token, header):
+        raise InvalidArgument(
+            f"{_label(descriptor.segment_id)}: the descriptor's token does not match the "
+            "segment's header; only the client that created the segment may name it"
+        )

@@ -2,51 +2,87 @@
 
 A client creates a POSIX shared-memory object, registers it under a name with
 ``register(name, key, offset, byte_size)``, and then points request inputs and outputs at
-``(name, offset, byte_size)``. This registry maps each region once, hands requests bounded
-leases on it, and unmaps it on unregister.
+``(name, offset, byte_size)``. This registry opens each region once, hands requests bounded
+leases on it, and closes it on unregister.
 
 Rules that matter here:
 
 - The key is the name of a POSIX object, never a path: one optional leading '/', then no '/',
   no '..', no NUL and no reserved prefix (glibc keeps named semaphores as ``sem.*`` in the same
   directory). A key that does not exist is an error naming it; nothing is ever created.
-- The region belongs to the client: this module never unlinks it. That is why it calls
-  ``_posixshmem.shm_open`` itself instead of using ``multiprocessing.shared_memory``, whose
-  resource tracker unlinks segments it saw at process exit on Python < 3.13.
-- A region in use by a request is not unmapped under it. Each request holds a lease; unregister
-  removes the name at once (so it can be registered again) but defers the unmap until the last
-  lease returns. ``mmap.close`` itself refuses while any view of the map is alive, which also
-  covers a view that escaped its lease: such a map is retried later instead of closed.
-- The region's file descriptor stays open while it is registered, so each lease can check the
-  object's current size: a client that shrinks its object after registering gets an error, not
-  a SIGBUS in the server.
+- Only a regular file in /dev/shm owned by the server's own user is opened: it is opened with
+  O_NOFOLLOW and O_NONBLOCK and checked with fstat on the descriptor it gave (no race between a
+  check and the open), so a symlink, a directory, a socket or a FIFO, or another user's object,
+  is INVALID_ARGUMENT naming the key.
+- The region belongs to the client: this module never unlinks it. That is why it opens the
+  object itself instead of using ``multiprocessing.shared_memory``, whose resource tracker
+  unlinks segments it saw at process exit on Python < 3.13.
+- **The server never maps a client's region.** A mapping of a file that its owner later shrinks
+  (ftruncate) raises SIGBUS on the first access past the new end, and no check made before the
+  access can exclude that: the client may shrink it right after the check (the class of bug of
+  CVE-2025-23319/23320/23334 in Triton). So inputs are read with ``preadv`` into server memory
+  (one copy in) and outputs written with ``pwrite`` (one copy out, as the copy into a mapping
+  was): the kernel bounds every access by the object's size at that instant, and a short read
+  or a region that shrank below its registered end is INVALID_ARGUMENT naming the region.
+- One descriptor per region, and a bounded number of regions (``max_regions``, by default a
+  quarter of the process's descriptor limit, at most 4096): one more register answers
+  RESOURCE_EXHAUSTED naming the bound, and so does a descriptor limit reached anyway.
+- A region in use by a request is not closed under it. Each request holds a lease; unregister
+  removes the name at once (so it can be registered again) but defers the close until the last
+  lease returns.
 """
 
 from __future__ import annotations
 
-import _posixshmem
 import dataclasses
+import errno
 import logging
-import mmap
 import os
+import resource
+import stat
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, UsageError
+from ..errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    UsageError,
+    echo,
+)
 from ._lease import ReleasedOnExit
 from ._spans import check_span
-from .cuda import PinnedMemory, pin_host_memory
 
-__all__ = ["RESERVED_PREFIXES", "RegionLease", "RegionStatus", "SystemShmRegistry", "check_key"]
+__all__ = [
+    "RESERVED_PREFIXES",
+    "ReadBuffers",
+    "RegionLease",
+    "RegionStatus",
+    "SystemShmRegistry",
+    "check_key",
+    "default_max_regions",
+]
 
 log = logging.getLogger("asyncinfer.shm")
 
 #: Names in /dev/shm that belong to something else than a client's tensor region.
 RESERVED_PREFIXES = ("sem.", ".")
 NAME_MAX = 255
+#: Where glibc's shm_open keeps POSIX shared-memory objects on Linux.
+SHM_DIR = "/dev/shm"
+_OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+def default_max_regions() -> int:
+    """A quarter of this process's descriptor limit (RLIMIT_NOFILE), between 16 and 4096."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 4096 if soft == resource.RLIM_INFINITY else max(16, min(4096, soft // 4))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +94,7 @@ class RegionStatus:
 
 
 def _label(name: str) -> str:
-    return f"shared memory region '{name}'"
+    return f"shared memory region '{echo(name)}'"
 
 
 def check_key(key: str) -> str:
@@ -79,37 +115,37 @@ def check_key(key: str) -> str:
         problem = f"it is longer than {NAME_MAX} bytes"
     if problem:
         raise InvalidArgument(
-            f"system shared memory key {key!r} is not valid: {problem}; expected a POSIX "
+            f"system shared memory key '{echo(key)}' is not valid: {problem}; expected a POSIX "
             "shared-memory name such as '/my_region'"
         )
     return "/" + body
 
 
 class _Region:
-    """One registered region: its descriptor and mapping, and how many requests use it."""
+    """One registered region: its descriptor, and how many requests use it."""
 
-    def __init__(self, status: RegionStatus, fd: int, mapping: mmap.mmap, base: int) -> None:
+    def __init__(self, status: RegionStatus, fd: int) -> None:
         self.status = status
         self.fd = fd
-        self.mapping = mapping
-        self.base = base  # where offset 0 of the region lies in the mapping
         self.users = 0
         self.retired = False
-        self.pinned: PinnedMemory | None = None
 
     def close(self) -> bool:
-        """Unmap and close; False (nothing done) while any view of the mapping is alive."""
+        """Close the descriptor; False (nothing done) while a request holds a lease on it."""
         if self.users:
-            return False
-        if self.pinned is not None:
-            self.pinned.unpin()  # releases its view of the mapping, so the unmap can proceed
-            self.pinned = None
-        try:
-            self.mapping.close()
-        except BufferError:
             return False
         os.close(self.fd)
         return True
+
+    def check_size(self) -> None:
+        """The object must still hold the registered span (the client may have shrunk it)."""
+        end = self.status.offset + self.status.byte_size
+        current = os.fstat(self.fd).st_size
+        if end > current:
+            raise InvalidArgument(
+                f"{_label(self.status.name)}: its key '{echo(self.status.key)}' now holds "
+                f"{current} bytes, less than the registered offset + byte_size {end}"
+            )
 
 
 class RegionLease(ReleasedOnExit):
@@ -127,14 +163,26 @@ class RegionLease(ReleasedOnExit):
         self.byte_size = byte_size
 
     def view(self) -> memoryview:
-        """The leased bytes, writable; do not keep it past ``release``."""
-        if self._owner is None:
-            raise UsageError(f"the lease on {_label(self.name)} was released")
-        start = self._region.base + self.offset
-        return memoryview(self._region.mapping)[start : start + self.byte_size]
+        """A copy of the leased bytes, read now through the region's descriptor (never a map of
+        the client's memory: see the module docstring)."""
+        region = self._live()
+        region.check_size()
+        assert self._owner is not None
+        buffer = self._owner.buffers.take(self.byte_size)
+        position = region.status.offset + self.offset
+        done = 0
+        while done < self.byte_size:
+            read = os.preadv(region.fd, [buffer[done:].data], position + done)
+            if read == 0:  # the client shrank the object after the size check
+                raise InvalidArgument(
+                    f"{_label(self.name)}: the region ended after {self.offset + done} of "
+                    f"the {self.offset + self.byte_size} bytes this request reads"
+                )
+            done += read
+        return buffer.data
 
     def array(self, dtype: npt.DTypeLike, shape: Sequence[int]) -> npt.NDArray[Any]:
-        """The leased bytes as a numpy array; they must be exactly the tensor's size."""
+        """A copy of the leased bytes as a numpy array; they must be exactly the tensor's size."""
         dt = np.dtype(dtype)
         expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         if expected != self.byte_size:
@@ -145,20 +193,30 @@ class RegionLease(ReleasedOnExit):
         return np.frombuffer(self.view(), dt).reshape(shape)
 
     def write(self, data: bytes | memoryview | npt.NDArray[Any]) -> int:
-        """Copy ``data`` to the start of the leased bytes; returns how many were written."""
+        """Write ``data`` to the start of the leased bytes; returns how many were written."""
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data).reshape(-1).view(np.uint8).data
-        source = memoryview(data)
+        source = memoryview(data).cast("B")
         nbytes = source.nbytes
         if nbytes > self.byte_size:
             raise InvalidArgument(
                 f"{_label(self.name)}: the output needs {nbytes} bytes but "
                 f"shared_memory_byte_size is {self.byte_size}"
             )
-        target = self.view()
-        target[:nbytes] = source.cast("B")
-        target.release()
+        region = self._live()
+        # A region shrunk after this check makes pwrite extend the client's object (sparse),
+        # which harms no one; it can never fault the server.
+        region.check_size()
+        position = region.status.offset + self.offset
+        done = 0
+        while done < nbytes:
+            done += os.pwrite(region.fd, source[done:], position + done)
         return nbytes
+
+    def _live(self) -> _Region:
+        if self._owner is None:
+            raise UsageError(f"the lease on {_label(self.name)} was released")
+        return self._region
 
     def release(self) -> None:
         owner, self._owner = self._owner, None
@@ -166,11 +224,51 @@ class RegionLease(ReleasedOnExit):
             owner._return(self._region)
 
 
+class ReadBuffers:
+    """Server memory that inputs are read into, reused once no view of it is left.
+
+    A fresh buffer of a large tensor costs a page fault per page on first touch (more than the
+    copy itself), so up to ``keep`` buffers of at most ``largest`` bytes are kept and handed out
+    again when the arrays of the request that used one are gone; a buffer
+    still viewed (a model kept its input) is simply not reused.
+    """
+
+    def __init__(self, *, keep: int = 4, largest: int = 64 << 20) -> None:
+        self.keep = keep
+        self.largest = largest
+        self._kept: list[npt.NDArray[np.uint8]] = []
+        self._lock = threading.Lock()  # leases may be read from pool threads
+
+    def take(self, size: int) -> npt.NDArray[np.uint8]:
+        """``size`` bytes of server memory (contents undefined)."""
+        if size > self.largest:
+            return np.empty(size, np.uint8)
+        with self._lock:
+            free = [i for i in range(len(self._kept)) if self._unused(i)]
+            fits = [i for i in free if self._kept[i].nbytes >= size]
+            if fits:
+                return self._kept[fits[0]][:size]
+            root = np.empty(max(size, 1 << 16), np.uint8)
+            if len(self._kept) < self.keep:
+                self._kept.append(root)
+            elif free:  # every kept buffer is in use or too small: replace the smallest unused
+                self._kept[min(free, key=lambda i: self._kept[i].nbytes)] = root
+            return root[:size]
+
+    def _unused(self, index: int) -> bool:
+        # Every view handed out is a slice of a kept root, and numpy keeps a reference to the
+        # root in each; with none left, the list and getrefcount's argument are the only two.
+        return sys.getrefcount(self._kept[index]) <= 2
+
+
 class SystemShmRegistry:
     """Registered POSIX regions by name; at most ``max_regions`` at once."""
 
-    def __init__(self, *, max_regions: int = 4096) -> None:
-        self.max_regions = max_regions
+    def __init__(self, *, max_regions: int | None = None) -> None:
+        self.buffers = ReadBuffers()
+        self.max_regions = default_max_regions() if max_regions is None else max_regions
+        if self.max_regions < 1:
+            raise UsageError(f"max_regions must be >= 1, not {self.max_regions}")
         self._regions: dict[str, _Region] = {}
         self._retiring: list[_Region] = []
 
@@ -180,8 +278,12 @@ class SystemShmRegistry:
             raise InvalidArgument("system shared memory: a region name is required")
         if name in self._regions:
             raise AlreadyExists(f"{_label(name)} is already registered; unregister it first")
-        if len(self._regions) >= self.max_regions:
-            raise ResourceExhausted(f"at most {self.max_regions} regions may be registered")
+        if len(self._regions) + len(self._retiring) >= self.max_regions:
+            raise ResourceExhausted(
+                f"cannot register {_label(name)}: at most {self.max_regions} system "
+                "shared-memory regions may be registered at once (max_regions); unregister "
+                "regions first"
+            )
         path = check_key(key)
         if offset < 0 or byte_size <= 0:
             raise InvalidArgument(
@@ -197,10 +299,8 @@ class SystemShmRegistry:
         self._sweep()
 
     def _sweep(self) -> None:
-        # A region whose view escaped a lease (a numpy input still referenced when the request
-        # closed its leases) could not close when its last lease returned; try again on every
-        # register, unregister and lease return, so it is unmapped soon after that view is gone
-        # and not only at server stop.
+        # A region unregistered while requests held leases closes when its last lease returns;
+        # retried on every register, unregister and lease return.
         if self._retiring:
             self._retiring = [r for r in self._retiring if not r.close()]
 
@@ -220,34 +320,14 @@ class SystemShmRegistry:
         if region is None:
             raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
         check_span(_label(name), offset, byte_size, region.status.byte_size)
-        current = os.fstat(region.fd).st_size
-        if region.status.offset + region.status.byte_size > current:
-            raise InvalidArgument(
-                f"{_label(name)}: its key {region.status.key!r} now holds {current} bytes, less "
-                f"than the registered offset + byte_size "
-                f"{region.status.offset + region.status.byte_size}"
-            )
+        region.check_size()
         region.users += 1
         return RegionLease(self, region, offset, byte_size)
-
-    def pin(self, name: str) -> None:
-        """Page-lock region ``name`` once (cudaHostRegister) so copies between it and a GPU can
-        be asynchronous; undone when the region is unmapped. FAILED_PRECONDITION without CUDA."""
-        region = self._regions.get(name)
-        if region is None:
-            raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
-        if region.pinned is None:
-            view = memoryview(region.mapping)[region.base : region.base + region.status.byte_size]
-            try:
-                region.pinned = pin_host_memory(view)
-            except BaseException:
-                view.release()  # a view left behind would keep the region from unmapping
-                raise
 
     def close(self) -> None:
         self.unregister("")
         for region in self._retiring:
-            log.warning("%s is still viewed after stop; left mapped", _label(region.status.name))
+            log.warning("%s is still leased after stop; left open", _label(region.status.name))
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -267,25 +347,46 @@ class SystemShmRegistry:
 
 def _open_region(status: RegionStatus, path: str) -> _Region:
     label = _label(status.name)
-    try:
-        fd = _posixshmem.shm_open(path, os.O_RDWR, 0)
-    except FileNotFoundError:
-        raise InvalidArgument(
-            f"{label}: system shared memory key {status.key!r} does not exist"
-        ) from None
-    except PermissionError:
-        raise InvalidArgument(
-            f"{label}: key {status.key!r} may not be opened by the server"
-        ) from None
+    fd = _open_own_regular_file(label, status.key, SHM_DIR + path)
     try:
         check_span(label, status.offset, status.byte_size, os.fstat(fd).st_size)
-        # mmap offsets must be page-granular: map from the page that holds `offset`.
-        start = status.offset - status.offset % mmap.ALLOCATIONGRANULARITY
-        length = status.offset - start + status.byte_size
-        mapping = mmap.mmap(
-            fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=start
-        )
     except BaseException:
         os.close(fd)
         raise
-    return _Region(status, fd, mapping, status.offset - start)
+    return _Region(status, fd)
+
+
+_OPEN_PROBLEMS = {
+    errno.ENOENT: "does not exist",
+    errno.ELOOP: "is a symbolic link; only regular files in /dev/shm are opened",
+    errno.EISDIR: "is a directory; only regular files in /dev/shm are opened",
+    errno.ENXIO: "is a socket or a device; only regular files in /dev/shm are opened",
+    errno.EACCES: "may not be opened by the server",
+    errno.EPERM: "may not be opened by the server",
+}
+
+
+def _open_own_regular_file(label: str, key: str, path: str) -> int:
+    """A descriptor on ``path`` if it is a regular file owned by this process's user."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise ResourceExhausted(
+                f"cannot register {label}: the server has no file descriptor left "
+                f"(RLIMIT_NOFILE); unregister regions first"
+            ) from None
+        problem = _OPEN_PROBLEMS.get(exc.errno or 0, f"cannot be opened ({exc.strerror})")
+        raise InvalidArgument(
+            f"{label}: system shared memory key '{echo(key)}' {problem}"
+        ) from None
+    info = os.fstat(fd)
+    problem = ""
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file; only regular files in /dev/shm are opened"
+    elif info.st_uid != os.geteuid():
+        problem = f"belongs to uid {info.st_uid}, not to this server's uid {os.geteuid()}"
+    if problem:
+        os.close(fd)
+        raise InvalidArgument(f"{label}: system shared memory key '{echo(key)}' {problem}")
+    return fd

@@ -10,8 +10,12 @@ fragments. Everything is bounded: the ring's size is fixed when it opens; when e
 busy ``allocate`` waits (within a timeout) and ``allocate_nowait`` raises ResourceExhausted.
 
 The segments are created with a random key, mode 0600 and IPC_CREAT|IPC_EXCL, and removed when
-the ring closes. The key travels in each descriptor: the server attaches by key and checks that
-it names the same id, so a request cannot point the server at a segment by id alone.
+the ring closes. Keys and ids are no secret (any local user reads them in /proc/sysvipc/shm), so
+each ring draws a random 16-byte token when it opens and writes it in the header of every
+segment (the first :data:`HEADER_BYTES` bytes, never handed out as a slot). The token travels in
+each descriptor with the id and key; the server attaches by key, checks that it names the same
+id, that the segment's creator is the server's own user and that it is not open to other users,
+and compares the token with the segment's header (see :mod:`.attach` for what that guarantees).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import secrets
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -30,10 +35,14 @@ from ..errors import ResourceExhausted, UsageError
 from ._lease import ReleasedOnExit
 from ._spans import views_alive
 
-__all__ = ["ALIGNMENT", "ShmDescriptor", "Slot", "SysvRing"]
+__all__ = ["ALIGNMENT", "HEADER_BYTES", "TOKEN_BYTES", "ShmDescriptor", "Slot", "SysvRing"]
 
 #: Slots start on 64-byte boundaries (a cache line; enough for any numpy dtype and AVX-512).
 ALIGNMENT = 64
+#: The ring's token, at the start of every segment.
+TOKEN_BYTES = 16
+#: Bytes at the start of a segment that hold its header (the token); slots come after them.
+HEADER_BYTES = ALIGNMENT
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,17 +53,21 @@ class ShmDescriptor:
     key: int
     offset: int
     size: int
+    #: The ring's token (written in the segment's header); empty: the server refuses it.
+    token: bytes = b""
 
 
 class _Segment:
     """One SysV segment of the ring: attached here, used as a bump stack of slots."""
 
-    def __init__(self, size: int) -> None:
-        self.shm = _create_segment(size)
-        self.capacity = size
-        self.top = 0  # the next free byte
+    def __init__(self, size: int, token: bytes) -> None:
+        self.shm = _create_segment(HEADER_BYTES + size)
+        self.capacity = HEADER_BYTES + size
+        self.top = HEADER_BYTES  # the next free byte
         self.live = 0  # slots handed out and not yet released
         self.root: npt.NDArray[np.uint8] = np.frombuffer(self.shm, np.uint8)
+        self.root[:TOKEN_BYTES] = np.frombuffer(token, np.uint8)
+        self.token = token
 
     def fits(self, size: int) -> bool:
         return self.top + size <= self.capacity
@@ -102,7 +115,9 @@ class Slot(ReleasedOnExit):
     def __init__(self, ring: SysvRing, segment: _Segment, offset: int, size: int) -> None:
         self._ring: SysvRing | None = ring
         self._segment = segment
-        self.descriptor = ShmDescriptor(segment.shm.id, segment.shm.key, offset, size)
+        self.descriptor = ShmDescriptor(
+            segment.shm.id, segment.shm.key, offset, size, segment.token
+        )
 
     @property
     def released(self) -> bool:
@@ -176,9 +191,10 @@ class SysvRing:
     def open(self) -> Self:
         if self._segments:
             raise UsageError("the ring is already open")
+        token = secrets.token_bytes(TOKEN_BYTES)
         try:
             for _ in range(self.segment_count):
-                self._segments.append(_Segment(self.segment_bytes))
+                self._segments.append(_Segment(self.segment_bytes, token))
         except BaseException:
             self.close()
             raise
@@ -249,7 +265,7 @@ class SysvRing:
             index = (self._current + step) % count
             segment = self._segments[index]
             if segment.live == 0:
-                segment.top = 0
+                segment.top = HEADER_BYTES
                 self._current = index
                 return segment
         return None
@@ -259,6 +275,6 @@ class SysvRing:
         if not self._segments:
             return  # the ring was closed under this slot
         if segment.live == 0 and segment is self._segments[self._current]:
-            segment.top = 0  # nothing of it is in use: start the current stack over
+            segment.top = HEADER_BYTES  # nothing of it is in use: start the stack over
         if self._released is not None:
             self._released.set()

@@ -59,7 +59,7 @@ def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
 
 
 def descriptor_of(ref: ShmRef) -> ShmDescriptor:
-    return ShmDescriptor(ref.segment_id, ref.key, ref.offset, ref.byte_size)
+    return ShmDescriptor(ref.segment_id, ref.key, ref.offset, ref.byte_size, ref.token)
 
 
 def shm_ref(descriptor: ShmDescriptor) -> ShmRef:
@@ -68,6 +68,7 @@ def shm_ref(descriptor: ShmDescriptor) -> ShmRef:
         key=descriptor.key,
         offset=descriptor.offset,
         byte_size=descriptor.size,
+        token=descriptor.token,
     )
 
 

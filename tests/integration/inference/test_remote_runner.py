@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import pathlib
 import socket
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from asyncinfer.client.remote import RemoteManager, SyncRemoteManager
 from asyncinfer.errors import InvalidArgument, NotFound, Unavailable, UsageError
+from asyncinfer.inference.app import build_server
 from asyncinfer.runner import Binding
 
-from .inference_servers import REPOSITORY
+from .inference_servers import REPOSITORY, ThreadedServer
 
 #: Every model of the example repository (all load at start in control mode none).
 MODELS = sorted(p.name for p in REPOSITORY.iterdir() if (p / "config.pbtxt").is_file())
@@ -86,3 +89,42 @@ async def test_a_failed_connect_leaves_nothing_open_and_can_be_retried() -> None
 def test_unconnected_manager_says_so() -> None:
     with pytest.raises(UsageError, match="connect"):
         SyncRemoteManager("127.0.0.1:1").get_models()
+
+
+def _simple_only(folder: pathlib.Path) -> pathlib.Path:
+    folder.mkdir()
+    (folder / "simple").symlink_to(REPOSITORY / "simple")
+    return folder
+
+
+def _inference_count(address: str) -> int:
+    with grpcclient.InferenceServerClient(address) as client:
+        stats = client.get_inference_statistics("simple", as_json=True)
+    return int(stats["model_stats"][0].get("inference_count", 0))
+
+
+async def test_async_manager_round_robins_over_several_servers(tmp_path: pathlib.Path) -> None:
+    repository = _simple_only(tmp_path / "models")
+    factory = lambda: build_server(repository, grpc_port=0)  # noqa: E731
+    with ThreadedServer(factory) as first, ThreadedServer(factory) as second:
+        async with RemoteManager([first, second]) as manager:
+            runner = manager.infer_runner("simple")
+            a = np.ones((1, 16), np.int32)
+            for _ in range(40):
+                outputs = await runner.infer(INPUT0=a, INPUT1=a)
+                np.testing.assert_array_equal(outputs["OUTPUT0"], a * 2)
+        counts = [_inference_count(first), _inference_count(second)]
+    assert sum(counts) == 40 and min(counts) >= 10, counts
+
+
+def test_sync_manager_takes_several_servers(tmp_path: pathlib.Path) -> None:
+    repository = _simple_only(tmp_path / "models")
+    factory = lambda: build_server(repository, grpc_port=0)  # noqa: E731
+    with ThreadedServer(factory) as first, ThreadedServer(factory) as second:
+        with SyncRemoteManager(f"{first},{second}") as manager:
+            runner = manager.infer_runner("simple")
+            a = np.ones((1, 16), np.int32)
+            for future in [runner.infer(INPUT0=a, INPUT1=a) for _ in range(30)]:
+                np.testing.assert_array_equal(future.result(timeout=30)["OUTPUT1"], a * 0)
+        counts = [_inference_count(first), _inference_count(second)]
+    assert sum(counts) == 30 and min(counts) >= 5, counts

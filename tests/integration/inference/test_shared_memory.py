@@ -279,7 +279,18 @@ def _mappings(key: str | None = None) -> int:
         return sum(1 for line in maps if key is None or line.rstrip().endswith(f"/dev/shm{key}"))
 
 
-def test_a_region_in_use_is_not_unmapped_under_the_request(tmp_path, regions) -> None:
+def _descriptors(key: str) -> int:
+    """This process's open descriptors on ``/dev/shm<key>``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == f"/dev/shm{key}"
+        except OSError:
+            continue  # closed meanwhile
+    return count
+
+
+def test_a_region_in_use_is_not_closed_under_the_request(tmp_path, regions) -> None:
     model = tmp_path / "slow_identity"
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text(_SLOW_CONFIG)
@@ -288,6 +299,7 @@ def test_a_region_in_use_is_not_unmapped_under_the_request(tmp_path, regions) ->
     data = np.arange(1024, dtype=np.float32)
     shm.set_shared_memory_region(regions["big"], [data])
     client_maps = _mappings(_key("big"))  # the client's own; client and server share a process
+    client_fds = _descriptors(_key("big"))
     with ThreadedServer(factory) as address, grpcclient.InferenceServerClient(address) as client:
         client.register_system_shared_memory("in", _key("big"), 4096)
         tensor = grpcclient.InferInput("INPUT0", [1024], "FP32")
@@ -299,15 +311,17 @@ def test_a_region_in_use_is_not_unmapped_under_the_request(tmp_path, regions) ->
         time.sleep(0.2)  # the request is inside the model, holding its lease on "in"
         client.unregister_system_shared_memory()
         assert len(client.get_system_shared_memory_status().regions) == 0
-        # Unregistered, but still mapped by the server for the running request.
-        assert _mappings(_key("big")) == client_maps + 1
+        # Unregistered, but still open for the running request (read through its descriptor:
+        # the server never maps a client's region).
+        assert _descriptors(_key("big")) == client_fds + 1
+        assert _mappings(_key("big")) == client_maps
         deadline = time.monotonic() + 10
         while not done and time.monotonic() < deadline:
             time.sleep(0.02)
         (result,) = done
         assert isinstance(result, grpcclient.InferResult), result
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
-        assert _mappings(_key("big")) == client_maps  # the last lease returned: unmapped
+        assert _descriptors(_key("big")) == client_fds  # the last lease returned: closed
 
 
 def _open_fds() -> int:

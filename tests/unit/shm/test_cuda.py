@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import mmap
-import os
 import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import tritonclient.utils.shared_memory as tshm
 
 from asyncinfer.errors import FailedPrecondition, InvalidArgument
 from asyncinfer.shm.cuda import CudaShmRegistry, cuda_unavailable_reason, pin_host_memory
-from asyncinfer.shm.posix import SystemShmRegistry
 
 NO_CUDA = cuda_unavailable_reason()
 needs_cuda = pytest.mark.skipif(bool(NO_CUDA), reason=f"CUDA is not available: {NO_CUDA}")
@@ -86,30 +82,3 @@ def test_pinning_a_host_region() -> None:
     with pin_host_memory(memoryview(region)) as pinned:
         assert pinned.pinned
     assert not pinned.pinned
-
-
-@pytest.fixture
-def system_region() -> Iterator[SystemShmRegistry]:
-    key = f"/asyncinfer_pin_{os.getpid()}"
-    handle = tshm.create_shared_memory_region("pin", key, 1 << 16)
-    registry = SystemShmRegistry()
-    registry.register("r", key, 0, 1 << 16)
-    yield registry
-    registry.close()
-    assert registry.statistics() == {"regions": 0, "retiring": 0, "leases": 0}  # unmapped
-    tshm.destroy_shared_memory_region(handle)
-
-
-@pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here; this checks its absence")
-def test_pinning_a_registered_region_without_cuda(system_region: SystemShmRegistry) -> None:
-    with pytest.raises(FailedPrecondition, match="CUDA is not available"):
-        system_region.pin("r")
-    with pytest.raises(InvalidArgument, match="Unable to find shared memory region: 'x'"):
-        system_region.pin("x")
-
-
-@needs_cuda
-def test_pinning_a_registered_region(system_region: SystemShmRegistry) -> None:
-    system_region.pin("r")
-    system_region.pin("r")  # once: a second call keeps the first registration
-    system_region.unregister("r")  # unpins, then unmaps

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from asyncinfer.errors import InvalidArgument, ResourceExhausted, UsageError
 from asyncinfer.shm import ShmDescriptor, SysvAttachments, SysvRing
-from asyncinfer.shm.sysv import ALIGNMENT
+from asyncinfer.shm.sysv import ALIGNMENT, HEADER_BYTES
 
 
 @pytest.fixture
@@ -35,7 +35,8 @@ def test_slots_are_aligned_and_cycle_through_segments(ring: SysvRing) -> None:
     first = ring.allocate_nowait(100)
     second = ring.allocate_nowait(100)
     assert first.descriptor.segment_id == second.descriptor.segment_id
-    assert second.descriptor.offset == ALIGNMENT * 2
+    assert first.descriptor.offset == HEADER_BYTES  # the header (the token) comes first
+    assert second.descriptor.offset == HEADER_BYTES + ALIGNMENT * 2
     third = ring.allocate_nowait(4000)  # does not fit behind the first two: next segment
     assert third.descriptor.segment_id != first.descriptor.segment_id
     with pytest.raises(ResourceExhausted, match="all 2 SysV segments"):
@@ -102,8 +103,11 @@ def test_out_of_bounds_and_mismatches_name_segment_and_bound(
     slot = ring.allocate_nowait(64)
     d = slot.descriptor
     label = f"SysV segment id={d.segment_id}"
-    with pytest.raises(InvalidArgument, match=rf"{label}: bytes \[4090, 4106\) are out of bounds"):
-        cache.lease(dataclasses.replace(d, offset=4090, size=16))
+    end = HEADER_BYTES + 4096  # the segment: its header, then 4096 bytes of slots
+    with pytest.raises(
+        InvalidArgument, match=rf"{label}: bytes \[{end - 6}, {end + 10}\) are out of bounds"
+    ):
+        cache.lease(dataclasses.replace(d, offset=end - 6, size=16))
     with pytest.raises(InvalidArgument, match="offset -1 is negative"):
         cache.lease(dataclasses.replace(d, offset=-1))
     lease = cache.lease(dataclasses.replace(d, offset=2, size=16))
@@ -133,7 +137,14 @@ def test_ids_the_client_does_not_own_or_removed(ring: SysvRing, cache: SysvAttac
         cache.lease(dataclasses.replace(d, key=d.key + 1))
     stranger = sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, mode=0o600, size=4096)
     try:
-        descriptor = ShmDescriptor(stranger.id, stranger.key, 0, 64)
+        # Id and key are public (/proc/sysvipc/shm); without the header's token: refused.
+        descriptor = ShmDescriptor(stranger.id, stranger.key, 64, 64)
+        with pytest.raises(InvalidArgument, match="token does not match the segment's header"):
+            cache.lease(descriptor)
+        with pytest.raises(InvalidArgument, match="token does not match"):
+            cache.lease(dataclasses.replace(descriptor, token=b"\0" * 16))  # a zero header
+        stranger.write(b"T" * 16)  # what a ring writes: its token
+        descriptor = dataclasses.replace(descriptor, token=b"T" * 16)
         with cache.lease(descriptor):
             pass
         stranger.remove()  # the client removes it while the server still has it attached
@@ -208,7 +219,7 @@ def test_bounds_property(offset: int, size: int) -> None:
         d = ring.allocate_nowait(1).descriptor
         cache = SysvAttachments()
         try:
-            inside = offset >= 0 and size >= 0 and offset + size <= 4096
+            inside = offset >= 0 and size >= 0 and offset + size <= HEADER_BYTES + 4096
             try:
                 cache.lease(dataclasses.replace(d, offset=offset, size=size)).release()
             except InvalidArgument:
@@ -217,3 +228,39 @@ def test_bounds_property(offset: int, size: int) -> None:
                 assert inside
         finally:
             cache.close()
+
+
+def test_a_key_read_from_proc_is_not_enough(ring: SysvRing, cache: SysvAttachments) -> None:
+    """Regression: any local user reads every key and id in /proc/sysvipc/shm; on main a
+    descriptor built from them was served. Now the segment's header token is required."""
+    slot = ring.allocate_nowait(64)
+    d = slot.descriptor
+    listed = {}
+    with open("/proc/sysvipc/shm") as table:
+        next(table)
+        for line in table:
+            key, shmid = (int(field) for field in line.split()[:2])
+            listed[shmid] = key
+    assert listed[d.segment_id] == d.key  # public knowledge
+    forged = ShmDescriptor(d.segment_id, listed[d.segment_id], d.offset, d.size)
+    with pytest.raises(InvalidArgument, match="token does not match the segment's header"):
+        cache.lease(forged)
+    wrong = dataclasses.replace(d, token=bytes(16))
+    with pytest.raises(InvalidArgument, match="token does not match"):
+        cache.lease(wrong)
+    with cache.lease(d):  # the ring's own descriptor carries the token
+        pass
+    assert d.offset >= HEADER_BYTES  # slots never overlap the header
+    slot.release()
+
+
+def test_a_segment_open_to_other_users_is_refused(cache: SysvAttachments) -> None:
+    shared = sysv_ipc.SharedMemory(None, sysv_ipc.IPC_CREX, mode=0o644, size=4096)
+    try:
+        shared.write(b"T" * 16)
+        descriptor = ShmDescriptor(shared.id, shared.key, 64, 64, b"T" * 16)
+        with pytest.raises(InvalidArgument, match="open to other users"):
+            cache.lease(descriptor)
+    finally:
+        shared.remove()
+        shared.detach()
