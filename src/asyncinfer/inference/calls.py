@@ -47,7 +47,11 @@ __all__ = [
 Array = npt.NDArray[Any]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# Not frozen: these are made per request, and a frozen dataclass costs several times as much
+# to construct.
+
+
+@dataclasses.dataclass(slots=True)
 class ElementValues:
     """An input's elements given one by one, flat and row-major; ``source`` names where they
     came from in the wire format (``int_contents``, ``data``), for error messages."""
@@ -79,7 +83,7 @@ class InferInput:
         return cls(name, wire, tuple(int(d) for d in array.shape), array)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class RequestedOutput:
     """An output a request asks for, with its options: the top ``class_count`` classes
     instead of the tensor (None: the tensor; the data plane checks it is >= 1), and the shared
@@ -142,7 +146,7 @@ class InferRequest:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class OutputTensor:
     """One output of a response: its name, wire datatype and array (for a classified output,
     BYTES strings). ``shm``: the span it was written to; a front end sends no data for it."""
@@ -154,7 +158,7 @@ class OutputTensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return self.data.shape
 
 
 @dataclasses.dataclass(slots=True)

@@ -90,12 +90,14 @@ class LoadedModel:
     _version_text: str = dataclasses.field(init=False, repr=False)
     _batched: bool = dataclasses.field(init=False, repr=False)
     _all_outputs: list[OutputPlan] = dataclasses.field(init=False, repr=False)
+    _all_output_names: tuple[str, ...] = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._decoupled = self.config.model_transaction_policy.decoupled
         self._version_text = str(self.version)
         self._batched = self.signature.max_batch_size > 0
         self._all_outputs = all_outputs(self.signature)
+        self._all_output_names = tuple(plan.spec.name for plan in self._all_outputs)
 
     @property
     def name(self) -> str:
@@ -138,10 +140,15 @@ class LoadedModel:
         arrays, batch_size = read_inputs(request, self.signature)
         plans = plan_outputs(request.outputs, self.signature, self._all_outputs)
         priority, timeout_us = scheduling_parameters(self.name, request.parameters)
+        names = (
+            self._all_output_names
+            if plans is self._all_outputs
+            else tuple(plan.spec.name for plan in plans)
+        )
         model_request = SizedRequest(
             arrays,
             batch_size=batch_size,
-            requested_output_names=[plan.spec.name for plan in plans],
+            requested_output_names=names,
             parameters=request.parameters,
             id=request.id,
         )

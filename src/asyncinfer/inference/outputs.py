@@ -28,7 +28,7 @@ __all__ = ["OutputPlan", "plan_outputs", "respond"]
 Array = npt.NDArray[Any]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class OutputPlan:
     """One output a response carries, in request order: its spec, classification count, and
     the shared memory it is written to (None: sent inline)."""

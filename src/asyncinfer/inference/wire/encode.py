@@ -36,7 +36,7 @@ def response_bytes(response: InferResponse) -> bytes:
         frames.append(_string_field(_ID_TAG, response.id))
     raw: list[bytes | memoryview] = []
     for output in response.outputs:
-        frames.append(_output_entry(output.name, output.datatype, output.shape))
+        frames.append(_output_entry(output.name, output.datatype, output.data.shape))
         if output.shm is not None:
             data: bytes | memoryview = b""
         elif output.datatype == BYTES:
