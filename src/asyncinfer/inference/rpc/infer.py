@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from ...context import BidiStreamContext, UnaryContext, rpc_method
 from ...errors import RpcError, internal_error
 from ...pb.inference import grpc_service_pb2 as pb
-from ..calls import InferRequest
 from ..model import LoadedModel
 from ..service import InferenceResources
 from ..shared_memory import RequestShm
@@ -34,10 +33,10 @@ class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, In
         # No deadline is handed on: grpc.aio cancels this call at its deadline itself, which the
         # data plane sees as its caller going away (marked, and dropped before it runs), and
         # arming a second timer per request would only cost. The leases on shared memory last
-        # until the reply is framed, on every path; the response (whose arrays may view leased
-        # memory) is gone before they return.
+        # until the reply is framed, on every path; the request and the response (whose arrays
+        # may view leased memory) are temporaries of one expression, gone before they return.
         with self.resources.shm.scope() as scope:
-            return await _reply(model, infer_request(request, scope))
+            return response_bytes(await model.infer(infer_request(request, scope)))
 
 
 class ModelStreamInferRpc(
@@ -66,11 +65,6 @@ class ModelStreamInferRpc(
                 yield stream_error(message, exc.message)
             except Exception as exc:
                 yield stream_error(message, internal_error(exc, self.rpc_path()).message)
-
-
-async def _reply(model: LoadedModel, call: InferRequest) -> bytes:
-    """The framed reply to ``call``; the response it is framed from ends with this frame."""
-    return response_bytes(await model.infer(call))
 
 
 async def _replies(

@@ -3,20 +3,25 @@ protocol's ``parameter_choice`` oneof is read or written."""
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from typing import Any
 
 from ...errors import Internal
 from ...pb.inference.grpc_service_pb2 import InferParameter
 
-__all__ = ["parameter_messages", "parameter_values"]
+__all__ = ["NO_PARAMETERS", "parameter_messages", "parameter_values"]
 
 
-def parameter_values(parameters: Mapping[str, InferParameter]) -> dict[str, Any]:
+#: The parameters of a request that has none (most do): one read-only mapping, not a new dict.
+NO_PARAMETERS: Mapping[str, Any] = types.MappingProxyType({})
+
+
+def parameter_values(parameters: Mapping[str, InferParameter]) -> Mapping[str, Any]:
     """Parameters as plain Python values (bool, int, float, str; None when unset)."""
-    values: dict[str, Any] = {}
     if not parameters:
-        return values
+        return NO_PARAMETERS
+    values: dict[str, Any] = {}
     for key, parameter in parameters.items():
         choice = parameter.WhichOneof("parameter_choice")
         values[key] = getattr(parameter, choice) if choice else None
