@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from ..engines.base import Arrays, Engine
 from ..errors import ConfigError, NotFound, UsageError
-from ..inference.calls import InferRequest
+from ..inference.infer_types import InferRequest
 from ..inference.model import LoadedModel
 from ..inference.repository.loader import engine_model
 from ..memory import StackPool

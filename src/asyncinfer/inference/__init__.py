@@ -7,7 +7,7 @@
 The layout is the architecture:
 
 - ``model.py``: the data plane. A ``LoadedModel`` runs one model version end to end: an
-  ``InferRequest`` (calls.py) in, ``InferResponse``\\ s out; inputs checked and read
+  ``InferRequest`` (infer_types.py) in, ``InferResponse``\\ s out; inputs checked and read
   (inputs.py, with the one validator of ``asyncinfer.signature``), scheduling, outputs checked,
   classified or placed in shared memory (outputs.py), statistics (statistics.py), deadlines and
   cancellation. ``python_model.py`` is the API a model.py is written against.
@@ -24,7 +24,7 @@ The layout is the architecture:
 from __future__ import annotations
 
 from .app import build_server
-from .calls import (
+from .infer_types import (
     Cancellation,
     ElementValues,
     InferInput,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy.typing as npt
 
-from .calls import InferRequest
+from .infer_types import InferRequest
 from .model import LoadedModel
 
 __all__ = ["ModelCaller", "ModelLookup"]

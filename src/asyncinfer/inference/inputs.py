@@ -19,7 +19,7 @@ import numpy.typing as npt
 from ..datatypes import BYTES, Datatype, deserialize_bytes
 from ..errors import InvalidArgument
 from ..signature import Signature
-from .calls import ElementValues, InferInput, InferRequest
+from .infer_types import ElementValues, InferInput, InferRequest
 from .shared_memory import RequestShm, ShmSpan
 
 __all__ = ["read_inputs"]

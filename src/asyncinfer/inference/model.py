@@ -1,8 +1,8 @@
 """The data plane: one loaded model version, run end to end for every front end.
 
-``LoadedModel.infer`` takes an :class:`~asyncinfer.inference.calls.InferRequest` (plain arrays
+``LoadedModel.infer`` takes an :class:`~asyncinfer.inference.infer_types.InferRequest` (plain arrays
 and parameters, whatever wire it came over) and returns an
-:class:`~asyncinfer.inference.calls.InferResponse`: it checks and reads the inputs
+:class:`~asyncinfer.inference.infer_types.InferResponse`: it checks and reads the inputs
 (inputs.py), submits the request to the model's scheduler (batching, queues, sequences, the
 backend's instances), checks what came back, classifies or places outputs in shared memory as
 the request asked (outputs.py), honours the request's deadline, marks its cancellation, and
@@ -34,7 +34,7 @@ from ..errors import (
 from ..pb.inference.model_config_pb2 import ModelConfig
 from ..signature import Signature
 from .backends.base import Backend
-from .calls import InferRequest, InferResponse
+from .infer_types import InferRequest, InferResponse
 from .inputs import read_inputs
 from .outputs import OutputPlan, all_outputs, plan_outputs, respond
 from .python_model import Response, ResponseSender, Sent

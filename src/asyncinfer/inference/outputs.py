@@ -19,8 +19,8 @@ import numpy.typing as npt
 from ..datatypes import BYTES, serialize_bytes, tensor_bytes
 from ..errors import Internal, InvalidArgument
 from ..signature import Signature, TensorSpec
-from .calls import OutputTensor, RequestedOutput
 from .classification import classify
+from .infer_types import OutputTensor, RequestedOutput
 from .shared_memory import RequestShm, ShmSpan
 
 __all__ = ["OutputPlan", "plan_outputs", "respond"]

@@ -8,7 +8,7 @@ import pytest
 
 from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.calls import ElementValues, InferInput, InferRequest
+from asyncinfer.inference.infer_types import ElementValues, InferInput, InferRequest
 from asyncinfer.inference.inputs import read_inputs
 from asyncinfer.inference.shared_memory import ShmSpan
 from asyncinfer.signature import Signature, TensorSpec

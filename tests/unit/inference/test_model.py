@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from asyncinfer.errors import DeadlineExceeded, InvalidArgument, Unimplemented
-from asyncinfer.inference.calls import InferRequest, RequestedOutput
+from asyncinfer.inference.infer_types import InferRequest, RequestedOutput
 from asyncinfer.inference.model import LoadedModel
 from asyncinfer.inference.repository.loader import load_model_dir, read_config
 

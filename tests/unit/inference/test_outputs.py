@@ -8,7 +8,7 @@ import pytest
 
 from asyncinfer.datatypes import DATATYPES
 from asyncinfer.errors import Internal, InvalidArgument
-from asyncinfer.inference.calls import RequestedOutput
+from asyncinfer.inference.infer_types import RequestedOutput
 from asyncinfer.inference.outputs import all_outputs, plan_outputs, respond
 from asyncinfer.inference.shared_memory import SharedMemory, ShmSpan
 from asyncinfer.signature import Signature, TensorSpec

@@ -29,7 +29,7 @@ from ...datatypes import shape_fits
 from ...errors import InvalidArgument, ModelLoadFailed, RpcError, internal_error
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ...signature import Signature, TensorSpec
-from ..calls import InferRequest
+from ..infer_types import InferRequest
 from ..inprocess import ModelLookup
 from ..python_model import Request, Response, Tensor
 from .model_config import signature

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from ...datatypes import BYTES, Datatype, deserialize_bytes, from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelWarmup
-from ..calls import InferRequest
+from ..infer_types import InferRequest
 from ..model import LoadedModel
 
 __all__ = ["warm_up"]

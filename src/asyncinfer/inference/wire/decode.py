@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ...errors import InvalidArgument
 from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
-from ..calls import ElementValues, InferInput, InferRequest, InputData, RequestedOutput
+from ..infer_types import ElementValues, InferInput, InferRequest, InputData, RequestedOutput
 from ..shared_memory import RequestShm, ShmSpan, shm_span
 from .parameters import parameter_values
 

@@ -19,7 +19,7 @@ from ...pb.inference.grpc_service_pb2 import (
     ModelInferResponse,
     ModelStreamInferResponse,
 )
-from ..calls import InferResponse
+from ..infer_types import InferResponse
 from .parameters import parameter_messages
 
 __all__ = ["response_bytes", "stream_error", "stream_response"]

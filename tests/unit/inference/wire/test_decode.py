@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.calls import ElementValues, RequestedOutput
+from asyncinfer.inference.infer_types import ElementValues, RequestedOutput
 from asyncinfer.inference.shared_memory import ShmSpan
 from asyncinfer.inference.wire.decode import infer_request
 from asyncinfer.pb.inference.grpc_service_pb2 import ModelInferRequest

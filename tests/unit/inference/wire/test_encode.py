@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from asyncinfer._wire import varint
 from asyncinfer.datatypes import DATATYPES, serialize_bytes
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.calls import InferResponse, OutputTensor
+from asyncinfer.inference.infer_types import InferResponse, OutputTensor
 from asyncinfer.inference.shared_memory import ShmSpan
 from asyncinfer.inference.wire.encode import response_bytes, stream_error, stream_response
 from asyncinfer.pb.inference.grpc_service_pb2 import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asyncinfer.inference.calls import InferInput, InferRequest, RequestedOutput
+from asyncinfer.inference.infer_types import InferInput, InferRequest, RequestedOutput
 
 
 def test_in_process_inputs_declare_the_arrays_datatype_and_shape() -> None:
