@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from . import _cudart
 from .errors import ConfigError, UsageError
 
 __all__ = [
@@ -246,10 +247,8 @@ def gpu_local_cpus(pci_bus_id: str, root: str | os.PathLike[str] = SYSFS) -> Cpu
 def gpu_device_cpus(device: int = 0, root: str | os.PathLike[str] = SYSFS) -> CpuSet:
     """The CPUs close to CUDA device ``device``: its PCI bus id from the CUDA runtime
     (cudaDeviceGetPCIBusId through cuda-python), then :func:`gpu_local_cpus`."""
-    from .memory import _cuda  # lazy: affinity works without CUDA
-
-    cudart = _cuda.runtime()
-    raw = _cuda.check(cudart.cudaDeviceGetPCIBusId(64, device), "cudaDeviceGetPCIBusId")
+    cudart = _cudart.runtime()
+    raw = _cudart.check(cudart.cudaDeviceGetPCIBusId(64, device), "cudaDeviceGetPCIBusId")
     text = raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
     return gpu_local_cpus(text.rstrip("\x00"), root)
 

@@ -35,6 +35,7 @@ from .client.health import check_health
 from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
+from .inference import build_server
 from .restriction import Restrictions
 from .server import Server
 from .tls import ClientTls, ServerTls
@@ -207,8 +208,6 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
-    from .inference.app import build_server  # only the inference service needs it
-
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
     factory = functools.partial(

@@ -1,30 +1,43 @@
-"""Triton datatypes: wire names, config enum names, numpy dtypes and element sizes, in one table.
+"""Triton datatypes: one table of wire names, config names, numpy dtypes and element sizes, and
+the rules every tensor follows: shapes against patterns, and the BYTES element layout.
 
 The wire name (``INT32``, ``BYTES``) is what requests carry; the config name (``TYPE_INT32``,
 ``TYPE_STRING``) is what config.pbtxt carries. BYTES tensors are numpy object arrays of ``bytes``;
-BF16 uses ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own).
+BF16 uses ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own). On the wire and in shared
+memory a BYTES tensor is its elements in row-major order, each a 4-byte little-endian length and
+then the bytes.
 
-The only datatype table of the package: the inference service, the engines' bindings and the
-SysV tensor messages all look datatypes up here.
+The only datatype table of the package: the inference service, the engines' bindings, the
+clients and the SysV tensor messages all look datatypes up here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
+import sys
 from typing import Any
 
 import ml_dtypes
 import numpy as np
+import numpy.typing as npt
 
+from .errors import InvalidArgument
 from .pb.inference import model_config_pb2
 
 __all__ = [
     "BYTES",
     "DATATYPES",
     "Datatype",
+    "as_array",
+    "datatype_of",
+    "deserialize_bytes",
     "from_config",
     "from_numpy",
     "from_wire",
+    "serialize_bytes",
+    "shape_fits",
+    "tensor_bytes",
 ]
 
 BYTES = "BYTES"
@@ -102,3 +115,100 @@ def from_numpy(dtype: np.dtype[Any]) -> Datatype | None:
     if dtype.kind in "OSU":
         return DATATYPES[BYTES]
     return _BY_NUMPY.get(dtype.newbyteorder("<"))
+
+
+def as_array(value: npt.ArrayLike) -> npt.NDArray[Any]:
+    """``value`` as a numpy array for a request: bytes and str values (numpy's fixed-width
+    ``S``/``U`` arrays, lists of them) become the object arrays BYTES tensors are; anything
+    else goes through ``np.asarray`` unchanged (no dtype is converted)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "SU":
+        return array.astype(np.object_)
+    return array
+
+
+def datatype_of(dtype: npt.DTypeLike, *, fixed_size: bool = False) -> str:
+    """The Triton datatype name of a numpy dtype ("FP32" for float32).
+
+    InvalidArgument when it has none; with ``fixed_size``, also for BYTES (object, bytes and
+    str arrays), whose elements have no fixed size.
+    """
+    dt = np.dtype(dtype)
+    found = from_numpy(dt)
+    if found is None or (fixed_size and found.wire == BYTES):
+        kind = "fixed-size " if fixed_size else ""
+        raise InvalidArgument(f"numpy dtype {dt} has no {kind}Triton datatype")
+    return found.wire
+
+
+def shape_fits(
+    shape: tuple[int, ...], pattern: tuple[int, ...], *, wildcards_in_shape: bool = False
+) -> bool:
+    """Whether ``shape`` fits ``pattern``, where -1 in ``pattern`` matches any extent.
+
+    With ``wildcards_in_shape`` a -1 in ``shape`` matches any extent too: two patterns that
+    some shape could satisfy (a config's dims against a model file's). The one place this
+    rule is written; request, output, binding and load-time checks all call it.
+    """
+    if shape == pattern:
+        return True
+    if len(shape) != len(pattern):
+        return False
+    if wildcards_in_shape:
+        return all(want in (-1, got) or got == -1 for want, got in zip(pattern, shape, strict=True))
+    if -1 not in pattern[1:]:  # the usual case, on the request path: only the batch varies
+        return shape[1:] == pattern[1:] and pattern[0] in (-1, shape[0])
+    return all(want in (-1, got) for want, got in zip(pattern, shape, strict=True))
+
+
+_LENGTH = struct.Struct("<I")
+_LITTLE = ("<", "|") if sys.byteorder == "big" else ("<", "|", "=")
+
+
+def tensor_bytes(array: npt.NDArray[Any]) -> memoryview:
+    """A fixed-size tensor's data as its wire carries it: little-endian, row-major; a view of
+    ``array`` when it already is, else one copy."""
+    if array.flags.c_contiguous and array.dtype.byteorder in _LITTLE:
+        return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return memoryview(contiguous.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+
+
+def serialize_bytes(array: npt.NDArray[Any]) -> bytes:
+    """BYTES elements, row-major, each as a 4-byte little-endian length and the bytes."""
+    parts: list[bytes] = []
+    for item in array.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def deserialize_bytes(buffer: bytes | memoryview, count: int, *, what: str) -> npt.NDArray[Any]:
+    """``count`` length-prefixed elements from ``buffer``, as an object array of bytes.
+
+    InvalidArgument naming ``what`` when the buffer holds fewer or more than ``count``.
+    """
+    view = memoryview(buffer)
+    items = np.empty(count, dtype=np.object_)
+    offset = 0
+    for index in range(count):
+        if offset + 4 > len(view):
+            raise InvalidArgument(
+                f"{what}: BYTES element {index} of {count} has a truncated length prefix "
+                f"({len(view) - offset} of 4 bytes left)"
+            )
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4
+        if offset + length > len(view):
+            raise InvalidArgument(
+                f"{what}: BYTES element {index} of {count} declares {length} bytes but only "
+                f"{len(view) - offset} remain"
+            )
+        items[index] = bytes(view[offset : offset + length])
+        offset += length
+    if offset != len(view):
+        raise InvalidArgument(
+            f"{what}: {len(view) - offset} bytes are left over after {count} BYTES elements"
+        )
+    return items

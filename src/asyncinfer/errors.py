@@ -7,6 +7,7 @@
     │   ├── Cancelled             CANCELLED
     │   ├── Unknown               UNKNOWN (unexpected server errors, with an error id)
     │   ├── InvalidArgument       INVALID_ARGUMENT
+    │   │   └── ModelLoadFailed   a model that cannot be loaded (config, files, initialize)
     │   ├── DeadlineExceeded      DEADLINE_EXCEEDED
     │   ├── NotFound              NOT_FOUND
     │   ├── AlreadyExists         ALREADY_EXISTS
@@ -18,6 +19,7 @@
     │   ├── Unimplemented         UNIMPLEMENTED
     │   ├── Internal              INTERNAL (asyncinfer's own bugs)
     │   ├── Unavailable           UNAVAILABLE
+    │   │   └── InstanceBroken    a model instance whose process died and cannot restart
     │   ├── DataLoss              DATA_LOSS
     │   └── Unauthenticated       UNAUTHENTICATED
     ├── ConfigError               bad configuration, raised at start-up or class definition
@@ -55,8 +57,10 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "InstanceBroken",
     "Internal",
     "InvalidArgument",
+    "ModelLoadFailed",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
@@ -163,6 +167,16 @@ class DataLoss(RpcError):
 
 class Unauthenticated(RpcError):
     code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ModelLoadFailed(InvalidArgument):
+    """A model that cannot be loaded: its config, its files or its initialize() failed. The
+    message names the model and says why; the other models keep serving."""
+
+
+class InstanceBroken(Unavailable):
+    """A model instance whose process died and could not be started again; the request never
+    reached it."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {

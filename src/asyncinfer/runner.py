@@ -22,29 +22,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Binding", "InferRunner", "Manager", "NamedBindings", "shape_fits"]
+from .datatypes import shape_fits
+from .signature import Signature
+
+__all__ = ["Binding", "InferRunner", "Manager", "NamedBindings"]
 
 Outputs = dict[str, npt.NDArray[Any]]
-
-
-def shape_fits(
-    shape: tuple[int, ...], pattern: tuple[int, ...], *, wildcards_in_shape: bool = False
-) -> bool:
-    """Whether ``shape`` fits ``pattern``, where -1 in ``pattern`` matches any extent.
-
-    With ``wildcards_in_shape`` a -1 in ``shape`` matches any extent too: two patterns that
-    some shape could satisfy (a config's dims against a model file's). The one place this
-    rule is written; request, output, binding and load-time checks all call it.
-    """
-    if shape == pattern:
-        return True
-    if len(shape) != len(pattern):
-        return False
-    if wildcards_in_shape:
-        return all(want in (-1, got) or got == -1 for want, got in zip(pattern, shape, strict=True))
-    if -1 not in pattern[1:]:  # the usual case, on the request path: only the batch varies
-        return shape[1:] == pattern[1:] and pattern[0] in (-1, shape[0])
-    return all(want in (-1, got) for want, got in zip(pattern, shape, strict=True))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +54,18 @@ class NamedBindings:
     _name: str
     _inputs: dict[str, Binding]
     _outputs: dict[str, Binding]
+    _signature: Signature | None = None
+
+    def signature(self) -> Signature:
+        """The Signature of the bindings, which every call's inputs are checked against; built
+        at its first use, once ``_inputs`` and ``_outputs`` are filled."""
+        if self._signature is None:
+            self._signature = Signature.of_tensors(
+                self._name,
+                ((b.name, b.datatype, b.shape) for b in self._inputs.values()),
+                ((b.name, b.datatype, b.shape) for b in self._outputs.values()),
+            )
+        return self._signature
 
     @property
     def name(self) -> str:

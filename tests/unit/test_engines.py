@@ -96,16 +96,20 @@ async def test_python_engine_runs_the_callable() -> None:
     ("inputs", "message"),
     [
         (
-            {"x": np.ones((2, 4), F32), "z": np.ones(1)},
-            r"has no input\(s\) \['z'\]; its inputs are \['x'\]",
+            {"x": np.ones((2, 4), F32), "z": np.ones(1, F32)},
+            r"unexpected inference input 'z' for model 'double'; its inputs are \['x'\]",
         ),
-        ({}, r"input 'x' is missing \(expected FP32 \[-1, 4\]\)"),
+        ({}, r"missing required input\(s\) \['x'\]"),
         (
             {"x": np.ones((2, 4), np.float64)},
-            r"input 'x' has dtype float64; expected float32 \(FP32\)",
+            r"inference input 'x' data-type is 'FP64', but model 'double' expects 'FP32'",
         ),
-        ({"x": np.ones((2, 5), F32)}, r"input 'x' has shape \[2, 5\]; expected \[-1, 4\]"),
-        ({"x": [[1.0] * 4]}, r"input 'x' must be a numpy array, not list"),
+        (
+            {"x": np.ones((2, 5), F32)},
+            r"unexpected shape for input 'x' for model 'double'. Expected \[-1, 4\], got \[2, 5\]",
+        ),
+        ({"x": [[1.0] * 4]}, r"input 'x' for model 'double' must be a numpy array, not list"),
+        ({"x": np.ones((2, 4), ">f4")}, r"has numpy dtype >f4; FP32 inputs are float32 arrays"),
     ],
 )
 async def test_bad_inputs_name_the_binding(inputs: dict[str, Any], message: str) -> None:
@@ -332,11 +336,10 @@ async def test_stop_drains_the_calls_in_flight_and_keeps_the_loop_running() -> N
 def test_bindings_use_the_one_datatype_table() -> None:
     import ml_dtypes
 
-    from asyncinfer.datatypes import DATATYPES
-    from asyncinfer.shm.tensors import datatype_of as shm_datatype_of
+    from asyncinfer.datatypes import DATATYPES, datatype_of
 
     for wire, datatype in DATATYPES.items():
         assert binding("x", datatype.dtype, (1,)).datatype == wire
         if wire != "BYTES":
-            assert shm_datatype_of(datatype.dtype) == wire
+            assert datatype_of(datatype.dtype, fixed_size=True) == wire
     assert binding("x", ml_dtypes.bfloat16, (2,)).datatype == "BF16"  # missing before

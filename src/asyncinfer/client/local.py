@@ -8,10 +8,12 @@
         outputs = await runner.infer(features=x)     # {"scores": array}
 
 It has the API of the remote manager, so a service moves a model out of process by changing
-the line that builds the manager. With ``stack_bytes`` every call leases a memory stack set
-(``stacks`` of them, FIFO) that engines write outputs and staged inputs into; outputs are copied
-out once before the lease returns, so the arrays a caller gets own their memory. Without it,
-engines allocate outputs themselves and nothing is copied.
+the line that builds the manager. Each engine runs behind the inference service's data plane
+(a ``LoadedModel`` over it): a call is checked by the same validator, with the same texts, and
+counted in the model's statistics as a request over the network would be. With ``stack_bytes``
+every call leases a memory stack set (``stacks`` of them, FIFO) that engines write outputs and
+staged inputs into; outputs are copied out once before the lease returns, so the arrays a caller
+gets own their memory. Without it, engines allocate outputs themselves and nothing is copied.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from ..engines.base import Arrays, Engine
 from ..errors import ConfigError, NotFound, UsageError
+from ..inference.infer_types import InferRequest
+from ..inference.model import LoadedModel
+from ..inference.repository.loader import engine_model
 from ..memory import StackPool
 from ..runner import Binding
 
@@ -52,12 +56,13 @@ class LocalInferRunner:
 
     def infer(self, **inputs: npt.NDArray[Any]) -> asyncio.Future[Arrays]:
         """A future of the outputs; every error, bad input included, comes through it."""
-        return asyncio.ensure_future(self._manager._infer(self._engine, inputs))
+        return asyncio.ensure_future(self._manager._infer(self._engine.name, inputs))
 
     def infer_threadsafe(self, **inputs: npt.NDArray[Any]) -> concurrent.futures.Future[Arrays]:
         """From another thread: a concurrent future, the call running in the manager's loop."""
         loop = self._manager._loop_or_fail()
-        return asyncio.run_coroutine_threadsafe(self._manager._infer(self._engine, inputs), loop)
+        call = self._manager._infer(self._engine.name, inputs)
+        return asyncio.run_coroutine_threadsafe(call, loop)
 
     def __repr__(self) -> str:
         return f"<LocalInferRunner {self.name!r}>"
@@ -96,6 +101,8 @@ class LocalManager:
         self._timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started: list[Engine] = []
+        #: The data plane of each started engine, by name.
+        self._models: dict[str, LoadedModel] = {}
 
     async def start(self) -> None:
         """Open the stacks and start every engine; on failure, undo what started and re-raise
@@ -110,12 +117,17 @@ class LocalManager:
                 # Listed before start(): an engine that fails halfway has threads to stop too.
                 self._started.append(engine)
                 await engine.start()
+                self._models[engine.name] = await engine_model(
+                    engine, stacks=self._stacks, queue_timeout=self._timeout
+                )
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
         """Stop the engines (each drains its calls in flight), then free the stacks."""
+        # The data planes hold nothing of their own: the engines and the stacks are ours.
+        self._models = {}
         for engine in reversed(self._started):
             await engine.stop()
         self._started = []
@@ -156,14 +168,7 @@ class LocalManager:
             raise UsageError("LocalManager is not started; `async with manager:` first")
         return self._loop
 
-    async def _infer(self, engine: Engine, inputs: Mapping[str, npt.NDArray[Any]]) -> Arrays:
+    async def _infer(self, name: str, inputs: Mapping[str, npt.NDArray[Any]]) -> Arrays:
         self._loop_or_fail()
-        if self._stacks is None:
-            return await engine.infer(inputs, queue_timeout=self._timeout)
-        async with self._stacks.acquire() as lease:
-            outputs = await engine.infer(inputs, memory=lease.item, queue_timeout=self._timeout)
-            # The stack resets when the lease returns: copy out what lives in it, and drop
-            # every view before leaving the block (reset refuses while views are alive).
-            owned = {n: np.array(a) if lease.item.host.owns(a) else a for n, a in outputs.items()}
-            del outputs
-        return owned
+        model = self._models[name]
+        return (await model.infer(InferRequest.of_arrays(inputs))).arrays()

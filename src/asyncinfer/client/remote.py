@@ -22,9 +22,8 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, from_wire
+from ..datatypes import BYTES, as_array, deserialize_bytes, from_wire, serialize_bytes
 from ..errors import UsageError
-from ..inference.tensors import deserialize_bytes, serialize_bytes
 from ..pb.inference import grpc_service_pb2 as pb
 from ..runner import Binding, NamedBindings
 from ..tls import ClientTls
@@ -98,29 +97,13 @@ class _Runner(NamedBindings):
         self._outputs = _bindings(metadata.outputs)
 
     def _request(self, inputs: Mapping[str, npt.ArrayLike]) -> pb.ModelInferRequest:
-        unknown = sorted(set(inputs) - set(self._inputs))
-        missing = sorted(set(self._inputs) - set(inputs))
-        if unknown or missing:
-            raise UsageError(
-                f"model '{self._name}' takes inputs {sorted(self._inputs)}; "
-                f"unknown: {unknown}, missing: {missing}"
-            )
+        # Checked here by the server's own validator (the same texts, InvalidArgument), before
+        # anything is sent; never converted (float64 -> INT32 would truncate).
+        arrays = {name: as_array(value) for name, value in inputs.items()}
+        self.signature().check_arrays(arrays)
         request = pb.ModelInferRequest(model_name=self._name, model_version=self._version)
-        for name, value in inputs.items():
+        for name, array in arrays.items():
             binding = self._inputs[name]
-            array = np.asarray(value)
-            if binding.datatype != BYTES and array.dtype != binding.dtype:
-                # Never converted silently (float64 -> INT32 would truncate): LocalManager's
-                # engines refuse a wrong dtype as well.
-                raise UsageError(
-                    f"input '{name}' of model '{self._name}' has dtype {array.dtype}; "
-                    f"expected {binding.dtype} ({binding.datatype})"
-                )
-            if not binding.accepts(array.shape):
-                raise UsageError(
-                    f"input '{name}' of model '{self._name}' has shape {array.shape}; "
-                    f"expected {binding.shape} (-1: any extent)"
-                )
             request.inputs.add(name=name, datatype=binding.datatype, shape=array.shape)
             data = serialize_bytes(array) if binding.datatype == BYTES else array.tobytes()
             request.raw_input_contents.append(data)

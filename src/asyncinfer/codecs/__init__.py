@@ -17,15 +17,12 @@ A Context picks one with a class attribute; the RPC stays declared by its method
 Add a codec by subclassing PayloadCodec (its bytes ride in the one bytes field) or Codec.
 """
 
-from .base import BoundCodec, BytesLike, Codec, bind_method, codec_named
+from .base import BoundCodec, BytesLike, Codec, bind_method
+from .builtin import FLATBUFFERS, PROTOBUF, RAW, codec_named
 from .payload import HEADER_BYTES, PayloadCodec
 from .protobuf import ProtobufCodec
 from .raw import RawCodec
 from .tensor_message import FlatBuffersCodec, Tensors
-
-PROTOBUF = ProtobufCodec()
-FLATBUFFERS = FlatBuffersCodec()
-RAW = RawCodec()
 
 __all__ = [
     "FLATBUFFERS",

@@ -11,7 +11,6 @@ bytes are to be read.
 from __future__ import annotations
 
 import abc
-import importlib
 from typing import Any, ClassVar
 
 import numpy.typing as npt
@@ -19,7 +18,7 @@ from google.protobuf.descriptor import Descriptor, MethodDescriptor
 
 from ..errors import ConfigError
 
-__all__ = ["BoundCodec", "BytesLike", "Codec", "bind_method", "codec_named"]
+__all__ = ["BoundCodec", "BytesLike", "Codec", "bind_method"]
 
 #: What a codec writes into a message: anything exposing a contiguous buffer.
 BytesLike = bytes | bytearray | memoryview | npt.NDArray[Any]
@@ -80,30 +79,3 @@ def bind_method(codec: object, method: MethodDescriptor) -> tuple[BoundCodec, Bo
         except ConfigError as exc:
             raise ConfigError(f"{method.full_name}'s {role} type: {exc}") from None
     return bound[0], bound[1]
-
-
-_BUILT_IN: dict[str, str] = {
-    "protobuf": "PROTOBUF",
-    "flatbuffers": "FLATBUFFERS",
-    "raw": "RAW",
-}
-
-
-def codec_named(name: str) -> Codec:
-    """A built-in codec by name (protobuf, flatbuffers, raw) or ``MODULE:ATTRIBUTE``."""
-    if name in _BUILT_IN:
-        from .. import codecs
-
-        return getattr(codecs, _BUILT_IN[name])  # type: ignore[no-any-return]
-    module_name, _, attribute = name.partition(":")
-    if not attribute:
-        raise ConfigError(
-            f"unknown codec {name!r}: give one of {sorted(_BUILT_IN)} or MODULE:ATTRIBUTE"
-        )
-    try:
-        codec = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load codec {name}: {exc}") from exc
-    if not isinstance(codec, Codec):
-        raise ConfigError(f"{name} is {codec!r}, not an asyncinfer.codecs.Codec")
-    return codec

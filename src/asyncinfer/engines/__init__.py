@@ -7,9 +7,9 @@ missing runtime is a ConfigError when an engine of that kind starts.
 from __future__ import annotations
 
 from ._limiter import ComputeToken, Limiter, compute_tokens
-from .base import Arrays, Engine, binding, check_inputs, datatype_of
+from .base import Arrays, Engine, binding, check_inputs
+from .callables import PythonEngine
 from .onnxruntime import OnnxEngine
-from .python import PythonEngine
 from .tensorrt import TensorRTEngine, tensorrt_available
 
 __all__ = [
@@ -23,6 +23,5 @@ __all__ = [
     "binding",
     "check_inputs",
     "compute_tokens",
-    "datatype_of",
     "tensorrt_available",
 ]

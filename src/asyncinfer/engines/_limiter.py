@@ -18,39 +18,16 @@ ONNX Runtime with sessions and compute tokens; Python engines with model instanc
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from ..pools import Pool, _Acquire
 
-__all__ = ["ComputeToken", "Limiter", "compute_tokens", "uninterrupted"]
+__all__ = ["ComputeToken", "Limiter", "compute_tokens"]
 
 C = TypeVar("C")
 W = TypeVar("W")
-T = TypeVar("T")
-
-
-async def uninterrupted(work: Awaitable[T]) -> T:
-    """Await ``work`` (a call running on a thread); if cancelled, still wait for it to end.
-
-    A thread cannot be interrupted. Returning a lease while its thread still runs would hand
-    the same session, instance or buffers to the next request under the running call, so a
-    cancelled caller keeps its leases until the thread is done, then sees the cancellation.
-    """
-    future = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        while not future.done():
-            try:
-                await asyncio.wait([future])
-            except asyncio.CancelledError:
-                continue
-        if not future.cancelled():
-            future.exception()  # retrieved: the caller was cancelled, the result is dropped
-        raise
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

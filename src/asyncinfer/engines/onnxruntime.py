@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._threads import uninterrupted
 from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, InvalidArgument, UsageError
 from ..memory import StackSet
 from ..pools import Pool
 from ..runner import Binding, NamedBindings
-from ._limiter import ComputeToken, Limiter, compute_tokens, uninterrupted
+from ._limiter import ComputeToken, Limiter, compute_tokens
 from .base import Arrays, binding, check_inputs
 
 __all__ = ["OnnxEngine"]
@@ -153,7 +154,7 @@ class OnnxEngine(NamedBindings):
     ) -> Arrays:
         """Outputs by name; views into ``memory.host`` when it is given and shapes allow."""
         limiter, threads = self._started()
-        arrays = check_inputs(self._name, self._inputs, inputs)
+        arrays = check_inputs(self.signature(), inputs)
         symbols = self._symbols(arrays)
         shapes = self._output_shapes(symbols) if memory is not None else None
         async with limiter.context(queue_timeout) as ctx, limiter.workspace(queue_timeout):

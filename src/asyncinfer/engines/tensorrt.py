@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import _cudart
+from .._threads import uninterrupted
 from ..affinity import CpuSet, PinnedThreadPool
 from ..errors import ConfigError, InvalidArgument, UsageError
-from ..memory import DeviceAllocator, MemoryStack, StackSet, _cuda
+from ..memory import DeviceAllocator, MemoryStack, StackSet, Stream
 from ..pools import Pool
 from ..runner import Binding, NamedBindings
-from ._limiter import Limiter, uninterrupted
+from ._limiter import Limiter
 from .base import Arrays, binding, check_inputs
 
 __all__ = ["TensorRTEngine", "tensorrt_available"]
@@ -53,7 +55,7 @@ def tensorrt_available() -> str | None:
     """None when TensorRT and CUDA can be used here, else the reason they cannot."""
     try:
         _trt()
-        _cuda.runtime()
+        _cudart.runtime()
     except ConfigError as exc:
         return str(exc)
     return None
@@ -61,7 +63,7 @@ def tensorrt_available() -> str | None:
 
 def _managed_allocator(trt: Any) -> Any:
     """An IGpuAllocator placing TensorRT's allocations in unified (managed) memory."""
-    cudart = _cuda.runtime()
+    cudart = _cudart.runtime()
 
     class ManagedAllocator(trt.IGpuAllocator):  # type: ignore[misc, unused-ignore]
         # pybind11 calls only methods the subclass defines: TensorRT 10 wants all five.
@@ -73,7 +75,7 @@ def _managed_allocator(trt: Any) -> Any:
                 return None
             # cudaMallocManaged aligns to at least 256 bytes, which covers TensorRT's requests.
             return int(
-                _cuda.check(
+                _cudart.check(
                     cudart.cudaMallocManaged(size, cudart.cudaMemAttachGlobal), "cudaMallocManaged"
                 )
             )
@@ -85,7 +87,7 @@ def _managed_allocator(trt: Any) -> Any:
             return None  # not supported: TensorRT then allocates anew
 
         def deallocate(self, memory: int) -> bool:
-            _cuda.check(cudart.cudaFree(memory), "cudaFree")
+            _cudart.check(cudart.cudaFree(memory), "cudaFree")
             return True
 
         def deallocate_async(self, memory: int, stream: Any) -> bool:
@@ -130,7 +132,7 @@ class TensorRTEngine(NamedBindings):
 
     async def start(self) -> None:
         trt = self._trt = _trt()
-        _cuda.runtime()
+        _cudart.runtime()
         self._threads = PinnedThreadPool(
             self.cpus or CpuSet.current(), name=f"{self._name}-trt", max_workers=self.contexts
         )
@@ -200,7 +202,7 @@ class TensorRTEngine(NamedBindings):
     ) -> Arrays:
         """Run on the lease's stream; ``memory`` must hold a device stack and a stream."""
         limiter, threads = self._started()
-        arrays = check_inputs(self._name, self._inputs, inputs)
+        arrays = check_inputs(self.signature(), inputs)
         if memory is None or memory.device is None or memory.stream is None:
             raise UsageError(f"tensorrt engine {self._name!r} needs a StackPool with device_bytes")
         device, stream = memory.device, memory.stream
@@ -216,9 +218,7 @@ class TensorRTEngine(NamedBindings):
         self._calls += 1
         return {name: array for name, (array, _) in outputs.items()}
 
-    def _stage_inputs(
-        self, context: Any, arrays: Arrays, memory: StackSet, stream: _cuda.Stream
-    ) -> None:
+    def _stage_inputs(self, context: Any, arrays: Arrays, memory: StackSet, stream: Stream) -> None:
         assert memory.device is not None
         for name, array in arrays.items():
             if memory.host.allocation.kind == "pinned" or not array.flags.c_contiguous:
@@ -248,7 +248,7 @@ class TensorRTEngine(NamedBindings):
             outputs[name] = (array, region.address)
         return outputs
 
-    def _compute(self, context: Any, workspace: Any, stream: _cuda.Stream) -> None:
+    def _compute(self, context: Any, workspace: Any, stream: Stream) -> None:
         size = max(self._workspace_bytes(), 256)
         if hasattr(context, "set_device_memory"):
             context.set_device_memory(workspace.address, size)
@@ -261,7 +261,7 @@ class TensorRTEngine(NamedBindings):
         stream.synchronize()
 
     def _fetch_outputs(
-        self, outputs: dict[str, tuple[npt.NDArray[Any], int]], stream: _cuda.Stream
+        self, outputs: dict[str, tuple[npt.NDArray[Any], int]], stream: Stream
     ) -> None:
         for array, device_address in outputs.values():
             stream.copy(array.ctypes.data, device_address, array.nbytes, "d2h")

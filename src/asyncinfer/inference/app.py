@@ -8,52 +8,19 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Sequence
-from typing import Any
 
 from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
-from ..context import Context
 from ..errors import ConfigError
 from ..server import Server
-from .infer import ModelInfer, ModelStreamInfer
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
-from .service import (
-    InferenceResources,
-    ModelConfig,
-    ModelMetadata,
-    ModelReady,
-    ModelStatistics,
-    RepositoryIndex,
-    RepositoryModelLoad,
-    RepositoryModelUnload,
-    ServerLive,
-    ServerMetadata,
-    ServerReady,
-)
-from .shm_rpcs import SHM_CONTEXTS
-from .unimplemented import UNIMPLEMENTED
+from .rpc import CONTEXTS
+from .service import InferenceResources
 
-__all__ = ["CONTEXTS", "build_server"]
+__all__ = ["build_server"]
 
 #: Triton's limit for both directions (INT32_MAX): clients may send and receive large tensors.
 MAX_MESSAGE_BYTES = 2**31 - 1
-
-CONTEXTS: tuple[type[Context[Any, Any, InferenceResources]], ...] = (
-    ServerLive,
-    ServerReady,
-    ModelReady,
-    ServerMetadata,
-    ModelMetadata,
-    ModelConfig,
-    ModelInfer,
-    ModelStreamInfer,
-    ModelStatistics,
-    RepositoryIndex,
-    RepositoryModelLoad,
-    RepositoryModelUnload,
-    *SHM_CONTEXTS,
-    *UNIMPLEMENTED,
-)
 
 
 def build_server(

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
-from .backends.process import ProcessBackend
-from .batcher import DynamicBatcher
+from .backends.process_instances import ProcessBackend
 from .model import LoadedModel
-from .repository import ModelRepository
+from .repository.repository import ModelRepository
+from .scheduling.dynamic_batcher import DynamicBatcher
 from .statistics import ModelStats
 
 __all__ = ["InferenceCollector"]

@@ -1,46 +1,52 @@
-"""A loaded model version: runs one ModelInferRequest through its scheduler, end to end.
+"""The data plane: one loaded model version, run end to end for every front end.
 
-Decode and check the inputs, submit to the scheduler (which runs the backend, alone or in a
-batch), check what came back, apply classification, frame the reply, and count it all in the
-version's statistics.
+``LoadedModel.infer`` takes an :class:`~asyncinfer.inference.infer_types.InferRequest` (plain arrays
+and parameters, whatever wire it came over) and returns an
+:class:`~asyncinfer.inference.infer_types.InferResponse`: it checks and reads the inputs
+(inputs.py), submits the request to the model's scheduler (batching, queues, sequences, the
+backend's instances), checks what came back, classifies or places outputs in shared memory as
+the request asked (outputs.py), honours the request's deadline, marks its cancellation, and
+counts it all in the version's statistics. ``LoadedModel.stream`` does the same for a stream:
+a decoupled model's any number of responses, through the same scheduler and the same statistics.
+
+Front ends only translate: gRPC's ModelInfer and ModelStreamInfer (rpc/infer.py), in-process
+calls from models and Contexts (inprocess.py), ensemble steps (repository/ensemble.py) and
+warmup (repository/warmup.py). This module is the only caller of a scheduler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import numpy.typing as npt
-
-from ..errors import Internal, InvalidArgument, Unimplemented
-from ..pb.inference.grpc_service_pb2 import InferParameter, ModelInferRequest
+from ..errors import (
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    RpcError,
+    Unimplemented,
+    internal_error,
+)
 from ..pb.inference.model_config_pb2 import ModelConfig
+from ..signature import Signature
 from .backends.base import Backend
-from .classification import classify
-from .datatypes import BYTES
-from .modelconfig import Signature
-from .python_model import Request, Response
-from .scheduler import Scheduler, SizedRequest
-from .shared_memory import RequestShm, SharedMemory
-from .statistics import ModelStats, RequestClock, Timing
-from .tensors import OutputPlan, check_output, decode_inputs, encode_response, plan_outputs
+from .infer_types import InferRequest, InferResponse
+from .inputs import read_inputs
+from .outputs import OutputPlan, all_outputs, plan_outputs, respond
+from .python_model import Response, ResponseSender, Sent
+from .scheduling import Scheduler, SizedRequest
+from .statistics import ModelStats, RequestClock
 
-__all__ = ["LoadedModel", "parameter_values", "scheduling_parameters"]
+__all__ = ["ENABLE_EMPTY_FINAL", "FINAL", "LoadedModel", "scheduling_parameters"]
 
-Array = npt.NDArray[Any]
-
-
-def parameter_values(parameters: Mapping[str, InferParameter]) -> dict[str, Any]:
-    """Request parameters as plain Python values."""
-    values: dict[str, Any] = {}
-    if not parameters:
-        return values
-    for key, parameter in parameters.items():
-        choice = parameter.WhichOneof("parameter_choice")
-        values[key] = getattr(parameter, choice) if choice else None
-    return values
+#: Request parameter: also send a decoupled request's flags-only final (as an empty response).
+ENABLE_EMPTY_FINAL = "triton_enable_empty_final_response"
+#: Response parameter, sent when ENABLE_EMPTY_FINAL asks: whether the response is the last.
+FINAL = "triton_final_response"
 
 
 def scheduling_parameters(model: str, parameters: Mapping[str, Any]) -> tuple[int, int]:
@@ -57,9 +63,20 @@ def scheduling_parameters(model: str, parameters: Mapping[str, Any]) -> tuple[in
     return values[0], values[1]
 
 
+@dataclasses.dataclass(slots=True)
+class _Prepared:
+    """A request ready for the scheduler: the model's Request, its output plans, batch size."""
+
+    request: SizedRequest
+    plans: list[OutputPlan]
+    batch_size: int
+    priority: int
+    timeout_us: int
+
+
 @dataclasses.dataclass(eq=False)
 class LoadedModel:
-    """One ready version of a model: its backend, and the scheduler that feeds it."""
+    """One ready version of a model: its backend, the scheduler that feeds it, its statistics."""
 
     config: ModelConfig
     version: int
@@ -68,15 +85,19 @@ class LoadedModel:
     labels: Mapping[str, Sequence[str]]
     scheduler: Scheduler
     stats: ModelStats
-    # Per-model constants, read on every request: computed once here.
+    # Per-model constants, read on every request: computed once here, at load.
     _decoupled: bool = dataclasses.field(init=False, repr=False)
     _version_text: str = dataclasses.field(init=False, repr=False)
     _batched: bool = dataclasses.field(init=False, repr=False)
+    _all_outputs: list[OutputPlan] = dataclasses.field(init=False, repr=False)
+    _all_output_names: tuple[str, ...] = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._decoupled = self.config.model_transaction_policy.decoupled
         self._version_text = str(self.version)
         self._batched = self.signature.max_batch_size > 0
+        self._all_outputs = all_outputs(self.signature)
+        self._all_output_names = tuple(plan.spec.name for plan in self._all_outputs)
 
     @property
     def name(self) -> str:
@@ -84,12 +105,8 @@ class LoadedModel:
 
     @property
     def decoupled(self) -> bool:
-        """Answers through ResponseSenders, any number per request (decoupled.py)."""
+        """Answers through ResponseSenders, any number of responses per request: ``stream``."""
         return self._decoupled
-
-    def account(self) -> RequestClock:
-        """The ``with`` block that counts one request in this version's statistics."""
-        return RequestClock(self.stats)
 
     async def unload(self) -> None:
         """Stop the scheduler (waiting requests fail), then release the backend."""
@@ -98,78 +115,79 @@ class LoadedModel:
         finally:
             await self.backend.unload()
 
-    async def infer(self, request: ModelInferRequest, shm: SharedMemory | None = None) -> bytes:
-        """The serialized ModelInferResponse for ``request``; RpcError when it fails.
+    # ------------------------------------------------------------------ one response
 
-        Shared-memory inputs and outputs are leased from ``shm`` for the whole call: the
-        leases return only after the reply is framed, on every path (cancellation included).
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """The one response to ``request``; the RpcError that failed it otherwise.
+
+        A decoupled model answers any number of responses: ``stream`` them instead.
         """
-        if self.decoupled:
+        if self._decoupled:
             raise Unimplemented(
-                "ModelInfer RPC doesn't support models with decoupled transaction policy: "
-                f"model '{self.name}' is decoupled; send its requests over ModelStreamInfer"
+                f"a single-response call doesn't support models with decoupled transaction "
+                f"policy: model '{self.name}' answers any number of responses per request; "
+                "send its requests over a stream (ModelStreamInfer)"
             )
-        with shm.scope() if shm is not None else contextlib.nullcontext() as scope:
-            return await self._infer(request, scope)
-
-    async def _infer(self, request: ModelInferRequest, scope: RequestShm | None) -> bytes:
-        with self.account() as clock:
-            model_request, plans, batch_size = self.decode(request, scope)
-            priority, timeout_us = scheduling_parameters(self.name, model_request.parameters)
-            clock.inputs_done(batch_size)
-            response = await self.run(
-                model_request, priority=priority, timeout_us=timeout_us, timing=clock.timing
-            )
+        with RequestClock(self.stats, request.timing) as clock:
+            prepared = self._prepare(request)
+            clock.inputs_done(prepared.batch_size)
+            response = self._checked(await self._submit(prepared, request))
             clock.computed()
-            return self.encode(request, response, plans, batch_size, scope)
+            return self._respond(request, response, prepared)
 
-    def encode(
-        self,
-        request: ModelInferRequest,
-        response: Response,
-        plans: list[OutputPlan],
-        batch_size: int,
-        scope: RequestShm | None,
-    ) -> bytes:
-        """The serialized ModelInferResponse carrying ``response``'s outputs named in ``plans``
-        (checked, classified, written to shared memory where a plan says so)."""
-        outputs = self.outputs(response, plans, batch_size if self._batched else None)
-        spans = [plan.shm for plan in plans]
-        return encode_response(request, self.name, self._version_text, outputs, spans, scope)
-
-    def decode(
-        self, request: ModelInferRequest, scope: RequestShm | None
-    ) -> tuple[Request, list[OutputPlan], int]:
-        """The model's Request for ``request``, the outputs to send, and its batch size."""
-        arrays, batch_size = decode_inputs(request, self.signature, scope)
-        plans = plan_outputs(request, self.signature)
+    def _prepare(self, request: InferRequest) -> _Prepared:
+        """Inputs checked and read, outputs planned, scheduling parameters read."""
+        arrays, batch_size = read_inputs(request, self.signature)
+        plans = plan_outputs(request.outputs, self.signature, self._all_outputs)
+        priority, timeout_us = scheduling_parameters(self.name, request.parameters)
+        names = (
+            self._all_output_names
+            if plans is self._all_outputs
+            else tuple(plan.spec.name for plan in plans)
+        )
         model_request = SizedRequest(
             arrays,
             batch_size=batch_size,
-            requested_output_names=[plan.spec.name for plan in plans],
-            parameters=parameter_values(request.parameters),
+            requested_output_names=names,
+            parameters=request.parameters,
             id=request.id,
         )
-        return model_request, plans, batch_size
+        return _Prepared(model_request, plans, batch_size, priority, timeout_us)
 
-    async def run(
-        self,
-        request: Request,
-        *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        timing: Timing | None = None,
-    ) -> Response:
-        """Execute one request; a Response carrying an error fails it with INTERNAL."""
-        response = await self.scheduler.submit(
-            request, priority=priority, timeout_us=timeout_us, timing=timing
+    async def _submit(self, prepared: _Prepared, request: InferRequest) -> Response | None:
+        """Run the request through the scheduler, within its deadline.
+
+        A caller that goes away (cancellation) marks the request's Cancellation; a scheduler
+        drops a request whose caller is gone before it runs.
+        """
+        submitted = self.scheduler.submit(
+            prepared.request,
+            priority=prepared.priority,
+            timeout_us=prepared.timeout_us,
+            timing=request.timing,
         )
-        return self.checked(response)
+        try:
+            if request.deadline is None:
+                return await submitted
+            deadline = asyncio.timeout(request.deadline - time.monotonic())
+            try:
+                async with deadline:
+                    return await submitted
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the model's own TimeoutError, not the deadline
+                request.cancellation.cancel()
+                raise DeadlineExceeded(
+                    f"request for model '{self.name}' was not answered before its deadline"
+                ) from None
+        except asyncio.CancelledError:
+            request.cancellation.cancel()
+            raise
 
-    def checked(self, response: object) -> Response:
+    def _checked(self, response: object) -> Response:
         """``response`` if it is a successful Response; INTERNAL naming the model if not."""
         if not isinstance(response, Response):
-            raise TypeError(
+            raise Internal(
                 f"model '{self.name}' execute() returned {type(response).__name__} where a "
                 "Response was expected"
             )
@@ -177,25 +195,131 @@ class LoadedModel:
             raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
-    def outputs(
-        self, response: Response, plans: list[OutputPlan], batch_size: int | None
-    ) -> list[tuple[str, str, Array]]:
-        produced = response.outputs()
-        outputs = []
-        for plan in plans:
-            name = plan.spec.name
-            if name not in produced:
-                raise Internal(f"model '{self.name}' did not produce output '{name}'")
-            array = check_output(name, produced[name], plan.spec, self.name, batch_size)
-            if plan.class_count:
-                array = classify(
-                    array,
-                    plan.class_count,
-                    self.labels.get(name, ()),
-                    batched=self._batched,
-                    what=f"output '{name}' of model '{self.name}'",
-                )
-                outputs.append((name, BYTES, array))
+    def _respond(
+        self, request: InferRequest, response: Response, prepared: _Prepared
+    ) -> InferResponse:
+        batch_size = prepared.batch_size if self._batched else None
+        outputs = respond(
+            response.outputs(), prepared.plans, self.signature, self.labels, batch_size, request.shm
+        )
+        return InferResponse(self.name, self._version_text, request.id, outputs)
+
+    # ------------------------------------------------------------------ a stream of responses
+
+    async def stream(self, request: InferRequest) -> AsyncGenerator[InferResponse, None]:
+        """Every response to ``request``, the last with ``final`` set.
+
+        A failure does not raise: it comes as a response with ``error`` set, so a stream can
+        go on with its next request. A model that is not decoupled answers one response.
+        """
+        if not self._decoupled:
+            try:
+                yield await self.infer(request)
+            except RpcError as exc:
+                yield self._failure(request, exc)
+            except Exception as exc:
+                yield self._failure(request, internal_error(exc, f"model '{self.name}'"))
+            return
+        async for response in self._decoupled_responses(request):
+            yield response
+
+    async def _decoupled_responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """A decoupled model's responses as its execute sends them through the request's
+        ResponseSender; the execute itself runs through the scheduler like any request."""
+        enable_empty = bool(request.parameters.get(ENABLE_EMPTY_FINAL, False))
+        with RequestClock(self.stats, request.timing) as clock:
+            try:
+                prepared = self._prepare(request)
+            except RpcError as exc:
+                clock.fail()
+                yield self._failure(request, exc)
+                return
+            clock.inputs_done(prepared.batch_size)
+            queue: asyncio.Queue[Sent] = asyncio.Queue()
+            prepared.request._attach_sender(
+                ResponseSender(asyncio.get_running_loop(), queue, request.id)
+            )
+            # Owned by this generator: awaited (or cancelled) in the finally below, on every
+            # path out, the consumer going away included.
+            execution = asyncio.ensure_future(self._submit(prepared, request))
+            finished = False
+            try:
+                async for sent, final in _sent(queue, execution, self.name):
+                    finished = final
+                    if isinstance(sent, RpcError):
+                        clock.fail()
+                        yield self._failure(request, sent)
+                        break
+                    if final:
+                        clock.computed()
+                    if sent is None and not enable_empty:
+                        continue
+                    response = self._sent_response(request, sent, final, enable_empty, prepared)
+                    if response.error is not None:
+                        clock.fail()
+                    yield response
+            finally:
+                # After the final flag the execute is let finish (it returns its instance); if
+                # the stream went away first, the execute is cancelled rather than left running.
+                if not finished and not execution.done():
+                    execution.cancel()
+                with contextlib.suppress(BaseException):
+                    await execution
+
+    def _sent_response(
+        self,
+        request: InferRequest,
+        sent: Response | None,
+        final: bool,
+        enable_empty: bool,
+        prepared: _Prepared,
+    ) -> InferResponse:
+        """One response a decoupled model sent (None: a flags-only final), checked."""
+        try:
+            if sent is None:
+                response = InferResponse(self.name, self._version_text, request.id)
             else:
-                outputs.append((name, plan.spec.datatype.wire, array))
-        return outputs
+                response = self._respond(request, self._checked(sent), prepared)
+        except RpcError as exc:
+            return self._failure(request, exc)
+        response.final = final
+        if enable_empty:
+            response.parameters[FINAL] = final
+        return response
+
+    def _failure(self, request: InferRequest, error: RpcError) -> InferResponse:
+        return InferResponse(self.name, self._version_text, request.id, error=error)
+
+
+async def _sent(
+    queue: asyncio.Queue[Sent], execution: asyncio.Future[Response | None], model: str
+) -> AsyncIterator[tuple[Response | RpcError | None, bool]]:
+    """What the sender queued, until the final flag; a failed execute yields its error.
+
+    An execute that returns without the final flag may still send from a thread of its own,
+    so reading goes on; the stream's deadline or cancellation bounds that wait.
+    """
+    while True:
+        if execution.done():
+            item = await queue.get()
+        else:
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait((getter, execution), return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()  # an item not yet taken stays in the queue
+                exc = None if execution.cancelled() else execution.exception()
+                if exc is not None:
+                    yield _failure(exc, model), True
+                    return
+                continue
+            item = getter.result()
+        yield item
+        if item[1]:
+            return
+
+
+def _failure(exc: BaseException, model: str) -> RpcError:
+    """The error a decoupled execute that raised answers its stream with (an unexpected one is
+    logged once with an id, which is all the client sees)."""
+    error = exc if isinstance(exc, RpcError) else internal_error(exc, f"model '{model}' execute()")
+    return type(error)(f"model '{model}' failed the request: {error.message}")

@@ -6,11 +6,11 @@ names a region gets a :class:`RequestShm` scope: every input it reads and every 
 holds a lease on its region until the scope closes, after the reply is framed, so an unregister
 in the meantime cannot unmap memory under a running model.
 
-The protocol: an input or a requested output refers to a region with the parameters
-``shared_memory_region`` (string), ``shared_memory_byte_size`` (int64) and optionally
-``shared_memory_offset`` (int64, default 0). Inputs in shared memory have no
-``raw_input_contents`` entry; outputs written to shared memory appear in the response with their
-datatype and shape and an empty raw entry, which keeps raw entries aligned with outputs.
+The protocol, gRPC and HTTP alike: an input or a requested output refers to a region with the
+parameters ``shared_memory_region`` (string), ``shared_memory_byte_size`` (int64) and optionally
+``shared_memory_offset`` (int64, default 0), read by :func:`shm_span` from plain values. The data
+plane reads such inputs and writes such outputs through the request's scope; a front end then
+sends an output written to shared memory with its datatype and shape and no data.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, Datatype
+from ..datatypes import BYTES, Datatype, deserialize_bytes
 from ..errors import InvalidArgument
-from ..pb.inference.grpc_service_pb2 import InferParameter
 from ..shm.cuda import CudaRegionLease, CudaShmRegistry, cuda_unavailable_reason
 from ..shm.posix import RegionLease, SystemShmRegistry
 
@@ -54,21 +53,27 @@ class ShmSpan:
         )
 
 
-def _int_parameter(parameters: Mapping[str, InferParameter], key: str, what: str) -> int:
-    parameter = parameters[key]
-    if parameter.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
+def _int_parameter(parameters: Mapping[str, Any], key: str, what: str) -> int:
+    value = parameters[key]
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{what}: parameter '{key}' must be an integer")
-    return int(getattr(parameter, parameter.WhichOneof("parameter_choice")))
+    return value
 
 
-def shm_span(parameters: Mapping[str, InferParameter], what: str) -> ShmSpan | None:
-    """The span a tensor's parameters name, or None when it does not use shared memory."""
+def shm_span(parameters: Mapping[str, Any], what: str) -> ShmSpan | None:
+    """The span a tensor's parameters name, or None when it does not use shared memory.
+
+    ``parameters`` are plain values (a front end decodes its wire's parameters first), so the
+    gRPC and HTTP front ends read the same three parameters the same way.
+    """
     if "shared_memory_region" not in parameters:
         for key in ("shared_memory_byte_size", "shared_memory_offset"):
             if key in parameters:
                 raise InvalidArgument(f"{what}: '{key}' is set but 'shared_memory_region' is not")
         return None
-    region = parameters["shared_memory_region"].string_param
+    region = parameters["shared_memory_region"]
+    if not isinstance(region, str):
+        raise InvalidArgument(f"{what}: parameter 'shared_memory_region' must be a string")
     if "shared_memory_byte_size" not in parameters:
         raise InvalidArgument(
             f"{what}: 'shared_memory_byte_size' must be given with shared memory region '{region}'"
@@ -125,8 +130,6 @@ class RequestShm:
         self, span: ShmSpan, datatype: Datatype, shape: tuple[int, ...], what: str
     ) -> Array:
         """An input tensor from shared memory: a read-only view for system regions."""
-        from .tensors import deserialize_bytes  # tensors imports this module
-
         count = math.prod(shape)
         if datatype.wire != BYTES and span.byte_size != count * datatype.itemsize:
             raise InvalidArgument(

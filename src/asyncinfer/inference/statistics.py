@@ -26,7 +26,7 @@ __all__ = [
     "Duration",
     "ModelStats",
     "RequestClock",
-    "Timing",
+    "RequestTiming",
     "batch_timing",
     "measure_batch",
 ]
@@ -45,61 +45,78 @@ class Duration:
         return StatisticDuration(count=self.count, ns=self.ns)
 
 
-@dataclasses.dataclass(slots=True)
-class Timing:
-    """What a scheduler measured for one request: how long it waited for its execution."""
+class RequestTiming:
+    """Triton's timestamps of one request, ``time.perf_counter_ns()`` values (0: not reached).
 
-    queue_ns: int = 0
+    ``start_ns`` when the data plane took the request (a front end may set it earlier, when the
+    request arrived); ``queue_start_ns`` when its inputs were checked and it went to the
+    scheduler; ``compute_start_ns`` when the scheduler began the execution that serves it (0:
+    at once, no queue); ``compute_end_ns`` when that execution returned (for a decoupled model:
+    its final response); ``end_ns`` when its response was ready. Statistics are computed from
+    these, and a request's trace spans (queue, compute input, infer, output) can be too.
+    """
+
+    __slots__ = ("compute_end_ns", "compute_start_ns", "end_ns", "queue_start_ns", "start_ns")
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self.start_ns = start_ns
+        self.queue_start_ns = self.compute_start_ns = self.compute_end_ns = self.end_ns = 0
 
 
 class RequestClock:
     """One request's bookkeeping in its model's statistics, as a ``with`` block.
 
-    Inside, the request is pending; the caller marks when its inputs were checked
-    (``inputs_done``, with its batch size) and when its execution returned (``computed``). On
-    leaving, a failure (any exception, cancellation included) counts its total into ``fail``;
-    success counts the five durations into ``succeeded``. A class, not a generator context
-    manager: it is on every request's path.
+    Inside, the request is pending; the data plane marks when its inputs were checked
+    (``inputs_done``, with its batch size) and when its execution returned (``computed``), in
+    the request's RequestTiming. On leaving, a failure (any exception, cancellation included,
+    or ``fail()`` for a stream that answered an error) counts its total into ``fail``; success
+    counts the five durations into ``succeeded``. A class, not a generator context manager: it
+    is on every request's path.
     """
 
-    __slots__ = ("_computed", "_decoded", "_start", "_stats", "batch_size", "timing")
+    __slots__ = ("_failed", "_stats", "batch_size", "timing")
 
-    def __init__(self, stats: ModelStats) -> None:
+    def __init__(self, stats: ModelStats, timing: RequestTiming) -> None:
         self._stats = stats
-        #: Filled by the scheduler: how long the request waited before it ran.
-        self.timing = Timing()
+        self.timing = timing
         self.batch_size = 1
-        self._start = self._decoded = self._computed = 0
+        self._failed = False
 
     def __enter__(self) -> RequestClock:
         self._stats.pending += 1
-        self._start = time.perf_counter_ns()
+        if not self.timing.start_ns:
+            self.timing.start_ns = time.perf_counter_ns()
         return self
 
     def inputs_done(self, batch_size: int) -> None:
         self.batch_size = batch_size
-        self._decoded = time.perf_counter_ns()
+        self.timing.queue_start_ns = time.perf_counter_ns()
 
     def computed(self) -> None:
-        self._computed = time.perf_counter_ns()
+        self.timing.compute_end_ns = time.perf_counter_ns()
+
+    def fail(self) -> None:
+        """Count the request as failed when the block ends, though nothing was raised."""
+        self._failed = True
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        done = time.perf_counter_ns()
+        timing = self.timing
+        done = timing.end_ns = time.perf_counter_ns()
         stats = self._stats
         stats.pending -= 1
-        if kind is not None:
-            stats.failed(done - self._start)
+        if kind is not None or self._failed or not timing.compute_end_ns:
+            stats.failed(done - timing.start_ns)
             return
-        queue_ns = self.timing.queue_ns
+        queued = timing.queue_start_ns
+        began = timing.compute_start_ns or queued
         stats.succeeded(
             self.batch_size,
-            total_ns=done - self._start,
-            queue_ns=queue_ns,
-            input_ns=self._decoded - self._start,
-            # What the scheduler did not spend queued is this request's execution (with
-            # batching, that of the batch it ran in).
-            infer_ns=max(self._computed - self._decoded - queue_ns, 0),
-            output_ns=done - self._computed,
+            total_ns=done - timing.start_ns,
+            queue_ns=began - queued,
+            input_ns=queued - timing.start_ns,
+            # With batching: the execution of the batch this request ran in.
+            infer_ns=timing.compute_end_ns - began,
+            output_ns=done - timing.compute_end_ns,
         )
 
 

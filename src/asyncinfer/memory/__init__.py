@@ -6,7 +6,6 @@ DLPack (``np.from_dlpack``, ``torch.from_dlpack``) as every numpy array does.
 
 from __future__ import annotations
 
-from ._cuda import Stream, cuda_available
 from .allocators import (
     Allocation,
     Allocator,
@@ -18,6 +17,7 @@ from .allocators import (
 )
 from .stack import DEFAULT_ALIGNMENT, MemoryStack, Region
 from .stack_pool import StackPool, StackSet
+from .stream import Stream, cuda_available
 
 __all__ = [
     "DEFAULT_ALIGNMENT",

@@ -15,8 +15,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from .. import _cudart
 from ..errors import ConfigError, UsageError
-from . import _cuda
+from .stream import Stream
 
 __all__ = [
     "Allocation",
@@ -102,15 +103,17 @@ class PinnedAllocator:
 
     def allocate(self, nbytes: int) -> Allocation:
         _check_size(self.kind, nbytes)
-        cudart = _cuda.runtime()
+        cudart = _cudart.runtime()
         address = int(
-            _cuda.check(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocDefault), "cudaHostAlloc")
+            _cudart.check(
+                cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocDefault), "cudaHostAlloc"
+            )
         )
         return Allocation(
             "pinned",
             address,
             nbytes,
-            free=lambda: _cuda.check(cudart.cudaFreeHost(address), "cudaFreeHost"),
+            free=lambda: _cudart.check(cudart.cudaFreeHost(address), "cudaFreeHost"),
         )
 
 
@@ -119,26 +122,26 @@ class DeviceAllocator:
 
     kind: MemoryKind = "device"
 
-    def __init__(self, stream: _cuda.Stream | None = None) -> None:
+    def __init__(self, stream: Stream | None = None) -> None:
         self.stream = stream
 
     def allocate(self, nbytes: int) -> Allocation:
         _check_size(self.kind, nbytes)
-        cudart = _cuda.runtime()
+        cudart = _cudart.runtime()
         stream = self.stream
         if stream is None:
-            address = int(_cuda.check(cudart.cudaMalloc(nbytes), "cudaMalloc"))
+            address = int(_cudart.check(cudart.cudaMalloc(nbytes), "cudaMalloc"))
 
             def free() -> None:
-                _cuda.check(cudart.cudaFree(address), "cudaFree")
+                _cudart.check(cudart.cudaFree(address), "cudaFree")
         else:
             raw_stream = stream.raw
             address = int(
-                _cuda.check(cudart.cudaMallocAsync(nbytes, raw_stream), "cudaMallocAsync")
+                _cudart.check(cudart.cudaMallocAsync(nbytes, raw_stream), "cudaMallocAsync")
             )
 
             def free() -> None:  # stream-ordered: freed after the work queued before it
-                _cuda.check(cudart.cudaFreeAsync(address, raw_stream), "cudaFreeAsync")
+                _cudart.check(cudart.cudaFreeAsync(address, raw_stream), "cudaFreeAsync")
 
         return Allocation("device", address, nbytes, free=free)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from ..errors import ConfigError, UsageError
 from ..pools import Pool, _Acquire
-from . import _cuda
 from .allocators import DeviceAllocator, MemoryKind, allocator_for
 from .stack import DEFAULT_ALIGNMENT, MemoryStack
+from .stream import Stream
 
 __all__ = ["StackPool", "StackSet"]
 
@@ -35,7 +35,7 @@ class StackSet:
 
     host: MemoryStack
     device: MemoryStack | None = None
-    stream: _cuda.Stream | None = None
+    stream: Stream | None = None
 
     def reset(self) -> None:
         # Wait for the stream first: a D2H copy or kernel still in flight may read or write
@@ -147,7 +147,7 @@ class StackPool:
             return StackSet(host)
         stack_set = StackSet(host)
         try:
-            stack_set.stream = _cuda.Stream()
+            stack_set.stream = Stream()
             stack_set.device = MemoryStack(
                 DeviceAllocator().allocate(self.device_bytes),
                 name=f"{self.name}[{index}].device",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import functools
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Self
@@ -27,6 +26,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from .. import _cudart
 from ..errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
 from ._lease import ReleasedOnExit
 from ._spans import check_span
@@ -43,44 +43,22 @@ __all__ = [
 IPC_HANDLE_BYTES = 64
 
 
-@functools.cache
-def _load_runtime() -> tuple[ModuleType | None, str]:
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # cuda-python < 12.6
-        except ImportError:
-            return None, "cuda-python is not installed (pip install 'asyncinfer[gpu]')"
-    try:
-        err, count = runtime.cudaGetDeviceCount()
-    except Exception as exc:  # the driver library itself may be missing
-        return None, f"the CUDA driver could not be loaded ({exc})"
-    if err != runtime.cudaError_t.cudaSuccess:
-        return None, f"cudaGetDeviceCount failed with {err.name}"
-    if count == 0:
-        return None, "no CUDA device is visible"
-    return runtime, ""
-
-
 def cuda_unavailable_reason() -> str:
     """Why CUDA cannot be used here, or "" when it can."""
-    return _load_runtime()[1]
+    return _cudart.unavailable_reason()
 
 
 def _runtime() -> ModuleType:
-    runtime, reason = _load_runtime()
-    if runtime is None:
+    reason = _cudart.unavailable_reason()
+    if reason:
         raise FailedPrecondition(f"CUDA is not available: {reason}")
+    runtime: ModuleType = _cudart.runtime()
     return runtime
 
 
 def _check(result: Any, what: str) -> Any:
     """Unpack a cuda-python result tuple, turning an error code into Internal."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if err != _runtime().cudaError_t.cudaSuccess:
-        raise Internal(f"{what} failed: {err.name}")
-    return values[0] if len(values) == 1 else values
+    return _cudart.check(result, what, error=Internal)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._wire import length_delimited, varint
-from ..datatypes import BYTES, from_numpy
+from ..datatypes import BYTES, datatype_of
 from ..datatypes import DATATYPES as ALL_DATATYPES
 from ..errors import InvalidArgument
 from ..pb.tensor_pb2 import ShmRef, Tensor
@@ -31,7 +31,6 @@ from .sysv import ShmDescriptor
 
 __all__ = [
     "DATATYPES",
-    "datatype_of",
     "descriptor_of",
     "dtype_of",
     "framed_tensor_message",
@@ -59,14 +58,6 @@ def dtype_of(datatype: str, what: str = "tensor") -> np.dtype[Any]:
         ) from None
 
 
-def datatype_of(dtype: npt.DTypeLike) -> str:
-    dt = np.dtype(dtype)
-    found = from_numpy(dt)
-    if found is None or found.wire == BYTES:
-        raise InvalidArgument(f"numpy dtype {dt.newbyteorder('<')} has no tensor datatype")
-    return found.wire
-
-
 def descriptor_of(ref: ShmRef) -> ShmDescriptor:
     return ShmDescriptor(ref.segment_id, ref.key, ref.offset, ref.byte_size, ref.token)
 
@@ -83,11 +74,15 @@ def shm_ref(descriptor: ShmDescriptor) -> ShmRef:
 
 def inline_tensor(array: npt.ArrayLike) -> Tensor:
     data = np.ascontiguousarray(array)
-    return Tensor(datatype=datatype_of(data.dtype), shape=data.shape, raw=data.tobytes())
+    return Tensor(
+        datatype=datatype_of(data.dtype, fixed_size=True), shape=data.shape, raw=data.tobytes()
+    )
 
 
 def shm_tensor(descriptor: ShmDescriptor, dtype: npt.DTypeLike, shape: Sequence[int]) -> Tensor:
-    return Tensor(datatype=datatype_of(dtype), shape=shape, shm=shm_ref(descriptor))
+    return Tensor(
+        datatype=datatype_of(dtype, fixed_size=True), shape=shape, shm=shm_ref(descriptor)
+    )
 
 
 def _checked_shape(message: Tensor, what: str) -> tuple[int, ...]:
@@ -131,14 +126,14 @@ def write_tensor(
         raise InvalidArgument("output: this service does not accept shared memory")
     with attachments.lease(descriptor_of(output)) as lease:
         lease.write(array)
-    return Tensor(datatype=datatype_of(array.dtype), shape=array.shape, shm=output)
+    return Tensor(datatype=datatype_of(array.dtype, fixed_size=True), shape=array.shape, shm=output)
 
 
 def framed_tensor_message(field_number: int, array: npt.NDArray[Any]) -> bytes:
     """The serialized bytes of a message whose field ``field_number`` is ``array`` as an inline
     Tensor, exactly as protobuf would write them, built with one copy of the data."""
     data = np.ascontiguousarray(array)
-    datatype = datatype_of(data.dtype).encode()
+    datatype = datatype_of(data.dtype, fixed_size=True).encode()
     shape = b"".join(varint(dim) for dim in data.shape)
     head = length_delimited(1, len(datatype)) + datatype
     if shape:

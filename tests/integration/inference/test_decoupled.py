@@ -201,3 +201,25 @@ async def test_a_raising_decoupled_model_answers_an_error_without_details(
     assert len(errors) == 1
     assert "model 'raises' failed the request" in errors[0] and "internal error" in errors[0]
     assert "secret detail" not in errors[0]
+
+
+def _stats(client: grpcclient.InferenceServerClient) -> tuple[int, int, int, int]:
+    (model,) = client.get_inference_statistics("repeat_int32").model_stats
+    stats = model.inference_stats
+    return stats.success.count, stats.fail.count, model.execution_count, model.inference_count
+
+
+def test_model_statistics_count_decoupled_requests_like_any_other(url: str) -> None:
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    with grpcclient.InferenceServerClient(url) as client:
+        before = _stats(client)
+        client.start_stream(callback=lambda result, error: results.put((result, error)))
+        client.async_stream_infer("repeat_int32", _inputs(grpcclient, [1, 2, 3], [0, 0, 0], 0))
+        bad = _inputs(grpcclient, [1], [0, 0], 0)  # DELAY shorter than IN: the model refuses
+        client.async_stream_infer("repeat_int32", bad)
+        client.stop_stream()
+        after = _stats(client)
+    deltas = tuple(a - b for a, b in zip(after, before, strict=True))
+    # Three responses to one request: one success of batch 1. The bad one failed, but the model
+    # ran for it (its error is a response): two executions, as Triton counts them.
+    assert deltas == (1, 1, 2, 1)

@@ -10,7 +10,7 @@ from asyncinfer import Resources, Server, UnaryContext, rpc_method
 from asyncinfer.client import AsyncClient, Method
 from asyncinfer.errors import InvalidArgument
 from asyncinfer.inference.inprocess import ModelCaller
-from asyncinfer.inference.repository import ModelRepository
+from asyncinfer.inference.repository.repository import ModelRepository
 from asyncinfer.testing import running
 from tests.protos import ping_pb2
 

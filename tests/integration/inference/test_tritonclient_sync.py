@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
+
+from asyncinfer import logs
 
 MODELS = [
     "bls_add_sub",
@@ -236,20 +238,57 @@ def test_classification_top_k(client: grpcclient.InferenceServerClient) -> None:
     assert list(result.as_numpy("OUTPUT0")[0]) == [b"9.000000:2", b"5.000000:0", b"3.000000:3"]
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda c: c.get_trace_settings(),
-        lambda c: c.get_log_settings(),
-    ],
-)
-def test_unimplemented_extensions_say_so(
-    client: grpcclient.InferenceServerClient, call: Callable[[Any], object]
+def test_trace_settings_answer_that_tracing_is_off(
+    client: grpcclient.InferenceServerClient,
 ) -> None:
+    expected = {
+        "trace_file": [""],
+        "trace_level": ["OFF"],
+        "trace_rate": ["1000"],
+        "trace_count": ["-1"],
+        "log_frequency": ["0"],
+        "trace_mode": ["triton"],
+    }
+    for model in (None, "simple"):
+        settings = client.get_trace_settings(model_name=model, as_json=True)["settings"]
+        assert {key: value["value"] for key, value in settings.items()} == expected
+    unchanged = client.update_trace_settings(
+        settings={"trace_level": ["OFF"], "trace_rate": "1000"}
+    )
+    assert list(unchanged.settings["trace_level"].value) == ["OFF"]
+    cleared = client.update_trace_settings(model_name="simple", settings={"trace_rate": None})
+    assert list(cleared.settings["trace_rate"].value) == ["1000"]
+    for settings, status, text in [
+        ({"trace_level": ["TIMESTAMPS"]}, "UNIMPLEMENTED", "tracing is not supported"),
+        ({"trace_levels": ["OFF"]}, "INVALID_ARGUMENT", "unknown trace setting 'trace_levels'"),
+    ]:
+        with pytest.raises(InferenceServerException) as info:
+            client.update_trace_settings(settings=settings)
+        assert info.value.status() == f"StatusCode.{status}" and text in info.value.message()
+    with pytest.raises(InferenceServerException, match="Request for unknown model: 'nope'"):
+        client.get_trace_settings(model_name="nope")
+
+
+def test_log_settings_answer_as_they_are(client: grpcclient.InferenceServerClient) -> None:
+    # The server runs in this process (a thread): its logging setup is this process's.
+    configured = logs.settings() or {"verbose": 0, "format": "default"}
+    settings = client.get_log_settings(as_json=True)["settings"]
+    assert {key: next(iter(value.values())) for key, value in settings.items()} == {
+        "log_file": "",
+        "log_info": True,
+        "log_warning": True,
+        "log_error": True,
+        "log_verbose_level": configured["verbose"],
+        "log_format": configured["format"],
+    }
+    same = client.update_log_settings(
+        settings={"log_info": True, "log_verbose_level": configured["verbose"]}
+    )
+    assert same.settings["log_info"].bool_param is True
     with pytest.raises(InferenceServerException) as info:
-        call(client)
+        client.update_log_settings(settings={"log_verbose_level": configured["verbose"] + 2})
     assert info.value.status() == "StatusCode.UNIMPLEMENTED"
-    assert "not supported by this server yet" in info.value.message()
+    assert "log setting 'log_verbose_level' cannot be changed to" in info.value.message()
 
 
 def test_requests_over_grpcio_default_4_mib_limit(client: grpcclient.InferenceServerClient) -> None:

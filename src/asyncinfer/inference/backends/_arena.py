@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..tensors import deserialize_bytes, serialize_bytes
+from ...datatypes import deserialize_bytes, serialize_bytes
 
 __all__ = ["Arena", "ArenaFull", "TensorMeta", "read_tensors", "write_tensors"]
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..python_model import Request, Response
 from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_tensors
+from .model_module import MODEL_CLASS, import_model, one_line  # the same rules as in-process
 
 __all__ = ["RequestMeta", "ResponseMeta", "main"]
 
@@ -53,18 +54,16 @@ def main(
     args: dict[str, str],
 ) -> None:
     """Run one instance until "stop" or until the server closes the pipe."""
-    from .python import MODEL_CLASS, _import, _one_line  # the same import rules as in-process
-
     loop = asyncio.new_event_loop()
     arena = Arena.attach(arena_fd, arena_size)
     try:
-        module = _import(pathlib.Path(model_path), name, version)
+        module = import_model(pathlib.Path(model_path), name, version)
         instance = getattr(module, MODEL_CLASS)()
         hook = getattr(instance, "initialize", None)
         if hook is not None:
             _run(loop, hook, args)
     except BaseException as exc:
-        message = exc.message if hasattr(exc, "message") else _one_line(exc)
+        message = exc.message if hasattr(exc, "message") else one_line(exc)
         connection.send(("failed", message))
         return
     connection.send(("ready", os.getpid()))
@@ -90,8 +89,6 @@ def _run(loop: asyncio.AbstractEventLoop, hook: Any, *args: Any) -> Any:
 def _serve(
     connection: Connection, loop: asyncio.AbstractEventLoop, arena: Arena, instance: Any, name: str
 ) -> None:
-    from .python import _one_line
-
     while True:
         try:
             kind, payload = connection.recv()
@@ -110,7 +107,7 @@ def _serve(
             del requests  # views into the arena's input half end here
             connection.send(("done", _write_responses(arena, list(responses), name)))
         except BaseException as exc:
-            connection.send(("error", _one_line(exc)))
+            connection.send(("error", one_line(exc)))
 
 
 def _request(arena: Arena, meta: RequestMeta) -> Request:

@@ -2,16 +2,18 @@
 
 A backend turns a list of requests into one Response per request, in order. It owns its
 instances (python Model objects, ONNX Runtime sessions) and leases one per ``execute``, so
-``instance_count`` concurrent executes run on distinct instances and more wait for one.
+``instance_count`` concurrent executes run on distinct instances and more wait for one; how
+many a config asks for is :func:`instance_count`.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "instance_count"]
 
 
 @runtime_checkable
@@ -36,3 +38,8 @@ class Backend(Protocol):
     async def unload(self) -> None:
         """Release the instances; no execute runs after this returns."""
         ...
+
+
+def instance_count(config: ModelConfig) -> int:
+    """Instances the config's instance groups ask for (a group's count 0 means 1; none: 1)."""
+    return sum(max(group.count, 1) for group in config.instance_group) or 1

@@ -9,9 +9,9 @@ inputs and outputs (no auto-completion), and they must match the engine's bindin
 
 A batching model (max_batch_size > 0) runs a whole batch of requests in one engine call: the
 inputs concatenated along the batch dimension, the outputs split back per request
-(batching.py). ONNX Runtime instances are KIND_CPU (or KIND_AUTO): each session gets its share
-of this process's CPUs as intra-op threads and runs in a pinned thread, so N instances are N
-concurrent executes (ONNX Runtime releases the GIL).
+(scheduling/batch_tensors.py). ONNX Runtime instances are KIND_CPU (or KIND_AUTO): each session
+gets its share of this process's CPUs as intra-op threads and runs in a pinned thread, so N
+instances are N concurrent executes (ONNX Runtime releases the GIL).
 
 Where TensorRT or CUDA is missing the load fails with a message saying so; the other models of
 the repository keep serving.
@@ -27,17 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from ...datatypes import from_config
+from ...datatypes import from_config, shape_fits
 from ...engines import Engine, OnnxEngine, TensorRTEngine
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelLoadFailed
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
-from ...runner import shape_fits
-from ..batching import merge, split
-from ..modelconfig import instance_count
 from ..python_model import Request, Response, Tensor
+from ..scheduling.batch_tensors import merge, split
 from ..statistics import batch_timing
-from .python import ModelLoadFailed
+from .base import instance_count
 
 __all__ = ["ENGINE_PLATFORMS", "EngineBackend", "engine_kind"]
 
@@ -69,12 +67,16 @@ class EngineBackend:
         engine: Engine,
         stacks: StackPool | None,
         instances: int,
+        *,
+        queue_timeout: float | None = None,
     ) -> None:
         self.name = config.name
         self.version = version
         self.engine = engine
         self._stacks = stacks
         self._instances = instances
+        #: How long a call may wait for one of the engine's contexts (None: no limit).
+        self._queue_timeout = queue_timeout
         self._batching = config.max_batch_size > 0
         self._inputs = [tensor.name for tensor in config.input]
 
@@ -135,13 +137,14 @@ class EngineBackend:
         return responses
 
     async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        timeout = self._queue_timeout
         if self._stacks is None:
-            return await self.engine.infer(inputs)
-        async with self._stacks.acquire() as lease:
-            outputs = await self.engine.infer(inputs, memory=lease.item)
-            # The reply is encoded after this returns: copy out of the leased stack, and drop
-            # the views before the lease returns (its stacks reset then).
-            owned = {n: np.array(a) for n, a in outputs.items()}
+            return await self.engine.infer(inputs, queue_timeout=timeout)
+        async with self._stacks.acquire(timeout) as lease:
+            outputs = await self.engine.infer(inputs, memory=lease.item, queue_timeout=timeout)
+            # The reply is encoded after this returns and the stacks reset when the lease does:
+            # copy out what lives in them, and drop every view before the lease returns.
+            owned = {n: np.array(a) if lease.item.host.owns(a) else a for n, a in outputs.items()}
             del outputs
         return owned
 

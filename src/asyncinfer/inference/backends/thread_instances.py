@@ -1,0 +1,174 @@
+"""Thread instances of python models: import a version's model.py, run its Model instances in
+this process, finalize them.
+
+Each configured instance (instance_group count, default 1) is one ``Model`` object; a call
+leases one for its execute, so a model's own state is never used by two calls at once.
+``async def`` hooks run on the loop; plain ``def`` hooks run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from ..._threads import uninterrupted
+from ...errors import ModelLoadFailed, Unavailable
+from ...pb.inference.model_config_pb2 import ModelConfig
+from ..inprocess import ModelCaller, ModelLookup
+from ..python_model import Request, Response
+from .base import instance_count
+from .model_module import DEFAULT_FILENAME, MODEL_CLASS, import_model, initialize_args, one_line
+
+__all__ = ["ThreadBackend"]
+
+log = logging.getLogger("asyncinfer.inference")
+
+
+async def _call(hook: Any, *args: Any) -> Any:
+    """Await an async hook on the loop; run a plain one in a worker thread.
+
+    A thread cannot be interrupted: a cancelled caller waits for it to end (``uninterrupted``)
+    so that the instance it runs on is never handed to another call while it still runs.
+    """
+    if inspect.iscoroutinefunction(hook):
+        return await hook(*args)
+    return await uninterrupted(asyncio.to_thread(hook, *args))
+
+
+class ThreadBackend:
+    """One loaded version of a python-backend model, with its pool of Model instances."""
+
+    def __init__(
+        self, name: str, version: int, instances: Sequence[Any], *, decoupled: bool = False
+    ) -> None:
+        self.name = name
+        self.version = version
+        #: Responses go through each request's ResponseSender; execute returns none.
+        self.decoupled = decoupled
+        self._instances = list(instances)
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._closing = False
+        self._async_execute = all(
+            inspect.iscoroutinefunction(instance.execute) for instance in self._instances
+        )
+        for instance in self._instances:
+            self._idle.put_nowait(instance)
+
+    @classmethod
+    async def load(
+        cls,
+        config: ModelConfig,
+        version: int,
+        version_dir: pathlib.Path,
+        repository: pathlib.Path,
+        *,
+        models: ModelLookup | None = None,
+    ) -> ThreadBackend:
+        """Import model.py, create and initialize every instance; ModelLoadFailed says why not.
+
+        With ``models``, initialize() finds a ModelCaller in ``args["models"]`` to call other
+        loaded models in process.
+        """
+        name = config.name
+        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        if not path.is_file():
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: {path} does not exist"
+            )
+        module = await asyncio.to_thread(import_model, path, name, version)
+        model_class = getattr(module, MODEL_CLASS, None)
+        if not isinstance(model_class, type):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: {path} defines no class "
+                f"'{MODEL_CLASS}'"
+            )
+        if not callable(getattr(model_class, "execute", None)):
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
+                "has no execute(requests) method"
+            )
+        args: dict[str, Any] = dict(initialize_args(config, version, repository))
+        if models is not None:
+            args["models"] = ModelCaller(models)
+        instances = []
+        try:
+            for index in range(instance_count(config)):
+                instance = model_class()
+                instances.append(instance)
+                hook = getattr(instance, "initialize", None)
+                if hook is not None:
+                    await _call(hook, {**args, "model_instance_name": f"{name}_{index}"})
+        except Exception as exc:
+            await _finalize_all(instances)
+            raise ModelLoadFailed(
+                f"failed to load '{name}' version {version}: initialize() raised {one_line(exc)}"
+            ) from None
+        return cls(name, version, instances, decoupled=config.model_transaction_policy.decoupled)
+
+    async def execute(self, requests: list[Request]) -> list[Response]:
+        """Run the model on ``requests``; one Response each, in order.
+
+        A decoupled model answers through each request's sender and returns None (or a list
+        of None); then the result is an empty list.
+        """
+        if self._closing:
+            raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
+        instance = await self._idle.get()
+        try:
+            if self._async_execute:
+                responses = await instance.execute(requests)
+            else:
+                responses = await uninterrupted(asyncio.to_thread(instance.execute, requests))
+        finally:
+            # Returned on every path, cancellation included; a cancelled sync execute returns
+            # it only once its thread has ended (uninterrupted), never while it still runs.
+            self._idle.put_nowait(instance)
+        if self.decoupled:
+            if responses is not None and any(r is not None for r in responses):
+                raise TypeError(
+                    f"decoupled model '{self.name}' execute() must send its responses through "
+                    "request.response_sender() and return None"
+                )
+            return []
+        return self._check(responses, requests)
+
+    def _check(self, responses: Any, requests: list[Request]) -> list[Response]:
+        if not isinstance(responses, list | tuple) or len(responses) != len(requests):
+            raise TypeError(
+                f"model '{self.name}' execute() must return a list of {len(requests)} "
+                f"Response objects, got {type(responses).__name__}"
+            )
+        return list(responses)
+
+    @property
+    def instance_count(self) -> int:
+        return max(len(self._instances), 1)
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
+        instances and runs one batch per instance at a time, so the instance is its alone."""
+        responses = await _call(self._instances[index].execute, requests)
+        return self._check(responses, requests)
+
+    async def unload(self) -> None:
+        """Refuse new calls, wait for the calls in flight to hand their instances back, then
+        finalize every instance (never while a call is still using it)."""
+        self._closing = True
+        for _ in self._instances:
+            await self._idle.get()
+        await _finalize_all(self._instances)
+        self._instances.clear()
+
+
+async def _finalize_all(instances: Sequence[Any]) -> None:
+    for instance in instances:
+        hook = getattr(instance, "finalize", None)
+        if hook is not None:
+            try:
+                await _call(hook)
+            except Exception:
+                log.exception("finalize() of a model instance raised")

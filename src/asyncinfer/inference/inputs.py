@@ -1,0 +1,93 @@
+"""The data plane's input stage: a request's inputs checked against the model's signature, then
+read into the arrays its backend gets.
+
+Every front end's inputs come through here. What a request declares (names, datatypes, shapes)
+is checked before a byte is read, in Triton's order; each input's data is then read from what
+the wire gave: raw bytes become a read-only view (no copy), BYTES elements are split at their
+length prefixes, elements given one by one are range-checked and converted, shared memory is
+leased and viewed, and an in-process array is used as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..datatypes import BYTES, Datatype, deserialize_bytes
+from ..errors import InvalidArgument
+from ..signature import Signature
+from .infer_types import ElementValues, InferInput, InferRequest
+from .shared_memory import RequestShm, ShmSpan
+
+__all__ = ["read_inputs"]
+
+Array = npt.NDArray[Any]
+
+
+def read_inputs(request: InferRequest, sig: Signature) -> tuple[dict[str, Array], int]:
+    """The request's inputs as the model's arrays, checked; and the request's batch size."""
+    batch_size = sig.check_inputs(request.inputs)
+    return {tensor.name: _read(tensor, sig, request.shm) for tensor in request.inputs}, batch_size
+
+
+def _read(tensor: InferInput, sig: Signature, shm: RequestShm | None) -> Array:
+    data = tensor.data
+    if isinstance(data, bytes):  # the usual request: raw bytes off the wire
+        return _from_raw(data, len(data), tensor, sig)
+    if isinstance(data, np.ndarray):
+        return data  # in process: the checks above read its datatype and shape
+    if isinstance(data, memoryview):
+        return _from_raw(data, data.nbytes, tensor, sig)
+    what = f"input '{tensor.name}' for model '{sig.model}'"
+    if isinstance(data, ShmSpan):
+        if shm is None:
+            raise InvalidArgument(
+                f"{what} refers to shared memory region '{data.region}', but shared memory is "
+                "not available on this call"
+            )
+        return shm.read_input(data, sig.inputs[tensor.name].datatype, tensor.shape, what)
+    return _from_values(data, tensor, sig, what)
+
+
+def _from_raw(
+    payload: bytes | memoryview, nbytes: int, tensor: InferInput, sig: Signature
+) -> Array:
+    datatype, shape = sig.inputs[tensor.name].datatype, tensor.shape
+    if datatype.wire == BYTES:
+        what = f"input '{tensor.name}' for model '{sig.model}'"
+        return deserialize_bytes(payload, math.prod(shape), what=what).reshape(shape)
+    sig.check_byte_size(tensor.name, shape, nbytes)
+    # A read-only view over the received bytes: the request owns the buffer and lives until
+    # the model returns, so no copy is needed.
+    return np.frombuffer(payload, dtype=datatype.dtype).reshape(shape)
+
+
+def _from_values(values: ElementValues, tensor: InferInput, sig: Signature, what: str) -> Array:
+    datatype, shape = sig.inputs[tensor.name].datatype, tensor.shape
+    items = values.values
+    sig.check_element_count(tensor.name, shape, len(items), source=values.source)
+    if datatype.wire == BYTES:
+        array = np.empty(len(items), dtype=np.object_)
+        array[:] = [item.encode() if isinstance(item, str) else bytes(item) for item in items]
+        return array.reshape(shape)
+    return _numbers(items, datatype, f"{values.source} of {what}").reshape(shape)
+
+
+def _numbers(items: Any, datatype: Datatype, what: str) -> Array:
+    """``items`` as an array of ``datatype``; InvalidArgument when one is out of its range or
+    not a number of its kind."""
+    dtype = datatype.dtype
+    try:
+        wide = np.array(items, dtype=np.uint64 if datatype.wire == "UINT64" else None)
+        if dtype.kind in "iu" and wide.size:
+            if wide.dtype.kind not in "iub":
+                raise TypeError(wide.dtype)
+            info = np.iinfo(dtype)
+            if int(wide.min()) < info.min or int(wide.max()) > info.max:
+                raise InvalidArgument(f"{what} holds values outside the range of {datatype.wire}")
+        return wide.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument(f"{what} holds values that are not {datatype.wire}") from None

@@ -1,0 +1,118 @@
+"""The data plane's output stage: which outputs a request gets, each checked against the model's
+signature, classified or placed in shared memory when the request asked for that.
+
+``plan_outputs`` turns a request's requested outputs into plans (checked once, before the model
+runs); ``respond`` applies them to what the model produced: a missing or mistyped output is the
+model's bug (Internal), ``class_count`` turns an output into its top classes (classification.py),
+and an output with a shared-memory span is written there once, so front ends send only its
+datatype and shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy.typing as npt
+
+from ..datatypes import BYTES, serialize_bytes, tensor_bytes
+from ..errors import Internal, InvalidArgument
+from ..signature import Signature, TensorSpec
+from .classification import classify
+from .infer_types import OutputTensor, RequestedOutput
+from .shared_memory import RequestShm, ShmSpan
+
+__all__ = ["OutputPlan", "plan_outputs", "respond"]
+
+Array = npt.NDArray[Any]
+
+
+@dataclasses.dataclass(slots=True)
+class OutputPlan:
+    """One output a response carries, in request order: its spec, classification count, and
+    the shared memory it is written to (None: sent inline)."""
+
+    spec: TensorSpec
+    class_count: int = 0
+    shm: ShmSpan | None = None
+
+
+def all_outputs(sig: Signature) -> list[OutputPlan]:
+    """The plans of a request that names no outputs: every output, in config order (computed
+    once per model, at load)."""
+    return [OutputPlan(spec) for spec in sig.outputs.values()]
+
+
+def plan_outputs(
+    requested: Sequence[RequestedOutput], sig: Signature, every: list[OutputPlan]
+) -> list[OutputPlan]:
+    """The outputs to send: those requested, in request order, or ``every`` when none is."""
+    if not requested:
+        return every
+    specs = sig.check_requested(output.name for output in requested)
+    plans: list[OutputPlan] = []
+    for output, spec in zip(requested, specs, strict=True):
+        what = f"output '{output.name}' for model '{sig.model}'"
+        if output.shm is not None:
+            _check_overlap(output.shm, plans, what)
+        count = output.class_count
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1
+        ):
+            raise InvalidArgument(f"classification count of {what} must be >= 1, not {count}")
+        plans.append(OutputPlan(spec, count or 0, output.shm))
+    return plans
+
+
+def _check_overlap(span: ShmSpan, plans: list[OutputPlan], what: str) -> None:
+    for other in plans:
+        if other.shm is not None and span.overlaps(other.shm):
+            raise InvalidArgument(
+                f"{what}: bytes [{span.offset}, {span.offset + span.byte_size}) of shared "
+                f"memory region '{span.region}' overlap those of output '{other.spec.name}' "
+                f"[{other.shm.offset}, {other.shm.offset + other.shm.byte_size})"
+            )
+
+
+def respond(
+    produced: Mapping[str, Array],
+    plans: list[OutputPlan],
+    sig: Signature,
+    labels: Mapping[str, Sequence[str]],
+    batch_size: int | None,
+    shm: RequestShm | None,
+) -> list[OutputTensor]:
+    """The response's outputs from what the model ``produced``, one per plan.
+
+    ``batch_size`` is the request's when the model batches (None when it does not).
+    """
+    outputs = []
+    for plan in plans:
+        name = plan.spec.name
+        if name not in produced:
+            raise Internal(f"model '{sig.model}' did not produce output '{name}'")
+        array = sig.check_output(name, produced[name], batch_size)
+        datatype = plan.spec.datatype.wire
+        if plan.class_count:
+            what = f"output '{name}' of model '{sig.model}'"
+            batched = batch_size is not None
+            array = classify(
+                array, plan.class_count, labels.get(name, ()), batched=batched, what=what
+            )
+            datatype = BYTES
+        if plan.shm is not None:
+            _place(array, datatype, plan.shm, shm, f"output '{name}' for model '{sig.model}'")
+        outputs.append(OutputTensor(name, datatype, array, plan.shm))
+    return outputs
+
+
+def _place(array: Array, datatype: str, span: ShmSpan, shm: RequestShm | None, what: str) -> None:
+    """Write an output to its span of shared memory (BYTES in their length-prefixed layout)."""
+    if shm is None:
+        raise InvalidArgument(
+            f"{what} refers to shared memory region '{span.region}', but shared memory is not "
+            "available on this call"
+        )
+    data = serialize_bytes(array) if datatype == BYTES else tensor_bytes(array)
+    shm.write_output(span, data, what)

@@ -1,0 +1,76 @@
+"""The inference RPCs: ModelInfer (unary) and ModelStreamInfer (one stream, many requests).
+
+Each is a thin adapter over the data plane: decode the message (wire/decode.py), run it on the
+model's ``LoadedModel`` (``infer``, or ``stream`` for a stream, decoupled models included),
+encode what comes back (wire/encode.py). Replies are bytes framed by hand; the framework sends
+returned bytes as the already-serialized reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from ...context import BidiStreamContext, UnaryContext, rpc_method
+from ...errors import RpcError, internal_error
+from ...pb.inference import grpc_service_pb2 as pb
+from ..model import LoadedModel
+from ..service import InferenceResources
+from ..shared_memory import RequestShm
+from ..wire.decode import infer_request
+from ..wire.encode import response_bytes, stream_error, stream_response
+from .control import SERVICE
+
+__all__ = ["ModelInferRpc", "ModelStreamInferRpc"]
+
+
+class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
+    method = rpc_method(pb, SERVICE, "ModelInfer")
+    max_in_flight = 1024
+
+    async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
+        model = self.resources.repository.get(request.model_name, request.model_version)
+        # No deadline is handed on: grpc.aio cancels this call at its deadline itself, which the
+        # data plane sees as its caller going away (marked, and dropped before it runs), and
+        # arming a second timer per request would only cost. The leases on shared memory last
+        # until the reply is framed, on every path; the request and the response (whose arrays
+        # may view leased memory) are temporaries of one expression, gone before they return.
+        with self.resources.shm.scope() as scope:
+            return response_bytes(await model.infer(infer_request(request, scope)))
+
+
+class ModelStreamInferRpc(
+    BidiStreamContext[pb.ModelInferRequest, pb.ModelStreamInferResponse, InferenceResources]
+):
+    """Requests are answered in order; a failed request answers with error_message, and the
+    stream goes on. The stream ends after the client half-closes and the last reply is sent."""
+
+    method = rpc_method(pb, SERVICE, "ModelStreamInfer")
+    max_in_flight = 256
+
+    async def execute(  # type: ignore[override]
+        self, requests: AsyncIterator[pb.ModelInferRequest]
+    ) -> AsyncIterator[bytes | pb.ModelStreamInferResponse]:
+        repository = self.resources.repository
+        async for message in requests:
+            try:
+                model = repository.get(message.model_name, message.model_version)
+                with self.resources.shm.scope() as scope:
+                    # Closed before the leases return, on every path (the stream going away
+                    # included): no response viewing leased memory outlives them.
+                    async with contextlib.aclosing(_replies(model, message, scope)) as replies:
+                        async for reply in replies:
+                            yield reply
+            except RpcError as exc:
+                yield stream_error(message, exc.message)
+            except Exception as exc:
+                yield stream_error(message, internal_error(exc, self.rpc_path()).message)
+
+
+async def _replies(
+    model: LoadedModel, message: pb.ModelInferRequest, scope: RequestShm
+) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
+    """The framed stream items of every response to ``message``."""
+    async with contextlib.aclosing(model.stream(infer_request(message, scope))) as responses:
+        async for response in responses:
+            yield stream_response(message, response)

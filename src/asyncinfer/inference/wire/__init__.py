@@ -1,0 +1,1 @@
+"""The gRPC wire codecs: protobuf messages to the data plane's types and back."""

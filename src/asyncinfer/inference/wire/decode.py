@@ -1,0 +1,110 @@
+"""A ModelInferRequest message as the data plane's InferRequest: the gRPC front end's decoder.
+
+Only the envelope is read here: each input's declaration and where its data lies (its
+``raw_input_contents`` entry, its typed ``contents``, or the shared memory its parameters name),
+the requested outputs with their options, and the parameters as plain values. The data plane
+checks and reads the rest. The two rules that belong to protobuf's layout are checked here,
+first, as Triton's clients expect: raw and typed contents never mix, and there is one raw entry
+per input not in shared memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...errors import InvalidArgument
+from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
+from ..infer_types import ElementValues, InferInput, InferRequest, InputData, RequestedOutput
+from ..shared_memory import RequestShm, ShmSpan, shm_span
+from .parameters import parameter_values
+
+__all__ = ["infer_request"]
+
+# Which typed-contents field carries each datatype (FP16 and BF16 have none: raw only).
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def infer_request(
+    message: ModelInferRequest, shm: RequestShm | None = None, deadline: float | None = None
+) -> InferRequest:
+    """The InferRequest ``message`` carries; its shared memory is leased through ``shm``."""
+    model = message.model_name
+    spans = [
+        _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
+        if tensor.parameters
+        else None
+        for tensor in message.inputs
+    ]
+    raw = message.raw_input_contents
+    if raw:
+        _check_raw(message, spans)
+    entries = iter(raw)
+    inputs = []
+    for tensor, span in zip(message.inputs, spans, strict=True):
+        data: InputData | None = span
+        if data is None:
+            data = next(entries) if raw else _contents(tensor, model)
+        inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape), data))
+    outputs = [_requested(output, model) for output in message.outputs]
+    return InferRequest(
+        inputs, outputs, parameter_values(message.parameters), message.id, deadline, shm
+    )
+
+
+def _span(parameters: Mapping[str, InferParameter], what: str) -> ShmSpan | None:
+    return shm_span(parameter_values(parameters), what)
+
+
+def _check_raw(message: ModelInferRequest, spans: list[ShmSpan | None]) -> None:
+    model = message.model_name
+    # Checked before any size or shape check: Triton's clients rely on this order.
+    for tensor in message.inputs:
+        if tensor.HasField("contents"):
+            raise InvalidArgument(
+                "contents field must not be specified when using raw_input_contents for "
+                f"'{tensor.name}' for model '{model}'"
+            )
+    # Inputs in shared memory have no raw entry: the entries belong to the others, in order.
+    with_raw = sum(span is None for span in spans)
+    if len(message.raw_input_contents) != with_raw:
+        raise InvalidArgument(
+            f"expected {with_raw} raw_input_contents entries (one per input not in shared "
+            f"memory) but got {len(message.raw_input_contents)} for model '{model}'"
+        )
+
+
+def _contents(tensor: ModelInferRequest.InferInputTensor, model: str) -> ElementValues:
+    what = f"input '{tensor.name}' for model '{model}'"
+    if not tensor.HasField("contents"):
+        raise InvalidArgument(f"{what} has no data: send it in raw_input_contents or in contents")
+    field = _CONTENTS_FIELD.get(tensor.datatype)
+    if field is None:
+        raise InvalidArgument(
+            f"{what}: {tensor.datatype} has no typed contents field; send it in raw_input_contents"
+        )
+    contents: InferTensorContents = tensor.contents
+    # The repeated field itself, not a copy (millions of elements may come this way): a plain
+    # sequence of Python values to the data plane, which makes it an array before any
+    # scheduler or backend sees it.
+    return ElementValues(getattr(contents, field), field)
+
+
+def _requested(output: ModelInferRequest.InferRequestedOutputTensor, model: str) -> RequestedOutput:
+    if not output.parameters:
+        return RequestedOutput(output.name)
+    values = parameter_values(output.parameters)
+    span = shm_span(values, f"output '{output.name}' for model '{model}'")
+    return RequestedOutput(output.name, values.get("classification"), span)

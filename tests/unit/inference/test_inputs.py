@@ -1,0 +1,84 @@
+"""The data plane's input stage: declarations checked before any data is read, then raw bytes
+(read-only views), elements given one by one, and in-process arrays made the model's arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asyncinfer.datatypes import DATATYPES
+from asyncinfer.errors import InvalidArgument
+from asyncinfer.inference.infer_types import ElementValues, InferInput, InferRequest
+from asyncinfer.inference.inputs import read_inputs
+from asyncinfer.inference.shared_memory import ShmSpan
+from asyncinfer.signature import Signature, TensorSpec
+
+
+def _sig(datatype: str, dims: tuple[int, ...] = (-1,), max_batch_size: int = 0) -> Signature:
+    spec = TensorSpec("X", DATATYPES[datatype], dims)
+    return Signature("m", max_batch_size, {"X": spec}, {"Y": TensorSpec("Y", spec.datatype, dims)})
+
+
+def _one(datatype: str, shape: tuple[int, ...], data: object) -> InferRequest:
+    return InferRequest([InferInput("X", datatype, shape, data)])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("datatype", [d for d in DATATYPES if d != "BYTES"])
+def test_raw_inputs_of_every_datatype_are_read_only_views(datatype: str) -> None:
+    array = (np.arange(6) % 2).astype(DATATYPES[datatype].dtype).reshape(2, 3)
+    arrays, batch = read_inputs(_one(datatype, (2, 3), array.tobytes()), _sig(datatype, (-1, 3)))
+    np.testing.assert_array_equal(arrays["X"], array)
+    assert arrays["X"].dtype == array.dtype and not arrays["X"].flags.writeable
+    assert batch == 1
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values"),
+    [
+        ("BOOL", [True, False]),
+        ("INT8", [-128, 127]),
+        ("INT16", [-5, 5]),
+        ("INT32", [1, -2]),
+        ("INT64", [2**40, -1]),
+        ("UINT8", [0, 255]),
+        ("UINT16", [1, 65535]),
+        ("UINT32", [1, 2**32 - 1]),
+        ("UINT64", [2**64 - 1, 0]),
+        ("FP32", [1.5, -2.0]),
+        ("FP64", [1e300, 0.25]),
+        ("BYTES", [b"a\x00", b""]),
+    ],
+)
+def test_elements_of_every_datatype(datatype: str, values: list[object]) -> None:
+    request = _one(datatype, (2,), ElementValues(values, "contents"))
+    arrays, _ = read_inputs(request, _sig(datatype))
+    assert list(arrays["X"]) == values and arrays["X"].dtype == DATATYPES[datatype].dtype
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values", "message"),
+    [
+        ("INT8", [300], "int_contents of input 'X' for model 'm' holds values outside the range"),
+        ("INT32", [1.5], "holds values that are not INT32"),
+        ("INT32", [1, 2], r"unexpected number of elements 2 in int_contents of input 'X'"),
+    ],
+)
+def test_bad_elements(datatype: str, values: list[object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        read_inputs(_one(datatype, (1,), ElementValues(values, "int_contents")), _sig(datatype))
+
+
+def test_declarations_are_checked_before_any_data_is_read() -> None:
+    # Wrong shape and wrong byte size: Triton reports the shape.
+    with pytest.raises(InvalidArgument, match="unexpected shape for input 'X'"):
+        read_inputs(_one("INT32", (2, 2), b"\x00"), _sig("INT32", (-1, 3)))
+    with pytest.raises(InvalidArgument, match="unexpected total byte size 1 for input 'X'"):
+        read_inputs(_one("INT32", (2, 3), b"\x00"), _sig("INT32", (-1, 3)))
+
+
+def test_an_array_is_used_as_it_is_and_shared_memory_needs_a_scope() -> None:
+    array = np.arange(3, dtype=np.int32)
+    arrays, _ = read_inputs(InferRequest([InferInput.of("X", array)]), _sig("INT32"))
+    assert arrays["X"] is array
+    with pytest.raises(InvalidArgument, match="shared memory is not available on this call"):
+        read_inputs(_one("INT32", (3,), ShmSpan("r", 0, 12)), _sig("INT32"))
