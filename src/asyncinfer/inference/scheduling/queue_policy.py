@@ -57,6 +57,11 @@ class BatchingPolicy:
     default_priority: int
     levels: tuple[LevelPolicy, ...]  # levels[i] serves priority i + 1
 
+    @property
+    def largest_preferred(self) -> int:
+        """The largest preferred batch size (max_batch_size when none is preferred)."""
+        return max(self.preferred_batch_sizes, default=self.max_batch_size)
+
     @classmethod
     def from_config(cls, config: ModelConfig) -> BatchingPolicy:
         """The policy of ``config``; InvalidArgument naming the model when it is inconsistent."""
