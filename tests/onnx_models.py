@@ -48,3 +48,35 @@ def add_model() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def string_model() -> bytes:
+    """An ONNX model over strings: TEXT[n] -> SAME[n] (identity) and CODE[n] (int64: "123" -> 1,
+    "é" -> 2, anything else -1), so a test sees what the graph itself read."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Identity", ["TEXT"], ["SAME"]),
+        helper.make_node(
+            "LabelEncoder",
+            ["TEXT"],
+            ["CODE"],
+            domain="ai.onnx.ml",
+            keys_strings=["123", "é"],
+            values_int64s=[1, 2],
+            default_int64=-1,
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "strings",
+        [helper.make_tensor_value_info("TEXT", TensorProto.STRING, ["n"])],
+        [
+            helper.make_tensor_value_info("SAME", TensorProto.STRING, ["n"]),
+            helper.make_tensor_value_info("CODE", TensorProto.INT64, ["n"]),
+        ],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model.SerializeToString()
