@@ -80,3 +80,48 @@ def string_model() -> bytes:
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def sequence_model(
+    *, batched: bool, controls: str, corrid: str, variable: bool
+) -> bytes:
+    """An ONNX model for sequence batching: INPUT, START, END, READY and CORRID in, OUTPUT =
+    (INPUT + START + END * CORRID) * READY out (no state: Triton's simple_dyna_sequence
+    arithmetic). ``controls`` is "int32" or "bool"; ``corrid`` "uint64" or "string" (then the
+    CORRID term is 0, and CORRID_OUT echoes the string the graph got). ``batched``: a leading
+    batch dimension; ``variable``: INPUT has any number of elements."""
+    from onnx import TensorProto, helper
+
+    batch = ["batch"] if batched else []
+    control_type = TensorProto.INT32 if controls == "int32" else TensorProto.BOOL
+    corrid_type = TensorProto.UINT64 if corrid == "uint64" else TensorProto.STRING
+    int32 = TensorProto.INT32
+    nodes = [
+        helper.make_node("Cast", [name], [f"{name}_i"], to=int32) for name in ("START", "END")
+    ]
+    nodes.append(helper.make_node("Cast", ["READY"], ["READY_i"], to=int32))
+    nodes.append(helper.make_node("Add", ["INPUT", "START_i"], ["with_start"]))
+    outputs = [helper.make_tensor_value_info("OUTPUT", int32, [*batch, "n" if variable else 1])]
+    if corrid == "uint64":
+        nodes += [
+            helper.make_node("Cast", ["CORRID"], ["CORRID_i"], to=int32),
+            helper.make_node("Mul", ["END_i", "CORRID_i"], ["end_term"]),
+            helper.make_node("Add", ["with_start", "end_term"], ["total"]),
+        ]
+    else:
+        nodes += [
+            helper.make_node("Identity", ["with_start"], ["total"]),
+            helper.make_node("Identity", ["CORRID"], ["CORRID_OUT"]),
+        ]
+        outputs.append(helper.make_tensor_value_info("CORRID_OUT", corrid_type, [*batch, 1]))
+    nodes.append(helper.make_node("Mul", ["total", "READY_i"], ["OUTPUT"]))
+    inputs = [helper.make_tensor_value_info("INPUT", int32, [*batch, "n" if variable else 1])]
+    inputs += [
+        helper.make_tensor_value_info(name, control_type, [*batch, 1])
+        for name in ("START", "END", "READY")
+    ]
+    inputs.append(helper.make_tensor_value_info("CORRID", corrid_type, [*batch, 1]))
+    graph = helper.make_graph(nodes, "sequence", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()

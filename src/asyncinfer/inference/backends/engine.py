@@ -5,7 +5,9 @@ A model directory whose config.pbtxt says ``platform: "onnxruntime_onnx"`` (or `
 instance (instance_group counts); ``platform: "tensorrt_plan"`` (or ``backend: "tensorrt"``)
 loads ``<version>/model.plan`` into a TensorRTEngine with one execution context per instance,
 shared workspaces and a pool of pinned + device memory stacks. The config must declare the
-inputs and outputs (no auto-completion), and they must match the engine's bindings.
+inputs and outputs (no auto-completion), and they must match the engine's bindings; so must the
+control inputs of ``sequence_batching`` (START, END, READY, CORRID), which the sequence batcher
+feeds to the graph as tensors of their declared datatypes, [1] per request.
 
 A batching model (max_batch_size > 0) runs a whole batch of requests in one engine call: the
 inputs concatenated along the batch dimension, the outputs split back per request
@@ -27,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ...datatypes import from_config, shape_fits
+from ...datatypes import DATATYPES, from_config, shape_fits
 from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError, ModelLoadFailed
 from ...memory import StackPool
-from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
+from ...pb.inference.model_config_pb2 import ModelConfig, ModelInput, ModelInstanceGroup
 from ..python_model import Request, Response, Tensor
-from ..scheduling.batch_tensors import merge, split
+from ..scheduling.batch_tensors import merge, same_shapes, split
+from ..scheduling.sequence_policy import control_inputs
 from ..statistics import batch_timing
 from .base import instance_count
 
@@ -78,7 +81,6 @@ class EngineBackend:
         #: How long a call may wait for one of the engine's contexts (None: no limit).
         self._queue_timeout = queue_timeout
         self._batching = config.max_batch_size > 0
-        self._inputs = [tensor.name for tensor in config.input]
 
     @property
     def instance_count(self) -> int:
@@ -121,20 +123,39 @@ class EngineBackend:
     async def execute(self, requests: Sequence[Request]) -> list[Response]:
         """One Response per request, in order; bad input raises the engine's error.
 
-        A batching model runs all of ``requests`` in one engine call.
+        A batching model runs ``requests`` in one engine call per shape among them (requests
+        with variable dims may differ; a sequence batch is formed without looking at them).
         """
         if not self._batching or len(requests) == 1:
             return [_response(await self._infer(_arrays(request))) for request in requests]
+        arrays = [_arrays(request) for request in requests]
+        responses: list[Response] = [Response()] * len(requests)
+        for indices in same_shapes(arrays):
+            parts = await self._infer_batch([arrays[i] for i in indices])
+            for index, part in zip(indices, parts, strict=True):
+                responses[index] = _response(part)
+        return responses
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """``execute`` for the sequence batcher, which pins each sequence to an instance: an
+        ONNX graph or TensorRT engine keeps no state between calls (its state would be
+        inputs), so any session or context serves any sequence."""
+        return await self.execute(requests)
+
+    async def _infer_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One engine call for requests whose inputs have the same shapes; outputs split back."""
+        if len(batch) == 1:
+            return [await self._infer(batch[0])]
         timing = batch_timing()
         start = time.perf_counter_ns()
-        merged, sizes = merge(self._inputs, [_arrays(request) for request in requests])
+        merged, sizes = merge(list(batch[0]), batch)
         merged_at = time.perf_counter_ns()
         outputs = await self._infer(merged)
         inferred_at = time.perf_counter_ns()
-        responses = [_response(part) for part in split(self.name, outputs, sizes)]
+        parts = split(self.name, outputs, sizes)
         timing.input_ns += merged_at - start
         timing.output_ns += time.perf_counter_ns() - inferred_at
-        return responses
+        return parts
 
     async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         timeout = self._queue_timeout
@@ -214,6 +235,15 @@ def _check_signature(config: ModelConfig, engine: Engine, version: int) -> None:
                 raise ModelLoadFailed(
                     f"failed to load '{config.name}' version {version}: {problem}"
                 )
+    # The sequence batcher's control inputs are fed to the graph: it must take them, [1] each.
+    inputs = engine.input_bindings()
+    for name, wire in control_inputs(config).items():
+        if wire not in DATATYPES:
+            continue  # a CORRID without a data_type: the sequence batcher refuses the config
+        control = ModelInput(name=name, data_type=DATATYPES[wire].config, dims=[1])
+        problem = _mismatch(control, inputs.get(name), batch, "control input")
+        if problem:
+            raise ModelLoadFailed(f"failed to load '{config.name}' version {version}: {problem}")
 
 
 def _mismatch(tensor: Any, binding: Any, batch: tuple[int, ...], kind: str) -> str | None:
