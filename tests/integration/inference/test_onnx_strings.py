@@ -62,7 +62,7 @@ def _elements(raw: bytes) -> list[bytes]:
 
 
 def test_the_graph_reads_the_bytes_sent_not_their_repr(url: str) -> None:
-    items = ["123".encode(), "é".encode(), b"b'123'", b"12\x003"]
+    items = [b"123", "é".encode(), b"b'123'", b"12\x003"]
     result = _infer(url, items)
     assert result.as_numpy("CODE").tolist() == [1, 2, -1, -1]
     assert _elements(result.get_response().raw_output_contents[0]) == items

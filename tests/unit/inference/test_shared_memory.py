@@ -4,6 +4,7 @@ overlap, and a request's leases."""
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_a_request_scope_reads_inputs_and_writes_outputs(shared: SharedMemory) -
 
 def test_register_and_unregister_are_refused_while_client_shm_is_off() -> None:
     shared = SharedMemory(allow_client_shm=False)
-    calls = (
+    calls: tuple[Callable[[], None], ...] = (
         lambda: shared.register_system("r", "/r", 0, 8),
         lambda: shared.unregister_system(""),
         lambda: shared.unregister_system("r"),

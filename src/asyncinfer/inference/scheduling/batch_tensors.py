@@ -22,10 +22,16 @@ Arrays = dict[str, npt.NDArray[Any]]
 
 
 def merge(
-    names: Sequence[str], requests: Sequence[Mapping[str, npt.NDArray[Any]]]
+    names: Sequence[str],
+    requests: Sequence[Mapping[str, npt.NDArray[Any]]],
+    sizes: Sequence[int] | None = None,
 ) -> tuple[Arrays, list[int]]:
-    """Each input in ``names`` concatenated over ``requests``, and each request's row count."""
-    sizes = [int(inputs[names[0]].shape[0]) for inputs in requests] if names else []
+    """Each input in ``names`` concatenated over ``requests``, and each request's row count
+    (``sizes`` when the caller knows them: a ragged or batch input says nothing of them)."""
+    if sizes is not None:
+        sizes = list(sizes)
+    else:
+        sizes = [int(inputs[names[0]].shape[0]) for inputs in requests] if names else []
     if len(requests) == 1:
         return {name: requests[0][name] for name in names}, sizes
     merged = {name: np.concatenate([inputs[name] for inputs in requests]) for name in names}

@@ -36,9 +36,15 @@ log = logging.getLogger("asyncinfer.inference")
 ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]
 
 
-def shape_key(request: Request) -> ShapeKey:
-    """What must match for two requests to share a batch: input names and non-batch shapes."""
-    return tuple(sorted((t.name, tuple(t.as_numpy().shape[1:])) for t in request.inputs()))
+def shape_key(request: Request, ragged: frozenset[str] = frozenset()) -> ShapeKey:
+    """What must match for two requests to share a batch: input names and non-batch shapes
+    (a ``ragged`` input's shape may differ: allow_ragged_batch)."""
+    return tuple(
+        sorted(
+            (t.name, () if t.name in ragged else tuple(t.as_numpy().shape[1:]))
+            for t in request.inputs()
+        )
+    )
 
 
 class _Entry:
@@ -64,11 +70,12 @@ class _Entry:
         level: int,
         deadline_ns: int,
         delay_on_timeout: bool,
+        ragged: frozenset[str],
     ) -> None:
         self.request = request
         self.size = size
         self.level = level
-        self.key = shape_key(request)
+        self.key = shape_key(request, ragged)
         self.future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.enqueued_ns = time.perf_counter_ns()
         self.deadline_ns = deadline_ns  # 0: no timeout
@@ -158,6 +165,7 @@ class DynamicBatcher:
             level,
             time.perf_counter_ns() + timeout_ns if timeout_ns else 0,
             placement.delay_on_timeout,
+            self.policy.ragged,
         )
         self._enqueue(entry)
         try:

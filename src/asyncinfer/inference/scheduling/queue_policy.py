@@ -56,6 +56,8 @@ class BatchingPolicy:
     priority_levels: int  # 0: one level, priorities not used
     default_priority: int
     levels: tuple[LevelPolicy, ...]  # levels[i] serves priority i + 1
+    #: Inputs whose shapes may differ within a batch (allow_ragged_batch).
+    ragged: frozenset[str] = frozenset()
 
     @property
     def largest_preferred(self) -> int:
@@ -86,6 +88,7 @@ class BatchingPolicy:
             priority_levels=batching.priority_levels,
             default_priority=batching.default_priority_level or 1,
             levels=levels,
+            ragged=frozenset(t.name for t in config.input if t.allow_ragged_batch),
         )
 
     def place(self, priority: int, timeout_us: int) -> QueuePlacement:

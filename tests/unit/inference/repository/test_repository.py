@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from asyncinfer.errors import Internal, InvalidArgument, NotFound, Unavailable
+from asyncinfer.errors import Internal, InvalidArgument, NotFound, RpcError, Unavailable
 from asyncinfer.inference.repository.repository import ModelRepository
 
 EXAMPLE = pathlib.Path(__file__).parents[4] / "examples" / "model_repository_explicit" / "simple"
@@ -99,7 +99,11 @@ EMPTY = "Model name cannot be empty. Please enter a valid name to deploy."
     ],
 )
 async def test_bad_names_are_refused_before_anything_is_created(
-    repo: ModelRepository, scratch: pathlib.Path, name: str, error: type, message: str
+    repo: ModelRepository,
+    scratch: pathlib.Path,
+    name: str,
+    error: type[RpcError],
+    message: str,
 ) -> None:
     for files in (None, _override_files()):
         with pytest.raises(error) as refused:

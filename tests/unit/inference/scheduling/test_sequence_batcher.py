@@ -167,7 +167,7 @@ async def test_new_sequences_wait_in_a_bounded_backlog_for_a_free_slot() -> None
         waiting = asyncio.ensure_future(batcher.submit(_request(99, 5, start=True)))
         await asyncio.sleep(0.05)
         assert not waiting.done() and batcher.statistics()["backlog"] == 1
-        with pytest.raises(Unavailable, match="all 8 sequence slots .* and 1 sequences already"):
+        with pytest.raises(Unavailable, match=r"all 8 sequence slots .* and 1 sequences already"):
             await batcher.submit(_request(100, 0, start=True))
         await batcher.submit(_request(3, 0, end=True))  # frees a slot: 99 takes it
         assert (await asyncio.wait_for(waiting, 5)).outputs()["OUTPUT"].tolist() == [[5]]
