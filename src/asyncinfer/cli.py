@@ -202,8 +202,13 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--repository-poll-secs", type=float, default=15.0)
     group.add_argument(
         "--allow-client-shm",
-        action="store_true",
-        help="let clients register system (and, with CUDA, CUDA) shared-memory regions",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help="let clients register and unregister system (and, with CUDA, CUDA) shared-memory "
+        "regions (default false, as tritonserver's: they are refused with UNIMPLEMENTED)",
     )
 
 

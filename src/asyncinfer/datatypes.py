@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -28,6 +28,7 @@ from .pb.inference import model_config_pb2
 __all__ = [
     "BYTES",
     "DATATYPES",
+    "BytesSplit",
     "Datatype",
     "as_array",
     "datatype_of",
@@ -35,8 +36,10 @@ __all__ = [
     "from_config",
     "from_numpy",
     "from_wire",
+    "object_array",
     "serialize_bytes",
     "shape_fits",
+    "split_bytes",
     "tensor_bytes",
 ]
 
@@ -184,31 +187,65 @@ def serialize_bytes(array: npt.NDArray[Any]) -> bytes:
     return b"".join(parts)
 
 
+class BytesSplit(NamedTuple):
+    """What :func:`split_bytes` found: the elements, whether more follow, and a layout problem."""
+
+    #: The elements read, at most ``limit`` of them.
+    items: list[bytes]
+    #: Another element starts after the ``limit`` read (the buffer holds too many).
+    more: bool
+    #: Why the buffer is not a valid layout ("" when it is): a truncated prefix or element.
+    problem: str
+
+
+def split_bytes(buffer: bytes | memoryview, limit: int) -> BytesSplit:
+    """The length-prefixed BYTES elements of ``buffer``, at most ``limit`` of them.
+
+    The walk is bounded by the buffer, not by ``limit``: nothing of ``limit``'s size is
+    allocated, so a request that declares a huge shape over a few bytes costs a few bytes.
+    It stops at the first element past ``limit`` (``more``) or at the first truncated one
+    (``problem``, in Triton's words).
+    """
+    data = buffer if isinstance(buffer, bytes) else bytes(buffer)  # slices of bytes are bytes
+    size = len(data)
+    items: list[bytes] = []
+    append = items.append
+    unpack = _LENGTH.unpack_from
+    offset = count = 0
+    while offset < size:
+        if count == limit:
+            return BytesSplit(items, True, "")
+        if size - offset < 4:
+            problem = f"expecting 4 bytes but only {size - offset} bytes available"
+            return BytesSplit(items, False, problem)
+        (length,) = unpack(data, offset)
+        start = offset + 4
+        offset = start + length
+        if offset > size:
+            problem = f"expecting string of length {length} but only {size - start} bytes available"
+            return BytesSplit(items, False, problem)
+        append(data[start:offset])
+        count += 1
+    return BytesSplit(items, False, "")
+
+
+def object_array(items: list[Any]) -> npt.NDArray[Any]:
+    """A 1-D object array of ``items`` (numpy never splits bytes or str elements)."""
+    array = np.empty(len(items), dtype=np.object_)
+    array[:] = items
+    return array
+
+
 def deserialize_bytes(buffer: bytes | memoryview, count: int, *, what: str) -> npt.NDArray[Any]:
     """``count`` length-prefixed elements from ``buffer``, as an object array of bytes.
 
     InvalidArgument naming ``what`` when the buffer holds fewer or more than ``count``.
     """
-    view = memoryview(buffer)
-    items = np.empty(count, dtype=np.object_)
-    offset = 0
-    for index in range(count):
-        if offset + 4 > len(view):
-            raise InvalidArgument(
-                f"{what}: BYTES element {index} of {count} has a truncated length prefix "
-                f"({len(view) - offset} of 4 bytes left)"
-            )
-        (length,) = _LENGTH.unpack_from(view, offset)
-        offset += 4
-        if offset + length > len(view):
-            raise InvalidArgument(
-                f"{what}: BYTES element {index} of {count} declares {length} bytes but only "
-                f"{len(view) - offset} remain"
-            )
-        items[index] = bytes(view[offset : offset + length])
-        offset += length
-    if offset != len(view):
-        raise InvalidArgument(
-            f"{what}: {len(view) - offset} bytes are left over after {count} BYTES elements"
-        )
-    return items
+    found = split_bytes(buffer, count)
+    if found.problem:
+        index = len(found.items)
+        raise InvalidArgument(f"{what}: BYTES element {index} is truncated, {found.problem}")
+    if found.more or len(found.items) != count:
+        got = f"more than {count}" if found.more else str(len(found.items))
+        raise InvalidArgument(f"{what}: expected {count} BYTES elements, the buffer holds {got}")
+    return object_array(found.items)

@@ -7,7 +7,8 @@
     │   ├── Cancelled             CANCELLED
     │   ├── Unknown               UNKNOWN (unexpected server errors, with an error id)
     │   ├── InvalidArgument       INVALID_ARGUMENT
-    │   │   └── ModelLoadFailed   a model that cannot be loaded (config, files, initialize)
+    │   │   ├── ModelLoadFailed   a model that cannot be loaded (config, files, initialize)
+    │   │   └── StringCountError  a BYTES input with the wrong number of elements
     │   ├── DeadlineExceeded      DEADLINE_EXCEEDED
     │   ├── NotFound              NOT_FOUND
     │   ├── AlreadyExists         ALREADY_EXISTS
@@ -66,6 +67,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "RpcError",
+    "StringCountError",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -172,6 +174,11 @@ class Unauthenticated(RpcError):
 class ModelLoadFailed(InvalidArgument):
     """A model that cannot be loaded: its config, its files or its initialize() failed. The
     message names the model and says why; the other models keep serving."""
+
+
+class StringCountError(InvalidArgument):
+    """A BYTES input whose payload holds more or fewer elements than its shape says. The data
+    plane checks every input before it reports one, and reports the last (as Triton does)."""
 
 
 class InstanceBroken(Unavailable):

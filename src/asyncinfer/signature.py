@@ -9,7 +9,8 @@ Triton's texts, whoever sends it (gRPC, an in-process call, an engine's own ``in
   all inputs share (:meth:`Signature.check_inputs`); arrays in process go through the same
   checks (:meth:`Signature.check_arrays`);
 - byte sizes, as the data is read (:meth:`Signature.check_byte_size`,
-  :meth:`Signature.check_element_count`);
+  :meth:`Signature.check_element_count`, and BYTES element counts, walked over the payload
+  before anything is allocated: :meth:`Signature.read_bytes`);
 - outputs: the names a request asks for (:meth:`Signature.check_requested`) and every array a
   model returns (:meth:`Signature.check_output`, Internal: a mismatch is the model's bug).
 """
@@ -24,8 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .datatypes import Datatype, from_numpy, from_wire, shape_fits
-from .errors import Internal, InvalidArgument
+from .datatypes import BYTES, Datatype, from_numpy, from_wire, object_array, shape_fits, split_bytes
+from .errors import Internal, InvalidArgument, StringCountError, echo
 
 __all__ = ["DeclaredTensor", "Signature", "TensorSpec"]
 
@@ -201,11 +202,51 @@ class Signature:
                 f"for shape {list(shape)})"
             )
 
+    def check_shm_byte_size(self, name: str, shape: tuple[int, ...], byte_size: int) -> None:
+        """The byte size a fixed-size input's shared-memory span names, against its checked
+        shape (Triton's text)."""
+        expected = math.prod(shape) * self.inputs[name].datatype.itemsize
+        if byte_size != expected:
+            raise InvalidArgument(
+                f"input byte size mismatch for input '{name}' for model '{self.model}'. "
+                f"Expected {expected}, got {byte_size}"
+            )
+
+    def read_bytes(self, name: str, shape: tuple[int, ...], buffer: bytes | memoryview) -> Array:
+        """A BYTES input's elements from their length-prefixed layout, counted against its
+        checked shape before anything of the shape's size is allocated; Triton's texts."""
+        expected = math.prod(shape)
+        found = split_bytes(buffer, expected)
+        if found.problem:
+            what = "string length indicator" if "4 bytes" in found.problem else "string"
+            raise InvalidArgument(
+                f"incomplete {what} for inference input '{name}' for model '{self.model}', "
+                f"{found.problem}"
+            )
+        self.check_string_count(name, expected, len(found.items), more=found.more)
+        return object_array(found.items).reshape(shape)
+
+    def check_string_count(self, name: str, expected: int, count: int, *, more: bool) -> None:
+        """A BYTES input's element count against its shape's (``more``: elements go on past
+        ``expected``; Triton names the first extra one's count)."""
+        if more or count > expected:
+            raise StringCountError(
+                f"unexpected number of string elements {expected + 1} for inference input "
+                f"'{name}' for model '{self.model}', expecting {expected}"
+            )
+        if count < expected:
+            raise StringCountError(
+                f"expected {expected} string elements for inference input '{name}' for model "
+                f"'{self.model}', got {count}"
+            )
+
     def check_element_count(
         self, name: str, shape: tuple[int, ...], count: int, *, source: str
     ) -> None:
         """The number of elements given one by one (``source``: where, for the message)."""
         expected = math.prod(shape)
+        if self.inputs[name].datatype.wire == BYTES:
+            self.check_string_count(name, expected, count, more=False)
         if count != expected:
             raise InvalidArgument(
                 f"unexpected number of elements {count} in {source} of input '{name}' for "
@@ -216,7 +257,15 @@ class Signature:
 
     def check_requested(self, names: Iterable[str]) -> list[TensorSpec]:
         """The specs of the outputs a request names, in its order; InvalidArgument for a name
-        the model does not have."""
+        named twice (Triton's text, checked first, as Triton does when it builds the request)
+        or one the model does not have."""
+        names = list(names)
+        if len(names) > 1 and len(set(names)) != len(names):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise InvalidArgument(f"output '{echo(name)}' already exists in request")
+                seen.add(name)
         specs = []
         for name in names:
             spec = self.outputs.get(name)

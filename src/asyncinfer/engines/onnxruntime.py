@@ -5,7 +5,8 @@ share of ``cpus`` (the CPU set is split between instances). Calls run on ``threa
 PinnedThreadPool the caller owns) or on one the engine makes over all of ``cpus``. When a
 memory lease is given and every output shape can be derived from the inputs (symbolic
 dimensions such as "batch" shared with an input), outputs are written straight into the
-lease's host stack through an IOBinding: no allocation per call.
+lease's host stack through an IOBinding: no allocation per call. BYTES tensors reach the
+graph's string tensors byte-exact and come back byte-exact (_ort_strings.py says how).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..memory import StackSet
 from ..pools import Pool
 from ..runner import Binding, NamedBindings
 from ._limiter import ComputeToken, Limiter, compute_tokens
+from ._ort_strings import strings_in
 from .base import Arrays, binding, check_inputs
 
 __all__ = ["OnnxEngine"]
@@ -87,6 +89,9 @@ class OnnxEngine(NamedBindings):
         self._outputs: dict[str, Binding] = {}
         self._input_dims: dict[str, Dims] = {}
         self._output_dims: dict[str, Dims] = {}
+        #: The string (BYTES) inputs and outputs: converted to and from ORT's str elements.
+        self._string_inputs: tuple[str, ...] = ()
+        self._string_outputs: tuple[str, ...] = ()
         self._calls = self._in_place = 0
 
     async def start(self) -> None:
@@ -136,6 +141,9 @@ class OnnxEngine(NamedBindings):
                 shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
                 bindings[arg.name] = binding(arg.name, _ORT_TYPES[arg.type], shape)
                 dims[arg.name] = list(arg.shape)
+        strings = "tensor(string)"
+        self._string_inputs = tuple(a.name for a in session.get_inputs() if a.type == strings)
+        self._string_outputs = tuple(a.name for a in session.get_outputs() if a.type == strings)
 
     async def stop(self) -> None:
         """Drain the calls in flight, then stop the threads (off the loop: close() joins them)."""
@@ -156,7 +164,10 @@ class OnnxEngine(NamedBindings):
         limiter, threads = self._started()
         arrays = check_inputs(self.signature(), inputs)
         symbols = self._symbols(arrays)
-        shapes = self._output_shapes(symbols) if memory is not None else None
+        strings = self._string_inputs or self._string_outputs
+        shapes = self._output_shapes(symbols) if memory is not None and not strings else None
+        if strings:
+            arrays, call = strings_in(arrays, self._string_inputs)
         async with limiter.context(queue_timeout) as ctx, limiter.workspace(queue_timeout):
             if memory is not None and shapes is not None:
                 outputs = self._place_outputs(memory, shapes)
@@ -166,7 +177,7 @@ class OnnxEngine(NamedBindings):
             else:
                 outputs = await uninterrupted(threads.run(self._run, ctx.item, arrays))
         self._calls += 1
-        return outputs
+        return call.strings_out(outputs, self._string_outputs) if strings else outputs
 
     def _symbols(self, arrays: Arrays) -> dict[str, int]:
         """Extents of the model's symbolic dimensions ("batch"), checked across inputs."""
@@ -206,6 +217,10 @@ class OnnxEngine(NamedBindings):
         names = list(self._outputs)
         try:
             values = session.run(names, arrays)
+        except UnicodeError as exc:  # an in-process str element that is no text (a surrogate)
+            raise InvalidArgument(
+                f"model {self._name!r}: a string input is not text: {exc}"
+            ) from None
         except Exception as exc:
             raise self._rejected(exc) from None
         return dict(zip(names, values, strict=True))

@@ -10,14 +10,13 @@ leased and viewed, and an in-process array is used as it is.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, Datatype, deserialize_bytes
-from ..errors import InvalidArgument
+from ..datatypes import BYTES, Datatype, object_array
+from ..errors import InvalidArgument, StringCountError
 from ..signature import Signature
 from .infer_types import ElementValues, InferInput, InferRequest
 from .shared_memory import RequestShm, ShmSpan
@@ -28,9 +27,22 @@ Array = npt.NDArray[Any]
 
 
 def read_inputs(request: InferRequest, sig: Signature) -> tuple[dict[str, Array], int]:
-    """The request's inputs as the model's arrays, checked; and the request's batch size."""
+    """The request's inputs as the model's arrays, checked; and the request's batch size.
+
+    A BYTES input whose element count is wrong does not stop the others being read: Triton
+    checks every input and reports the last such one, and so does this.
+    """
     batch_size = sig.check_inputs(request.inputs)
-    return {tensor.name: _read(tensor, sig, request.shm) for tensor in request.inputs}, batch_size
+    arrays: dict[str, Array] = {}
+    miscounted: StringCountError | None = None
+    for tensor in request.inputs:
+        try:
+            arrays[tensor.name] = _read(tensor, sig, request.shm)
+        except StringCountError as exc:
+            miscounted = exc
+    if miscounted is not None:
+        raise miscounted
+    return arrays, batch_size
 
 
 def _read(tensor: InferInput, sig: Signature, shm: RequestShm | None) -> Array:
@@ -43,12 +55,7 @@ def _read(tensor: InferInput, sig: Signature, shm: RequestShm | None) -> Array:
         return _from_raw(data, data.nbytes, tensor, sig)
     what = f"input '{tensor.name}' for model '{sig.model}'"
     if isinstance(data, ShmSpan):
-        if shm is None:
-            raise InvalidArgument(
-                f"{what} refers to shared memory region '{data.region}', but shared memory is "
-                "not available on this call"
-            )
-        return shm.read_input(data, sig.inputs[tensor.name].datatype, tensor.shape, what)
+        return _from_shm(data, tensor, sig, shm, what)
     return _from_values(data, tensor, sig, what)
 
 
@@ -57,12 +64,31 @@ def _from_raw(
 ) -> Array:
     datatype, shape = sig.inputs[tensor.name].datatype, tensor.shape
     if datatype.wire == BYTES:
-        what = f"input '{tensor.name}' for model '{sig.model}'"
-        return deserialize_bytes(payload, math.prod(shape), what=what).reshape(shape)
+        return sig.read_bytes(tensor.name, shape, payload)
     sig.check_byte_size(tensor.name, shape, nbytes)
     # A read-only view over the received bytes: the request owns the buffer and lives until
     # the model returns, so no copy is needed.
     return np.frombuffer(payload, dtype=datatype.dtype).reshape(shape)
+
+
+def _from_shm(
+    span: ShmSpan, tensor: InferInput, sig: Signature, shm: RequestShm | None, what: str
+) -> Array:
+    """An input in shared memory, checked in Triton's order: the region and the span first
+    (leasing it), then the byte size against the shape, then the data read."""
+    if shm is None:
+        raise InvalidArgument(
+            f"{what} refers to shared memory region '{span.region}', but shared memory is "
+            "not available on this call"
+        )
+    lease = shm.lease(span)
+    datatype, shape = sig.inputs[tensor.name].datatype, tensor.shape
+    if datatype.wire == BYTES:
+        return sig.read_bytes(tensor.name, shape, shm.read(lease))
+    sig.check_shm_byte_size(tensor.name, shape, span.byte_size)
+    array = np.frombuffer(shm.read(lease), datatype.dtype).reshape(shape)
+    array.flags.writeable = False  # the client's memory (a copy of it): models get it read-only
+    return array
 
 
 def _from_values(values: ElementValues, tensor: InferInput, sig: Signature, what: str) -> Array:
@@ -70,9 +96,10 @@ def _from_values(values: ElementValues, tensor: InferInput, sig: Signature, what
     items = values.values
     sig.check_element_count(tensor.name, shape, len(items), source=values.source)
     if datatype.wire == BYTES:
-        array = np.empty(len(items), dtype=np.object_)
-        array[:] = [item.encode() if isinstance(item, str) else bytes(item) for item in items]
-        return array.reshape(shape)
+        elements = list(items)  # one C-level copy of the references (millions may come)
+        if not all(type(item) is bytes for item in elements):
+            elements = [item.encode() if isinstance(item, str) else bytes(item) for item in items]
+        return object_array(elements).reshape(shape)
     return _numbers(items, datatype, f"{values.source} of {what}").reshape(shape)
 
 

@@ -87,6 +87,7 @@ class LoadedModel:
     stats: ModelStats
     # Per-model constants, read on every request: computed once here, at load.
     _decoupled: bool = dataclasses.field(init=False, repr=False)
+    _ensemble: bool = dataclasses.field(init=False, repr=False)
     _version_text: str = dataclasses.field(init=False, repr=False)
     _batched: bool = dataclasses.field(init=False, repr=False)
     _all_outputs: list[OutputPlan] = dataclasses.field(init=False, repr=False)
@@ -94,6 +95,7 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self._decoupled = self.config.model_transaction_policy.decoupled
+        self._ensemble = self.config.platform == "ensemble"
         self._version_text = str(self.version)
         self._batched = self.signature.max_batch_size > 0
         self._all_outputs = all_outputs(self.signature)
@@ -214,11 +216,15 @@ class LoadedModel:
         """
         if not self._decoupled:
             try:
-                yield await self.infer(request)
+                response = await self.infer(request)
             except RpcError as exc:
                 yield self._failure(request, exc)
             except Exception as exc:
                 yield self._failure(request, internal_error(exc, f"model '{self.name}'"))
+            else:
+                if self._ensemble:
+                    _echo_sequence_flags(request.parameters, response)
+                yield response
             return
         async for response in self._decoupled_responses(request):
             yield response
@@ -316,6 +322,17 @@ async def _sent(
         yield item
         if item[1]:
             return
+
+
+#: The request parameters of a sequence that an ensemble's stream responses echo (as Triton's).
+_SEQUENCE_FLAGS = ("sequence_start", "sequence_end")
+
+
+def _echo_sequence_flags(parameters: Mapping[str, Any], response: InferResponse) -> None:
+    """Echo a sequence request's start and end flags as bool response parameters."""
+    if "sequence_id" in parameters or any(flag in parameters for flag in _SEQUENCE_FLAGS):
+        for flag in _SEQUENCE_FLAGS:
+            response.parameters[flag] = bool(parameters.get(flag, False))
 
 
 def _failure(exc: BaseException, model: str) -> RpcError:

@@ -16,7 +16,6 @@ sends an output written to shared memory with its datatype and shape and no data
 from __future__ import annotations
 
 import dataclasses
-import math
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
@@ -25,12 +24,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, Datatype, deserialize_bytes
-from ..errors import InvalidArgument
-from ..shm.cuda import CudaRegionLease, CudaShmRegistry, cuda_unavailable_reason
-from ..shm.posix import RegionLease, SystemShmRegistry
+from ..errors import InvalidArgument, Unimplemented
+from ..shm.cuda import (
+    CudaRegionLease,
+    CudaRegionStatus,
+    CudaShmRegistry,
+    cuda_unavailable_reason,
+)
+from ..shm.posix import RegionLease, RegionStatus, SystemShmRegistry
 
-__all__ = ["RequestShm", "SharedMemory", "ShmSpan", "shm_span"]
+__all__ = ["DISABLED", "RequestShm", "SharedMemory", "ShmSpan", "shm_span"]
 
 Array = npt.NDArray[Any]
 
@@ -87,13 +90,52 @@ def shm_span(parameters: Mapping[str, Any], what: str) -> ShmSpan | None:
     return ShmSpan(region, offset, size)
 
 
+#: Triton's answer to register and unregister when clients may not use shared memory.
+DISABLED = (
+    "Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."
+)
+
+
 class SharedMemory:
-    """The server's region registries and the switch that lets clients register regions."""
+    """The server's region registries and the switch that lets clients use them.
+
+    Every front end (gRPC, HTTP) registers, unregisters and lists regions through here. With
+    ``allow_client_shm`` off (the default, as Triton's), register and unregister, named or all,
+    system and CUDA, are refused with Triton's UNIMPLEMENTED text, and status lists nothing.
+    """
 
     def __init__(self, *, allow_client_shm: bool) -> None:
         self.allow_client_shm = allow_client_shm
         self.system = SystemShmRegistry()
         self.cuda = CudaShmRegistry()
+
+    def _require_allowed(self) -> None:
+        if not self.allow_client_shm:
+            raise Unimplemented(DISABLED)
+
+    def register_system(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        self._require_allowed()
+        self.system.register(name, key, offset, byte_size)
+
+    def unregister_system(self, name: str = "") -> None:
+        """Unregister ``name``, or every system region when it is empty."""
+        self._require_allowed()
+        self.system.unregister(name)
+
+    def system_status(self, name: str = "") -> list[RegionStatus]:
+        return self.system.status(name) if self.allow_client_shm else []
+
+    def register_cuda(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
+        self._require_allowed()
+        self.cuda.register(name, raw_handle, device_id, byte_size)
+
+    def unregister_cuda(self, name: str = "") -> None:
+        """Unregister ``name``, or every CUDA region when it is empty (CUDA or not)."""
+        self._require_allowed()
+        self.cuda.unregister(name)
+
+    def cuda_status(self, name: str = "") -> list[CudaRegionStatus]:
+        return self.cuda.status(name) if self.allow_client_shm else []
 
     def extensions(self) -> tuple[str, ...]:
         """The shared-memory extensions that work on this server, for ServerMetadata."""
@@ -118,7 +160,9 @@ class RequestShm:
         self._shared = shared
         self._leases: list[RegionLease | CudaRegionLease] = []
 
-    def _lease(self, span: ShmSpan) -> RegionLease | CudaRegionLease:
+    def lease(self, span: ShmSpan) -> RegionLease | CudaRegionLease:
+        """A lease on ``span``, checked against its region (Triton's texts), held until the
+        scope closes."""
         registry: SystemShmRegistry | CudaShmRegistry = self._shared.system
         if span.region not in registry and span.region in self._shared.cuda:
             registry = self._shared.cuda
@@ -126,28 +170,11 @@ class RequestShm:
         self._leases.append(lease)
         return lease
 
-    def read_input(
-        self, span: ShmSpan, datatype: Datatype, shape: tuple[int, ...], what: str
-    ) -> Array:
-        """An input tensor from shared memory: a read-only view for system regions."""
-        count = math.prod(shape)
-        if datatype.wire != BYTES and span.byte_size != count * datatype.itemsize:
-            raise InvalidArgument(
-                f"{what}: shared_memory_byte_size {span.byte_size} of region '{span.region}' "
-                f"does not match {count} elements of {datatype.wire} for shape {list(shape)} "
-                f"({count * datatype.itemsize} bytes)"
-            )
-        lease = self._lease(span)
+    def read(self, lease: RegionLease | CudaRegionLease) -> memoryview:
+        """The leased bytes, copied into server memory (never a view of the client's)."""
         if isinstance(lease, CudaRegionLease):
-            if datatype.wire == BYTES:
-                raw = lease.read(np.uint8, (span.byte_size,))
-                return deserialize_bytes(raw.data, count, what=what).reshape(shape)
-            return lease.read(datatype.dtype, shape)
-        if datatype.wire == BYTES:
-            return deserialize_bytes(lease.view(), count, what=what).reshape(shape)
-        array = np.frombuffer(lease.view(), datatype.dtype).reshape(shape)
-        array.flags.writeable = False  # the client's memory: models get it read-only
-        return array
+            return lease.read(np.uint8, (lease.byte_size,)).data
+        return lease.view()
 
     def write_output(self, span: ShmSpan, data: bytes | memoryview, what: str) -> None:
         """Write an output's serialized bytes to the start of its span."""
@@ -158,7 +185,7 @@ class RequestShm:
                 f"bytes in region '{span.region}') should be at least {nbytes} bytes to hold "
                 "the results"
             )
-        lease = self._lease(span)
+        lease = self.lease(span)
         if isinstance(lease, CudaRegionLease):
             lease.write(np.frombuffer(data, np.uint8))
         else:

@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, echo
 
-__all__ = ["check_alignment", "check_span", "views_alive"]
+__all__ = ["check_alignment", "check_lease_span", "check_span", "views_alive"]
 
 
 def check_span(region: str, offset: int, size: int, limit: int) -> None:
@@ -27,6 +27,17 @@ def check_span(region: str, offset: int, size: int, limit: int) -> None:
         raise InvalidArgument(
             f"{region}: bytes [{offset}, {offset + size}) are out of bounds; the region holds "
             f"{limit} bytes, so offset + byte size must be <= {limit}"
+        )
+
+
+def check_lease_span(name: str, offset: int, size: int, limit: int) -> None:
+    """Reject a request's ``[offset, offset + size)`` of registered region ``name`` (``limit``
+    bytes) unless it lies inside it; Triton's texts, which its clients match on."""
+    if offset < 0 or offset >= limit:
+        raise InvalidArgument(f"Invalid offset for shared memory region: '{echo(name)}'")
+    if size < 0 or size > limit - offset:
+        raise InvalidArgument(
+            f"Invalid offset + byte size for shared memory region: '{echo(name)}'"
         )
 
 

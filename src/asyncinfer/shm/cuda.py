@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _cudart
-from ..errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, echo
 from ._lease import ReleasedOnExit
-from ._spans import check_span
+from ._spans import check_lease_span
 
 __all__ = [
     "CudaRegionLease",
@@ -140,14 +140,15 @@ class CudaShmRegistry:
     def register(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
         if not name:
             raise InvalidArgument("CUDA shared memory: a region name is required")
-        if name in self._regions:
-            raise AlreadyExists(f"CUDA shared memory region '{name}' is already registered")
         if len(raw_handle) != IPC_HANDLE_BYTES or device_id < 0 or byte_size <= 0:
             raise InvalidArgument(
-                f"CUDA shared memory region '{name}': expected a {IPC_HANDLE_BYTES}-byte "
-                f"cudaIpcMemHandle_t, device_id >= 0 and byte_size > 0; got "
-                f"{len(raw_handle)} bytes, device {device_id}, byte_size {byte_size}"
+                f"failed to register shared memory region '{echo(name)}': invalid args "
+                f"(expected a {IPC_HANDLE_BYTES}-byte cudaIpcMemHandle_t, device_id >= 0 and "
+                f"byte_size > 0; got {len(raw_handle)} bytes, device {device_id}, byte_size "
+                f"{byte_size})"
             )
+        if name in self._regions:
+            raise AlreadyExists(f"shared memory region '{echo(name)}' already in manager")
         pointer = _open_ipc_handle(raw_handle, device_id)
         self._regions[name] = _CudaRegion(CudaRegionStatus(name, device_id, byte_size), pointer)
 
@@ -174,9 +175,7 @@ class CudaShmRegistry:
         region = self._regions.get(name)
         if region is None:
             raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
-        check_span(
-            f"CUDA shared memory region '{name}'", offset, byte_size, region.status.byte_size
-        )
+        check_lease_span(name, offset, byte_size, region.status.byte_size)
         region.users += 1
         return CudaRegionLease(self, region, offset, byte_size)
 

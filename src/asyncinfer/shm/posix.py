@@ -7,13 +7,19 @@ leases on it, and closes it on unregister.
 
 Rules that matter here:
 
-- The key is the name of a POSIX object, never a path: one optional leading '/', then no '/',
-  no '..', no NUL and no reserved prefix (glibc keeps named semaphores as ``sem.*`` in the same
-  directory). A key that does not exist is an error naming it; nothing is ever created.
+- Registration checks come in Triton's order, with its texts: a key of slashes only, then a key
+  with Triton's reserved prefix ``triton_python_backend_shm_region_`` (whether it exists or
+  not), then the open (INTERNAL "Unable to open shared memory region: '<key>'", before any size
+  is looked at), then offset and size against the object ("invalid args"), then a name already
+  registered ("already in manager"), then the bound on the number of regions.
+- The key is the name of a POSIX object, never a path: leading '/'s, then no '/', no '..', no
+  NUL and no reserved prefix (glibc keeps named semaphores as ``sem.*`` in the same directory).
+  Any other key is never opened; it is answered as an open that failed, with the reason. A key
+  that does not exist is an error naming it; nothing is ever created.
 - Only a regular file in /dev/shm owned by the server's own user is opened: it is opened with
   O_NOFOLLOW and O_NONBLOCK and checked with fstat on the descriptor it gave (no race between a
-  check and the open), so a symlink, a directory, a socket or a FIFO, or another user's object,
-  is INVALID_ARGUMENT naming the key.
+  check and the open), so a symlink, a directory, a socket or a FIFO is a failed open, and
+  another user's object is INVALID_ARGUMENT naming the key.
 - The region belongs to the client: this module never unlinks it. That is why it opens the
   object itself instead of using ``multiprocessing.shared_memory``, whose resource tracker
   unlinks segments it saw at process exit on Python < 3.13.
@@ -50,6 +56,7 @@ import numpy.typing as npt
 
 from ..errors import (
     AlreadyExists,
+    Internal,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -57,10 +64,11 @@ from ..errors import (
     echo,
 )
 from ._lease import ReleasedOnExit
-from ._spans import check_span
+from ._spans import check_lease_span
 
 __all__ = [
     "RESERVED_PREFIXES",
+    "TRITON_RESERVED_PREFIX",
     "ReadBuffers",
     "RegionLease",
     "RegionStatus",
@@ -73,6 +81,8 @@ log = logging.getLogger("asyncinfer.shm")
 
 #: Names in /dev/shm that belong to something else than a client's tensor region.
 RESERVED_PREFIXES = ("sem.", ".")
+#: The prefix of the regions Triton's python backend makes for itself; never a client's.
+TRITON_RESERVED_PREFIX = "triton_python_backend_shm_region_"
 NAME_MAX = 255
 #: Where glibc's shm_open keeps POSIX shared-memory objects on Linux.
 SHM_DIR = "/dev/shm"
@@ -97,28 +107,42 @@ def _label(name: str) -> str:
     return f"shared memory region '{echo(name)}'"
 
 
-def check_key(key: str) -> str:
-    """The key as shm_open wants it ('/name'); InvalidArgument if it could become a path."""
-    body = key[1:] if key.startswith("/") else key
-    problem = ""
+def check_key(name: str, key: str) -> str:
+    """The key as shm_open wants it ('/name'), checked in Triton's order: a key of slashes only
+    or with Triton's reserved prefix is INVALID_ARGUMENT with Triton's text; a key that could
+    become a path is never opened and answers as a failed open (INTERNAL), with the reason."""
+    body = key.lstrip("/")
     if not body:
-        problem = "it is empty"
-    elif "/" in body:
-        problem = "it contains a path separator '/' after the leading one"
+        raise InvalidArgument(
+            f"cannot register shared memory region '{echo(name)}' - invalid shm key '{echo(key)}'"
+        )
+    if body.startswith(TRITON_RESERVED_PREFIX):
+        raise InvalidArgument(
+            f"cannot register shared memory region '{echo(name)}' with key '{echo(key)}' as the "
+            f"key contains the reserved prefix '{TRITON_RESERVED_PREFIX}'"
+        )
+    problem = ""
+    if "/" in body:
+        problem = "it contains a path separator '/' after the leading ones"
     elif ".." in body:
         problem = "it contains '..'"
     elif "\0" in body:
         problem = "it contains a NUL character"
     elif body.startswith(RESERVED_PREFIXES):
         problem = f"it starts with a reserved prefix ({', '.join(RESERVED_PREFIXES)})"
-    elif len(body.encode()) > NAME_MAX:
+    elif len(body.encode("utf-8", "surrogatepass")) > NAME_MAX:
         problem = f"it is longer than {NAME_MAX} bytes"
     if problem:
-        raise InvalidArgument(
-            f"system shared memory key '{echo(key)}' is not valid: {problem}; expected a POSIX "
-            "shared-memory name such as '/my_region'"
+        raise _open_failed(
+            key, f"{problem}; expected a POSIX shared-memory name such as '/my_region'"
         )
     return "/" + body
+
+
+def _open_failed(key: str, reason: str = "") -> Internal:
+    """Triton's answer to a region that cannot be opened (its status, INTERNAL, included)."""
+    text = f"Unable to open shared memory region: '{echo(key)}'"
+    return Internal(f"{text} ({reason})" if reason else text)
 
 
 class _Region:
@@ -273,23 +297,32 @@ class SystemShmRegistry:
         self._retiring: list[_Region] = []
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        """Open ``key`` and register ``[offset, offset + byte_size)`` of it as ``name``; the
+        checks in Triton's order (module docstring)."""
         self._sweep()
         if not name:
             raise InvalidArgument("system shared memory: a region name is required")
-        if name in self._regions:
-            raise AlreadyExists(f"{_label(name)} is already registered; unregister it first")
-        if len(self._regions) + len(self._retiring) >= self.max_regions:
-            raise ResourceExhausted(
-                f"cannot register {_label(name)}: at most {self.max_regions} system "
-                "shared-memory regions may be registered at once (max_regions); unregister "
-                "regions first"
-            )
-        path = check_key(key)
-        if offset < 0 or byte_size <= 0:
-            raise InvalidArgument(
-                f"{_label(name)}: offset {offset} and byte_size {byte_size} must be >= 0 and > 0"
-            )
-        self._regions[name] = _open_region(RegionStatus(name, key, offset, byte_size), path)
+        path = check_key(name, key)
+        status = RegionStatus(name, key, offset, byte_size)
+        fd = _open_own_regular_file(_label(name), key, SHM_DIR + path)
+        try:
+            size = os.fstat(fd).st_size
+            if offset < 0 or byte_size <= 0 or offset + byte_size > size:
+                raise InvalidArgument(
+                    f"failed to register shared memory region '{echo(name)}': invalid args"
+                )
+            if name in self._regions:
+                raise AlreadyExists(f"shared memory region '{echo(name)}' already in manager")
+            if len(self._regions) + len(self._retiring) >= self.max_regions:
+                raise ResourceExhausted(
+                    f"cannot register {_label(name)}: at most {self.max_regions} system "
+                    "shared-memory regions may be registered at once (max_regions); unregister "
+                    "regions first"
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        self._regions[name] = _Region(status, fd)
 
     def unregister(self, name: str = "") -> None:
         """Unregister ``name``, or every region when ``name`` is empty; unknown names are fine."""
@@ -319,7 +352,7 @@ class SystemShmRegistry:
         region = self._regions.get(name)
         if region is None:
             raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
-        check_span(_label(name), offset, byte_size, region.status.byte_size)
+        check_lease_span(name, offset, byte_size, region.status.byte_size)
         region.check_size()
         region.users += 1
         return RegionLease(self, region, offset, byte_size)
@@ -345,19 +378,8 @@ class SystemShmRegistry:
         self._sweep()  # any retiring region, not only this one: cheap when none is retiring
 
 
-def _open_region(status: RegionStatus, path: str) -> _Region:
-    label = _label(status.name)
-    fd = _open_own_regular_file(label, status.key, SHM_DIR + path)
-    try:
-        check_span(label, status.offset, status.byte_size, os.fstat(fd).st_size)
-    except BaseException:
-        os.close(fd)
-        raise
-    return _Region(status, fd)
-
-
 _OPEN_PROBLEMS = {
-    errno.ENOENT: "does not exist",
+    errno.ENOENT: "",  # Triton's text says it all
     errno.ELOOP: "is a symbolic link; only regular files in /dev/shm are opened",
     errno.EISDIR: "is a directory; only regular files in /dev/shm are opened",
     errno.ENXIO: "is a socket or a device; only regular files in /dev/shm are opened",
@@ -376,10 +398,9 @@ def _open_own_regular_file(label: str, key: str, path: str) -> int:
                 f"cannot register {label}: the server has no file descriptor left "
                 f"(RLIMIT_NOFILE); unregister regions first"
             ) from None
-        problem = _OPEN_PROBLEMS.get(exc.errno or 0, f"cannot be opened ({exc.strerror})")
-        raise InvalidArgument(
-            f"{label}: system shared memory key '{echo(key)}' {problem}"
-        ) from None
+        problem = _OPEN_PROBLEMS.get(exc.errno or 0)
+        reason = (f"it {problem}" if problem else "") if problem is not None else exc.strerror
+        raise _open_failed(key, reason or "") from None
     info = os.fstat(fd)
     problem = ""
     if not stat.S_ISREG(info.st_mode):

@@ -160,8 +160,8 @@ def test_bytes_with_truncated_length_prefix(
         stub,
         request,
         grpc.StatusCode.INVALID_ARGUMENT,
-        "input 'INPUT0' for model 'simple_identity'",
-        "truncated length prefix",
+        "incomplete string length indicator for inference input 'INPUT0' for model "
+        "'simple_identity', expecting 4 bytes but only 2 bytes available",
     )
 
 
@@ -197,11 +197,14 @@ def _identity_bytes_request(raw: bytes, shape: list[int]) -> service_pb2.ModelIn
     [
         (
             lambda: _identity_bytes_request(_bytes(b"a", b"b") + b"zz", [1, 2]),
-            ["2 bytes are left over after 2 BYTES elements"],
+            ["unexpected number of string elements 3 for inference input 'INPUT0'"],
         ),
         (
             lambda: _identity_bytes_request(struct.pack("<I", 9) + b"abc", [1, 1]),
-            ["declares 9 bytes but only 3 remain"],
+            [
+                "incomplete string for inference input 'INPUT0'",
+                "expecting string of length 9 but only 3 bytes available",
+            ],
         ),
         (
             lambda: _simple_request(np.ones((2, 16), np.int32), np.ones((1, 16), np.int32)),

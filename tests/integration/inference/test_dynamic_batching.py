@@ -6,6 +6,7 @@ statistics count inferences, executions and batch sizes."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,25 @@ dynamic_batching {{
 """
 
 
+#: A model that answers at once with the batch it was given, behind a long queue delay.
+FAST_MODEL = MODEL.replace("await asyncio.sleep(0.5)", "pass")
+DELAY_S = 4.0
+PREFERRED_CONFIG = f"""
+name: "preferred"
+backend: "python"
+max_batch_size: 8
+input [ {{ name: "X" data_type: TYPE_INT32 dims: [ 2 ] }} ]
+output [
+  {{ name: "Y" data_type: TYPE_INT32 dims: [ 2 ] }},
+  {{ name: "BATCH" data_type: TYPE_INT32 dims: [ 1 ] }}
+]
+dynamic_batching {{
+  preferred_batch_size: [ 2, 6 ]
+  max_queue_delay_microseconds: {int(DELAY_S * 1e6)}
+}}
+"""
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("batching-repo")
@@ -60,6 +80,9 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         (root / name / "1").mkdir(parents=True)
         (root / name / "1" / "model.py").write_text(MODEL)
         (root / name / "config.pbtxt").write_text(CONFIG.format(name=name, queue=queue))
+    (root / "preferred" / "1").mkdir(parents=True)
+    (root / "preferred" / "1" / "model.py").write_text(FAST_MODEL)
+    (root / "preferred" / "config.pbtxt").write_text(PREFERRED_CONFIG)
     with ThreadedServer(lambda: build_server(root, grpc_port=0)) as address:
         yield address
 
@@ -156,3 +179,38 @@ def test_model_config_reports_dynamic_batching(url: str) -> None:
         config = client.get_model_config("batched", as_json=True)["config"]
     assert config["dynamic_batching"]["priority_levels"] == "2"
     assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 16
+
+
+def _timed(url: str, rows: int, after: float = 0.0) -> Any:
+    """A call that sleeps ``after`` s, sends a batch of ``rows`` to "preferred", and returns
+    (seconds from its send to its answer, the batch the model ran it in)."""
+
+    def call() -> tuple[float, int]:
+        time.sleep(after)
+        sent = time.monotonic()
+        result = infer(url, "preferred", rows, rows=rows)
+        return time.monotonic() - sent, int(result.as_numpy("BATCH")[0, 0])
+
+    return call
+
+
+def test_a_request_larger_than_the_largest_preferred_size_runs_at_once(url: str) -> None:
+    ((latency, batch),) = in_threads([_timed(url, 7)])
+    assert batch == 7 and latency < DELAY_S / 2
+
+
+def test_a_pending_batch_runs_at_once_when_the_next_request_would_pass_the_largest(
+    url: str,
+) -> None:
+    # A 3 waits (not a preferred size); a 7 arriving 1 s later would pass 6 with it, so the
+    # 3 runs then without it, and the 7 runs at once too: neither waits out the delay.
+    (wait_3, batch_3), (wait_7, batch_7) = in_threads([_timed(url, 3), _timed(url, 7, 1.0)])
+    assert (batch_3, batch_7) == (3, 7)
+    assert 0.8 < wait_3 < DELAY_S - 1 and wait_7 < DELAY_S / 2
+
+
+def test_a_pending_batch_runs_without_a_request_that_would_pass_the_largest(url: str) -> None:
+    # 3 + 4 = 7 would pass 6: the 3 runs at once, the 4 alone waits out the delay.
+    (wait_3, batch_3), (wait_4, batch_4) = in_threads([_timed(url, 3), _timed(url, 4, 0.3)])
+    assert (batch_3, batch_4) == (3, 4)
+    assert wait_3 < DELAY_S / 2 and wait_4 >= DELAY_S - 0.5

@@ -62,6 +62,40 @@ def test_ensemble_classify_equals_its_steps_called_one_by_one(
     assert after - before == 6
 
 
+def test_ensemble_stream_responses_echo_the_sequence_flags(url: str) -> None:
+    image = triton.InferInput("IMAGE", [1, 16], "UINT8")
+    image.set_data_from_numpy(np.arange(16, dtype=np.uint8).reshape(1, 16))
+    answers: list[Any] = []
+    done = threading.Event()
+
+    def callback(result: Any, error: Any) -> None:
+        answers.append(error or result)
+        if len(answers) == 4:
+            done.set()
+
+    flags = [(True, False), (False, False), (False, True)]
+    with triton.InferenceServerClient(url) as client:
+        client.start_stream(callback=callback)
+        for index, (start, end) in enumerate(flags):
+            client.async_stream_infer(
+                "ensemble_classify",
+                [image],
+                request_id=str(index),
+                sequence_id=7,
+                sequence_start=start,
+                sequence_end=end,
+            )
+        client.async_stream_infer("ensemble_classify", [image], request_id="plain")
+        assert done.wait(30)
+        client.stop_stream()
+    by_id = {answer.get_response().id: answer.get_response() for answer in answers}
+    for index, (start, end) in enumerate(flags):
+        parameters = by_id[str(index)].parameters
+        assert parameters["sequence_start"].bool_param is start
+        assert parameters["sequence_end"].bool_param is end
+    assert "sequence_start" not in by_id["plain"].parameters  # not a sequence: nothing echoed
+
+
 def test_ensemble_config_and_metadata_as_triton_reports_them(
     client: triton.InferenceServerClient,
 ) -> None:

@@ -153,13 +153,44 @@ def test_load_with_override_files(client: grpcclient.InferenceServerClient) -> N
     np.testing.assert_array_equal(_add(client), np.arange(16).reshape(1, 16) * 2)
 
 
-def test_control_mode_none_refuses_load(url: str) -> None:
+def test_control_mode_none_refuses_load_and_unload_with_tritons_text(url: str) -> None:
     with grpcclient.InferenceServerClient(url) as client:
-        with pytest.raises(InferenceServerException) as info:
-            client.load_model("simple")
-        assert info.value.status() == "StatusCode.UNAVAILABLE"
-        assert "model control mode 'none'" in info.value.message()
+        for call in (client.load_model, client.unload_model):
+            with pytest.raises(InferenceServerException) as info:
+                call("simple")
+            assert (info.value.status(), info.value.message()) == (
+                "StatusCode.UNAVAILABLE",
+                "explicit model load / unload is not allowed if polling is enabled",
+            )
         assert client.is_model_ready("simple")
+
+
+def _load_refusal(client: grpcclient.InferenceServerClient, name: str) -> tuple[str, str]:
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model(name)
+    return str(info.value.status()).removeprefix("StatusCode."), info.value.message()
+
+
+def test_model_names_on_load_are_checked_with_tritons_texts(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    traversal = ("INVALID_ARGUMENT", "model name must not contain path traversal characters")
+    empty = ("INVALID_ARGUMENT", "Model name cannot be empty. Please enter a valid name to deploy.")
+    for name in ("../etc", "a/../b", "model/", " .."):
+        assert _load_refusal(client, name) == traversal, name
+    for name in ("", "   "):
+        assert _load_refusal(client, name) == empty, repr(name)
+    for name in ("model123", "...", "..my_model"):
+        assert _load_refusal(client, name) == (
+            "INTERNAL",
+            f"failed to load '{name}', failed to poll from model repository",
+        )
+    # Unload never answers with the traversal text: a name that is not loaded has nothing
+    # to unload.
+    for name in ("../etc", "a/../b", "model123"):
+        client.unload_model(name)
+    client.load_model("simple")
+    assert client.is_model_ready("simple")
 
 
 def test_poll_mode_loads_new_and_unloads_removed(scratch_repository: pathlib.Path) -> None:

@@ -202,18 +202,20 @@ def _error(call: Callable[[], object]) -> InferenceServerException:
     return info.value
 
 
-def test_bad_shared_memory_requests(
+def test_bad_shared_memory_requests_answer_tritons_texts(
     client: grpcclient.InferenceServerClient, regions: dict[str, object]
 ) -> None:
     _register(client, "in", "out")
     a_raw = grpcclient.InferInput("INPUT1", [1, 16], "INT32")
     a_raw.set_data_from_numpy(np.zeros((1, 16), np.int32))
     cases = {
-        "bytes [96, 160) are out of bounds; the region holds 128 bytes": (
+        "Invalid offset + byte size for shared memory region: 'in'": (
             [_in("INPUT0", "in", 64, 96), a_raw], None),
+        "Invalid offset for shared memory region: 'in'": (
+            [_in("INPUT0", "in", 64, 128), a_raw], None),
         "Unable to find shared memory region: 'nope'": (
             [_in("INPUT0", "nope", 64, 0), a_raw], None),
-        "shared_memory_byte_size 60 of region 'in' does not match 16 elements of INT32": (
+        "input byte size mismatch for input 'INPUT0' for model 'simple'. Expected 64, got 60": (
             [_in("INPUT0", "in", 60, 0), a_raw], None),
         "overlap those of output 'OUTPUT0' [0, 64)": (
             [_in("INPUT0", "in", 64, 0), a_raw],
@@ -225,19 +227,51 @@ def test_bad_shared_memory_requests(
         error = _error(functools.partial(client.infer, "simple", inputs, outputs=outputs))
         assert error.status() == "StatusCode.INVALID_ARGUMENT", message
         assert message in error.message()
-    error = _error(lambda: client.register_system_shared_memory("in", _key("out"), 64))
-    assert "region 'in' is already registered" in error.message()
-    error = _error(lambda: client.register_system_shared_memory("x", "/no_such_key_here", 64))
-    assert "key '/no_such_key_here' does not exist" in error.message()
-    for key in ("/a/../b", "/sem.lock", "../etc/passwd"):
-        error = _error(functools.partial(client.register_system_shared_memory, "x", key, 64))
-        assert error.status() == "StatusCode.INVALID_ARGUMENT" and "is not valid" in error.message()
-    error = _error(lambda: client.register_system_shared_memory("x", _key("in"), 4096))
-    assert "bytes [0, 4096) are out of bounds; the region holds 128 bytes" in error.message()
-    assert sorted(client.get_system_shared_memory_status().regions) == ["in", "out"]
     # The server keeps serving after all of it.
     result = client.infer("simple", [_in("INPUT0", "in", 64, 0), a_raw])
     assert result.as_numpy("OUTPUT0").shape == (1, 16)
+
+
+def _refusal(client: grpcclient.InferenceServerClient, name: str, key: str, size: int) -> Any:
+    error = _error(lambda: client.register_system_shared_memory(name, key, size))
+    return error.status().removeprefix("StatusCode."), error.message()
+
+
+def test_registration_checks_come_in_tritons_order_with_its_texts(
+    client: grpcclient.InferenceServerClient, regions: dict[str, object]
+) -> None:
+    _register(client, "in")
+    reserved = "/triton_python_backend_shm_region_x"  # refused whether it exists or not
+    assert _refusal(client, "x", "//", 64) == (
+        "INVALID_ARGUMENT",
+        "cannot register shared memory region 'x' - invalid shm key '//'",
+    )
+    assert _refusal(client, "x", reserved, 64) == (
+        "INVALID_ARGUMENT",
+        f"cannot register shared memory region 'x' with key '{reserved}' as the key contains "
+        "the reserved prefix 'triton_python_backend_shm_region_'",
+    )
+    # The open comes before any size check, byte_size 0 included.
+    for size in (64, 0):
+        assert _refusal(client, "x", "/no_such_key_here", size) == (
+            "INTERNAL",
+            "Unable to open shared memory region: '/no_such_key_here'",
+        )
+    for key in ("/a/../b", "/sem.lock", "../etc/passwd"):  # never opened: a failed open
+        status, message = _refusal(client, "x", key, 64)
+        assert status == "INTERNAL"
+        assert message.startswith(f"Unable to open shared memory region: '{key}' (")
+    for name in ("x", "in"):  # invalid args before "already in manager"
+        assert _refusal(client, name, _key("in"), 4096) == (
+            "INVALID_ARGUMENT",
+            f"failed to register shared memory region '{name}': invalid args",
+        )
+    assert _refusal(client, "in", _key("out"), 64) == (
+        "ALREADY_EXISTS",
+        "shared memory region 'in' already in manager",
+    )
+    assert sorted(client.get_system_shared_memory_status().regions) == ["in"]
+    client.unregister_system_shared_memory("never_registered")  # unknown names are fine
 
 
 def test_server_metadata_lists_system_shm_when_allowed(
@@ -258,19 +292,40 @@ def test_cuda_register_fails_clearly_without_cuda(client: grpcclient.InferenceSe
     assert len(client.get_cuda_shared_memory_status().regions) == 0
 
 
-def test_without_allow_client_shm(url: str, regions: dict[str, object]) -> None:
+def test_without_allow_client_shm_register_and_unregister_are_unimplemented(
+    url: str, regions: dict[str, object]
+) -> None:
+    disabled = (
+        "Client shared memory is disabled. Start the server with '--allow-client-shm=true' "
+        "to enable."
+    )
     with grpcclient.InferenceServerClient(url) as client:
-        client.unregister_system_shared_memory()  # unregister-all always succeeds
-        client.unregister_cuda_shared_memory()
+        calls = (
+            lambda: client.register_system_shared_memory("in", _key("in"), 128),
+            client.unregister_system_shared_memory,
+            lambda: client.unregister_system_shared_memory("in"),
+            lambda: client.register_cuda_shared_memory("gpu", HANDLE, 0, 64),
+            client.unregister_cuda_shared_memory,
+            lambda: client.unregister_cuda_shared_memory("gpu"),
+        )
+        for call in calls:
+            error = _error(call)
+            assert (error.status(), error.message()) == ("StatusCode.UNIMPLEMENTED", disabled)
         assert len(client.get_system_shared_memory_status().regions) == 0
-        error = _error(lambda: client.register_system_shared_memory("in", _key("in"), 128))
-        assert error.status() == "StatusCode.FAILED_PRECONDITION"
-        assert "--allow-client-shm" in error.message()
-        error = _error(lambda: client.register_cuda_shared_memory("gpu", HANDLE, 0, 64))
-        assert "--allow-client-shm" in error.message()
+        assert len(client.get_cuda_shared_memory_status().regions) == 0
         extensions = client.get_server_metadata().extensions
         assert "system_shared_memory" not in extensions
         assert "cuda_shared_memory" not in extensions
+
+
+def test_with_allow_client_shm_unregister_all_succeeds_with_nothing_registered(
+    shm_url: str,
+) -> None:
+    with grpcclient.InferenceServerClient(shm_url) as client:
+        for _ in range(2):
+            client.unregister_system_shared_memory()
+            client.unregister_cuda_shared_memory()
+        assert len(client.get_system_shared_memory_status().regions) == 0
 
 
 _SLOW_CONFIG = """name: "slow_identity"

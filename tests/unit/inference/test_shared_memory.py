@@ -3,14 +3,22 @@ overlap, and a request's leases."""
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncinfer.datatypes import DATATYPES
-from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.shared_memory import RequestShm, SharedMemory, ShmSpan, shm_span
+from asyncinfer.errors import InvalidArgument, Unimplemented
+from asyncinfer.inference.shared_memory import (
+    DISABLED,
+    RequestShm,
+    SharedMemory,
+    ShmSpan,
+    shm_span,
+)
 
 
 def _params(**values: object) -> dict[str, object]:
@@ -60,19 +68,33 @@ def test_overlap_matches_byte_sets(a: tuple[int, int], b: tuple[int, int]) -> No
 
 
 def test_a_request_scope_reads_inputs_and_writes_outputs(shared: SharedMemory) -> None:
-    fp32 = DATATYPES["FP32"]
     with shared.scope() as scope:
         scope.write_output(ShmSpan("r", 64, 16), np.arange(4, dtype=np.float32).tobytes(), "out")
-        view = scope.read_input(ShmSpan("r", 64, 16), fp32, (4,), "in")
+        view = np.frombuffer(scope.read(scope.lease(ShmSpan("r", 64, 16))), np.float32)
         np.testing.assert_array_equal(view, np.arange(4))
-        assert not view.flags.writeable  # the client's memory reaches models read-only
         with pytest.raises(InvalidArgument, match="should be at least 16 bytes"):
             scope.write_output(ShmSpan("r", 0, 8), bytes(16), "out")
-        with pytest.raises(InvalidArgument, match="does not match 4 elements of FP32"):
-            scope.read_input(ShmSpan("r", 0, 8), fp32, (4,), "in")
+        with pytest.raises(InvalidArgument, match="Invalid offset \\+ byte size"):
+            scope.lease(ShmSpan("r", 64, mmap.PAGESIZE))
         assert shared.system.statistics()["leases"] == 2
         del view
     assert shared.system.statistics()["leases"] == 0
+
+
+def test_register_and_unregister_are_refused_while_client_shm_is_off() -> None:
+    shared = SharedMemory(allow_client_shm=False)
+    calls: tuple[Callable[[], None], ...] = (
+        lambda: shared.register_system("r", "/r", 0, 8),
+        lambda: shared.unregister_system(""),
+        lambda: shared.unregister_system("r"),
+        lambda: shared.register_cuda("r", bytes(64), 0, 8),
+        lambda: shared.unregister_cuda(""),
+    )
+    for call in calls:
+        with pytest.raises(Unimplemented) as refused:
+            call()
+        assert refused.value.message == DISABLED
+    assert shared.system_status() == [] and shared.cuda_status("r") == []
 
 
 def test_extensions_follow_the_switch() -> None:
@@ -81,7 +103,7 @@ def test_extensions_follow_the_switch() -> None:
 
 
 def _model_that_fails(shared: SharedMemory, scope: RequestShm) -> None:
-    view = scope.read_input(ShmSpan("r", 0, 16), DATATYPES["FP32"], (4,), "in")
+    view = np.frombuffer(scope.read(scope.lease(ShmSpan("r", 0, 16))), np.float32)
     shared.system.unregister("r")  # the client unregisters while the request runs
     raise ValueError(f"the model failed holding a view of {view.nbytes} bytes")
 

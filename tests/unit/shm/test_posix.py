@@ -11,7 +11,7 @@ import tritonclient.utils.shared_memory as tshm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncinfer.errors import AlreadyExists, InvalidArgument, NotFound
+from asyncinfer.errors import AlreadyExists, Internal, InvalidArgument, NotFound
 from asyncinfer.shm.posix import RegionStatus, SystemShmRegistry, check_key
 
 SIZE = 8192
@@ -59,8 +59,10 @@ def test_registered_offset_is_honoured(
     registry.register("tail", key, 4096, 4096)
     with registry.lease("tail", 8, 32) as lease:
         np.testing.assert_array_equal(lease.array(np.int64, (4,)), np.arange(4))
-    with pytest.raises(InvalidArgument, match=r"bytes \[0, 4097\) are out of bounds"):
+    with pytest.raises(InvalidArgument, match="Invalid offset \\+ byte size for shared memory"):
         registry.lease("tail", 0, 4097)
+    with pytest.raises(InvalidArgument, match="Invalid offset for shared memory region: 'tail'"):
+        registry.lease("tail", 4096, 0)
 
 
 @pytest.mark.parametrize(
@@ -71,31 +73,63 @@ def test_registered_offset_is_honoured(
         ("../etc", "path separator"),
         ("/sem.x", "reserved prefix"),
         ("/.hidden", "reserved prefix"),
-        ("/", "empty"),
         ("/" + "k" * 256, "longer than 255"),
     ],
 )
-def test_bad_keys(key: str, problem: str) -> None:
-    with pytest.raises(InvalidArgument, match=problem):
-        check_key(key)
+def test_keys_that_could_be_paths_are_never_opened(key: str, problem: str) -> None:
+    with pytest.raises(Internal, match=problem) as refused:
+        check_key("r", key)
+    assert refused.value.message.startswith("Unable to open shared memory region: '")
 
 
-def test_bad_registrations(region: tuple[str, object], registry: SystemShmRegistry) -> None:
+@pytest.mark.parametrize("key", ["/", "//", ""])
+def test_a_key_of_slashes_only_is_tritons_invalid_key(key: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        check_key("r", key)
+    assert (
+        refused.value.message
+        == f"cannot register shared memory region 'r' - invalid shm key '{key}'"
+    )
+
+
+def test_tritons_reserved_prefix_is_refused_even_when_absent() -> None:
+    key = "//triton_python_backend_shm_region_x"
+    with pytest.raises(InvalidArgument) as refused:
+        check_key("r", key)
+    assert refused.value.message == (
+        f"cannot register shared memory region 'r' with key '{key}' as the key contains the "
+        "reserved prefix 'triton_python_backend_shm_region_'"
+    )
+
+
+def test_bad_registrations_in_tritons_order(
+    region: tuple[str, object], registry: SystemShmRegistry
+) -> None:
     key, _ = region
-    with pytest.raises(InvalidArgument, match="key '/asyncinfer_no_such_key' does not exist"):
-        registry.register("x", "/asyncinfer_no_such_key", 0, 64)
-    with pytest.raises(InvalidArgument, match=r"region 'x': bytes \[0, 8193\) are out of bounds"):
-        registry.register("x", key, 0, SIZE + 1)
-    with pytest.raises(InvalidArgument, match="must be >= 0 and > 0"):
-        registry.register("x", key, 0, 0)
+    # The open comes before any size check: byte_size 0 of a missing key is a failed open.
+    for size in (64, 0):
+        with pytest.raises(Internal) as missing:
+            registry.register("x", "/asyncinfer_no_such_key", 0, size)
+        assert (
+            missing.value.message
+            == "Unable to open shared memory region: '/asyncinfer_no_such_key'"
+        )
+    for offset, size in ((0, SIZE + 1), (0, 0), (-1, 8), (SIZE, 1)):
+        with pytest.raises(InvalidArgument) as bad:
+            registry.register("x", key, offset, size)
+        assert bad.value.message == "failed to register shared memory region 'x': invalid args"
     registry.register("x", key, 0, 64)
-    with pytest.raises(AlreadyExists, match="region 'x' is already registered"):
+    with pytest.raises(AlreadyExists) as twice:
         registry.register("x", key, 0, 64)
+    assert twice.value.message == "shared memory region 'x' already in manager"
+    # invalid args before "already in manager", as in Triton
+    with pytest.raises(InvalidArgument, match="invalid args"):
+        registry.register("x", key, 0, 0)
     with pytest.raises(InvalidArgument, match="Unable to find shared memory region: 'y'"):
         registry.lease("y", 0, 4)
     with pytest.raises(NotFound, match="'y'"):
         registry.status("y")
-    with pytest.raises(InvalidArgument, match="offset -4 is negative"):
+    with pytest.raises(InvalidArgument, match="Invalid offset for shared memory region: 'x'"):
         registry.lease("x", -4, 4)
     with registry.lease("x", 0, 8) as lease:
         with pytest.raises(InvalidArgument, match=r"byte_size 8 does not match float32\[4\]"):
@@ -173,11 +207,11 @@ def test_lease_bounds_property(offset: int, size: int) -> None:
     registry = SystemShmRegistry()
     try:
         registry.register("p", key, 0, SIZE)
-        inside = offset >= 0 and size >= 0 and offset + size <= SIZE
+        inside = 0 <= offset < SIZE and size >= 0 and offset + size <= SIZE
         try:
             registry.lease("p", offset, size).release()
         except InvalidArgument as exc:
-            assert not inside and "region 'p'" in exc.message
+            assert not inside and "for shared memory region: 'p'" in exc.message
         else:
             assert inside
     finally:

@@ -5,7 +5,9 @@ A model directory whose config.pbtxt says ``platform: "onnxruntime_onnx"`` (or `
 instance (instance_group counts); ``platform: "tensorrt_plan"`` (or ``backend: "tensorrt"``)
 loads ``<version>/model.plan`` into a TensorRTEngine with one execution context per instance,
 shared workspaces and a pool of pinned + device memory stacks. The config must declare the
-inputs and outputs (no auto-completion), and they must match the engine's bindings.
+inputs and outputs (no auto-completion), and they must match the engine's bindings; so must the
+control inputs of ``sequence_batching`` (START, END, READY, CORRID), which the sequence batcher
+feeds to the graph as tensors of their declared datatypes, [1] per request.
 
 A batching model (max_batch_size > 0) runs a whole batch of requests in one engine call: the
 inputs concatenated along the batch dimension, the outputs split back per request
@@ -27,13 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from ...datatypes import from_config, shape_fits
+from ...datatypes import DATATYPES, from_config, shape_fits
 from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError, ModelLoadFailed
 from ...memory import StackPool
-from ...pb.inference.model_config_pb2 import ModelConfig, ModelInstanceGroup
+from ...pb.inference.model_config_pb2 import ModelConfig, ModelInput, ModelInstanceGroup
 from ..python_model import Request, Response, Tensor
-from ..scheduling.batch_tensors import merge, split
+from ..scheduling.batch_tensors import merge, same_shapes, split
+from ..scheduling.ragged import RaggedBatching
+from ..scheduling.scheduler import batch_size_of
+from ..scheduling.sequence_policy import control_inputs
 from ..statistics import batch_timing
 from .base import instance_count
 
@@ -77,8 +82,11 @@ class EngineBackend:
         self._instances = instances
         #: How long a call may wait for one of the engine's contexts (None: no limit).
         self._queue_timeout = queue_timeout
+        self._max_batch_size = config.max_batch_size
         self._batching = config.max_batch_size > 0
-        self._inputs = [tensor.name for tensor in config.input]
+        #: allow_ragged_batch inputs (1-D in the graph), batch outputs (scattered back).
+        self._ragged = RaggedBatching.from_config(config)
+        self._plain = not (self._ragged.ragged or self._ragged.batch_outputs)
 
     @property
     def instance_count(self) -> int:
@@ -121,20 +129,65 @@ class EngineBackend:
     async def execute(self, requests: Sequence[Request]) -> list[Response]:
         """One Response per request, in order; bad input raises the engine's error.
 
-        A batching model runs all of ``requests`` in one engine call.
+        A batching model runs ``requests`` in one engine call per shape among them (requests
+        with variable dims may differ; a sequence batch is formed without looking at them).
+        Ragged inputs go to the graph as one 1-D tensor of all their elements, and batch
+        outputs are scattered back after the source input's shapes (scheduling/ragged.py).
         """
-        if not self._batching or len(requests) == 1:
+        if not self._batching or (len(requests) == 1 and self._plain):
             return [_response(await self._infer(_arrays(request))) for request in requests]
+        shapes = [_shapes(request) for request in requests]
+        arrays = [self._graph_arrays(request) for request in requests]
+        sizes = [batch_size_of(request, self._max_batch_size) for request in requests]
+        responses: list[Response] = [Response()] * len(requests)
+        for indices in same_shapes(arrays):
+            parts = await self._infer_batch(
+                [arrays[i] for i in indices],
+                [sizes[i] for i in indices],
+                [shapes[i] for i in indices],
+            )
+            for index, part in zip(indices, parts, strict=True):
+                responses[index] = _response(part)
+        return responses
+
+    async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
+        """``execute`` for the sequence batcher, which pins each sequence to an instance: an
+        ONNX graph or TensorRT engine keeps no state between calls (its state would be
+        inputs), so any session or context serves any sequence."""
+        return await self.execute(requests)
+
+    def _graph_arrays(self, request: Request) -> dict[str, Any]:
+        arrays = _arrays(request)
+        for name in self._ragged.ragged & arrays.keys():
+            arrays[name] = arrays[name].reshape(-1)  # the graph takes a ragged input 1-D
+        return arrays
+
+    async def _infer_batch(
+        self,
+        batch: list[dict[str, Any]],
+        sizes: list[int],
+        shapes: list[dict[str, tuple[int, ...]]],
+    ) -> list[dict[str, Any]]:
+        """One engine call for requests whose inputs have the same shapes; outputs split back."""
+        if len(batch) == 1 and not self._ragged.batch_outputs:
+            return [await self._infer(batch[0])]
         timing = batch_timing()
         start = time.perf_counter_ns()
-        merged, sizes = merge(self._inputs, [_arrays(request) for request in requests])
+        merged, _ = merge(list(batch[0]), batch, sizes)
         merged_at = time.perf_counter_ns()
         outputs = await self._infer(merged)
         inferred_at = time.perf_counter_ns()
-        responses = [_response(part) for part in split(self.name, outputs, sizes)]
+        scattered = self._ragged.scattered
+        regular = {name: array for name, array in outputs.items() if name not in scattered}
+        parts = split(self.name, regular, sizes)
+        if scattered:
+            for part, extra in zip(
+                parts, self._ragged.scatter(self.name, outputs, shapes), strict=True
+            ):
+                part.update(extra)
         timing.input_ns += merged_at - start
         timing.output_ns += time.perf_counter_ns() - inferred_at
-        return responses
+        return parts
 
     async def _infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         timeout = self._queue_timeout
@@ -175,6 +228,10 @@ def _arrays(request: Request) -> dict[str, Any]:
     return {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
 
 
+def _shapes(request: Request) -> dict[str, tuple[int, ...]]:
+    return {tensor.name: tuple(tensor.as_numpy().shape) for tensor in request.inputs()}
+
+
 def _response(outputs: dict[str, Any]) -> Response:
     return Response([Tensor(name, array) for name, array in outputs.items()])
 
@@ -201,22 +258,51 @@ def _stack_pool(config: ModelConfig, instances: int) -> StackPool:
     )
 
 
+#: A tensor the graph must have: the config's (or one made for a control or batch input), the
+#: graph shape it must have (None: batch + dims; (): any), what it is, and input or output.
+_Expected = tuple[Any, tuple[int, ...] | None, str, bool]
+
+
 def _check_signature(config: ModelConfig, engine: Engine, version: int) -> None:
     batch = (-1,) if config.max_batch_size > 0 else ()
-    for kind, declared, bindings in (
-        ("input", config.input, engine.input_bindings()),
-        ("output", config.output, engine.output_bindings()),
-    ):
-        for tensor in declared:
-            binding = bindings.get(tensor.name)
-            problem = _mismatch(tensor, binding, batch, kind)
-            if problem:
-                raise ModelLoadFailed(
-                    f"failed to load '{config.name}' version {version}: {problem}"
-                )
+    inputs, outputs = engine.input_bindings(), engine.output_bindings()
+    for tensor, shape, kind, is_input in _expected(config):
+        binding = (inputs if is_input else outputs).get(tensor.name)
+        problem = _mismatch(tensor, binding, batch, kind, shape)
+        if problem:
+            raise ModelLoadFailed(f"failed to load '{config.name}' version {version}: {problem}")
 
 
-def _mismatch(tensor: Any, binding: Any, batch: tuple[int, ...], kind: str) -> str | None:
+def _expected(config: ModelConfig) -> list[_Expected]:
+    ragged = RaggedBatching.from_config(config)
+    # A ragged input reaches the graph as one 1-D tensor of every request's elements; a batch
+    # output is the graph's flat output, cut back per request (any shape).
+    expected: list[_Expected] = [
+        (tensor, (-1,) if tensor.name in ragged.ragged else None, "input", True)
+        for tensor in config.input
+    ]
+    expected += [
+        (tensor, () if tensor.name in ragged.scattered else None, "output", False)
+        for tensor in config.output
+    ]
+    # The sequence batcher's control inputs are fed to the graph, [1] each, and so are the
+    # batch inputs (1-D; BATCH_ITEM_SHAPE: [items, ndim - 1]).
+    for name, wire in control_inputs(config).items():
+        if wire in DATATYPES:  # else (a CORRID without a data_type) the batcher refuses it
+            control = ModelInput(name=name, data_type=DATATYPES[wire].config, dims=[1])
+            expected.append((control, None, "control input", True))
+    for spec in ragged.batch_inputs:
+        wire = "INT32" if spec.dtype == np.int32 else "FP32"
+        target = ModelInput(name=spec.target, data_type=DATATYPES[wire].config)
+        expected.append((target, (), "batch input", True))
+    return expected
+
+
+def _mismatch(
+    tensor: Any, binding: Any, batch: tuple[int, ...], kind: str, shape: tuple[int, ...] | None
+) -> str | None:
+    """Why ``binding`` does not fit the config's ``tensor`` ("" fits). ``shape``: the graph
+    shape expected instead of batch + dims; () when any shape will do."""
     if binding is None:
         return f"the model file has no {kind} '{tensor.name}' that config.pbtxt declares"
     declared_type = from_config(tensor.data_type)
@@ -226,7 +312,9 @@ def _mismatch(tensor: Any, binding: Any, batch: tuple[int, ...], kind: str) -> s
             f"{kind} '{tensor.name}' is {binding.datatype} in the model file, "
             f"{datatype} in config.pbtxt"
         )
-    declared = batch + tuple(int(d) for d in tensor.dims)
+    if shape == ():
+        return None
+    declared = shape if shape is not None else batch + tuple(int(d) for d in tensor.dims)
     # Both sides are patterns here: -1 in the config or in the model file matches any extent.
     if not shape_fits(declared, binding.shape, wildcards_in_shape=True):
         return (

@@ -17,7 +17,15 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from ...errors import ConfigError, Internal, InvalidArgument, NotFound, RpcError, Unavailable
+from ...errors import (
+    ConfigError,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    RpcError,
+    Unavailable,
+    echo,
+)
 from ..model import LoadedModel
 from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
@@ -182,13 +190,9 @@ class ModelRepository:
     # ------------------------------------------------------------------ control
 
     def check_control(self) -> None:
-        """Load and unload requests are for explicit mode only, as in Triton."""
+        """Load and unload requests are for explicit mode only, as in Triton (its text)."""
         if self.control_mode != "explicit":
-            raise Unavailable(
-                "explicit model load / unload is not allowed: the server runs with model "
-                f"control mode '{self.control_mode}' (start it with --model-control-mode "
-                "explicit)"
-            )
+            raise Unavailable("explicit model load / unload is not allowed if polling is enabled")
 
     async def load(
         self,
@@ -284,11 +288,11 @@ class ModelRepository:
             self._loading_ensembles.remove(ensemble)
 
     async def unload(self, name: str) -> None:
+        """Unload ``name``; a name that is not loaded (whatever it is) has nothing to unload,
+        as in Triton: no name check, no trace left."""
         record = self._records.get(name)
         if record is None:
-            if name in self.directory_models():
-                return  # never loaded: nothing to do, like Triton
-            raise InvalidArgument(f"failed to unload '{name}', the model is not in the repository")
+            return
         async with record.lock:
             await self._unload(record, reason="unloaded")
 
@@ -325,10 +329,7 @@ class ModelRepository:
         if not files:
             model_dir = self.root / name
             if not model_dir.is_dir():
-                raise InvalidArgument(
-                    f"failed to load '{name}', no model directory '{name}' in the model "
-                    f"repository {self.root}"
-                )
+                raise _not_polled(name)
             return model_dir
         if override is None:
             raise InvalidArgument(
@@ -369,21 +370,25 @@ class ModelRepository:
 
 
 def check_model_name(name: str) -> None:
-    """A model name must be one plain folder name: it becomes a path under the repository."""
-    problem = ""
-    if not name:
-        problem = "is empty"
-    elif "/" in name or "\0" in name:
-        problem = "contains '/' or a NUL character"
-    elif name.startswith("."):
-        problem = "starts with '.'"
-    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        problem = f"is longer than {MAX_NAME_BYTES} bytes"
-    if problem:
-        raise InvalidArgument(
-            f"failed to load '{name}', the model name {problem}: expected one folder name "
-            "of the model repository"
-        )
+    """A model name must be one plain folder name of the repository; Triton's texts.
+
+    Empty or blank, and names that could leave the repository (any '/', or '..' itself), are
+    refused as Triton refuses them; a name no folder can have ('.', a NUL, too long) is
+    answered as a name the repository does not hold.
+    """
+    stripped = name.strip()
+    if not stripped:
+        raise InvalidArgument("Model name cannot be empty. Please enter a valid name to deploy.")
+    if "/" in name or stripped == "..":
+        raise InvalidArgument("model name must not contain path traversal characters")
+    too_long = len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+    if stripped == "." or "\0" in name or too_long:
+        raise _not_polled(name)
+
+
+def _not_polled(name: str) -> Internal:
+    """Triton's answer to a load of a name the repository does not hold (INTERNAL, as its)."""
+    return Internal(f"failed to load '{echo(name)}', failed to poll from model repository")
 
 
 def _write_files(name: str, model_dir: pathlib.Path, files: Mapping[str, bytes]) -> None:

@@ -1,31 +1,22 @@
 """The shared-memory RPCs of the inference protocol: system and CUDA register, status, unregister.
 
-Registering is refused unless the server was started with ``allow_client_shm``
-(``--allow-client-shm``): a registered region gives a client a window into server memory
-mappings, so an operator turns it on deliberately. Status and unregister are always answered,
-because Triton's clients unregister everything (an empty name) before they start, also against
-servers without shared memory: with registration refused nothing can be registered, so both
-are harmless there. Without CUDA, registering a CUDA region fails with FAILED_PRECONDITION
+Each is a thin adapter over the server's SharedMemory (shared_memory.py), which every front end
+shares. Unless the server was started with ``--allow-client-shm`` (``allow_client_shm``), a
+registered region being a window into server memory that an operator opens deliberately,
+register and unregister (named or all, system and CUDA) answer Triton's UNIMPLEMENTED "Client
+shared memory is disabled..." and status lists no region. With it, unregister-all succeeds with
+nothing registered; without CUDA, registering a CUDA region fails with FAILED_PRECONDITION
 "CUDA is not available: ...", and CUDA unregister-all still succeeds.
 """
 
 from __future__ import annotations
 
 from ...context import UnaryContext, rpc_method
-from ...errors import FailedPrecondition
 from ...pb.inference import grpc_service_pb2 as pb
 from ..service import InferenceResources
 from .control import SERVICE
 
 __all__ = ["SHM_CONTEXTS"]
-
-
-def _require_allowed(resources: InferenceResources, rpc: str) -> None:
-    if not resources.shm.allow_client_shm:
-        raise FailedPrecondition(
-            f"{rpc}: this server does not accept client shared memory; start it with "
-            "--allow-client-shm (allow_client_shm=True) to register regions"
-        )
 
 
 class SystemSharedMemoryRegisterRpc(
@@ -40,8 +31,7 @@ class SystemSharedMemoryRegisterRpc(
     async def execute(
         self, request: pb.SystemSharedMemoryRegisterRequest
     ) -> pb.SystemSharedMemoryRegisterResponse:
-        _require_allowed(self.resources, "SystemSharedMemoryRegister")
-        self.resources.shm.system.register(
+        self.resources.shm.register_system(
             request.name, request.key, request.offset, request.byte_size
         )
         return pb.SystemSharedMemoryRegisterResponse()
@@ -58,7 +48,7 @@ class SystemSharedMemoryStatusRpc(
         self, request: pb.SystemSharedMemoryStatusRequest
     ) -> pb.SystemSharedMemoryStatusResponse:
         reply = pb.SystemSharedMemoryStatusResponse()
-        for region in self.resources.shm.system.status(request.name):
+        for region in self.resources.shm.system_status(request.name):
             reply.regions[region.name].CopyFrom(
                 pb.SystemSharedMemoryStatusResponse.RegionStatus(
                     name=region.name,
@@ -82,7 +72,7 @@ class SystemSharedMemoryUnregisterRpc(
     async def execute(
         self, request: pb.SystemSharedMemoryUnregisterRequest
     ) -> pb.SystemSharedMemoryUnregisterResponse:
-        self.resources.shm.system.unregister(request.name)
+        self.resources.shm.unregister_system(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
 
@@ -96,8 +86,7 @@ class CudaSharedMemoryRegisterRpc(
     async def execute(
         self, request: pb.CudaSharedMemoryRegisterRequest
     ) -> pb.CudaSharedMemoryRegisterResponse:
-        _require_allowed(self.resources, "CudaSharedMemoryRegister")
-        self.resources.shm.cuda.register(
+        self.resources.shm.register_cuda(
             request.name, request.raw_handle, request.device_id, request.byte_size
         )
         return pb.CudaSharedMemoryRegisterResponse()
@@ -114,7 +103,7 @@ class CudaSharedMemoryStatusRpc(
         self, request: pb.CudaSharedMemoryStatusRequest
     ) -> pb.CudaSharedMemoryStatusResponse:
         reply = pb.CudaSharedMemoryStatusResponse()
-        for region in self.resources.shm.cuda.status(request.name):
+        for region in self.resources.shm.cuda_status(request.name):
             reply.regions[region.name].CopyFrom(
                 pb.CudaSharedMemoryStatusResponse.RegionStatus(
                     name=region.name, device_id=region.device_id, byte_size=region.byte_size
@@ -135,7 +124,7 @@ class CudaSharedMemoryUnregisterRpc(
     async def execute(
         self, request: pb.CudaSharedMemoryUnregisterRequest
     ) -> pb.CudaSharedMemoryUnregisterResponse:
-        self.resources.shm.cuda.unregister(request.name)
+        self.resources.shm.unregister_cuda(request.name)
         return pb.CudaSharedMemoryUnregisterResponse()
 
 

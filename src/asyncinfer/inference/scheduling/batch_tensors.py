@@ -16,20 +16,36 @@ import numpy.typing as npt
 
 from ...errors import Internal
 
-__all__ = ["merge", "split"]
+__all__ = ["merge", "same_shapes", "split"]
 
 Arrays = dict[str, npt.NDArray[Any]]
 
 
 def merge(
-    names: Sequence[str], requests: Sequence[Mapping[str, npt.NDArray[Any]]]
+    names: Sequence[str],
+    requests: Sequence[Mapping[str, npt.NDArray[Any]]],
+    sizes: Sequence[int] | None = None,
 ) -> tuple[Arrays, list[int]]:
-    """Each input in ``names`` concatenated over ``requests``, and each request's row count."""
-    sizes = [int(inputs[names[0]].shape[0]) for inputs in requests] if names else []
+    """Each input in ``names`` concatenated over ``requests``, and each request's row count
+    (``sizes`` when the caller knows them: a ragged or batch input says nothing of them)."""
+    if sizes is not None:
+        sizes = list(sizes)
+    else:
+        sizes = [int(inputs[names[0]].shape[0]) for inputs in requests] if names else []
     if len(requests) == 1:
         return {name: requests[0][name] for name in names}, sizes
     merged = {name: np.concatenate([inputs[name] for inputs in requests]) for name in names}
     return merged, sizes
+
+
+def same_shapes(requests: Sequence[Mapping[str, npt.NDArray[Any]]]) -> list[list[int]]:
+    """The indices of ``requests`` grouped by their inputs' names and non-batch shapes (the
+    requests one merged call can take), each group in order, groups by first appearance."""
+    groups: dict[tuple[tuple[str, tuple[int, ...]], ...], list[int]] = {}
+    for index, inputs in enumerate(requests):
+        key = tuple((name, array.shape[1:]) for name, array in sorted(inputs.items()))
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
 
 
 def split(

@@ -4,9 +4,10 @@ Requests wait in one queue per priority level. Whenever one of the backend's ins
 the batcher forms a batch from the head of the queues (most urgent level first; within a level,
 requests past a DELAY timeout after the others), taking requests in order while their non-batch
 shapes match the first one's and the total stays within max_batch_size. It runs the batch at
-once when it is full, reaches a preferred size, cannot grow (the next request does not fit), or
-the oldest request has waited max_queue_delay; otherwise it waits for more requests until
-then. Requests pile up while every instance is busy, which is what makes batches under load.
+once when it is full, reaches a preferred size, cannot grow (the next request does not fit, or
+would take it past the largest preferred size), is at least the largest preferred size, or the
+oldest request has waited max_queue_delay; otherwise it waits for more requests until then.
+Requests pile up while every instance is busy, which is what makes batches under load.
 
 The batcher's tasks live in a TaskGroup it owns; ``stop`` lets running batches finish and fails
 the requests still queued. A request whose caller is gone before its batch forms is dropped.
@@ -35,9 +36,15 @@ log = logging.getLogger("asyncinfer.inference")
 ShapeKey = tuple[tuple[str, tuple[int, ...]], ...]
 
 
-def shape_key(request: Request) -> ShapeKey:
-    """What must match for two requests to share a batch: input names and non-batch shapes."""
-    return tuple(sorted((t.name, tuple(t.as_numpy().shape[1:])) for t in request.inputs()))
+def shape_key(request: Request, ragged: frozenset[str] = frozenset()) -> ShapeKey:
+    """What must match for two requests to share a batch: input names and non-batch shapes
+    (a ``ragged`` input's shape may differ: allow_ragged_batch)."""
+    return tuple(
+        sorted(
+            (t.name, () if t.name in ragged else tuple(t.as_numpy().shape[1:]))
+            for t in request.inputs()
+        )
+    )
 
 
 class _Entry:
@@ -63,11 +70,12 @@ class _Entry:
         level: int,
         deadline_ns: int,
         delay_on_timeout: bool,
+        ragged: frozenset[str],
     ) -> None:
         self.request = request
         self.size = size
         self.level = level
-        self.key = shape_key(request)
+        self.key = shape_key(request, ragged)
         self.future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.enqueued_ns = time.perf_counter_ns()
         self.deadline_ns = deadline_ns  # 0: no timeout
@@ -157,6 +165,7 @@ class DynamicBatcher:
             level,
             time.perf_counter_ns() + timeout_ns if timeout_ns else 0,
             placement.delay_on_timeout,
+            self.policy.ragged,
         )
         self._enqueue(entry)
         try:
@@ -262,22 +271,30 @@ class DynamicBatcher:
     def _candidates(self) -> tuple[list[_Entry], bool]:
         """The batch the queue heads form now, and whether it should run without waiting.
 
-        It should when it is full, when it reached a preferred size (it is cut there), or when
-        the next request cannot join it (another shape, or too big to fit).
+        Triton's rules: it runs at once when it is full, when it reached a preferred size (it
+        is cut there), when the next request cannot join it (another shape, or too big to
+        fit), when it is at least the largest preferred size (a request that alone is larger
+        runs at once), and when the next request would take it past the largest preferred
+        size: then it runs without that request (at its largest preferred cut, if it had one).
         """
         policy = self.policy
+        largest = policy.largest_preferred
         batch: list[_Entry] = []
         total = 0
         preferred_cut = 0
         for entry in self._waiting_entries():
-            if batch and (entry.key != batch[0].key or total + entry.size > policy.max_batch_size):
+            if batch and (
+                entry.key != batch[0].key
+                or total + entry.size > policy.max_batch_size
+                or total + entry.size > largest
+            ):
                 return _cut(batch, preferred_cut), True
             batch.append(entry)
             total += entry.size
             if total in policy.preferred_batch_sizes:
                 preferred_cut = len(batch)
-            if total >= policy.max_batch_size:
-                return batch, True
+            if total >= policy.max_batch_size or total >= largest:
+                return batch, True  # past largest only when it is one request alone
         if preferred_cut:
             return batch[:preferred_cut], True
         return batch, policy.max_queue_delay_us == 0

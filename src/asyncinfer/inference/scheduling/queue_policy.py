@@ -56,6 +56,13 @@ class BatchingPolicy:
     priority_levels: int  # 0: one level, priorities not used
     default_priority: int
     levels: tuple[LevelPolicy, ...]  # levels[i] serves priority i + 1
+    #: Inputs whose shapes may differ within a batch (allow_ragged_batch).
+    ragged: frozenset[str] = frozenset()
+
+    @property
+    def largest_preferred(self) -> int:
+        """The largest preferred batch size (max_batch_size when none is preferred)."""
+        return max(self.preferred_batch_sizes, default=self.max_batch_size)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> BatchingPolicy:
@@ -81,6 +88,7 @@ class BatchingPolicy:
             priority_levels=batching.priority_levels,
             default_priority=batching.default_priority_level or 1,
             levels=levels,
+            ragged=frozenset(t.name for t in config.input if t.allow_ragged_batch),
         )
 
     def place(self, priority: int, timeout_us: int) -> QueuePlacement:

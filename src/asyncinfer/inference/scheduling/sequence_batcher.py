@@ -14,9 +14,11 @@ arrival order) and runs them on that instance:
 
 The batcher fills the control inputs (START, END, READY, CORRID) the config declares
 (sequence_policy.py, which reads every setting from the config at load). A
-sequence idle for ``max_sequence_idle_microseconds`` loses its slot. Where Triton queues a
-sequence that finds every slot busy in an unbounded backlog, this batcher answers UNAVAILABLE
-at once (bounded queues; a stream that waited for a slot could deadlock on its own requests).
+sequence idle for ``max_sequence_idle_microseconds`` loses its slot. A new sequence that finds
+every slot busy waits in a backlog, with all the requests it sends meanwhile, and takes the
+first slot that frees (oldest first), as in Triton; where Triton's backlog is unbounded, this
+one holds at most ``max_sequence_backlog`` sequences (a model config parameter), and a new
+sequence past that bound answers UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class _Item:
 @dataclasses.dataclass(eq=False, slots=True)
 class _Sequence:
     key: CorrelationId
-    instance: _Instance
+    #: The instance whose slot it holds; None while it waits in the backlog.
+    instance: _Instance | None
     last_seen: float
     pending: collections.deque[_Item] = dataclasses.field(default_factory=collections.deque)
     ended: bool = False  # its END request is queued: no longer reachable by its ID
@@ -104,6 +107,9 @@ class SequenceBatcher:
         slots = policy.slots_per_instance
         self._instances = [_Instance(i, slots) for i in range(max(pinnable.instance_count, 1))]
         self._by_id: dict[CorrelationId, _Sequence] = {}
+        #: Sequences waiting for a slot, oldest first; at most max_backlog.
+        self._backlog: collections.deque[_Sequence] = collections.deque()
+        self._max_backlog = policy.max_backlog
         self._runner: asyncio.Task[None] | None = None
         #: Set first by stop() (or by a failed runner): submit refuses new requests.
         self._closing = False
@@ -140,11 +146,11 @@ class SequenceBatcher:
             self._fail_pending(Internal(f"the sequence batcher of model '{self.model}' failed"))
 
     def _fail_pending(self, error: Exception) -> None:
-        for instance in self._instances:
-            for sequence in instance.active:
-                for item in sequence.pending:
-                    if not item.future.done():
-                        item.future.set_exception(error)
+        waiting = [s for instance in self._instances for s in instance.active]
+        for sequence in (*waiting, *self._backlog):
+            for item in sequence.pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -152,6 +158,7 @@ class SequenceBatcher:
             "sequences": len(self._by_id),
             "slots": sum(i.slots for i in self._instances),
             "slots_in_use": sum(len(i.active) for i in self._instances),
+            "backlog": len(self._backlog),
         }
 
     # ------------------------------------------------------------------ requests
@@ -191,7 +198,8 @@ class SequenceBatcher:
             # the slot itself frees once that END request has run.
             self._by_id.pop(key, None)
             sequence.ended = True
-        sequence.instance.wakeup.set()
+        if sequence.instance is not None:  # else it runs once the backlog gives it a slot
+            sequence.instance.wakeup.set()
         # A caller that goes away cancels its future; the worker skips cancelled items.
         response = await item.future
         if timing is not None:
@@ -214,18 +222,31 @@ class SequenceBatcher:
                 f"inference request for sequence {key} to model '{self.model}' must specify "
                 "the START flag on the first request of the sequence"
             )
-        instance = max(self._instances, key=_Instance.free)
-        if instance.free() <= 0:
+        best = max(self._instances, key=_Instance.free)
+        instance = best if best.free() > 0 and not self._backlog else None
+        if instance is None and len(self._backlog) >= self._max_backlog:
             total = sum(i.slots for i in self._instances)
             raise Unavailable(
-                f"inference request for sequence {key} to model '{self.model}' cannot start: "
-                f"all {total} sequence slots ({self.strategy} strategy) are in use; end a "
-                "sequence or retry later"
+                f"inference request for sequence {key} to model '{self.model}' cannot "
+                f"start: all {total} sequence slots ({self.strategy} strategy) are in use "
+                f"and {len(self._backlog)} sequences already wait for one "
+                "(max_sequence_backlog); end a sequence or retry later"
             )
         sequence = _Sequence(key, instance, time.monotonic())
-        instance.active.add(sequence)
+        if instance is None:
+            self._backlog.append(sequence)
+        else:
+            instance.active.add(sequence)
         self._by_id[key] = sequence
         return sequence
+
+    def _admit(self, instance: _Instance) -> None:
+        """Give the slots ``instance`` has free to the oldest backlogged sequences."""
+        while self._backlog and instance.free() > 0:
+            sequence = self._backlog.popleft()
+            sequence.instance = instance
+            instance.active.add(sequence)
+            instance.wakeup.set()
 
     # ------------------------------------------------------------------ workers
 
@@ -303,7 +324,17 @@ class SequenceBatcher:
 
     def _release_if_done(self, sequence: _Sequence) -> None:
         if sequence.ended and not sequence.pending:
-            sequence.instance.active.discard(sequence)
+            self._free_slot(sequence)
+
+    def _free_slot(self, sequence: _Sequence) -> None:
+        """``sequence`` gives up its slot (or its place in the backlog); the backlog moves up."""
+        instance = sequence.instance
+        if instance is None:
+            if sequence in self._backlog:
+                self._backlog.remove(sequence)
+            return
+        instance.active.discard(sequence)
+        self._admit(instance)
 
     async def _reaper(self) -> None:
         """Free the slots of sequences idle longer than max_sequence_idle_microseconds."""
@@ -320,4 +351,4 @@ class SequenceBatcher:
                     self._idle,
                 )
                 del self._by_id[key]
-                sequence.instance.active.discard(sequence)
+                self._free_slot(sequence)

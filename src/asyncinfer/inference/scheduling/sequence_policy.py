@@ -18,12 +18,22 @@ from ...datatypes import from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelSequenceBatching
 
-__all__ = ["Controls", "CorrelationId", "SequencePolicy", "check_unsupported", "correlation_id"]
+__all__ = [
+    "Controls",
+    "CorrelationId",
+    "SequencePolicy",
+    "check_unsupported",
+    "control_inputs",
+    "correlation_id",
+]
 
 CorrelationId = int | str
 Array = npt.NDArray[Any]
 Control = ModelSequenceBatching.Control
 DEFAULT_IDLE_US = 1_000_000  # Triton's default max_sequence_idle_microseconds
+#: New sequences that may wait for a slot at once, unless the config's parameters say
+#: (``parameters { key: "max_sequence_backlog" value { string_value: "N" } }``).
+DEFAULT_BACKLOG = 1024
 
 
 def correlation_id(parameters: Mapping[str, Any], model: str) -> CorrelationId:
@@ -59,6 +69,8 @@ class SequencePolicy:
     #: A sequence idle this long (seconds) loses its slot.
     idle_s: float
     controls: Controls
+    #: New sequences that may wait for a slot at once (Triton's backlog is unbounded).
+    max_backlog: int = DEFAULT_BACKLOG
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> SequencePolicy:
@@ -84,7 +96,39 @@ class SequencePolicy:
             slots_per_instance=slots,
             idle_s=(settings.max_sequence_idle_microseconds or DEFAULT_IDLE_US) / 1e6,
             controls=Controls(config),
+            max_backlog=_backlog_bound(config),
         )
+
+
+def _backlog_bound(config: ModelConfig) -> int:
+    parameter = config.parameters.get("max_sequence_backlog")
+    if parameter is None:
+        return DEFAULT_BACKLOG
+    text = parameter.string_value.strip()
+    if not text.isdigit():
+        raise InvalidArgument(
+            f"failed to load '{config.name}', parameter max_sequence_backlog must be a "
+            f"non-negative integer, not '{text}'"
+        )
+    return int(text)
+
+
+def control_inputs(config: ModelConfig) -> dict[str, str]:
+    """The control inputs a config declares, by name, with the wire datatype each is fed as."""
+    found = {}
+    for control_input in config.sequence_batching.control_input:
+        for control in control_input.control:
+            if control.kind == Control.CONTROL_SEQUENCE_CORRID:
+                datatype = from_config(control.data_type)
+                wire = datatype.wire if datatype is not None else ""
+            elif len(control.int32_false_true) == 2:
+                wire = "INT32"
+            elif len(control.fp32_false_true) == 2:
+                wire = "FP32"
+            else:
+                wire = "BOOL"
+            found[control_input.name] = wire
+    return found
 
 
 class Controls:

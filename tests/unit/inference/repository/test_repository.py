@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from asyncinfer.errors import InvalidArgument, NotFound, Unavailable
+from asyncinfer.errors import Internal, InvalidArgument, NotFound, RpcError, Unavailable
 from asyncinfer.inference.repository.repository import ModelRepository
 
 EXAMPLE = pathlib.Path(__file__).parents[4] / "examples" / "model_repository_explicit" / "simple"
@@ -58,8 +58,11 @@ def _override_folders(scratch: pathlib.Path) -> list[pathlib.Path]:
 
 async def test_a_failed_load_of_an_unknown_name_leaves_no_record(repo: ModelRepository) -> None:
     for _ in range(3):
-        with pytest.raises(InvalidArgument, match="no model directory 'no_such_model'"):
+        with pytest.raises(Internal) as unknown:
             await repo.load("no_such_model")
+        assert unknown.value.message == (
+            "failed to load 'no_such_model', failed to poll from model repository"
+        )
     assert [row[0] for row in repo.index()] == ["simple"]
     with pytest.raises(NotFound, match="'no_such_model' is not found"):
         repo.get("no_such_model")
@@ -77,32 +80,61 @@ async def test_a_failed_load_of_a_model_folder_is_listed_with_its_reason(
     assert "config.pbtxt of model 'simple' does not parse" in reason
 
 
+TRAVERSAL = "model name must not contain path traversal characters"
+EMPTY = "Model name cannot be empty. Please enter a valid name to deploy."
+
+
 @pytest.mark.parametrize(
-    ("name", "problem"),
+    ("name", "error", "message"),
     [
-        ("", "is empty"),
-        ("../simple", "contains '/'"),
-        ("a/b", "contains '/'"),
-        (".hidden", "starts with '.'"),
-        ("..", "starts with '.'"),
-        ("x\0y", "NUL"),
-        ("é" * 128, "longer than 255 bytes"),
+        ("", InvalidArgument, EMPTY),
+        (" \t", InvalidArgument, EMPTY),
+        ("../simple", InvalidArgument, TRAVERSAL),
+        ("a/../b", InvalidArgument, TRAVERSAL),
+        ("model/", InvalidArgument, TRAVERSAL),
+        (" ..", InvalidArgument, TRAVERSAL),
+        ("..", InvalidArgument, TRAVERSAL),
+        (".", Internal, "failed to load '.', failed to poll from model repository"),
+        ("x\0y", Internal, "failed to load 'x\\x00y', failed to poll from model repository"),
     ],
 )
 async def test_bad_names_are_refused_before_anything_is_created(
-    repo: ModelRepository, scratch: pathlib.Path, name: str, problem: str
+    repo: ModelRepository,
+    scratch: pathlib.Path,
+    name: str,
+    error: type[RpcError],
+    message: str,
 ) -> None:
     for files in (None, _override_files()):
-        with pytest.raises(InvalidArgument, match=problem):
+        with pytest.raises(error) as refused:
             await repo.load(name, config_override="{}" if files else None, files=files)
+        assert refused.value.message == message
     assert _listing(scratch) == []
+    assert [row[0] for row in repo.index()] == ["simple"]
+
+
+async def test_a_name_too_long_for_a_folder_is_an_unknown_name(repo: ModelRepository) -> None:
+    with pytest.raises(Internal, match="failed to poll from model repository"):
+        await repo.load("é" * 128)
+
+
+@pytest.mark.parametrize("name", ["model123", "...", "..my_model", ".hidden"])
+async def test_well_formed_unknown_names_were_not_polled(repo: ModelRepository, name: str) -> None:
+    with pytest.raises(Internal) as unknown:
+        await repo.load(name)
+    assert unknown.value.message == f"failed to load '{name}', failed to poll from model repository"
+
+
+async def test_unload_of_any_name_that_is_not_loaded_does_nothing(repo: ModelRepository) -> None:
+    for name in ("../etc", "a/../b", "", "model123"):
+        await repo.unload(name)  # as in Triton: never the traversal text
     assert [row[0] for row in repo.index()] == ["simple"]
 
 
 async def test_override_name_cannot_escape_the_scratch_folder(
     repo: ModelRepository, scratch: pathlib.Path
 ) -> None:
-    with pytest.raises(InvalidArgument, match="contains '/'"):
+    with pytest.raises(InvalidArgument, match="path traversal characters"):
         await repo.load("../../escaped", config_override="{}", files=_override_files())
     assert not any(p.name.startswith("escaped") for p in scratch.parent.rglob("*"))
     assert _listing(scratch) == []

@@ -150,19 +150,43 @@ async def test_oldest_batches_several_sequences_one_request_each_in_order() -> N
     )
 
 
-async def test_full_slots_refuse_and_free_after_end() -> None:
+def _with_backlog(bound: int) -> ModelConfig:
+    config = _config()
+    config.parameters["max_sequence_backlog"].string_value = str(bound)
+    return config
+
+
+async def test_new_sequences_wait_in_a_bounded_backlog_for_a_free_slot() -> None:
     batcher = SequenceBatcher(
-        SequencePolicy.from_config(_config()), RecordingBackend(), ModelStats()
-    )  # 2 x 4 slots
+        SequencePolicy.from_config(_with_backlog(1)), RecordingBackend(), ModelStats()
+    )  # 2 x 4 slots, one sequence may wait
     await batcher.start()
     try:
         for sequence_id in range(1, 9):
             await batcher.submit(_request(sequence_id, 0, start=True))
-        with pytest.raises(Unavailable, match="all 8 sequence slots"):
-            await batcher.submit(_request(99, 0, start=True))
-        await batcher.submit(_request(3, 0, end=True))
-        await batcher.submit(_request(99, 0, start=True))
+        waiting = asyncio.ensure_future(batcher.submit(_request(99, 5, start=True)))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and batcher.statistics()["backlog"] == 1
+        with pytest.raises(Unavailable, match=r"all 8 sequence slots .* and 1 sequences already"):
+            await batcher.submit(_request(100, 0, start=True))
+        await batcher.submit(_request(3, 0, end=True))  # frees a slot: 99 takes it
+        assert (await asyncio.wait_for(waiting, 5)).outputs()["OUTPUT"].tolist() == [[5]]
         assert batcher.statistics()["slots_in_use"] == 8
+        assert batcher.statistics()["backlog"] == 0
+    finally:
+        await batcher.stop()
+
+
+async def test_a_backlog_of_zero_refuses_at_once() -> None:
+    batcher = SequenceBatcher(
+        SequencePolicy.from_config(_with_backlog(0)), RecordingBackend(), ModelStats()
+    )
+    await batcher.start()
+    try:
+        for sequence_id in range(1, 9):
+            await batcher.submit(_request(sequence_id, 0, start=True))
+        with pytest.raises(Unavailable, match="max_sequence_backlog"):
+            await batcher.submit(_request(99, 0, start=True))
     finally:
         await batcher.stop()
 
