@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
+from ..memory.host_heap import tune_host_heap
 from ..server import Server
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
 from .rpc import CONTEXTS
@@ -55,6 +56,8 @@ def build_server(
             "--model-control-mode explicit needs a single worker: each worker process has its "
             "own models, so a load through one worker would not reach the others"
         )
+    # Each worker process builds its server here: its heap reuses large tensors' blocks.
+    tune_host_heap()
     repository = ModelRepository(
         model_repository,
         control_mode=model_control_mode,
