@@ -42,23 +42,33 @@ def infer_request(
 ) -> InferRequest:
     """The InferRequest ``message`` carries; its shared memory is leased through ``shm``."""
     model = message.model_name
-    spans = [
-        _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
-        if tensor.parameters
-        else None
-        for tensor in message.inputs
-    ]
-    raw = message.raw_input_contents
+    # Slices, not iteration: a upb repeated field hands its items over in one call.
+    tensors = message.inputs[:]
+    spans: list[ShmSpan | None] | None = None  # None: no input names shared memory (usual)
+    for index, tensor in enumerate(tensors):
+        if tensor.parameters:
+            if spans is None:
+                spans = [None] * len(tensors)
+            spans[index] = _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
+    raw = message.raw_input_contents[:]
     if raw:
-        _check_raw(message, spans)
-    entries = iter(raw)
-    inputs = []
-    for tensor, span in zip(message.inputs, spans, strict=True):
-        data: InputData | None = span
-        if data is None:
-            data = next(entries) if raw else _contents(tensor, model)
-        inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape), data))
-    outputs = [_requested(output, model) for output in message.outputs]
+        _check_raw(message, tensors, spans, raw)
+    inputs: list[InferInput]
+    if spans is None and raw:  # the usual request: one raw entry per input, in order
+        inputs = [
+            InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data)
+            for tensor, data in zip(tensors, raw, strict=True)
+        ]
+    else:
+        entries = iter(raw)
+        inputs = []
+        for index, tensor in enumerate(tensors):
+            data: InputData | None = None if spans is None else spans[index]
+            if data is None:
+                data = next(entries) if raw else _contents(tensor, model)
+            inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data))
+    requested = message.outputs[:]
+    outputs = [_requested(output, model) for output in requested] if requested else []
     return InferRequest(
         inputs, outputs, parameter_values(message.parameters), message.id, deadline, shm
     )
@@ -68,21 +78,26 @@ def _span(parameters: Mapping[str, InferParameter], what: str) -> ShmSpan | None
     return shm_span(parameter_values(parameters), what)
 
 
-def _check_raw(message: ModelInferRequest, spans: list[ShmSpan | None]) -> None:
+def _check_raw(
+    message: ModelInferRequest,
+    tensors: list[ModelInferRequest.InferInputTensor],
+    spans: list[ShmSpan | None] | None,
+    raw: list[bytes],
+) -> None:
     model = message.model_name
     # Checked before any size or shape check: Triton's clients rely on this order.
-    for tensor in message.inputs:
+    for tensor in tensors:
         if tensor.HasField("contents"):
             raise InvalidArgument(
                 "contents field must not be specified when using raw_input_contents for "
                 f"'{tensor.name}' for model '{model}'"
             )
     # Inputs in shared memory have no raw entry: the entries belong to the others, in order.
-    with_raw = sum(span is None for span in spans)
-    if len(message.raw_input_contents) != with_raw:
+    with_raw = len(tensors) if spans is None else sum(span is None for span in spans)
+    if len(raw) != with_raw:
         raise InvalidArgument(
             f"expected {with_raw} raw_input_contents entries (one per input not in shared "
-            f"memory) but got {len(message.raw_input_contents)} for model '{model}'"
+            f"memory) but got {len(raw)} for model '{model}'"
         )
 
 
