@@ -30,6 +30,7 @@ __all__ = ["read_inputs", "read_planned"]
 Array = npt.NDArray[Any]
 
 
+
 def read_inputs(request: InferRequest, sig: Signature) -> tuple[dict[str, Array], int]:
     """The request's inputs as the model's arrays, checked; and the request's batch size.
 
@@ -50,9 +51,9 @@ def read_planned(
     miscounted: StringCountError | None = None
     for tensor, read in zip(request.inputs, reads, strict=True):
         data = tensor.data
-        if read is not None and type(data) is bytes and len(data) == read.nbytes:
+        if read is not None and _planned_size(data, read.nbytes):
             # A read-only view over the received bytes, as _from_raw makes.
-            arrays[tensor.name] = np.frombuffer(data, read.dtype).reshape(read.shape)
+            arrays[tensor.name] = np.frombuffer(data, read.dtype).reshape(read.shape)  # type: ignore[arg-type]
             continue
         try:
             arrays[tensor.name] = _read(tensor, sig, request.shm)
@@ -61,6 +62,15 @@ def read_planned(
     if miscounted is not None:
         raise miscounted
     return arrays
+
+
+def _planned_size(data: object, nbytes: int) -> bool:
+    """Whether ``data`` is raw bytes (bytes, or a contiguous view of the received message) of
+    exactly ``nbytes``."""
+    kind = type(data)
+    if kind is bytes:
+        return len(data) == nbytes  # type: ignore[arg-type]
+    return kind is memoryview and data.nbytes == nbytes and data.c_contiguous  # type: ignore[attr-defined]
 
 
 def _read(tensor: InferInput, sig: Signature, shm: RequestShm | None) -> Array:

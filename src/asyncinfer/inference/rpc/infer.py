@@ -18,17 +18,21 @@ from ..model import LoadedModel
 from ..service import InferenceResources
 from ..shared_memory import RequestShm
 from ..wire.decode import infer_request
+from ..wire.received import InferRequestCodec, ReceivedInfer
 from ..wire.encode import response_bytes, stream_error, stream_response
 from .control import SERVICE
 
 __all__ = ["ModelInferRpc", "ModelStreamInferRpc"]
 
 
-class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
+class ModelInferRpc(UnaryContext[ReceivedInfer, pb.ModelInferResponse, InferenceResources]):
     method = rpc_method(pb, SERVICE, "ModelInfer")
     max_in_flight = 1024
+    #: Large tensors stay where gRPC received them (wire/received.py).
+    codec = InferRequestCodec()
 
-    async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
+    async def execute(self, received: ReceivedInfer) -> bytes:  # type: ignore[override]
+        request = received.message
         model = self.resources.repository.get(request.model_name, request.model_version)
         # No deadline is handed on: grpc.aio cancels this call at its deadline itself, which the
         # data plane sees as its caller going away (marked, and dropped before it runs), and
@@ -36,29 +40,34 @@ class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, In
         # until the reply is framed, on every path; the request and the response (whose arrays
         # may view leased memory) are temporaries of one expression, gone before they return.
         with self.resources.shm.scope() as scope:
-            return response_bytes(await model.infer(infer_request(request, scope)))
+            return response_bytes(
+                await model.infer(infer_request(request, scope, raw=received.raw))
+            )
 
 
 class ModelStreamInferRpc(
-    BidiStreamContext[pb.ModelInferRequest, pb.ModelStreamInferResponse, InferenceResources]
+    BidiStreamContext[ReceivedInfer, pb.ModelStreamInferResponse, InferenceResources]
 ):
     """Requests are answered in order; a failed request answers with error_message, and the
     stream goes on. The stream ends after the client half-closes and the last reply is sent."""
 
     method = rpc_method(pb, SERVICE, "ModelStreamInfer")
     max_in_flight = 256
+    codec = InferRequestCodec()
 
     async def execute(  # type: ignore[override]
-        self, requests: AsyncIterator[pb.ModelInferRequest]
+        self, requests: AsyncIterator[ReceivedInfer]
     ) -> AsyncIterator[bytes | pb.ModelStreamInferResponse]:
         repository = self.resources.repository
-        async for message in requests:
+        async for received in requests:
+            message = received.message
             try:
                 model = repository.get(message.model_name, message.model_version)
                 with self.resources.shm.scope() as scope:
                     # Closed before the leases return, on every path (the stream going away
                     # included): no response viewing leased memory outlives them.
-                    async with contextlib.aclosing(_replies(model, message, scope)) as replies:
+                    replies = _replies(model, received, scope)
+                    async with contextlib.aclosing(replies):
                         async for reply in replies:
                             yield reply
             except RpcError as exc:
@@ -68,9 +77,11 @@ class ModelStreamInferRpc(
 
 
 async def _replies(
-    model: LoadedModel, message: pb.ModelInferRequest, scope: RequestShm
+    model: LoadedModel, received: ReceivedInfer, scope: RequestShm
 ) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
-    """The framed stream items of every response to ``message``."""
-    async with contextlib.aclosing(model.stream(infer_request(message, scope))) as responses:
+    """The framed stream items of every response to ``received``."""
+    message = received.message
+    request = infer_request(message, scope, raw=received.raw)
+    async with contextlib.aclosing(model.stream(request)) as responses:
         async for response in responses:
             yield stream_response(message, response)

@@ -10,7 +10,7 @@ per input not in shared memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ...errors import InvalidArgument
 from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
@@ -38,9 +38,16 @@ _CONTENTS_FIELD = {
 
 
 def infer_request(
-    message: ModelInferRequest, shm: RequestShm | None = None, deadline: float | None = None
+    message: ModelInferRequest,
+    shm: RequestShm | None = None,
+    deadline: float | None = None,
+    raw: Sequence[bytes | memoryview] | None = None,
 ) -> InferRequest:
-    """The InferRequest ``message`` carries; its shared memory is leased through ``shm``."""
+    """The InferRequest ``message`` carries; its shared memory is leased through ``shm``.
+
+    ``raw``: its raw_input_contents entries when they were split off the received bytes
+    (received.py; views, not copies); None: they are the message's own.
+    """
     model = message.model_name
     # Slices, not iteration: a upb repeated field hands its items over in one call.
     tensors = message.inputs[:]
@@ -50,7 +57,8 @@ def infer_request(
             if spans is None:
                 spans = [None] * len(tensors)
             spans[index] = _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
-    raw = message.raw_input_contents[:]
+    if raw is None:
+        raw = message.raw_input_contents[:]
     if raw:
         _check_raw(message, tensors, spans, raw)
     inputs: list[InferInput]
@@ -82,7 +90,7 @@ def _check_raw(
     message: ModelInferRequest,
     tensors: list[ModelInferRequest.InferInputTensor],
     spans: list[ShmSpan | None] | None,
-    raw: list[bytes],
+    raw: Sequence[bytes | memoryview],
 ) -> None:
     model = message.model_name
     # Checked before any size or shape check: Triton's clients rely on this order.
