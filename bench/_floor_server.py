@@ -48,7 +48,8 @@ def _identity_reply(raw: bytes) -> bytes:
     for tensor, data in zip(request.inputs, request.raw_input_contents, strict=False):
         response.outputs.add(name="OUTPUT0", datatype=tensor.datatype, shape=tensor.shape)
         response.raw_output_contents.append(data)
-    return response.SerializeToString()
+    framed: bytes = response.SerializeToString()
+    return framed
 
 
 async def serve(host: str, port: int) -> None:

@@ -164,7 +164,9 @@ def peer_comparison(
     result[f"server_cpu_per_request_vs_{key}"] = cpu_ratio(load, "asyncinfer", peer)
     if "asyncinfer" in pa and peer in pa:
         result[f"perf_analyzer_ratio_vs_{key}"] = ratios(pa, "asyncinfer", peer)
-        result[f"perf_analyzer_ratio_vs_{key}_min"] = minimum(result[f"perf_analyzer_ratio_vs_{key}"])
+        result[f"perf_analyzer_ratio_vs_{key}_min"] = minimum(
+            result[f"perf_analyzer_ratio_vs_{key}"]
+        )
     return result
 
 

@@ -181,7 +181,10 @@ def test_peer_comparison_names_its_keys_after_the_peer() -> None:
     summary = infer_common.summarize(
         {"asyncinfer": _samples()["fast"], "triton": _samples()["slow"]}
     )
-    pa = {"asyncinfer": {"1": {"throughput": 90.0}}, "triton": {"1": {"error": "unstable"}}}
+    pa: dict[str, dict[str, dict[str, object]]] = {
+        "asyncinfer": {"1": {"throughput": 90.0}},
+        "triton": {"1": {"error": "unstable"}},
+    }
     result = infer_common.peer_comparison(summary, pa, "triton", "triton")
     assert result["ratio_vs_triton"] == {"1": 4.0} and result["ratio_vs_triton_min"] == 4.0
     assert result["server_cpu_per_request_vs_triton"] == pytest.approx(0.25)

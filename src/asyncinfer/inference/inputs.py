@@ -30,7 +30,6 @@ __all__ = ["read_inputs", "read_planned"]
 Array = npt.NDArray[Any]
 
 
-
 def read_inputs(request: InferRequest, sig: Signature) -> tuple[dict[str, Array], int]:
     """The request's inputs as the model's arrays, checked; and the request's batch size.
 

@@ -60,9 +60,7 @@ class RequestPlan:
     checks: tuple[OutputCheck | None, ...]
 
 
-def declaration_key(
-    inputs: Sequence[InferInput], outputs: Sequence[RequestedOutput]
-) -> Key | None:
+def declaration_key(inputs: Sequence[InferInput], outputs: Sequence[RequestedOutput]) -> Key | None:
     """The key of a request's declaration; None when its outputs carry options (not planned)."""
     names: tuple[str, ...] = ()
     if outputs:
@@ -102,9 +100,7 @@ class PlanCache:
         batch_size = sig.check_inputs(inputs)
         reads = tuple(_raw_read(sig, tensor) for tensor in inputs)
         plans = plan_outputs(outputs, sig, self._all_outputs)
-        names = (
-            self._all_names if plans is self._all_outputs else tuple(p.spec.name for p in plans)
-        )
+        names = self._all_names if plans is self._all_outputs else tuple(p.spec.name for p in plans)
         batched = sig.max_batch_size > 0
         checks = tuple(_output_check(plan, batch_size if batched else None) for plan in plans)
         plan = RequestPlan(batch_size, reads, plans, names, checks)

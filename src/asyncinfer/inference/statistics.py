@@ -241,7 +241,9 @@ class ModelStats:
         durations are its own (for a batch: merging inputs, running, splitting outputs)."""
         self.count_execution(batch_size, input_ns, infer_ns, output_ns)
 
-    def count_execution(self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+    def count_execution(
+        self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int
+    ) -> None:
         """:meth:`executed`, positionally (every execution's path)."""
         self.execution_count += 1
         durations = self.batches.get(batch_size)

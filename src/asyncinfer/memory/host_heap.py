@@ -52,8 +52,8 @@ def tune_host_heap() -> bool:
     mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    done = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-    done = mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES) == 1 and done
+    done: bool = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    done = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES) == 1) and done
     if not done:
         log.debug("host heap: glibc refused mallopt")
     _tuned = done

@@ -211,7 +211,7 @@ class MemoryStack:
             raise UsageError(
                 f"stack {self.name!r} holds device memory: use allocate() and pass the address"
             )
-        dt = _DTYPES.get(dtype) if type(dtype) is not np.dtype else dtype  # type: ignore[call-overload]
+        dt = _DTYPES.get(dtype) if type(dtype) is not np.dtype else dtype
         if dt is None:
             dt = np.dtype(dtype)
         if type(shape) is not tuple:

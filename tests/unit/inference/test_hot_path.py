@@ -97,7 +97,7 @@ def test_split_keeps_protobuf_semantics_across_interleaved_fields() -> None:
 def test_bytes_that_do_not_parse_get_protobufs_error() -> None:
     wire = _identity_message(np.arange(ELEMENTS // 16, dtype=np.int32))
     assert split_raw_inputs(wire[:-3]) is None
-    with pytest.raises(InvalidArgument, match="do not parse as inference.ModelInferRequest"):
+    with pytest.raises(InvalidArgument, match=r"do not parse as inference\.ModelInferRequest"):
         _decode(wire[:-3])
 
 

@@ -18,8 +18,8 @@ from ..model import LoadedModel
 from ..service import InferenceResources
 from ..shared_memory import RequestShm
 from ..wire.decode import infer_request
-from ..wire.received import InferRequestCodec, ReceivedInfer
 from ..wire.encode import response_bytes, stream_error, stream_response
+from ..wire.received import InferRequestCodec, ReceivedInfer
 from .control import SERVICE
 
 __all__ = ["ModelInferRpc", "ModelStreamInferRpc"]

@@ -41,9 +41,7 @@ class ReceivedInfer:
 
     __slots__ = ("message", "raw")
 
-    def __init__(
-        self, message: ModelInferRequest, raw: Sequence[memoryview] | None = None
-    ) -> None:
+    def __init__(self, message: ModelInferRequest, raw: Sequence[memoryview] | None = None) -> None:
         self.message = message
         self.raw = raw
 
@@ -99,7 +97,7 @@ class _BoundInferRequest(BoundCodec):
 
     def encode(self, value: Any) -> bytes:
         message = value.message if isinstance(value, ReceivedInfer) else value
-        return message.SerializeToString()  # type: ignore[no-any-return]
+        return message.SerializeToString()
 
     def from_json(self, value: Any) -> ReceivedInfer:
         return ReceivedInfer(PROTOBUF.bind(self.message).from_json(value))
