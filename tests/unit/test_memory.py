@@ -262,3 +262,11 @@ def test_inference_processes_keep_large_blocks_in_the_heap() -> None:
         pytest.skip("the host heap settings are glibc's mallopt; this C library is not glibc")
     assert tune_host_heap() is True
     assert tune_host_heap() is True  # once per process, then the cached answer
+
+
+@pytest.mark.parametrize("shape", [(-1,), (-1, 0), (-1, -2), (-2, -3), (2, -3)])
+def test_negative_extents_are_refused_and_take_nothing(shape: tuple[int, ...]) -> None:
+    stack = host_stack()
+    with pytest.raises(UsageError, match="negative extent"):
+        stack.array(shape, np.float32)
+    assert stack.used == 0

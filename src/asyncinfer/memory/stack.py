@@ -216,9 +216,9 @@ class MemoryStack:
             dt = np.dtype(dtype)
         if type(shape) is not tuple:
             shape = tuple(shape)
-        if shape and min(shape) < 0:
-            raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}")
         nbytes = math.prod(shape) * dt.itemsize
+        if nbytes < 0:
+            raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}")
         if alignment is None:
             align = self.alignment
         else:
@@ -235,10 +235,14 @@ class MemoryStack:
                 f"memory stack {self.name!r}: cannot allocate {nbytes} bytes "
                 f"(alignment {align}); {self.available} of {self.capacity} bytes left"
             )
+        try:
+            array = np.ndarray(shape, dt, host, start)
+        except ValueError:  # numpy refuses negative extents (before anything is taken)
+            raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}") from None
         self._top = end
         if end > self._high_water:
             self._high_water = end
-        return np.ndarray(shape, dt, host, start)
+        return array
 
     def copy_in(self, source: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """A C-contiguous copy of ``source`` in this stack (host and pinned stacks only)."""
