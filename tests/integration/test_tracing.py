@@ -82,9 +82,11 @@ async def test_a_context_call_has_a_span_under_its_callers_traceparent() -> None
 
 async def test_a_server_stream_has_one_span_for_the_call() -> None:
     exporter = InMemorySpanExporter()
-    async with running(traced(services.build(), exporter)) as address:
-        async with AsyncClient(address, COUNTDOWN) as client:
-            replies = await client.call(ping_pb2.CountdownRequest(count=3))
+    async with (
+        running(traced(services.build(), exporter)) as address,
+        AsyncClient(address, COUNTDOWN) as client,
+    ):
+        replies = await client.call(ping_pb2.CountdownRequest(count=3))
     assert len(replies) == 3
     (span,) = exporter.get_finished_spans()
     assert span.name == "asyncinfer.examples.Ping/Countdown"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import itertools
 import pathlib
 import shutil
 from collections.abc import Iterator, Sequence
@@ -96,7 +97,7 @@ def assert_phases(spans: Sequence[ReadableSpan], request: ReadableSpan) -> None:
     phases = [s for s in children(spans, request) if s.name in PHASES]
     assert [s.name for s in phases] == [p for p in PHASES if p in {s.name for s in phases}]
     assert {"compute_input", "compute_infer", "compute_output"} <= {s.name for s in phases}
-    for before, after in zip(phases, phases[1:], strict=False):
+    for before, after in itertools.pairwise(phases):
         assert before.end_time is not None and after.start_time is not None
         assert before.end_time <= after.start_time
     for phase in phases:
@@ -141,7 +142,7 @@ def test_an_ensemble_has_one_span_per_step(traced: Traced) -> None:
         "ensemble step classifier_onnx",
         "ensemble step postprocess",
     ]
-    for before, after in zip(steps, steps[1:], strict=False):
+    for before, after in itertools.pairwise(steps):
         assert before.end_time is not None and after.start_time is not None
         assert before.end_time <= after.start_time  # each step needs the one before
     for step in steps:
