@@ -82,6 +82,8 @@ class InferenceResources(Resources):
                 await self._background
             self._background = None
         await self.repository.stop()
+        if self.metrics_config.histogram_latencies:
+            latency.configure(MetricsConfig())  # off again: the switch is per process
         self.shm.close()  # after the last call drained: no request holds a lease any more
 
     def ready(self) -> bool:
