@@ -12,7 +12,7 @@ import pytest
 
 from asyncinfer.client import Method, SyncClient
 from asyncinfer.testing import ServerProcess
-from tests._otlp import OtlpReceiver, ReceivedSpan, tree_lines
+from asyncinfer.tracing.receiver import OtlpReceiver, ReceivedSpan, tree_lines
 from tests.protos import chain_pb2
 
 pytest.importorskip("onnxruntime", reason="Model B runs an ONNX model")

@@ -1,6 +1,13 @@
-"""An OTLP/HTTP trace receiver for tests: an aiohttp server on 127.0.0.1 (port chosen at run
-time) on its own loop thread, decoding what OpenTelemetry's exporter posts to ``/v1/traces``
-with the collector's protobuf messages (opentelemetry-proto), and a printer of span trees."""
+"""An OTLP/HTTP trace receiver for tests and benchmarks: an aiohttp server on 127.0.0.1 (port
+chosen at run time) on its own loop thread, decoding what OpenTelemetry's exporter posts to
+``/v1/traces`` with the collector's protobuf messages (opentelemetry-proto, which the ``otlp``
+extra brings), and a printer of span trees.
+
+    with OtlpReceiver() as receiver:            # serve with --trace-config opentelemetry,url=...
+        ...                                      # receiver.url
+        receiver.wait_for(lambda spans: len(spans) >= 5)
+        print("\n".join(tree_lines(receiver.spans)))
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Self
 
 from aiohttp import web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+
+from ..errors import UsageError
 
 __all__ = ["OtlpReceiver", "ReceivedSpan", "tree_lines"]
 
@@ -24,6 +29,8 @@ KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 
 @dataclasses.dataclass(frozen=True)
 class ReceivedSpan:
+    """One span as the receiver got it: its service.name, name, kind, ids and times."""
+
     service: str
     name: str
     kind: str
@@ -50,6 +57,11 @@ class OtlpReceiver:
         self.url = ""
 
     async def _receive(self, request: web.Request) -> web.Response:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
         export = ExportTraceServiceRequest.FromString(await request.read())
         received = []
         for resource_spans in export.resource_spans:
@@ -93,6 +105,12 @@ class OtlpReceiver:
         raise AssertionError(f"spans not received in {timeout}s; got {self.spans}")
 
     def __enter__(self) -> Self:
+        try:
+            import opentelemetry.proto  # noqa: F401 (checked here, used per request)
+        except ImportError:
+            raise UsageError(
+                "OtlpReceiver needs opentelemetry-proto: pip install 'asyncinfer[otlp]'"
+            ) from None
         self._thread.start()
         self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
