@@ -304,8 +304,7 @@ def plot_result(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
     bars.set_title(f"{title}: ratios")
     if curves:
         lines = axes[1]
-        for server, points in sorted(curves.items()):
-            points.sort()
+        for server, points in sorted(curves.items()):  # points in the order measured
             lines.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=server)
         lines.set_xlabel("throughput (calls/s)")
         lines.set_ylabel("p99 latency (ms)")

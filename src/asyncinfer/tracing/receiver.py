@@ -63,7 +63,7 @@ class OtlpReceiver:
         )
 
         export = ExportTraceServiceRequest.FromString(await request.read())
-        received = []
+        received: list[ReceivedSpan] = []
         for resource_spans in export.resource_spans:
             attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
             for scope in resource_spans.scope_spans:

@@ -11,7 +11,7 @@ import pytest
 
 from asyncinfer import logs
 from asyncinfer.errors import FailedPrecondition, InvalidArgument
-from asyncinfer.inference.server_settings import LogSettings
+from asyncinfer.inference.server_settings import LogSettings, LogValue
 
 
 def test_log_settings_change_the_logging_setup_at_run_time() -> None:
@@ -37,14 +37,17 @@ def test_log_settings_change_the_logging_setup_at_run_time() -> None:
 def test_bad_log_changes_are_refused() -> None:
     settings = LogSettings()
     current = settings.get()
-    for changes, text in [
+    cases: list[tuple[dict[str, LogValue], str]] = [
         ({"log_format": "ISO8601"}, "'log_format' must be one of \\['json', 'text'\\]"),
         ({"log_info": 1}, "'log_info' takes a bool, not int"),
         ({"log_colour": "red"}, "unknown log setting 'log_colour'"),
         ({"log_file": "/tmp/x.log"}, "'log_file' cannot be changed by a client"),
-    ]:
+    ]
+    for changes, text in cases:
         with pytest.raises(InvalidArgument, match=text):
             settings.update(changes)
     assert settings.get() == current
     with pytest.raises(FailedPrecondition, match="several worker processes"):
-        LogSettings(lambda: True).update({"log_verbose_level": current["log_verbose_level"] + 1})
+        LogSettings(lambda: True).update(
+            {"log_verbose_level": int(current["log_verbose_level"]) + 1}
+        )
