@@ -8,7 +8,7 @@ from typing import Literal
 from .errors import ConfigError
 from .restriction import Restrictions
 from .tls import ServerTls
-from .tracing.settings import TraceConfig
+from .tracing.trace_settings import TraceConfig
 
 __all__ = ["INFERENCE_RECEIVE_BYTES", "ServerConfig"]
 

@@ -9,8 +9,8 @@ out of gRPC metadata); code inside a traced call makes children with ``child``.
 
 from __future__ import annotations
 
-from .settings import DEFAULT_URL, LEVELS, TraceConfig, TraceSettings
-from .spans import (
+from .trace_settings import DEFAULT_URL, LEVELS, TraceConfig, TraceSettings
+from .tracer import (
     ActiveSpan,
     Tracing,
     child,

@@ -31,7 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..errors import ConfigError, FailedPrecondition, RpcError
-from .settings import TraceConfig, TraceSettings
+from .trace_settings import TraceConfig, TraceSettings
 
 __all__ = [
     "ActiveSpan",
