@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import pathlib
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -204,3 +205,44 @@ def test_trace_settings_change_what_is_traced_at_run_time(traced: Traced) -> Non
     finally:
         client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"], "trace_rate": "1"})
     assert simple(1) == 1
+
+
+def test_each_request_of_a_stream_has_its_span(traced: Traced) -> None:
+    a = np.ones((1, 16), np.int32)
+    answers: list[object] = []
+    done = threading.Event()
+
+    def callback(result: object, error: object) -> None:
+        answers.append(error or result)
+        if len(answers) == 2:
+            done.set()
+
+    client = traced.client
+    client.start_stream(callback, headers={"traceparent": TRACEPARENT})
+    try:
+        for _ in range(2):
+            client.async_stream_infer("simple", inputs(INPUT0=a, INPUT1=a))
+        assert done.wait(20)
+    finally:
+        client.stop_stream()
+    assert all(not isinstance(answer, InferenceServerException) for answer in answers)
+    spans = traced.spans()
+    requests = [s for s in spans if s.name == "InferRequest"]
+    assert len(requests) == 2
+    for request in requests:
+        assert request.parent is not None and request.parent.span_id == 0x00F067AA0BA902B7
+        assert_phases(spans, request)
+
+
+def test_level_tensors_records_the_inputs_shapes(traced: Traced) -> None:
+    client = traced.client
+    client.update_trace_settings("simple", {"trace_level": ["TIMESTAMPS", "TENSORS"]})
+    try:
+        a = np.ones((1, 16), np.int32)
+        client.infer("simple", inputs(INPUT0=a, INPUT1=a))
+    finally:
+        client.update_trace_settings("simple", {"trace_level": None})
+    (request,) = [s for s in traced.spans() if s.name == "InferRequest"]
+    assert request.attributes is not None
+    assert request.attributes["input.INPUT0"] == "INT32 [1,16]"
+    assert request.attributes["input.INPUT1"] == "INT32 [1,16]"
