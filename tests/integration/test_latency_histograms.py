@@ -1,14 +1,19 @@
 """Latency histograms (--metrics-config histogram_latencies=true): served per model in Triton's
 and asyncinfer's names with the configured buckets, summed by the supervisor of two workers so
-that the counts add up to the requests served; bad flags refused at start."""
+that the counts add up to the requests served; bad flags refused at start. With two workers,
+trace and log settings read as started and are not changed at run time (one worker would
+change)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
 
 from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.testing import ServerProcess
@@ -43,6 +48,19 @@ def test_two_workers_histograms_add_up_to_the_requests() -> None:
                 for tensor in tensors:
                     tensor.set_data_from_numpy(data)
                 client.infer("simple", tensors)
+        with triton.InferenceServerClient(proc.address) as client:
+            changes: list[tuple[Callable[..., object], dict[str, object]]] = [
+                (client.update_trace_settings, {"trace_rate": "1"}),
+                (client.update_log_settings, {"log_verbose_level": 1}),
+            ]
+            for change, settings in changes:
+                with pytest.raises(InferenceServerException) as info:
+                    change(settings=settings)
+                assert info.value.status() == "StatusCode.FAILED_PRECONDITION"
+                assert "several worker processes" in info.value.message()
+            assert client.get_trace_settings(as_json=True)["settings"]["trace_rate"]["value"] == [
+                "1000"
+            ]
         types, samples = scrape(proc.metrics_url)
         assert proc.stop() == 0
     for family in FAMILIES:
