@@ -176,11 +176,13 @@ def _single_reply(
         if unary_request and not admission.try_acquire():
             await _queue(call, cls, admission)
         admitted = perf_counter()
-        # No span is made unless tracing is on (one attribute read otherwise).
-        traced = _call_span(tracing, cls, call, arrived) if settings.active and traced_rpc else None
+        traced: ActiveSpan | None = None
         error: BaseException | None = None
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
+            # No span is made unless tracing is on (one attribute read otherwise).
+            if settings.active and traced_rpc:
+                traced = _call_span(tracing, cls, call, arrived)
             span = None if traced is None else traced.span
             context: Any = cls(resources, CallInfo(call, tracing, span))
             reply = encode(await context.execute(request))
@@ -196,14 +198,14 @@ def _single_reply(
             admission.completed += 1
             return reply
         finally:
-            if traced is not None:
-                traced.finish(error)
             if unary_request:
                 admission.release()
             else:
                 streams.give(peer, 1)
             done = perf_counter()
             admission.times.observe(done - arrived, done - admitted)
+            if traced is not None:
+                traced.finish(error)  # last: the slot is back whatever the exporter does
 
     return handle
 
@@ -231,9 +233,11 @@ def _streaming_reply(
             streams.give(peer, 1)
             raise
         admitted = perf_counter()
-        traced = _call_span(tracing, cls, call, arrived) if settings.active and traced_rpc else None
+        traced: ActiveSpan | None = None
         error: BaseException | None = None
         try:
+            if settings.active and traced_rpc:
+                traced = _call_span(tracing, cls, call, arrived)
             span = None if traced is None else traced.span
             context: Any = cls(resources, CallInfo(call, tracing, span))
             replies = context.execute(request)
@@ -253,13 +257,13 @@ def _streaming_reply(
         else:
             admission.completed += 1
         finally:
-            if traced is not None:
-                traced.finish(error)
             if not per_request:
                 admission.release()
             streams.give(peer, 1)
             done = perf_counter()
             admission.times.observe(done - arrived, done - admitted)
+            if traced is not None:
+                traced.finish(error)  # last: the slot is back whatever the exporter does
 
     return handle
 
