@@ -5,6 +5,7 @@ The servers and clients here are real processes (the bare Triton baseline, the l
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -192,3 +193,22 @@ def test_peer_comparison_names_its_keys_after_the_peer() -> None:
     assert result["perf_analyzer_ratio_vs_triton"] == {"1": None}
     assert result["perf_analyzer_ratio_vs_triton_min"] is None
     assert infer_common.peer_comparison(summary, pa, "bare", "bare") == {}
+
+
+def test_emit_writes_the_json_and_a_plot_beside_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(harness, "BUILD", tmp_path)
+    result = {
+        "c1": {"asyncinfer": {"throughput": 900.0, "p99_ms": 2.0}, "ratio": 0.9},
+        "c16": {"asyncinfer": {"throughput": 2000.0, "p99_ms": 9.0}, "ratio": 0.95},
+        "ratio_min": 0.9,
+    }
+    harness.emit(result, "demo")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"plot: {tmp_path / 'bench' / 'demo.png'}"
+    assert json.loads(lines[-1]) == result
+    assert json.loads((tmp_path / "bench" / "demo.json").read_text()) == result
+    png = (tmp_path / "bench" / "demo.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    assert harness._curves(result) == {"asyncinfer": [(900.0, 2.0), (2000.0, 9.0)]}

@@ -14,6 +14,7 @@ from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
 from ..memory.host_heap import tune_host_heap
 from ..server import Server
+from .latency import MetricsConfig
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
@@ -35,6 +36,7 @@ def build_server(
     workers: int = 1,
     poll_seconds: float = 15.0,
     metrics_port: int | None = None,
+    metrics_config: MetricsConfig | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts."""
     if model_control_mode not in CONTROL_MODES:
@@ -74,7 +76,11 @@ def build_server(
         metrics_port=metrics_port,
     )
     resources = InferenceResources(
-        repository, version=__version__, allow_client_shm=allow_client_shm
+        repository,
+        version=__version__,
+        allow_client_shm=allow_client_shm,
+        tracing=server.tracing,
+        metrics=metrics_config,
     )
     server.add_service(resources, *CONTEXTS)
     return server

@@ -11,10 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from opentelemetry.trace import Status, StatusCode
+
 from ...context import BidiStreamContext, UnaryContext, rpc_method
 from ...errors import RpcError, internal_error
 from ...pb.inference import grpc_service_pb2 as pb
+from ...tracing import Tracing, metadata_headers
+from ..infer_types import InferRequest
 from ..model import LoadedModel
+from ..request_tracing import traced_request
 from ..service import InferenceResources
 from ..shared_memory import RequestShm
 from ..wire.decode import infer_request
@@ -30,23 +35,31 @@ class ModelInferRpc(UnaryContext[ReceivedInfer, pb.ModelInferResponse, Inference
     max_in_flight = 1024
     #: Large tensors stay where gRPC received them (wire/received.py).
     codec = InferRequestCodec()
+    trace_calls = False  # one span per inference request, under the model's trace settings
 
     async def execute(self, received: ReceivedInfer) -> bytes:  # type: ignore[override]
-        request = received.message
-        model = self.resources.repository.get(request.model_name, request.model_version)
+        message = received.message
+        model = self.resources.repository.get(message.model_name, message.model_version)
         # No deadline is handed on: grpc.aio cancels this call at its deadline itself, which the
         # data plane sees as its caller going away (marked, and dropped before it runs), and
         # arming a second timer per request would only cost. The leases on shared memory last
         # until the reply is framed, on every path; the request and the response (whose arrays
         # may view leased memory) are temporaries of one expression, gone before they return.
         with self.resources.shm.scope() as scope:
-            return response_bytes(
-                await model.infer(infer_request(request, scope, raw=received.raw))
-            )
+            request = infer_request(message, scope, raw=received.raw)
+            if self.resources.trace_settings.active:
+                return await self._traced(model, request)
+            return response_bytes(await model.infer(request))
+
+    async def _traced(self, model: LoadedModel, request: InferRequest) -> bytes:
+        """One request under its span (when the model's trace settings sample it)."""
+        headers = metadata_headers(self.call.metadata)
+        with traced_request(self.resources.tracing, model, request, headers):
+            return response_bytes(await model.infer(request))
 
 
 class ModelStreamInferRpc(
-    BidiStreamContext[ReceivedInfer, pb.ModelStreamInferResponse, InferenceResources]
+    BidiStreamContext[pb.ModelInferRequest, pb.ModelStreamInferResponse, InferenceResources]
 ):
     """Requests are answered in order; a failed request answers with error_message, and the
     stream goes on. The stream ends after the client half-closes and the last reply is sent."""
@@ -54,11 +67,13 @@ class ModelStreamInferRpc(
     method = rpc_method(pb, SERVICE, "ModelStreamInfer")
     max_in_flight = 256
     codec = InferRequestCodec()
+    trace_calls = False  # one span per request of the stream
 
     async def execute(  # type: ignore[override]
         self, requests: AsyncIterator[ReceivedInfer]
     ) -> AsyncIterator[bytes | pb.ModelStreamInferResponse]:
         repository = self.resources.repository
+        headers = metadata_headers(self.call.metadata)
         async for received in requests:
             message = received.message
             try:
@@ -66,8 +81,14 @@ class ModelStreamInferRpc(
                 with self.resources.shm.scope() as scope:
                     # Closed before the leases return, on every path (the stream going away
                     # included): no response viewing leased memory outlives them.
-                    replies = _replies(model, received, scope)
-                    async with contextlib.aclosing(replies):
+                    replies_of = (
+                        _replies(model, received, scope)
+                        if not self.resources.trace_settings.active
+                        else _traced_replies(
+                            model, received, scope, self.resources.tracing, headers
+                        )
+                    )
+                    async with contextlib.aclosing(replies_of) as replies:
                         async for reply in replies:
                             yield reply
             except RpcError as exc:
@@ -85,3 +106,21 @@ async def _replies(
     async with contextlib.aclosing(model.stream(request)) as responses:
         async for response in responses:
             yield stream_response(message, response)
+
+
+async def _traced_replies(
+    model: LoadedModel,
+    received: ReceivedInfer,
+    scope: RequestShm,
+    tracing: Tracing,
+    headers: dict[str, str],
+) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
+    """``_replies`` under the request's span (when its model's trace settings sample it)."""
+    message = received.message
+    request = infer_request(message, scope, raw=received.raw)
+    with traced_request(tracing, model, request, headers) as active:
+        async with contextlib.aclosing(model.stream(request)) as responses:
+            async for response in responses:
+                if response.error is not None and active is not None:
+                    active.span.set_status(Status(StatusCode.ERROR, response.error.message))
+                yield stream_response(message, response)
