@@ -1,0 +1,54 @@
+"""Reading a request body, bounded: its size by the server's limit (checked against
+``Content-Length`` before a byte is read, and again as it arrives, after inflation when it is
+gzip or deflate), and the time it may take by a timeout, so that a slow or incomplete body
+cannot hold a connection and its memory for ever."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ...errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+
+__all__ = ["BodyTooLarge", "read_body"]
+
+
+class BodyTooLarge(ResourceExhausted):
+    """A request body past the server's limit: HTTP 413."""
+
+    http_status = 413
+
+
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The whole (inflated) body of ``request``: at most ``limit`` bytes, within ``timeout``
+    seconds."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit, f"its Content-Length is {declared}")
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout(
+            f"the request body did not arrive within {timeout:g} s (it is incomplete or too "
+            "slow); send the whole body promptly"
+        ) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit, "it grew past that as it arrived") from None
+    except HttpProcessingError as exc:
+        raise InvalidArgument(f"the request body could not be read: {exc.message}") from None
+
+
+class BodyTimeout(DeadlineExceeded):
+    """A request body that did not arrive in time: HTTP 408."""
+
+    http_status = 408
+
+
+def _too_large(limit: int, why: str) -> BodyTooLarge:
+    return BodyTooLarge(
+        f"the request body is larger than this server's limit of {limit} bytes ({why}); "
+        "send less, or raise --max-receive-message-bytes"
+    )
