@@ -21,18 +21,17 @@ class BodyTooLarge(ResourceExhausted):
     http_status = 413
 
 
-async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
-    """The whole (inflated) body of ``request``: at most ``limit`` bytes, within ``timeout``
-    seconds."""
+async def read_body(request: web.Request, limit: int, seconds: float) -> bytes:
+    """The whole (inflated) body of ``request``: at most ``limit`` bytes, within ``seconds``."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit, f"its Content-Length is {declared}")
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             return await request.read()
     except TimeoutError:
         raise BodyTimeout(
-            f"the request body did not arrive within {timeout:g} s (it is incomplete or too "
+            f"the request body did not arrive within {seconds:g} s (it is incomplete or too "
             "slow); send the whole body promptly"
         ) from None
     except web.HTTPRequestEntityTooLarge:

@@ -30,7 +30,7 @@ from ..infer_types import (
     InputData,
     RequestedOutput,
 )
-from ..shared_memory import RequestShm, shm_span
+from ..shared_memory import RequestShm, ShmSpan, shm_span
 
 __all__ = ["HEADER_LENGTH", "DecodedRequest", "decode_request", "encode_response", "parse_json"]
 
@@ -246,7 +246,9 @@ def encode_response(
             "datatype": output.datatype,
             "shape": list(output.shape),
         }
-        if output.shm is None:
+        if output.shm is not None:
+            entry["parameters"] = _shm_parameters(output.shm)
+        else:
             if binary_outputs.get(output.name, binary_default):
                 data = (
                     serialize_bytes(output.data)
@@ -271,6 +273,17 @@ def encode_response(
     return [header, *tail], (len(header) if tail else None)
 
 
+def _shm_parameters(span: ShmSpan) -> dict[str, Any]:
+    """Where an output written to shared memory lies (its data is not sent)."""
+    parameters: dict[str, Any] = {
+        "shared_memory_region": span.region,
+        "shared_memory_byte_size": span.byte_size,
+    }
+    if span.offset:
+        parameters["shared_memory_offset"] = span.offset
+    return parameters
+
+
 def json_elements(array: np.ndarray[Any, Any], datatype: str) -> list[Any]:
     """A tensor's elements flat and row-major as JSON values (BYTES as UTF-8 strings, bytes
     that are not UTF-8 escaped as U+DCxx)."""
@@ -280,4 +293,5 @@ def json_elements(array: np.ndarray[Any, Any], datatype: str) -> list[Any]:
             item.decode("utf-8", "surrogateescape") if isinstance(item, bytes) else str(item)
             for item in flat
         ]
-    return flat.tolist()  # type: ignore[no-any-return]
+    values: list[Any] = flat.tolist()
+    return values

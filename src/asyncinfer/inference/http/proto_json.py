@@ -23,6 +23,7 @@ _BYTES = FieldDescriptor.TYPE_BYTES
 def message_json(message: Message) -> dict[str, Any]:
     """``message`` as a JSON-ready dict."""
     result: dict[str, Any] = {}
+    field: Any
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
@@ -41,14 +42,14 @@ def message_json(message: Message) -> dict[str, Any]:
     return result
 
 
-def _is_repeated(field: FieldDescriptor) -> bool:
+def _is_repeated(field: Any) -> bool:
     repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.29 spells it so
     if repeated is not None:
         return bool(repeated)
-    return field.label == FieldDescriptor.LABEL_REPEATED
+    return bool(field.label == FieldDescriptor.LABEL_REPEATED)
 
 
-def _value(field: FieldDescriptor, value: Any) -> Any:
+def _value(field: Any, value: Any) -> Any:
     if field.type == _MESSAGE:
         return message_json(value)
     if field.type == _ENUM:
