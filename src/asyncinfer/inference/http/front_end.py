@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ...errors import ConfigError, RpcError, UsageError, bounded_message, echo, internal_error
+from .body import UnreadBody
 from .routes import add_routes, json_response
 
 if TYPE_CHECKING:
@@ -45,7 +46,10 @@ async def _errors(
         response: web.StreamResponse = await handler(request)
         return response
     except RpcError as exc:
-        return error_response(exc.http_status, exc.message)
+        reply = error_response(exc.http_status, exc.message)
+        if isinstance(exc, UnreadBody):
+            reply.force_close()
+        return reply
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
