@@ -30,7 +30,7 @@ from ..infer_types import (
     InputData,
     RequestedOutput,
 )
-from ..shared_memory import RequestShm, ShmSpan, shm_span
+from ..shared_memory import RequestShm, shm_span
 
 __all__ = ["HEADER_LENGTH", "DecodedRequest", "decode_request", "encode_response", "parse_json"]
 
@@ -246,9 +246,7 @@ def encode_response(
             "datatype": output.datatype,
             "shape": list(output.shape),
         }
-        if output.shm is not None:
-            entry["parameters"] = _shm_parameters(output.shm)
-        else:
+        if output.shm is None:  # one in shared memory is sent with no data, no parameters
             if binary_outputs.get(output.name, binary_default):
                 data = (
                     serialize_bytes(output.data)
@@ -271,17 +269,6 @@ def encode_response(
     message["outputs"] = outputs
     header = json.dumps(message, separators=(",", ":")).encode()
     return [header, *tail], (len(header) if tail else None)
-
-
-def _shm_parameters(span: ShmSpan) -> dict[str, Any]:
-    """Where an output written to shared memory lies (its data is not sent)."""
-    parameters: dict[str, Any] = {
-        "shared_memory_region": span.region,
-        "shared_memory_byte_size": span.byte_size,
-    }
-    if span.offset:
-        parameters["shared_memory_offset"] = span.offset
-    return parameters
 
 
 def json_elements(array: np.ndarray[Any, Any], datatype: str) -> list[Any]:
