@@ -120,7 +120,68 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="structured log lines"
     )
+    parser.add_argument(
+        "--log-file", default=None, metavar="PATH", help="append log lines here (default stderr)"
+    )
+    for level in ("info", "warning", "error"):
+        parser.add_argument(
+            f"--log-{level}",
+            type=_flag_bool,
+            nargs="?",
+            const=True,
+            default=True,
+            metavar="BOOL",
+            help=f"log {level} records (default true)",
+        )
+    _add_unsupported_flags(parser)
     parser.set_defaults(run=_run_serve)
+
+
+#: tritonserver's flags that asyncinfer does not have: each is refused by name, never ignored.
+UNSUPPORTED_TRITON_FLAGS = (
+    "--allow-cpu-metrics", "--allow-gpu-metrics", "--allow-sagemaker", "--allow-vertex-ai",
+    "--backend-config", "--backend-directory", "--buffer-manager-thread-count",
+    "--cache-config", "--cache-directory", "--cuda-memory-pool-byte-size",
+    "--cuda-virtual-address-size", "--disable-auto-complete-config", "--enable-peer-access",
+    "--exit-on-error", "--grpc-header-forward-pattern", "--grpc-http2-max-ping-strikes",
+    "--grpc-http2-max-pings-without-data", "--grpc-http2-min-recv-ping-interval-without-data",
+    "--grpc-infer-allocation-pool-size", "--grpc-infer-response-compression-level",
+    "--grpc-keepalive-permit-without-calls", "--grpc-keepalive-time",
+    "--grpc-keepalive-timeout", "--grpc-max-response-pool-size", "--host-policy",
+    "--http-header-forward-pattern", "--http-restricted-api", "--http-root-cert",
+    "--http-server-cert", "--http-server-key", "--http-thread-count", "--http-use-ssl",
+    "--http-use-ssl-mutual", "--id", "--metrics-config", "--metrics-interval-ms",
+    "--min-supported-compute-capability", "--model-config-name", "--model-load-retry-count",
+    "--model-load-thread-count", "--model-namespacing", "--model-store",
+    "--pinned-memory-pool-byte-size", "--rate-limit", "--rate-limit-resource",
+    "--repoagent-directory", "--response-cache-byte-size", "--sagemaker-port",
+    "--sagemaker-safe-port-range", "--sagemaker-thread-count", "--strict-model-config",
+    "--vertex-ai-default-model", "--vertex-ai-port", "--vertex-ai-thread-count",
+)  # fmt: skip
+
+
+def _add_unsupported_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "tritonserver flags asyncinfer does not support (each is refused with a message)"
+    )
+    for flag in UNSUPPORTED_TRITON_FLAGS:
+        group.add_argument(
+            flag, nargs="?", const="", default=None, dest=_unsupported_dest(flag),
+            help=argparse.SUPPRESS,
+        )  # fmt: skip
+
+
+def _unsupported_dest(flag: str) -> str:
+    return "unsupported_" + flag.removeprefix("--").replace("-", "_")
+
+
+def _refuse_unsupported(args: argparse.Namespace) -> None:
+    given = [f for f in UNSUPPORTED_TRITON_FLAGS if getattr(args, _unsupported_dest(f)) is not None]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: tritonserver flag(s) not supported by asyncinfer "
+            "(see `asyncinfer serve --help` for the flags it has)"
+        )
 
 
 def _flag_bool(text: str) -> bool:
@@ -191,6 +252,33 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     """tritonserver's flag names, for --model-repository."""
     group = parser.add_argument_group("inference service (with --model-repository)")
     group.add_argument("--grpc-port", type=int, default=None, help="default 8001; 0 picks one")
+    group.add_argument(
+        "--http-port", type=int, default=None, help="KServe v2 REST; default 8000; 0 picks one"
+    )
+    group.add_argument("--grpc-address", default=None, metavar="HOST", help="default: --host")
+    group.add_argument("--http-address", default=None, metavar="HOST", help="default: --host")
+    for protocol, what in (
+        ("grpc", "gRPC (asyncinfer always serves it: false is refused)"),
+        ("http", "HTTP/REST on --http-port"),
+        ("metrics", "Prometheus metrics on --metrics-port (8002 by default)"),
+    ):
+        group.add_argument(
+            f"--allow-{protocol}",
+            type=_flag_bool,
+            nargs="?",
+            const=True,
+            default=True,
+            metavar="BOOL",
+            help=f"serve {what} (default true)",
+        )
+    group.add_argument(
+        "--exit-timeout-secs",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long calls in flight may take to finish (tritonserver's "
+        "name for --grace; default 30)",
+    )
     group.add_argument("--model-control-mode", choices=("none", "explicit", "poll"), default="none")
     group.add_argument(
         "--load-model",
@@ -215,34 +303,65 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
+    if not args.allow_grpc:
+        raise ConfigError(
+            "--allow-grpc false is not supported: asyncinfer's server always serves gRPC "
+            "(bind it to 127.0.0.1 with --grpc-address to keep it local)"
+        )
+    host = args.grpc_address or args.host or "127.0.0.1"
+    metrics_port = args.metrics_port if args.metrics_port is not None else 8002
     factory = functools.partial(
         build_server,
         args.model_repository,
-        host=args.host or "127.0.0.1",
+        host=host,
         grpc_port=8001 if args.grpc_port is None else args.grpc_port,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         allow_client_shm=args.allow_client_shm,
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
-        metrics_port=args.metrics_port,
+        metrics_port=metrics_port if args.allow_metrics else None,
+        http_port=(8000 if args.http_port is None else args.http_port) if args.allow_http else None,
+        http_host=args.http_address or args.host or "127.0.0.1",
     )
     factory()  # fail here, in the parent, on a bad combination of flags
     return factory
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    logs.configure(verbose=args.log_verbose, format=args.log_format)
+    _refuse_unsupported(args)
+    logs.configure(
+        verbose=args.log_verbose,
+        format=args.log_format,
+        file=args.log_file,
+        info=args.log_info,
+        warning=args.log_warning,
+        error=args.log_error,
+    )
     security = _security_overrides(args)
+    if args.exit_timeout_secs is not None:
+        if args.grace is not None:
+            raise ConfigError("give --exit-timeout-secs or --grace, not both (they are one)")
+        args.grace = args.exit_timeout_secs
     if args.model_repository is not None:
         overrides = {
             key: value
             for key in ("grace", "liveness_timeout", "max_receive_message_bytes")
             if (value := getattr(args, key)) is not None
         }
+        if args.grpc_address and args.metrics_address is None:
+            security["metrics_host"] = args.host or "127.0.0.1"  # --host, not --grpc-address
         factory = functools.partial(_configured, _inference_factory(args), overrides | security)
         return serve(factory)
-    inference_only = ("grpc_port", "allow_client_shm", "load_model")
+    inference_only = (
+        "grpc_port", "http_port", "grpc_address", "http_address", "allow_client_shm",
+        "load_model",
+    )  # fmt: skip
+    refused = [f"--allow-{p} false" for p in ("grpc", "http") if not getattr(args, f"allow_{p}")]
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} needs --model-repository")
+    if not args.allow_metrics:
+        args.metrics_port = None
     used = [f"--{k.replace('_', '-')}" for k in inference_only if getattr(args, k)]
     if used or args.model_control_mode != "none":
         raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Any, Literal, TextIO
 
+from .errors import ConfigError
+
 __all__ = ["JsonFormatter", "KeyValueFormatter", "configure", "settings"]
 
 LogFormat = Literal["json", "text"]
@@ -72,9 +74,19 @@ def _text(value: Any) -> str:
 
 
 def configure(
-    *, verbose: int = 0, format: LogFormat = "json", stream: TextIO | None = None
+    *,
+    verbose: int = 0,
+    format: LogFormat = "json",
+    stream: TextIO | None = None,
+    file: str | None = None,
+    info: bool = True,
+    warning: bool = True,
+    error: bool = True,
 ) -> None:
-    """Route every record at INFO (``verbose`` 0) or DEBUG (``verbose`` >= 1) to ``stream``.
+    """Route every record at INFO (``verbose`` 0) or DEBUG (``verbose`` >= 1) to ``stream``
+    (stderr by default), or appended to ``file`` (tritonserver's ``--log-file``); ``info``,
+    ``warning`` and ``error`` off drop the records of that level (``--log-info`` etc.; error
+    covers critical too).
 
     Replaces the root logger's handlers, so calling it again changes the setup instead of
     doubling every line.
@@ -82,18 +94,45 @@ def configure(
     global _settings
     if format not in ("json", "text"):
         raise ValueError(f"log format must be 'json' or 'text', not {format!r}")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler
+    if file:
+        try:
+            handler = logging.FileHandler(file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot open --log-file {file}: {exc.strerror}") from exc
+    else:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if format == "json" else KeyValueFormatter())
+    dropped = {
+        level
+        for level, kept in (
+            (logging.INFO, info),
+            (logging.WARNING, warning),
+            (logging.ERROR, error),
+            (logging.CRITICAL, error),
+        )
+        if not kept
+    }
+    if dropped:
+        handler.addFilter(lambda record: record.levelno not in dropped)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
     if verbose < 2:
         # gRPC's and asyncio's debug chatter only at --log-verbose 2 and up.
         for noisy in ("asyncio", "grpc"):
             logging.getLogger(noisy).setLevel(logging.INFO)
-    _settings = {"verbose": verbose, "format": format}
+    _settings = {
+        "verbose": verbose,
+        "format": format,
+        "file": file or "",
+        "info": info,
+        "warning": warning,
+        "error": error,
+    }
 
 
 def settings() -> dict[str, Any] | None:

@@ -68,10 +68,10 @@ class LogSettings:
     def get(self) -> dict[str, LogValue]:
         configured = logs.settings() or {}
         return {
-            "log_file": "",  # stderr
-            "log_info": True,
-            "log_warning": True,
-            "log_error": True,
+            "log_file": str(configured.get("file", "")),  # "": stderr
+            "log_info": bool(configured.get("info", True)),
+            "log_warning": bool(configured.get("warning", True)),
+            "log_error": bool(configured.get("error", True)),
             "log_verbose_level": int(configured.get("verbose", 0)),
             "log_format": str(configured.get("format", "default")),
         }
