@@ -118,7 +118,8 @@ def configure(
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-        old.close()
+        if isinstance(old, logging.FileHandler):  # ours, from an earlier --log-file
+            old.close()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
     if verbose < 2:
