@@ -47,6 +47,8 @@ async def read_body(request: web.Request, limit: int, seconds: float) -> bytes:
     if declared is not None and declared > limit:
         raise _too_large(limit, f"its Content-Length is {declared}")
     try:
+        if request.content.is_eof():  # all of it has arrived (small bodies): nothing to bound
+            return await request.read()
         async with asyncio.timeout(seconds):
             return await request.read()
     except TimeoutError:

@@ -71,7 +71,7 @@ def decode_request(
     """The request ``body`` carries for ``model`` (``header_length``: the header's value)."""
     split = _split(body, header_length)
     message = parse_json(memoryview(body)[:split], "request")
-    where = f"the request for model '{echo(model)}'"
+    where = _Where("request", "", model)
     if not isinstance(message, dict):
         raise InvalidArgument(f"{where} must be a JSON object, not {_kind(message)}")
     binary = memoryview(body)[split:]
@@ -102,6 +102,24 @@ def _split(body: bytes, header_length: str | None) -> int:
     return length
 
 
+class _Where:
+    """Which part of a request a check is about, written out only when an error says so (most
+    requests pass every check, and echoing names costs)."""
+
+    __slots__ = ("key", "kind", "model")
+
+    def __init__(self, kind: str, key: str | int, model: str) -> None:
+        self.kind, self.key, self.model = kind, key, model
+
+    def __str__(self) -> str:
+        model = f"model '{echo(self.model)}'"
+        if self.kind == "request":
+            return f"the request for {model}"
+        if isinstance(self.key, int):
+            return f"{self.kind} {self.key} of the request for {model}"
+        return f"{self.kind} '{echo(self.key)}' for {model}"
+
+
 def _kind(value: object) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
         type(value), "a number" if isinstance(value, int | float) else "null"
@@ -109,7 +127,7 @@ def _kind(value: object) -> str:
 
 
 def _field(
-    message: Mapping[str, Any], key: str, kind: type, where: str, *, required: bool = False
+    message: Mapping[str, Any], key: str, kind: type, where: _Where, *, required: bool = False
 ) -> Any:
     value = message.get(key)
     if value is None:
@@ -126,16 +144,16 @@ def _inputs(tensors: list[Any], binary: memoryview, model: str) -> list[InferInp
     inputs = []
     offset = 0
     for index, tensor in enumerate(tensors):
-        where = f"input {index} of the request for model '{echo(model)}'"
+        where = _Where("input", index, model)
         if not isinstance(tensor, dict):
             raise InvalidArgument(f"{where} must be a JSON object, not {_kind(tensor)}")
         name = _field(tensor, "name", str, where, required=True)
-        where = f"input '{echo(name)}' for model '{echo(model)}'"
+        where = _Where("input", name, model)
         datatype = _field(tensor, "datatype", str, where, required=True)
         shape = _shape(_field(tensor, "shape", list, where, required=True), where)
         parameters = dict(_field(tensor, "parameters", dict, where) or {})
         size = parameters.pop("binary_data_size", None)
-        data: InputData | None = shm_span(parameters, where) if parameters else None
+        data: InputData | None = shm_span(parameters, str(where)) if parameters else None
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise InvalidArgument(f"{where}: 'binary_data_size' must be a byte count >= 0")
@@ -161,14 +179,14 @@ def _inputs(tensors: list[Any], binary: memoryview, model: str) -> list[InferInp
     return inputs
 
 
-def _shape(value: list[Any], where: str) -> tuple[int, ...]:
+def _shape(value: list[Any], where: _Where) -> tuple[int, ...]:
     if not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
         raise InvalidArgument(f"{where}: 'shape' must be an array of integers, not {value!r:.80}")
     return tuple(value)
 
 
 def _json_data(
-    tensor: Mapping[str, Any], datatype: str, shape: tuple[int, ...], where: str
+    tensor: Mapping[str, Any], datatype: str, shape: tuple[int, ...], where: _Where
 ) -> ElementValues:
     if "data" not in tensor:
         raise InvalidArgument(
@@ -188,7 +206,7 @@ def _json_data(
     return ElementValues(data, "data")
 
 
-def _flatten(data: list[Any], shape: tuple[int, ...], where: str) -> list[Any]:
+def _flatten(data: list[Any], shape: tuple[int, ...], where: _Where) -> list[Any]:
     """Nested ``data`` flattened row-major, after checking that it nests exactly as ``shape``."""
     flat: list[Any] = []
 
@@ -217,11 +235,11 @@ def _flatten(data: list[Any], shape: tuple[int, ...], where: str) -> list[Any]:
 def _outputs(tensors: list[Any], model: str) -> tuple[list[RequestedOutput], dict[str, bool]]:
     outputs, binary = [], {}
     for index, tensor in enumerate(tensors):
-        where = f"output {index} of the request for model '{echo(model)}'"
+        where = _Where("output", index, model)
         if not isinstance(tensor, dict):
             raise InvalidArgument(f"{where} must be a JSON object, not {_kind(tensor)}")
         name = _field(tensor, "name", str, where, required=True)
-        where = f"output '{echo(name)}' for model '{echo(model)}'"
+        where = _Where("output", name, model)
         parameters = dict(_field(tensor, "parameters", dict, where) or {})
         wanted = parameters.pop("binary_data", None)
         if wanted is not None:
@@ -229,7 +247,8 @@ def _outputs(tensors: list[Any], model: str) -> tuple[list[RequestedOutput], dic
                 raise InvalidArgument(f"{where}: parameter 'binary_data' must be a boolean")
             binary[name] = wanted
         count = parameters.pop("classification", None)
-        outputs.append(RequestedOutput(name, count, shm_span(parameters, where)))
+        span = shm_span(parameters, str(where)) if parameters else None
+        outputs.append(RequestedOutput(name, count, span))
     return outputs, binary
 
 

@@ -122,12 +122,11 @@ class Routes:
                 response, decoded.binary_default, decoded.binary_outputs
             )
         del response  # no view of leased memory outlives the scope
-        reply = web.Response(body=b"".join(parts))
         if json_length is None:
-            reply.content_type = _JSON
+            headers = {"Content-Type": _JSON}
         else:
-            reply.content_type = "application/octet-stream"
-            reply.headers[HEADER_LENGTH] = str(json_length)
+            headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(json_length)}
+        reply = web.Response(body=b"".join(parts), headers=headers)
         if "Accept-Encoding" in request.headers:
             reply.enable_compression()
         return reply
@@ -267,6 +266,9 @@ def add_routes(
     """Every route of the protocol on ``app``."""
     r = Routes(resources, body_timeout, max_body_bytes)
     get, post = app.router.add_get, app.router.add_post
+    # Routes are matched in the order they are added: inference first, it is most of the calls.
+    post(f"{_MODEL}/infer", r.infer)
+    post(f"{_VERSIONED}/infer", r.infer)
     get("/v2/health/live", r.live)
     get("/v2/health/ready", r.ready)
     get("/v2", r.server_metadata)
@@ -276,7 +278,6 @@ def add_routes(
         get(base, r.metadata)
         get(f"{base}/config", r.config)
         get(f"{base}/stats", r.statistics)
-        post(f"{base}/infer", r.infer)
         post(f"{base}/generate", r.generate)
         post(f"{base}/generate_stream", r.generate_stream)
     post("/v2/repository/index", r.index)
