@@ -110,6 +110,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         "listens on 0.0.0.0",
     )
     _add_server_security_flags(parser)
+    _add_http_security_flags(parser)
     parser.add_argument(
         "--log-verbose",
         type=int,
@@ -148,9 +149,8 @@ UNSUPPORTED_TRITON_FLAGS = (
     "--grpc-infer-allocation-pool-size", "--grpc-infer-response-compression-level",
     "--grpc-keepalive-permit-without-calls", "--grpc-keepalive-time",
     "--grpc-keepalive-timeout", "--grpc-max-response-pool-size", "--host-policy",
-    "--http-header-forward-pattern", "--http-restricted-api", "--http-root-cert",
-    "--http-server-cert", "--http-server-key", "--http-thread-count", "--http-use-ssl",
-    "--http-use-ssl-mutual", "--id", "--metrics-config", "--metrics-interval-ms",
+    "--http-header-forward-pattern", "--http-thread-count", "--id", "--metrics-config",
+    "--metrics-interval-ms",
     "--min-supported-compute-capability", "--model-config-name", "--model-load-retry-count",
     "--model-load-thread-count", "--model-namespacing", "--model-store",
     "--pinned-memory-pool-byte-size", "--rate-limit", "--rate-limit-resource",
@@ -226,6 +226,50 @@ def _add_server_security_flags(parser: argparse.ArgumentParser) -> None:
         help="only calls with header triton-grpc-protocol-KEY: VALUE may use these protocols "
         "(comma-separated; repeatable, one group per protocol)",
     )
+
+
+def _add_http_security_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS and restricted APIs on the HTTP port, named as the gRPC ones are."""
+    group = parser.add_argument_group("HTTP security (with --model-repository)")
+    for flag, help_text in (
+        ("--http-use-ssl", "serve HTTP over TLS (needs --http-server-cert and --http-server-key)"),
+        (
+            "--http-use-ssl-mutual",
+            "TLS and require a client certificate signed by --http-root-cert",
+        ),
+    ):
+        group.add_argument(
+            flag, type=_flag_bool, nargs="?", const=True, default=False, metavar="BOOL",
+            help=help_text,
+        )  # fmt: skip
+    group.add_argument("--http-server-cert", default=None, metavar="PEM")
+    group.add_argument("--http-server-key", default=None, metavar="PEM")
+    group.add_argument("--http-root-cert", default=None, metavar="PEM", help="CA of clients")
+    group.add_argument(
+        "--http-restricted-api",
+        action="append",
+        default=[],
+        metavar="APIS:KEY=VALUE",
+        help="only requests with header KEY: VALUE may use these APIs (comma-separated; "
+        "repeatable, one group per API; tritonserver's API names)",
+    )
+
+
+def _http_security(args: argparse.Namespace) -> dict[str, Any]:
+    """build_server's http_tls and http_restrictions from the --http-* security flags."""
+    settings: dict[str, Any] = {}
+    if args.http_use_ssl or args.http_use_ssl_mutual:
+        if not (args.http_server_cert and args.http_server_key):
+            raise ConfigError("--http-use-ssl needs --http-server-cert and --http-server-key")
+        settings["http_tls"] = ServerTls(
+            args.http_server_cert, args.http_server_key,
+            root_cert=args.http_root_cert, mutual=args.http_use_ssl_mutual,
+        )  # fmt: skip
+    elif args.http_server_cert or args.http_server_key or args.http_root_cert:
+        raise ConfigError("--http-*-cert/key flags need --http-use-ssl (or --http-use-ssl-mutual)")
+    if args.http_restricted_api:
+        settings["http_restrictions"] = Restrictions.parse(args.http_restricted_api)
+    return settings
 
 
 def _security_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -323,6 +367,7 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         metrics_port=metrics_port if args.allow_metrics else None,
         http_port=(8000 if args.http_port is None else args.http_port) if args.allow_http else None,
         http_host=args.http_address or args.host or "127.0.0.1",
+        **_http_security(args),
     )
     factory()  # fail here, in the parent, on a bad combination of flags
     return factory
@@ -355,7 +400,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         return serve(factory)
     inference_only = (
         "grpc_port", "http_port", "grpc_address", "http_address", "allow_client_shm",
-        "load_model",
+        "load_model", "http_use_ssl", "http_use_ssl_mutual", "http_server_cert",
+        "http_server_key", "http_root_cert", "http_restricted_api",
     )  # fmt: skip
     refused = [f"--allow-{p} false" for p in ("grpc", "http") if not getattr(args, f"allow_{p}")]
     if refused:

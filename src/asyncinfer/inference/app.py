@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
+from ..restriction import Restrictions
 from ..server import Server
+from ..tls import ServerTls
 from .http import HttpFrontEnd
 from .http.front_end import HTTP_BODY_TIMEOUT
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
@@ -39,12 +41,16 @@ def build_server(
     http_port: int | None = None,
     http_host: str | None = None,
     http_body_timeout: float = HTTP_BODY_TIMEOUT,
+    http_tls: ServerTls | None = None,
+    http_restrictions: Restrictions | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts.
 
     ``http_port`` also serves the KServe v2 REST protocol there (tritonserver's 8000; None:
     off, the default here so that tests and embedders choose; 0 picks a free one), on
-    ``http_host`` (None: ``host``), on the same loop and over the same models as gRPC.
+    ``http_host`` (None: ``host``), on the same loop and over the same models as gRPC; over
+    TLS with ``http_tls``, and with ``http_restrictions`` (tritonserver's
+    ``--http-restricted-api``) on its APIs.
     """
     if model_control_mode not in CONTROL_MODES:
         raise ConfigError(
@@ -97,6 +103,8 @@ def build_server(
                 port=http_port,
                 reuse_port=workers > 1,
                 body_timeout=http_body_timeout,
+                tls=http_tls,
+                restrictions=http_restrictions,
             )
         )
     return server

@@ -47,7 +47,7 @@ class ThreadedServer:
         """HOST:PORT of the started server's HTTP front end."""
         assert self.server is not None, "start the server first"
         (front_end,) = self.server.front_ends
-        return front_end.url.removeprefix("http://")
+        return front_end.url.split("://", 1)[1]
 
     def __exit__(self, *exc_info: object) -> None:
         if self.server is not None:

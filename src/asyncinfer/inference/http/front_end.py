@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from ...errors import ConfigError, RpcError, UsageError, bounded_message, echo, internal_error
+from ...restriction import Restrictions
 from .body import UnreadBody
-from .routes import add_routes, json_response
+from .routes import API_OF_PATH, add_routes, json_response
 
 if TYPE_CHECKING:
     from ...config import ServerConfig
+    from ...tls import ServerTls
     from ..service import InferenceResources
 
 __all__ = ["HTTP_BODY_TIMEOUT", "HttpFrontEnd"]
 
 log = logging.getLogger("asyncinfer.inference.http")
+
 
 #: Seconds a request body may take to arrive, by default.
 HTTP_BODY_TIMEOUT = 30.0
@@ -39,9 +42,7 @@ def error_response(status: int, message: str) -> web.Response:
 
 
 @web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -60,6 +61,23 @@ async def _errors(
         return error_response(error.http_status, error.message)
 
 
+def _restricting(restrictions: Restrictions) -> Middleware:
+    """Refuse calls of a restricted API without its key header: 403, tritonserver's text (the
+    header is the key itself over HTTP)."""
+
+    @web.middleware
+    async def restrict(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        api = API_OF_PATH.get(resource.canonical if resource is not None else "")
+        refused = restrictions.refusal(api, request.headers.get, "", noun="API")
+        if refused is not None:
+            return error_response(403, refused)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return restrict
+
+
 class HttpFrontEnd:
     """The KServe v2 REST protocol over ``resources`` on ``host:port`` (host None: the
     Server's; port 0 picks a free one)."""
@@ -74,6 +92,8 @@ class HttpFrontEnd:
         port: int = 8000,
         reuse_port: bool = False,
         body_timeout: float = HTTP_BODY_TIMEOUT,
+        tls: ServerTls | None = None,
+        restrictions: Restrictions | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"http_port must be 0..65535, not {port}")
@@ -84,6 +104,8 @@ class HttpFrontEnd:
         self.requested_port = port
         self.reuse_port = reuse_port
         self.body_timeout = body_timeout
+        self.tls = tls
+        self.restrictions = restrictions or Restrictions()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._bound_host = ""
@@ -97,12 +119,15 @@ class HttpFrontEnd:
     @property
     def url(self) -> str:
         host = f"[{self._bound_host}]" if ":" in self._bound_host else self._bound_host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def start(self, config: ServerConfig) -> None:
         host = self.host or config.host
+        middlewares: list[Middleware] = [_errors]
+        if self.restrictions:
+            middlewares.append(_restricting(self.restrictions))
         app = web.Application(
-            client_max_size=config.max_receive_message_bytes, middlewares=[_errors]
+            client_max_size=config.max_receive_message_bytes, middlewares=middlewares
         )
         add_routes(
             app,
@@ -110,6 +135,7 @@ class HttpFrontEnd:
             body_timeout=self.body_timeout,
             max_body_bytes=config.max_receive_message_bytes,
         )
+        ssl_context = self.tls.ssl_context() if self.tls else None
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -120,7 +146,7 @@ class HttpFrontEnd:
         sock = self._bind(host)
         await runner.setup()
         try:
-            await web.SockSite(runner, sock, backlog=1024).start()
+            await web.SockSite(runner, sock, backlog=1024, ssl_context=ssl_context).start()
         except BaseException:
             sock.close()
             await runner.cleanup()

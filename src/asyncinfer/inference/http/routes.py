@@ -31,7 +31,7 @@ from .codec import HEADER_LENGTH, decode_request, encode_response, parse_json
 from .generate import generate, generate_stream
 from .proto_json import message_json
 
-__all__ = ["add_routes"]
+__all__ = ["API_OF_PATH", "ROUTES", "add_routes"]
 
 _MODEL = "/v2/models/{model}"
 _VERSIONED = "/v2/models/{model}/versions/{version}"
@@ -260,42 +260,57 @@ def _typed(body: dict[str, Any], key: str, kind: type, what: str, default: Any =
     return value
 
 
+def _table() -> list[tuple[str, str, str, str]]:
+    """Every route: (method, path, Routes method, the API tritonserver's --http-restricted-api
+    names it by). Matched in this order: inference first, it is most of the calls."""
+    rows = [("POST", f"{base}/infer", "infer", "inference") for base in (_MODEL, _VERSIONED)]
+    rows += [
+        ("GET", "/v2/health/live", "live", "health"),
+        ("GET", "/v2/health/ready", "ready", "health"),
+        ("GET", "/v2", "server_metadata", "metadata"),
+        ("GET", "/v2/models/stats", "statistics", "statistics"),
+    ]
+    for base in (_VERSIONED, _MODEL):
+        rows += [
+            ("GET", f"{base}/ready", "model_ready", "health"),
+            ("GET", base, "metadata", "metadata"),
+            ("GET", f"{base}/config", "config", "model-config"),
+            ("GET", f"{base}/stats", "statistics", "statistics"),
+            ("POST", f"{base}/generate", "generate", "inference"),
+            ("POST", f"{base}/generate_stream", "generate_stream", "inference"),
+        ]
+    rows += [
+        ("POST", "/v2/repository/index", "index", "model-repository"),
+        ("POST", "/v2/repository/{repository}/index", "index", "model-repository"),
+        ("POST", "/v2/repository/models/{model}/load", "load", "model-repository"),
+        ("POST", "/v2/repository/models/{model}/unload", "unload", "model-repository"),
+    ]
+    for kind in ("system", "cuda"):
+        base = f"/v2/{kind}sharedmemory"
+        rows += [
+            ("GET", f"{base}/status", f"{kind}_status", "shared-memory"),
+            ("GET", f"{base}/region/{{region}}/status", f"{kind}_status", "shared-memory"),
+            ("POST", f"{base}/region/{{region}}/register", f"{kind}_register", "shared-memory"),
+            ("POST", f"{base}/unregister", f"{kind}_unregister", "shared-memory"),
+            ("POST", f"{base}/region/{{region}}/unregister", f"{kind}_unregister",
+             "shared-memory"),
+        ]  # fmt: skip
+    for path in ("/v2/trace/setting", f"{_MODEL}/trace/setting"):
+        rows += [("GET", path, "trace", "trace"), ("POST", path, "trace", "trace")]
+    rows += [("GET", "/v2/logging", "logging", "logging"), ("POST", "/v2/logging", "logging",
+                                                             "logging")]  # fmt: skip
+    return rows
+
+
+ROUTES = _table()
+#: Route path (aiohttp's canonical form) -> the API it belongs to.
+API_OF_PATH = {path: api for _, path, _, api in ROUTES}
+
+
 def add_routes(
     app: web.Application, resources: InferenceResources, *, body_timeout: float, max_body_bytes: int
 ) -> None:
     """Every route of the protocol on ``app``."""
-    r = Routes(resources, body_timeout, max_body_bytes)
-    get, post = app.router.add_get, app.router.add_post
-    # Routes are matched in the order they are added: inference first, it is most of the calls.
-    post(f"{_MODEL}/infer", r.infer)
-    post(f"{_VERSIONED}/infer", r.infer)
-    get("/v2/health/live", r.live)
-    get("/v2/health/ready", r.ready)
-    get("/v2", r.server_metadata)
-    get("/v2/models/stats", r.statistics)
-    for base in (_VERSIONED, _MODEL):
-        get(f"{base}/ready", r.model_ready)
-        get(base, r.metadata)
-        get(f"{base}/config", r.config)
-        get(f"{base}/stats", r.statistics)
-        post(f"{base}/generate", r.generate)
-        post(f"{base}/generate_stream", r.generate_stream)
-    post("/v2/repository/index", r.index)
-    post("/v2/repository/{repository}/index", r.index)
-    post("/v2/repository/models/{model}/load", r.load)
-    post("/v2/repository/models/{model}/unload", r.unload)
-    for kind, status, register, unregister in (
-        ("system", r.system_status, r.system_register, r.system_unregister),
-        ("cuda", r.cuda_status, r.cuda_register, r.cuda_unregister),
-    ):
-        base = f"/v2/{kind}sharedmemory"
-        get(f"{base}/status", status)
-        get(f"{base}/region/{{region}}/status", status)
-        post(f"{base}/region/{{region}}/register", register)
-        post(f"{base}/unregister", unregister)
-        post(f"{base}/region/{{region}}/unregister", unregister)
-    for path in ("/v2/trace/setting", f"{_MODEL}/trace/setting"):
-        get(path, r.trace)
-        post(path, r.trace)
-    get("/v2/logging", r.logging)
-    post("/v2/logging", r.logging)
+    routes = Routes(resources, body_timeout, max_body_bytes)
+    for method, path, name, _ in ROUTES:
+        app.router.add_route(method, path, getattr(routes, name))
