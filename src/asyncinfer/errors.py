@@ -78,6 +78,7 @@ __all__ = [
     "UsageError",
     "bounded_message",
     "echo",
+    "from_http_status",
     "from_status",
     "internal_error",
 ]
@@ -207,6 +208,21 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
 def from_status(code: grpc.StatusCode, message: str) -> RpcError:
     """Turn a received status back into the error class the server raised."""
     return _BY_CODE.get(code, Unknown)(message)
+
+
+#: HTTP statuses the HTTP front end answers, back to their classes (400: InvalidArgument, the
+#: class most 400s are; 408 and 413: the body-read errors' DeadlineExceeded, ResourceExhausted).
+_BY_HTTP_STATUS: dict[int, type[RpcError]] = {
+    **{cls.http_status: cls for cls in RpcError.__subclasses__() if cls.http_status != 400},
+    400: InvalidArgument,
+    408: DeadlineExceeded,
+    413: ResourceExhausted,
+}
+
+
+def from_http_status(status: int, message: str) -> RpcError:
+    """Turn an HTTP error reply back into the error class its status stands for."""
+    return _BY_HTTP_STATUS.get(status, Unknown)(message)
 
 
 #: At most this many characters of one client string appear in a message.
