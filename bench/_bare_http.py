@@ -46,14 +46,14 @@ def compute(body: bytes, headers: Mapping[str, str], model: str) -> tuple[bytes,
         for output in message.get("outputs", [])
     } or dict.fromkeys(results, message.get("parameters", {}).get("binary_data_output", False))
     outputs: list[dict[str, Any]] = []
-    tail = []
+    tail: list[bytes] = []
     for name, binary in wanted.items():
         array = results[name]
         entry: dict[str, Any] = {"name": name, "datatype": "INT32", "shape": list(array.shape)}
         if binary:
-            data = array.tobytes()
-            entry["parameters"] = {"binary_data_size": len(data)}
-            tail.append(data)
+            raw = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            tail.append(raw)
         else:
             entry["data"] = array.reshape(-1).tolist()
         outputs.append(entry)

@@ -17,7 +17,6 @@ from ..control_calls import (
     unload_model,
 )
 from ..service import SERVER_NAME, InferenceResources
-from ..wire.parameters import parameter_values
 
 __all__ = [
     "CONTROL_CONTEXTS",
@@ -133,7 +132,13 @@ class RepositoryModelLoadRpc(
     async def execute(
         self, request: pb.RepositoryModelLoadRequest
     ) -> pb.RepositoryModelLoadResponse:
-        parameters = parameter_values(request.parameters)
+        # ModelRepositoryParameter's oneof, as plain values (None when unset).
+        parameters = {
+            key: getattr(value, choice)
+            if (choice := value.WhichOneof("parameter_choice"))
+            else None
+            for key, value in request.parameters.items()
+        }
         await load_model(self.resources, request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
