@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -277,3 +278,17 @@ async def test_an_incomplete_body_times_out(address: str, session: aiohttp.Clien
     assert reply.startswith(b"HTTP/1.1 408")
     assert b"the request body did not arrive within 1 s" in reply
     await _assert_serving(session, address)
+
+
+async def test_a_corrupt_body_logs_no_traceback(
+    address: str, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A client must not be able to fill the log: the reply is all a bad body costs.
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            status, _ = await _post(
+                session, address, b"\x1f\x8b\x08\x00junk", {"Content-Encoding": "gzip"}
+            )
+            assert status == 400
+        await _assert_serving(session, address)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -59,6 +59,9 @@ async def read_body(request: web.Request, limit: int, seconds: float) -> bytes:
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit, "it grew past that as it arrived") from None
     except (HttpProcessingError, RequestPayloadError) as exc:
+        # The payload stays failed; marked finished, aiohttp does not read (and fail, and log
+        # a traceback) again after the reply, which closes the connection.
+        request.content.feed_eof()
         cause = exc.__cause__ or exc.__context__ or exc
         raise BodyUnreadable(
             f"the request body could not be read ({_cause(cause)}); a body with "
