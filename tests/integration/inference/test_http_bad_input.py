@@ -287,7 +287,7 @@ async def test_a_corrupt_body_logs_no_traceback(
     with caplog.at_level(logging.ERROR):
         for _ in range(3):
             status, _ = await _post(
-                session, address, b"\x1f\x8b\x08\x00junk", {"Content-Encoding": "gzip"}
+                session, address, b"\x1f\x8b\x08\x00not gzip at all", {"Content-Encoding": "gzip"}
             )
             assert status == 400
         await _assert_serving(session, address)
