@@ -7,6 +7,8 @@
     asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
         --rate-end 8000 --duration 10 --json siege.json
     asyncinfer siege 10.0.0.1:8001,10.0.0.2:8001 ...      # round-robin over several servers
+    asyncinfer siege http://127.0.0.1:8000 /v2/models/simple/infer --request '{"inputs": ...}' \
+        --rate 500 --duration 10                          # an HTTP endpoint (body: --request)
     asyncinfer health 127.0.0.1:8001                      # exit 0 when SERVING (HEALTHCHECK)
 
 Load clients find the RPC and its message types through server reflection, and build the
@@ -32,6 +34,8 @@ from typing import Any
 from . import __version__, logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
 from .client.health import check_health
+from .client.http_calls import is_http_url
+from .client.http_client import HttpClient
 from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
@@ -553,6 +557,8 @@ def client_tls(args: argparse.Namespace) -> ClientTls | None:
 
 
 def _run_load(args: argparse.Namespace) -> int:
+    if is_http_url(args.target):
+        return _run_http_load(args)
     tls = client_tls(args)
     method = resolve_method(args.target, args.method, tls=tls).with_codec(codec_named(args.codec))
     request = parse_request(method, args.request)
@@ -569,23 +575,45 @@ def _run_load(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_async_load(args: argparse.Namespace, method: Method, request: Any) -> Any:
+def _run_http_load(args: argparse.Namespace) -> int:
+    """`async` and `siege` against an HTTP endpoint: METHOD is the path (POSTed with --request
+    as the JSON body), e.g. http://127.0.0.1:8000 /v2/models/simple/infer."""
+    if args.command == "sync":
+        raise UsageError("sync drives gRPC methods; for HTTP use `async --concurrency 1`")
+    if not args.method.startswith("/"):
+        raise UsageError(
+            f"over HTTP, METHOD is a path such as /v2/models/NAME/infer, not {args.method!r}"
+        )
+    try:
+        json.loads(args.request)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--request is not JSON: {exc}") from None
+    result = run_loop(_run_async_load(args, None, args.request.encode()))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=2)
+    return 0
+
+
+def _load_client(args: argparse.Namespace, method: Method | None, **options: Any) -> Any:
+    """The async load client of the target: HttpClient for an http(s):// URL, else gRPC's."""
+    tls = client_tls(args)
+    if method is None:
+        return HttpClient(
+            args.target.rstrip("/") + args.method, timeout=args.timeout, tls=tls, **options
+        )
+    return AsyncClient(args.target, method, timeout=args.timeout, tls=tls, **options)
+
+
+async def _run_async_load(args: argparse.Namespace, method: Method | None, request: Any) -> Any:
     if args.command == "async":
-        async with AsyncClient(
-            args.target,
-            method,
-            max_in_flight=args.max_in_flight,
-            timeout=args.timeout,
-            tls=client_tls(args),
-        ) as client:
+        async with _load_client(args, method, max_in_flight=args.max_in_flight) as client:
             report = await client.run(
                 request, concurrency=args.concurrency, duration=args.duration, count=args.count
             )
         print(report.line())
         return report.to_dict()
-    async with AsyncClient(
-        args.target, method, timeout=args.timeout, tls=client_tls(args)
-    ) as client:
+    async with _load_client(args, method) as client:
         siege = Siege(
             client, rate_schedule(args), duration=args.duration, max_in_flight=args.max_in_flight
         )

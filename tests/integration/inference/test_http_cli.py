@@ -126,3 +126,29 @@ def test_app_mode_refuses_inference_only_flags() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "--http-port needs --model-repository" in done.stderr
+
+
+def test_siege_and_async_drive_an_http_endpoint(http_url: str, tmp_path: Path) -> None:
+    report = tmp_path / "siege.json"
+    common = ["http://" + http_url, "/v2/models/simple/infer", "--request", json.dumps(SIMPLE),
+              "--duration", "1"]  # fmt: skip
+    done = subprocess.run(
+        [*CLI, "siege", *common, "--rate", "100", "--json", str(report)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["failed"] == 0 and summary["ok"] > 0
+    done = subprocess.run(
+        [*CLI, "async", *common, "--concurrency", "4", "--count", "20"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "20/20 ok" in done.stdout, done.stdout
+    bad = subprocess.run(
+        [*CLI, "async", "http://" + http_url, "/v2/models/nope/infer", "--request", "{}",
+         "--count", "3", "--json", str(report)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 0
+    assert json.loads(report.read_text())["failed"] == 3
