@@ -40,9 +40,11 @@ from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
 from .inference import build_server
+from .inference.latency import MetricsConfig
 from .restriction import Restrictions
 from .server import Server
 from .tls import ClientTls, ServerTls
+from .tracing import TraceConfig
 from .workers import run_loop, serve
 
 __all__ = ["main"]
@@ -116,6 +118,14 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     _add_server_security_flags(parser)
     _add_http_security_flags(parser)
     parser.add_argument(
+        "--trace-config",
+        action="append",
+        default=[],
+        metavar="[MODE,]SETTING=VALUE",
+        help="tritonserver's tracing flags (OpenTelemetry): rate=N, level=TIMESTAMPS|TENSORS, "
+        "count=N, opentelemetry,url=URL, opentelemetry,resource=KEY=VALUE (repeatable)",
+    )
+    parser.add_argument(
         "--log-verbose",
         type=int,
         default=0,
@@ -153,8 +163,7 @@ UNSUPPORTED_TRITON_FLAGS = (
     "--grpc-infer-allocation-pool-size", "--grpc-infer-response-compression-level",
     "--grpc-keepalive-permit-without-calls", "--grpc-keepalive-time",
     "--grpc-keepalive-timeout", "--grpc-max-response-pool-size", "--host-policy",
-    "--http-header-forward-pattern", "--http-thread-count", "--id", "--metrics-config",
-    "--metrics-interval-ms",
+    "--http-header-forward-pattern", "--http-thread-count", "--id", "--metrics-interval-ms",
     "--min-supported-compute-capability", "--model-config-name", "--model-load-retry-count",
     "--model-load-thread-count", "--model-namespacing", "--model-store",
     "--pinned-memory-pool-byte-size", "--rate-limit", "--rate-limit-resource",
@@ -293,6 +302,8 @@ def _security_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["restrictions"] = Restrictions.parse(args.grpc_restricted_protocol)
     if args.metrics_address is not None:
         overrides["metrics_host"] = args.metrics_address
+    if args.trace_config:
+        overrides["trace"] = TraceConfig.parse(args.trace_config)
     return overrides
 
 
@@ -346,6 +357,14 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
         help="let clients register and unregister system (and, with CUDA, CUDA) shared-memory "
         "regions (default false, as tritonserver's: they are refused with UNIMPLEMENTED)",
     )
+    group.add_argument(
+        "--metrics-config",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="histogram_latencies=true, histogram_buckets=MS,MS,..., counter_latencies=false "
+        "(repeatable)",
+    )
 
 
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
@@ -369,6 +388,7 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
         metrics_port=metrics_port if args.allow_metrics else None,
+        metrics_config=MetricsConfig.parse(args.metrics_config),
         http_port=(8000 if args.http_port is None else args.http_port) if args.allow_http else None,
         http_host=args.http_address or args.host or "127.0.0.1",
         **_http_security(args),
@@ -405,7 +425,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     inference_only = (
         "grpc_port", "http_port", "grpc_address", "http_address", "allow_client_shm",
         "load_model", "http_use_ssl", "http_use_ssl_mutual", "http_server_cert",
-        "http_server_key", "http_root_cert", "http_restricted_api",
+        "http_server_key", "http_root_cert", "http_restricted_api", "metrics_config",
     )  # fmt: skip
     refused = [f"--allow-{p} false" for p in ("grpc", "http") if not getattr(args, f"allow_{p}")]
     if refused:

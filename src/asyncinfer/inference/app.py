@@ -17,6 +17,7 @@ from ..server import Server
 from ..tls import ServerTls
 from .http import HttpFrontEnd
 from .http.front_end import HTTP_BODY_TIMEOUT
+from .latency import MetricsConfig
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
@@ -43,6 +44,7 @@ def build_server(
     http_body_timeout: float = HTTP_BODY_TIMEOUT,
     http_tls: ServerTls | None = None,
     http_restrictions: Restrictions | None = None,
+    metrics_config: MetricsConfig | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts.
 
@@ -92,7 +94,11 @@ def build_server(
         metrics_port=metrics_port,
     )
     resources = InferenceResources(
-        repository, version=__version__, allow_client_shm=allow_client_shm
+        repository,
+        version=__version__,
+        allow_client_shm=allow_client_shm,
+        tracing=server.tracing,
+        metrics=metrics_config,
     )
     server.add_service(resources, *CONTEXTS)
     if http_port is not None:
