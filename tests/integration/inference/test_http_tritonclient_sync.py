@@ -223,29 +223,46 @@ def test_cuda_shared_memory_status_is_empty_and_unregister_all_succeeds(
     client.unregister_cuda_shared_memory()
 
 
-def test_trace_settings_answer_that_tracing_is_off(
+def test_trace_settings_read_and_change_as_over_grpc(
     client: httpclient.InferenceServerClient,
 ) -> None:
     for model in (None, "simple"):
         settings = client.get_trace_settings(model_name=model)
         assert settings["trace_level"] == ["OFF"] and settings["trace_rate"] == "1000"
-    assert client.update_trace_settings(settings={"trace_rate": "1000"})["trace_rate"] == "1000"
+    changed = client.update_trace_settings(model_name="simple", settings={"trace_rate": "7"})
+    assert changed["trace_rate"] == "7"
+    assert client.get_trace_settings()["trace_rate"] == "1000"  # the server's stays
+    cleared = client.update_trace_settings(model_name="simple", settings={"trace_rate": None})
+    assert cleared["trace_rate"] == "1000"
     with pytest.raises(InferenceServerException) as info:
-        client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
-    assert info.value.status() == "501" and "tracing is not supported" in info.value.message()
+        client.update_trace_settings(settings={"trace_levels": ["OFF"]})
+    assert info.value.status() == "400"
+    assert "unknown trace setting 'trace_levels'" in info.value.message()
     with pytest.raises(InferenceServerException, match="Request for unknown model: 'nope'"):
         client.get_trace_settings(model_name="nope")
 
 
-def test_log_settings_answer_as_they_are(client: httpclient.InferenceServerClient) -> None:
-    configured = logs.settings() or {"verbose": 0, "format": "default"}
-    settings = client.get_log_settings()
-    assert settings["log_info"] is True
-    assert settings["log_verbose_level"] == configured["verbose"]
-    assert client.update_log_settings({"log_info": True})["log_info"] is True
-    with pytest.raises(InferenceServerException) as info:
-        client.update_log_settings({"log_verbose_level": configured["verbose"] + 2})
-    assert info.value.status() == "501"
+def test_log_settings_read_and_change_as_over_grpc(
+    client: httpclient.InferenceServerClient,
+) -> None:
+    # The server runs in this process (a thread): its logging setup is this process's.
+    before = logs.settings()
+    logs.configure(verbose=0, format="json")
+    try:
+        settings = client.get_log_settings()
+        assert settings["log_info"] is True and settings["log_verbose_level"] == 0
+        changed = client.update_log_settings({"log_verbose_level": 1, "log_info": False})
+        assert changed["log_verbose_level"] == 1 and changed["log_info"] is False
+        assert logs.settings() == {
+            "verbose": 1, "format": "json", "file": "", "info": False, "warning": True,
+            "error": True,
+        }  # fmt: skip
+        with pytest.raises(InferenceServerException) as info:
+            client.update_log_settings({"log_format": "ISO8601"})
+        assert info.value.status() == "400"
+        assert "'log_format' must be one of ['json', 'text']" in info.value.message()
+    finally:
+        logs.configure(**(before or {}))
 
 
 def test_decoupled_model_over_infer_says_to_stream(

@@ -25,6 +25,7 @@ from ..control_calls import (
     trace_settings,
     unload_model,
 )
+from ..request_tracing import traced_request
 from ..service import SERVER_NAME, InferenceResources
 from .body import read_body
 from .codec import HEADER_LENGTH, decode_request, encode_response, parse_json
@@ -117,7 +118,15 @@ class Routes:
         # The leases on shared memory last until the reply is encoded: its arrays may view them.
         with self.resources.shm.scope() as scope:
             decoded = decode_request(body, header_length, model.name, scope)
-            response = await model.infer(decoded.request)
+            if self.resources.trace_settings.active:
+                # One span per request when the model's trace settings sample it; the caller's
+                # W3C ``traceparent`` header is its parent.
+                with traced_request(
+                    self.resources.tracing, model, decoded.request, request.headers
+                ):
+                    response = await model.infer(decoded.request)
+            else:
+                response = await model.infer(decoded.request)
             parts, json_length = encode_response(
                 response, decoded.binary_default, decoded.binary_outputs
             )
