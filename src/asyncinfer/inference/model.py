@@ -9,7 +9,8 @@ the request asked (outputs.py), honours the request's deadline, marks its cancel
 counts it all in the version's statistics. ``LoadedModel.stream`` does the same for a stream:
 a decoupled model's any number of responses, through the same scheduler and the same statistics.
 
-Front ends only translate: gRPC's ModelInfer and ModelStreamInfer (rpc/infer.py), in-process
+Front ends only translate: gRPC's ModelInfer and ModelStreamInfer (rpc/infer.py), HTTP's infer
+and generate (http/routes.py, http/generate.py), in-process
 calls from models and Contexts (inprocess.py), ensemble steps (repository/ensemble.py) and
 warmup (repository/warmup.py). This module is the only caller of a scheduler.
 """

@@ -2,7 +2,7 @@
 
 It owns the model repository (and its poll task), the in-process call API over it, the
 shared-memory registries and the trace and log settings; the gRPC Contexts (rpc/) and the
-coming HTTP front end read and change the same objects, so the two protocols cannot disagree.
+HTTP front end (http/) read and change the same objects, so the two protocols cannot disagree.
 """
 
 from __future__ import annotations

@@ -283,6 +283,7 @@ def test_log_settings_change_at_run_time(client: grpcclient.InferenceServerClien
         assert logs.settings() == {
             "verbose": 1,
             "format": "text",
+            "file": "",
             "info": False,
             "warning": True,
             "error": True,
