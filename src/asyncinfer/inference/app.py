@@ -13,7 +13,7 @@ from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
 from ..server import Server
-from .repository import CONTROL_MODES, ControlMode, ModelRepository
+from .repository import CONTROL_MODES, ConfigBounds, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
 
@@ -34,6 +34,7 @@ def build_server(
     workers: int = 1,
     poll_seconds: float = 15.0,
     metrics_port: int | None = None,
+    config_bounds: ConfigBounds | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts."""
     if model_control_mode not in CONTROL_MODES:
@@ -60,6 +61,7 @@ def build_server(
         control_mode=model_control_mode,
         load_models=load_models,
         poll_seconds=poll_seconds,
+        bounds=config_bounds,
     )
     server = Server(
         host=host,

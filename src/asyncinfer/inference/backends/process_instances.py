@@ -35,6 +35,7 @@ from ...errors import (
     Unavailable,
 )
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..model_files import model_file
 from ..python_model import ModelError, Request, Response, Tensor
 from ._arena import Arena, ArenaFull, read_tensors, write_tensors
 from ._instance_process import RequestMeta, ResponseMeta
@@ -389,7 +390,7 @@ class ProcessBackend:
         cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
     ) -> ProcessBackend:
         name = config.name
-        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        path = model_file(config, version_dir, DEFAULT_FILENAME)
         if not path.is_file():
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"

@@ -19,6 +19,7 @@ from ..._threads import uninterrupted
 from ...errors import ModelLoadFailed, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
+from ..model_files import model_file
 from ..python_model import Request, Response
 from .base import instance_count
 from .model_module import DEFAULT_FILENAME, MODEL_CLASS, import_model, initialize_args, one_line
@@ -74,7 +75,7 @@ class ThreadBackend:
         loaded models in process.
         """
         name = config.name
-        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        path = model_file(config, version_dir, DEFAULT_FILENAME)
         if not path.is_file():
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"

@@ -27,6 +27,7 @@ from ...errors import (
     echo,
 )
 from ..model import LoadedModel
+from .config_bounds import ConfigBounds
 from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 
@@ -75,6 +76,7 @@ class ModelRepository:
         control_mode: ControlMode = "none",
         load_models: Iterable[str] = (),
         poll_seconds: float = 15.0,
+        bounds: ConfigBounds | None = None,
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise ConfigError(
@@ -86,6 +88,8 @@ class ModelRepository:
         self.control_mode = control_mode
         self.load_models = tuple(load_models)
         self.poll_seconds = poll_seconds
+        #: Caps on what a model's config may ask for (instances, queues, priorities ...).
+        self.bounds = bounds or ConfigBounds()
         self._records: dict[str, ModelRecord] = {}
         #: Ensembles being loaded now: an ensemble reached again while loading is a cycle.
         self._loading_ensembles: list[str] = []
@@ -249,7 +253,7 @@ class ModelRepository:
             config = read_config(name, model_dir, override)
             if config.platform == ENSEMBLE:
                 await self._load_composing(name, composing_models(config))
-            versions = await load_model_dir(config, model_dir, self.root, self)
+            versions = await load_model_dir(config, model_dir, self.root, self, self.bounds)
         except RpcError as exc:
             self._failed(record, exc.message)
             raise

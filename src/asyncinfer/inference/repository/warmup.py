@@ -3,6 +3,7 @@ plane, as a request from a client would run (the loader clears the statistics af
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any
 
@@ -14,6 +15,7 @@ from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelWarmup
 from ..infer_types import InferRequest
 from ..model import LoadedModel
+from ..model_files import read_confined
 
 __all__ = ["warm_up"]
 
@@ -52,11 +54,9 @@ def _sample_input(
     if choice == "random_data":
         return _random(datatype, shape)
     if choice == "input_data_file":
-        path = model_dir / "warmup" / spec.input_data_file
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidArgument(f"{what}: cannot read {path}: {exc.strerror}") from None
+        field = f"input_data_file of {what}"
+        relative = os.path.join("warmup", spec.input_data_file)
+        data = read_confined(model_dir, relative, model=model.name, field=field)
         return _from_file(data, datatype, shape, what)
     return _zeros(datatype, shape)
 
