@@ -28,7 +28,7 @@ import numpy.typing as npt
 from .datatypes import BYTES, Datatype, from_numpy, from_wire, object_array, shape_fits, split_bytes
 from .errors import Internal, InvalidArgument, StringCountError, echo
 
-__all__ = ["MAX_TENSOR_BYTES", "DeclaredTensor", "Signature", "TensorSpec"]
+__all__ = ["MAX_TENSOR_BYTES", "DeclaredTensor", "Signature", "TensorSpec", "check_extent"]
 
 Array = npt.NDArray[Any]
 
@@ -192,7 +192,7 @@ class Signature:
                 f"unexpected shape for input '{name}' for model '{model}'. Expected "
                 f"{list(expected)}, got {list(shape)}"
             )
-        _check_extent(model, name, shape, spec.datatype)
+        check_extent(model, name, shape, spec.datatype)
 
     def check_byte_size(self, name: str, shape: tuple[int, ...], byte_size: int) -> None:
         """The byte size of a fixed-size input's data against its checked shape."""
@@ -306,7 +306,7 @@ class Signature:
         return array
 
 
-def _check_extent(model: str, name: str, shape: tuple[int, ...], datatype: Datatype) -> None:
+def check_extent(model: str, name: str, shape: tuple[int, ...], datatype: Datatype) -> None:
     """InvalidArgument when a shape's elements could not exist: more than
     :data:`MAX_TENSOR_BYTES` of data (a BYTES element takes at least its 4-byte length), with
     zero extents left out so that a product which overflows int64 is refused even when another

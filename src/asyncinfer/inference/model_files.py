@@ -40,6 +40,12 @@ def confined_path(
         raise ModelLoadFailed(f"{what} cannot be resolved: {exc}") from None
     if not path.is_relative_to(root):
         raise ModelLoadFailed(f"{what} resolves outside the model's directory")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass  # the caller says what a missing file means
+    except OSError as exc:  # a name too long, a component that is not a directory
+        raise ModelLoadFailed(f"{what} cannot be used: {exc.strerror}") from None
     return path
 
 

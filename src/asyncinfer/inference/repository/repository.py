@@ -397,21 +397,21 @@ def _not_polled(name: str) -> Internal:
 
 def _write_files(name: str, model_dir: pathlib.Path, files: Mapping[str, bytes]) -> None:
     """Write override files under ``model_dir`` (resolved), refusing paths that leave it."""
-    try:
-        for relative, content in files.items():
+    for relative, content in files.items():
+        what = f"failed to load '{name}', override file '{echo(relative)}'"
+        if "\0" in relative:
+            raise InvalidArgument(f"{what}: a file name cannot hold a NUL character")
+        try:
             path = (model_dir / relative).resolve()
             if not path.is_relative_to(model_dir.resolve()):
-                raise InvalidArgument(
-                    f"failed to load '{name}', override file '{relative}' is outside the "
-                    "model directory"
-                )
+                raise InvalidArgument(f"{what} is outside the model directory")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-    except OSError as exc:
-        raise Internal(
-            f"failed to load '{name}', failed to poll from model repository: "
-            f"cannot write override file: {exc.strerror}"
-        ) from None
+        except OSError as exc:
+            raise Internal(
+                f"failed to load '{name}', failed to poll from model repository: cannot write "
+                f"override file '{echo(relative)}': {exc.strerror}"
+            ) from None
 
 
 def _remove_dir(path: pathlib.Path | None) -> None:

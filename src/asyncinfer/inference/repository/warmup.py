@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ...datatypes import BYTES, Datatype, deserialize_bytes, from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelWarmup
+from ...signature import check_extent
 from ..infer_types import InferRequest
 from ..model import LoadedModel
 from ..model_files import read_confined
@@ -50,6 +51,7 @@ def _sample_input(
     shape = tuple(int(d) for d in spec.dims)
     if model.signature.max_batch_size > 0:
         shape = (max(sample.batch_size, 1), *shape)
+    check_extent(model.name, name, shape, datatype)  # before zeros of that shape exist
     choice = spec.WhichOneof("input_data_type")
     if choice == "random_data":
         return _random(datatype, shape)
