@@ -5,7 +5,6 @@ server keeps serving."""
 
 from __future__ import annotations
 
-import pathlib
 import shutil
 from collections.abc import Iterator
 
@@ -41,9 +40,9 @@ def stub(
         (wide / "config.pbtxt").read_text().replace('"custom_identity_int32"', '"wide_identity"')
     )
     (wide / "config.pbtxt").write_text(config.replace("dims: [ -1 ]", "dims: [ -1, -1, -1 ]"))
-    with ThreadedServer(lambda: build_server(root, grpc_port=0)) as address:
-        with grpc.insecure_channel(address) as channel:
-            yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    server = ThreadedServer(lambda: build_server(root, grpc_port=0))
+    with server as address, grpc.insecure_channel(address) as channel:
+        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 def _fails(

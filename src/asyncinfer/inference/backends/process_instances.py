@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import pathlib
 import subprocess
 import sys
@@ -49,6 +50,9 @@ INSTANCE_KIND = "instance_kind"  # model parameter: "thread" (default) or "proce
 SHM_BYTES = "instance_shm_bytes"  # model parameter: arena bytes per process instance
 DEFAULT_SHM_BYTES = 16 << 20
 START_TIMEOUT_S = 120.0  # spawning imports numpy and the model; a loaded machine is slow
+#: Instance processes started at once by one load (each is a fresh interpreter importing
+#: numpy and the model): more would only contend for the same cores.
+START_PARALLELISM = max(os.cpu_count() or 1, 2)
 STOP_TIMEOUT_S = 5.0
 INSTANCE_MODULE = "asyncinfer.inference.backends._instance_process"
 
@@ -84,8 +88,36 @@ def _shm_bytes(config: ModelConfig) -> int:
     return int(text)
 
 
+async def _start_all(instances: list[_Instance]) -> None:
+    """Start ``instances``, at most :data:`START_PARALLELISM` at once (each start is a fresh
+    interpreter importing the model); the first failure once all have ended."""
+    gate = asyncio.Semaphore(START_PARALLELISM)
+
+    async def start(instance: _Instance) -> None:
+        async with gate:
+            await instance.start()
+
+    results = await asyncio.gather(*(start(i) for i in instances), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
+
+
 class _Instance:
     """One instance process, its arena and its pipe; one execute at a time."""
+
+    @classmethod
+    def create(
+        cls, model: str, index: int, arena_size: int, spawn_args: tuple[Any, ...]
+    ) -> _Instance:
+        """A new instance with its arena; ModelLoadFailed when the arena cannot be made."""
+        try:
+            return cls(model, index, arena_size, spawn_args)
+        except OSError as exc:
+            raise ModelLoadFailed(
+                f"failed to load '{model}': instance {model}_{index}: cannot create its "
+                f"shared-memory arena of {arena_size} bytes: {exc.strerror}"
+            ) from None
 
     def __init__(self, model: str, index: int, arena_size: int, spawn_args: tuple[Any, ...]):
         self.model = model
@@ -397,20 +429,22 @@ class ProcessBackend:
             )
         size = _shm_bytes(config)
         args = initialize_args(config, version, repository)
-        instances = []
-        for index in range(instance_count(config)):
-            spawn_args = (
-                str(path),
-                name,
-                version,
-                {**args, "model_instance_name": f"{name}_{index}"},
-            )
-            instances.append(_Instance(name, index, size, spawn_args))
-        results = await asyncio.gather(*(i.start() for i in instances), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
+        instances: list[_Instance] = []
+        try:
+            for index in range(instance_count(config)):
+                spawn_args = (
+                    str(path),
+                    name,
+                    version,
+                    {**args, "model_instance_name": f"{name}_{index}"},
+                )
+                instances.append(_Instance.create(name, index, size, spawn_args))
+            await _start_all(instances)
+        except BaseException:
+            # Whatever failed (an arena, a start, cancellation): every instance made so far
+            # goes, its process, pipe and arena descriptor with it.
             await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
-            raise failures[0]
+            raise
         return cls(name, version, instances)
 
     @property

@@ -95,11 +95,13 @@ class ThreadBackend:
         args: dict[str, Any] = dict(initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
-        instances = []
+        instances: list[Any] = []
         try:
-            for index in range(instance_count(config)):
-                instance = model_class()
-                instances.append(instance)
+            count = instance_count(config)
+            # Built in a worker thread: a model's constructor is user code that may be slow,
+            # and the loop keeps serving the other models meanwhile.
+            instances = await asyncio.to_thread(lambda: [model_class() for _ in range(count)])
+            for index, instance in enumerate(instances):
                 hook = getattr(instance, "initialize", None)
                 if hook is not None:
                     await _call(hook, {**args, "model_instance_name": f"{name}_{index}"})

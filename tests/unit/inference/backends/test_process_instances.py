@@ -8,13 +8,14 @@ import asyncio
 import multiprocessing
 import os
 import pathlib
+import resource
 import signal
 import textwrap
 
 import numpy as np
 import pytest
 
-from asyncinfer.errors import Internal, Unavailable
+from asyncinfer.errors import Internal, ModelLoadFailed, Unavailable
 from asyncinfer.inference.backends._arena import BYTES
 from asyncinfer.inference.backends.process_instances import ProcessBackend, _Instance
 from asyncinfer.inference.python_model import Request
@@ -143,3 +144,31 @@ async def test_a_reply_that_cannot_be_read_fails_only_its_request() -> None:
         ours.close()
         theirs.close()
         instance._arena.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _arena_mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum("/asyncinfer-" in line for line in maps)
+
+
+async def test_a_failed_load_leaks_no_arena_descriptor_or_mapping(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "many" / "1").mkdir(parents=True)
+    (tmp_path / "many" / "1" / "model.py").write_text(MODEL.format(marker="", mode="raise"))
+    config = ModelConfig(name="many", backend="python")
+    config.instance_group.add(count=200)
+    config.parameters["instance_shm_bytes"].string_value = str(1 << 16)
+    before, mappings = _open_fds(), _arena_mappings()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Room for 40 arenas only: the 41st cannot be created, and the load fails.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (before + 40, hard))
+    try:
+        with pytest.raises(ModelLoadFailed, match="cannot create its shared-memory arena"):
+            await ProcessBackend.load(config, 1, tmp_path / "many" / "1", tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert _open_fds() == before
+    assert _arena_mappings() == mappings

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -43,10 +44,8 @@ def _labelled(filename: str) -> str:
 
 def _warmup(filename: str) -> str:
     data = {"data_type": "TYPE_INT32", "dims": [16], "input_data_file": filename}
-    inputs = {"INPUT0": data, "INPUT1": data}
-    return '{"model_warmup": [{"name": "w", "batch_size": 1, "inputs": %s}]}' % (
-        str(inputs).replace("'", '"')
-    )
+    sample = {"name": "w", "batch_size": 1, "inputs": {"INPUT0": data, "INPUT1": data}}
+    return json.dumps({"model_warmup": [sample]})
 
 
 @pytest.mark.parametrize("filename", ["../../secret.txt", "/etc/passwd"])
@@ -65,7 +64,7 @@ async def test_symlinked_label_file_pointing_outside_fails_the_load(
         await _load(model_dir, _labelled("labels.txt"))
     os.remove(model_dir / "labels.txt")
     os.symlink("/dev/zero", model_dir / "labels.txt")
-    with pytest.raises(ModelLoadFailed, match="label_filename .* resolves outside"):
+    with pytest.raises(ModelLoadFailed, match=r"label_filename .* resolves outside"):
         await _load(model_dir, _labelled("labels.txt"))
 
 
@@ -78,11 +77,11 @@ async def test_fifo_label_and_warmup_files_are_refused_without_blocking(
     model_dir: pathlib.Path,
 ) -> None:
     os.mkfifo(model_dir / "labels.fifo")
-    with pytest.raises(ModelLoadFailed, match="'labels.fifo' is not a regular file"):
+    with pytest.raises(ModelLoadFailed, match=r"'labels\.fifo' is not a regular file"):
         await _load(model_dir, _labelled("labels.fifo"))
     (model_dir / "warmup").mkdir()
     os.mkfifo(model_dir / "warmup" / "in.fifo")
-    with pytest.raises(ModelLoadFailed, match="input_data_file .* is not a regular file"):
+    with pytest.raises(ModelLoadFailed, match=r"input_data_file .* is not a regular file"):
         await _load(model_dir, _warmup("in.fifo"))
 
 
@@ -98,13 +97,13 @@ async def test_warmup_file_outside_the_model_folder_fails_the_load(
     [
         ("/bin/true", "must be a path relative"),
         ("../../../secret.txt", "resolves outside"),
-        ("model\\u0000.py", "holds a NUL character"),
+        ("model\0.py", "holds a NUL character"),
     ],
 )
 async def test_default_model_filename_outside_the_folder_fails_the_load(
     model_dir: pathlib.Path, filename: str, problem: str
 ) -> None:
-    override = '{"default_model_filename": "%s"}' % filename
+    override = json.dumps({"default_model_filename": filename})
     with pytest.raises(ModelLoadFailed, match=f"default_model_filename .*{problem}"):
         await _load(model_dir, override)
 
