@@ -35,6 +35,7 @@ def build_server(
     poll_seconds: float = 15.0,
     metrics_port: int | None = None,
     config_bounds: ConfigBounds | None = None,
+    strict_readiness: bool = True,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts."""
     if model_control_mode not in CONTROL_MODES:
@@ -73,7 +74,10 @@ def build_server(
         metrics_port=metrics_port,
     )
     resources = InferenceResources(
-        repository, version=__version__, allow_client_shm=allow_client_shm
+        repository,
+        version=__version__,
+        allow_client_shm=allow_client_shm,
+        strict_readiness=strict_readiness,
     )
     server.add_service(resources, *CONTEXTS)
     return server

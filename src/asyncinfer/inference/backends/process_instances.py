@@ -54,6 +54,10 @@ START_TIMEOUT_S = 120.0  # spawning imports numpy and the model; a loaded machin
 #: numpy and the model): more would only contend for the same cores.
 START_PARALLELISM = max(os.cpu_count() or 1, 2)
 STOP_TIMEOUT_S = 5.0
+#: Starts of an instance that died, tried in a row while each start is killed before its
+#: model reports (an initialize() that raises is not tried again), and the first pause.
+RESTART_ATTEMPTS = 4
+RESTART_BACKOFF_S = 0.5
 INSTANCE_MODULE = "asyncinfer.inference.backends._instance_process"
 
 
@@ -194,7 +198,9 @@ class _Instance:
         except TimeoutError:
             return "failed", f"did not start within {START_TIMEOUT_S:.0f} s"
         except Unavailable as exc:
-            return "failed", exc.message
+            # It exited without a word from its model (killed, or crashed outright): unlike
+            # an initialize() that raised, another try may well succeed.
+            return "exited", exc.message
 
     async def stop(self) -> None:
         self._stopping = True
@@ -390,6 +396,19 @@ class _Instance:
         await self._kill()
         self.restarts += 1
         kind, payload = await self._spawn()
+        for attempt in range(RESTART_ATTEMPTS - 1):
+            if kind != "exited":
+                break
+            # Killed while it started again: not the model's fault, so try again (a bounded
+            # number of times, backing off) rather than leave the instance broken for good.
+            log.error(
+                "model '%s' instance %s exited while restarting; trying again",
+                self.model,
+                self.label,
+            )
+            await asyncio.sleep(RESTART_BACKOFF_S * 2**attempt)
+            self.restarts += 1
+            kind, payload = await self._spawn()
         if kind == "ready":
             self._serving = True
         else:
@@ -450,6 +469,11 @@ class ProcessBackend:
     @property
     def instance_count(self) -> int:
         return len(self._instances)
+
+    @property
+    def healthy(self) -> bool:
+        """False while every instance is broken (ModelReady says false then)."""
+        return not all(i.broken for i in self._instances)
 
     def statistics(self) -> dict[str, Any]:
         return {"restarts": {i.label: i.restarts for i in self._instances}}

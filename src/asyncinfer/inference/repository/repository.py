@@ -26,6 +26,7 @@ from ...errors import (
     Unavailable,
     echo,
 )
+from ..backends.base import backend_healthy
 from ..model import LoadedModel
 from .config_bounds import ConfigBounds
 from .ensemble import ENSEMBLE, composing_models
@@ -177,12 +178,25 @@ class ModelRepository:
         return [record.versions[v] for v in sorted(record.versions)] if record else []
 
     def is_ready(self, name: str, version: str = "") -> bool:
-        """Whether the named version is ready; a malformed version is INVALID_ARGUMENT."""
+        """Whether the named version is loaded and able to run a request (ModelReady): not
+        while every instance of it is broken. A malformed version is INVALID_ARGUMENT."""
         parse_version(version)  # outside the try: a bad version string is an error, as in Triton
         try:
-            self.get(name, version)
+            model = self.get(name, version)
         except RpcError:
             return False
+        return backend_healthy(model.backend)
+
+    def all_ready(self) -> bool:
+        """Whether every model asked to load is ready, each of its versions able to run
+        (strict readiness): a failed load or a model whose instances are all broken is not;
+        a model unloaded on request is no longer asked for."""
+        for record in list(self._records.values()):
+            if record.state == READY:
+                if not all(backend_healthy(m.backend) for m in record.versions.values()):
+                    return False
+            elif record.reason != "unloaded":
+                return False  # loading, or its load failed
         return True
 
     def statistics(self) -> dict[str, object]:

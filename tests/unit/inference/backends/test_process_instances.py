@@ -172,3 +172,44 @@ async def test_a_failed_load_leaks_no_arena_descriptor_or_mapping(tmp_path: path
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert _open_fds() == before
     assert _arena_mappings() == mappings
+
+
+async def test_an_instance_killed_while_restarting_starts_again(tmp_path: pathlib.Path) -> None:
+    backend, marker = await _backend(tmp_path, "hang")
+    (instance,) = backend._instances
+    try:
+        first = instance._process
+        assert first is not None
+        marker.touch()  # its restart now hangs in initialize()
+        with pytest.raises(Unavailable, match=r"exited \(code 3\)"):
+            await backend.execute(_request(-1))
+        await _until(
+            lambda: instance._process not in (None, first) and instance.restarts == 1,
+            "the restart is under way",
+        )
+        restarting = instance._process
+        assert restarting is not None
+        marker.unlink()  # the next start succeeds
+        os.kill(restarting.pid, signal.SIGKILL)  # killed while it restarts
+        await _until(lambda: instance._ready.is_set(), "it started again")
+        assert not instance.broken and backend.healthy and instance.restarts == 2
+        (response,) = await backend.execute(_request(7))
+        assert response.outputs()["OUT"][0] == 7
+    finally:
+        await backend.unload()
+
+
+async def test_a_backend_whose_every_instance_is_broken_is_not_healthy(
+    tmp_path: pathlib.Path,
+) -> None:
+    backend, marker = await _backend(tmp_path, "raise")
+    (instance,) = backend._instances
+    try:
+        assert backend.healthy
+        marker.touch()
+        with pytest.raises(Unavailable):
+            await backend.execute(_request(-1))
+        await _until(lambda: instance.broken, "the restart failed")
+        assert not backend.healthy
+    finally:
+        await backend.unload()
