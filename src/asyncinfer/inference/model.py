@@ -37,7 +37,7 @@ from .backends.base import Backend
 from .infer_types import InferRequest, InferResponse
 from .inputs import read_inputs
 from .outputs import OutputPlan, all_outputs, plan_outputs, respond
-from .python_model import Response, ResponseSender, Sent
+from .python_model import ModelInputError, Response, ResponseSender, Sent
 from .scheduling import Scheduler, SizedRequest
 from .statistics import ModelStats, RequestClock
 
@@ -200,7 +200,8 @@ class LoadedModel:
                 "Response was expected"
             )
         if response.error is not None:
-            raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
+            status = InvalidArgument if isinstance(response.error, ModelInputError) else Internal
+            raise status(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
     def _respond(
