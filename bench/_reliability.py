@@ -263,16 +263,24 @@ def _set_parameter(parameter: service_pb2.InferParameter, value: object) -> None
         parameter.string_param = str(value)
 
 
+def _infer_call(channel: grpc.aio.Channel) -> Any:
+    """ModelInfer on an asyncio channel, taking and giving bytes."""
+    return channel.unary_unary(INFER, request_serializer=None, response_deserializer=None)
+
+
 def _raw_infer(channel: grpc.Channel) -> Callable[..., bytes]:
     """ModelInfer taking and giving bytes: any byte string reaches the server as sent."""
-    return channel.unary_unary(INFER, request_serializer=None, response_deserializer=None)
+    call: Callable[..., bytes] = channel.unary_unary(
+        INFER, request_serializer=None, response_deserializer=None
+    )
+    return call
 
 
 def _outcome(call: Callable[..., bytes], data: bytes, timeout: float) -> grpc.StatusCode:
     try:
         call(data, timeout=timeout)
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[no-any-return]
+        return exc.code()
     return grpc.StatusCode.OK
 
 
@@ -362,7 +370,7 @@ def _messages(st: Any) -> Any:
         for name in fields["outputs"]:
             request.outputs.add(name=name)
         request.raw_input_contents.extend(fields["raw"])
-        return request.SerializeToString()
+        return bytes(request.SerializeToString())
 
     return st.builds(
         build,
@@ -458,7 +466,7 @@ def metrics(server: RunningServer) -> dict[str, float]:
 async def _capacity(address: str, request: bytes, seconds: float, concurrency: int) -> float:
     """Calls per second answered OK, closed loop at ``concurrency``."""
     async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(INFER)
+        call = _infer_call(channel)
         until = time.monotonic() + seconds
         done = 0
 
@@ -490,7 +498,7 @@ async def _open_loop(
     call's answer time and status; and the rate actually offered."""
     results: list[tuple[float, grpc.StatusCode]] = []
     async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(INFER)
+        call = _infer_call(channel)
 
         async def one() -> None:
             start = time.monotonic()
@@ -520,7 +528,7 @@ async def _open_loop(
 async def _recovery(address: str, request: bytes, baseline: float, limit: float) -> float:
     """Seconds until three calls in a row take at most twice the baseline (1 ms floor)."""
     async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(INFER)
+        call = _infer_call(channel)
         start = time.monotonic()
         good = 0
         while time.monotonic() - start < limit:
@@ -552,7 +560,11 @@ def overload(
 
     async def run() -> dict[str, Any]:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            baseline = await _latency(channel.unary_unary(INFER), data, 50)
+            baseline = await _latency(
+                _infer_call(channel),
+                data,
+                50,
+            )
         capacity = await _capacity(server.address, data, measure_s, concurrency=16)
         rss_before = psutil.Process(server.process.pid).memory_info().rss
         with rss_sampler(server.process.pid) as samples:
@@ -590,7 +602,7 @@ def idle_clients(
 
     async def run() -> dict[str, Any]:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            call = channel.unary_unary(INFER)
+            call = _infer_call(channel)
             alone = await _latency(call, data, probes)
             idle = [
                 grpc.aio.insecure_channel(server.address, options=local) for _ in range(connections)
@@ -616,7 +628,7 @@ def idle_clients(
                     stream.cancel()
                 connections_now = psutil.Process(server.process.pid).num_fds()
             finally:
-                await asyncio.gather(*(c.close() for c in idle))
+                await asyncio.gather(*(c.close(None) for c in idle))
             return {
                 "idle_connections": len(idle),
                 "idle_streams": len(held),
@@ -692,7 +704,7 @@ def worker_kill(server: RunningServer, *, concurrency: int, seconds: float) -> d
 
         async def client(channel: grpc.aio.Channel) -> None:
             nonlocal ok
-            call = channel.unary_unary(INFER)
+            call = _infer_call(channel)
             while time.monotonic() < until:
                 start = time.monotonic()
                 try:
@@ -710,7 +722,7 @@ def worker_kill(server: RunningServer, *, concurrency: int, seconds: float) -> d
         try:
             await asyncio.gather(killer(), *(client(c) for c in channels))
         finally:
-            await asyncio.gather(*(c.close() for c in channels))
+            await asyncio.gather(*(c.close(None) for c in channels))
         return {
             "workers": len(workers),
             "concurrency": concurrency,
@@ -734,7 +746,7 @@ def cancellations(server: RunningServer, *, count: int, concurrency: int = 64) -
     async def run() -> int:
         cancelled = 0
         async with grpc.aio.insecure_channel(server.address) as channel:
-            call = channel.unary_unary(INFER)
+            call = _infer_call(channel)
 
             async def worker(share: int) -> None:
                 nonlocal cancelled

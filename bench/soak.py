@@ -23,7 +23,7 @@ from typing import Any
 import _reliability as reliability
 from _harness import emit
 
-FULL = {
+FULL: dict[str, Any] = {
     "fuzz": 20_000,
     "overload_s": 30.0,
     "connections": 2_000,
@@ -32,7 +32,7 @@ FULL = {
     "cancellations": 10_000,
     "kill_s": 10.0,
 }
-QUICK = {
+QUICK: dict[str, Any] = {
     "fuzz": 2_000,
     "overload_s": 2.0,
     "connections": 500,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import reliability
+from .._bench import reliability
 
 FUZZ_IN_CI = 2_000
 

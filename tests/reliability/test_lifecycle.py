@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from .conftest import reliability
+from .._bench import reliability
 
 
 @pytest.mark.timeout(180)

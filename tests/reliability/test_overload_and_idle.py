@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import reliability
+from .._bench import reliability
 
 #: What an overloaded call may get: an answer, or a refusal that says why.
 LOAD_STATUSES = {"OK", "DEADLINE_EXCEEDED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"}
