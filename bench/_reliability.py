@@ -492,11 +492,13 @@ async def _latency(call: Any, request: bytes, count: int) -> float:
 
 
 async def _open_loop(
-    address: str, request: bytes, rate: float, seconds: float, deadline: float
-) -> tuple[list[tuple[float, grpc.StatusCode]], float]:
+    address: str, request: bytes, rate: float, seconds: float, deadline: float, outstanding: int
+) -> tuple[list[tuple[float, grpc.StatusCode]], float, int]:
     """Calls started at ``rate`` per second for ``seconds`` (each with ``deadline``): each
-    call's answer time and status; and the rate actually offered."""
+    call's answer time and status, the rate actually offered, and the calls not sent because
+    ``outstanding`` were already waiting (so that the client's own loop keeps up)."""
     results: list[tuple[float, grpc.StatusCode]] = []
+    skipped = 0
     async with grpc.aio.insecure_channel(address) as channel:
         call = _infer_call(channel)
 
@@ -515,14 +517,17 @@ async def _open_loop(
         while (now := time.monotonic()) < begin + seconds:
             due = int((now - begin) * rate)
             for _ in range(due - sent):
+                if len(tasks) >= outstanding:
+                    skipped += 1
+                    continue
                 task = asyncio.create_task(one())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             sent = max(sent, due)
             await asyncio.sleep(0.005)
-        offered = sent / (time.monotonic() - begin)
+        offered = (sent - skipped) / (time.monotonic() - begin)
         await asyncio.gather(*tasks)
-    return results, offered
+    return results, offered, skipped
 
 
 async def _recovery(address: str, request: bytes, baseline: float, limit: float) -> float:
@@ -554,6 +559,7 @@ def overload(
     factor: float = 5.0,
     deadline_s: float = 1.0,
     late_bound_s: float = 0.5,
+    outstanding: int = 2048,
 ) -> dict[str, Any]:
     """Capacity, then ``factor`` times it open-loop; how every call was answered."""
     data = request.SerializeToString()
@@ -567,16 +573,22 @@ def overload(
             )
         capacity = await _capacity(server.address, data, measure_s, concurrency=16)
         rss_before = psutil.Process(server.process.pid).memory_info().rss
+        served_before = metrics(server).get("nv_inference_request_success", 0.0)
+        begin = time.monotonic()
         with rss_sampler(server.process.pid) as samples:
-            results, offered = await _open_loop(
-                server.address, data, capacity * factor, overload_s, deadline_s
+            results, offered, skipped = await _open_loop(
+                server.address, data, capacity * factor, overload_s, deadline_s, outstanding
             )
+        served = metrics(server).get("nv_inference_request_success", 0.0) - served_before
+        served_rate = served / (time.monotonic() - begin)
         recovery = await _recovery(server.address, data, baseline, 60)
         codes = collections.Counter(code.name for _, code in results)
         late = sum(1 for took, _ in results if took > deadline_s + late_bound_s)
         return {
             "capacity_per_s": round(capacity, 1),
             "offered_per_s": round(offered, 1),
+            "not_sent_client_busy": skipped,
+            "server_ok_per_s": round(served_rate, 1),
             "calls": len(results),
             "statuses": dict(sorted(codes.items())),
             "answered_late": late,
