@@ -695,16 +695,25 @@ def load_unload(server: RunningServer, *, cycles: int, process_every: int = 10) 
 # -- workers ------------------------------------------------------------------------------
 
 
+def _workers(server: RunningServer, *, expected: int) -> list[psutil.Process]:
+    """The supervisor's spawned workers (not multiprocessing's resource tracker), once
+    ``expected`` of them run and serve (the readiness check saw only one of them answer)."""
+    supervisor = psutil.Process(server.process.pid)
+    for _ in range(300):  # bounded: 30 s
+        workers = [c for c in supervisor.children() if "spawn_main" in " ".join(c.cmdline())]
+        if len(workers) >= expected:
+            time.sleep(1.0)  # the last one binds its port
+            return workers
+        time.sleep(0.1)
+    return workers
+
+
 def worker_kill(server: RunningServer, *, concurrency: int, seconds: float) -> dict[str, Any]:
     """Load over ``concurrency`` connections to a 2-worker server; one worker SIGKILLed
     halfway. Which calls fail: only those in flight on it (they started before the kill)."""
     data = simple_request().SerializeToString()
     local = [("grpc.use_local_subchannel_pool", 1)]
-    workers = [  # the supervisor's spawned workers (not multiprocessing's resource tracker)
-        child
-        for child in psutil.Process(server.process.pid).children()
-        if "spawn_main" in " ".join(child.cmdline())
-    ]
+    workers = _workers(server, expected=2)
 
     async def run() -> dict[str, Any]:
         channels = [grpc.aio.insecure_channel(server.address, options=local)

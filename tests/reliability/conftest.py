@@ -10,10 +10,9 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
-import _reliability as reliability
 import pytest
 
-from .._bench import BENCH  # noqa: F401  (puts bench/ on sys.path)
+from .._bench import reliability
 
 
 @pytest.fixture(scope="session")
