@@ -13,6 +13,7 @@ from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
 from ..server import Server
+from .latency import MetricsConfig
 from .repository import CONTROL_MODES, ConfigBounds, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
@@ -36,6 +37,7 @@ def build_server(
     metrics_port: int | None = None,
     config_bounds: ConfigBounds | None = None,
     strict_readiness: bool = True,
+    metrics_config: MetricsConfig | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts."""
     if model_control_mode not in CONTROL_MODES:
@@ -78,6 +80,8 @@ def build_server(
         version=__version__,
         allow_client_shm=allow_client_shm,
         strict_readiness=strict_readiness,
+        tracing=server.tracing,
+        metrics=metrics_config,
     )
     server.add_service(resources, *CONTEXTS)
     return server
