@@ -358,6 +358,16 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
         "regions (default false, as tritonserver's: they are refused with UNIMPLEMENTED)",
     )
     group.add_argument(
+        "--strict-readiness",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="ServerReady (and gRPC health) is true only while every model asked to load is "
+        "ready (default true, as tritonserver's); false: whenever the server has started",
+    )
+    group.add_argument(
         "--metrics-config",
         action="append",
         default=[],
@@ -385,6 +395,7 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         allow_client_shm=args.allow_client_shm,
+        strict_readiness=args.strict_readiness,
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
         metrics_port=metrics_port if args.allow_metrics else None,

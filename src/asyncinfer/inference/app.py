@@ -18,7 +18,7 @@ from ..tls import ServerTls
 from .http import HttpFrontEnd
 from .http.front_end import HTTP_BODY_TIMEOUT
 from .latency import MetricsConfig
-from .repository import CONTROL_MODES, ControlMode, ModelRepository
+from .repository import CONTROL_MODES, ConfigBounds, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
 
@@ -44,6 +44,8 @@ def build_server(
     http_body_timeout: float = HTTP_BODY_TIMEOUT,
     http_tls: ServerTls | None = None,
     http_restrictions: Restrictions | None = None,
+    config_bounds: ConfigBounds | None = None,
+    strict_readiness: bool = True,
     metrics_config: MetricsConfig | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts.
@@ -83,6 +85,7 @@ def build_server(
         control_mode=model_control_mode,
         load_models=load_models,
         poll_seconds=poll_seconds,
+        bounds=config_bounds,
     )
     server = Server(
         host=host,
@@ -97,6 +100,7 @@ def build_server(
         repository,
         version=__version__,
         allow_client_shm=allow_client_shm,
+        strict_readiness=strict_readiness,
         tracing=server.tracing,
         metrics=metrics_config,
     )

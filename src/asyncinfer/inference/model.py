@@ -38,7 +38,7 @@ from .backends.base import Backend
 from .infer_types import InferRequest, InferResponse
 from .inputs import read_inputs
 from .outputs import OutputPlan, all_outputs, plan_outputs, respond
-from .python_model import Response, ResponseSender, Sent
+from .python_model import ModelInputError, Response, ResponseSender, Sent
 from .scheduling import Scheduler, SizedRequest
 from .statistics import ModelStats, RequestClock
 
@@ -154,6 +154,7 @@ class LoadedModel:
             requested_output_names=names,
             parameters=request.parameters,
             id=request.id,
+            deadline=_deadline(request),
         )
         return _Prepared(model_request, plans, batch_size, priority, timeout_us)
 
@@ -163,6 +164,11 @@ class LoadedModel:
         A caller that goes away (cancellation) marks the request's Cancellation; a scheduler
         drops a request whose caller is gone before it runs.
         """
+        expiry = prepared.request.deadline
+        if expiry is not None and time.monotonic() >= expiry:
+            raise DeadlineExceeded(  # never started: nobody waits for its answer
+                f"request for model '{self.name}' reached the model after its deadline"
+            )
         submitted = self.scheduler.submit(
             prepared.request,
             priority=prepared.priority,
@@ -195,7 +201,8 @@ class LoadedModel:
                 "Response was expected"
             )
         if response.error is not None:
-            raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
+            status = InvalidArgument if isinstance(response.error, ModelInputError) else Internal
+            raise status(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
     def _respond(
@@ -335,6 +342,13 @@ def _echo_sequence_flags(parameters: Mapping[str, Any], response: InferResponse)
     if "sequence_id" in parameters or any(flag in parameters for flag in _SEQUENCE_FLAGS):
         for flag in _SEQUENCE_FLAGS:
             response.parameters[flag] = bool(parameters.get(flag, False))
+
+
+def _deadline(request: InferRequest) -> float | None:
+    """The earlier of the request's deadline and its transport's (None: neither is set)."""
+    if request.expires is None:
+        return request.deadline
+    return request.expires if request.deadline is None else min(request.deadline, request.expires)
 
 
 def _failure(exc: BaseException, model: str) -> RpcError:

@@ -22,7 +22,8 @@ A model is a class named ``Model`` in ``<repository>/<name>/<version>/model.py``
 ``execute`` gets a list of requests and returns one Response per request, in order (with
 ``dynamic_batching`` in the config, the list is the batch the batcher formed: requests whose
 non-batch shapes match, each with its own batch dimension). A Response carrying
-``error=ModelError("...")`` fails that request only. ``async def execute`` runs on the
+``error=ModelError("...")`` fails that request only (INTERNAL; ``ModelInputError``, for a
+request whose input the model cannot use, is INVALID_ARGUMENT). ``async def execute`` runs on the
 server's event loop (right for quick numpy work or awaiting other services); a plain ``def
 execute`` runs in a worker thread so that it cannot stall the loop. Input arrays may be
 read-only views over the received message: copy before writing into them.
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ModelError", "Request", "Response", "ResponseSender", "Tensor"]
+__all__ = ["ModelError", "ModelInputError", "Request", "Response", "ResponseSender", "Tensor"]
 
 
 class ModelError(Exception):
@@ -51,6 +52,11 @@ class ModelError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ModelInputError(ModelError):
+    """A request whose input the model cannot use (a client's mistake): INVALID_ARGUMENT.
+    Thread instances only; from a process instance it comes back as a ModelError."""
 
 
 class Tensor:

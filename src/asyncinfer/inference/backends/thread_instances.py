@@ -19,6 +19,7 @@ from ..._threads import uninterrupted
 from ...errors import ModelLoadFailed, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
+from ..model_files import model_file
 from ..python_model import Request, Response
 from .base import instance_count
 from .model_module import DEFAULT_FILENAME, MODEL_CLASS, import_model, initialize_args, one_line
@@ -74,7 +75,7 @@ class ThreadBackend:
         loaded models in process.
         """
         name = config.name
-        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        path = model_file(config, version_dir, DEFAULT_FILENAME)
         if not path.is_file():
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"
@@ -94,11 +95,13 @@ class ThreadBackend:
         args: dict[str, Any] = dict(initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
-        instances = []
+        instances: list[Any] = []
         try:
-            for index in range(instance_count(config)):
-                instance = model_class()
-                instances.append(instance)
+            count = instance_count(config)
+            # Built in a worker thread: a model's constructor is user code that may be slow,
+            # and the loop keeps serving the other models meanwhile.
+            instances = await asyncio.to_thread(lambda: [model_class() for _ in range(count)])
+            for index, instance in enumerate(instances):
                 hook = getattr(instance, "initialize", None)
                 if hook is not None:
                     await _call(hook, {**args, "model_instance_name": f"{name}_{index}"})

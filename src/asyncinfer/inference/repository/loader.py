@@ -22,8 +22,10 @@ from ..backends.thread_instances import ThreadBackend
 from ..classification import read_labels
 from ..inprocess import ModelLookup
 from ..model import LoadedModel
+from ..model_files import read_confined
 from ..scheduling import check_scheduling, make_scheduler
 from ..statistics import ModelStats
+from .config_bounds import ConfigBounds, check_bounds
 from .ensemble import ENSEMBLE, EnsembleBackend
 from .model_config import apply_json_override, parse_pbtxt, signature
 from .warmup import warm_up
@@ -31,6 +33,7 @@ from .warmup import warm_up
 __all__ = ["available_versions", "engine_model", "load_model_dir", "read_config", "select_versions"]
 
 CONFIG_FILE = "config.pbtxt"
+DEFAULT_BOUNDS = ConfigBounds()
 
 
 def read_config(name: str, model_dir: pathlib.Path, override: str | None) -> ModelConfig:
@@ -118,12 +121,14 @@ def _check_supported(config: ModelConfig) -> None:
                 )
 
 
-def _labels(name: str, path: pathlib.Path) -> list[str]:
+def _labels(name: str, model_dir: pathlib.Path, output: str, filename: str) -> list[str]:
+    field = f"label_filename of output '{output}'"
+    data = read_confined(model_dir, filename, model=name, field=field)
     try:
-        return read_labels(path)
-    except (OSError, UnicodeDecodeError) as exc:
+        return read_labels(data)
+    except UnicodeDecodeError as exc:
         raise InvalidArgument(
-            f"failed to load '{name}', cannot read label file {path}: {exc}"
+            f"failed to load '{name}', {field} '{filename}' is not UTF-8: {exc}"
         ) from None
 
 
@@ -163,17 +168,20 @@ async def load_model_dir(
     model_dir: pathlib.Path,
     repository: pathlib.Path,
     models: ModelLookup | None = None,
+    bounds: ConfigBounds = DEFAULT_BOUNDS,
 ) -> dict[int, LoadedModel]:
     """Load every version the policy selects; on failure nothing stays loaded.
 
     ``models`` is where ensembles find their steps' models and what python models get to
-    call other models in process (``args["models"]``).
+    call other models in process (``args["models"]``). ``bounds`` caps what the config may
+    ask for, checked before anything is built.
     """
+    check_bounds(config, bounds)
     _check_supported(config)
     kind = instance_kind(config)
     sig = signature(config)
     labels = {
-        spec.name: _labels(config.name, model_dir / spec.label_filename)
+        spec.name: _labels(config.name, model_dir, spec.name, spec.label_filename)
         for spec in sig.outputs.values()
         if spec.label_filename
     }
