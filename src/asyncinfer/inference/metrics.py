@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from . import custom_metrics
 from .backends.process_instances import ProcessBackend
 from .model import LoadedModel
 from .repository.repository import ModelRepository
@@ -74,6 +75,7 @@ class InferenceCollector(Collector):
         yield pending
         yield _queue_depth(versions)
         yield _restarts(versions)
+        yield from custom_metrics.collect()  # families models defined (MetricFamily)
 
     def _versions(self) -> list[tuple[list[str], LoadedModel]]:
         # Copies at each level: loads and unloads change these dicts on the event loop while

@@ -154,6 +154,7 @@ class LoadedModel:
             parameters=request.parameters,
             id=request.id,
         )
+        model_request._cancellation = request.cancellation  # Request.cancelled() reads it
         return _Prepared(model_request, plans, batch_size, priority, timeout_us)
 
     async def _submit(self, prepared: _Prepared, request: InferRequest) -> Response | None:
@@ -194,7 +195,8 @@ class LoadedModel:
                 "Response was expected"
             )
         if response.error is not None:
-            raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
+            status = response.error.status or Internal  # a Triton model's TritonError code
+            raise status(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
     def _respond(
@@ -204,7 +206,8 @@ class LoadedModel:
         outputs = respond(
             response.outputs(), prepared.plans, self.signature, self.labels, batch_size, request.shm
         )
-        return InferResponse(self.name, self._version_text, request.id, outputs)
+        parameters = dict(response.parameters) if response.parameters else {}
+        return InferResponse(self.name, self._version_text, request.id, outputs, parameters)
 
     # ------------------------------------------------------------------ a stream of responses
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..python_model import Request, Response
 from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_tensors
-from .model_module import MODEL_CLASS, import_model, one_line  # the same rules as in-process
+from .model_module import import_model, model_class, one_line  # the same rules as in-process
 
 __all__ = ["RequestMeta", "ResponseMeta", "main"]
 
@@ -58,7 +58,7 @@ def main(
     arena = Arena.attach(arena_fd, arena_size)
     try:
         module = import_model(pathlib.Path(model_path), name, version)
-        instance = getattr(module, MODEL_CLASS)()
+        instance = model_class(module, pathlib.Path(model_path), name, version)()
         hook = getattr(instance, "initialize", None)
         if hook is not None:
             _run(loop, hook, args)

@@ -21,7 +21,7 @@ from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
 from ..python_model import Request, Response
 from .base import instance_count
-from .model_module import DEFAULT_FILENAME, MODEL_CLASS, import_model, initialize_args, one_line
+from .model_module import DEFAULT_FILENAME, import_model, initialize_args, model_class, one_line
 
 __all__ = ["ThreadBackend"]
 
@@ -80,24 +80,14 @@ class ThreadBackend:
                 f"failed to load '{name}' version {version}: {path} does not exist"
             )
         module = await asyncio.to_thread(import_model, path, name, version)
-        model_class = getattr(module, MODEL_CLASS, None)
-        if not isinstance(model_class, type):
-            raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: {path} defines no class "
-                f"'{MODEL_CLASS}'"
-            )
-        if not callable(getattr(model_class, "execute", None)):
-            raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
-                "has no execute(requests) method"
-            )
+        model_type = model_class(module, path, name, version)
         args: dict[str, Any] = dict(initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
         instances = []
         try:
             for index in range(instance_count(config)):
-                instance = model_class()
+                instance = model_type()
                 instances.append(instance)
                 hook = getattr(instance, "initialize", None)
                 if hook is not None:

@@ -1,0 +1,34 @@
+"""triton_bls: forwards its inputs to triton_add_sub with a BLS call (``exec``, from a plain
+``def execute``) and answers what it got back; a failed call fails this request with the
+callee's error. Written against Triton's python-backend API only."""
+
+import triton_python_backend_utils as pb_utils
+
+CALLEE = "triton_add_sub"
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            call = pb_utils.InferenceRequest(
+                model_name=CALLEE,
+                requested_output_names=["OUTPUT0", "OUTPUT1"],
+                inputs=[
+                    pb_utils.get_input_tensor_by_name(request, "INPUT0"),
+                    pb_utils.get_input_tensor_by_name(request, "INPUT1"),
+                ],
+            )
+            answer = call.exec()
+            if answer.has_error():
+                responses.append(pb_utils.InferenceResponse(error=answer.error()))
+                continue
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.get_output_tensor_by_name(answer, "OUTPUT0"),
+                        pb_utils.get_output_tensor_by_name(answer, "OUTPUT1"),
+                    ]
+                )
+            )
+        return responses
