@@ -201,6 +201,12 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--repository-poll-secs", type=float, default=15.0)
     group.add_argument(
+        "--disable-auto-complete-config",
+        action="store_true",
+        help="use model configs exactly as written: no inputs, outputs, batching or backend "
+        "filled in from the model files (as tritonserver's flag)",
+    )
+    group.add_argument(
         "--allow-client-shm",
         type=_flag_bool,
         nargs="?",
@@ -225,6 +231,7 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         allow_client_shm=args.allow_client_shm,
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
+        auto_complete=not args.disable_auto_complete_config,
         metrics_port=args.metrics_port,
     )
     factory()  # fail here, in the parent, on a bad combination of flags

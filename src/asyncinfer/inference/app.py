@@ -34,8 +34,13 @@ def build_server(
     workers: int = 1,
     poll_seconds: float = 15.0,
     metrics_port: int | None = None,
+    auto_complete: bool = True,
 ) -> Server:
-    """A Server for ``model_repository``; nothing is loaded until the server starts."""
+    """A Server for ``model_repository``; nothing is loaded until the server starts.
+
+    ``auto_complete``: complete model configs from the model files, as Triton does
+    (repository/auto_complete.py); False is ``--disable-auto-complete-config``.
+    """
     if model_control_mode not in CONTROL_MODES:
         raise ConfigError(
             f"model control mode must be one of {CONTROL_MODES}, not {model_control_mode!r}"
@@ -60,6 +65,7 @@ def build_server(
         control_mode=model_control_mode,
         load_models=load_models,
         poll_seconds=poll_seconds,
+        auto_complete=auto_complete,
     )
     server = Server(
         host=host,

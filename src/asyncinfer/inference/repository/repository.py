@@ -28,6 +28,7 @@ from ...errors import (
 )
 from ..model import LoadedModel
 from .ensemble import ENSEMBLE, composing_models
+from .auto_complete import complete_config
 from .loader import load_model_dir, read_config
 
 __all__ = ["CONTROL_MODES", "ControlMode", "ModelRecord", "ModelRepository", "parse_version"]
@@ -75,6 +76,7 @@ class ModelRepository:
         control_mode: ControlMode = "none",
         load_models: Iterable[str] = (),
         poll_seconds: float = 15.0,
+        auto_complete: bool = True,
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise ConfigError(
@@ -86,6 +88,9 @@ class ModelRepository:
         self.control_mode = control_mode
         self.load_models = tuple(load_models)
         self.poll_seconds = poll_seconds
+        #: Complete configs from the model files (auto_complete.py); False:
+        #: --disable-auto-complete-config.
+        self.auto_complete = auto_complete
         self._records: dict[str, ModelRecord] = {}
         #: Ensembles being loaded now: an ensemble reached again while loading is a cycle.
         self._loading_ensembles: list[str] = []
@@ -246,7 +251,9 @@ class ModelRepository:
         try:
             # Recorded even if the load fails: polling retries only after a change.
             record.fingerprint = _fingerprint(model_dir)
-            config = read_config(name, model_dir, override)
+            config = read_config(name, model_dir, override, auto_complete=self.auto_complete)
+            if self.auto_complete:
+                config = await complete_config(config, model_dir)
             if config.platform == ENSEMBLE:
                 await self._load_composing(name, composing_models(config))
             versions = await load_model_dir(config, model_dir, self.root, self)
