@@ -412,3 +412,52 @@ def test_finalize_runs_on_unload(repository: pathlib.Path, tmp_path: pathlib.Pat
             assert client.is_model_ready("args_and_parameters")
         assert not (root / "args_and_parameters" / "finalized").exists()
     assert (root / "args_and_parameters" / "finalized").read_text() == "finalized"
+
+
+# ---------------------------------------------------------------------- process instances
+
+PROCESS = '\nparameters { key: "instance_kind" value { string_value: "process" } }\n'
+
+
+@pytest.fixture(scope="module")
+def process_client(
+    repository: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[grpcclient.InferenceServerClient]:
+    """triton_add_sub, triton_bls, triton_error and args_and_parameters as process instances."""
+    root = tmp_path_factory.mktemp("triton_process_models")
+    for name in ("triton_add_sub", "triton_bls", "triton_error", "args_and_parameters"):
+        shutil.copytree(repository / name, root / name)
+        config = root / name / "config.pbtxt"
+        config.write_text(config.read_text() + PROCESS)
+    with (
+        ThreadedServer(lambda: build_server(root, grpc_port=0)) as url,
+        grpcclient.InferenceServerClient(url) as client,
+    ):
+        yield client
+
+
+def test_process_instances_run_the_same_triton_model(
+    process_client: grpcclient.InferenceServerClient,
+) -> None:
+    a, b, inputs = _add_sub_inputs()
+    result = process_client.infer("triton_add_sub", inputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    error = _infer_error(process_client, "triton_error")
+    assert error.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "IN must be positive" in error.message()
+    answer = process_client.infer(
+        "args_and_parameters", [_input("IN", np.array([1], dtype=np.int32))]
+    )
+    assert answer.get_response().parameters["answered_by"].string_param == "args_model"
+
+
+def test_bls_from_a_process_instance_fails_naming_what_is_missing(
+    process_client: grpcclient.InferenceServerClient,
+) -> None:
+    _, _, inputs = _add_sub_inputs()
+    with pytest.raises(InferenceServerException) as caught:
+        process_client.infer("triton_bls", inputs)
+    assert "BLS calls from process instances (instance_kind: process) are not supported" in (
+        caught.value.message()
+    )

@@ -29,8 +29,9 @@ __all__ = ["RequestMeta", "ResponseMeta", "main"]
 
 #: id, parameters, requested output names, input tensors
 RequestMeta = tuple[str, dict[str, Any], tuple[str, ...], list[TensorMeta]]
-#: error message (None: success), output tensors
-ResponseMeta = tuple[str | None, list[TensorMeta]]
+#: error message (None: success), output tensors, the error's status class name ("": INTERNAL),
+#: response parameters
+ResponseMeta = tuple[str | None, list[TensorMeta], str, dict[str, Any]]
 
 
 def _entry() -> None:
@@ -126,14 +127,15 @@ def _write_responses(arena: Arena, responses: list[Any], name: str) -> list[Resp
                 "Response was expected"
             )
         if response.error is not None:
-            metas.append((str(response.error.message), []))
+            status = response.error.status
+            metas.append((str(response.error.message), [], status.__name__ if status else "", {}))
             continue
         try:
             tensors, offset = write_tensors(arena, offset, arena.size, response.outputs())
         except ArenaFull as exc:
-            metas.append((_full(name, exc), []))
+            metas.append((_full(name, exc), [], "", {}))
             continue
-        metas.append((None, tensors))
+        metas.append((None, tensors, "", dict(response.parameters)))
     return metas
 
 

@@ -26,12 +26,14 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ... import errors
 from ...errors import (
     InstanceBroken,
     Internal,
     InvalidArgument,
     ModelLoadFailed,
     ResourceExhausted,
+    RpcError,
     Unavailable,
 )
 from ...pb.inference.model_config_pb2 import ModelConfig
@@ -69,6 +71,12 @@ def instance_kind(config: ModelConfig) -> str:
             f"'{INSTANCE_KIND}: process' is not supported for them"
         )
     return kind
+
+
+def _status(name: str) -> type[RpcError] | None:
+    """The RpcError class an instance named for a failed response (None: INTERNAL)."""
+    found = getattr(errors, name, None) if name else None
+    return found if isinstance(found, type) and issubclass(found, RpcError) else None
 
 
 def _shm_bytes(config: ModelConfig) -> int:
@@ -294,11 +302,12 @@ class _Instance:
         waiter.set_result((kind, payload))
 
     def _response(self, meta: ResponseMeta) -> Response:
-        error, tensors = meta
+        error, tensors, status, parameters = meta
         if error is not None:
-            return Response(error=ModelError(error))
+            return Response(error=ModelError(error, _status(status)))
         arrays = read_tensors(self._arena, tensors, copy=True)
-        return Response([Tensor(name, array) for name, array in arrays.items()])
+        outputs = [Tensor(name, array) for name, array in arrays.items()]
+        return Response(outputs, parameters=parameters)
 
     def _on_exit(self) -> None:
         assert self._connection is not None

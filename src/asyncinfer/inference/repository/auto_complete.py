@@ -3,8 +3,9 @@
 - No ``backend`` or ``platform``: the model file decides (``model.py``: python, ``model.onnx``:
   onnxruntime), as Triton picks a backend from the file.
 - An ONNX model whose config declares no inputs or no outputs gets them from the model file's
-  signature (names, datatypes, dims; a dimension with no fixed extent is -1 and an input of
-  unknown rank ``[-1]``). When every input and output has a variable first dimension and the
+  signature (names, datatypes, dims; a dimension with no fixed extent is -1). A tensor of
+  unknown rank fails the load saying so: onnxruntime reports it as a scalar, so no dims
+  would load; its config must declare it. When every input and output has a variable first dimension and the
   config does not say ``max_batch_size``, that dimension becomes the batch dimension
   (``max_batch_size`` 4, Triton's default, with a dynamic batcher); otherwise dims are the
   file's as they are.
@@ -91,15 +92,13 @@ def _pick_backend(config: ModelConfig, version_dir: pathlib.Path) -> None:
 def _complete_onnx(config: ModelConfig, path: pathlib.Path) -> None:
     name = config.name
     try:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inputs, outputs = _onnx_signature(path)
     except Exception as exc:
         raise InvalidArgument(
             f"failed to load '{name}', auto-complete cannot read {path}: {one_line(exc)}"
         ) from None
-    inputs = [_onnx_tensor(name, arg) for arg in session.get_inputs()]
-    outputs = [_onnx_tensor(name, arg) for arg in session.get_outputs()]
+    inputs = [_onnx_tensor(name, *arg) for arg in inputs]
+    outputs = [_onnx_tensor(name, *arg) for arg in outputs]
     batchable = all(dims and dims[0] == -1 for _, _, dims in inputs + outputs)
     batched = config.max_batch_size > 0 or (batchable and not config.input and not config.output)
     if batched and not batchable:
@@ -118,16 +117,71 @@ def _complete_onnx(config: ModelConfig, path: pathlib.Path) -> None:
         config.output.extend(ModelOutput(name=n, data_type=t, dims=d[skip:]) for n, t, d in outputs)
 
 
-def _onnx_tensor(model: str, arg: Any) -> tuple[str, int, list[int]]:
-    config_type = _ORT_CONFIG_TYPES.get(arg.type)
+#: (name, ORT type string, dims (None: unknown rank; str or None items: symbolic))
+_Arg = tuple[str, str, list[Any] | None]
+
+
+def _onnx_signature(path: pathlib.Path) -> tuple[list[_Arg], list[_Arg]]:
+    """The graph's inputs (initializers excluded) and outputs. Through the onnx package when
+    it is installed, which tells an input of unknown rank from a scalar; onnxruntime otherwise."""
+    try:
+        import onnx
+    except ImportError:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return (
+            [(a.name, a.type, list(a.shape)) for a in session.get_inputs()],
+            [(a.name, a.type, list(a.shape)) for a in session.get_outputs()],
+        )
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {tensor.name for tensor in graph.initializer}
+
+    def arg(info: Any) -> _Arg:
+        tensor = info.type.tensor_type
+        type_name = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        ort_type = _NP_TO_ORT.get(type_name, f"tensor({type_name})")
+        if not tensor.HasField("shape"):
+            return info.name, ort_type, None
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        return info.name, ort_type, dims
+
+    inputs = [arg(info) for info in graph.input if info.name not in initializers]
+    return inputs, [arg(info) for info in graph.output]
+
+
+_NP_TO_ORT = {
+    "float32": "tensor(float)",
+    "float64": "tensor(double)",
+    "float16": "tensor(float16)",
+    "int8": "tensor(int8)",
+    "int16": "tensor(int16)",
+    "int32": "tensor(int32)",
+    "int64": "tensor(int64)",
+    "uint8": "tensor(uint8)",
+    "uint16": "tensor(uint16)",
+    "uint32": "tensor(uint32)",
+    "uint64": "tensor(uint64)",
+    "bool": "tensor(bool)",
+    "object": "tensor(string)",
+}
+
+
+def _onnx_tensor(model: str, name: str, type_name: str, shape: list[Any] | None) -> Any:
+    config_type = _ORT_CONFIG_TYPES.get(type_name)
     if config_type is None:
         raise InvalidArgument(
-            f"failed to load '{model}', auto-complete: tensor '{arg.name}' has type "
-            f"{arg.type}, which has no Triton datatype"
+            f"failed to load '{model}', auto-complete: tensor '{name}' has type "
+            f"{type_name}, which has no Triton datatype"
         )
-    shape = arg.shape
-    dims = [-1] if shape is None else [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
-    return arg.name, DataType.Value(config_type), dims
+    if shape is None:
+        # onnxruntime reports such a tensor as a scalar, so no dims we could write would load.
+        raise InvalidArgument(
+            f"failed to load '{model}', auto-complete: tensor '{name}' has no shape (unknown "
+            "rank) in the model file; declare its inputs and outputs in config.pbtxt"
+        )
+    dims = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+    return name, DataType.Value(config_type), dims
 
 
 # ---------------------------------------------------------------------- python
