@@ -130,7 +130,10 @@ class ThreadBackend:
             if self._async_execute:
                 responses = await instance.execute(requests)
             else:
-                responses = await uninterrupted(asyncio.to_thread(instance.execute, requests))
+                responses = await uninterrupted(
+                    asyncio.to_thread(instance.execute, requests),
+                    on_cancel=lambda: _mark_cancelled(requests),
+                )
         finally:
             # Returned on every path, cancellation included; a cancelled sync execute returns
             # it only once its thread has ended (uninterrupted), never while it still runs.
@@ -170,6 +173,15 @@ class ThreadBackend:
             await self._idle.get()
         await _finalize_all(self._instances)
         self._instances.clear()
+
+
+def _mark_cancelled(requests: list[Request]) -> None:
+    """The call running ``requests`` was cancelled (its callers went away or its deadline
+    passed): tell the running execute through ``Request.cancelled()`` now, not when it ends."""
+    for request in requests:
+        cancellation = request._cancellation
+        if cancellation is not None:
+            cancellation.cancel()
 
 
 def execute_overlap(config: ModelConfig, model_type: type) -> int:
