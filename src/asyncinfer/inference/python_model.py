@@ -76,7 +76,14 @@ class Tensor:
 class Request:
     """One inference request as a model sees it: inputs, requested outputs, parameters, id."""
 
-    __slots__ = ("_cancellation", "_inputs", "_sender", "id", "parameters", "requested_output_names")
+    __slots__ = (
+        "_cancellation",
+        "_inputs",
+        "_sender",
+        "id",
+        "parameters",
+        "requested_output_names",
+    )
 
     def __init__(
         self,

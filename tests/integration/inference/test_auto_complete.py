@@ -1,6 +1,7 @@
 """Config auto-complete through tritonclient: ONNX models with no config (or one naming no
 inputs) completed from the model file's signature, ModelConfig showing the result, a tensor of
-unknown rank refused with a clear reason, and ``auto_complete=False`` (--disable-auto-complete-config) turning it off."""
+unknown rank refused with a clear reason, and ``auto_complete=False``
+(--disable-auto-complete-config) turning it off."""
 
 from __future__ import annotations
 

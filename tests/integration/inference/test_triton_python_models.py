@@ -41,7 +41,9 @@ output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ -1 ] }} ]
 {extra}
 """
 
-HEADER = "import asyncio, json, os\nimport numpy as np\nimport triton_python_backend_utils as pb_utils\n"
+HEADER = (
+    "import asyncio, json, os\nimport numpy as np\nimport triton_python_backend_utils as pb_utils\n"
+)
 
 #: name -> (model.py body, extra config text)
 BAD_MODELS: dict[str, tuple[str, str]] = {
@@ -87,8 +89,9 @@ class TritonPythonModel:
         """
 class TritonPythonModel:
     def execute(self, requests):
+        given = pb_utils.get_input_tensor_by_name(requests[0], "IN")
         call = pb_utils.InferenceRequest(model_name="no_such_model", requested_output_names=[],
-                                         inputs=[pb_utils.get_input_tensor_by_name(requests[0], "IN")])
+                                         inputs=[given])
         call.exec()
         return [pb_utils.InferenceResponse([]) for r in requests]
 """,
@@ -154,7 +157,9 @@ def _write(root: pathlib.Path, name: str, body: str, extra: str, *, header: bool
     (folder / "model.py").write_text((HEADER if header else "") + textwrap.dedent(body))
     config = ONE_IN_ONE_OUT.format(name=name, extra=extra)
     if name == "args_and_parameters":
-        config = config.replace('name: "OUT" data_type: TYPE_INT32', 'name: "OUT" data_type: TYPE_STRING')
+        config = config.replace(
+            'name: "OUT" data_type: TYPE_INT32', 'name: "OUT" data_type: TYPE_STRING'
+        )
     (root / name / "config.pbtxt").write_text(config)
 
 

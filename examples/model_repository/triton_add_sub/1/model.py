@@ -7,7 +7,7 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         self.dtypes = {
             name: pb_utils.triton_string_to_numpy(
@@ -16,7 +16,9 @@ class TritonPythonModel:
             for name in ("OUTPUT0", "OUTPUT1")
         }
 
-    def execute(self, requests):
+    def execute(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
         responses = []
         for request in requests:
             a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
@@ -26,5 +28,5 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=[out0, out1]))
         return responses
 
-    def finalize(self):
+    def finalize(self) -> None:
         pb_utils.Logger.log_info("triton_add_sub: finalize")

@@ -6,7 +6,9 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     @staticmethod
-    def auto_complete_config(auto_complete_model_config):
+    def auto_complete_config(
+        auto_complete_model_config: pb_utils.ModelConfig,
+    ) -> pb_utils.ModelConfig:
         auto_complete_model_config.add_input({"name": "IN", "data_type": "TYPE_FP32", "dims": [4]})
         auto_complete_model_config.add_output(
             {"name": "OUT", "data_type": "TYPE_FP32", "dims": [4]}
@@ -15,7 +17,9 @@ class TritonPythonModel:
         auto_complete_model_config.set_dynamic_batching()
         return auto_complete_model_config
 
-    def execute(self, requests):
+    def execute(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
         return [
             pb_utils.InferenceResponse(
                 [pb_utils.Tensor("OUT", 2 * pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())]

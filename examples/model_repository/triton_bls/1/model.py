@@ -8,27 +8,19 @@ CALLEE = "triton_add_sub"
 
 
 class TritonPythonModel:
-    def execute(self, requests):
+    def execute(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
         responses = []
         for request in requests:
             call = pb_utils.InferenceRequest(
                 model_name=CALLEE,
                 requested_output_names=["OUTPUT0", "OUTPUT1"],
-                inputs=[
-                    pb_utils.get_input_tensor_by_name(request, "INPUT0"),
-                    pb_utils.get_input_tensor_by_name(request, "INPUT1"),
-                ],
+                inputs=request.inputs(),
             )
             answer = call.exec()
             if answer.has_error():
                 responses.append(pb_utils.InferenceResponse(error=answer.error()))
-                continue
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.get_output_tensor_by_name(answer, "OUTPUT0"),
-                        pb_utils.get_output_tensor_by_name(answer, "OUTPUT1"),
-                    ]
-                )
-            )
+            else:
+                responses.append(pb_utils.InferenceResponse(answer.output_tensors()))
         return responses

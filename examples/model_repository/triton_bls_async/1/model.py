@@ -10,26 +10,28 @@ CALLEE = "triton_add_sub"
 
 
 class TritonPythonModel:
-    async def execute(self, requests):
+    async def execute(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
         return list(await asyncio.gather(*(self._one(request) for request in requests)))
 
-    async def _one(self, request):
-        a = pb_utils.get_input_tensor_by_name(request, "INPUT0")
-        b = pb_utils.get_input_tensor_by_name(request, "INPUT1")
-        swapped = [pb_utils.Tensor("INPUT0", b.as_numpy()), pb_utils.Tensor("INPUT1", a.as_numpy())]
+    async def _one(self, request: pb_utils.InferenceRequest) -> pb_utils.InferenceResponse:
+        given = {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
+        a, b = given["INPUT0"], given["INPUT1"]
         calls = [
             pb_utils.InferenceRequest(
-                model_name=CALLEE, requested_output_names=["OUTPUT0", "OUTPUT1"], inputs=inputs
+                model_name=CALLEE,
+                requested_output_names=["OUTPUT0", "OUTPUT1"],
+                inputs=[pb_utils.Tensor("INPUT0", x), pb_utils.Tensor("INPUT1", y)],
             )
-            for inputs in ([a, b], swapped)
+            for x, y in ((a, b), (b, a))
         ]
         first, second = await asyncio.gather(*(call.async_exec() for call in calls))
         for answer in (first, second):
             if answer.has_error():
                 return pb_utils.InferenceResponse(error=answer.error())
-        return pb_utils.InferenceResponse(
-            output_tensors=[
-                pb_utils.get_output_tensor_by_name(first, "OUTPUT0"),
-                pb_utils.get_output_tensor_by_name(second, "OUTPUT1"),
-            ]
-        )
+        outputs = [
+            next(t for t in answer.output_tensors() if t.name() == name)
+            for answer, name in ((first, "OUTPUT0"), (second, "OUTPUT1"))
+        ]
+        return pb_utils.InferenceResponse(outputs)

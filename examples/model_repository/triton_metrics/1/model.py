@@ -5,7 +5,7 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         labels = {"model": args["model_name"]}
         self.requests = pb_utils.MetricFamily(
             name="triton_metrics_requests",
@@ -23,7 +23,9 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.HISTOGRAM,
         ).Metric(labels=labels, buckets=[1.0, 4.0, 16.0])
 
-    def execute(self, requests):
+    def execute(
+        self, requests: list[pb_utils.InferenceRequest]
+    ) -> list[pb_utils.InferenceResponse]:
         responses = []
         for request in requests:
             values = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()

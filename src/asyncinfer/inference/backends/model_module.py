@@ -75,8 +75,7 @@ def model_class(module: ModuleType, path: pathlib.Path, name: str, version: int)
             f"defines exactly one of class '{MODEL_CLASS}' (asyncinfer's model API) or class "
             f"'{TRITON_CLASS}' (Triton's python-backend API)"
         )
-    chosen = ours if isinstance(ours, type) else theirs
-    assert isinstance(chosen, type)
+    chosen: type = ours if isinstance(ours, type) else theirs  # type: ignore[assignment]
     if not callable(getattr(chosen, "execute", None)):
         raise ModelLoadFailed(
             f"failed to load '{name}' version {version}: class '{found[0]}' in {path} has no "

@@ -5,8 +5,9 @@
 - An ONNX model whose config declares no inputs or no outputs gets them from the model file's
   signature (names, datatypes, dims; a dimension with no fixed extent is -1). A tensor of
   unknown rank fails the load saying so: onnxruntime reports it as a scalar, so no dims
-  would load; its config must declare it. When every input and output has a variable first dimension and the
-  config does not say ``max_batch_size``, that dimension becomes the batch dimension
+  would load; its config must declare it. When every input and output has a variable first
+  dimension and the config does not say ``max_batch_size``, that dimension becomes the batch
+  dimension
   (``max_batch_size`` 4, Triton's default, with a dynamic batcher); otherwise dims are the
   file's as they are.
 - A python model whose ``TritonPythonModel`` has ``auto_complete_config`` gets the config
@@ -92,13 +93,13 @@ def _pick_backend(config: ModelConfig, version_dir: pathlib.Path) -> None:
 def _complete_onnx(config: ModelConfig, path: pathlib.Path) -> None:
     name = config.name
     try:
-        inputs, outputs = _onnx_signature(path)
+        given, answered = _onnx_signature(path)
     except Exception as exc:
         raise InvalidArgument(
             f"failed to load '{name}', auto-complete cannot read {path}: {one_line(exc)}"
         ) from None
-    inputs = [_onnx_tensor(name, *arg) for arg in inputs]
-    outputs = [_onnx_tensor(name, *arg) for arg in outputs]
+    inputs = [_onnx_tensor(name, *arg) for arg in given]
+    outputs = [_onnx_tensor(name, *arg) for arg in answered]
     batchable = all(dims and dims[0] == -1 for _, _, dims in inputs + outputs)
     batched = config.max_batch_size > 0 or (batchable and not config.input and not config.output)
     if batched and not batchable:
@@ -167,7 +168,9 @@ _NP_TO_ORT = {
 }
 
 
-def _onnx_tensor(model: str, name: str, type_name: str, shape: list[Any] | None) -> Any:
+def _onnx_tensor(
+    model: str, name: str, type_name: str, shape: list[Any] | None
+) -> tuple[str, Any, list[int]]:
     config_type = _ORT_CONFIG_TYPES.get(type_name)
     if config_type is None:
         raise InvalidArgument(

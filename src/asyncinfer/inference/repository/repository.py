@@ -27,8 +27,8 @@ from ...errors import (
     echo,
 )
 from ..model import LoadedModel
-from .ensemble import ENSEMBLE, composing_models
 from .auto_complete import complete_config
+from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 
 __all__ = ["CONTROL_MODES", "ControlMode", "ModelRecord", "ModelRepository", "parse_version"]

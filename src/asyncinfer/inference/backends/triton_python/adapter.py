@@ -52,7 +52,7 @@ def triton_config_dict(config: ModelConfig) -> dict[str, Any]:
     return as_dict
 
 
-def _numbers(values: dict[str, Any], message: pb_descriptor.Descriptor) -> None:
+def _numbers(values: dict[str, Any], message: Any) -> None:  # a protobuf Descriptor
     for field in message.fields:
         if field.name not in values:
             continue

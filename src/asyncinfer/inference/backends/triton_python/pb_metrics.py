@@ -15,7 +15,7 @@ class MetricFamily(_Family):
     """``pb_utils.MetricFamily(name, description, kind)``; ``Metric(labels=..., buckets=...)``
     is one labelled series (``increment``, ``set``, ``observe``, ``value``)."""
 
-    def Metric(  # noqa: N802 (Triton's method name)
+    def Metric(
         self, labels: Mapping[str, str] | None = None, buckets: Sequence[float] | None = None
     ) -> Metric:
         return self.metric(labels, buckets)

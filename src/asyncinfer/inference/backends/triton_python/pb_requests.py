@@ -20,8 +20,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ... import python_model
 from ....errors import RpcError
+from ... import python_model
 from ...inprocess import ModelCaller
 from .pb_types import (
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,

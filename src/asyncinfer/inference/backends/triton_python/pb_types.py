@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ... import python_model
 from ....datatypes import (
     DATATYPES,
     as_array,
@@ -35,6 +34,7 @@ from ....errors import (
     Unimplemented,
     Unknown,
 )
+from ... import python_model
 
 __all__ = [
     "TRITONSERVER_REQUEST_FLAG_SEQUENCE_END",
@@ -48,15 +48,15 @@ __all__ = [
     "TRITONSERVER_TYPE_FP16",
     "TRITONSERVER_TYPE_FP32",
     "TRITONSERVER_TYPE_FP64",
+    "TRITONSERVER_TYPE_INT8",
     "TRITONSERVER_TYPE_INT16",
     "TRITONSERVER_TYPE_INT32",
     "TRITONSERVER_TYPE_INT64",
-    "TRITONSERVER_TYPE_INT8",
     "TRITONSERVER_TYPE_INVALID",
+    "TRITONSERVER_TYPE_UINT8",
     "TRITONSERVER_TYPE_UINT16",
     "TRITONSERVER_TYPE_UINT32",
     "TRITONSERVER_TYPE_UINT64",
-    "TRITONSERVER_TYPE_UINT8",
     "LogLevel",
     "Logger",
     "Tensor",
@@ -303,7 +303,7 @@ def serialize_byte_tensor(input_tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 def deserialize_bytes_tensor(encoded_tensor: Any) -> npt.NDArray[Any]:
     """Triton's length-prefixed bytes back to an object array of bytes (flat)."""
-    buffer = memoryview(np.ascontiguousarray(encoded_tensor, dtype=np.uint8)).cast("B")
+    buffer = np.ascontiguousarray(encoded_tensor, dtype=np.uint8).tobytes()
     count, offset = 0, 0
     while offset + 4 <= len(buffer):  # count the elements; deserialize_bytes checks them
         offset += 4 + int.from_bytes(buffer[offset : offset + 4], "little")
