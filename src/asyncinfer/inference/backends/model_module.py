@@ -17,6 +17,8 @@ from google.protobuf import json_format
 
 from ...errors import ModelLoadFailed
 from ...pb.inference.model_config_pb2 import ModelConfig
+from .triton_python import pb_utils
+from .triton_python.adapter import TRITON_CLASS, adapt
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -55,16 +57,12 @@ def import_model(path: pathlib.Path, name: str, version: int) -> ModuleType:
 def _provide_pb_utils() -> None:
     """Make ``import triton_python_backend_utils`` resolve to asyncinfer's pb_utils (a real
     one already imported is left alone)."""
-    from .triton_python import pb_utils
-
     sys.modules.setdefault(pb_utils.MODULE_NAME, pb_utils)
 
 
 def model_class(module: ModuleType, path: pathlib.Path, name: str, version: int) -> type:
     """The class to instantiate per instance: ``Model`` (asyncinfer's API) or the adapter of
     ``TritonPythonModel`` (Triton's); ModelLoadFailed when the file defines both or neither."""
-    from .triton_python.adapter import TRITON_CLASS, adapt
-
     ours = getattr(module, MODEL_CLASS, None)
     theirs = getattr(module, TRITON_CLASS, None)
     found = [n for n, c in ((MODEL_CLASS, ours), (TRITON_CLASS, theirs)) if isinstance(c, type)]

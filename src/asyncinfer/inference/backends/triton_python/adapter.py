@@ -24,7 +24,6 @@ from google.protobuf import json_format
 from ....errors import Internal
 from ....pb.inference.model_config_pb2 import ModelConfig
 from ... import python_model
-from ..model_module import one_line
 from .pb_requests import CURRENT, Bls, InferenceRequest, InferenceResponse, set_fallback
 from .pb_types import TritonModelException
 
@@ -160,7 +159,12 @@ class _Adapter:
     def _raised(
         self, exc: Exception, requests: list[python_model.Request]
     ) -> list[python_model.Response] | None:
-        message = exc.message() if isinstance(exc, TritonModelException) else one_line(exc)
+        # Triton's text: a TritonModelException's message as it is, others with their type.
+        message = (
+            exc.message()
+            if isinstance(exc, TritonModelException)
+            else f"{type(exc).__name__}: {exc}"
+        )
         text = f"Failed to process the request(s) for model '{self._instance}', message: {message}"
         if self._decoupled:
             raise Internal(text)
