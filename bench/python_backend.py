@@ -68,7 +68,7 @@ def run_case(servers: list[Any], case: str, args: argparse.Namespace) -> dict[st
     for level, value in ratios.items():
         a, t = load["asyncinfer"][level], load["triton"][level]
         print(f"{case:14} c={level:>3}: asyncinfer {a['throughput']:8.1f}/s p99 {a['p99_ms']:.2f} "
-              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {value}",
+              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {value:.2f}" if value is not None else "",
               flush=True)  # fmt: skip
     return {"model": model, "load_client": load, "ratio_vs_triton": ratios, "p99_lower": p99_lower}
 
