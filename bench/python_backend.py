@@ -67,8 +67,9 @@ def run_case(servers: list[Any], case: str, args: argparse.Namespace) -> dict[st
     }
     for level, value in ratios.items():
         a, t = load["asyncinfer"][level], load["triton"][level]
+        shown = "n/a" if value is None else f"{value:.2f}"
         print(f"{case:14} c={level:>3}: asyncinfer {a['throughput']:8.1f}/s p99 {a['p99_ms']:.2f} "
-              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {value:.2f}" if value is not None else "",
+              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {shown}",
               flush=True)  # fmt: skip
     return {"model": model, "load_client": load, "ratio_vs_triton": ratios, "p99_lower": p99_lower}
 
