@@ -7,10 +7,10 @@ metrics, exported on the server's Prometheus endpoint beside ``nv_inference_*``.
     per_model = requests.metric({"model": "simple"})
     per_model.increment(1)
 
-The same objects back ``pb_utils.MetricFamily`` for Triton python models. A family lives as
-long as some object refers to it (one made again under the same name and kind is the same
-family); with several workers the supervisor's endpoint sums the workers' samples
-(_metrics_aggregate.py). Updates take a lock per metric, so any thread may update.
+The same objects back ``pb_utils.MetricFamily`` for Triton python models. A family is exported
+as long as some object refers to it or one of its metrics (then the garbage collector frees
+it); one made again under the same name and kind is the same family. With several workers the
+supervisor's endpoint sums the workers' samples (_metrics_aggregate.py). Updates take a lock per metric, so any thread may update.
 """
 
 from __future__ import annotations
