@@ -10,7 +10,8 @@ metrics, exported on the server's Prometheus endpoint beside ``nv_inference_*``.
 The same objects back ``pb_utils.MetricFamily`` for Triton python models. A family is exported
 as long as some object refers to it or one of its metrics (then the garbage collector frees
 it); one made again under the same name and kind is the same family. With several workers the
-supervisor's endpoint sums the workers' samples (_metrics_aggregate.py). Updates take a lock per metric, so any thread may update.
+supervisor's endpoint sums the workers' samples (_metrics_aggregate.py). Updates take a lock
+per metric, so any thread may update.
 """
 
 from __future__ import annotations
