@@ -4,10 +4,13 @@ models that must fail only themselves, BLS, the response sender, auto-complete, 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import pathlib
 import queue
 import shutil
+import sys
 import textwrap
 import urllib.request
 from collections.abc import Iterator
@@ -16,9 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.inference.app import build_server
+from asyncinfer.testing import ServerProcess
 
 from .inference_servers import REPOSITORY, ThreadedServer
 
@@ -365,8 +371,6 @@ def test_blocking_exec_in_an_async_execute_is_refused_clearly(
 def test_sender_used_after_its_final_flag_raises(
     client: grpcclient.InferenceServerClient, served: ThreadedServer
 ) -> None:
-    import os
-
     marker = pathlib.Path(os.environ["SEND_AFTER_FINAL_FILE"])
     got: queue.Queue[Any] = queue.Queue()
     client.start_stream(callback=lambda result, error: got.put(error or result))
@@ -466,3 +470,32 @@ def test_bls_from_a_process_instance_fails_naming_what_is_missing(
     assert "BLS calls from process instances (instance_kind: process) are not supported" in (
         caught.value.message()
     )
+
+
+async def test_custom_metrics_of_two_workers_are_summed(tmp_path: pathlib.Path) -> None:
+    shutil.copytree(REPOSITORY / "triton_metrics", tmp_path / "triton_metrics")
+    argv = [
+        sys.executable, "-m", "asyncinfer.cli", "serve", "--model-repository", str(tmp_path),
+        "--grpc-port", "0", "--workers", "2", "--metrics-port", "0",
+    ]  # fmt: skip
+    calls = 16
+    with ServerProcess(argv, workers=2, timeout=60) as proc:
+        assert proc.metrics_url
+        for _ in range(calls):  # a fresh connection each: SO_REUSEPORT spreads them
+            client = aioclient.InferenceServerClient(
+                proc.address, channel_args=[(k, v) for k, v in OWN_CONNECTION]
+            )
+            tensor = aioclient.InferInput("IN", [2], "FP32")
+            tensor.set_data_from_numpy(np.ones(2, np.float32))
+            await client.infer("triton_metrics", [tensor])
+            await client.close()
+        url = proc.metrics_url
+
+        def scrape() -> str:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return str(reply.read().decode())
+
+        text = await asyncio.to_thread(scrape)
+        assert proc.stop() == 0
+    lines = [line for line in text.splitlines() if line.startswith("triton_metrics_requests")]
+    assert lines == [f'triton_metrics_requests_total{{model="triton_metrics"}} {float(calls)}']
