@@ -131,6 +131,27 @@ class TritonPythonModel:
 """,
         "model_transaction_policy { decoupled: true }",
     ),
+    # As python_backend's decoupled examples do: execute returns at once, a thread it started
+    # sends the responses later (BLS from that thread reaches the server too).
+    "threaded_sender": (
+        """
+import threading
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            threading.Thread(target=self.answer, args=(request,)).start()
+        return None
+    def answer(self, request):
+        sender = request.get_response_sender()
+        value = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+        ready = pb_utils.is_model_ready("triton_add_sub")
+        for step in range(3):
+            out = pb_utils.Tensor("OUT", value * 10 + step + (100 if ready else 0))
+            sender.send(pb_utils.InferenceResponse([out]))
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+""",
+        "model_transaction_policy { decoupled: true }",
+    ),
     "args_and_parameters": (
         """
 class TritonPythonModel:
@@ -263,6 +284,13 @@ def test_decoupled_model_sends_one_response_per_element(
 ) -> None:
     answers = _stream(client, "triton_repeat", np.array([4, 5, 6], dtype=np.int32), 3)
     assert [int(a.as_numpy("OUT")[0]) for a in answers] == [4, 5, 6]
+
+
+def test_decoupled_model_sends_later_from_a_thread_of_its_own(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    answers = _stream(client, "threaded_sender", np.array([4], dtype=np.int32), 3)
+    assert [int(a.as_numpy("OUT")[0]) for a in answers] == [140, 141, 142]
 
 
 def test_auto_completed_model_serves_and_its_config_shows_the_completion(
