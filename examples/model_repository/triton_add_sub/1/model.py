@@ -1,6 +1,9 @@
 """triton_add_sub: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, written against
 Triton's python-backend API only (it runs on tritonserver as it is)."""
 
+# Annotations stay text: on tritonserver, pb_utils' classes exist only once the model runs.
+from __future__ import annotations
+
 import json
 
 import triton_python_backend_utils as pb_utils

@@ -1,6 +1,9 @@
 """triton_auto_complete: its config names only the backend; ``auto_complete_config`` adds
 the inputs, outputs, max_batch_size and a dynamic batcher. OUT = 2 * IN."""
 
+# Annotations stay text: on tritonserver, pb_utils' classes exist only once the model runs.
+from __future__ import annotations
+
 import triton_python_backend_utils as pb_utils
 
 

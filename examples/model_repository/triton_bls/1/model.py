@@ -2,6 +2,9 @@
 ``def execute``) and answers what it got back; a failed call fails this request with the
 callee's error. Written against Triton's python-backend API only."""
 
+# Annotations stay text: on tritonserver, pb_utils' classes exist only once the model runs.
+from __future__ import annotations
+
 import triton_python_backend_utils as pb_utils
 
 CALLEE = "triton_add_sub"

@@ -2,6 +2,9 @@
 ``async_exec`` calls to triton_add_sub run at once (the inputs as given, and swapped); the
 answer is the first call's OUTPUT0 and the second call's OUTPUT1 (INPUT1 - INPUT0)."""
 
+# Annotations stay text: on tritonserver, pb_utils' classes exist only once the model runs.
+from __future__ import annotations
+
 import asyncio
 
 import triton_python_backend_utils as pb_utils

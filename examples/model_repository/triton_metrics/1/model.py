@@ -1,6 +1,9 @@
 """triton_metrics: OUT = IN, counting what it sees in custom metrics: a counter of requests,
 a gauge of the last request's element count and a histogram of element counts."""
 
+# Annotations stay text: on tritonserver, pb_utils' classes exist only once the model runs.
+from __future__ import annotations
+
 import triton_python_backend_utils as pb_utils
 
 

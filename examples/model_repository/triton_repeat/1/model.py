@@ -2,6 +2,9 @@
 and then the final flag, through each request's response sender. An empty IN gets only the
 final flag. Written against Triton's python-backend API only."""
 
+# Annotations stay text: on tritonserver, pb_utils' classes exist only once the model runs.
+from __future__ import annotations
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
