@@ -460,12 +460,24 @@ PROCESS = '\nparameters { key: "instance_kind" value { string_value: "process" }
 def process_client(
     repository: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[grpcclient.InferenceServerClient]:
-    """triton_add_sub, triton_bls, triton_error and args_and_parameters as process instances."""
+    """triton_add_sub, triton_bls, triton_error, args_and_parameters and bls_unknown as process
+    instances."""
     root = tmp_path_factory.mktemp("triton_process_models")
-    for name in ("triton_add_sub", "triton_bls", "triton_error", "args_and_parameters"):
+    for name in (
+        "triton_add_sub",
+        "triton_bls",
+        "triton_error",
+        "args_and_parameters",
+        "bls_unknown",
+    ):
         shutil.copytree(repository / name, root / name)
         config = root / name / "config.pbtxt"
         config.write_text(config.read_text() + PROCESS)
+    # asyncinfer's own API too: bls_add_sub (args["models"]) as a process instance, calling simple.
+    shutil.copytree(REPOSITORY / "simple", root / "simple")
+    shutil.copytree(REPOSITORY / "bls_add_sub", root / "bls_add_sub")
+    config = root / "bls_add_sub" / "config.pbtxt"
+    config.write_text(config.read_text() + PROCESS)
     with (
         ThreadedServer(lambda: build_server(root, grpc_port=0)) as url,
         grpcclient.InferenceServerClient(url) as client,
@@ -489,14 +501,34 @@ def test_process_instances_run_the_same_triton_model(
     assert answer.get_response().parameters["answered_by"].string_param == "args_model"
 
 
-def test_bls_from_a_process_instance_fails_naming_what_is_missing(
+def test_bls_from_a_process_instance_goes_through_the_server(
     process_client: grpcclient.InferenceServerClient,
 ) -> None:
-    _, _, inputs = _add_sub_inputs()
-    with pytest.raises(InferenceServerException) as caught:
-        process_client.infer("triton_bls", inputs)
-    assert "BLS calls from process instances (instance_kind: process) are not supported" in (
-        caught.value.message()
+    before = _executions(process_client, "triton_add_sub")
+    a, b, inputs = _add_sub_inputs()
+    result = process_client.infer("triton_bls", inputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    assert _executions(process_client, "triton_add_sub") == before + 1
+
+
+def test_own_api_model_calls_other_models_from_a_process_instance(
+    process_client: grpcclient.InferenceServerClient,
+) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.full((1, 16), 20, dtype=np.int32)
+    inputs = [_input("INPUT0", a), _input("INPUT1", b)]
+    result = process_client.infer("bls_add_sub", inputs)
+    np.testing.assert_array_equal(result.as_numpy("SUM"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("ABS_DIFF"), np.abs(a - b))
+
+
+def test_bls_from_a_process_instance_to_an_unknown_model_raises_naming_it(
+    process_client: grpcclient.InferenceServerClient,
+) -> None:
+    error = _infer_error(process_client, "bls_unknown")
+    assert "BLS request to model 'no_such_model' failed: the model is unknown or not ready" in (
+        error.message()
     )
 
 

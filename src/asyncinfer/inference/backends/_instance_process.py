@@ -23,6 +23,7 @@ from typing import Any
 
 from ..python_model import Request, Response
 from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_tensors
+from ._bls_pipe import PipeCaller
 from .model_module import import_model, model_class, one_line  # the same rules as in-process
 
 __all__ = ["RequestMeta", "ResponseMeta", "main"]
@@ -62,7 +63,8 @@ def main(
         instance = model_class(module, pathlib.Path(model_path), name, version)()
         hook = getattr(instance, "initialize", None)
         if hook is not None:
-            _run(loop, hook, args)
+            # In-process model calls go to the server through this pipe (_bls_pipe.py).
+            _run(loop, hook, {**args, "models": PipeCaller(connection, arena)})
     except BaseException as exc:
         message = exc.message if hasattr(exc, "message") else one_line(exc)
         connection.send(("failed", message))

@@ -161,7 +161,7 @@ async def _load_backend(
     if config.backend == IDENTITY:
         return IdentityBackend(config, version)
     if kind == "process":
-        return await ProcessBackend.load(config, version, version_dir, root)
+        return await ProcessBackend.load(config, version, version_dir, root, models=models)
     return await ThreadBackend.load(config, version, version_dir, root, models=models)
 
 

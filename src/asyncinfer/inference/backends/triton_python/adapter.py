@@ -24,16 +24,14 @@ from google.protobuf import json_format
 from ....errors import Internal
 from ....pb.inference.model_config_pb2 import ModelConfig
 from ... import python_model
+from .._bls_pipe import PipeCaller
 from .pb_requests import CURRENT, Bls, InferenceRequest, InferenceResponse, set_fallback
 from .pb_types import TritonModelException
 
 __all__ = ["TRITON_CLASS", "adapt", "triton_config_dict"]
 
 TRITON_CLASS = "TritonPythonModel"
-_PROCESS_NO_BLS = (
-    "BLS calls from process instances (instance_kind: process) are not supported yet; run the "
-    "model as thread instances (the default) to call other models"
-)
+_NO_CALLER = "this server handed the model no in-process model caller"
 _INT64 = (
     pb_descriptor.FieldDescriptor.TYPE_INT64,
     pb_descriptor.FieldDescriptor.TYPE_UINT64,
@@ -103,7 +101,11 @@ class _Adapter:
         config = json.loads(triton_args["model_config"])
         self._decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled"))
         caller = args.get("models")
-        self._bls = Bls(caller, asyncio.get_running_loop(), "" if caller else _PROCESS_NO_BLS)
+        loop = asyncio.get_running_loop()
+        if isinstance(caller, PipeCaller):  # a process instance: calls go through its pipe
+            self._bls = Bls(None, loop, pipe=caller)
+        else:
+            self._bls = Bls(caller, loop, "" if caller else _NO_CALLER)
         set_fallback(self._bls)
         hook = getattr(self._model, "initialize", None)
         if hook is None:

@@ -23,6 +23,7 @@ from typing import Any
 from ....errors import RpcError
 from ... import python_model
 from ...inprocess import ModelCaller
+from .._bls_pipe import PipeCaller
 from .pb_types import (
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
@@ -50,12 +51,13 @@ _RESERVED = frozenset(("sequence_id", "sequence_start", "sequence_end", "priorit
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Bls:
-    """Where a model's BLS calls go: the server's ModelCaller on its loop (None: this
-    instance cannot make BLS calls, ``reason`` says why)."""
+    """Where a model's BLS calls go: the server's ModelCaller on its loop, or, in a process
+    instance, the pipe to the server (None and None: no BLS, ``reason`` says why)."""
 
     caller: ModelCaller | None
     loop: asyncio.AbstractEventLoop | None
     reason: str = ""
+    pipe: PipeCaller | None = None
 
     def checked(self, what: str) -> tuple[ModelCaller, asyncio.AbstractEventLoop]:
         if self.caller is None or self.loop is None:
@@ -320,7 +322,11 @@ class InferenceRequest:
     def exec(self, decoupled: bool = False) -> Any:
         """Run this request on its model and wait: an InferenceResponse (an iterator of them
         when ``decoupled``). Called from a thread (a ``def execute``), never on the loop."""
-        caller, loop = _bls().checked("InferenceRequest.exec()")
+        bls = _bls()
+        if bls.pipe is not None:
+            piped = self._piped(bls.pipe, decoupled)
+            return iter(piped) if decoupled else piped
+        caller, loop = bls.checked("InferenceRequest.exec()")
         if _on_loop(loop):
             raise TritonModelException(
                 "InferenceRequest.exec() would block the event loop that runs the call; in "
@@ -331,27 +337,54 @@ class InferenceRequest:
         return iter(result) if decoupled else result
 
     async def async_exec(self, decoupled: bool = False) -> Any:
-        """``await``-able exec: an InferenceResponse (a list of them when ``decoupled``)."""
-        caller, loop = _bls().checked("InferenceRequest.async_exec()")
+        """``await``-able exec: an InferenceResponse (a list of them when ``decoupled``). In a
+        process instance the call blocks the instance until it is answered."""
+        bls = _bls()
+        if bls.pipe is not None:
+            return self._piped(bls.pipe, decoupled)
+        caller, loop = bls.checked("InferenceRequest.async_exec()")
         if _on_loop(loop):
             return await self._call(caller, decoupled)
         future = asyncio.run_coroutine_threadsafe(self._call(caller, decoupled), loop)
         return await asyncio.wrap_future(future)
 
-    async def _call(self, caller: ModelCaller, decoupled: bool) -> Any:
-        name = self._model_name
-        version = "" if self._model_version < 0 else str(self._model_version)
-        if not caller.is_ready(name, version):
-            shown = f"'{name}'" + (f" version {version}" if version else "")
-            raise TritonModelException(
-                f"BLS request to model {shown} failed: the model is unknown or not ready"
-            )
+    def _version(self) -> str:
+        return "" if self._model_version < 0 else str(self._model_version)
+
+    def _not_ready(self) -> TritonModelException:
+        version = self._version()
+        shown = f"'{self._model_name}'" + (f" version {version}" if version else "")
+        return TritonModelException(
+            f"BLS request to model {shown} failed: the model is unknown or not ready"
+        )
+
+    def _call_arguments(self) -> tuple[dict[str, Any], dict[str, Any]]:
         inputs = {tensor.name(): tensor.as_numpy() for tensor in self._inputs or ()}
         kwargs: dict[str, Any] = {
-            "version": version,
+            "version": self._version(),
             "outputs": self._requested,
             "parameters": self._bls_parameters(),
         }
+        return inputs, kwargs
+
+    def _piped(self, pipe: PipeCaller, decoupled: bool) -> Any:
+        """A BLS call from a process instance, through its pipe to the server."""
+        if not pipe.is_ready(self._model_name, self._version()):
+            raise self._not_ready()
+        inputs, kwargs = self._call_arguments()
+        try:
+            results = pipe.call(self._model_name, inputs, decoupled=decoupled, **kwargs)
+        except RpcError as exc:
+            failed = InferenceResponse(error=TritonError.of_rpc_error(exc))
+            return [failed] if decoupled else failed
+        responses = [_response(arrays) for arrays in results]
+        return responses if decoupled else responses[0]
+
+    async def _call(self, caller: ModelCaller, decoupled: bool) -> Any:
+        name = self._model_name
+        if not caller.is_ready(name, self._version()):
+            raise self._not_ready()
+        inputs, kwargs = self._call_arguments()
         if not decoupled:
             try:
                 arrays = await caller.infer(name, inputs, **kwargs)
@@ -385,7 +418,10 @@ def _response(arrays: Mapping[str, Any]) -> InferenceResponse:
 
 def is_model_ready(model_name: str, model_version: str = "") -> bool:
     """Whether the server has ``model_name`` (that version) loaded and ready."""
-    caller, _ = _bls().checked("is_model_ready()")
+    bls = _bls()
+    if bls.pipe is not None:
+        return bls.pipe.is_ready(model_name, model_version)
+    caller, _ = bls.checked("is_model_ready()")
     return caller.is_ready(model_name, model_version)
 
 
