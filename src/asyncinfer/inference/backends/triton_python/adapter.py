@@ -25,7 +25,14 @@ from ....errors import Internal
 from ....pb.inference.model_config_pb2 import ModelConfig
 from ... import python_model
 from .._bls_pipe import PipeCaller
-from .pb_requests import CURRENT, Bls, InferenceRequest, InferenceResponse, set_fallback
+from .pb_requests import (
+    CURRENT,
+    Bls,
+    InferenceRequest,
+    InferenceResponse,
+    clear_fallback,
+    set_fallback,
+)
 from .pb_types import TritonModelException
 
 __all__ = ["TRITON_CLASS", "adapt", "triton_config_dict"]
@@ -120,6 +127,7 @@ class _Adapter:
             CURRENT.reset(token)
 
     def finalize(self) -> None:
+        clear_fallback(self._bls)
         hook = getattr(self._model, "finalize", None)
         if hook is not None:
             hook()

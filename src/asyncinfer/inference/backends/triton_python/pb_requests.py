@@ -62,6 +62,8 @@ class Bls:
     def checked(self, what: str) -> tuple[ModelCaller, asyncio.AbstractEventLoop]:
         if self.caller is None or self.loop is None:
             raise unsupported(what, self.reason or "this model has no in-process model caller")
+        if self.loop.is_closed():
+            raise unsupported(what, "the server that loaded the model has stopped")
         return self.caller, self.loop
 
 
@@ -76,6 +78,14 @@ def set_fallback(bls: Bls) -> None:
     global _fallback
     with _fallback_lock:
         _fallback = bls
+
+
+def clear_fallback(bls: Bls) -> None:
+    """A model that set the fallback is finalized: threads it left behind get no binding."""
+    global _fallback
+    with _fallback_lock:
+        if _fallback is bls:
+            _fallback = _NO_BLS
 
 
 def _bls() -> Bls:
