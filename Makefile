@@ -64,6 +64,7 @@ check: test
 # parallel, they share the machine's cores with the servers they measure.
 bench: $(STAMP) models $(PA_STAMP) $(NGINX_STAMP)
 	set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
+	@echo "bench results and plots: build/bench/*.json, build/bench/*.png"; ls build/bench/*.png
 
 clean:
 	rm -rf $(VENV) .venv-pa build dist src/*.egg-info src/asyncinfer/pb/*_pb2*.py src/asyncinfer/pb/*_pb2*.pyi src/asyncinfer/pb/inference/*_pb2*.py src/asyncinfer/pb/inference/*_pb2*.pyi

@@ -237,9 +237,83 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def emit(result: Mapping[str, Any]) -> None:
-    """Print the benchmark's result as its last stdout line: one JSON object."""
+def emit(result: Mapping[str, Any], name: str | None = None) -> None:
+    """Print the benchmark's result as its last stdout line: one JSON object; and write it to
+    build/bench/NAME.json with a plot of it beside, NAME.png (NAME: the script's name)."""
+    stem = name or Path(sys.argv[0]).stem
+    out = BUILD / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    plot = plot_result(result, out / f"{stem}.png", title=stem)
+    print(f"plot: {plot}", flush=True)
     print(json.dumps(result, sort_keys=True), flush=True)
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}" if path else str(key))
+    else:
+        yield path, value
+
+
+def _curves(result: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """(throughput, p99 ms) points per server: every mapping holding both, named by its key."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+
+    def visit(value: Any, key: str) -> None:
+        if not isinstance(value, Mapping):
+            return
+        throughput, p99 = value.get("throughput"), value.get("p99_ms")
+        if isinstance(throughput, int | float) and isinstance(p99, int | float):
+            curves.setdefault(key, []).append((float(throughput), float(p99)))
+            return
+        for child_key, child in value.items():
+            visit(child, str(child_key))
+
+    visit(result, "")
+    return curves
+
+
+def plot_result(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
+    """A PNG of a benchmark's result: bars of every ratio it reports and, when it has servers'
+    throughput and p99 latency, latency against throughput per server (matplotlib, `dev`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    ratios = [
+        (key, float(value))
+        for key, value in _leaves(result)
+        if "ratio" in key.rsplit(".", 1)[-1] or key.rsplit(".", 1)[-1].endswith("_vs_bytes")
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    curves = _curves(result)
+    panels = 1 + bool(curves)
+    figure, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.4 * len(ratios) + 2.5))
+    axes = list(axes) if panels > 1 else [axes]
+    bars = axes[0]
+    if ratios:
+        bars.barh([key for key, _ in ratios], [value for _, value in ratios], color="tab:blue")
+        bars.axvline(1.0, color="grey", linewidth=0.8)
+        bars.invert_yaxis()
+        bars.set_xlabel("ratio")
+    else:
+        bars.text(0.5, 0.5, "no ratios reported", ha="center", va="center")
+    bars.set_title(f"{title}: ratios")
+    if curves:
+        lines = axes[1]
+        for server, points in sorted(curves.items()):  # points in the order measured
+            lines.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=server)
+        lines.set_xlabel("throughput (calls/s)")
+        lines.set_ylabel("p99 latency (ms)")
+        lines.set_title(f"{title}: latency against throughput")
+        lines.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def python() -> str:

@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from _harness import emit
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "03_shm_preprocess"
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "cells": {k: {m: round(v, 2) for m, v in cell.items()} for k, cell in cells.items()},
         "perf_analyzer": pa,
     }
-    print(json.dumps(summary))
+    emit(summary, "shm")
     return 0
 
 

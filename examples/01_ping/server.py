@@ -26,6 +26,7 @@ from asyncinfer import (
     rpc_method,
 )
 from asyncinfer.errors import InvalidArgument
+from asyncinfer.tracing import TraceConfig
 
 if TYPE_CHECKING:  # typed stubs: python -m asyncinfer.protos stubs (docs/services.md)
     import ping_pb2
@@ -101,11 +102,20 @@ class Echo(BidiStreamContext[ping_pb2.PingRequest, ping_pb2.PingReply, PingResou
 
 
 def build(
-    host: str = "127.0.0.1", port: int = 0, workers: int = 1, pin_workers: bool = False
+    host: str = "127.0.0.1",
+    port: int = 0,
+    workers: int = 1,
+    pin_workers: bool = False,
+    trace: TraceConfig | None = None,
 ) -> Server:
     """The server factory; each worker process calls it to build its own server."""
     server = Server(
-        host=host, port=port, workers=workers, reuse_port=workers > 1, pin_workers=pin_workers
+        host=host,
+        port=port,
+        workers=workers,
+        reuse_port=workers > 1,
+        pin_workers=pin_workers,
+        trace=trace or TraceConfig(),
     )
     server.add_service(PingResources(), Ping, Countdown, Collect, Echo)
     return server
@@ -117,8 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pin-workers", action="store_true", help="pin workers per NUMA node")
+    parser.add_argument(
+        "--trace-config",
+        action="append",
+        default=[],
+        metavar="[MODE,]SETTING=VALUE",
+        help="tracing, as `asyncinfer serve --trace-config` (repeatable)",
+    )
     args = parser.parse_args(argv)
-    factory = functools.partial(build, args.host, args.port, args.workers, args.pin_workers)
+    trace = TraceConfig.parse(args.trace_config)
+    factory = functools.partial(build, args.host, args.port, args.workers, args.pin_workers, trace)
     return asyncinfer.serve(factory)
 
 

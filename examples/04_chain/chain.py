@@ -9,6 +9,9 @@ Or each on its own, as in production (any of them with --workers N):
         --model-a 127.0.0.1:50061 --model-b 127.0.0.1:50062
 Call it:
     python examples/04_chain/client.py 127.0.0.1:50060
+Trace it (each role exports its spans to an OpenTelemetry collector; one call is one trace):
+    python examples/04_chain/chain.py --role model-a --port 50061 --trace-config level=TIMESTAMPS \
+        --trace-config rate=1 --trace-config opentelemetry,resource=service.name=model-a
 """
 
 from __future__ import annotations
@@ -22,15 +25,18 @@ import signal
 from services import build_glue, build_model_a, build_model_b  # services.py beside this script
 
 import asyncinfer
+from asyncinfer.tracing import TraceConfig
 from asyncinfer.workers import run_loop
 
 
-async def serve_all(host: str, port: int, metrics_port: int | None) -> int:
+async def serve_all(host: str, port: int, metrics_port: int | None, trace: TraceConfig) -> int:
     """Model A and Model B on free ports, the glue on ``port``; until SIGTERM/SIGINT."""
-    model_a, model_b = build_model_a(host), build_model_b(host)
+    model_a, model_b = build_model_a(host, trace=trace), build_model_b(host, trace=trace)
     await model_a.start()
     await model_b.start()
-    glue = build_glue(model_a.address, model_b.address, host, port, metrics_port=metrics_port)
+    glue = build_glue(
+        model_a.address, model_b.address, host, port, metrics_port=metrics_port, trace=trace
+    )
     await glue.start()
     print(f"asyncinfer: model A on {model_a.address}, model B on {model_b.address}", flush=True)
     if glue.metrics_url:
@@ -55,11 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--model-a", help="the glue's Model A target, HOST:PORT")
     parser.add_argument("--model-b", help="the glue's Model B target, HOST:PORT")
+    parser.add_argument(
+        "--trace-config",
+        action="append",
+        default=[],
+        metavar="[MODE,]SETTING=VALUE",
+        help="tracing, as `asyncinfer serve --trace-config` (repeatable)",
+    )
     args = parser.parse_args(argv)
+    trace = TraceConfig.parse(args.trace_config)
     if args.role == "all":
-        return run_loop(serve_all(args.host, args.port, args.metrics_port))
-    options = {"workers": args.workers, "reuse_port": args.workers > 1}
+        return run_loop(serve_all(args.host, args.port, args.metrics_port, trace))
+    options: dict[str, object] = {"workers": args.workers, "reuse_port": args.workers > 1}
     options["metrics_port"] = args.metrics_port
+    options["trace"] = trace
     if args.role == "glue":
         if not (args.model_a and args.model_b):
             parser.error("--role glue needs --model-a and --model-b")

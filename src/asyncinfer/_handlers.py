@@ -26,6 +26,7 @@ from .admission import Admission, ConnectionBudget, ServerLimits
 from .context import CallInfo, Context
 from .errors import InvalidArgument, RpcError, bounded_message, internal_error
 from .resources import Resources
+from .tracing import ActiveSpan, Tracing, metadata_headers
 
 __all__ = ["METHOD_HANDLERS", "make_handler"]
 
@@ -38,15 +39,19 @@ def make_handler(
     resources: Resources,
     admission: Admission,
     limits: ServerLimits | None = None,
+    tracing: Tracing | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The grpc method handler that runs ``cls`` for each call of its RPC.
 
     ``limits`` bound what calls of every RPC hold together: open streams, and unary replies not
-    yet sent; None leaves both unbounded.
+    yet sent; None leaves both unbounded. ``tracing``: the server's, whose settings decide which
+    calls get a span (None: no spans).
     """
     shape = (cls.client_streaming, cls.server_streaming)
     build = _streaming_reply if cls.server_streaming else _single_reply
-    behaviour = build(cls, resources, admission, limits or ServerLimits.unbounded())
+    behaviour = build(
+        cls, resources, admission, limits or ServerLimits.unbounded(), tracing or Tracing()
+    )
     factory = METHOD_HANDLERS[shape]
     return factory(behaviour, request_deserializer=None, response_serializer=None)
 
@@ -130,14 +135,32 @@ def _hold_reply(call: GrpcContext, reply: bytes, budget: ConnectionBudget, where
     call.add_done_callback(lambda _call: budget.give(peer, size))  # type: ignore[arg-type]
 
 
+def _call_span(
+    tracing: Tracing, cls: type[AnyContext], call: GrpcContext, arrived: float
+) -> ActiveSpan | None:
+    """The call's span when the server's trace settings sample it (dated from its arrival)."""
+    service, method = cls.method.containing_service.full_name, cls.method.name
+    return tracing.start_call(
+        f"{service}/{method}",
+        metadata_headers(call.invocation_metadata() or ()),
+        start_ns=int(arrived * 1e9),
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+    )
+
+
 def _single_reply(
-    cls: type[AnyContext], resources: Resources, admission: Admission, limits: ServerLimits
+    cls: type[AnyContext],
+    resources: Resources,
+    admission: Admission,
+    limits: ServerLimits,
+    tracing: Tracing,
 ) -> Callable[[Any, GrpcContext], Awaitable[Any]]:
     parse = _parser(cls)
     encode = cls.reply_codec.encode
     unary_request = not cls.client_streaming
     path = cls.rpc_path()
     streams, unsent = limits.streams, limits.unsent_replies
+    settings, traced_rpc = tracing.settings, cls.trace_calls
 
     async def handle(raw: Any, call: GrpcContext) -> Any:
         arrived = perf_counter()
@@ -153,15 +176,23 @@ def _single_reply(
         if unary_request and not admission.try_acquire():
             await _queue(call, cls, admission)
         admitted = perf_counter()
+        traced: ActiveSpan | None = None
+        error: BaseException | None = None
         # From here on the slot is ours: every path out, cancellation included, releases it.
         try:
-            context: Any = cls(resources, CallInfo(call))
+            # No span is made unless tracing is on (one attribute read otherwise).
+            if settings.active and traced_rpc:
+                traced = _call_span(tracing, cls, call, arrived)
+            span = None if traced is None else traced.span
+            context: Any = cls(resources, CallInfo(call, tracing, span))
             reply = encode(await context.execute(request))
             _hold_reply(call, reply, unsent, path)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             admission.cancelled += 1
+            error = exc
             raise
         except Exception as exc:
+            error = exc
             await _fail(call, cls, admission, exc)
         else:
             admission.completed += 1
@@ -173,17 +204,24 @@ def _single_reply(
                 streams.give(peer, 1)
             done = perf_counter()
             admission.times.observe(done - arrived, done - admitted)
+            if traced is not None:
+                traced.finish(error)  # last: the slot is back whatever the exporter does
 
     return handle
 
 
 def _streaming_reply(
-    cls: type[AnyContext], resources: Resources, admission: Admission, limits: ServerLimits
+    cls: type[AnyContext],
+    resources: Resources,
+    admission: Admission,
+    limits: ServerLimits,
+    tracing: Tracing,
 ) -> Callable[[Any, GrpcContext], AsyncIterator[Any]]:
     parse = _parser(cls)
     encode = cls.reply_codec.encode
     per_request = cls.client_streaming  # bidi: slots per request; server stream: per call
     streams = limits.streams
+    settings, traced_rpc = tracing.settings, cls.trace_calls
 
     async def handle(raw: Any, call: GrpcContext) -> AsyncIterator[Any]:
         arrived = perf_counter()
@@ -195,8 +233,13 @@ def _streaming_reply(
             streams.give(peer, 1)
             raise
         admitted = perf_counter()
+        traced: ActiveSpan | None = None
+        error: BaseException | None = None
         try:
-            context: Any = cls(resources, CallInfo(call))
+            if settings.active and traced_rpc:
+                traced = _call_span(tracing, cls, call, arrived)
+            span = None if traced is None else traced.span
+            context: Any = cls(resources, CallInfo(call, tracing, span))
             replies = context.execute(request)
             try:
                 async for reply in replies:
@@ -204,10 +247,12 @@ def _streaming_reply(
             finally:
                 # Close the Context's generator here, under our accounting, not at GC time.
                 await replies.aclose()
-        except (asyncio.CancelledError, GeneratorExit):
+        except (asyncio.CancelledError, GeneratorExit) as exc:
             admission.cancelled += 1
+            error = exc
             raise
         except Exception as exc:
+            error = exc
             await _fail(call, cls, admission, exc)
         else:
             admission.completed += 1
@@ -217,6 +262,8 @@ def _streaming_reply(
             streams.give(peer, 1)
             done = perf_counter()
             admission.times.observe(done - arrived, done - admitted)
+            if traced is not None:
+                traced.finish(error)  # last: the slot is back whatever the exporter does
 
     return handle
 

@@ -36,9 +36,11 @@ from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
 from .inference import build_server
+from .inference.latency import MetricsConfig
 from .restriction import Restrictions
 from .server import Server
 from .tls import ClientTls, ServerTls
+from .tracing import TraceConfig
 from .workers import run_loop, serve
 
 __all__ = ["main"]
@@ -110,6 +112,14 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         "listens on 0.0.0.0",
     )
     _add_server_security_flags(parser)
+    parser.add_argument(
+        "--trace-config",
+        action="append",
+        default=[],
+        metavar="[MODE,]SETTING=VALUE",
+        help="tritonserver's tracing flags (OpenTelemetry): rate=N, level=TIMESTAMPS|TENSORS, "
+        "count=N, opentelemetry,url=URL, opentelemetry,resource=KEY=VALUE (repeatable)",
+    )
     parser.add_argument(
         "--log-verbose",
         type=int,
@@ -184,6 +194,8 @@ def _security_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["restrictions"] = Restrictions.parse(args.grpc_restricted_protocol)
     if args.metrics_address is not None:
         overrides["metrics_host"] = args.metrics_address
+    if args.trace_config:
+        overrides["trace"] = TraceConfig.parse(args.trace_config)
     return overrides
 
 
@@ -216,6 +228,14 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
         help="let clients register and unregister system (and, with CUDA, CUDA) shared-memory "
         "regions (default false, as tritonserver's: they are refused with UNIMPLEMENTED)",
     )
+    group.add_argument(
+        "--metrics-config",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="histogram_latencies=true, histogram_buckets=MS,MS,..., counter_latencies=false "
+        "(repeatable)",
+    )
 
 
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
@@ -233,6 +253,7 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         poll_seconds=args.repository_poll_secs,
         auto_complete=not args.disable_auto_complete_config,
         metrics_port=args.metrics_port,
+        metrics_config=MetricsConfig.parse(args.metrics_config),
     )
     factory()  # fail here, in the parent, on a bad combination of flags
     return factory
@@ -249,7 +270,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         }
         factory = functools.partial(_configured, _inference_factory(args), overrides | security)
         return serve(factory)
-    inference_only = ("grpc_port", "allow_client_shm", "load_model")
+    inference_only = ("grpc_port", "allow_client_shm", "load_model", "metrics_config")
     used = [f"--{k.replace('_', '-')}" for k in inference_only if getattr(args, k)]
     if used or args.model_control_mode != "none":
         raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")

@@ -8,6 +8,7 @@ from typing import Literal
 from .errors import ConfigError
 from .restriction import Restrictions
 from .tls import ServerTls
+from .tracing.trace_settings import TraceConfig
 
 __all__ = ["INFERENCE_RECEIVE_BYTES", "ServerConfig"]
 
@@ -65,6 +66,8 @@ class ServerConfig:
     #: With workers > 1: a worker whose event loop has not answered the supervisor's liveness
     #: probe for this many seconds is killed and replaced (a stopped or wedged process).
     liveness_timeout: float = 10.0
+    #: Tracing (OpenTelemetry) as the server starts: off unless its level says (--trace-config).
+    trace: TraceConfig = dataclasses.field(default_factory=TraceConfig)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

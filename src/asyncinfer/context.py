@@ -27,16 +27,20 @@ import inspect
 import math
 from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from .codecs import PROTOBUF, BoundCodec, Codec, bind_method
 from .errors import ConfigError
 from .resources import Resources
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 __all__ = [
     "BidiStreamContext",
@@ -65,12 +69,27 @@ def rpc_method(pb2: ModuleType, service: str, method: str) -> MethodDescriptor:
 
 
 class CallInfo:
-    """What a Context may know about its call: peer, deadline, metadata; nothing to misuse."""
+    """What a Context may know about its call: peer, deadline, metadata, its trace span;
+    nothing to misuse."""
 
-    __slots__ = ("_grpc",)
+    __slots__ = ("_grpc", "_span", "tracing")
 
-    def __init__(self, grpc_context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def __init__(
+        self,
+        grpc_context: grpc.aio.ServicerContext[Any, Any],
+        tracing: Tracing | None = None,
+        span: Span | None = None,
+    ) -> None:
         self._grpc = grpc_context
+        #: The server's tracing (its settings and tracer); None outside a server.
+        self.tracing = tracing
+        self._span = span
+
+    @property
+    def span(self) -> Span:
+        """This call's trace span, to add attributes and events to; when the call is not
+        traced, OpenTelemetry's non-recording span (whose methods do nothing)."""
+        return self._span if self._span is not None else INVALID_SPAN
 
     @property
     def peer(self) -> str:
@@ -105,6 +124,10 @@ class Context(Generic[ReqT, RepT, ResT]):
     queue_timeout: ClassVar[float | None] = 30.0
     #: How requests and replies are encoded (asyncinfer.codecs); protobuf unless set.
     codec: ClassVar[Codec] = PROTOBUF
+    #: Whether the server makes a span for each call it samples (``self.call.span``); a
+    #: Context that traces its own units of work (the inference RPCs: one span per request)
+    #: sets False.
+    trace_calls: ClassVar[bool] = True
 
     client_streaming: ClassVar[bool]
     server_streaming: ClassVar[bool]

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any, Literal, TextIO
 
-__all__ = ["JsonFormatter", "KeyValueFormatter", "configure", "settings"]
+__all__ = ["JsonFormatter", "KeyValueFormatter", "configure", "reconfigure", "settings"]
 
 LogFormat = Literal["json", "text"]
 
@@ -30,6 +30,7 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "taskName",
 }
 _settings: dict[str, Any] | None = None
+_stream: TextIO | None = None
 
 
 def _fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, Any]:
@@ -71,19 +72,47 @@ def _text(value: Any) -> str:
     return json.dumps(text)
 
 
+class _LevelFilter(logging.Filter):
+    """Drops INFO, WARNING or ERROR (and CRITICAL) records when their switch is off."""
+
+    def __init__(self, info: bool, warning: bool, error: bool) -> None:
+        super().__init__()
+        self.switches = (info, warning, error)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info, warning, error = self.switches
+        if record.levelno >= logging.ERROR:
+            return error
+        if record.levelno >= logging.WARNING:
+            return warning
+        if record.levelno >= logging.INFO:
+            return info
+        return True  # DEBUG: --log-verbose decides
+
+
 def configure(
-    *, verbose: int = 0, format: LogFormat = "json", stream: TextIO | None = None
+    *,
+    verbose: int = 0,
+    format: LogFormat = "json",
+    stream: TextIO | None = None,
+    info: bool = True,
+    warning: bool = True,
+    error: bool = True,
 ) -> None:
-    """Route every record at INFO (``verbose`` 0) or DEBUG (``verbose`` >= 1) to ``stream``.
+    """Route every record at INFO (``verbose`` 0) or DEBUG (``verbose`` >= 1) to ``stream``;
+    ``info``, ``warning`` and ``error`` False drop the records of that level (Triton's
+    ``--log-info`` etc.).
 
     Replaces the root logger's handlers, so calling it again changes the setup instead of
     doubling every line.
     """
-    global _settings
+    global _settings, _stream
     if format not in ("json", "text"):
         raise ValueError(f"log format must be 'json' or 'text', not {format!r}")
+    _stream = stream
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if format == "json" else KeyValueFormatter())
+    handler.addFilter(_LevelFilter(info, warning, error))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -93,9 +122,23 @@ def configure(
         # gRPC's and asyncio's debug chatter only at --log-verbose 2 and up.
         for noisy in ("asyncio", "grpc"):
             logging.getLogger(noisy).setLevel(logging.INFO)
-    _settings = {"verbose": verbose, "format": format}
+    _settings = {
+        "verbose": verbose,
+        "format": format,
+        "info": info,
+        "warning": warning,
+        "error": error,
+    }
 
 
 def settings() -> dict[str, Any] | None:
-    """The arguments of the last ``configure`` in this process (None: never configured)."""
+    """The arguments of the last ``configure`` in this process but the stream (None: never
+    configured)."""
     return None if _settings is None else dict(_settings)
+
+
+def reconfigure(**changes: Any) -> dict[str, Any]:
+    """Change some of the settings at run time (same stream); returns the settings after."""
+    wanted = {**(_settings or {}), **changes}
+    configure(stream=_stream, **wanted)
+    return dict(wanted)

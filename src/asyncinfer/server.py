@@ -9,6 +9,7 @@ and stops the Resources in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from .errors import ConfigError, UsageError
 from .metrics import MetricsEndpoint, registry_for
 from .resources import Resources
 from .restriction import RestrictingInterceptor
+from .tracing import Tracing
 
 __all__ = ["Server", "ServerStatistics"]
 
@@ -90,6 +92,8 @@ class Server:
         self._metrics: MetricsEndpoint | None = None
         #: What calls of every RPC hold together (streams, unsent replies); made at start().
         self.limits: ServerLimits | None = None
+        #: Tracing settings and spans (configured from ``config.trace`` at start()).
+        self.tracing = Tracing()
 
     def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
         """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
@@ -162,6 +166,7 @@ class Server:
             max_unsent_reply_bytes=config.max_unsent_reply_bytes,
             max_unsent_reply_bytes_per_connection=config.max_unsent_reply_bytes_per_connection,
         )
+        self.tracing.configure(config.trace, workers=config.workers)
         try:
             await self._start_resources()
             self._add_handlers(server)
@@ -187,6 +192,7 @@ class Server:
         await self._grpc.stop(self.config.grace if grace is None else grace)
         await self._stop_metrics()
         await self._stop_resources()
+        await asyncio.to_thread(self.tracing.shutdown)  # exports the spans not yet sent
 
     async def wait_for_termination(self) -> None:
         if self._grpc is None:
@@ -219,7 +225,9 @@ class Server:
                     cls.rpc_path(), cls.max_in_flight, queue_timeout=cls.queue_timeout
                 )
                 self._admissions[cls.rpc_path()] = admission
-                handlers[method_name] = make_handler(cls, service.resources, admission, self.limits)
+                handlers[method_name] = make_handler(
+                    cls, service.resources, admission, self.limits, self.tracing
+                )
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service.name, handlers),)
             )

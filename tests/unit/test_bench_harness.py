@@ -5,6 +5,7 @@ The servers and clients here are real processes (the bare Triton baseline, the l
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -175,3 +176,22 @@ def test_summary_takes_medians_and_adds_errors() -> None:
 def test_minimum_is_none_when_a_level_has_no_ratio() -> None:
     assert infer_common.minimum({"1": 2.0, "16": 1.5}) == 1.5
     assert infer_common.minimum({"1": 2.0, "16": None}) is None
+
+
+def test_emit_writes_the_json_and_a_plot_beside_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(harness, "BUILD", tmp_path)
+    result = {
+        "c1": {"asyncinfer": {"throughput": 900.0, "p99_ms": 2.0}, "ratio": 0.9},
+        "c16": {"asyncinfer": {"throughput": 2000.0, "p99_ms": 9.0}, "ratio": 0.95},
+        "ratio_min": 0.9,
+    }
+    harness.emit(result, "demo")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"plot: {tmp_path / 'bench' / 'demo.png'}"
+    assert json.loads(lines[-1]) == result
+    assert json.loads((tmp_path / "bench" / "demo.json").read_text()) == result
+    png = (tmp_path / "bench" / "demo.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    assert harness._curves(result) == {"asyncinfer": [(900.0, 2.0), (2000.0, 9.0)]}

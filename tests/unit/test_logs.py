@@ -55,7 +55,13 @@ def test_verbose_controls_debug_records_and_reconfiguring_does_not_double(
     logs.configure(verbose=1, stream=stream)
     log.debug("now shown")
     assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "now shown"
-    assert logs.settings() == {"verbose": 1, "format": "json"}
+    assert logs.settings() == {
+        "verbose": 1,
+        "format": "json",
+        "info": True,
+        "warning": True,
+        "error": True,
+    }
 
 
 def test_text_format_quotes_values_with_spaces(restore_root: None) -> None:

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from ..codecs import PROTOBUF, BoundCodec, Codec, bind_method
 from ..context import Context
 from ..errors import ConfigError, RpcError, from_status
-from .routing import routing_metadata
+from .routing import Metadata, routing_metadata
 
 __all__ = ["Method", "Request", "to_error"]
 
@@ -101,20 +101,25 @@ class Method:
             return iter([encode(item) for item in items])
         return encode(request)
 
-    def aio_invoker(
-        self, channel: grpc.aio.Channel
-    ) -> Callable[[Request, float | None], Awaitable[Any]]:
-        """``await invoke(request, timeout)``: the reply, or a list of replies when streaming."""
+    def aio_invoker(self, channel: grpc.aio.Channel) -> Callable[..., Awaitable[Any]]:
+        """``await invoke(request, timeout, metadata=None)``: the reply, or a list of replies
+        when streaming; ``metadata`` (trace context, say) is sent along."""
         call = self._multicallable(channel)
         streaming = self.server_streaming
 
-        async def invoke(request: Request, timeout: float | None) -> Any:  # noqa: ASYNC109 (a gRPC deadline)
+        async def invoke(
+            request: Request,
+            timeout: float | None,  # noqa: ASYNC109 (a gRPC deadline)
+            metadata: Metadata | None = None,
+        ) -> Any:
+            routing = routing_metadata(request)
+            if metadata is not None:
+                routing = (*routing, *metadata) if routing is not None else tuple(metadata)
             try:
                 if streaming:
-                    return [reply async for reply in call(self._requests(request), timeout=timeout)]
-                return await call(
-                    self._requests(request), timeout=timeout, metadata=routing_metadata(request)
-                )
+                    replies = call(self._requests(request), timeout=timeout, metadata=routing)
+                    return [reply async for reply in replies]
+                return await call(self._requests(request), timeout=timeout, metadata=routing)
             except grpc.aio.AioRpcError as exc:
                 raise to_error(exc) from None
 

@@ -10,7 +10,8 @@ Each channel gets its own TCP connection (not grpc's process-wide shared subchan
 pool of N spreads its calls over up to N workers of a SO_REUSEPORT server and over N HTTP/2
 connections' flow-control windows. Calls made while a Context's call is cancelled are
 cancelled with it: grpc.aio cancels an RPC whose awaiting task is cancelled, so a client that
-gives up on the glue also ends the glue's calls downstream.
+gives up on the glue also ends the glue's calls downstream. A call made inside a traced call
+gets a client span and carries its W3C ``traceparent``, so the callee's spans join the trace.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from ..errors import UsageError
 from ..tls import ClientTls
+from ..tracing import child, inject
 from ._method import Method, Request
 from .channel import OWN_CONNECTION, Targets, aio_channel, channel_options
 
 __all__ = ["ChannelPool"]
 
-Invoker = Callable[[Request, float | None], Awaitable[Any]]
+Invoker = Callable[..., Awaitable[Any]]
 
 
 class ChannelPool:
@@ -102,7 +105,18 @@ class ChannelPool:
                 self._channels[index]
             )
         self.calls += 1
-        return await invoker(request, self.default_timeout if timeout is None else timeout)
+        deadline = self.default_timeout if timeout is None else timeout
+        # Inside a traced call: a client span, whose context the callee gets as traceparent.
+        active = child(method.path[1:], {"rpc.system": "grpc"}, kind=SpanKind.CLIENT)
+        if active is None:
+            return await invoker(request, deadline)
+        try:
+            reply = await invoker(request, deadline, inject(active.span))
+        except BaseException as exc:
+            active.finish(exc)
+            raise
+        active.finish()
+        return reply
 
     def statistics(self) -> dict[str, Any]:
         return {"target": self.target, "channels": len(self._channels), "calls": self.calls}

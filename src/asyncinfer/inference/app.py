@@ -13,6 +13,7 @@ from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
 from ..server import Server
+from .latency import MetricsConfig
 from .repository import CONTROL_MODES, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
@@ -35,6 +36,7 @@ def build_server(
     poll_seconds: float = 15.0,
     metrics_port: int | None = None,
     auto_complete: bool = True,
+    metrics_config: MetricsConfig | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts.
 
@@ -77,7 +79,11 @@ def build_server(
         metrics_port=metrics_port,
     )
     resources = InferenceResources(
-        repository, version=__version__, allow_client_shm=allow_client_shm
+        repository,
+        version=__version__,
+        allow_client_shm=allow_client_shm,
+        tracing=server.tracing,
+        metrics=metrics_config,
     )
     server.add_service(resources, *CONTEXTS)
     return server

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from .infer_types import InferRequest
 from .model import LoadedModel
+from .request_tracing import ChildCall
 
 __all__ = ["ModelCaller", "ModelLookup"]
 
@@ -58,7 +59,8 @@ class ModelCaller:
         inputs do not fit, or it fails. Lists of bytes or str become BYTES inputs."""
         model = self._models.get(model_name, version)
         request = InferRequest.of_arrays(inputs, outputs=outputs, parameters=parameters)
-        return (await model.infer(request)).arrays()
+        with ChildCall(f"BLS {model_name}", model, request):
+            return (await model.infer(request)).arrays()
 
     async def stream(
         self,
@@ -74,11 +76,12 @@ class ModelCaller:
         response raises its RpcError."""
         model = self._models.get(model_name, version)
         request = InferRequest.of_arrays(inputs, outputs=outputs, parameters=parameters)
-        async for response in model.stream(request):
-            if response.error is not None:
-                raise response.error
-            if response.outputs:
-                yield response.arrays()
+        with ChildCall(f"BLS {model_name}", model, request):
+            async for response in model.stream(request):
+                if response.error is not None:
+                    raise response.error
+                if response.outputs:
+                    yield response.arrays()
 
     def is_ready(self, model_name: str, version: str = "") -> bool:
         return self._models.is_ready(model_name, version)

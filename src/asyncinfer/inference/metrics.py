@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from ..metrics import histogram_family
 from . import custom_metrics
 from .backends.process_instances import ProcessBackend
+from .latency import MetricsConfig
 from .model import LoadedModel
 from .repository.repository import ModelRepository
 from .scheduling.dynamic_batcher import DynamicBatcher
@@ -52,15 +54,35 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ModelStats], int]], ...] = (
 )  # fmt: skip
 
 
-class InferenceCollector(Collector):
-    """The nv_inference_* families of every ready model version of ``repository``."""
+#: The latency histograms (latency.py): name, help, which LatencyHistograms attribute.
+_HISTOGRAMS = (
+    ("nv_inference_first_response_histogram_ms",
+     "Duration from request to first response in milliseconds", "first_response"),
+    ("asyncinfer_inference_request_histogram_ms",
+     "Inference request duration in milliseconds, successful requests", "request"),
+    ("asyncinfer_inference_queue_histogram_ms",
+     "Inference queuing duration in milliseconds", "queue"),
+    ("asyncinfer_inference_compute_infer_histogram_ms",
+     "Compute inference duration in milliseconds (with batching: the batch's execution)",
+     "compute_infer"),
+)  # fmt: skip
+_LATENCY_COUNTERS = frozenset(name for name, _, _ in _COUNTERS if name.endswith("_duration_us"))
 
-    def __init__(self, repository: ModelRepository) -> None:
+
+class InferenceCollector(Collector):
+    """The nv_inference_* families of every ready model version of ``repository``; with
+    ``config``'s histogram_latencies, their latency histograms."""
+
+    def __init__(self, repository: ModelRepository, config: MetricsConfig | None = None) -> None:
         self._repository = repository
+        self._config = config or MetricsConfig()
 
     def collect(self) -> Iterator[Metric]:
         versions = self._versions()
+        yield from self._histograms(versions)
         for name, documentation, read in _COUNTERS:
+            if not self._config.counter_latencies and name in _LATENCY_COUNTERS:
+                continue
             family = UnknownMetricFamily(name, documentation, labels=_LABELS)
             for labels, model in versions:
                 family.add_metric(labels, read(model.stats))
@@ -76,6 +98,18 @@ class InferenceCollector(Collector):
         yield _queue_depth(versions)
         yield _restarts(versions)
         yield from custom_metrics.collect()  # families models defined (MetricFamily)
+
+    def _histograms(self, versions: list[tuple[list[str], LoadedModel]]) -> Iterator[Metric]:
+        if not self._config.histogram_latencies:
+            return
+        kept = [(labels, h) for labels, model in versions if (h := model.stats.histograms)]
+        for name, documentation, attribute in _HISTOGRAMS:
+            yield histogram_family(
+                name,
+                documentation,
+                _LABELS,
+                ((labels, getattr(histograms, attribute)) for labels, histograms in kept),
+            )
 
     def _versions(self) -> list[tuple[list[str], LoadedModel]]:
         # Copies at each level: loads and unloads change these dicts on the event loop while

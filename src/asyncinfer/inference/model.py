@@ -266,6 +266,7 @@ class LoadedModel:
                     response = self._sent_response(request, sent, final, enable_empty, prepared)
                     if response.error is not None:
                         clock.fail()
+                    clock.responded()
                     yield response
             finally:
                 # After the final flag the execute is let finish (it returns its instance); if

@@ -2,83 +2,63 @@
 one state behind gRPC's TraceSetting and LogSettings (and HTTP's ``/v2/trace/setting`` and
 ``/v2/logging``).
 
-Tracing is not built into this server yet, so the trace settings say so: ``trace_level`` is
-``OFF``. Both kinds read as they are; a change to a value they do not already have is refused
-with UNIMPLEMENTED naming the setting, rather than accepted and then ignored. Keys are Triton's;
-an unknown key is INVALID_ARGUMENT.
+The trace settings are the server's tracing state (``asyncinfer.tracing.TraceSettings``, with
+Triton's semantics: per model or global, rate, level, count). The log settings change this
+process's logging (logs.py) at run time: verbosity and format. Keys are Triton's; an unknown key
+or a value of the wrong kind is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from .. import logs
-from ..errors import InvalidArgument, Unimplemented
+from ..errors import FailedPrecondition, InvalidArgument
+from ..tracing import TraceSettings
 
 __all__ = ["LogSettings", "LogValue", "TraceSettings"]
-
-#: Triton's trace settings and their values when tracing is off (every value is a string list).
-TRACE_DEFAULTS: dict[str, list[str]] = {
-    "trace_file": [""],
-    "trace_level": ["OFF"],
-    "trace_rate": ["1000"],
-    "trace_count": ["-1"],
-    "log_frequency": ["0"],
-    "trace_mode": ["triton"],
-}
 
 LogValue = bool | int | str
 
 
-class TraceSettings:
-    """The trace settings of the server and of each model (a model without its own has the
-    server's)."""
-
-    def __init__(self) -> None:
-        self._server = {key: list(value) for key, value in TRACE_DEFAULTS.items()}
-        self._models: dict[str, dict[str, list[str]]] = {}
-
-    def get(self, model: str = "") -> dict[str, list[str]]:
-        """The settings in force for ``model`` (the server's when empty)."""
-        settings = {key: list(value) for key, value in self._server.items()}
-        settings.update({k: list(v) for k, v in self._models.get(model, {}).items()})
-        return settings
-
-    def update(self, changes: Mapping[str, Sequence[str]], model: str = "") -> dict[str, list[str]]:
-        """Apply ``changes`` (an empty value list clears a model's own setting) and return the
-        settings in force; refused when a change would set a value tracing cannot honour."""
-        current = self.get(model)
-        for key, values in changes.items():
-            if key not in TRACE_DEFAULTS:
-                raise InvalidArgument(
-                    f"unknown trace setting '{key}'; the settings are {sorted(TRACE_DEFAULTS)}"
-                )
-            wanted = list(values) or (self._server[key] if model else TRACE_DEFAULTS[key])
-            if wanted != current[key]:
-                raise Unimplemented(
-                    f"trace setting '{key}' cannot be changed to {wanted}: tracing is not "
-                    f"supported by this server yet (it stays {current[key]}, trace_level OFF)"
-                )
-        return current
+#: Triton's log setting -> the logs.configure() argument it changes.
+_LOG_KEYS = {
+    "log_info": "info",
+    "log_warning": "warning",
+    "log_error": "error",
+    "log_verbose_level": "verbose",
+    "log_format": "format",
+}
+_FORMATS = ("json", "text")
 
 
 class LogSettings:
-    """The log settings of this process, read from its logging configuration (logs.py)."""
+    """The log settings of this process (logs.py), read and changed at run time.
+
+    ``log_file`` is always "" (stderr): a client cannot point the server's logs at a file.
+    ``log_format`` is this server's: ``json`` or ``text`` (Triton's ``default`` and
+    ``ISO8601`` are its own line formats). ``shared``: whether several worker processes
+    serve (a change would reach one of them, so changes are refused).
+    """
+
+    def __init__(self, shared: Callable[[], bool] = lambda: False) -> None:
+        self._shared = shared
 
     def get(self) -> dict[str, LogValue]:
         configured = logs.settings() or {}
         return {
             "log_file": "",  # stderr
-            "log_info": True,
-            "log_warning": True,
-            "log_error": True,
+            "log_info": bool(configured.get("info", True)),
+            "log_warning": bool(configured.get("warning", True)),
+            "log_error": bool(configured.get("error", True)),
             "log_verbose_level": int(configured.get("verbose", 0)),
-            "log_format": str(configured.get("format", "default")),
+            "log_format": str(configured.get("format", "json")),
         }
 
     def update(self, changes: Mapping[str, LogValue]) -> dict[str, LogValue]:
-        """Return the settings in force; a change to a value they do not have is refused."""
+        """Apply ``changes`` (all checked first); the settings in force after."""
         current = self.get()
+        wanted: dict[str, LogValue] = {}
         for key, value in changes.items():
             if key not in current:
                 raise InvalidArgument(
@@ -89,10 +69,23 @@ class LogSettings:
                     f"log setting '{key}' takes a {type(current[key]).__name__}, not "
                     f"{type(value).__name__}"
                 )
-            if value != current[key]:
-                raise Unimplemented(
-                    f"log setting '{key}' cannot be changed to {value!r} at run time: this "
-                    f"server does not support it yet (it stays {current[key]!r}; set it at "
-                    "start, e.g. --log-verbose and --log-format)"
+            if value == current[key]:
+                continue
+            if key == "log_file":
+                raise InvalidArgument(
+                    "log setting 'log_file' cannot be changed by a client: this server logs "
+                    "to stderr (redirect it where it starts)"
                 )
-        return current
+            if key == "log_format" and value not in _FORMATS:
+                raise InvalidArgument(
+                    f"log setting 'log_format' must be one of {list(_FORMATS)}, not {value!r}"
+                )
+            wanted[_LOG_KEYS[key]] = value
+        if wanted and self._shared():
+            raise FailedPrecondition(
+                "log settings cannot be changed at run time on a server with several worker "
+                "processes (a change would reach one of them); set them at start"
+            )
+        if wanted:
+            logs.reconfigure(**wanted)
+        return self.get()

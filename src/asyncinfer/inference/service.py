@@ -15,7 +15,10 @@ from typing import Any
 from prometheus_client.registry import Collector
 
 from ..resources import Resources
+from ..tracing import Tracing
+from . import latency
 from .inprocess import ModelCaller
+from .latency import MetricsConfig
 from .metrics import InferenceCollector
 from .repository import ModelRepository
 from .server_settings import LogSettings, TraceSettings
@@ -33,19 +36,30 @@ class InferenceResources(Resources):
     shared-memory registries, and the trace and log settings."""
 
     def __init__(
-        self, repository: ModelRepository, *, version: str = "", allow_client_shm: bool = False
+        self,
+        repository: ModelRepository,
+        *,
+        version: str = "",
+        allow_client_shm: bool = False,
+        tracing: Tracing | None = None,
+        metrics: MetricsConfig | None = None,
     ) -> None:
         self.repository = repository
         #: In-process calls to the repository's models, for Contexts added to this service.
         self.models = ModelCaller(repository)
         self.version = version
         self.shm = SharedMemory(allow_client_shm=allow_client_shm)
-        self.trace_settings = TraceSettings()
-        self.log_settings = LogSettings()
+        #: The server's tracing (pass ``server.tracing``); its settings are TraceSetting's.
+        self.tracing = tracing if tracing is not None else Tracing()
+        self.trace_settings: TraceSettings = self.tracing.settings
+        self.log_settings = LogSettings(lambda: self.trace_settings.shared_by_workers)
+        #: --metrics-config: latency histograms (switched on for this process at start()).
+        self.metrics_config = metrics or MetricsConfig()
         self._started = False
         self._background: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        latency.configure(self.metrics_config)  # before the models load: they read it
         await self.repository.start()
         if self.repository.control_mode == "poll":
             # The one root task of these Resources; stop() cancels it (and so every task in
@@ -68,6 +82,8 @@ class InferenceResources(Resources):
                 await self._background
             self._background = None
         await self.repository.stop()
+        if self.metrics_config.histogram_latencies:
+            latency.configure(MetricsConfig())  # off again: the switch is per process
         self.shm.close()  # after the last call drained: no request holds a lease any more
 
     def ready(self) -> bool:
@@ -80,4 +96,4 @@ class InferenceResources(Resources):
         return self.repository.statistics()
 
     def collectors(self) -> Iterable[Collector]:
-        return (InferenceCollector(self.repository),)
+        return (InferenceCollector(self.repository, self.metrics_config),)

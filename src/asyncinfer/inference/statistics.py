@@ -19,6 +19,7 @@ from ..pb.inference.grpc_service_pb2 import (
     ModelStatistics,
     StatisticDuration,
 )
+from .latency import LatencyHistograms, histograms_for_new_models
 
 __all__ = [
     "BatchDurations",
@@ -74,13 +75,14 @@ class RequestClock:
     is on every request's path.
     """
 
-    __slots__ = ("_failed", "_stats", "batch_size", "timing")
+    __slots__ = ("_failed", "_responded", "_stats", "batch_size", "timing")
 
     def __init__(self, stats: ModelStats, timing: RequestTiming) -> None:
         self._stats = stats
         self.timing = timing
         self.batch_size = 1
         self._failed = False
+        self._responded = False
 
     def __enter__(self) -> RequestClock:
         self._stats.pending += 1
@@ -99,6 +101,14 @@ class RequestClock:
         """Count the request as failed when the block ends, though nothing was raised."""
         self._failed = True
 
+    def responded(self) -> None:
+        """A response is going out (a decoupled model's): the first one dates the request's
+        time to first response, when latency histograms are on."""
+        histograms = self._stats.histograms
+        if histograms is not None and not self._responded:
+            self._responded = True
+            histograms.first_response.observe((time.perf_counter_ns() - self.timing.start_ns) / 1e6)
+
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         timing = self.timing
         done = timing.end_ns = time.perf_counter_ns()
@@ -109,6 +119,13 @@ class RequestClock:
             return
         queued = timing.queue_start_ns
         began = timing.compute_start_ns or queued
+        histograms = stats.histograms
+        if histograms is not None:
+            histograms.observe(
+                done - timing.start_ns, began - queued, timing.compute_end_ns - began
+            )
+            if not self._responded:
+                histograms.first_response.observe((done - timing.start_ns) / 1e6)
         stats.succeeded(
             self.batch_size,
             total_ns=done - timing.start_ns,
@@ -190,6 +207,10 @@ class ModelStats:
     last_inference_ms: int = 0
     #: Requests inside infer() now (decoding, queued, running or framing): Triton's pending count.
     pending: int = 0
+    #: Latency histograms (``--metrics-config histogram_latencies=true``); None when off.
+    histograms: LatencyHistograms | None = dataclasses.field(
+        default_factory=histograms_for_new_models
+    )
 
     def succeeded(
         self,

@@ -245,57 +245,61 @@ def test_classification_top_k(client: grpcclient.InferenceServerClient) -> None:
     assert list(result.as_numpy("OUTPUT0")[0]) == [b"9.000000:2", b"5.000000:0", b"3.000000:3"]
 
 
-def test_trace_settings_answer_that_tracing_is_off(
-    client: grpcclient.InferenceServerClient,
-) -> None:
+def test_trace_settings_read_as_started(client: grpcclient.InferenceServerClient) -> None:
     expected = {
         "trace_file": [""],
         "trace_level": ["OFF"],
         "trace_rate": ["1000"],
         "trace_count": ["-1"],
         "log_frequency": ["0"],
-        "trace_mode": ["triton"],
+        "trace_mode": ["opentelemetry"],
     }
     for model in (None, "simple"):
         settings = client.get_trace_settings(model_name=model, as_json=True)["settings"]
         assert {key: value["value"] for key, value in settings.items()} == expected
-    unchanged = client.update_trace_settings(
-        settings={"trace_level": ["OFF"], "trace_rate": "1000"}
-    )
-    assert list(unchanged.settings["trace_level"].value) == ["OFF"]
     cleared = client.update_trace_settings(model_name="simple", settings={"trace_rate": None})
     assert list(cleared.settings["trace_rate"].value) == ["1000"]
-    for settings, status, text in [
-        ({"trace_level": ["TIMESTAMPS"]}, "UNIMPLEMENTED", "tracing is not supported"),
-        ({"trace_levels": ["OFF"]}, "INVALID_ARGUMENT", "unknown trace setting 'trace_levels'"),
-    ]:
-        with pytest.raises(InferenceServerException) as info:
-            client.update_trace_settings(settings=settings)
-        assert info.value.status() == f"StatusCode.{status}" and text in info.value.message()
+    with pytest.raises(InferenceServerException) as info:
+        client.update_trace_settings(settings={"trace_levels": ["OFF"]})
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "unknown trace setting 'trace_levels'" in info.value.message()
     with pytest.raises(InferenceServerException, match="Request for unknown model: 'nope'"):
         client.get_trace_settings(model_name="nope")
 
 
-def test_log_settings_answer_as_they_are(client: grpcclient.InferenceServerClient) -> None:
+def test_log_settings_change_at_run_time(client: grpcclient.InferenceServerClient) -> None:
     # The server runs in this process (a thread): its logging setup is this process's.
-    configured = logs.settings() or {"verbose": 0, "format": "default"}
-    settings = client.get_log_settings(as_json=True)["settings"]
-    assert {key: next(iter(value.values())) for key, value in settings.items()} == {
-        "log_file": "",
-        "log_info": True,
-        "log_warning": True,
-        "log_error": True,
-        "log_verbose_level": configured["verbose"],
-        "log_format": configured["format"],
-    }
-    same = client.update_log_settings(
-        settings={"log_info": True, "log_verbose_level": configured["verbose"]}
-    )
-    assert same.settings["log_info"].bool_param is True
-    with pytest.raises(InferenceServerException) as info:
-        client.update_log_settings(settings={"log_verbose_level": configured["verbose"] + 2})
-    assert info.value.status() == "StatusCode.UNIMPLEMENTED"
-    assert "log setting 'log_verbose_level' cannot be changed to" in info.value.message()
+    before = logs.settings()
+    logs.configure(verbose=0, format="json")
+    try:
+        settings = client.get_log_settings(as_json=True)["settings"]
+        assert {key: next(iter(value.values())) for key, value in settings.items()} == {
+            "log_file": "",
+            "log_info": True,
+            "log_warning": True,
+            "log_error": True,
+            "log_verbose_level": 0,
+            "log_format": "json",
+        }
+        changed = client.update_log_settings(
+            settings={"log_verbose_level": 1, "log_format": "text", "log_info": False}
+        )
+        assert changed.settings["log_verbose_level"].uint32_param == 1
+        assert changed.settings["log_format"].string_param == "text"
+        assert changed.settings["log_info"].bool_param is False
+        assert logs.settings() == {
+            "verbose": 1,
+            "format": "text",
+            "info": False,
+            "warning": True,
+            "error": True,
+        }
+        with pytest.raises(InferenceServerException) as info:
+            client.update_log_settings(settings={"log_format": "ISO8601"})
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "'log_format' must be one of ['json', 'text']" in info.value.message()
+    finally:
+        logs.configure(**(before or {}))
 
 
 def test_requests_over_grpcio_default_4_mib_limit(client: grpcclient.InferenceServerClient) -> None:

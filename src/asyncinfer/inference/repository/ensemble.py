@@ -32,6 +32,7 @@ from ...signature import Signature, TensorSpec
 from ..infer_types import InferRequest
 from ..inprocess import ModelLookup
 from ..python_model import Request, Response, Tensor
+from ..request_tracing import ChildCall
 from .model_config import signature
 
 __all__ = ["ENSEMBLE", "EnsembleBackend", "Step", "composing_models", "plan_steps"]
@@ -313,7 +314,8 @@ class EnsembleBackend:
             call = InferRequest.of_arrays(
                 inputs, outputs=list(step.outputs), parameters=request.parameters
             )
-            return (await model.infer(call)).arrays()
+            with ChildCall(f"ensemble step {step.model}", model, call):
+                return (await model.infer(call)).arrays()
         except RpcError as exc:
             raise type(exc)(f"{where} failed: {exc.message}") from None
         except Exception as exc:

@@ -11,10 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from opentelemetry.trace import Status, StatusCode
+
 from ...context import BidiStreamContext, UnaryContext, rpc_method
 from ...errors import RpcError, internal_error
 from ...pb.inference import grpc_service_pb2 as pb
+from ...tracing import Tracing, metadata_headers
+from ..infer_types import InferRequest
 from ..model import LoadedModel
+from ..request_tracing import traced_request
 from ..service import InferenceResources
 from ..shared_memory import RequestShm
 from ..wire.decode import infer_request
@@ -27,6 +32,7 @@ __all__ = ["ModelInferRpc", "ModelStreamInferRpc"]
 class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
     method = rpc_method(pb, SERVICE, "ModelInfer")
     max_in_flight = 1024
+    trace_calls = False  # one span per inference request, under the model's trace settings
 
     async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
         model = self.resources.repository.get(request.model_name, request.model_version)
@@ -36,7 +42,15 @@ class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, In
         # until the reply is framed, on every path; the request and the response (whose arrays
         # may view leased memory) are temporaries of one expression, gone before they return.
         with self.resources.shm.scope() as scope:
+            if self.resources.trace_settings.active:
+                return await self._traced(model, infer_request(request, scope))
             return response_bytes(await model.infer(infer_request(request, scope)))
+
+    async def _traced(self, model: LoadedModel, request: InferRequest) -> bytes:
+        """One request under its span (when the model's trace settings sample it)."""
+        headers = metadata_headers(self.call.metadata)
+        with traced_request(self.resources.tracing, model, request, headers):
+            return response_bytes(await model.infer(request))
 
 
 class ModelStreamInferRpc(
@@ -47,18 +61,25 @@ class ModelStreamInferRpc(
 
     method = rpc_method(pb, SERVICE, "ModelStreamInfer")
     max_in_flight = 256
+    trace_calls = False  # one span per request of the stream
 
     async def execute(  # type: ignore[override]
         self, requests: AsyncIterator[pb.ModelInferRequest]
     ) -> AsyncIterator[bytes | pb.ModelStreamInferResponse]:
         repository = self.resources.repository
+        headers = metadata_headers(self.call.metadata)
         async for message in requests:
             try:
                 model = repository.get(message.model_name, message.model_version)
                 with self.resources.shm.scope() as scope:
                     # Closed before the leases return, on every path (the stream going away
                     # included): no response viewing leased memory outlives them.
-                    async with contextlib.aclosing(_replies(model, message, scope)) as replies:
+                    replies_of = (
+                        _replies(model, message, scope)
+                        if not self.resources.trace_settings.active
+                        else _traced_replies(model, message, scope, self.resources.tracing, headers)
+                    )
+                    async with contextlib.aclosing(replies_of) as replies:
                         async for reply in replies:
                             yield reply
             except RpcError as exc:
@@ -71,6 +92,24 @@ async def _replies(
     model: LoadedModel, message: pb.ModelInferRequest, scope: RequestShm
 ) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
     """The framed stream items of every response to ``message``."""
-    async with contextlib.aclosing(model.stream(infer_request(message, scope))) as responses:
+    request = infer_request(message, scope)
+    async with contextlib.aclosing(model.stream(request)) as responses:
         async for response in responses:
             yield stream_response(message, response)
+
+
+async def _traced_replies(
+    model: LoadedModel,
+    message: pb.ModelInferRequest,
+    scope: RequestShm,
+    tracing: Tracing,
+    headers: dict[str, str],
+) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
+    """``_replies`` under the request's span (when its model's trace settings sample it)."""
+    request = infer_request(message, scope)
+    with traced_request(tracing, model, request, headers) as active:
+        async with contextlib.aclosing(model.stream(request)) as responses:
+            async for response in responses:
+                if response.error is not None and active is not None:
+                    active.span.set_status(Status(StatusCode.ERROR, response.error.message))
+                yield stream_response(message, response)
