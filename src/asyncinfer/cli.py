@@ -348,6 +348,12 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--repository-poll-secs", type=float, default=15.0)
     group.add_argument(
+        "--disable-auto-complete-config",
+        action="store_true",
+        help="use model configs exactly as written: no inputs, outputs, batching or backend "
+        "filled in from the model files (as tritonserver's flag)",
+    )
+    group.add_argument(
         "--allow-client-shm",
         type=_flag_bool,
         nargs="?",
@@ -398,6 +404,7 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
         strict_readiness=args.strict_readiness,
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
+        auto_complete=not args.disable_auto_complete_config,
         metrics_port=metrics_port if args.allow_metrics else None,
         metrics_config=MetricsConfig.parse(args.metrics_config),
         http_port=(8000 if args.http_port is None else args.http_port) if args.allow_http else None,

@@ -46,6 +46,7 @@ def build_server(
     http_restrictions: Restrictions | None = None,
     config_bounds: ConfigBounds | None = None,
     strict_readiness: bool = True,
+    auto_complete: bool = True,
     metrics_config: MetricsConfig | None = None,
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts.
@@ -55,6 +56,8 @@ def build_server(
     ``http_host`` (None: ``host``), on the same loop and over the same models as gRPC; over
     TLS with ``http_tls``, and with ``http_restrictions`` (tritonserver's
     ``--http-restricted-api``) on its APIs.
+    ``auto_complete``: complete model configs from the model files, as Triton does
+    (repository/auto_complete.py); False is ``--disable-auto-complete-config``.
     """
     if model_control_mode not in CONTROL_MODES:
         raise ConfigError(
@@ -86,6 +89,7 @@ def build_server(
         load_models=load_models,
         poll_seconds=poll_seconds,
         bounds=config_bounds,
+        auto_complete=auto_complete,
     )
     server = Server(
         host=host,

@@ -38,7 +38,7 @@ from .backends.base import Backend
 from .infer_types import InferRequest, InferResponse
 from .inputs import read_inputs
 from .outputs import OutputPlan, all_outputs, plan_outputs, respond
-from .python_model import ModelInputError, Response, ResponseSender, Sent
+from .python_model import Response, ResponseSender, Sent
 from .scheduling import Scheduler, SizedRequest
 from .statistics import ModelStats, RequestClock
 
@@ -156,6 +156,7 @@ class LoadedModel:
             id=request.id,
             deadline=_deadline(request),
         )
+        model_request._cancellation = request.cancellation  # Request.cancelled() reads it
         return _Prepared(model_request, plans, batch_size, priority, timeout_us)
 
     async def _submit(self, prepared: _Prepared, request: InferRequest) -> Response | None:
@@ -201,7 +202,8 @@ class LoadedModel:
                 "Response was expected"
             )
         if response.error is not None:
-            status = InvalidArgument if isinstance(response.error, ModelInputError) else Internal
+            # ModelError(status=...), ModelInputError (INVALID_ARGUMENT), a TritonError's code.
+            status = response.error.status or Internal
             raise status(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
@@ -212,7 +214,8 @@ class LoadedModel:
         outputs = respond(
             response.outputs(), prepared.plans, self.signature, self.labels, batch_size, request.shm
         )
-        return InferResponse(self.name, self._version_text, request.id, outputs)
+        parameters = dict(response.parameters) if response.parameters else {}
+        return InferResponse(self.name, self._version_text, request.id, outputs, parameters)
 
     # ------------------------------------------------------------------ a stream of responses
 

@@ -27,18 +27,22 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ... import errors
 from ...errors import (
     InstanceBroken,
     Internal,
     InvalidArgument,
     ModelLoadFailed,
     ResourceExhausted,
+    RpcError,
     Unavailable,
 )
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..inprocess import ModelCaller, ModelLookup
 from ..model_files import model_file
 from ..python_model import ModelError, Request, Response, Tensor
 from ._arena import Arena, ArenaFull, read_tensors, write_tensors
+from ._bls_pipe import BLS_KINDS, answer_bls
 from ._instance_process import RequestMeta, ResponseMeta
 from .base import instance_count
 from .model_module import DEFAULT_FILENAME, initialize_args
@@ -78,6 +82,12 @@ def instance_kind(config: ModelConfig) -> str:
             f"'{INSTANCE_KIND}: process' is not supported for them"
         )
     return kind
+
+
+def _status(name: str) -> type[RpcError] | None:
+    """The RpcError class an instance named for a failed response (None: INTERNAL)."""
+    found = getattr(errors, name, None) if name else None
+    return found if isinstance(found, type) and issubclass(found, RpcError) else None
 
 
 def _shm_bytes(config: ModelConfig) -> int:
@@ -142,6 +152,9 @@ class _Instance:
         self._serving = False
         self._exited = False  # the current process's pipe reported EOF
         self.restarts = 0
+        #: Where the model's in-process calls go (its args["models"] in the instance process).
+        self.models: ModelCaller | None = None
+        self._calls: set[asyncio.Task[tuple[str, Any]]] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -316,6 +329,9 @@ class _Instance:
         except (EOFError, OSError):
             self._on_exit()
             return
+        if kind in BLS_KINDS:  # a call the running execute makes; its waiter stays pending
+            self._answer_bls(kind, payload)
+            return
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
@@ -333,11 +349,30 @@ class _Instance:
         waiter.set_result((kind, payload))
 
     def _response(self, meta: ResponseMeta) -> Response:
-        error, tensors = meta
+        error, tensors, status, parameters = meta
         if error is not None:
-            return Response(error=ModelError(error))
+            return Response(error=ModelError(error, _status(status)))
         arrays = read_tensors(self._arena, tensors, copy=True)
-        return Response([Tensor(name, array) for name, array in arrays.items()])
+        outputs = [Tensor(name, array) for name, array in arrays.items()]
+        return Response(outputs, parameters=parameters)
+
+    def _answer_bls(self, kind: str, payload: Any) -> None:
+        # Owned by the instance: kept in _calls until done. The execute that made the call
+        # holds the instance's lock until it returns, so the arena stays this call's.
+        task = asyncio.ensure_future(
+            answer_bls(kind, payload, self.models, self._arena, self.label)
+        )
+        self._calls.add(task)
+        task.add_done_callback(self._bls_answered)
+
+    def _bls_answered(self, task: asyncio.Task[tuple[str, Any]]) -> None:
+        self._calls.discard(task)
+        if task.cancelled() or self._connection is None:
+            return
+        exc = task.exception()
+        answer = task.result() if exc is None else ("bls_done", ("Internal", str(exc), []))
+        with contextlib.suppress(OSError):
+            self._connection.send(answer)
 
     def _on_exit(self) -> None:
         assert self._connection is not None
@@ -438,7 +473,13 @@ class ProcessBackend:
 
     @classmethod
     async def load(
-        cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
+        cls,
+        config: ModelConfig,
+        version: int,
+        version_dir: pathlib.Path,
+        repository: pathlib.Path,
+        *,
+        models: ModelLookup | None = None,
     ) -> ProcessBackend:
         name = config.name
         path = model_file(config, version_dir, DEFAULT_FILENAME)
@@ -457,7 +498,9 @@ class ProcessBackend:
                     version,
                     {**args, "model_instance_name": f"{name}_{index}"},
                 )
-                instances.append(_Instance.create(name, index, size, spawn_args))
+                instance = _Instance.create(name, index, size, spawn_args)
+                instance.models = ModelCaller(models) if models is not None else None
+                instances.append(instance)
             await _start_all(instances)
         except BaseException:
             # Whatever failed (an arena, a start, cancellation): every instance made so far

@@ -17,6 +17,7 @@ from ...pb.inference.model_config_pb2 import ModelConfig
 from ...signature import Signature
 from ..backends.base import Backend
 from ..backends.engine import EngineBackend, engine_kind
+from ..backends.identity import IDENTITY, IdentityBackend
 from ..backends.process_instances import ProcessBackend, instance_kind
 from ..backends.thread_instances import ThreadBackend
 from ..classification import read_labels
@@ -36,12 +37,16 @@ CONFIG_FILE = "config.pbtxt"
 DEFAULT_BOUNDS = ConfigBounds()
 
 
-def read_config(name: str, model_dir: pathlib.Path, override: str | None) -> ModelConfig:
-    """The model's config: config.pbtxt (if any) with the JSON override laid over it."""
+def read_config(
+    name: str, model_dir: pathlib.Path, override: str | None, *, auto_complete: bool = False
+) -> ModelConfig:
+    """The model's config: config.pbtxt (if any) with the JSON override laid over it; with
+    ``auto_complete``, a model may have none (its files supply the config)."""
     path = model_dir / CONFIG_FILE
     if path.is_file():
         config = parse_pbtxt(path.read_text(encoding="utf-8"), model=name)
-    elif override is not None:
+        config.name = config.name or name  # Triton's default: the directory's name
+    elif override is not None or auto_complete:
         config = ModelConfig(name=name)
     else:
         raise InvalidArgument(f"failed to load '{name}', {path} does not exist")
@@ -91,11 +96,11 @@ def _check_supported(config: ModelConfig) -> None:
         _check_ensemble(config)
         return
     backend = config.backend or ("python" if not config.platform else "")
-    if backend != "python" and engine_kind(config) is None:
+    if backend not in ("python", IDENTITY) and engine_kind(config) is None:
         kind = config.backend or config.platform
         raise InvalidArgument(
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
-            "runs python, onnxruntime_onnx and tensorrt_plan models)"
+            "runs python, identity, onnxruntime_onnx and tensorrt_plan models)"
         )
     check_scheduling(config)
     if engine_kind(config) is not None and (
@@ -158,8 +163,10 @@ async def _load_backend(
         return EnsembleBackend.load(config, version, models)
     if engine_kind(config) is not None:
         return await EngineBackend.load(config, version, version_dir, root)
+    if config.backend == IDENTITY:
+        return IdentityBackend(config, version)
     if kind == "process":
-        return await ProcessBackend.load(config, version, version_dir, root)
+        return await ProcessBackend.load(config, version, version_dir, root, models=models)
     return await ThreadBackend.load(config, version, version_dir, root, models=models)
 
 

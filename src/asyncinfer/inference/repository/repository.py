@@ -29,6 +29,7 @@ from ...errors import (
 from ..backends.base import backend_healthy
 from ..model import LoadedModel
 from .config_bounds import ConfigBounds
+from .auto_complete import complete_config
 from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 
@@ -78,6 +79,7 @@ class ModelRepository:
         load_models: Iterable[str] = (),
         poll_seconds: float = 15.0,
         bounds: ConfigBounds | None = None,
+        auto_complete: bool = True,
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise ConfigError(
@@ -91,6 +93,9 @@ class ModelRepository:
         self.poll_seconds = poll_seconds
         #: Caps on what a model's config may ask for (instances, queues, priorities ...).
         self.bounds = bounds or ConfigBounds()
+        #: Complete configs from the model files (auto_complete.py); False:
+        #: --disable-auto-complete-config.
+        self.auto_complete = auto_complete
         self._records: dict[str, ModelRecord] = {}
         #: Ensembles being loaded now: an ensemble reached again while loading is a cycle.
         self._loading_ensembles: list[str] = []
@@ -264,7 +269,9 @@ class ModelRepository:
         try:
             # Recorded even if the load fails: polling retries only after a change.
             record.fingerprint = _fingerprint(model_dir)
-            config = read_config(name, model_dir, override)
+            config = read_config(name, model_dir, override, auto_complete=self.auto_complete)
+            if self.auto_complete:
+                config = await complete_config(config, model_dir)
             if config.platform == ENSEMBLE:
                 await self._load_composing(name, composing_models(config))
             versions = await load_model_dir(config, model_dir, self.root, self, self.bounds)
