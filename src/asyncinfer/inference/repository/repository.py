@@ -28,8 +28,8 @@ from ...errors import (
 )
 from ..backends.base import backend_healthy
 from ..model import LoadedModel
-from .config_bounds import ConfigBounds
 from .auto_complete import complete_config
+from .config_bounds import ConfigBounds
 from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 
