@@ -57,7 +57,7 @@ def asyncinfer_spec(*models: str, name: str = "asyncinfer", workers: int = 1) ->
     command = [
         str(Path(python()).parent / "asyncinfer"), "serve",
         "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "0",
-        "--workers", str(workers),
+        "--workers", str(workers), "--allow-http", "false", "--allow-metrics", "false"
     ]  # fmt: skip
     return ServerSpec(
         name=name,

@@ -60,6 +60,7 @@ def server_spec(repository: Path) -> ServerSpec:
     command = [
         str(Path(python()).parent / "asyncinfer"), "serve",
         "--model-repository", str(repository), "--grpc-port", "0",
+        "--allow-http", "false", "--allow-metrics", "false",
     ]  # fmt: skip
     return ServerSpec(
         name="asyncinfer",

@@ -103,7 +103,8 @@ def write_repository(root: Path, iterations: int) -> None:
 def server_spec(repository: Path) -> ServerSpec:
     # `asyncinfer serve`, as users start it.
     command = [str(Path(python()).parent / "asyncinfer"), "serve",
-               "--model-repository", str(repository), "--grpc-port", "0"]  # fmt: skip
+               "--model-repository", str(repository), "--grpc-port", "0",
+               "--allow-http", "false", "--allow-metrics", "false"]  # fmt: skip
     return ServerSpec(
         "asyncinfer-busy",
         command,

@@ -40,6 +40,7 @@ def _backend(name: str) -> ServerSpec:
         "--model-repository", str(ROOT / "examples" / "model_repository"),
         "--model-control-mode", "explicit", "--load-model", "simple",
         "--grpc-port", "{port}", "--log-format", "text",
+        "--allow-http", "false", "--allow-metrics", "false",
     ]  # fmt: skip
     return ServerSpec(name, command, grpc_health_ready())
 

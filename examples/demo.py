@@ -1,13 +1,17 @@
 """`make demo`: start the ping service, load it with the sync, async and siege clients; then
 serve examples/model_repository and drive it with the InferRunner API and the siege client,
-and siege the dynamically batched ONNX model (examples/06_dynamic_batching);
+and siege the dynamically batched ONNX model (examples/06_dynamic_batching); then `curl` a
+model load, a JSON infer and an unload against the HTTP port of an explicit-mode server;
 print a summary table, stop the servers, exit 0 (non-zero if any call failed)."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import pathlib
+import shutil
+import subprocess
 import sys
 import types
 
@@ -56,6 +60,7 @@ def main() -> int:
         ]
     inference = [
         *(sys.executable, "-m", "asyncinfer.cli", "serve", "--grpc-port", "0"),
+        *("--allow-http", "false", "--allow-metrics", "false"),
         *("--model-repository", str(HERE / "model_repository")),
     ]
     with ServerProcess(inference) as proc:
@@ -72,9 +77,48 @@ def main() -> int:
     print("and examples/06_dynamic_batching (model `mlp_onnx`, dynamic batching)")
     print(table(rows))
     print(batches)
-    failed = sum(r.failed for _, r in rows)
+    failed = sum(r.failed for _, r in rows) + curl_model_control()
     print(f"\nserver stopped; {failed} failed calls")
     return 1 if failed else 0
+
+
+def curl_model_control() -> int:
+    """curl against the HTTP port: load `simple`, infer it with JSON, unload it; the number of
+    curl calls that failed."""
+    curl = shutil.which("curl")
+    if curl is None:
+        print("\ncurl is not installed: the HTTP part of the demo is left out")
+        return 0
+    server = [
+        *(sys.executable, "-m", "asyncinfer.cli", "serve", "--grpc-port", "0", "--http-port", "0"),
+        *("--allow-metrics", "false", "--model-control-mode", "explicit"),
+        *("--model-repository", str(HERE / "model_repository")),
+    ]
+    body = {
+        "inputs": [
+            {"name": name, "datatype": "INT32", "shape": [1, 16], "data": list(range(16))}
+            for name in ("INPUT0", "INPUT1")
+        ]
+    }
+    failed = 0
+    with ServerProcess(server) as proc:
+        base = proc.http_url
+        print(f"\nHTTP/REST on {base} (curl):")
+        for args in (
+            ["-X", "POST", f"{base}/v2/repository/models/simple/load"],
+            ["-X", "POST", f"{base}/v2/models/simple/infer", "-d", json.dumps(body)],
+            ["-X", "POST", f"{base}/v2/repository/models/simple/unload"],
+            [f"{base}/v2/models/simple/ready"],
+        ):
+            done = subprocess.run(
+                [curl, "-s", "--max-time", "20", "-w", " -> HTTP %{http_code}", *args],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            shown = " ".join(a if len(a) < 60 else a[:57] + "..." for a in args)
+            print(f"  curl {shown}\n    {done.stdout[:160]}")
+            expected = " -> HTTP 400" if args[0].endswith("/ready") else " -> HTTP 200"
+            failed += done.returncode != 0 or not done.stdout.endswith(expected)
+    return failed
 
 
 if __name__ == "__main__":

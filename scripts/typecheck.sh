@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mapfile -t protos < <(find examples tests bench -name '*.proto' | sort)
 "$PY" -m asyncinfer.protos stubs --out build/typings "${protos[@]}" > /dev/null
+# Triton python models import triton_python_backend_utils, which is asyncinfer's pb_utils.
+echo "from asyncinfer.inference.backends.triton_python.pb_utils import *" \
+    > build/typings/triton_python_backend_utils.pyi
 echo "mypy --strict src tests bench"
 "$PY" -m mypy
 check() {  # one folder's .py files, quietly unless something is wrong

@@ -12,5 +12,6 @@ if str(BENCH) not in sys.path:
 import _harness as harness  # noqa: E402
 import _infer_common as infer_common  # noqa: E402
 import _peers as peers  # noqa: E402
+import _reliability as reliability  # noqa: E402
 
-__all__ = ["BENCH", "harness", "infer_common", "peers"]
+__all__ = ["BENCH", "harness", "infer_common", "peers", "reliability"]

@@ -47,6 +47,7 @@ def backend(port: int) -> ServerProcess:
         "--model-repository", str(ROOT / "examples" / "model_repository"),
         "--model-control-mode", "explicit", "--load-model", "simple",
         "--grpc-port", str(port), "--log-format", "text",
+        "--allow-http", "false", "--allow-metrics", "false",
     ], timeout=60)  # fmt: skip
 
 

@@ -73,9 +73,15 @@ async def _fail(
     call: GrpcContext, cls: type[AnyContext], admission: Admission, exc: Exception
 ) -> NoReturn:
     """Answer the call with the status ``exc`` maps to."""
-    admission.failed += 1
     if isinstance(exc, grpc.aio.AbortError):
+        admission.failed += 1
         raise exc  # the Context aborted the call itself; its status is already set
+    if call.done():
+        # The call already ended (its deadline passed, its client went): no status can be
+        # sent any more, and trying makes grpc log an error for each such call.
+        admission.cancelled += 1
+        raise asyncio.CancelledError
+    admission.failed += 1
     error = exc if isinstance(exc, RpcError) else internal_error(exc, cls.rpc_path())
     await call.abort(error.code, bounded_message(error.message))
     raise AssertionError("grpc's abort() returned")  # it raises; this line is never reached

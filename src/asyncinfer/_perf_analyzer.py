@@ -160,10 +160,11 @@ def build_command(
     stability_percent: int,
     max_trials: int,
     extra: Sequence[str],
+    protocol: str = "grpc",
 ) -> list[str]:
     command = [
         str(binary),
-        *("-m", model, "-u", url, "-i", "grpc"),
+        *("-m", model, "-u", url, "-i", protocol),
         *("--concurrency-range", _range(concurrency)),
         *("-p", str(measurement_interval_ms), "-s", str(stability_percent)),
         *("--max-trials", str(max_trials)),
@@ -220,8 +221,10 @@ async def run_perf_analyzer(
     retries_on_unstable: int = 1,
     extra: Sequence[str] = (),
     binary: Path | None = None,
+    protocol: str = "grpc",
 ) -> PerfAnalyzerResult:
-    """Run perf_analyzer (gRPC) against ``model`` at ``url`` and return its rows.
+    """Run perf_analyzer against ``model`` at ``url`` over ``protocol`` (``grpc`` or ``http``)
+    and return its rows.
 
     ``concurrency`` is one level or a ``(start, end, step)`` range. Raises PerfAnalyzerNotFound
     when there is no binary, PerfAnalyzerFailed when it fails, reports an error, or stays
@@ -235,7 +238,7 @@ async def run_perf_analyzer(
             binary, url, model,
             concurrency=concurrency, shapes=shapes or {},
             measurement_interval_ms=measurement_interval_ms, stability_percent=stability_percent,
-            max_trials=max_trials, extra=extra,
+            max_trials=max_trials, extra=extra, protocol=protocol,
         )  # fmt: skip
         run = await _run(command, env, Path(folder), kill_after, retries_on_unstable)
         result = _result(*run)

@@ -7,6 +7,8 @@
     asyncinfer siege 127.0.0.1:50051 /asyncinfer.examples.Ping/Ping --rate 2000 --shape linear \\
         --rate-end 8000 --duration 10 --json siege.json
     asyncinfer siege 10.0.0.1:8001,10.0.0.2:8001 ...      # round-robin over several servers
+    asyncinfer siege http://127.0.0.1:8000 /v2/models/simple/infer --request '{"inputs": ...}' \
+        --rate 500 --duration 10                          # an HTTP endpoint (body: --request)
     asyncinfer health 127.0.0.1:8001                      # exit 0 when SERVING (HEALTHCHECK)
 
 Load clients find the RPC and its message types through server reflection, and build the
@@ -32,6 +34,8 @@ from typing import Any
 from . import __version__, logs
 from .client import AsyncClient, Constant, Cyclic, Linear, Method, Rate, Siege, SyncClient
 from .client.health import check_health
+from .client.http_calls import is_http_url
+from .client.http_client import HttpClient
 from .client.reflection import resolve_method
 from .codecs import codec_named
 from .errors import AsyncInferError, ConfigError, UsageError
@@ -112,6 +116,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         "listens on 0.0.0.0",
     )
     _add_server_security_flags(parser)
+    _add_http_security_flags(parser)
     parser.add_argument(
         "--trace-config",
         action="append",
@@ -130,7 +135,66 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=("json", "text"), default="json", help="structured log lines"
     )
+    parser.add_argument(
+        "--log-file", default=None, metavar="PATH", help="append log lines here (default stderr)"
+    )
+    for level in ("info", "warning", "error"):
+        parser.add_argument(
+            f"--log-{level}",
+            type=_flag_bool,
+            nargs="?",
+            const=True,
+            default=True,
+            metavar="BOOL",
+            help=f"log {level} records (default true)",
+        )
+    _add_unsupported_flags(parser)
     parser.set_defaults(run=_run_serve)
+
+
+#: tritonserver's flags that asyncinfer does not have: each is refused by name, never ignored.
+UNSUPPORTED_TRITON_FLAGS = (
+    "--allow-cpu-metrics", "--allow-gpu-metrics", "--allow-sagemaker", "--allow-vertex-ai",
+    "--backend-config", "--backend-directory", "--buffer-manager-thread-count",
+    "--cache-config", "--cache-directory", "--cuda-memory-pool-byte-size",
+    "--cuda-virtual-address-size", "--disable-auto-complete-config", "--enable-peer-access",
+    "--exit-on-error", "--grpc-header-forward-pattern", "--grpc-http2-max-ping-strikes",
+    "--grpc-http2-max-pings-without-data", "--grpc-http2-min-recv-ping-interval-without-data",
+    "--grpc-infer-allocation-pool-size", "--grpc-infer-response-compression-level",
+    "--grpc-keepalive-permit-without-calls", "--grpc-keepalive-time",
+    "--grpc-keepalive-timeout", "--grpc-max-response-pool-size", "--host-policy",
+    "--http-header-forward-pattern", "--http-thread-count", "--id", "--metrics-interval-ms",
+    "--min-supported-compute-capability", "--model-config-name", "--model-load-retry-count",
+    "--model-load-thread-count", "--model-namespacing", "--model-store",
+    "--pinned-memory-pool-byte-size", "--rate-limit", "--rate-limit-resource",
+    "--repoagent-directory", "--response-cache-byte-size", "--sagemaker-port",
+    "--sagemaker-safe-port-range", "--sagemaker-thread-count", "--strict-model-config",
+    "--vertex-ai-default-model", "--vertex-ai-port", "--vertex-ai-thread-count",
+)  # fmt: skip
+
+
+def _add_unsupported_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "tritonserver flags asyncinfer does not support (each is refused with a message)"
+    )
+    for flag in UNSUPPORTED_TRITON_FLAGS:
+        group.add_argument(
+            flag, nargs="?", const="", default=None, dest=_unsupported_dest(flag),
+            help=argparse.SUPPRESS,
+        )  # fmt: skip
+
+
+def _unsupported_dest(flag: str) -> str:
+    return "unsupported_" + flag.removeprefix("--").replace("-", "_")
+
+
+def _refuse_unsupported(args: argparse.Namespace) -> None:
+    given = [f for f in UNSUPPORTED_TRITON_FLAGS if getattr(args, _unsupported_dest(f)) is not None]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: tritonserver flag(s) not supported by asyncinfer "
+            "(see `asyncinfer serve --help` for the flags it has)"
+        )
 
 
 def _flag_bool(text: str) -> bool:
@@ -177,6 +241,50 @@ def _add_server_security_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_http_security_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS and restricted APIs on the HTTP port, named as the gRPC ones are."""
+    group = parser.add_argument_group("HTTP security (with --model-repository)")
+    for flag, help_text in (
+        ("--http-use-ssl", "serve HTTP over TLS (needs --http-server-cert and --http-server-key)"),
+        (
+            "--http-use-ssl-mutual",
+            "TLS and require a client certificate signed by --http-root-cert",
+        ),
+    ):
+        group.add_argument(
+            flag, type=_flag_bool, nargs="?", const=True, default=False, metavar="BOOL",
+            help=help_text,
+        )  # fmt: skip
+    group.add_argument("--http-server-cert", default=None, metavar="PEM")
+    group.add_argument("--http-server-key", default=None, metavar="PEM")
+    group.add_argument("--http-root-cert", default=None, metavar="PEM", help="CA of clients")
+    group.add_argument(
+        "--http-restricted-api",
+        action="append",
+        default=[],
+        metavar="APIS:KEY=VALUE",
+        help="only requests with header KEY: VALUE may use these APIs (comma-separated; "
+        "repeatable, one group per API; tritonserver's API names)",
+    )
+
+
+def _http_security(args: argparse.Namespace) -> dict[str, Any]:
+    """build_server's http_tls and http_restrictions from the --http-* security flags."""
+    settings: dict[str, Any] = {}
+    if args.http_use_ssl or args.http_use_ssl_mutual:
+        if not (args.http_server_cert and args.http_server_key):
+            raise ConfigError("--http-use-ssl needs --http-server-cert and --http-server-key")
+        settings["http_tls"] = ServerTls(
+            args.http_server_cert, args.http_server_key,
+            root_cert=args.http_root_cert, mutual=args.http_use_ssl_mutual,
+        )  # fmt: skip
+    elif args.http_server_cert or args.http_server_key or args.http_root_cert:
+        raise ConfigError("--http-*-cert/key flags need --http-use-ssl (or --http-use-ssl-mutual)")
+    if args.http_restricted_api:
+        settings["http_restrictions"] = Restrictions.parse(args.http_restricted_api)
+    return settings
+
+
 def _security_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.grpc_use_ssl or args.grpc_use_ssl_mutual:
@@ -203,6 +311,33 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     """tritonserver's flag names, for --model-repository."""
     group = parser.add_argument_group("inference service (with --model-repository)")
     group.add_argument("--grpc-port", type=int, default=None, help="default 8001; 0 picks one")
+    group.add_argument(
+        "--http-port", type=int, default=None, help="KServe v2 REST; default 8000; 0 picks one"
+    )
+    group.add_argument("--grpc-address", default=None, metavar="HOST", help="default: --host")
+    group.add_argument("--http-address", default=None, metavar="HOST", help="default: --host")
+    for protocol, what in (
+        ("grpc", "gRPC (asyncinfer always serves it: false is refused)"),
+        ("http", "HTTP/REST on --http-port"),
+        ("metrics", "Prometheus metrics on --metrics-port (8002 by default)"),
+    ):
+        group.add_argument(
+            f"--allow-{protocol}",
+            type=_flag_bool,
+            nargs="?",
+            const=True,
+            default=True,
+            metavar="BOOL",
+            help=f"serve {what} (default true)",
+        )
+    group.add_argument(
+        "--exit-timeout-secs",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long calls in flight may take to finish (tritonserver's "
+        "name for --grace; default 30)",
+    )
     group.add_argument("--model-control-mode", choices=("none", "explicit", "poll"), default="none")
     group.add_argument(
         "--load-model",
@@ -213,6 +348,12 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--repository-poll-secs", type=float, default=15.0)
     group.add_argument(
+        "--disable-auto-complete-config",
+        action="store_true",
+        help="use model configs exactly as written: no inputs, outputs, batching or backend "
+        "filled in from the model files (as tritonserver's flag)",
+    )
+    group.add_argument(
         "--allow-client-shm",
         type=_flag_bool,
         nargs="?",
@@ -221,6 +362,16 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
         metavar="BOOL",
         help="let clients register and unregister system (and, with CUDA, CUDA) shared-memory "
         "regions (default false, as tritonserver's: they are refused with UNIMPLEMENTED)",
+    )
+    group.add_argument(
+        "--strict-readiness",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="ServerReady (and gRPC health) is true only while every model asked to load is "
+        "ready (default true, as tritonserver's); false: whenever the server has started",
     )
     group.add_argument(
         "--metrics-config",
@@ -235,35 +386,70 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
+    if not args.allow_grpc:
+        raise ConfigError(
+            "--allow-grpc false is not supported: asyncinfer's server always serves gRPC "
+            "(bind it to 127.0.0.1 with --grpc-address to keep it local)"
+        )
+    host = args.grpc_address or args.host or "127.0.0.1"
+    metrics_port = args.metrics_port if args.metrics_port is not None else 8002
     factory = functools.partial(
         build_server,
         args.model_repository,
-        host=args.host or "127.0.0.1",
+        host=host,
         grpc_port=8001 if args.grpc_port is None else args.grpc_port,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         allow_client_shm=args.allow_client_shm,
+        strict_readiness=args.strict_readiness,
         workers=args.workers or 1,
         poll_seconds=args.repository_poll_secs,
-        metrics_port=args.metrics_port,
+        auto_complete=not args.disable_auto_complete_config,
+        metrics_port=metrics_port if args.allow_metrics else None,
         metrics_config=MetricsConfig.parse(args.metrics_config),
+        http_port=(8000 if args.http_port is None else args.http_port) if args.allow_http else None,
+        http_host=args.http_address or args.host or "127.0.0.1",
+        **_http_security(args),
     )
     factory()  # fail here, in the parent, on a bad combination of flags
     return factory
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    logs.configure(verbose=args.log_verbose, format=args.log_format)
+    _refuse_unsupported(args)
+    logs.configure(
+        verbose=args.log_verbose,
+        format=args.log_format,
+        file=args.log_file,
+        info=args.log_info,
+        warning=args.log_warning,
+        error=args.log_error,
+    )
     security = _security_overrides(args)
+    if args.exit_timeout_secs is not None:
+        if args.grace is not None:
+            raise ConfigError("give --exit-timeout-secs or --grace, not both (they are one)")
+        args.grace = args.exit_timeout_secs
     if args.model_repository is not None:
         overrides = {
             key: value
             for key in ("grace", "liveness_timeout", "max_receive_message_bytes")
             if (value := getattr(args, key)) is not None
         }
+        if args.grpc_address and args.metrics_address is None:
+            security["metrics_host"] = args.host or "127.0.0.1"  # --host, not --grpc-address
         factory = functools.partial(_configured, _inference_factory(args), overrides | security)
         return serve(factory)
-    inference_only = ("grpc_port", "allow_client_shm", "load_model", "metrics_config")
+    inference_only = (
+        "grpc_port", "http_port", "grpc_address", "http_address", "allow_client_shm",
+        "load_model", "http_use_ssl", "http_use_ssl_mutual", "http_server_cert",
+        "http_server_key", "http_root_cert", "http_restricted_api", "metrics_config",
+    )  # fmt: skip
+    refused = [f"--allow-{p} false" for p in ("grpc", "http") if not getattr(args, f"allow_{p}")]
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} needs --model-repository")
+    if not args.allow_metrics:
+        args.metrics_port = None
     used = [f"--{k.replace('_', '-')}" for k in inference_only if getattr(args, k)]
     if used or args.model_control_mode != "none":
         raise ConfigError(f"{', '.join(used) or '--model-control-mode'} needs --model-repository")
@@ -409,6 +595,8 @@ def client_tls(args: argparse.Namespace) -> ClientTls | None:
 
 
 def _run_load(args: argparse.Namespace) -> int:
+    if is_http_url(args.target):
+        return _run_http_load(args)
     tls = client_tls(args)
     method = resolve_method(args.target, args.method, tls=tls).with_codec(codec_named(args.codec))
     request = parse_request(method, args.request)
@@ -425,23 +613,45 @@ def _run_load(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_async_load(args: argparse.Namespace, method: Method, request: Any) -> Any:
+def _run_http_load(args: argparse.Namespace) -> int:
+    """`async` and `siege` against an HTTP endpoint: METHOD is the path (POSTed with --request
+    as the JSON body), e.g. http://127.0.0.1:8000 /v2/models/simple/infer."""
+    if args.command == "sync":
+        raise UsageError("sync drives gRPC methods; for HTTP use `async --concurrency 1`")
+    if not args.method.startswith("/"):
+        raise UsageError(
+            f"over HTTP, METHOD is a path such as /v2/models/NAME/infer, not {args.method!r}"
+        )
+    try:
+        json.loads(args.request)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--request is not JSON: {exc}") from None
+    result = run_loop(_run_async_load(args, None, args.request.encode()))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=2)
+    return 0
+
+
+def _load_client(args: argparse.Namespace, method: Method | None, **options: Any) -> Any:
+    """The async load client of the target: HttpClient for an http(s):// URL, else gRPC's."""
+    tls = client_tls(args)
+    if method is None:
+        return HttpClient(
+            args.target.rstrip("/") + args.method, timeout=args.timeout, tls=tls, **options
+        )
+    return AsyncClient(args.target, method, timeout=args.timeout, tls=tls, **options)
+
+
+async def _run_async_load(args: argparse.Namespace, method: Method | None, request: Any) -> Any:
     if args.command == "async":
-        async with AsyncClient(
-            args.target,
-            method,
-            max_in_flight=args.max_in_flight,
-            timeout=args.timeout,
-            tls=client_tls(args),
-        ) as client:
+        async with _load_client(args, method, max_in_flight=args.max_in_flight) as client:
             report = await client.run(
                 request, concurrency=args.concurrency, duration=args.duration, count=args.count
             )
         print(report.line())
         return report.to_dict()
-    async with AsyncClient(
-        args.target, method, timeout=args.timeout, tls=client_tls(args)
-    ) as client:
+    async with _load_client(args, method) as client:
         siege = Siege(
             client, rate_schedule(args), duration=args.duration, max_in_flight=args.max_in_flight
         )

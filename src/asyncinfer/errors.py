@@ -27,7 +27,10 @@
     └── UsageError                an API used the wrong way, raised locally, never sent
 
 Servers raise ``RpcError`` subclasses to answer with a status; clients turn a received status
-back into the same class with :func:`from_status`.
+back into the same class with :func:`from_status`. Over HTTP, each class answers with
+``http_status``: Triton's HTTP status for the statuses Triton has (INTERNAL 500, NOT_FOUND 404,
+UNAVAILABLE 503, UNIMPLEMENTED 501, the rest 400), and HTTP's own for those it has not
+(DEADLINE_EXCEEDED 504, RESOURCE_EXHAUSTED 429, PERMISSION_DENIED 403, UNAUTHENTICATED 401).
 
 Every message that repeats a string a client sent (a model, region, key or tensor name) passes
 it through :func:`echo`, which bounds its length and escapes what is not printable; the whole
@@ -75,6 +78,7 @@ __all__ = [
     "UsageError",
     "bounded_message",
     "echo",
+    "from_http_status",
     "from_status",
     "internal_error",
 ]
@@ -98,6 +102,8 @@ class RpcError(AsyncInferError):
     """An error a client sees: one gRPC status code and a message for a person."""
 
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    #: The HTTP status the HTTP front end answers with.
+    http_status: ClassVar[int] = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -121,10 +127,12 @@ class InvalidArgument(RpcError):
 
 class DeadlineExceeded(RpcError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
 
 
 class NotFound(RpcError):
     code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
 
 
 class AlreadyExists(RpcError):
@@ -133,10 +141,12 @@ class AlreadyExists(RpcError):
 
 class PermissionDenied(RpcError):
     code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
 
 
 class ResourceExhausted(RpcError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
 
 
 class FailedPrecondition(RpcError):
@@ -153,14 +163,17 @@ class OutOfRange(RpcError):
 
 class Unimplemented(RpcError):
     code = grpc.StatusCode.UNIMPLEMENTED
+    http_status = 501
 
 
 class Internal(RpcError):
     code = grpc.StatusCode.INTERNAL
+    http_status = 500
 
 
 class Unavailable(RpcError):
     code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
 
 
 class DataLoss(RpcError):
@@ -169,6 +182,7 @@ class DataLoss(RpcError):
 
 class Unauthenticated(RpcError):
     code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
 
 
 class ModelLoadFailed(InvalidArgument):
@@ -194,6 +208,21 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
 def from_status(code: grpc.StatusCode, message: str) -> RpcError:
     """Turn a received status back into the error class the server raised."""
     return _BY_CODE.get(code, Unknown)(message)
+
+
+#: HTTP statuses the HTTP front end answers, back to their classes (400: InvalidArgument, the
+#: class most 400s are; 408 and 413: the body-read errors' DeadlineExceeded, ResourceExhausted).
+_BY_HTTP_STATUS: dict[int, type[RpcError]] = {
+    **{cls.http_status: cls for cls in RpcError.__subclasses__() if cls.http_status != 400},
+    400: InvalidArgument,
+    408: DeadlineExceeded,
+    413: ResourceExhausted,
+}
+
+
+def from_http_status(status: int, message: str) -> RpcError:
+    """Turn an HTTP error reply back into the error class its status stands for."""
+    return _BY_HTTP_STATUS.get(status, Unknown)(message)
 
 
 #: At most this many characters of one client string appear in a message.

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Any, Literal, TextIO
 
+from .errors import ConfigError
+
 __all__ = ["JsonFormatter", "KeyValueFormatter", "configure", "reconfigure", "settings"]
 
 LogFormat = Literal["json", "text"]
@@ -95,13 +97,15 @@ def configure(
     verbose: int = 0,
     format: LogFormat = "json",
     stream: TextIO | None = None,
+    file: str | None = None,
     info: bool = True,
     warning: bool = True,
     error: bool = True,
 ) -> None:
-    """Route every record at INFO (``verbose`` 0) or DEBUG (``verbose`` >= 1) to ``stream``;
-    ``info``, ``warning`` and ``error`` False drop the records of that level (Triton's
-    ``--log-info`` etc.).
+    """Route every record at INFO (``verbose`` 0) or DEBUG (``verbose`` >= 1) to ``stream``
+    (stderr by default), or appended to ``file`` (tritonserver's ``--log-file``); ``info``,
+    ``warning`` and ``error`` False drop the records of that level (Triton's ``--log-info``
+    etc.).
 
     Replaces the root logger's handlers, so calling it again changes the setup instead of
     doubling every line.
@@ -110,12 +114,21 @@ def configure(
     if format not in ("json", "text"):
         raise ValueError(f"log format must be 'json' or 'text', not {format!r}")
     _stream = stream
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler
+    if file:
+        try:
+            handler = logging.FileHandler(file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot open --log-file {file}: {exc.strerror}") from exc
+    else:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if format == "json" else KeyValueFormatter())
     handler.addFilter(_LevelFilter(info, warning, error))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, logging.FileHandler):  # ours, from an earlier --log-file
+            old.close()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
     if verbose < 2:
@@ -125,6 +138,7 @@ def configure(
     _settings = {
         "verbose": verbose,
         "format": format,
+        "file": file or "",
         "info": info,
         "warning": warning,
         "error": error,

@@ -130,11 +130,16 @@ class Restrictions:
         return bool(self.groups)
 
     def refusal(
-        self, protocol: str | None, header: Callable[[str], str | None], prefix: str
+        self,
+        protocol: str | None,
+        header: Callable[[str], str | None],
+        prefix: str,
+        noun: str = "protocol",
     ) -> str | None:
         """None when a call of ``protocol`` may proceed, else the text it is refused with.
 
         ``header(name)`` reads the call's header ``name``; the expected one is ``prefix + key``.
+        ``noun``: what the text calls it (tritonserver says "API" over HTTP).
         """
         group = next((g for g in self.groups if protocol in g.protocols), None)
         if group is None:
@@ -143,7 +148,7 @@ class Restrictions:
         given = header(name)
         if given is not None and hmac.compare_digest(given.encode(), group.value.encode()):
             return None
-        return f"This protocol is restricted, expecting header '{name}'"
+        return f"This {noun} is restricted, expecting header '{name}'"
 
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any]"]]

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,7 +32,7 @@ from .resources import Resources
 from .restriction import RestrictingInterceptor
 from .tracing import Tracing
 
-__all__ = ["Server", "ServerStatistics"]
+__all__ = ["FrontEnd", "Server", "ServerStatistics"]
 
 log = logging.getLogger("asyncinfer.server")
 
@@ -49,6 +49,20 @@ class ServerStatistics:
     @property
     def idle(self) -> bool:
         return all(rpc.idle for rpc in self.rpcs.values())
+
+
+class FrontEnd(Protocol):
+    """Another protocol served on the Server's event loop over its services' Resources (the
+    inference service's HTTP front end): started after them, stopped before them."""
+
+    name: str
+
+    @property
+    def url(self) -> str: ...
+
+    async def start(self, config: ServerConfig) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclasses.dataclass
@@ -90,6 +104,7 @@ class Server:
         self._started: list[Resources] = []
         self._port: int | None = None
         self._metrics: MetricsEndpoint | None = None
+        self._front_ends: list[FrontEnd] = []
         #: What calls of every RPC hold together (streams, unsent replies); made at start().
         self.limits: ServerLimits | None = None
         #: Tracing settings and spans (configured from ``config.trace`` at start()).
@@ -120,6 +135,16 @@ class Server:
                 )
             by_method[cls.method.name] = cls
         self._services[name] = _Service(name, resources, by_method)
+
+    def add_front_end(self, front_end: FrontEnd) -> None:
+        """Serve ``front_end`` too, on this server's loop, for as long as the server runs."""
+        if self._grpc is not None:
+            raise UsageError("add_front_end() must come before start()")
+        self._front_ends.append(front_end)
+
+    @property
+    def front_ends(self) -> tuple[FrontEnd, ...]:
+        return tuple(self._front_ends)
 
     @property
     def port(self) -> int:
@@ -172,9 +197,12 @@ class Server:
             self._add_handlers(server)
             self._port = self._bind(server)
             await self._start_metrics()
+            for front_end in self._front_ends:
+                await front_end.start(config)
             await server.start()
             self._calls.identify(channelz_before)
         except BaseException:
+            await self._stop_front_ends()
             await self._stop_metrics()
             await self._stop_resources()
             raise
@@ -182,6 +210,8 @@ class Server:
         log.info("serving %s on %s", ", ".join(self._services), self.address)
         if self.metrics_url is not None:
             log.info("metrics on %s", self.metrics_url)
+        for front_end in self._front_ends:
+            log.info("%s on %s", front_end.name, front_end.url)
         return self._port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -189,6 +219,7 @@ class Server:
         if self._grpc is None:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._stop_front_ends()
         await self._grpc.stop(self.config.grace if grace is None else grace)
         await self._stop_metrics()
         await self._stop_resources()
@@ -280,6 +311,13 @@ class Server:
         self._metrics = await MetricsEndpoint.start(
             self._metrics_host, self.config.metrics_port, registry
         )
+
+    async def _stop_front_ends(self) -> None:
+        for front_end in reversed(self._front_ends):
+            try:
+                await front_end.stop()
+            except Exception:
+                log.exception("stopping the %s front end failed", front_end.name)
 
     async def _stop_metrics(self) -> None:
         if self._metrics is not None:

@@ -28,9 +28,12 @@ import numpy.typing as npt
 from .datatypes import BYTES, Datatype, from_numpy, from_wire, object_array, shape_fits, split_bytes
 from .errors import Internal, InvalidArgument, StringCountError, echo
 
-__all__ = ["DeclaredTensor", "Signature", "TensorSpec"]
+__all__ = ["MAX_TENSOR_BYTES", "DeclaredTensor", "Signature", "TensorSpec", "check_extent"]
 
 Array = npt.NDArray[Any]
+
+#: The most bytes one input tensor may span (1 TiB): a shape beyond it cannot be real data.
+MAX_TENSOR_BYTES = 2**40
 
 
 class DeclaredTensor(Protocol):
@@ -189,6 +192,7 @@ class Signature:
                 f"unexpected shape for input '{name}' for model '{model}'. Expected "
                 f"{list(expected)}, got {list(shape)}"
             )
+        check_extent(model, name, shape, spec.datatype)
 
     def check_byte_size(self, name: str, shape: tuple[int, ...], byte_size: int) -> None:
         """The byte size of a fixed-size input's data against its checked shape."""
@@ -300,6 +304,21 @@ class Signature:
                 f"its config declares {list(expected)} for this request"
             )
         return array
+
+
+def check_extent(model: str, name: str, shape: tuple[int, ...], datatype: Datatype) -> None:
+    """InvalidArgument when a shape's elements could not exist: more than
+    :data:`MAX_TENSOR_BYTES` of data (a BYTES element takes at least its 4-byte length), with
+    zero extents left out so that a product which overflows int64 is refused even when another
+    extent is 0. Checked before anything of the shape's size is allocated."""
+    count = math.prod(d for d in shape if d)
+    element = datatype.itemsize or 4
+    if count * element > MAX_TENSOR_BYTES:
+        raise InvalidArgument(
+            f"inference input '{name}' for model '{model}' has shape {list(shape)}: "
+            f"{count} elements of {datatype.wire} cannot exist (at most {MAX_TENSOR_BYTES} "
+            "bytes in one tensor)"
+        )
 
 
 def _datatype_of(model: str, name: str, value: object) -> str:

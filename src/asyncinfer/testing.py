@@ -26,6 +26,7 @@ __all__ = ["ServerProcess", "running"]
 
 _READY = re.compile(r"asyncinfer: (?:worker (\d+) )?\(pid (\d+)\) serving on (\S+)")
 _METRICS = re.compile(r"asyncinfer: metrics on (\S+)")
+_HTTP = re.compile(r"asyncinfer: HTTP on (\S+)")
 
 
 @contextlib.asynccontextmanager
@@ -64,6 +65,8 @@ class ServerProcess:
         self.address = ""
         #: The metrics URL the server printed (its own, or the supervisor's with workers).
         self.metrics_url = ""
+        #: The HTTP front end's URL a single-process inference server printed.
+        self.http_url = ""
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -98,6 +101,8 @@ class ServerProcess:
                     self.worker_pids[int(index or 0)] = int(pid)
                 elif match := _METRICS.search(line):
                     self.metrics_url = match.group(1)
+                elif match := _HTTP.search(line):
+                    self.http_url = match.group(1)
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()

@@ -104,3 +104,15 @@ class ClientTls:
         if self.server_name is None:
             return []
         return [("grpc.ssl_target_name_override", self.server_name)]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same settings as a client-side ``ssl.SSLContext`` (for HTTPS clients)."""
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self.root_cert) if self.root_cert else None
+            )
+            if self.cert is not None and self.key is not None:
+                context.load_cert_chain(str(self.cert), str(self.key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the client's TLS files: {exc}") from None
+        return context

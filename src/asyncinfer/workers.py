@@ -113,6 +113,9 @@ async def _serve_one(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    if index is None:
+        for front_end in server.front_ends:  # before "serving": whoever waits may call at once
+            print(f"asyncinfer: {front_end.name} on {front_end.url}", flush=True)
     announce(index, server.address, server.metrics_url)
     async with asyncio.TaskGroup() as tasks:
         if heartbeat is not None:

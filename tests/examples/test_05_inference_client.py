@@ -19,6 +19,10 @@ def test_inference_client_script_against_the_cli_server() -> None:
         "serve",
         "--grpc-port",
         "0",
+        "--allow-http",
+        "false",
+        "--allow-metrics",
+        "false",
         "--model-repository",
         str(EXAMPLES / "model_repository"),
     ]

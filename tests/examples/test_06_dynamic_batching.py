@@ -53,6 +53,7 @@ def test_client_sieges_mlp_onnx_and_reports_batches() -> None:
     runpy.run_path(str(EXAMPLES / "build_models.py"))["build_all"](quiet=True)
     serve = [
         *(sys.executable, "-m", "asyncinfer.cli", "serve", "--grpc-port", "0"),
+        *("--allow-http", "false", "--allow-metrics", "false"),
         *("--model-repository", str(EXAMPLES / "model_repository")),
         *("--model-control-mode", "explicit", "--load-model", MODEL),
     ]

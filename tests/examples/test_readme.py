@@ -26,13 +26,15 @@ def _files() -> dict[str, str]:
     return {title: body for title, body in _TITLED.findall(README)}
 
 
-def _command(start: str, *, address: str, replaces: str) -> list[str]:
+def _command(start: str, *, address: str, replaces: str | tuple[str, ...]) -> list[str]:
     """The README's shell command that starts with ``start``, run through this Python, with
-    the address it shows (``replaces``) replaced by ``address``."""
+    each address it shows (``replaces``) replaced by ``address``."""
     for block in _COMMANDS.findall(README):
         for line in block.splitlines():
             if line.startswith(start + " "):
-                argv = shlex.split(line.replace(replaces, address), comments=True)
+                for shown in (replaces,) if isinstance(replaces, str) else replaces:
+                    line = line.replace(shown, address)
+                argv = shlex.split(line, comments=True)
                 return [sys.executable, "-m", "asyncinfer.cli", *argv[1:]]
     raise AssertionError(f"the README shows no `{start} ...` command")
 
@@ -108,7 +110,9 @@ def test_the_readme_service_type_checks_with_its_stubs(tmp_path: Path) -> None:
 def test_the_readme_model_repository_serves_tritonclient(tmp_path: Path) -> None:
     grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed")
     _written(tmp_path, "models/double/config.pbtxt", "models/double/1/model.py")
-    serve = _command("asyncinfer serve --model-repository", address="0", replaces="8001")
+    serve = _command(
+        "asyncinfer serve --model-repository", address="0", replaces=("8001", "8000", "8002")
+    )
     with ServerProcess(serve, cwd=str(tmp_path)) as server:
         client = grpcclient.InferenceServerClient(server.address)
         x = np.arange(8, dtype=np.float32).reshape(2, 4)

@@ -135,7 +135,7 @@ def test_nv_inference_metrics_follow_the_model_statistics() -> None:
 async def test_two_workers_expose_one_summed_set() -> None:
     argv = [
         sys.executable, "-m", "asyncinfer.cli", "serve", "--model-repository", str(REPOSITORY),
-        "--grpc-port", "0", "--workers", "2", "--metrics-port", "0",
+        "--grpc-port", "0", "--workers", "2", "--metrics-port", "0", "--allow-http", "false",
     ]  # fmt: skip
     with ServerProcess(argv, workers=2, timeout=60) as proc:
         assert proc.metrics_url

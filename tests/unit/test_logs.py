@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import pathlib
 from collections.abc import Iterator
 
 import pytest
 
 from asyncinfer import logs
-from asyncinfer.errors import internal_error
+from asyncinfer.errors import ConfigError, internal_error
 
 
 @pytest.fixture
@@ -58,10 +59,28 @@ def test_verbose_controls_debug_records_and_reconfiguring_does_not_double(
     assert logs.settings() == {
         "verbose": 1,
         "format": "json",
+        "file": "",
         "info": True,
         "warning": True,
         "error": True,
     }
+
+
+def test_log_file_and_dropped_levels(restore_root: None, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "server.log"
+    logs.configure(file=str(path), info=False, error=False)
+    log = logging.getLogger("asyncinfer.test")
+    log.info("info")
+    log.warning("warning")
+    log.error("error")
+    log.critical("critical")
+    logs.configure(stream=io.StringIO())  # closes the file
+    assert [json.loads(line)["msg"] for line in path.read_text().splitlines()] == ["warning"]
+
+
+def test_an_unopenable_log_file_is_a_config_error(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match="cannot open --log-file"):
+        logs.configure(file=str(tmp_path / "missing" / "server.log"))
 
 
 def test_text_format_quotes_values_with_spaces(restore_root: None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self
 
 from ..errors import RpcError, UsageError
@@ -13,9 +13,45 @@ from ._method import Method, Request
 from .channel import Targets, aio_channel, channel_options
 from .report import LatencyRecorder, Report
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "closed_loop"]
 
 RequestSource = Request | Callable[[int], Request]
+
+
+async def closed_loop(
+    call: Callable[[Any], Awaitable[Any]],
+    request: Any,
+    *,
+    concurrency: int,
+    duration: float | None,
+    count: int | None,
+) -> Report:
+    """``concurrency`` callers of ``call`` back to back until ``duration`` or ``count`` (the
+    loop of every async load client); ``request`` is one request or ``index -> request``."""
+    if duration is None and count is None:
+        raise UsageError("run() needs a duration, a count, or both: load loops are bounded")
+    make = request if callable(request) else (lambda _i: request)
+    recorder = LatencyRecorder()
+    deadline = time.perf_counter() + (duration if duration is not None else float("inf"))
+    issued = 0
+
+    async def caller() -> None:
+        nonlocal issued
+        while (count is None or issued < count) and time.perf_counter() < deadline:
+            index = issued
+            issued += 1
+            started = time.perf_counter()
+            try:
+                await call(make(index))
+            except RpcError as exc:
+                recorder.failure(exc)
+            else:
+                recorder.success(time.perf_counter() - started)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(caller())
+    return recorder.report(f"async c={concurrency}")
 
 
 class AsyncClient:
@@ -58,30 +94,9 @@ class AsyncClient:
         count: int | None = None,
     ) -> Report:
         """Closed loop: ``concurrency`` callers back to back until ``duration`` or ``count``."""
-        if duration is None and count is None:
-            raise UsageError("run() needs a duration, a count, or both: load loops are bounded")
-        make = request if callable(request) else (lambda _i: request)
-        recorder = LatencyRecorder()
-        deadline = time.perf_counter() + (duration if duration is not None else float("inf"))
-        issued = 0
-
-        async def caller() -> None:
-            nonlocal issued
-            while (count is None or issued < count) and time.perf_counter() < deadline:
-                index = issued
-                issued += 1
-                started = time.perf_counter()
-                try:
-                    await self.call(make(index))
-                except RpcError as exc:
-                    recorder.failure(exc)
-                else:
-                    recorder.success(time.perf_counter() - started)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(caller())
-        return recorder.report(f"async c={concurrency}")
+        return await closed_loop(
+            self.call, request, concurrency=concurrency, duration=duration, count=count
+        )
 
     async def close(self) -> None:
         await self._channel.close(grace=None)

@@ -7,6 +7,9 @@
     with SyncRemoteManager("127.0.0.1:8001") as manager:
         outputs = manager.infer_runner("simple").infer(INPUT0=a, INPUT1=b).result()
 
+    async with RemoteManager("http://127.0.0.1:8000") as manager:   # over HTTP/REST
+        ...
+
 Connecting reads the repository index and the metadata of every ready model, so bindings are
 known locally and ``infer`` checks names, dtypes and shapes before anything is sent.
 """
@@ -29,6 +32,7 @@ from ..runner import Binding, NamedBindings
 from ..tls import ClientTls
 from ._method import to_error
 from .channel import Targets, aio_channel, channel_options, sync_channel
+from .http_calls import HttpCalls, is_http_url
 
 __all__ = ["RemoteManager", "RemoteRunner", "SyncRemoteManager", "SyncRemoteRunner"]
 
@@ -148,7 +152,8 @@ class RemoteRunner(_Runner):
 class RemoteManager:
     """Models of a remote inference service, for asyncio code. Use ``async with``.
 
-    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name (gRPC); or
+    an ``http://`` or ``https://`` URL of the HTTP/REST front end (http_calls.py).
     """
 
     def __init__(
@@ -158,13 +163,19 @@ class RemoteManager:
         self.tls = tls
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
+        self._http: HttpCalls | None = None
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
 
     async def connect(self) -> Self:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
-        if self._channel is not None:
+        if self._channel is not None or self._http is not None:
             raise UsageError(f"RemoteManager({self.url!r}) is already connected")
-        self._channel = aio_channel(self.url, channel_options(), self.tls)
+        if is_http_url(self.url):
+            assert isinstance(self.url, str)
+            self._http = HttpCalls(self.url, timeout=self.timeout, tls=self.tls)
+            await self._http.open()
+        else:
+            self._channel = aio_channel(self.url, channel_options(), self.tls)
         try:
             self._metadata = await _drive_async(_read_metadata(), self._call)
         except BaseException:
@@ -174,8 +185,11 @@ class RemoteManager:
 
     async def close(self) -> None:
         channel, self._channel, self._metadata = self._channel, None, {}
+        http, self._http = self._http, None
         if channel is not None:
             await channel.close(None)
+        if http is not None:
+            await http.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -194,11 +208,13 @@ class RemoteManager:
         return RemoteRunner(self, name, version, self._metadata[name])
 
     def _check(self) -> None:
-        if self._channel is None:
+        if self._channel is None and self._http is None:
             raise UsageError("connect() the RemoteManager (or use `async with`) first")
 
     async def _call(self, method: str, request: Any) -> bytes:
         self._check()
+        if self._http is not None:
+            return await self._http.call(method, request)
         assert self._channel is not None
         call = self._channel.unary_unary(
             _SERVICE + method, request_serializer=_serialize, response_deserializer=None
@@ -253,6 +269,11 @@ class SyncRemoteManager:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
         if self._channel is not None:
             raise UsageError(f"SyncRemoteManager({self.url!r}) is already connected")
+        if is_http_url(self.url):
+            raise UsageError(
+                f"SyncRemoteManager speaks gRPC: give it HOST:PORT, not {self.url!r} (over "
+                "HTTP, use RemoteManager from asyncio)"
+            )
         self._channel = sync_channel(self.url, channel_options(), self.tls)
         try:
             self._metadata = _drive(_read_metadata(), self._blocking)

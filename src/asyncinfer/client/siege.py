@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..errors import RpcError, UsageError
@@ -133,12 +133,18 @@ class SiegeResult:
             json.dump(self.to_dict(), out, indent=2)
 
 
+class Caller(Protocol):
+    """What a Siege drives: an AsyncClient (gRPC) or an HttpClient (an HTTP endpoint)."""
+
+    def call(self, request: Any) -> Awaitable[Any]: ...
+
+
 class Siege:
-    """Open-loop load on one RPC through an AsyncClient."""
+    """Open-loop load on one RPC (or HTTP endpoint) through an AsyncClient (or HttpClient)."""
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncClient | Caller,
         rate: Rate,
         *,
         duration: float,

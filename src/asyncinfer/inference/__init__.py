@@ -12,8 +12,9 @@ The layout is the architecture:
   classified or placed in shared memory (outputs.py), statistics (statistics.py), deadlines and
   cancellation. ``python_model.py`` is the API a model.py is written against.
 - Front ends only translate: ``rpc/`` (gRPC Contexts: control, inference, shared memory,
-  settings), whose protobuf codecs are ``wire/``; ``inprocess.py`` (calls from models and
-  Contexts); ensemble steps and warmup (``repository/``).
+  settings), whose protobuf codecs are ``wire/``; ``http/`` (the KServe v2 REST front end and
+  its JSON/binary codec); ``inprocess.py`` (calls from models and Contexts); ensemble steps and
+  warmup (``repository/``). ``control_calls.py`` is what gRPC's and HTTP's control calls share.
 - ``repository/``: which models exist and how each loads; ``scheduling/``: how requests reach a
   backend (direct, dynamic batcher, sequences); ``backends/``: what runs them (python thread or
   process instances, ONNX Runtime and TensorRT engines, ensembles).

@@ -13,9 +13,13 @@ from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
 from ..memory.host_heap import tune_host_heap
+from ..restriction import Restrictions
 from ..server import Server
+from ..tls import ServerTls
+from .http import HttpFrontEnd
+from .http.front_end import HTTP_BODY_TIMEOUT
 from .latency import MetricsConfig
-from .repository import CONTROL_MODES, ControlMode, ModelRepository
+from .repository import CONTROL_MODES, ConfigBounds, ControlMode, ModelRepository
 from .rpc import CONTEXTS
 from .service import InferenceResources
 
@@ -36,9 +40,26 @@ def build_server(
     workers: int = 1,
     poll_seconds: float = 15.0,
     metrics_port: int | None = None,
+    http_port: int | None = None,
+    http_host: str | None = None,
+    http_body_timeout: float = HTTP_BODY_TIMEOUT,
+    http_tls: ServerTls | None = None,
+    http_restrictions: Restrictions | None = None,
+    config_bounds: ConfigBounds | None = None,
+    strict_readiness: bool = True,
+    auto_complete: bool = True,
     metrics_config: MetricsConfig | None = None,
 ) -> Server:
-    """A Server for ``model_repository``; nothing is loaded until the server starts."""
+    """A Server for ``model_repository``; nothing is loaded until the server starts.
+
+    ``http_port`` also serves the KServe v2 REST protocol there (tritonserver's 8000; None:
+    off, the default here so that tests and embedders choose; 0 picks a free one), on
+    ``http_host`` (None: ``host``), on the same loop and over the same models as gRPC; over
+    TLS with ``http_tls``, and with ``http_restrictions`` (tritonserver's
+    ``--http-restricted-api``) on its APIs.
+    ``auto_complete``: complete model configs from the model files, as Triton does
+    (repository/auto_complete.py); False is ``--disable-auto-complete-config``.
+    """
     if model_control_mode not in CONTROL_MODES:
         raise ConfigError(
             f"model control mode must be one of {CONTROL_MODES}, not {model_control_mode!r}"
@@ -60,11 +81,18 @@ def build_server(
         )
     # Each worker process builds its server here: its heap reuses large tensors' blocks.
     tune_host_heap()
+    if workers > 1 and http_port == 0:
+        raise ConfigError(
+            "http_port 0 with workers > 1: each worker would pick a different port; give a "
+            "fixed --http-port, which the workers share through SO_REUSEPORT"
+        )
     repository = ModelRepository(
         model_repository,
         control_mode=model_control_mode,
         load_models=load_models,
         poll_seconds=poll_seconds,
+        bounds=config_bounds,
+        auto_complete=auto_complete,
     )
     server = Server(
         host=host,
@@ -79,8 +107,21 @@ def build_server(
         repository,
         version=__version__,
         allow_client_shm=allow_client_shm,
+        strict_readiness=strict_readiness,
         tracing=server.tracing,
         metrics=metrics_config,
     )
     server.add_service(resources, *CONTEXTS)
+    if http_port is not None:
+        server.add_front_end(
+            HttpFrontEnd(
+                resources,
+                host=http_host,
+                port=http_port,
+                reuse_port=workers > 1,
+                body_timeout=http_body_timeout,
+                tls=http_tls,
+                restrictions=http_restrictions,
+            )
+        )
     return server

@@ -7,7 +7,6 @@ written as ``value:index`` or ``value:index:label`` when the output has a label 
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,9 +19,9 @@ from ..errors import InvalidArgument
 __all__ = ["classify", "read_labels"]
 
 
-def read_labels(path: pathlib.Path) -> list[str]:
-    """One label per line, line i naming class i."""
-    return path.read_text(encoding="utf-8").splitlines()
+def read_labels(data: bytes) -> list[str]:
+    """One label per line of a label file's UTF-8 ``data``, line i naming class i."""
+    return data.decode("utf-8").splitlines()
 
 
 def classify(

@@ -125,6 +125,10 @@ class InferRequest:
     shm: RequestShm | None = None
     timing: RequestTiming = dataclasses.field(default_factory=RequestTiming)
     cancellation: Cancellation = dataclasses.field(default_factory=Cancellation)
+    #: The transport's own deadline (``time.monotonic()`` seconds) for a transport that
+    #: cancels the call itself then (gRPC): no timer is armed for it, but a request past it
+    #: is never started, and a scheduler drops it instead of running it.
+    expires: float | None = None
 
     @classmethod
     def of_arrays(

@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamil
 from prometheus_client.registry import Collector
 
 from ..metrics import histogram_family
+from . import custom_metrics
 from .backends.process_instances import ProcessBackend
 from .latency import MetricsConfig
 from .model import LoadedModel
@@ -96,6 +97,7 @@ class InferenceCollector(Collector):
         yield pending
         yield _queue_depth(versions)
         yield _restarts(versions)
+        yield from custom_metrics.collect()  # families models defined (MetricFamily)
 
     def _histograms(self, versions: list[tuple[list[str], LoadedModel]]) -> Iterator[Metric]:
         if not self._config.histogram_latencies:

@@ -9,7 +9,8 @@ the request asked (outputs.py), honours the request's deadline, marks its cancel
 counts it all in the version's statistics. ``LoadedModel.stream`` does the same for a stream:
 a decoupled model's any number of responses, through the same scheduler and the same statistics.
 
-Front ends only translate: gRPC's ModelInfer and ModelStreamInfer (rpc/infer.py), in-process
+Front ends only translate: gRPC's ModelInfer and ModelStreamInfer (rpc/infer.py), HTTP's infer
+and generate (http/routes.py, http/generate.py), in-process
 calls from models and Contexts (inprocess.py), ensemble steps (repository/ensemble.py) and
 warmup (repository/warmup.py). This module is the only caller of a scheduler.
 """
@@ -157,7 +158,9 @@ class LoadedModel:
             requested_output_names=plan.output_names,
             parameters=request.parameters,
             id=request.id,
+            deadline=_deadline(request),
         )
+        model_request._cancellation = request.cancellation  # Request.cancelled() reads it
         return _Prepared(
             model_request, plan.outputs, plan.checks, plan.batch_size, priority, timeout_us
         )
@@ -168,6 +171,11 @@ class LoadedModel:
         A caller that goes away (cancellation) marks the request's Cancellation; a scheduler
         drops a request whose caller is gone before it runs.
         """
+        expiry = prepared.request.deadline
+        if expiry is not None and time.monotonic() >= expiry:
+            raise DeadlineExceeded(  # never started: nobody waits for its answer
+                f"request for model '{self.name}' reached the model after its deadline"
+            )
         submitted = self.scheduler.submit(
             prepared.request,
             priority=prepared.priority,
@@ -200,7 +208,9 @@ class LoadedModel:
                 "Response was expected"
             )
         if response.error is not None:
-            raise Internal(f"model '{self.name}' failed the request: {response.error.message}")
+            # ModelError(status=...), ModelInputError (INVALID_ARGUMENT), a TritonError's code.
+            status = response.error.status or Internal
+            raise status(f"model '{self.name}' failed the request: {response.error.message}")
         return response
 
     def _respond(
@@ -216,7 +226,8 @@ class LoadedModel:
             request.shm,
             prepared.checks,
         )
-        return InferResponse(self.name, self._version_text, request.id, outputs)
+        parameters = dict(response.parameters) if response.parameters else {}
+        return InferResponse(self.name, self._version_text, request.id, outputs, parameters)
 
     # ------------------------------------------------------------------ a stream of responses
 
@@ -346,6 +357,13 @@ def _echo_sequence_flags(parameters: Mapping[str, Any], response: InferResponse)
     if "sequence_id" in parameters or any(flag in parameters for flag in _SEQUENCE_FLAGS):
         for flag in _SEQUENCE_FLAGS:
             response.parameters[flag] = bool(parameters.get(flag, False))
+
+
+def _deadline(request: InferRequest) -> float | None:
+    """The earlier of the request's deadline and its transport's (None: neither is set)."""
+    if request.expires is None:
+        return request.deadline
+    return request.expires if request.deadline is None else min(request.deadline, request.expires)
 
 
 def _failure(exc: BaseException, model: str) -> RpcError:

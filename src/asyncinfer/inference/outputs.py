@@ -63,26 +63,49 @@ def plan_outputs(
     specs = sig.check_requested(output.name for output in requested)
     plans: list[OutputPlan] = []
     for output, spec in zip(requested, specs, strict=True):
-        what = f"output '{output.name}' for model '{sig.model}'"
-        if output.shm is not None:
-            _check_overlap(output.shm, plans, what)
         count = output.class_count
         if count is not None and (
             isinstance(count, bool) or not isinstance(count, int) or count < 1
         ):
+            what = f"output '{output.name}' for model '{sig.model}'"
             raise InvalidArgument(f"classification count of {what} must be >= 1, not {count}")
         plans.append(OutputPlan(spec, count or 0, output.shm))
+    _check_overlaps(plans, sig.model)
     return plans
 
 
-def _check_overlap(span: ShmSpan, plans: list[OutputPlan], what: str) -> None:
-    for other in plans:
-        if other.shm is not None and span.overlaps(other.shm):
-            raise InvalidArgument(
-                f"{what}: bytes [{span.offset}, {span.offset + span.byte_size}) of shared "
-                f"memory region '{span.region}' overlap those of output '{other.spec.name}' "
-                f"[{other.shm.offset}, {other.shm.offset + other.shm.byte_size})"
-            )
+def _check_overlaps(plans: list[OutputPlan], model: str) -> None:
+    """InvalidArgument when two outputs' shared-memory spans share a byte.
+
+    One sort and one sweep (n log n): a request may name thousands of outputs, and comparing
+    every pair would stall the loop.
+    """
+    spans = sorted(
+        (plan.shm.region, plan.shm.offset, index)
+        for index, plan in enumerate(plans)
+        if plan.shm is not None and plan.shm.byte_size > 0
+    )
+    reach: tuple[str, int, int] | None = None  # (region, end, index) of the farthest span
+    for region, offset, index in spans:
+        span = plans[index].shm
+        assert span is not None
+        if reach is not None and reach[0] == region and offset < reach[1]:
+            first, second = sorted((reach[2], index))
+            _overlap(plans[second], plans[first], model)
+        end = offset + span.byte_size
+        if reach is None or reach[0] != region or end > reach[1]:
+            reach = (region, end, index)
+
+
+def _overlap(plan: OutputPlan, other: OutputPlan, model: str) -> None:
+    span, earlier = plan.shm, other.shm
+    assert span is not None and earlier is not None
+    raise InvalidArgument(
+        f"output '{plan.spec.name}' for model '{model}': bytes [{span.offset}, "
+        f"{span.offset + span.byte_size}) of shared memory region '{span.region}' overlap "
+        f"those of output '{other.spec.name}' [{earlier.offset}, "
+        f"{earlier.offset + earlier.byte_size})"
+    )
 
 
 def respond(

@@ -22,7 +22,8 @@ A model is a class named ``Model`` in ``<repository>/<name>/<version>/model.py``
 ``execute`` gets a list of requests and returns one Response per request, in order (with
 ``dynamic_batching`` in the config, the list is the batch the batcher formed: requests whose
 non-batch shapes match, each with its own batch dimension). A Response carrying
-``error=ModelError("...")`` fails that request only. ``async def execute`` runs on the
+``error=ModelError("...")`` fails that request only (INTERNAL; ``ModelInputError``, for a
+request whose input the model cannot use, is INVALID_ARGUMENT). ``async def execute`` runs on the
 server's event loop (right for quick numpy work or awaiting other services); a plain ``def
 execute`` runs in a worker thread so that it cannot stall the loop. Input arrays may be
 read-only views over the received message: copy before writing into them.
@@ -42,15 +43,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ModelError", "Request", "Response", "ResponseSender", "Tensor"]
+from ..errors import InvalidArgument, RpcError
+
+__all__ = ["ModelError", "ModelInputError", "Request", "Response", "ResponseSender", "Tensor"]
 
 
 class ModelError(Exception):
-    """A per-request failure a model reports; the client sees ``message`` with status INTERNAL."""
+    """A per-request failure a model reports; the client sees ``message`` with ``status``
+    (an :class:`~asyncinfer.errors.RpcError` class; None: INTERNAL)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: type[RpcError] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
+
+
+class ModelInputError(ModelError):
+    """A request whose input the model cannot use (a client's mistake): INVALID_ARGUMENT."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=InvalidArgument)
 
 
 class Tensor:
@@ -72,7 +84,14 @@ class Tensor:
 class Request:
     """One inference request as a model sees it: inputs, requested outputs, parameters, id."""
 
-    __slots__ = ("_inputs", "_sender", "id", "parameters", "requested_output_names")
+    __slots__ = (
+        "_cancellation",
+        "_inputs",
+        "_sender",
+        "id",
+        "parameters",
+        "requested_output_names",
+    )
 
     def __init__(
         self,
@@ -88,6 +107,13 @@ class Request:
         self.parameters: Mapping[str, Any] = dict(parameters or {})
         self.id = id
         self._sender: ResponseSender | None = None
+        # The data plane's Cancellation of the call (infer_types.Cancellation), when it has one.
+        self._cancellation: Any = None
+
+    def cancelled(self) -> bool:
+        """Whether the caller of this request has gone away (cancelled, or past its
+        deadline): a long execute can look and stop early. Safe from any thread."""
+        return self._cancellation is not None and bool(self._cancellation.cancelled)
 
     def input(self, name: str) -> Tensor | None:
         """The input called ``name``, or None when the request does not carry it (optional)."""
@@ -116,13 +142,19 @@ class Request:
 class Response:
     """The outputs for one request, or the error that failed it."""
 
-    __slots__ = ("error", "output_tensors")
+    __slots__ = ("error", "output_tensors", "parameters")
 
     def __init__(
-        self, output_tensors: Iterable[Tensor] = (), error: ModelError | None = None
+        self,
+        output_tensors: Iterable[Tensor] = (),
+        error: ModelError | None = None,
+        *,
+        parameters: Mapping[str, bool | int | float | str] | None = None,
     ) -> None:
         self.output_tensors = list(output_tensors)
         self.error = error
+        #: Response parameters the client gets (gRPC ``parameters`` of the response).
+        self.parameters: Mapping[str, bool | int | float | str] = parameters or {}
 
     def outputs(self) -> dict[str, npt.NDArray[Any]]:
         return {tensor.name: tensor.as_numpy() for tensor in self.output_tensors}

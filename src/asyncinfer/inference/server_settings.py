@@ -35,7 +35,8 @@ _FORMATS = ("json", "text")
 class LogSettings:
     """The log settings of this process (logs.py), read and changed at run time.
 
-    ``log_file`` is always "" (stderr): a client cannot point the server's logs at a file.
+    ``log_file`` is the ``--log-file`` the server started with ("": stderr); a client cannot
+    point the server's logs elsewhere.
     ``log_format`` is this server's: ``json`` or ``text`` (Triton's ``default`` and
     ``ISO8601`` are its own line formats). ``shared``: whether several worker processes
     serve (a change would reach one of them, so changes are refused).
@@ -47,7 +48,7 @@ class LogSettings:
     def get(self) -> dict[str, LogValue]:
         configured = logs.settings() or {}
         return {
-            "log_file": "",  # stderr
+            "log_file": str(configured.get("file", "")),  # "": stderr
             "log_info": bool(configured.get("info", True)),
             "log_warning": bool(configured.get("warning", True)),
             "log_error": bool(configured.get("error", True)),
@@ -73,8 +74,8 @@ class LogSettings:
                 continue
             if key == "log_file":
                 raise InvalidArgument(
-                    "log setting 'log_file' cannot be changed by a client: this server logs "
-                    "to stderr (redirect it where it starts)"
+                    "log setting 'log_file' cannot be changed by a client: set it where the "
+                    "server starts (--log-file)"
                 )
             if key == "log_format" and value not in _FORMATS:
                 raise InvalidArgument(

@@ -2,7 +2,7 @@
 
 It owns the model repository (and its poll task), the in-process call API over it, the
 shared-memory registries and the trace and log settings; the gRPC Contexts (rpc/) and the
-coming HTTP front end read and change the same objects, so the two protocols cannot disagree.
+HTTP front end (http/) read and change the same objects, so the two protocols cannot disagree.
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ class InferenceResources(Resources):
         *,
         version: str = "",
         allow_client_shm: bool = False,
+        strict_readiness: bool = True,
         tracing: Tracing | None = None,
         metrics: MetricsConfig | None = None,
     ) -> None:
         self.repository = repository
+        #: tritonserver's --strict-readiness: the server is ready only while every model
+        #: asked to load is ready (True, its default); else whenever it has started.
+        self.strict_readiness = strict_readiness
         #: In-process calls to the repository's models, for Contexts added to this service.
         self.models = ModelCaller(repository)
         self.version = version
@@ -87,7 +91,11 @@ class InferenceResources(Resources):
         self.shm.close()  # after the last call drained: no request holds a lease any more
 
     def ready(self) -> bool:
-        return self._started
+        """ServerReady (and gRPC health checking, and the HTTP front end's /v2/health/ready):
+        started, and with strict readiness every model asked to load ready."""
+        if not self._started:
+            return False
+        return not self.strict_readiness or self.repository.all_ready()
 
     def extensions(self) -> list[str]:
         return sorted((*EXTENSIONS, *self.shm.extensions()))

@@ -42,6 +42,7 @@ class Backends:
             sys.executable, "-m", "asyncinfer.cli", "serve", "--model-repository",
             str(REPOSITORY), "--model-control-mode", "explicit", *loads,
             "--grpc-port", str(port), "--grace", str(self.grace), "--log-format", "text",
+            "--allow-http", "false", "--allow-metrics", "false",
         ]  # fmt: skip
 
     def start(self, count: int) -> Backends:

@@ -113,7 +113,7 @@ def _image_command(repository: Path, grpc_port: int, metrics_port: int) -> list[
     """ENTRYPOINT + CMD of the runtime stage, pointed at a local repository and free ports."""
     command = json.loads(_instructions("ENTRYPOINT")[-1]) + json.loads(_instructions("CMD")[-1])
     swap = {"/models": str(repository), "0.0.0.0": "127.0.0.1", "8001": str(grpc_port),
-            "8002": str(metrics_port)}  # fmt: skip
+            "8002": str(metrics_port), "8000": str(_free_port())}  # fmt: skip
     return [swap.get(part, part) for part in command]
 
 
@@ -188,13 +188,14 @@ def test_the_dockerfile_builds_a_wheel_then_runs_it_as_a_non_root_user() -> None
     assert "from=build" in runs  # the runtime stage takes only the wheel from the build stage
     (user,) = _instructions("USER")
     assert user.split(":")[0] not in ("0", "root")
-    assert _instructions("EXPOSE") == ["8001 8002"]
+    assert _instructions("EXPOSE") == ["8000 8001 8002"]
     (healthcheck,) = _instructions("HEALTHCHECK")
     assert json.loads(healthcheck.split("CMD", 1)[1])[:2] == ["asyncinfer", "health"]
     # The image's command is one the console script accepts, flag for flag.
     command = json.loads(_instructions("ENTRYPOINT")[-1]) + json.loads(_instructions("CMD")[-1])
     args = _parser().parse_args(command[1:])
-    assert (args.grpc_port, args.metrics_port, args.host) == (8001, 8002, "0.0.0.0")
+    assert (args.grpc_port, args.http_port, args.metrics_port) == (8001, 8000, 8002)
+    assert args.host == "0.0.0.0"
 
 
 def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:

@@ -35,6 +35,29 @@ def url() -> Iterator[str]:
         yield address
 
 
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    """The example repository served over HTTP (and gRPC) for a whole test module, with client
+    shared memory allowed; yields the HTTP HOST:PORT."""
+    factory = lambda: build_server(  # noqa: E731
+        REPOSITORY, grpc_port=0, http_port=0, allow_client_shm=True
+    )
+    server = ThreadedServer(factory)
+    with server:
+        yield server.http_address
+
+
+@pytest.fixture
+def explicit_http_url() -> Iterator[str]:
+    """A fresh explicit-mode server over the model-control repository, over HTTP."""
+    factory = lambda: build_server(  # noqa: E731
+        EXPLICIT_REPOSITORY, grpc_port=0, http_port=0, model_control_mode="explicit"
+    )
+    server = ThreadedServer(factory)
+    with server:
+        yield server.http_address
+
+
 @pytest.fixture
 def explicit_url() -> Iterator[str]:
     """A fresh explicit-mode server over the model-control repository, nothing loaded."""

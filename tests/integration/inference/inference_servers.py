@@ -42,6 +42,13 @@ class ThreadedServer:
         self.server = self.run(start())
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def http_address(self) -> str:
+        """HOST:PORT of the started server's HTTP front end."""
+        assert self.server is not None, "start the server first"
+        (front_end,) = self.server.front_ends
+        return front_end.url.split("://", 1)[1]
+
     def __exit__(self, *exc_info: object) -> None:
         if self.server is not None:
             self.run(self.server.stop(0))

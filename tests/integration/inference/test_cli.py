@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,21 @@ def test_serve_flag_errors(flags: list[str], message: str) -> None:
     done = subprocess.run([*CLI, "serve", *flags], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(("flag", "ready"), [([], False), (["--strict-readiness=false"], True)])
+def test_server_readiness_follows_strict_readiness(
+    tmp_path: Path, flag: list[str], ready: bool
+) -> None:
+
+    shutil.copytree(REPOSITORY / "simple", tmp_path / "simple", symlinks=True)
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "config.pbtxt").write_text(
+        (REPOSITORY / "simple" / "config.pbtxt").read_text().replace('"simple"', '"broken"')
+    )
+    (tmp_path / "broken" / "1" / "model.py").write_text("raise ImportError('broken on purpose')\n")
+    argv = [*CLI, "serve", "--model-repository", str(tmp_path), "--grpc-port", "0", *flag]
+    with ServerProcess(argv) as server, grpcclient.InferenceServerClient(server.address) as client:
+        assert client.is_server_live() and client.is_model_ready("simple")
+        assert not client.is_model_ready("broken")
+        assert client.is_server_ready() is ready  # strict (the default): a failed model counts

@@ -18,6 +18,7 @@ MODELS = [
     "custom_identity_int32",
     "densenet_onnx",
     "ensemble_classify",
+    "identity_fp32",
     "mlp_onnx",
     "postprocess",
     "preprocess",
@@ -29,6 +30,12 @@ MODELS = [
     "simple_sequence",
     "simple_string",
     "simple_string_dyna_sequence",
+    "triton_add_sub",
+    "triton_auto_complete",
+    "triton_bls",
+    "triton_bls_async",
+    "triton_metrics",
+    "triton_repeat",
 ]
 
 
@@ -283,6 +290,7 @@ def test_log_settings_change_at_run_time(client: grpcclient.InferenceServerClien
         assert logs.settings() == {
             "verbose": 1,
             "format": "text",
+            "file": "",
             "info": False,
             "warning": True,
             "error": True,

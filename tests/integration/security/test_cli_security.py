@@ -22,6 +22,7 @@ def test_serve_with_tls_and_a_restricted_protocol_and_a_tls_load_client(
     argv = [
         sys.executable, "-m", "asyncinfer.cli", "serve",
         "--model-repository", str(simple_repository), "--grpc-port", "0",
+        "--allow-http", "false", "--allow-metrics", "false",
         "--grpc-use-ssl=true", "--grpc-server-cert", str(certificates.server_cert),
         "--grpc-server-key", str(certificates.server_key),
         "--grpc-restricted-protocol=model-config:admin-key=s3cret",

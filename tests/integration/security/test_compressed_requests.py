@@ -26,6 +26,7 @@ def test_a_compressed_request_inflating_past_the_limit(simple_repository: pathli
     argv = [
         sys.executable, "-m", "asyncinfer.cli", "serve",
         "--model-repository", str(simple_repository), "--grpc-port", "0",
+        "--allow-http", "false", "--allow-metrics", "false",
     ]  # fmt: skip
     with ServerProcess(argv) as proc:
         before = _peak_mib(proc.pid)

@@ -179,6 +179,18 @@ async def test_a_deadline_ends_the_request_and_marks_it_cancelled(
         assert model.stats.fail.count == 1 and model.stats.pending == 0
 
 
+@pytest.mark.parametrize("field", ["deadline", "expires"])
+async def test_a_request_past_its_deadline_is_never_started(
+    tmp_path: pathlib.Path, field: str
+) -> None:
+    async with _loaded(tmp_path, "slow") as model:
+        request = _request(1)
+        setattr(request, field, time.monotonic() - 0.001)  # it passed while the loop was busy
+        with pytest.raises(DeadlineExceeded, match="reached the model after its deadline"):
+            await model.infer(request)
+        assert model.stats.execution_count == 0 and model.stats.pending == 0
+
+
 async def test_a_caller_that_goes_away_marks_the_request_cancelled(
     tmp_path: pathlib.Path,
 ) -> None:

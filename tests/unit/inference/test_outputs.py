@@ -70,3 +70,33 @@ def test_an_output_with_a_span_is_written_there_once(shared: SharedMemory) -> No
         del view
     with pytest.raises(InvalidArgument, match="shared memory is not available on this call"):
         respond({"A": array}, plans, SIG, {}, 1, None)
+
+
+MANY = 30_000
+WIDE = Signature(
+    "wide",
+    0,
+    {"X": TensorSpec("X", FP32, (1,))},
+    {f"O{i}": TensorSpec(f"O{i}", FP32, (1,)) for i in range(MANY)},
+)
+
+
+@pytest.mark.timeout(30)  # comparing every pair (450 million) would take many minutes
+def test_thirty_thousand_outputs_in_shared_memory_plan_in_one_sweep() -> None:
+    requested = [
+        RequestedOutput(f"O{i}", None, ShmSpan("r", 4 * (MANY - i), 4)) for i in range(MANY)
+    ]
+    plans = plan_outputs(requested, WIDE, all_outputs(WIDE))
+    assert [p.spec.name for p in plans] == [f"O{i}" for i in range(MANY)]
+    requested[MANY // 2] = RequestedOutput(f"O{MANY // 2}", None, ShmSpan("r", 4 * 7 + 2, 4))
+    with pytest.raises(InvalidArgument) as info:
+        plan_outputs(requested, WIDE, all_outputs(WIDE))
+    # O{MANY - 7} holds [28, 32) and O{MANY - 8} [32, 36): the moved span [30, 34) meets both.
+    assert (
+        f"output 'O{MANY - 7}'" in info.value.message
+        or f"output 'O{MANY - 8}'" in info.value.message
+    )
+    assert f"output 'O{MANY // 2}'" in info.value.message
+    # Spans in other regions, or empty ones, never overlap.
+    other = [RequestedOutput(f"O{i}", None, ShmSpan(f"r{i}", 0, 4)) for i in range(MANY)]
+    assert len(plan_outputs(other, WIDE, all_outputs(WIDE))) == MANY

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from asyncinfer.inference.python_model import ModelError, Request, Response, Tensor
+from asyncinfer.inference.python_model import (
+    ModelError,
+    ModelInputError,
+    Request,
+    Response,
+    Tensor,
+)
 
 
 def _integers(array: npt.NDArray[Any], name: str) -> npt.NDArray[np.int64]:
@@ -16,8 +22,8 @@ def _integers(array: npt.NDArray[Any], name: str) -> npt.NDArray[np.int64]:
         return np.array([int(item) for item in array.reshape(-1)], dtype=np.int64).reshape(
             array.shape
         )
-    except ValueError:
-        raise ModelError(f"{name} must hold decimal integers") from None
+    except (ValueError, OverflowError):  # not decimal text (UTF-8 included), or past int64
+        raise ModelInputError(f"{name} must hold decimal integers that fit an int64") from None
 
 
 def _text(values: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:

@@ -38,4 +38,10 @@ class Model:
             self.accumulators.pop(corrid, None)
         else:
             self.accumulators[corrid] = total
-        return Response([Tensor("OUTPUT", np.array([[total]], np.int32))])
+        return Response([Tensor("OUTPUT", np.array([[_int32(total)]], np.int32))])
+
+
+def _int32(value: int) -> int:
+    """``value`` wrapped to int32 as a C cast would: any correlation ID the config accepts
+    (a string of any length) gives an OUTPUT."""
+    return (value + 2**31) % 2**32 - 2**31

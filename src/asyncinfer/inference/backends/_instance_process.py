@@ -23,14 +23,16 @@ from typing import Any
 
 from ..python_model import Request, Response
 from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_tensors
-from .model_module import MODEL_CLASS, import_model, one_line  # the same rules as in-process
+from ._bls_pipe import PipeCaller
+from .model_module import import_model, model_class, one_line  # the same rules as in-process
 
 __all__ = ["RequestMeta", "ResponseMeta", "main"]
 
 #: id, parameters, requested output names, input tensors
 RequestMeta = tuple[str, dict[str, Any], tuple[str, ...], list[TensorMeta]]
-#: error message (None: success), output tensors
-ResponseMeta = tuple[str | None, list[TensorMeta]]
+#: error message (None: success), output tensors, the error's status class name ("": INTERNAL),
+#: response parameters
+ResponseMeta = tuple[str | None, list[TensorMeta], str, dict[str, Any]]
 
 
 def _entry() -> None:
@@ -58,10 +60,11 @@ def main(
     arena = Arena.attach(arena_fd, arena_size)
     try:
         module = import_model(pathlib.Path(model_path), name, version)
-        instance = getattr(module, MODEL_CLASS)()
+        instance = model_class(module, pathlib.Path(model_path), name, version)()
         hook = getattr(instance, "initialize", None)
         if hook is not None:
-            _run(loop, hook, args)
+            # In-process model calls go to the server through this pipe (_bls_pipe.py).
+            _run(loop, hook, {**args, "models": PipeCaller(connection, arena)})
     except BaseException as exc:
         message = exc.message if hasattr(exc, "message") else one_line(exc)
         connection.send(("failed", message))
@@ -126,14 +129,15 @@ def _write_responses(arena: Arena, responses: list[Any], name: str) -> list[Resp
                 "Response was expected"
             )
         if response.error is not None:
-            metas.append((str(response.error.message), []))
+            status = response.error.status
+            metas.append((str(response.error.message), [], status.__name__ if status else "", {}))
             continue
         try:
             tensors, offset = write_tensors(arena, offset, arena.size, response.outputs())
         except ArenaFull as exc:
-            metas.append((_full(name, exc), []))
+            metas.append((_full(name, exc), [], "", {}))
             continue
-        metas.append((None, tensors))
+        metas.append((None, tensors, "", dict(response.parameters)))
     return metas
 
 

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
 
-__all__ = ["Backend", "instance_count"]
+__all__ = ["Backend", "backend_healthy", "instance_count"]
 
 
 @runtime_checkable
@@ -43,3 +43,10 @@ class Backend(Protocol):
 def instance_count(config: ModelConfig) -> int:
     """Instances the config's instance groups ask for (a group's count 0 means 1; none: 1)."""
     return sum(max(group.count, 1) for group in config.instance_group) or 1
+
+
+def backend_healthy(backend: object) -> bool:
+    """Whether ``backend`` can run a request now: False only for a backend that says so
+    (``healthy``), such as process instances that all died and could not be restarted."""
+    healthy = getattr(backend, "healthy", True)
+    return bool(healthy)

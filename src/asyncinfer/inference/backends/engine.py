@@ -34,6 +34,7 @@ from ...engines import Engine, OnnxEngine, TensorRTEngine
 from ...errors import ConfigError, ModelLoadFailed
 from ...memory import StackPool
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelInput, ModelInstanceGroup
+from ..model_files import model_file
 from ..python_model import Request, Response, Tensor
 from ..scheduling.batch_tensors import merge, same_shapes, split
 from ..scheduling.ragged import RaggedBatching
@@ -98,7 +99,7 @@ class EngineBackend:
     ) -> EngineBackend:
         """Start the engine for ``version``; ModelLoadFailed says why it could not."""
         name, kind = config.name, engine_kind(config)
-        path = version_dir / (config.default_model_filename or _FILENAMES[kind or "onnxruntime"])
+        path = model_file(config, version_dir, _FILENAMES[kind or "onnxruntime"])
         if not path.is_file():
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist (the "

@@ -17,8 +17,17 @@ from google.protobuf import json_format
 
 from ...errors import ModelLoadFailed
 from ...pb.inference.model_config_pb2 import ModelConfig
+from .triton_python import pb_utils
+from .triton_python.adapter import TRITON_CLASS, adapt
 
-__all__ = ["DEFAULT_FILENAME", "MODEL_CLASS", "import_model", "initialize_args", "one_line"]
+__all__ = [
+    "DEFAULT_FILENAME",
+    "MODEL_CLASS",
+    "import_model",
+    "initialize_args",
+    "model_class",
+    "one_line",
+]
 
 MODEL_CLASS = "Model"
 DEFAULT_FILENAME = "model.py"
@@ -32,6 +41,7 @@ def import_model(path: pathlib.Path, name: str, version: int) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ModelLoadFailed(f"failed to load '{name}' version {version}: cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    _provide_pb_utils()
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
@@ -42,6 +52,34 @@ def import_model(path: pathlib.Path, name: str, version: int) -> ModuleType:
     # Not kept in sys.modules: every load gets a fresh module, and an unload frees it.
     sys.modules.pop(module_name, None)
     return module
+
+
+def _provide_pb_utils() -> None:
+    """Make ``import triton_python_backend_utils`` resolve to asyncinfer's pb_utils (a real
+    one already imported is left alone)."""
+    sys.modules.setdefault(pb_utils.MODULE_NAME, pb_utils)
+
+
+def model_class(module: ModuleType, path: pathlib.Path, name: str, version: int) -> type:
+    """The class to instantiate per instance: ``Model`` (asyncinfer's API) or the adapter of
+    ``TritonPythonModel`` (Triton's); ModelLoadFailed when the file defines both or neither."""
+    ours = getattr(module, MODEL_CLASS, None)
+    theirs = getattr(module, TRITON_CLASS, None)
+    found = [n for n, c in ((MODEL_CLASS, ours), (TRITON_CLASS, theirs)) if isinstance(c, type)]
+    if len(found) != 1:
+        what = "both classes " + " and ".join(f"'{n}'" for n in found) if found else "neither"
+        raise ModelLoadFailed(
+            f"failed to load '{name}' version {version}: {path} defines {what}; a model.py "
+            f"defines exactly one of class '{MODEL_CLASS}' (asyncinfer's model API) or class "
+            f"'{TRITON_CLASS}' (Triton's python-backend API)"
+        )
+    chosen: type = ours if isinstance(ours, type) else theirs  # type: ignore[assignment]
+    if not callable(getattr(chosen, "execute", None)):
+        raise ModelLoadFailed(
+            f"failed to load '{name}' version {version}: class '{found[0]}' in {path} has no "
+            "execute(requests) method"
+        )
+    return chosen if chosen is ours else adapt(chosen)
 
 
 def one_line(exc: BaseException) -> str:

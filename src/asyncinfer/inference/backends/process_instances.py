@@ -20,23 +20,29 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import pathlib
 import subprocess
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ... import errors
 from ...errors import (
     InstanceBroken,
     Internal,
     InvalidArgument,
     ModelLoadFailed,
     ResourceExhausted,
+    RpcError,
     Unavailable,
 )
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..inprocess import ModelCaller, ModelLookup
+from ..model_files import model_file
 from ..python_model import ModelError, Request, Response, Tensor
 from ._arena import Arena, ArenaFull, read_tensors, write_tensors
+from ._bls_pipe import BLS_KINDS, answer_bls
 from ._instance_process import RequestMeta, ResponseMeta
 from .base import instance_count
 from .model_module import DEFAULT_FILENAME, initialize_args
@@ -48,7 +54,14 @@ INSTANCE_KIND = "instance_kind"  # model parameter: "thread" (default) or "proce
 SHM_BYTES = "instance_shm_bytes"  # model parameter: arena bytes per process instance
 DEFAULT_SHM_BYTES = 16 << 20
 START_TIMEOUT_S = 120.0  # spawning imports numpy and the model; a loaded machine is slow
+#: Instance processes started at once by one load (each is a fresh interpreter importing
+#: numpy and the model): more would only contend for the same cores.
+START_PARALLELISM = max(os.cpu_count() or 1, 2)
 STOP_TIMEOUT_S = 5.0
+#: Starts of an instance that died, tried in a row while each start is killed before its
+#: model reports (an initialize() that raises is not tried again), and the first pause.
+RESTART_ATTEMPTS = 4
+RESTART_BACKOFF_S = 0.5
 INSTANCE_MODULE = "asyncinfer.inference.backends._instance_process"
 
 
@@ -71,6 +84,12 @@ def instance_kind(config: ModelConfig) -> str:
     return kind
 
 
+def _status(name: str) -> type[RpcError] | None:
+    """The RpcError class an instance named for a failed response (None: INTERNAL)."""
+    found = getattr(errors, name, None) if name else None
+    return found if isinstance(found, type) and issubclass(found, RpcError) else None
+
+
 def _shm_bytes(config: ModelConfig) -> int:
     text = config.parameters[SHM_BYTES].string_value if SHM_BYTES in config.parameters else ""
     if not text:
@@ -83,8 +102,36 @@ def _shm_bytes(config: ModelConfig) -> int:
     return int(text)
 
 
+async def _start_all(instances: list[_Instance]) -> None:
+    """Start ``instances``, at most :data:`START_PARALLELISM` at once (each start is a fresh
+    interpreter importing the model); the first failure once all have ended."""
+    gate = asyncio.Semaphore(START_PARALLELISM)
+
+    async def start(instance: _Instance) -> None:
+        async with gate:
+            await instance.start()
+
+    results = await asyncio.gather(*(start(i) for i in instances), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
+
+
 class _Instance:
     """One instance process, its arena and its pipe; one execute at a time."""
+
+    @classmethod
+    def create(
+        cls, model: str, index: int, arena_size: int, spawn_args: tuple[Any, ...]
+    ) -> _Instance:
+        """A new instance with its arena; ModelLoadFailed when the arena cannot be made."""
+        try:
+            return cls(model, index, arena_size, spawn_args)
+        except OSError as exc:
+            raise ModelLoadFailed(
+                f"failed to load '{model}': instance {model}_{index}: cannot create its "
+                f"shared-memory arena of {arena_size} bytes: {exc.strerror}"
+            ) from None
 
     def __init__(self, model: str, index: int, arena_size: int, spawn_args: tuple[Any, ...]):
         self.model = model
@@ -105,6 +152,9 @@ class _Instance:
         self._serving = False
         self._exited = False  # the current process's pipe reported EOF
         self.restarts = 0
+        #: Where the model's in-process calls go (its args["models"] in the instance process).
+        self.models: ModelCaller | None = None
+        self._calls: set[asyncio.Task[tuple[str, Any]]] = set()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -161,7 +211,9 @@ class _Instance:
         except TimeoutError:
             return "failed", f"did not start within {START_TIMEOUT_S:.0f} s"
         except Unavailable as exc:
-            return "failed", exc.message
+            # It exited without a word from its model (killed, or crashed outright): unlike
+            # an initialize() that raised, another try may well succeed.
+            return "exited", exc.message
 
     async def stop(self) -> None:
         self._stopping = True
@@ -277,6 +329,9 @@ class _Instance:
         except (EOFError, OSError):
             self._on_exit()
             return
+        if kind in BLS_KINDS:  # a call the running execute makes; its waiter stays pending
+            self._answer_bls(kind, payload)
+            return
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
@@ -294,11 +349,30 @@ class _Instance:
         waiter.set_result((kind, payload))
 
     def _response(self, meta: ResponseMeta) -> Response:
-        error, tensors = meta
+        error, tensors, status, parameters = meta
         if error is not None:
-            return Response(error=ModelError(error))
+            return Response(error=ModelError(error, _status(status)))
         arrays = read_tensors(self._arena, tensors, copy=True)
-        return Response([Tensor(name, array) for name, array in arrays.items()])
+        outputs = [Tensor(name, array) for name, array in arrays.items()]
+        return Response(outputs, parameters=parameters)
+
+    def _answer_bls(self, kind: str, payload: Any) -> None:
+        # Owned by the instance: kept in _calls until done. The execute that made the call
+        # holds the instance's lock until it returns, so the arena stays this call's.
+        task = asyncio.ensure_future(
+            answer_bls(kind, payload, self.models, self._arena, self.label)
+        )
+        self._calls.add(task)
+        task.add_done_callback(self._bls_answered)
+
+    def _bls_answered(self, task: asyncio.Task[tuple[str, Any]]) -> None:
+        self._calls.discard(task)
+        if task.cancelled() or self._connection is None:
+            return
+        exc = task.exception()
+        answer = task.result() if exc is None else ("bls_done", ("Internal", str(exc), []))
+        with contextlib.suppress(OSError):
+            self._connection.send(answer)
 
     def _on_exit(self) -> None:
         assert self._connection is not None
@@ -357,6 +431,19 @@ class _Instance:
         await self._kill()
         self.restarts += 1
         kind, payload = await self._spawn()
+        for attempt in range(RESTART_ATTEMPTS - 1):
+            if kind != "exited":
+                break
+            # Killed while it started again: not the model's fault, so try again (a bounded
+            # number of times, backing off) rather than leave the instance broken for good.
+            log.error(
+                "model '%s' instance %s exited while restarting; trying again",
+                self.model,
+                self.label,
+            )
+            await asyncio.sleep(RESTART_BACKOFF_S * 2**attempt)
+            self.restarts += 1
+            kind, payload = await self._spawn()
         if kind == "ready":
             self._serving = True
         else:
@@ -386,35 +473,50 @@ class ProcessBackend:
 
     @classmethod
     async def load(
-        cls, config: ModelConfig, version: int, version_dir: pathlib.Path, repository: pathlib.Path
+        cls,
+        config: ModelConfig,
+        version: int,
+        version_dir: pathlib.Path,
+        repository: pathlib.Path,
+        *,
+        models: ModelLookup | None = None,
     ) -> ProcessBackend:
         name = config.name
-        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        path = model_file(config, version_dir, DEFAULT_FILENAME)
         if not path.is_file():
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"
             )
         size = _shm_bytes(config)
         args = initialize_args(config, version, repository)
-        instances = []
-        for index in range(instance_count(config)):
-            spawn_args = (
-                str(path),
-                name,
-                version,
-                {**args, "model_instance_name": f"{name}_{index}"},
-            )
-            instances.append(_Instance(name, index, size, spawn_args))
-        results = await asyncio.gather(*(i.start() for i in instances), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
+        instances: list[_Instance] = []
+        try:
+            for index in range(instance_count(config)):
+                spawn_args = (
+                    str(path),
+                    name,
+                    version,
+                    {**args, "model_instance_name": f"{name}_{index}"},
+                )
+                instance = _Instance.create(name, index, size, spawn_args)
+                instance.models = ModelCaller(models) if models is not None else None
+                instances.append(instance)
+            await _start_all(instances)
+        except BaseException:
+            # Whatever failed (an arena, a start, cancellation): every instance made so far
+            # goes, its process, pipe and arena descriptor with it.
             await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
-            raise failures[0]
+            raise
         return cls(name, version, instances)
 
     @property
     def instance_count(self) -> int:
         return len(self._instances)
+
+    @property
+    def healthy(self) -> bool:
+        """False while every instance is broken (ModelReady says false then)."""
+        return not all(i.broken for i in self._instances)
 
     def statistics(self) -> dict[str, Any]:
         return {"restarts": {i.label: i.restarts for i in self._instances}}

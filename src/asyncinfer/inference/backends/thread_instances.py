@@ -4,6 +4,11 @@ this process, finalize them.
 Each configured instance (instance_group count, default 1) is one ``Model`` object; a call
 leases one for its execute, so a model's own state is never used by two calls at once.
 ``async def`` hooks run on the loop; plain ``def`` hooks run in a worker thread.
+
+The model parameter ``execute_overlap`` (default 1) lets one instance run that many ``async
+def execute`` calls at once: a model that awaits a downstream call (another model, a service)
+does not hold its instance idle meanwhile. Its own state is then shared by those calls, as in
+any asyncio code; a plain ``def execute`` cannot overlap (it would share state across threads).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from ..._threads import uninterrupted
 from ...errors import ModelLoadFailed, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
+from ..model_files import model_file
 from ..python_model import Request, Response
 from .base import instance_count
-from .model_module import DEFAULT_FILENAME, MODEL_CLASS, import_model, initialize_args, one_line
+from .model_module import DEFAULT_FILENAME, import_model, initialize_args, model_class, one_line
 
-__all__ = ["ThreadBackend"]
+__all__ = ["OVERLAP", "ThreadBackend", "execute_overlap"]
+
+OVERLAP = "execute_overlap"  # model parameter: async executes per instance at once
 
 log = logging.getLogger("asyncinfer.inference")
 
@@ -43,7 +51,13 @@ class ThreadBackend:
     """One loaded version of a python-backend model, with its pool of Model instances."""
 
     def __init__(
-        self, name: str, version: int, instances: Sequence[Any], *, decoupled: bool = False
+        self,
+        name: str,
+        version: int,
+        instances: Sequence[Any],
+        *,
+        decoupled: bool = False,
+        overlap: int = 1,
     ) -> None:
         self.name = name
         self.version = version
@@ -55,8 +69,11 @@ class ThreadBackend:
         self._async_execute = all(
             inspect.iscoroutinefunction(instance.execute) for instance in self._instances
         )
-        for instance in self._instances:
-            self._idle.put_nowait(instance)
+        #: Executes one instance may run at once (execute_overlap); each is one lease of it.
+        self._overlap = overlap
+        for _ in range(overlap):
+            for instance in self._instances:
+                self._idle.put_nowait(instance)
 
     @classmethod
     async def load(
@@ -74,31 +91,24 @@ class ThreadBackend:
         loaded models in process.
         """
         name = config.name
-        path = version_dir / (config.default_model_filename or DEFAULT_FILENAME)
+        path = model_file(config, version_dir, DEFAULT_FILENAME)
         if not path.is_file():
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: {path} does not exist"
             )
         module = await asyncio.to_thread(import_model, path, name, version)
-        model_class = getattr(module, MODEL_CLASS, None)
-        if not isinstance(model_class, type):
-            raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: {path} defines no class "
-                f"'{MODEL_CLASS}'"
-            )
-        if not callable(getattr(model_class, "execute", None)):
-            raise ModelLoadFailed(
-                f"failed to load '{name}' version {version}: class '{MODEL_CLASS}' in {path} "
-                "has no execute(requests) method"
-            )
+        model_type = model_class(module, path, name, version)
+        overlap = execute_overlap(config, model_type)
         args: dict[str, Any] = dict(initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
-        instances = []
+        instances: list[Any] = []
         try:
-            for index in range(instance_count(config)):
-                instance = model_class()
-                instances.append(instance)
+            count = instance_count(config)
+            # Built in a worker thread: a model's constructor is user code that may be slow,
+            # and the loop keeps serving the other models meanwhile.
+            instances = await asyncio.to_thread(lambda: [model_type() for _ in range(count)])
+            for index, instance in enumerate(instances):
                 hook = getattr(instance, "initialize", None)
                 if hook is not None:
                     await _call(hook, {**args, "model_instance_name": f"{name}_{index}"})
@@ -107,7 +117,8 @@ class ThreadBackend:
             raise ModelLoadFailed(
                 f"failed to load '{name}' version {version}: initialize() raised {one_line(exc)}"
             ) from None
-        return cls(name, version, instances, decoupled=config.model_transaction_policy.decoupled)
+        decoupled = config.model_transaction_policy.decoupled
+        return cls(name, version, instances, decoupled=decoupled, overlap=overlap)
 
     async def execute(self, requests: list[Request]) -> list[Response]:
         """Run the model on ``requests``; one Response each, in order.
@@ -122,7 +133,10 @@ class ThreadBackend:
             if self._async_execute:
                 responses = await instance.execute(requests)
             else:
-                responses = await uninterrupted(asyncio.to_thread(instance.execute, requests))
+                responses = await uninterrupted(
+                    asyncio.to_thread(instance.execute, requests),
+                    on_cancel=lambda: _mark_cancelled(requests),
+                )
         finally:
             # Returned on every path, cancellation included; a cancelled sync execute returns
             # it only once its thread has ended (uninterrupted), never while it still runs.
@@ -146,7 +160,7 @@ class ThreadBackend:
 
     @property
     def instance_count(self) -> int:
-        return max(len(self._instances), 1)
+        return max(len(self._instances), 1) * self._overlap
 
     async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
         """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
@@ -158,10 +172,39 @@ class ThreadBackend:
         """Refuse new calls, wait for the calls in flight to hand their instances back, then
         finalize every instance (never while a call is still using it)."""
         self._closing = True
-        for _ in self._instances:
+        for _ in range(len(self._instances) * self._overlap):
             await self._idle.get()
         await _finalize_all(self._instances)
         self._instances.clear()
+
+
+def _mark_cancelled(requests: list[Request]) -> None:
+    """The call running ``requests`` was cancelled (its callers went away or its deadline
+    passed): tell the running execute through ``Request.cancelled()`` now, not when it ends."""
+    for request in requests:
+        cancellation = request._cancellation
+        if cancellation is not None:
+            cancellation.cancel()
+
+
+def execute_overlap(config: ModelConfig, model_type: type) -> int:
+    """The ``execute_overlap`` parameter: async executes one instance runs at once."""
+    text = config.parameters[OVERLAP].string_value if OVERLAP in config.parameters else "1"
+    where = f"failed to load '{config.name}', parameter '{OVERLAP}'"
+    if not text.isdigit() or int(text) < 1:
+        raise ModelLoadFailed(f"{where} must be a whole number >= 1, not '{text}'")
+    overlap = int(text)
+    if overlap > 1 and not inspect.iscoroutinefunction(getattr(model_type, "execute", None)):
+        raise ModelLoadFailed(
+            f"{where} is {overlap}, but the model's execute is a plain def: only an async def "
+            "execute can overlap on one instance"
+        )
+    if overlap > 1 and config.WhichOneof("scheduling_choice") == "sequence_batching":
+        raise ModelLoadFailed(
+            f"{where} is {overlap}, but a sequence model's instances each run one batch at a "
+            "time; remove one or the other"
+        )
+    return overlap
 
 
 async def _finalize_all(instances: Sequence[Any]) -> None:

@@ -17,13 +17,16 @@ from ...pb.inference.model_config_pb2 import ModelConfig
 from ...signature import Signature
 from ..backends.base import Backend
 from ..backends.engine import EngineBackend, engine_kind
+from ..backends.identity import IDENTITY, IdentityBackend
 from ..backends.process_instances import ProcessBackend, instance_kind
 from ..backends.thread_instances import ThreadBackend
 from ..classification import read_labels
 from ..inprocess import ModelLookup
 from ..model import LoadedModel
+from ..model_files import read_confined
 from ..scheduling import check_scheduling, make_scheduler
 from ..statistics import ModelStats
+from .config_bounds import ConfigBounds, check_bounds
 from .ensemble import ENSEMBLE, EnsembleBackend
 from .model_config import apply_json_override, parse_pbtxt, signature
 from .warmup import warm_up
@@ -31,14 +34,19 @@ from .warmup import warm_up
 __all__ = ["available_versions", "engine_model", "load_model_dir", "read_config", "select_versions"]
 
 CONFIG_FILE = "config.pbtxt"
+DEFAULT_BOUNDS = ConfigBounds()
 
 
-def read_config(name: str, model_dir: pathlib.Path, override: str | None) -> ModelConfig:
-    """The model's config: config.pbtxt (if any) with the JSON override laid over it."""
+def read_config(
+    name: str, model_dir: pathlib.Path, override: str | None, *, auto_complete: bool = False
+) -> ModelConfig:
+    """The model's config: config.pbtxt (if any) with the JSON override laid over it; with
+    ``auto_complete``, a model may have none (its files supply the config)."""
     path = model_dir / CONFIG_FILE
     if path.is_file():
         config = parse_pbtxt(path.read_text(encoding="utf-8"), model=name)
-    elif override is not None:
+        config.name = config.name or name  # Triton's default: the directory's name
+    elif override is not None or auto_complete:
         config = ModelConfig(name=name)
     else:
         raise InvalidArgument(f"failed to load '{name}', {path} does not exist")
@@ -88,11 +96,11 @@ def _check_supported(config: ModelConfig) -> None:
         _check_ensemble(config)
         return
     backend = config.backend or ("python" if not config.platform else "")
-    if backend != "python" and engine_kind(config) is None:
+    if backend not in ("python", IDENTITY) and engine_kind(config) is None:
         kind = config.backend or config.platform
         raise InvalidArgument(
             f"failed to load '{name}', backend '{kind}' is not supported yet (this server "
-            "runs python, onnxruntime_onnx and tensorrt_plan models)"
+            "runs python, identity, onnxruntime_onnx and tensorrt_plan models)"
         )
     check_scheduling(config)
     if engine_kind(config) is not None and (
@@ -118,12 +126,14 @@ def _check_supported(config: ModelConfig) -> None:
                 )
 
 
-def _labels(name: str, path: pathlib.Path) -> list[str]:
+def _labels(name: str, model_dir: pathlib.Path, output: str, filename: str) -> list[str]:
+    field = f"label_filename of output '{output}'"
+    data = read_confined(model_dir, filename, model=name, field=field)
     try:
-        return read_labels(path)
-    except (OSError, UnicodeDecodeError) as exc:
+        return read_labels(data)
+    except UnicodeDecodeError as exc:
         raise InvalidArgument(
-            f"failed to load '{name}', cannot read label file {path}: {exc}"
+            f"failed to load '{name}', {field} '{filename}' is not UTF-8: {exc}"
         ) from None
 
 
@@ -153,8 +163,10 @@ async def _load_backend(
         return EnsembleBackend.load(config, version, models)
     if engine_kind(config) is not None:
         return await EngineBackend.load(config, version, version_dir, root)
+    if config.backend == IDENTITY:
+        return IdentityBackend(config, version)
     if kind == "process":
-        return await ProcessBackend.load(config, version, version_dir, root)
+        return await ProcessBackend.load(config, version, version_dir, root, models=models)
     return await ThreadBackend.load(config, version, version_dir, root, models=models)
 
 
@@ -163,17 +175,20 @@ async def load_model_dir(
     model_dir: pathlib.Path,
     repository: pathlib.Path,
     models: ModelLookup | None = None,
+    bounds: ConfigBounds = DEFAULT_BOUNDS,
 ) -> dict[int, LoadedModel]:
     """Load every version the policy selects; on failure nothing stays loaded.
 
     ``models`` is where ensembles find their steps' models and what python models get to
-    call other models in process (``args["models"]``).
+    call other models in process (``args["models"]``). ``bounds`` caps what the config may
+    ask for, checked before anything is built.
     """
+    check_bounds(config, bounds)
     _check_supported(config)
     kind = instance_kind(config)
     sig = signature(config)
     labels = {
-        spec.name: _labels(config.name, model_dir / spec.label_filename)
+        spec.name: _labels(config.name, model_dir, spec.name, spec.label_filename)
         for spec in sig.outputs.values()
         if spec.label_filename
     }

@@ -31,6 +31,10 @@ def parse_pbtxt(text: str, *, model: str) -> ModelConfig:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
         raise ModelLoadFailed(f"config.pbtxt of model '{model}' does not parse: {exc}") from None
+    except RecursionError:
+        raise ModelLoadFailed(
+            f"config.pbtxt of model '{model}' nests messages deeper than the parser allows"
+        ) from None
     if not config.name:
         config.name = model
     return config
@@ -48,6 +52,11 @@ def apply_json_override(config: ModelConfig, override: str, *, model: str) -> Mo
         raise InvalidArgument(
             f"failed to load '{model}', the config override is not valid JSON: {exc}"
         ) from None
+    except RecursionError:
+        raise InvalidArgument(
+            f"failed to load '{model}', the config override nests deeper than the JSON "
+            "parser allows"
+        ) from None
     if not isinstance(document, dict):
         raise InvalidArgument(
             f"failed to load '{model}', the config override must be a JSON object, "
@@ -56,14 +65,22 @@ def apply_json_override(config: ModelConfig, override: str, *, model: str) -> Mo
     replacement = ModelConfig()
     try:
         json_format.ParseDict(document, replacement)
-    except json_format.ParseError as exc:
+    except (json_format.ParseError, RecursionError) as exc:
         raise InvalidArgument(
-            f"failed to load '{model}', the config override is not a ModelConfig: {exc}"
+            f"failed to load '{model}', the config override is not a ModelConfig: "
+            f"{exc if isinstance(exc, json_format.ParseError) else 'it nests too deep'}"
         ) from None
     merged = ModelConfig()
     merged.CopyFrom(config)
+    # Every field the override names is replaced, an empty list ("output": []) included.
+    named: set[str] = set()
+    for field in ModelConfig.DESCRIPTOR.fields:
+        if field.name in document or field.json_name in document:
+            named.add(field.name)
     for field, _ in replacement.ListFields():
-        merged.ClearField(field.name)
+        named.add(field.name)
+    for name in named:
+        merged.ClearField(name)
     merged.MergeFrom(replacement)
     if not merged.name:
         merged.name = model
@@ -94,6 +111,8 @@ def _specs(model: str, kind: str, tensors: Any) -> dict[str, TensorSpec]:
                 "(expected TYPE_BOOL, TYPE_INT8..TYPE_INT64, TYPE_UINT8..TYPE_UINT64, "
                 "TYPE_FP16, TYPE_FP32, TYPE_FP64, TYPE_BF16 or TYPE_STRING)"
             )
+        if not tensor.name:
+            raise ModelLoadFailed(f"model '{model}': an {kind} has an empty name")
         dims = tuple(int(d) for d in tensor.dims)
         if any(d < -1 or d == 0 for d in dims):
             raise ModelLoadFailed(

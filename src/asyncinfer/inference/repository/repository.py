@@ -26,7 +26,10 @@ from ...errors import (
     Unavailable,
     echo,
 )
+from ..backends.base import backend_healthy
 from ..model import LoadedModel
+from .auto_complete import complete_config
+from .config_bounds import ConfigBounds
 from .ensemble import ENSEMBLE, composing_models
 from .loader import load_model_dir, read_config
 
@@ -75,6 +78,8 @@ class ModelRepository:
         control_mode: ControlMode = "none",
         load_models: Iterable[str] = (),
         poll_seconds: float = 15.0,
+        bounds: ConfigBounds | None = None,
+        auto_complete: bool = True,
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise ConfigError(
@@ -86,6 +91,11 @@ class ModelRepository:
         self.control_mode = control_mode
         self.load_models = tuple(load_models)
         self.poll_seconds = poll_seconds
+        #: Caps on what a model's config may ask for (instances, queues, priorities ...).
+        self.bounds = bounds or ConfigBounds()
+        #: Complete configs from the model files (auto_complete.py); False:
+        #: --disable-auto-complete-config.
+        self.auto_complete = auto_complete
         self._records: dict[str, ModelRecord] = {}
         #: Ensembles being loaded now: an ensemble reached again while loading is a cycle.
         self._loading_ensembles: list[str] = []
@@ -173,12 +183,25 @@ class ModelRepository:
         return [record.versions[v] for v in sorted(record.versions)] if record else []
 
     def is_ready(self, name: str, version: str = "") -> bool:
-        """Whether the named version is ready; a malformed version is INVALID_ARGUMENT."""
+        """Whether the named version is loaded and able to run a request (ModelReady): not
+        while every instance of it is broken. A malformed version is INVALID_ARGUMENT."""
         parse_version(version)  # outside the try: a bad version string is an error, as in Triton
         try:
-            self.get(name, version)
+            model = self.get(name, version)
         except RpcError:
             return False
+        return backend_healthy(model.backend)
+
+    def all_ready(self) -> bool:
+        """Whether every model asked to load is ready, each of its versions able to run
+        (strict readiness): a failed load or a model whose instances are all broken is not;
+        a model unloaded on request is no longer asked for."""
+        for record in list(self._records.values()):
+            if record.state == READY:
+                if not all(backend_healthy(m.backend) for m in record.versions.values()):
+                    return False
+            elif record.reason != "unloaded":
+                return False  # loading, or its load failed
         return True
 
     def statistics(self) -> dict[str, object]:
@@ -246,10 +269,12 @@ class ModelRepository:
         try:
             # Recorded even if the load fails: polling retries only after a change.
             record.fingerprint = _fingerprint(model_dir)
-            config = read_config(name, model_dir, override)
+            config = read_config(name, model_dir, override, auto_complete=self.auto_complete)
+            if self.auto_complete:
+                config = await complete_config(config, model_dir)
             if config.platform == ENSEMBLE:
                 await self._load_composing(name, composing_models(config))
-            versions = await load_model_dir(config, model_dir, self.root, self)
+            versions = await load_model_dir(config, model_dir, self.root, self, self.bounds)
         except RpcError as exc:
             self._failed(record, exc.message)
             raise
@@ -393,21 +418,21 @@ def _not_polled(name: str) -> Internal:
 
 def _write_files(name: str, model_dir: pathlib.Path, files: Mapping[str, bytes]) -> None:
     """Write override files under ``model_dir`` (resolved), refusing paths that leave it."""
-    try:
-        for relative, content in files.items():
+    for relative, content in files.items():
+        what = f"failed to load '{name}', override file '{echo(relative)}'"
+        if "\0" in relative:
+            raise InvalidArgument(f"{what}: a file name cannot hold a NUL character")
+        try:
             path = (model_dir / relative).resolve()
             if not path.is_relative_to(model_dir.resolve()):
-                raise InvalidArgument(
-                    f"failed to load '{name}', override file '{relative}' is outside the "
-                    "model directory"
-                )
+                raise InvalidArgument(f"{what} is outside the model directory")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-    except OSError as exc:
-        raise Internal(
-            f"failed to load '{name}', failed to poll from model repository: "
-            f"cannot write override file: {exc.strerror}"
-        ) from None
+        except OSError as exc:
+            raise Internal(
+                f"failed to load '{name}', failed to poll from model repository: cannot write "
+                f"override file '{echo(relative)}': {exc.strerror}"
+            ) from None
 
 
 def _remove_dir(path: pathlib.Path | None) -> None:

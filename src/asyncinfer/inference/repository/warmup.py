@@ -3,6 +3,7 @@ plane, as a request from a client would run (the loader clears the statistics af
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any
 
@@ -12,8 +13,10 @@ import numpy.typing as npt
 from ...datatypes import BYTES, Datatype, deserialize_bytes, from_config
 from ...errors import InvalidArgument
 from ...pb.inference.model_config_pb2 import ModelWarmup
+from ...signature import check_extent
 from ..infer_types import InferRequest
 from ..model import LoadedModel
+from ..model_files import read_confined
 
 __all__ = ["warm_up"]
 
@@ -48,15 +51,14 @@ def _sample_input(
     shape = tuple(int(d) for d in spec.dims)
     if model.signature.max_batch_size > 0:
         shape = (max(sample.batch_size, 1), *shape)
+    check_extent(model.name, name, shape, datatype)  # before zeros of that shape exist
     choice = spec.WhichOneof("input_data_type")
     if choice == "random_data":
         return _random(datatype, shape)
     if choice == "input_data_file":
-        path = model_dir / "warmup" / spec.input_data_file
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidArgument(f"{what}: cannot read {path}: {exc.strerror}") from None
+        field = f"input_data_file of {what}"
+        relative = os.path.join("warmup", spec.input_data_file)
+        data = read_confined(model_dir, relative, model=model.name, field=field)
         return _from_file(data, datatype, shape, what)
     return _zeros(datatype, shape)
 

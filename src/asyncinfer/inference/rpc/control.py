@@ -8,8 +8,14 @@ Context) never shadows ``ModelConfig`` (the protobuf message).
 from __future__ import annotations
 
 from ...context import UnaryContext, rpc_method
-from ...errors import InvalidArgument, NotFound
 from ...pb.inference import grpc_service_pb2 as pb
+from ..control_calls import (
+    load_model,
+    model_metadata,
+    repository_index,
+    statistics_models,
+    unload_model,
+)
 from ..service import SERVER_NAME, InferenceResources
 
 __all__ = [
@@ -72,21 +78,13 @@ class ModelMetadataRpc(
     method = rpc_method(pb, SERVICE, "ModelMetadata")
 
     async def execute(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
-        repository = self.resources.repository
-        model = repository.get(request.name, request.version)
-        sig = model.signature
+        metadata = model_metadata(self.resources, request.name, request.version)
         reply = pb.ModelMetadataResponse(
-            name=model.name,
-            versions=[str(m.version) for m in repository.versions(model.name) or [model]],
-            platform=model.config.platform or model.config.backend,
+            name=metadata.name, versions=metadata.versions, platform=metadata.platform
         )
-        for specs, target in ((sig.inputs, reply.inputs), (sig.outputs, reply.outputs)):
-            for spec in specs.values():
-                target.add(
-                    name=spec.name,
-                    datatype=spec.datatype.wire,
-                    shape=spec.shape(sig.max_batch_size),
-                )
+        for tensors, target in ((metadata.inputs, reply.inputs), (metadata.outputs, reply.outputs)):
+            for tensor in tensors:
+                target.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         return reply
 
 
@@ -106,16 +104,8 @@ class ModelStatisticsRpc(
     method = rpc_method(pb, SERVICE, "ModelStatistics")
 
     async def execute(self, request: pb.ModelStatisticsRequest) -> pb.ModelStatisticsResponse:
-        repository = self.resources.repository
         reply = pb.ModelStatisticsResponse()
-        if request.name:
-            model = repository.get(request.name, request.version)
-            versions = [model] if request.version else repository.versions(model.name)
-        else:
-            versions = [
-                m for name in sorted(repository.ready_models()) for m in repository.versions(name)
-            ]
-        for model in versions:
+        for model in statistics_models(self.resources, request.name, request.version):
             reply.model_stats.append(model.stats.message(model.name, model.version))
         return reply
 
@@ -126,16 +116,11 @@ class RepositoryIndexRpc(
     method = rpc_method(pb, SERVICE, "RepositoryIndex")
 
     async def execute(self, request: pb.RepositoryIndexRequest) -> pb.RepositoryIndexResponse:
-        if request.repository_name:
-            raise NotFound(
-                f"unknown repository '{request.repository_name}': this server has one "
-                "repository; leave repository_name empty"
-            )
         reply = pb.RepositoryIndexResponse()
-        for name, version, state, reason in self.resources.repository.index():
-            if request.ready and state != "READY":
-                continue
-            reply.models.add(name=name, version=version, state=state, reason=reason)
+        for entry in repository_index(self.resources, request.repository_name, ready=request.ready):
+            reply.models.add(
+                name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+            )
         return reply
 
 
@@ -147,22 +132,14 @@ class RepositoryModelLoadRpc(
     async def execute(
         self, request: pb.RepositoryModelLoadRequest
     ) -> pb.RepositoryModelLoadResponse:
-        repository = self.resources.repository
-        repository.check_control()
-        name = request.model_name
-        override: str | None = None
-        files: dict[str, bytes] = {}
-        for key, parameter in request.parameters.items():
-            if key == "config":
-                override = parameter.string_param
-            elif key.startswith("file:"):
-                files[key[len("file:") :]] = parameter.bytes_param
-            else:
-                raise InvalidArgument(
-                    f"failed to load '{name}', unknown parameter '{key}' (expected 'config' "
-                    "or 'file:<path>')"
-                )
-        await repository.load(name, config_override=override, files=files)
+        # ModelRepositoryParameter's oneof, as plain values (None when unset).
+        parameters = {
+            key: getattr(value, choice)
+            if (choice := value.WhichOneof("parameter_choice"))
+            else None
+            for key, value in request.parameters.items()
+        }
+        await load_model(self.resources, request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
 
@@ -176,9 +153,7 @@ class RepositoryModelUnloadRpc(
     async def execute(
         self, request: pb.RepositoryModelUnloadRequest
     ) -> pb.RepositoryModelUnloadResponse:
-        repository = self.resources.repository
-        repository.check_control()
-        await repository.unload(request.model_name)
+        await unload_model(self.resources, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 

@@ -9,6 +9,7 @@ returned bytes as the already-serialized reply.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from opentelemetry.trace import Status, StatusCode
@@ -38,18 +39,22 @@ class ModelInferRpc(UnaryContext[ReceivedInfer, pb.ModelInferResponse, Inference
     trace_calls = False  # one span per inference request, under the model's trace settings
 
     async def execute(self, received: ReceivedInfer) -> bytes:  # type: ignore[override]
-        message = received.message
-        model = self.resources.repository.get(message.model_name, message.model_version)
-        # No deadline is handed on: grpc.aio cancels this call at its deadline itself, which the
-        # data plane sees as its caller going away (marked, and dropped before it runs), and
-        # arming a second timer per request would only cost. The leases on shared memory last
-        # until the reply is framed, on every path; the request and the response (whose arrays
-        # may view leased memory) are temporaries of one expression, gone before they return.
+        request = received.message
+        model = self.resources.repository.get(request.model_name, request.model_version)
+        # The deadline is handed on as ``expires``, with no timer: grpc.aio cancels this call
+        # at its deadline itself, which the data plane sees as its caller going away (marked,
+        # and dropped before it runs); ``expires`` only lets it refuse to start a call whose
+        # deadline passed while the loop was busy, before that cancellation arrived. The leases
+        # on shared memory last until the reply is framed, on every path; the response (whose
+        # arrays may view leased memory) is a temporary of one expression.
         with self.resources.shm.scope() as scope:
-            request = infer_request(message, scope, raw=received.raw)
+            decoded = infer_request(request, scope, raw=received.raw)
+            remaining = self.call.time_remaining()
+            if remaining is not None:  # no timer: gRPC cancels the call; schedulers drop it
+                decoded.expires = time.monotonic() + remaining
             if self.resources.trace_settings.active:
-                return await self._traced(model, request)
-            return response_bytes(await model.infer(request))
+                return await self._traced(model, decoded)
+            return response_bytes(await model.infer(decoded))
 
     async def _traced(self, model: LoadedModel, request: InferRequest) -> bytes:
         """One request under its span (when the model's trace settings sample it)."""

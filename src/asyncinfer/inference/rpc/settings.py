@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...context import UnaryContext, rpc_method
 from ...pb.inference import grpc_service_pb2 as pb
+from ..control_calls import trace_settings
 from ..server_settings import LogValue
 from ..service import InferenceResources
 from .control import SERVICE
@@ -20,10 +21,8 @@ class TraceSettingRpc(
     method = rpc_method(pb, SERVICE, "TraceSetting")
 
     async def execute(self, request: pb.TraceSettingRequest) -> pb.TraceSettingResponse:
-        if request.model_name:
-            self.resources.repository.get(request.model_name)  # Triton's unknown-model text
         changes = {key: list(setting.value) for key, setting in request.settings.items()}
-        settings = self.resources.trace_settings.update(changes, request.model_name)
+        settings = trace_settings(self.resources, request.model_name, changes)
         reply = pb.TraceSettingResponse()
         for key, values in settings.items():
             reply.settings[key].value.extend(values)

@@ -22,12 +22,12 @@ import logging
 import time
 from collections.abc import Iterator
 
-from ...errors import Internal, Unavailable
+from ...errors import DeadlineExceeded, Internal, Unavailable
 from ..backends.base import Backend
 from ..python_model import Request, Response
 from ..statistics import ModelStats, RequestTiming, measure_batch
 from .queue_policy import BatchingPolicy, QueuePlacement
-from .scheduler import batch_size_of, record_execution
+from .scheduler import batch_size_of, deadline_of, record_execution
 
 __all__ = ["DynamicBatcher", "shape_key"]
 
@@ -54,6 +54,7 @@ class _Entry:
         "deadline_ns",
         "delay_on_timeout",
         "enqueued_ns",
+        "expires",
         "future",
         "key",
         "level",
@@ -79,6 +80,7 @@ class _Entry:
         self.future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.enqueued_ns = time.perf_counter_ns()
         self.deadline_ns = deadline_ns  # 0: no timeout
+        self.expires = deadline_of(request)  # the caller's deadline (time.monotonic())
         self.delay_on_timeout = delay_on_timeout
         self.taken_ns = 0  # when a batch took it; 0: not taken
         # The outcome, held back while preserve_ordering waits for earlier requests.
@@ -282,7 +284,12 @@ class DynamicBatcher:
         batch: list[_Entry] = []
         total = 0
         preferred_cut = 0
+        now = time.monotonic()
         for entry in self._waiting_entries():
+            if entry.expires is not None and now >= entry.expires:
+                # Its caller's deadline passed while it queued: answered, never run.
+                entry.future.set_exception(self._late())
+                continue
             if batch and (
                 entry.key != batch[0].key
                 or total + entry.size > policy.max_batch_size
@@ -298,6 +305,12 @@ class DynamicBatcher:
         if preferred_cut:
             return batch[:preferred_cut], True
         return batch, policy.max_queue_delay_us == 0
+
+    def _late(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"request for model '{self.name}' was not run before its deadline (it waited in "
+            "the dynamic batcher's queue)"
+        )
 
     def _all_queues(self) -> Iterator[collections.deque[_Entry]]:
         """Every queue in the order batches are taken from: by level, delayed after the rest."""

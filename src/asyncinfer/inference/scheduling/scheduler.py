@@ -18,7 +18,7 @@ import numpy.typing as npt
 from ..python_model import Request, Response
 from ..statistics import BatchTiming, ModelStats, RequestTiming
 
-__all__ = ["Scheduler", "SizedRequest", "batch_size_of", "record_execution"]
+__all__ = ["Scheduler", "SizedRequest", "batch_size_of", "deadline_of", "record_execution"]
 
 
 class Scheduler(Protocol):
@@ -53,7 +53,7 @@ class SizedRequest(Request):
     """A Request whose batch size was found when its inputs were checked: the schedulers
     read it instead of looking at the inputs again."""
 
-    __slots__ = ("batch_size",)
+    __slots__ = ("batch_size", "deadline")
 
     def __init__(
         self,
@@ -63,11 +63,20 @@ class SizedRequest(Request):
         requested_output_names: Sequence[str] = (),
         parameters: Mapping[str, Any] | None = None,
         id: str = "",
+        deadline: float | None = None,
     ) -> None:
         super().__init__(
             inputs, requested_output_names=requested_output_names, parameters=parameters, id=id
         )
         self.batch_size = batch_size
+        #: ``time.monotonic()`` seconds after which the caller no longer waits: a queued
+        #: request past it is dropped, never run (None: no deadline).
+        self.deadline = deadline
+
+
+def deadline_of(request: Request) -> float | None:
+    """The caller's deadline of ``request`` (``time.monotonic()`` seconds), if it has one."""
+    return request.deadline if isinstance(request, SizedRequest) else None
 
 
 def batch_size_of(request: Request, max_batch_size: int) -> int:

@@ -35,7 +35,7 @@ from ...errors import Internal, InvalidArgument, Unavailable
 from ..python_model import Request, Response
 from ..statistics import ModelStats, RequestTiming
 from .scheduler import batch_size_of
-from .sequence_policy import CorrelationId, SequencePolicy, correlation_id
+from .sequence_policy import CorrelationId, SequencePolicy, correlation_id, sequence_flag
 
 __all__ = ["PinnableBackend", "SequenceBatcher"]
 
@@ -184,8 +184,9 @@ class SequenceBatcher:
                 "requirements of sequence batcher"
             )
         key = correlation_id(request.parameters, self.model)
-        start = bool(request.parameters.get("sequence_start", False))
-        end = bool(request.parameters.get("sequence_end", False))
+        self._controls.check_key(key)
+        start = sequence_flag(request.parameters, "sequence_start", self.model)
+        end = sequence_flag(request.parameters, "sequence_end", self.model)
         sequence = self._sequence_for(key, start)
         for name, array in self._controls.arrays(start=start, end=end, key=key).items():
             request._set_input(name, array)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...datatypes import from_config
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, echo
 from ...pb.inference.model_config_pb2 import ModelConfig, ModelSequenceBatching
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "check_unsupported",
     "control_inputs",
     "correlation_id",
+    "sequence_flag",
 ]
 
 CorrelationId = int | str
@@ -44,10 +45,29 @@ def correlation_id(parameters: Mapping[str, Any], model: str) -> CorrelationId:
             f"inference request to model '{model}' must specify a non-zero or non-empty "
             "correlation ID"
         )
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise InvalidArgument(
+            f"sequence_id {value} of a request to model '{model}' does not fit a uint64 "
+            "(expected 1..18446744073709551615)"
+        )
     if isinstance(value, int) and value < 0:
         # An int64_param carrying a uint64 above 2**63 arrives negative; Triton reads it as
         # the uint64 it was.
         return value + 2**64
+    return value
+
+
+def sequence_flag(parameters: Mapping[str, Any], name: str, model: str) -> bool:
+    """The bool parameter ``name`` (sequence_start, sequence_end); False when absent. Any other
+    type is InvalidArgument: the string "false" must not start a sequence."""
+    value = parameters.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidArgument(
+            f"parameter '{name}' of a request to model '{model}' must be a bool, not "
+            f"{type(value).__name__} {echo(repr(value))}"
+        )
     return value
 
 
@@ -135,6 +155,7 @@ class Controls:
     """The control inputs a config declares, as arrays for one request."""
 
     def __init__(self, config: ModelConfig) -> None:
+        self._model = config.name
         self._batched = config.max_batch_size > 0
         self._flags: dict[Any, tuple[str, Array, Array]] = {}
         self._corrid: tuple[str, int] | None = None
@@ -164,6 +185,23 @@ class Controls:
             f"failed to load '{model}', control input '{name}' needs exactly two values in "
             "int32_false_true, fp32_false_true or bool_false_true"
         )
+
+    def check_key(self, key: CorrelationId) -> None:
+        """InvalidArgument when ``key`` does not fit the CORRID control input's datatype:
+        checked before the request joins a sequence."""
+        if self._corrid is None or isinstance(key, str):
+            return
+        name, data_type = self._corrid
+        datatype = from_config(data_type)
+        assert datatype is not None  # checked at load
+        if datatype.dtype.kind not in "iu":
+            return
+        info = np.iinfo(datatype.dtype)
+        if not info.min <= key <= info.max:
+            raise InvalidArgument(
+                f"sequence_id {key} does not fit the {datatype.wire} control input '{name}' "
+                f"(CORRID) of model '{self._model}'; expected 1..{info.max}"
+            )
 
     def arrays(self, *, start: bool, end: bool, key: CorrelationId) -> dict[str, Array]:
         shape = (1, 1) if self._batched else (1,)

@@ -8,13 +8,14 @@ import asyncio
 import multiprocessing
 import os
 import pathlib
+import resource
 import signal
 import textwrap
 
 import numpy as np
 import pytest
 
-from asyncinfer.errors import Internal, Unavailable
+from asyncinfer.errors import Internal, ModelLoadFailed, Unavailable
 from asyncinfer.inference.backends._arena import BYTES
 from asyncinfer.inference.backends.process_instances import ProcessBackend, _Instance
 from asyncinfer.inference.python_model import Request
@@ -143,3 +144,72 @@ async def test_a_reply_that_cannot_be_read_fails_only_its_request() -> None:
         ours.close()
         theirs.close()
         instance._arena.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _arena_mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum("/asyncinfer-" in line for line in maps)
+
+
+async def test_a_failed_load_leaks_no_arena_descriptor_or_mapping(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "many" / "1").mkdir(parents=True)
+    (tmp_path / "many" / "1" / "model.py").write_text(MODEL.format(marker="", mode="raise"))
+    config = ModelConfig(name="many", backend="python")
+    config.instance_group.add(count=200)
+    config.parameters["instance_shm_bytes"].string_value = str(1 << 16)
+    before, mappings = _open_fds(), _arena_mappings()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Room for 40 arenas only: the 41st cannot be created, and the load fails.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (before + 40, hard))
+    try:
+        with pytest.raises(ModelLoadFailed, match="cannot create its shared-memory arena"):
+            await ProcessBackend.load(config, 1, tmp_path / "many" / "1", tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert _open_fds() == before
+    assert _arena_mappings() == mappings
+
+
+async def test_an_instance_killed_while_restarting_starts_again(tmp_path: pathlib.Path) -> None:
+    backend, marker = await _backend(tmp_path, "hang")
+    (instance,) = backend._instances
+    try:
+        first = instance._process
+        assert first is not None
+        marker.touch()  # its restart now hangs in initialize()
+        with pytest.raises(Unavailable, match=r"exited \(code 3\)"):
+            await backend.execute(_request(-1))
+        await _until(
+            lambda: instance._process not in (None, first) and instance.restarts == 1,
+            "the restart is under way",
+        )
+        restarting = instance._process
+        assert restarting is not None
+        marker.unlink()  # the next start succeeds
+        os.kill(restarting.pid, signal.SIGKILL)  # killed while it restarts
+        await _until(lambda: instance._ready.is_set(), "it started again")
+        assert not instance.broken and backend.healthy and instance.restarts == 2
+        (response,) = await backend.execute(_request(7))
+        assert response.outputs()["OUT"][0] == 7
+    finally:
+        await backend.unload()
+
+
+async def test_a_backend_whose_every_instance_is_broken_is_not_healthy(
+    tmp_path: pathlib.Path,
+) -> None:
+    backend, marker = await _backend(tmp_path, "raise")
+    (instance,) = backend._instances
+    try:
+        assert backend.healthy
+        marker.touch()
+        with pytest.raises(Unavailable):
+            await backend.execute(_request(-1))
+        await _until(lambda: instance.broken, "the restart failed")
+        assert not backend.healthy
+    finally:
+        await backend.unload()

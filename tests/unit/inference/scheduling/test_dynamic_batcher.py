@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncinfer.errors import InvalidArgument, Unavailable
+from asyncinfer.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from asyncinfer.inference.backends.thread_instances import ThreadBackend
 from asyncinfer.inference.python_model import ModelError, Request, Response, Tensor
 from asyncinfer.inference.repository.model_config import parse_pbtxt
-from asyncinfer.inference.scheduling import make_scheduler
+from asyncinfer.inference.scheduling import SizedRequest, make_scheduler
 from asyncinfer.inference.scheduling.dynamic_batcher import DynamicBatcher
 from asyncinfer.inference.statistics import ModelStats, RequestTiming
 
@@ -397,4 +397,26 @@ async def test_a_failed_execute_is_not_counted_as_an_execution() -> None:
     # Only the successful execute counts (Triton: execution_count = successful executions).
     assert stats.execution_count == 1
     assert sorted(stats.batches) == [1]
+    await batcher.stop()
+
+
+async def test_a_request_whose_deadline_passed_in_the_queue_is_never_run() -> None:
+    batcher, (model,), _ = await started("max_queue_delay_microseconds: 0")
+    first = await hold_first(batcher, model)
+    late = SizedRequest(
+        {"X": np.zeros((1, 2), np.int32)}, batch_size=1, id="late", deadline=time.monotonic() + 0.05
+    )
+    timely = SizedRequest(
+        {"X": np.zeros((1, 2), np.int32)}, batch_size=1, id="timely", deadline=time.monotonic() + 60
+    )
+    waiting = [asyncio.ensure_future(batcher.submit(r)) for r in (late, timely)]
+    await asyncio.sleep(0.1)  # the late one's deadline passes while the instance is busy
+    assert model.gate is not None
+    model.gate.set()
+    await first
+    with pytest.raises(DeadlineExceeded, match="not run before its deadline"):
+        await waiting[0]
+    await waiting[1]
+    assert ["late"] not in model.batches and all("late" not in b for b in model.batches)
+    assert ["timely"] in model.batches
     await batcher.stop()

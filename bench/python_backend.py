@@ -1,0 +1,114 @@
+"""Benchmark: the same Triton python-backend model.py files (``TritonPythonModel``) served by
+real Triton (tritonserver 2.51's python backend, from the nvidia-pytriton wheel) and by
+asyncinfer (in process, no stub process, no IPC), in one run on one machine.
+
+Both servers serve bench/triton_models as it is:
+
+- ``triton_add_sub`` (examples/model_repository's model.py, INT32 [1, 16]) at c=1, 16, 64;
+- ``triton_bls``: a BLS model that calls triton_add_sub with ``exec()``, at c=1 and 16;
+- ``custom_identity_int32`` with 1,048,576 INT32 elements (4 MiB each way), at c=1 and 4.
+
+The load client (bench/_load_client.py, tritonclient's asyncio client at fixed concurrency, a
+process of its own) runs rounds against both servers in rotated order; figures are medians.
+
+Goals (issue 13): asyncinfer >= 1x Triton's throughput at every level and at 4 MiB, with a
+lower p99; >= 2x on the BLS model.
+
+Run: .venv/bin/python bench/python_backend.py [--quick] [--repeats 3] [--duration 2]
+The last stdout line is one JSON object with ``ratio_vs_triton_min`` (asyncinfer / Triton
+throughput, the lowest over every case and level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _infer_common as common
+from _harness import BUILD, ServerSpec, emit, python, serving, triton_ready
+from _triton import TRITON_MODELS, triton_spec
+
+ELEMENTS = 1_048_576
+#: case -> (model, concurrency levels, load-client arguments)
+CASES: dict[str, tuple[str, str, list[str]]] = {
+    "add_sub": ("triton_add_sub", "1,16,64", []),
+    "bls": ("triton_bls", "1,16", []),
+    "identity_4mib": ("custom_identity_int32", "1,4", ["--elements", str(ELEMENTS)]),
+}
+MODELS = sorted({model for model, _, _ in CASES.values()})
+GOALS = {"ratio_vs_triton_min": 1.0, "bls_ratio_min": 2.0}
+
+
+def asyncinfer_spec(repository: Path) -> ServerSpec:
+    """`asyncinfer serve` over the same repository Triton serves."""
+    command = [str(Path(python()).parent / "asyncinfer"), "serve",
+               "--model-repository", str(repository), "--grpc-port", "0"]  # fmt: skip
+    return ServerSpec(
+        name="asyncinfer",
+        command=command,
+        ready=triton_ready(*MODELS),
+        port_pattern=r"asyncinfer: .*serving on \S+:(\d+)",
+    )
+
+
+def run_case(servers: list[Any], case: str, args: argparse.Namespace) -> dict[str, Any]:
+    model, concurrency, client_args = CASES[case]
+    case_args = argparse.Namespace(**{**vars(args), "concurrency": concurrency})
+    load = common.summarize(common.load_rounds(servers, model, case_args, client_args))
+    ratios = common.ratios(load, "asyncinfer", "triton")
+    p99_lower = {
+        level: figures["p99_ms"] is not None
+        and load["triton"][level]["p99_ms"] is not None
+        and figures["p99_ms"] < load["triton"][level]["p99_ms"]
+        for level, figures in load["asyncinfer"].items()
+    }
+    for level, value in ratios.items():
+        a, t = load["asyncinfer"][level], load["triton"][level]
+        shown = "n/a" if value is None else f"{value:.2f}"
+        print(f"{case:14} c={level:>3}: asyncinfer {a['throughput']:8.1f}/s p99 {a['p99_ms']:.2f} "
+              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {shown}",
+              flush=True)  # fmt: skip
+    return {"model": model, "load_client": load, "ratio_vs_triton": ratios, "p99_lower": p99_lower}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_arguments(parser, concurrency="", repeats=3, duration=2.0)
+    args = parser.parse_args()
+    common.apply_quick(args)
+    started = time.monotonic()
+    specs = [asyncinfer_spec(TRITON_MODELS), triton_spec(*MODELS)]
+    with serving(specs, BUILD / "bench-logs" / "python_backend") as running:
+        servers = [running["asyncinfer"], running["triton"]]
+        cases = {case: run_case(servers, case, args) for case in CASES}
+    every = {
+        f"{case}@c{level}": value
+        for case, result in cases.items()
+        for level, value in result["ratio_vs_triton"].items()
+    }
+    result: dict[str, Any] = {
+        "bench": "python_backend",
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "duration_s": args.duration,
+        "cases": cases,
+        "wall_s": round(time.monotonic() - started, 1),
+        "goals": GOALS,
+        "ratio_vs_triton": every,
+        "ratio_vs_triton_min": common.minimum(every),
+        "bls_ratio_min": common.minimum(cases["bls"]["ratio_vs_triton"]),
+        "p99_lower_everywhere": all(
+            lower for result in cases.values() for lower in result["p99_lower"].values()
+        ),
+    }
+    result["goals_met"] = all((result[key] or 0) >= goal for key, goal in GOALS.items())
+    result["failures"] = common.failures(*(c["load_client"] for c in cases.values()))
+    emit(result)
+    return 1 if result["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+../../../../examples/model_repository/triton_add_sub/1/model.py

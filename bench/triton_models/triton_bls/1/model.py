@@ -1,0 +1,1 @@
+../../../../examples/model_repository/triton_bls/1/model.py
