@@ -140,11 +140,34 @@ def _one_perf_analyzer(
 def ratios(
     summary: Mapping[str, Mapping[str, Mapping[str, Any]]], numerator: str, denominator: str
 ) -> dict[str, float | None]:
-    """Throughput of ``numerator`` over ``denominator`` at each concurrency."""
+    """Throughput of ``numerator`` over ``denominator`` at each concurrency (None where either
+    has no figure: a failed perf_analyzer run)."""
     return {
-        level: ratio(figures["throughput"], summary[denominator][level]["throughput"])
+        level: ratio(figures.get("throughput"), summary[denominator][level].get("throughput"))
         for level, figures in summary[numerator].items()
     }
+
+
+def peer_comparison(
+    load: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    pa: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    peer: str,
+    key: str,
+) -> dict[str, Any]:
+    """asyncinfer against ``peer``: ``ratio_vs_<key>`` per concurrency and its minimum (load
+    client), the same from perf_analyzer, and server CPU per request over the peer's."""
+    result: dict[str, Any] = {}
+    if "asyncinfer" not in load or peer not in load:
+        return result
+    result[f"ratio_vs_{key}"] = ratios(load, "asyncinfer", peer)
+    result[f"ratio_vs_{key}_min"] = minimum(result[f"ratio_vs_{key}"])
+    result[f"server_cpu_per_request_vs_{key}"] = cpu_ratio(load, "asyncinfer", peer)
+    if "asyncinfer" in pa and peer in pa:
+        result[f"perf_analyzer_ratio_vs_{key}"] = ratios(pa, "asyncinfer", peer)
+        result[f"perf_analyzer_ratio_vs_{key}_min"] = minimum(
+            result[f"perf_analyzer_ratio_vs_{key}"]
+        )
+    return result
 
 
 def cpu_ratio(

@@ -26,6 +26,27 @@ def bare_spec(*models: str, name: str = "bare") -> ServerSpec:
     )
 
 
+def floor_spec(*models: str, name: str = "floor") -> ServerSpec:
+    """bench/_floor_server.py: grpc.aio answering pre-framed bytes, no other work.
+
+    It runs with the heap settings asyncinfer gives its own processes (asyncinfer.memory.
+    host_heap, here through glibc's environment variables), so that asyncinfer's CPU over the
+    floor's is the framework's cost alone, not a difference of malloc settings.
+    """
+    from asyncinfer.memory.host_heap import MMAP_THRESHOLD_BYTES, TRIM_BYTES
+
+    return ServerSpec(
+        name=name,
+        command=[python(), str(BENCH / "_floor_server.py"), "--port", "0"],
+        ready=triton_ready(*models),
+        port_pattern=r"floor_server listening on \S+:(\d+)",
+        env={
+            "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
+            "MALLOC_TRIM_THRESHOLD_": str(TRIM_BYTES),
+        },
+    )
+
+
 def asyncinfer_spec(*models: str, name: str = "asyncinfer", workers: int = 1) -> ServerSpec:
     """`asyncinfer serve --model-repository examples/model_repository`, as users start it."""
     if importlib.util.find_spec("asyncinfer.inference") is None:

@@ -1,17 +1,21 @@
 """Benchmark: Triton's `simple` model (INT32 add/sub, [1, 16]) served by asyncinfer, by a bare
-grpc.aio server doing the same arithmetic, and by MLServer, in one run on one machine.
+grpc.aio server doing the same arithmetic, by real Triton (tritonserver 2.51's python backend)
+and by MLServer, in one run on one machine.
 
 One load client (bench/_load_client.py: tritonclient's asyncio client at fixed concurrency, a
 separate process) drives every server the same way at each concurrency, for several short
-rounds; the figures are medians. perf_analyzer then measures asyncinfer and the bare server (it
-cannot drive MLServer, which has no ModelConfig RPC).
+rounds; the figures are medians. perf_analyzer then measures asyncinfer, the bare server and
+Triton (it cannot drive MLServer, which has no ModelConfig RPC).
 
-Goals (issue 3): asyncinfer >= 0.9 x the bare server's throughput and >= 2.5 x MLServer's at
-every concurrency, and a lower p99 than MLServer.
+Goals: asyncinfer >= 0.95 x the bare server's throughput at every concurrency and at most 1.05 x
+its server CPU per request (issue 10), >= 1 x real Triton's throughput at every concurrency
+with no more CPU per request (issue 10), >= 2.5 x MLServer's and a lower p99 (issue 3).
 
-Run: .venv/bin/python bench/infer_simple.py [--quick] [--servers asyncinfer,bare,mlserver]
-The last stdout line is one JSON object with the figures, `ratio_vs_bare_min` and
-`ratio_vs_mlserver_min`. Exit status 1 when any request or perf_analyzer run failed.
+Run: .venv/bin/python bench/infer_simple.py [--quick] [--servers asyncinfer,bare,triton,mlserver]
+     [--workers N]
+The last stdout line is one JSON object with the figures, `ratio_vs_bare_min`,
+`ratio_vs_triton` (per concurrency), `ratio_vs_triton_min` and `ratio_vs_mlserver_min` (those
+of the servers run). Exit status 1 when any request or perf_analyzer run failed.
 """
 
 from __future__ import annotations
@@ -25,27 +29,30 @@ from typing import Any
 import _infer_common as common
 from _harness import BUILD, ServerSpec, emit, serving
 from _peers import asyncinfer_spec, bare_spec, mlserver_spec
+from _triton import triton_spec
 
-SERVERS = ("asyncinfer", "bare", "mlserver")
-GOAL_VS_BARE = 0.9
+SERVERS = ("asyncinfer", "bare", "triton", "mlserver")
+GOAL_VS_BARE = 0.95
+GOAL_CPU_VS_BARE = 1.05
+GOAL_VS_TRITON = 1.0
 GOAL_VS_MLSERVER = 2.5
 
 
-def specs(names: list[str]) -> list[ServerSpec]:
+def specs(names: list[str], workers: int) -> list[ServerSpec]:
     makers: dict[str, Callable[[], ServerSpec]] = {
-        "asyncinfer": lambda: asyncinfer_spec("simple"),
+        "asyncinfer": lambda: asyncinfer_spec("simple", workers=workers),
         "bare": lambda: bare_spec("simple"),
+        "triton": lambda: triton_spec("simple"),
         "mlserver": mlserver_spec,
     }
     return [makers[name]() for name in names]
 
 
-def comparisons(load: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    if "asyncinfer" in load and "bare" in load:
-        result["ratio_vs_bare"] = common.ratios(load, "asyncinfer", "bare")
-        result["ratio_vs_bare_min"] = common.minimum(result["ratio_vs_bare"])
-        result["server_cpu_per_request_vs_bare"] = common.cpu_ratio(load, "asyncinfer", "bare")
+def comparisons(load: dict[str, Any], pa: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        **common.peer_comparison(load, pa, "bare", "bare"),
+        **common.peer_comparison(load, pa, "triton", "triton"),
+    }
     if "asyncinfer" in load and "mlserver" in load:
         result["ratio_vs_mlserver"] = common.ratios(load, "asyncinfer", "mlserver")
         result["ratio_vs_mlserver_min"] = common.minimum(result["ratio_vs_mlserver"])
@@ -57,12 +64,18 @@ def comparisons(load: dict[str, Any]) -> dict[str, Any]:
             and figures["p99_ms"] < load["mlserver"][level]["p99_ms"]
             for level, figures in load["asyncinfer"].items()
         }
-    if {"ratio_vs_bare_min", "ratio_vs_mlserver_min"} <= result.keys():
-        result["goals_met"] = bool(
-            (result["ratio_vs_bare_min"] or 0) >= GOAL_VS_BARE
-            and (result["ratio_vs_mlserver_min"] or 0) >= GOAL_VS_MLSERVER
-            and all(result["p99_below_mlserver"].values())
-        )
+    goals = []
+    if "ratio_vs_bare_min" in result:
+        goals.append((result["ratio_vs_bare_min"] or 0) >= GOAL_VS_BARE)
+        goals.append((result["server_cpu_per_request_vs_bare"] or 99) <= GOAL_CPU_VS_BARE)
+    if "ratio_vs_triton_min" in result:
+        goals.append((result["ratio_vs_triton_min"] or 0) >= GOAL_VS_TRITON)
+        goals.append((result["server_cpu_per_request_vs_triton"] or 99) <= 1.0)
+    if "ratio_vs_mlserver_min" in result:
+        goals.append((result["ratio_vs_mlserver_min"] or 0) >= GOAL_VS_MLSERVER)
+        goals.append(all(result["p99_below_mlserver"].values()))
+    if goals:
+        result["goals_met"] = all(goals)
     return result
 
 
@@ -70,12 +83,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(parser, concurrency="1,16,64", repeats=3, duration=1.5)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    parser.add_argument("--workers", type=int, default=1, help="asyncinfer worker processes")
     args = parser.parse_args()
     common.apply_quick(args)
     started = time.monotonic()
     names = [n for n in args.servers.split(",") if n]
     common.check_servers(names, SERVERS)
-    with serving(specs(names), BUILD / "bench-logs" / "infer_simple") as running:
+    with serving(specs(names, args.workers), BUILD / "bench-logs" / "infer_simple") as running:
         servers = list(running.values())
         load = common.summarize(common.load_rounds(servers, "simple", args))
         pa_servers = [s for s in servers if s.name != "mlserver"]
@@ -90,11 +104,18 @@ def main() -> int:
         "quick": args.quick,
         "repeats": args.repeats,
         "duration_s": args.duration,
+        "asyncinfer_workers": args.workers,
         "load_client": load,
         "perf_analyzer": pa,
         "wall_s": round(time.monotonic() - started, 1),
-        "goals": {"ratio_vs_bare_min": GOAL_VS_BARE, "ratio_vs_mlserver_min": GOAL_VS_MLSERVER},
-        **comparisons(load),
+        "goals": {
+            "ratio_vs_bare_min": GOAL_VS_BARE,
+            "server_cpu_per_request_vs_bare": GOAL_CPU_VS_BARE,
+            "ratio_vs_triton_min": GOAL_VS_TRITON,
+            "server_cpu_per_request_vs_triton": 1.0,
+            "ratio_vs_mlserver_min": GOAL_VS_MLSERVER,
+        },
+        **comparisons(load, pa),
     }
     problems = common.failures(load, pa)
     result["failures"] = problems

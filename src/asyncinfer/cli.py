@@ -157,7 +157,7 @@ UNSUPPORTED_TRITON_FLAGS = (
     "--allow-cpu-metrics", "--allow-gpu-metrics", "--allow-sagemaker", "--allow-vertex-ai",
     "--backend-config", "--backend-directory", "--buffer-manager-thread-count",
     "--cache-config", "--cache-directory", "--cuda-memory-pool-byte-size",
-    "--cuda-virtual-address-size", "--disable-auto-complete-config", "--enable-peer-access",
+    "--cuda-virtual-address-size", "--enable-peer-access",
     "--exit-on-error", "--grpc-header-forward-pattern", "--grpc-http2-max-ping-strikes",
     "--grpc-http2-max-pings-without-data", "--grpc-http2-min-recv-ping-interval-without-data",
     "--grpc-infer-allocation-pool-size", "--grpc-infer-response-compression-level",

@@ -172,7 +172,12 @@ def tensor_bytes(array: npt.NDArray[Any]) -> memoryview:
     """A fixed-size tensor's data as its wire carries it: little-endian, row-major; a view of
     ``array`` when it already is, else one copy."""
     if array.flags.c_contiguous and array.dtype.byteorder in _LITTLE:
-        return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        try:
+            # The array's own buffer as bytes: several times cheaper than a uint8 view.
+            return array.data.cast("B")
+        except (TypeError, ValueError, NotImplementedError):
+            # No buffer format for the dtype, or a 0-d array: a uint8 view of it instead.
+            return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     return memoryview(contiguous.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 

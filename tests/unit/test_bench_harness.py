@@ -178,6 +178,23 @@ def test_minimum_is_none_when_a_level_has_no_ratio() -> None:
     assert infer_common.minimum({"1": 2.0, "16": None}) is None
 
 
+def test_peer_comparison_names_its_keys_after_the_peer() -> None:
+    summary = infer_common.summarize(
+        {"asyncinfer": _samples()["fast"], "triton": _samples()["slow"]}
+    )
+    pa: dict[str, dict[str, dict[str, object]]] = {
+        "asyncinfer": {"1": {"throughput": 90.0}},
+        "triton": {"1": {"error": "unstable"}},
+    }
+    result = infer_common.peer_comparison(summary, pa, "triton", "triton")
+    assert result["ratio_vs_triton"] == {"1": 4.0} and result["ratio_vs_triton_min"] == 4.0
+    assert result["server_cpu_per_request_vs_triton"] == pytest.approx(0.25)
+    # A failed perf_analyzer run has no throughput: no ratio, and so no minimum.
+    assert result["perf_analyzer_ratio_vs_triton"] == {"1": None}
+    assert result["perf_analyzer_ratio_vs_triton_min"] is None
+    assert infer_common.peer_comparison(summary, pa, "bare", "bare") == {}
+
+
 def test_emit_writes_the_json_and_a_plot_beside_it(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -231,3 +231,42 @@ def test_stream_ordered_device_allocation() -> None:
     block.free()
     stream.synchronize()
     stream.close()
+
+
+def test_host_arrays_are_counted_through_the_blocks_byte_array() -> None:
+    stack = host_stack()
+    x = stack.array((4, 4), np.int32)
+    y = stack.array((8,), np.float64)
+    assert stack.live_views() == 2 and stack.owns(x) and stack.owns(y.reshape(2, 4))
+    assert not np.shares_memory(x, y)
+    view = x.T[1:]  # views of views count as arrays alive too
+    del x, y
+    gc.collect()
+    assert stack.live_views() == 1
+    with pytest.raises(UsageError, match="cannot reset: 1 view"):
+        stack.reset()
+    del view
+    stack.reset()
+    assert stack.live_views() == 0 and stack.used == 0
+    stack.close()
+    with pytest.raises(UsageError, match="was closed"):
+        stack.array((1,), np.int8)
+
+
+def test_inference_processes_keep_large_blocks_in_the_heap() -> None:
+    import platform
+
+    from asyncinfer.memory.host_heap import tune_host_heap
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the host heap settings are glibc's mallopt; this C library is not glibc")
+    assert tune_host_heap() is True
+    assert tune_host_heap() is True  # once per process, then the cached answer
+
+
+@pytest.mark.parametrize("shape", [(-1,), (-1, 0), (-1, -2), (-2, -3), (2, -3)])
+def test_negative_extents_are_refused_and_take_nothing(shape: tuple[int, ...]) -> None:
+    stack = host_stack()
+    with pytest.raises(UsageError, match="negative extent"):
+        stack.array(shape, np.float32)
+    assert stack.used == 0

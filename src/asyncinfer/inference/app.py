@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..config import INFERENCE_RECEIVE_BYTES
 from ..errors import ConfigError
+from ..memory.host_heap import tune_host_heap
 from ..restriction import Restrictions
 from ..server import Server
 from ..tls import ServerTls
@@ -78,6 +79,8 @@ def build_server(
             "--model-control-mode explicit needs a single worker: each worker process has its "
             "own models, so a load through one worker would not reach the others"
         )
+    # Each worker process builds its server here: its heap reuses large tensors' blocks.
+    tune_host_heap()
     if workers > 1 and http_port == 0:
         raise ConfigError(
             "http_port 0 with workers > 1: each worker would pick a different port; give a "

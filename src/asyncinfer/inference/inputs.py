@@ -10,7 +10,8 @@ leased and viewed, and an in-process array is used as it is.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,10 @@ from ..signature import Signature
 from .infer_types import ElementValues, InferInput, InferRequest
 from .shared_memory import RequestShm, ShmSpan
 
-__all__ = ["read_inputs"]
+if TYPE_CHECKING:
+    from .plans import RawRead
+
+__all__ = ["read_inputs", "read_planned"]
 
 Array = npt.NDArray[Any]
 
@@ -33,16 +37,39 @@ def read_inputs(request: InferRequest, sig: Signature) -> tuple[dict[str, Array]
     checks every input and reports the last such one, and so does this.
     """
     batch_size = sig.check_inputs(request.inputs)
+    return read_planned(request, sig, [None] * len(request.inputs)), batch_size
+
+
+def read_planned(
+    request: InferRequest, sig: Signature, reads: Sequence[RawRead | None]
+) -> dict[str, Array]:
+    """The inputs of a request whose declaration was checked (its plan's ``reads``, one per
+    input): raw bytes of the planned size become views at once; any other input is read as
+    :func:`read_inputs` reads it, with the same checks and texts."""
     arrays: dict[str, Array] = {}
     miscounted: StringCountError | None = None
-    for tensor in request.inputs:
+    for tensor, read in zip(request.inputs, reads, strict=True):
+        data = tensor.data
+        if read is not None and _planned_size(data, read.nbytes):
+            # A read-only view over the received bytes, as _from_raw makes.
+            arrays[tensor.name] = np.frombuffer(data, read.dtype).reshape(read.shape)  # type: ignore[arg-type]
+            continue
         try:
             arrays[tensor.name] = _read(tensor, sig, request.shm)
         except StringCountError as exc:
             miscounted = exc
     if miscounted is not None:
         raise miscounted
-    return arrays, batch_size
+    return arrays
+
+
+def _planned_size(data: object, nbytes: int) -> bool:
+    """Whether ``data`` is raw bytes (bytes, or a contiguous view of the received message) of
+    exactly ``nbytes``."""
+    kind = type(data)
+    if kind is bytes:
+        return len(data) == nbytes  # type: ignore[arg-type]
+    return kind is memoryview and data.nbytes == nbytes and data.c_contiguous  # type: ignore[attr-defined]
 
 
 def _read(tensor: InferInput, sig: Signature, shm: RequestShm | None) -> Array:

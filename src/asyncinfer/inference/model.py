@@ -36,8 +36,9 @@ from ..pb.inference.model_config_pb2 import ModelConfig
 from ..signature import Signature
 from .backends.base import Backend
 from .infer_types import InferRequest, InferResponse
-from .inputs import read_inputs
-from .outputs import OutputPlan, all_outputs, plan_outputs, respond
+from .inputs import read_planned
+from .outputs import OutputCheck, OutputPlan, all_outputs, respond
+from .plans import PlanCache, declaration_key
 from .python_model import Response, ResponseSender, Sent
 from .scheduling import Scheduler, SizedRequest
 from .statistics import ModelStats, RequestClock
@@ -52,6 +53,8 @@ FINAL = "triton_final_response"
 
 def scheduling_parameters(model: str, parameters: Mapping[str, Any]) -> tuple[int, int]:
     """The request's ``priority`` and ``timeout`` (microseconds) parameters, 0 when absent."""
+    if not parameters:
+        return 0, 0
     values = []
     for key in ("priority", "timeout"):
         value = parameters.get(key, 0)
@@ -66,10 +69,12 @@ def scheduling_parameters(model: str, parameters: Mapping[str, Any]) -> tuple[in
 
 @dataclasses.dataclass(slots=True)
 class _Prepared:
-    """A request ready for the scheduler: the model's Request, its output plans, batch size."""
+    """A request ready for the scheduler: the model's Request, its output plans and their
+    expected arrays, batch size."""
 
     request: SizedRequest
     plans: list[OutputPlan]
+    checks: tuple[OutputCheck | None, ...]
     batch_size: int
     priority: int
     timeout_us: int
@@ -91,16 +96,15 @@ class LoadedModel:
     _ensemble: bool = dataclasses.field(init=False, repr=False)
     _version_text: str = dataclasses.field(init=False, repr=False)
     _batched: bool = dataclasses.field(init=False, repr=False)
-    _all_outputs: list[OutputPlan] = dataclasses.field(init=False, repr=False)
-    _all_output_names: tuple[str, ...] = dataclasses.field(init=False, repr=False)
+    #: The plans of the declarations requests made (plans.py): checked once each.
+    plans: PlanCache = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._decoupled = self.config.model_transaction_policy.decoupled
         self._ensemble = self.config.platform == "ensemble"
         self._version_text = str(self.version)
         self._batched = self.signature.max_batch_size > 0
-        self._all_outputs = all_outputs(self.signature)
-        self._all_output_names = tuple(plan.spec.name for plan in self._all_outputs)
+        self.plans = PlanCache(self.signature, all_outputs(self.signature))
 
     @property
     def name(self) -> str:
@@ -139,25 +143,27 @@ class LoadedModel:
             return self._respond(request, response, prepared)
 
     def _prepare(self, request: InferRequest) -> _Prepared:
-        """Inputs checked and read, outputs planned, scheduling parameters read."""
-        arrays, batch_size = read_inputs(request, self.signature)
-        plans = plan_outputs(request.outputs, self.signature, self._all_outputs)
+        """Inputs checked and read, outputs planned, scheduling parameters read: the
+        declaration's checks come from its plan, made at its first request."""
+        inputs, outputs = request.inputs, request.outputs
+        key = declaration_key(inputs, outputs)
+        plan = None if key is None else self.plans.get(key)
+        if plan is None:
+            plan = self.plans.plan(inputs, outputs, key)
+        arrays = read_planned(request, self.signature, plan.reads)
         priority, timeout_us = scheduling_parameters(self.name, request.parameters)
-        names = (
-            self._all_output_names
-            if plans is self._all_outputs
-            else tuple(plan.spec.name for plan in plans)
-        )
         model_request = SizedRequest(
             arrays,
-            batch_size=batch_size,
-            requested_output_names=names,
+            batch_size=plan.batch_size,
+            requested_output_names=plan.output_names,
             parameters=request.parameters,
             id=request.id,
             deadline=_deadline(request),
         )
         model_request._cancellation = request.cancellation  # Request.cancelled() reads it
-        return _Prepared(model_request, plans, batch_size, priority, timeout_us)
+        return _Prepared(
+            model_request, plan.outputs, plan.checks, plan.batch_size, priority, timeout_us
+        )
 
     async def _submit(self, prepared: _Prepared, request: InferRequest) -> Response | None:
         """Run the request through the scheduler, within its deadline.
@@ -212,7 +218,13 @@ class LoadedModel:
     ) -> InferResponse:
         batch_size = prepared.batch_size if self._batched else None
         outputs = respond(
-            response.outputs(), prepared.plans, self.signature, self.labels, batch_size, request.shm
+            response.outputs(),
+            prepared.plans,
+            self.signature,
+            self.labels,
+            batch_size,
+            request.shm,
+            prepared.checks,
         )
         parameters = dict(response.parameters) if response.parameters else {}
         return InferResponse(self.name, self._version_text, request.id, outputs, parameters)

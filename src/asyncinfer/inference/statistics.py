@@ -126,14 +126,14 @@ class RequestClock:
             )
             if not self._responded:
                 histograms.first_response.observe((done - timing.start_ns) / 1e6)
-        stats.succeeded(
+        stats.count_success(
             self.batch_size,
-            total_ns=done - timing.start_ns,
-            queue_ns=began - queued,
-            input_ns=queued - timing.start_ns,
+            done - timing.start_ns,
+            began - queued,
+            queued - timing.start_ns,
             # With batching: the execution of the batch this request ran in.
-            infer_ns=timing.compute_end_ns - began,
-            output_ns=done - timing.compute_end_ns,
+            timing.compute_end_ns - began,
+            done - timing.compute_end_ns,
         )
 
 
@@ -223,11 +223,34 @@ class ModelStats:
         output_ns: int,
     ) -> None:
         """One request answered; ``batch_size`` is its own (1 for a non-batching model)."""
-        self.success.add(total_ns)
-        self.queue.add(queue_ns)
-        self.compute_input.add(input_ns)
-        self.compute_infer.add(infer_ns)
-        self.compute_output.add(output_ns)
+        self.count_success(batch_size, total_ns, queue_ns, input_ns, infer_ns, output_ns)
+
+    def count_success(
+        self,
+        batch_size: int,
+        total_ns: int,
+        queue_ns: int,
+        input_ns: int,
+        infer_ns: int,
+        output_ns: int,
+    ) -> None:
+        """:meth:`succeeded`, positionally: what every request's path calls (no keyword
+        arguments to match, no method call per duration)."""
+        duration = self.success
+        duration.count += 1
+        duration.ns += total_ns
+        duration = self.queue
+        duration.count += 1
+        duration.ns += queue_ns
+        duration = self.compute_input
+        duration.count += 1
+        duration.ns += input_ns
+        duration = self.compute_infer
+        duration.count += 1
+        duration.ns += infer_ns
+        duration = self.compute_output
+        duration.count += 1
+        duration.ns += output_ns
         self.inference_count += batch_size
         self.last_inference_ms = time.time_ns() // 1_000_000
 
@@ -237,13 +260,25 @@ class ModelStats:
     def executed(self, batch_size: int, *, input_ns: int, infer_ns: int, output_ns: int) -> None:
         """One backend execution over ``batch_size`` items (the sum over its requests); the
         durations are its own (for a batch: merging inputs, running, splitting outputs)."""
+        self.count_execution(batch_size, input_ns, infer_ns, output_ns)
+
+    def count_execution(
+        self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int
+    ) -> None:
+        """:meth:`executed`, positionally (every execution's path)."""
         self.execution_count += 1
         durations = self.batches.get(batch_size)
         if durations is None:
             durations = self.batches[batch_size] = BatchDurations()
-        durations.compute_input.add(input_ns)
-        durations.compute_infer.add(infer_ns)
-        durations.compute_output.add(output_ns)
+        duration = durations.compute_input
+        duration.count += 1
+        duration.ns += input_ns
+        duration = durations.compute_infer
+        duration.count += 1
+        duration.ns += infer_ns
+        duration = durations.compute_output
+        duration.count += 1
+        duration.ns += output_ns
 
     def clear(self) -> None:
         """Back to zero (after warmup, whose runs are not client inferences)."""

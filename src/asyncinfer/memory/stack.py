@@ -11,11 +11,18 @@ Every region and every numpy view made from it keeps a reference to its :class:`
 stack counts live regions through weak references, so ``reset()`` refuses (``UsageError``) while
 a caller still holds memory that the next request would overwrite. An allocation larger than
 what is left raises ``ResourceExhausted`` naming the sizes.
+
+Arrays (``array``, ``copy_in``) in host and pinned stacks are the hot path, and cost what an
+``np.empty`` does: each is a numpy array over one byte array spanning the whole block, made
+once. numpy points every view of such an array (slices, reshapes, views of views) at that byte
+array, so the arrays alive are counted by its reference count, with no object or weak reference
+per allocation.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import weakref
 from typing import Any
 
@@ -90,6 +97,27 @@ class Region:
         return f"<Region {self.kind} {self.nbytes} bytes at +{self.offset} of {self._stack.name!r}>"
 
 
+#: numpy dtypes by the scalar types callers name them with (np.float32, ...): a dict lookup
+#: instead of np.dtype() on every allocation.
+_DTYPES: dict[Any, np.dtype[Any]] = {
+    kind: np.dtype(kind) for kind in (*np.sctypeDict.values(), bool, int, float, complex)
+}
+
+
+class _Block:
+    """A whole host block as numpy sees it (the base of a stack's byte array)."""
+
+    __slots__ = ("__array_interface__",)
+
+    def __init__(self, allocation: Allocation) -> None:
+        self.__array_interface__ = {
+            "shape": (allocation.nbytes,),
+            "typestr": "|u1",
+            "data": (allocation.address, False),
+            "version": 3,
+        }
+
+
 class MemoryStack:
     """Bump allocation with alignment over one :class:`Allocation`; not thread-safe (one owner
     at a time: the lease holder)."""
@@ -100,12 +128,22 @@ class MemoryStack:
         if alignment < 1 or alignment & (alignment - 1):
             raise ConfigError(f"stack {name!r}: alignment must be a power of two, not {alignment}")
         self.allocation = allocation
+        self._address = allocation.address
+        self._capacity = allocation.nbytes
         self.name = name
         self.alignment = alignment
         self._top = 0
         self._views: set[weakref.ref[Region]] = set()
         self._high_water = 0
         self._resets = 0
+        # Host and pinned blocks: one byte array over the whole block, the base of every array
+        # made here; its reference count above _host_refs is the arrays alive.
+        self._host: npt.NDArray[np.uint8] | None = None
+        self._host_refs = 0
+        if allocation.host_accessible and not allocation.freed:
+            host = self._host = np.asarray(_Block(allocation))
+            # Counted as _live_arrays counts: the attribute, a local name, the call's argument.
+            self._host_refs = sys.getrefcount(host)
 
     @property
     def capacity(self) -> int:
@@ -120,8 +158,13 @@ class MemoryStack:
         return self.capacity - self._top
 
     def live_views(self) -> int:
-        """Regions (and the numpy views made from them) still referenced somewhere."""
-        return len(self._views)
+        """Regions, and arrays made by ``array``/``copy_in`` (with the views made from them),
+        still referenced somewhere."""
+        return len(self._views) + self._live_arrays()
+
+    def _live_arrays(self) -> int:
+        host = self._host
+        return 0 if host is None else sys.getrefcount(host) - self._host_refs
 
     def allocate(
         self,
@@ -161,18 +204,45 @@ class MemoryStack:
         self, shape: tuple[int, ...], dtype: npt.DTypeLike, *, alignment: int | None = None
     ) -> npt.NDArray[Any]:
         """An uninitialized numpy array in this stack (host and pinned stacks only)."""
-        if not self.allocation.host_accessible:
+        host = self._host
+        if host is None:
+            if self.allocation.freed:
+                raise UsageError(f"stack {self.name!r} was closed; its memory is freed")
             raise UsageError(
                 f"stack {self.name!r} holds device memory: use allocate() and pass the address"
             )
-        dt = np.dtype(dtype)
-        shape = tuple(map(int, shape))
-        if any(d < 0 for d in shape):
+        dt = _DTYPES.get(dtype) if type(dtype) is not np.dtype else dtype
+        if dt is None:
+            dt = np.dtype(dtype)
+        if type(shape) is not tuple:
+            shape = tuple(shape)
+        nbytes = math.prod(shape) * dt.itemsize
+        if nbytes < 0:
             raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}")
-        region = self.allocate(
-            math.prod(shape) * dt.itemsize, alignment=alignment, shape=shape, typestr=dt.str
-        )
-        return np.asarray(region)
+        if alignment is None:
+            align = self.alignment
+        else:
+            align = alignment
+            if align < 1 or align & (align - 1):
+                raise UsageError(
+                    f"stack {self.name!r}: alignment must be a power of two, not {align}"
+                )
+        top = self._top
+        start = top + (-(self._address + top) % align)
+        end = start + nbytes
+        if end > self._capacity:
+            raise ResourceExhausted(
+                f"memory stack {self.name!r}: cannot allocate {nbytes} bytes "
+                f"(alignment {align}); {self.available} of {self.capacity} bytes left"
+            )
+        try:
+            array = np.ndarray(shape, dt, host, start)
+        except ValueError:  # numpy refuses negative extents (before anything is taken)
+            raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}") from None
+        self._top = end
+        if end > self._high_water:
+            self._high_water = end
+        return array
 
     def copy_in(self, source: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """A C-contiguous copy of ``source`` in this stack (host and pinned stacks only)."""
@@ -184,12 +254,14 @@ class MemoryStack:
         """Whether ``array`` is a view into this stack's memory."""
         base: Any = array
         while isinstance(base, np.ndarray):
+            if base is self._host:
+                return True
             base = base.base
         return isinstance(base, Region) and base._stack is self
 
     def reset(self) -> None:
         """Forget every allocation. Refused while any region or view of it is alive."""
-        live = len(self._views)
+        live = len(self._views) + self._live_arrays()
         if live:
             raise UsageError(
                 f"memory stack {self.name!r} cannot reset: {live} view(s) still alive over "
@@ -202,6 +274,7 @@ class MemoryStack:
     def close(self) -> None:
         """Free the block; refused while views are alive (they point into it)."""
         self.reset()
+        self._host = None
         if not self.allocation.freed:
             self.allocation.free()
 
@@ -211,7 +284,7 @@ class MemoryStack:
             "capacity": self.capacity,
             "used": self._top,
             "high_water": self._high_water,
-            "live_views": len(self._views),
+            "live_views": self.live_views(),
             "resets": self._resets,
         }
 

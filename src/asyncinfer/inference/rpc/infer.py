@@ -25,17 +25,21 @@ from ..service import InferenceResources
 from ..shared_memory import RequestShm
 from ..wire.decode import infer_request
 from ..wire.encode import response_bytes, stream_error, stream_response
+from ..wire.received import InferRequestCodec, ReceivedInfer
 from .control import SERVICE
 
 __all__ = ["ModelInferRpc", "ModelStreamInferRpc"]
 
 
-class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, InferenceResources]):
+class ModelInferRpc(UnaryContext[ReceivedInfer, pb.ModelInferResponse, InferenceResources]):
     method = rpc_method(pb, SERVICE, "ModelInfer")
     max_in_flight = 1024
+    #: Large tensors stay where gRPC received them (wire/received.py).
+    codec = InferRequestCodec()
     trace_calls = False  # one span per inference request, under the model's trace settings
 
-    async def execute(self, request: pb.ModelInferRequest) -> bytes:  # type: ignore[override]
+    async def execute(self, received: ReceivedInfer) -> bytes:  # type: ignore[override]
+        request = received.message
         model = self.resources.repository.get(request.model_name, request.model_version)
         # The deadline is handed on as ``expires``, with no timer: grpc.aio cancels this call
         # at its deadline itself, which the data plane sees as its caller going away (marked,
@@ -44,7 +48,7 @@ class ModelInferRpc(UnaryContext[pb.ModelInferRequest, pb.ModelInferResponse, In
         # on shared memory last until the reply is framed, on every path; the response (whose
         # arrays may view leased memory) is a temporary of one expression.
         with self.resources.shm.scope() as scope:
-            decoded = infer_request(request, scope)
+            decoded = infer_request(request, scope, raw=received.raw)
             remaining = self.call.time_remaining()
             if remaining is not None:  # no timer: gRPC cancels the call; schedulers drop it
                 decoded.expires = time.monotonic() + remaining
@@ -67,23 +71,27 @@ class ModelStreamInferRpc(
 
     method = rpc_method(pb, SERVICE, "ModelStreamInfer")
     max_in_flight = 256
+    codec = InferRequestCodec()
     trace_calls = False  # one span per request of the stream
 
     async def execute(  # type: ignore[override]
-        self, requests: AsyncIterator[pb.ModelInferRequest]
+        self, requests: AsyncIterator[ReceivedInfer]
     ) -> AsyncIterator[bytes | pb.ModelStreamInferResponse]:
         repository = self.resources.repository
         headers = metadata_headers(self.call.metadata)
-        async for message in requests:
+        async for received in requests:
+            message = received.message
             try:
                 model = repository.get(message.model_name, message.model_version)
                 with self.resources.shm.scope() as scope:
                     # Closed before the leases return, on every path (the stream going away
                     # included): no response viewing leased memory outlives them.
                     replies_of = (
-                        _replies(model, message, scope)
+                        _replies(model, received, scope)
                         if not self.resources.trace_settings.active
-                        else _traced_replies(model, message, scope, self.resources.tracing, headers)
+                        else _traced_replies(
+                            model, received, scope, self.resources.tracing, headers
+                        )
                     )
                     async with contextlib.aclosing(replies_of) as replies:
                         async for reply in replies:
@@ -95,10 +103,11 @@ class ModelStreamInferRpc(
 
 
 async def _replies(
-    model: LoadedModel, message: pb.ModelInferRequest, scope: RequestShm
+    model: LoadedModel, received: ReceivedInfer, scope: RequestShm
 ) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
-    """The framed stream items of every response to ``message``."""
-    request = infer_request(message, scope)
+    """The framed stream items of every response to ``received``."""
+    message = received.message
+    request = infer_request(message, scope, raw=received.raw)
     async with contextlib.aclosing(model.stream(request)) as responses:
         async for response in responses:
             yield stream_response(message, response)
@@ -106,13 +115,14 @@ async def _replies(
 
 async def _traced_replies(
     model: LoadedModel,
-    message: pb.ModelInferRequest,
+    received: ReceivedInfer,
     scope: RequestShm,
     tracing: Tracing,
     headers: dict[str, str],
 ) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
     """``_replies`` under the request's span (when its model's trace settings sample it)."""
-    request = infer_request(message, scope)
+    message = received.message
+    request = infer_request(message, scope, raw=received.raw)
     with traced_request(tracing, model, request, headers) as active:
         async with contextlib.aclosing(model.stream(request)) as responses:
             async for response in responses:

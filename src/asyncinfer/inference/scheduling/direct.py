@@ -44,10 +44,7 @@ class DirectScheduler:
         # requests, and this scheduler never forms one.
         start = time.perf_counter_ns()
         responses = await self._backend.execute([request])
-        self._stats.executed(
-            batch_size_of(request, self._max_batch_size),
-            input_ns=0,
-            infer_ns=time.perf_counter_ns() - start,
-            output_ns=0,
+        self._stats.count_execution(
+            batch_size_of(request, self._max_batch_size), 0, time.perf_counter_ns() - start, 0
         )
         return responses[0] if responses else None

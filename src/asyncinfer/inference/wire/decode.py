@@ -10,7 +10,7 @@ per input not in shared memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ...errors import InvalidArgument
 from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
@@ -38,27 +38,45 @@ _CONTENTS_FIELD = {
 
 
 def infer_request(
-    message: ModelInferRequest, shm: RequestShm | None = None, deadline: float | None = None
+    message: ModelInferRequest,
+    shm: RequestShm | None = None,
+    deadline: float | None = None,
+    raw: Sequence[bytes | memoryview] | None = None,
 ) -> InferRequest:
-    """The InferRequest ``message`` carries; its shared memory is leased through ``shm``."""
+    """The InferRequest ``message`` carries; its shared memory is leased through ``shm``.
+
+    ``raw``: its raw_input_contents entries when they were split off the received bytes
+    (received.py; views, not copies); None: they are the message's own.
+    """
     model = message.model_name
-    spans = [
-        _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
-        if tensor.parameters
-        else None
-        for tensor in message.inputs
-    ]
-    raw = message.raw_input_contents
+    # Slices, not iteration: a upb repeated field hands its items over in one call.
+    tensors = message.inputs[:]
+    spans: list[ShmSpan | None] | None = None  # None: no input names shared memory (usual)
+    for index, tensor in enumerate(tensors):
+        if tensor.parameters:
+            if spans is None:
+                spans = [None] * len(tensors)
+            spans[index] = _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
+    if raw is None:
+        raw = message.raw_input_contents[:]
     if raw:
-        _check_raw(message, spans)
-    entries = iter(raw)
-    inputs = []
-    for tensor, span in zip(message.inputs, spans, strict=True):
-        data: InputData | None = span
-        if data is None:
-            data = next(entries) if raw else _contents(tensor, model)
-        inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape), data))
-    outputs = [_requested(output, model) for output in message.outputs]
+        _check_raw(message, tensors, spans, raw)
+    inputs: list[InferInput]
+    if spans is None and raw:  # the usual request: one raw entry per input, in order
+        inputs = [
+            InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data)
+            for tensor, data in zip(tensors, raw, strict=True)
+        ]
+    else:
+        entries = iter(raw)
+        inputs = []
+        for index, tensor in enumerate(tensors):
+            data: InputData | None = None if spans is None else spans[index]
+            if data is None:
+                data = next(entries) if raw else _contents(tensor, model)
+            inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data))
+    requested = message.outputs[:]
+    outputs = [_requested(output, model) for output in requested] if requested else []
     return InferRequest(
         inputs, outputs, parameter_values(message.parameters), message.id, deadline, shm
     )
@@ -68,21 +86,26 @@ def _span(parameters: Mapping[str, InferParameter], what: str) -> ShmSpan | None
     return shm_span(parameter_values(parameters), what)
 
 
-def _check_raw(message: ModelInferRequest, spans: list[ShmSpan | None]) -> None:
+def _check_raw(
+    message: ModelInferRequest,
+    tensors: list[ModelInferRequest.InferInputTensor],
+    spans: list[ShmSpan | None] | None,
+    raw: Sequence[bytes | memoryview],
+) -> None:
     model = message.model_name
     # Checked before any size or shape check: Triton's clients rely on this order.
-    for tensor in message.inputs:
+    for tensor in tensors:
         if tensor.HasField("contents"):
             raise InvalidArgument(
                 "contents field must not be specified when using raw_input_contents for "
                 f"'{tensor.name}' for model '{model}'"
             )
     # Inputs in shared memory have no raw entry: the entries belong to the others, in order.
-    with_raw = sum(span is None for span in spans)
-    if len(message.raw_input_contents) != with_raw:
+    with_raw = len(tensors) if spans is None else sum(span is None for span in spans)
+    if len(raw) != with_raw:
         raise InvalidArgument(
             f"expected {with_raw} raw_input_contents entries (one per input not in shared "
-            f"memory) but got {len(message.raw_input_contents)} for model '{model}'"
+            f"memory) but got {len(raw)} for model '{model}'"
         )
 
 

@@ -36,14 +36,18 @@ def response_bytes(response: InferResponse) -> bytes:
         frames.append(_string_field(_ID_TAG, response.id))
     raw: list[bytes | memoryview] = []
     for output in response.outputs:
-        frames.append(_output_entry(output.name, output.datatype, output.data.shape))
+        array = output.data
+        frames.append(_output_entry(output.name, output.datatype, array.shape))
         if output.shm is not None:
             data: bytes | memoryview = b""
+            size = 0
         elif output.datatype == BYTES:
-            data = serialize_bytes(output.data)
+            data = serialize_bytes(array)
+            size = len(data)
         else:
-            data = tensor_bytes(output.data)
-        raw += (_RAW_OUTPUT_TAG, varint(len(data)), data)
+            data = tensor_bytes(array)
+            size = data.nbytes
+        raw += (_RAW_OUTPUT_TAG, _length(size), data)
     if response.parameters:
         # Protobuf merges the map entries of repeated fields, so they may follow the rest.
         params = ModelInferResponse(parameters=parameter_messages(response.parameters))
@@ -81,6 +85,12 @@ def stream_error(message: ModelInferRequest, text: str) -> ModelStreamInferRespo
 def _string_field(tag: bytes, value: str) -> bytes:
     encoded = value.encode()
     return tag + varint(len(encoded)) + encoded
+
+
+@functools.lru_cache(maxsize=1024)
+def _length(size: int) -> bytes:
+    """A raw entry's length as a varint (the sizes of a model's outputs repeat)."""
+    return varint(size)
 
 
 @functools.lru_cache(maxsize=1024)
