@@ -31,6 +31,7 @@ from ..backends.engine import engine_kind
 from ..backends.model_module import DEFAULT_FILENAME, import_model, one_line
 from ..backends.triton_python.adapter import TRITON_CLASS, triton_config_dict
 from ..backends.triton_python.pb_config import ModelConfig as AutoCompleteConfig
+from ..model_files import model_file
 
 __all__ = ["DEFAULT_MAX_BATCH_SIZE", "complete_config"]
 
@@ -66,10 +67,10 @@ async def complete_config(config: ModelConfig, model_dir: pathlib.Path) -> Model
         _pick_backend(completed, version_dir)
     if engine_kind(completed) == "onnxruntime":
         if not completed.input or not completed.output:
-            path = version_dir / (completed.default_model_filename or _ONNX_FILE)
+            path = model_file(completed, version_dir, _ONNX_FILE)
             await asyncio.to_thread(_complete_onnx, completed, path)
     elif completed.backend == "python":
-        path = version_dir / (completed.default_model_filename or DEFAULT_FILENAME)
+        path = model_file(completed, version_dir, DEFAULT_FILENAME)
         if path.is_file():
             completed = await asyncio.to_thread(_complete_python, completed, path)
     return completed
@@ -96,7 +97,8 @@ def _complete_onnx(config: ModelConfig, path: pathlib.Path) -> None:
         given, answered = _onnx_signature(path)
     except Exception as exc:
         raise InvalidArgument(
-            f"failed to load '{name}', auto-complete cannot read {path}: {one_line(exc)}"
+            f"failed to load '{name}', auto-complete cannot read "
+            f"{path.parent.name}/{path.name}: {one_line(exc)}"
         ) from None
     inputs = [_onnx_tensor(name, *arg) for arg in given]
     outputs = [_onnx_tensor(name, *arg) for arg in answered]
