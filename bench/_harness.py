@@ -258,21 +258,32 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _curves(result: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
-    """(throughput, p99 ms) points per server: every mapping holding both, named by its key."""
+    """(throughput, p99 ms) points per server: every mapping holding both, named by the
+    nearest key above it that is not a concurrency level (a number)."""
     curves: dict[str, list[tuple[float, float]]] = {}
 
-    def visit(value: Any, key: str) -> None:
+    def visit(value: Any, path: tuple[str, ...]) -> None:
         if not isinstance(value, Mapping):
             return
         throughput, p99 = value.get("throughput"), value.get("p99_ms")
         if isinstance(throughput, int | float) and isinstance(p99, int | float):
-            curves.setdefault(key, []).append((float(throughput), float(p99)))
+            names = [key for key in path if not re.fullmatch(r"c?\d+", key)]
+            label = ".".join(names) or "result"
+            curves.setdefault(label, []).append((float(throughput), float(p99)))
             return
         for child_key, child in value.items():
-            visit(child, str(child_key))
+            visit(child, (*path, str(child_key)))
 
-    visit(result, "")
+    visit(result, ())
     return curves
+
+
+def _is_ratio(key: str) -> bool:
+    """A measured ratio's key: ``ratio``, ``..._ratio...`` or ``x_vs_y``; not goals."""
+    if key.startswith("goals."):
+        return False
+    last = key.rsplit(".", 1)[-1]
+    return bool(re.search(r"(^|_)ratio(_|$)", last)) or "_vs_" in last
 
 
 def plot_result(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
@@ -286,7 +297,7 @@ def plot_result(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
     ratios = [
         (key, float(value))
         for key, value in _leaves(result)
-        if "ratio" in key.rsplit(".", 1)[-1] or key.rsplit(".", 1)[-1].endswith("_vs_bytes")
+        if _is_ratio(key)
         if isinstance(value, int | float) and not isinstance(value, bool)
     ]
     curves = _curves(result)
@@ -304,7 +315,8 @@ def plot_result(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
     bars.set_title(f"{title}: ratios")
     if curves:
         lines = axes[1]
-        for server, points in sorted(curves.items()):  # points in the order measured
+        for server, points in sorted(curves.items()):
+            points.sort()  # by throughput, so a server's levels read as one curve
             lines.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=server)
         lines.set_xlabel("throughput (calls/s)")
         lines.set_ylabel("p99 latency (ms)")

@@ -96,7 +96,7 @@ def serve(
     command = [
         str(Path(python()).parent / "asyncinfer"), "serve",
         "--model-repository", str(repository), "--grpc-port", "{port}",
-        "--metrics-port", "{port_metrics}", "--workers", str(workers),
+        "--metrics-port", "{port_metrics}", "--workers", str(workers), "--allow-http", "false",
     ]  # fmt: skip
     if explicit:
         command += ["--model-control-mode", "explicit"]

@@ -45,7 +45,8 @@ GOALS = {"ratio_vs_triton_min": 1.0, "bls_ratio_min": 2.0}
 def asyncinfer_spec(repository: Path) -> ServerSpec:
     """`asyncinfer serve` over the same repository Triton serves."""
     command = [str(Path(python()).parent / "asyncinfer"), "serve",
-               "--model-repository", str(repository), "--grpc-port", "0"]  # fmt: skip
+               "--model-repository", str(repository), "--grpc-port", "0",
+               "--allow-http", "false", "--allow-metrics", "false"]  # fmt: skip
     return ServerSpec(
         name="asyncinfer",
         command=command,

@@ -32,7 +32,7 @@ FAMILIES = (
 def test_two_workers_histograms_add_up_to_the_requests() -> None:
     argv = [
         sys.executable, "-m", "asyncinfer.cli", "serve", "--model-repository", str(REPOSITORY),
-        "--grpc-port", "0", "--workers", "2", "--metrics-port", "0",
+        "--grpc-port", "0", "--workers", "2", "--metrics-port", "0", "--allow-http", "false",
         "--metrics-config", "histogram_latencies=true",
         "--metrics-config", "histogram_buckets=0.5,1,5,50,1000",
     ]  # fmt: skip

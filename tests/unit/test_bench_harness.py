@@ -212,3 +212,26 @@ def test_emit_writes_the_json_and_a_plot_beside_it(
     png = (tmp_path / "bench" / "demo.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     assert harness._curves(result) == {"asyncinfer": [(900.0, 2.0), (2000.0, 9.0)]}
+
+
+def test_the_plot_bars_only_measured_ratios_and_draws_one_curve_per_server() -> None:
+    result = {
+        "duration_s": 2.0,
+        "goals": {"ratio_vs_bare_min": 0.95},
+        "ratio_vs_bare_min": 0.8,
+        "cpu_vs_floor": 0.7,
+        "load_client": {
+            "asyncinfer": {
+                "1": {"throughput": 10.0, "p99_ms": 1.0},
+                "16": {"throughput": 30.0, "p99_ms": 4.0},
+            },
+            "bare": {"1": {"throughput": 12.0, "p99_ms": 1.0}},
+        },
+    }
+    ratios = [key for key, _ in harness._leaves(result) if harness._is_ratio(key)]
+    assert ratios == ["ratio_vs_bare_min", "cpu_vs_floor"]
+    curves = harness._curves(result)
+    assert curves == {
+        "load_client.asyncinfer": [(10.0, 1.0), (30.0, 4.0)],
+        "load_client.bare": [(12.0, 1.0)],
+    }
