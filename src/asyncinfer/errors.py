@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import time
 import traceback
@@ -78,6 +79,7 @@ __all__ = [
     "UsageError",
     "bounded_message",
     "echo",
+    "from_http_reply",
     "from_http_status",
     "from_status",
     "internal_error",
@@ -223,6 +225,16 @@ _BY_HTTP_STATUS: dict[int, type[RpcError]] = {
 def from_http_status(status: int, message: str) -> RpcError:
     """Turn an HTTP error reply back into the error class its status stands for."""
     return _BY_HTTP_STATUS.get(status, Unknown)(message)
+
+
+def from_http_reply(status: int, body: bytes) -> RpcError:
+    """:func:`from_http_status` for a reply's body: its ``{"error": ...}`` text, or the first
+    500 bytes of a body that is not that JSON (a proxy's page, say)."""
+    try:
+        text = json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        text = body[:500].decode(errors="replace")
+    return from_http_status(status, str(text))
 
 
 #: At most this many characters of one client string appear in a message.

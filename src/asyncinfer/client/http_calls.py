@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from google.protobuf import json_format
 
-from ..errors import UsageError, from_http_status
+from ..errors import UsageError, from_http_reply
 from ..pb.inference import grpc_service_pb2 as pb
 from ..tls import ClientTls
 
@@ -79,11 +79,7 @@ class HttpCalls:
         ) as reply:
             data = await reply.read()
             if reply.status != 200:
-                try:
-                    text = json.loads(data)["error"]
-                except (ValueError, KeyError, TypeError):
-                    text = data[:500].decode(errors="replace")
-                raise from_http_status(reply.status, text)
+                raise from_http_reply(reply.status, data)
             return data, reply.headers
 
     async def _json(self, method: str, path: str, value: Any = None) -> Any:

@@ -7,14 +7,13 @@ raises the RpcError class of its status with the server's ``{"error": ...}`` tex
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Self
 
 import aiohttp
 
-from ..errors import DeadlineExceeded, Unavailable, UsageError, from_http_status
+from ..errors import DeadlineExceeded, Unavailable, UsageError, from_http_reply
 from ..tls import ClientTls
 from .aio import closed_loop
 from .report import Report
@@ -75,11 +74,7 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             raise Unavailable(f"cannot reach {self.url}: {exc}") from None
         if reply.status != 200:
-            try:
-                text = json.loads(data)["error"]
-            except (ValueError, KeyError, TypeError):
-                text = data[:500].decode(errors="replace")
-            raise from_http_status(reply.status, text)
+            raise from_http_reply(reply.status, data)
         return data
 
     async def run(

@@ -17,7 +17,7 @@ import contextvars
 import dataclasses
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ....errors import RpcError
@@ -135,14 +135,7 @@ class InferenceResponse:
                 f"InferenceResponse error must be a pb_utils.TritonError, not "
                 f"{type(error).__name__}"
             )
-        outputs = list(output_tensors or ())
-        for tensor in outputs:
-            if not isinstance(tensor, Tensor):
-                raise TritonModelException(
-                    f"InferenceResponse output_tensors must be pb_utils.Tensor objects, got "
-                    f"{type(tensor).__name__}"
-                )
-        self._outputs = outputs
+        self._outputs = _tensors(output_tensors or (), "InferenceResponse output_tensors")
         self._error = error
         self._parameters = _json(parameters, "InferenceResponse")
 
@@ -233,15 +226,9 @@ class InferenceRequest:
         if trace is not None:
             raise unsupported("InferenceRequest(trace=...)", "BLS requests are not traced")
         del preferred_memory  # everything is in CPU memory here: any preference is met
-        for tensor in inputs:
-            if not isinstance(tensor, Tensor):
-                raise TritonModelException(
-                    f"InferenceRequest inputs must be pb_utils.Tensor objects, got "
-                    f"{type(tensor).__name__}"
-                )
         self._model_name = model_name
         self._model_version = model_version
-        self._inputs: list[Tensor] | None = list(inputs)
+        self._inputs: list[Tensor] | None = _tensors(inputs, "InferenceRequest inputs")
         self._requested = list(requested_output_names)
         self._request_id = request_id
         self._correlation_id = correlation_id
@@ -447,3 +434,15 @@ def unload_model(model_name: str, unload_dependents: bool = False) -> None:
         f"unload_model('{model_name}')",
         "unload models through the repository API (RepositoryModelUnload) instead",
     )
+
+
+def _tensors(values: Iterable[Any], what: str) -> list[Tensor]:
+    """``values`` as a list, each checked to be a pb_utils.Tensor; TritonModelException
+    naming ``what`` and the first other type otherwise."""
+    tensors = list(values)
+    for tensor in tensors:
+        if not isinstance(tensor, Tensor):
+            raise TritonModelException(
+                f"{what} must be pb_utils.Tensor objects, got {type(tensor).__name__}"
+            )
+    return tensors
