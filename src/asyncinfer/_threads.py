@@ -1,4 +1,6 @@
-"""Awaiting work that runs on a thread, where cancellation cannot reach the thread itself.
+"""Threads and event loops: awaiting work that runs on a thread, where cancellation cannot
+reach the thread itself (``uninterrupted``), and a loop of its own on a thread, for blocking code
+that drives asyncio work (``LoopThread``).
 
 Engines and model backends hand blocking calls (ONNX Runtime, TensorRT, a plain ``def execute``)
 to threads while they hold leases (a session, an instance, a memory stack). A thread cannot be
@@ -9,10 +11,12 @@ its thread has ended.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["uninterrupted"]
+__all__ = ["LoopThread", "uninterrupted"]
 
 T = TypeVar("T")
 
@@ -40,3 +44,29 @@ async def uninterrupted(work: Awaitable[T], on_cancel: Callable[[], None] | None
         if not future.cancelled():
             future.exception()  # retrieved: the caller was cancelled, the result is dropped
         raise
+
+
+class LoopThread:
+    """An event loop of its own, run by one daemon thread, for blocking code that drives
+    asyncio work (the sync HTTP client, the metrics endpoint of a loop-less process, the OTLP
+    test receiver). ``run`` waits for a coroutine's result; ``submit`` answers a concurrent
+    Future at once; ``close`` stops the loop and joins the thread."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self.submit(work).result(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()

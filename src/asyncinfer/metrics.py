@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 
@@ -46,6 +45,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ._threads import LoopThread
 from .admission import Admission, Histogram
 from .errors import ConfigError, UsageError
 
@@ -153,8 +153,7 @@ class MetricsEndpoint:
         self._runner = runner
         self._port = port
         self._reaper = reaper
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: LoopThread | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -201,20 +200,13 @@ class MetricsEndpoint:
     @classmethod
     def start_in_thread(cls, host: str, port: int, registry: Collector) -> MetricsEndpoint:
         """Serve on a loop of its own in one daemon thread (for a process without a loop)."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="asyncinfer-metrics", daemon=True)
-        thread.start()
-        started = asyncio.run_coroutine_threadsafe(
-            cls.start(host, port, registry, collect_in_thread=True), loop
-        )
+        thread = LoopThread("asyncinfer-metrics")
         try:
-            endpoint = started.result(30)
+            endpoint = thread.run(cls.start(host, port, registry, collect_in_thread=True), 30)
         except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(5)
-            loop.close()
+            thread.close(5)
             raise
-        endpoint._thread, endpoint._loop = thread, loop
+        endpoint._thread = thread
         return endpoint
 
     @property
@@ -235,8 +227,8 @@ class MetricsEndpoint:
     def every(self, seconds: float, work: Callable[[], None]) -> None:
         """Run blocking ``work`` in a worker thread every ``seconds`` while the endpoint of
         ``start_in_thread`` serves (the task belongs to the endpoint and stops with it)."""
-        loop = self._loop
-        if loop is None:
+        thread = self._thread
+        if thread is None:
             raise UsageError("every() is for endpoints made by start_in_thread()")
 
         async def repeat() -> None:
@@ -250,17 +242,15 @@ class MetricsEndpoint:
         async def schedule() -> None:
             self._tasks.append(asyncio.get_running_loop().create_task(repeat()))
 
-        asyncio.run_coroutine_threadsafe(schedule(), loop).result(10)
+        thread.run(schedule(), 10)
 
     def stop_thread(self) -> None:
         """Stop an endpoint made by ``start_in_thread``."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        thread = self._thread
+        if thread is None:
             raise UsageError("stop_thread() is for endpoints made by start_in_thread()")
-        asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+        thread.run(self.stop(), 10)
+        thread.close(5)
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from google.protobuf import json_format
 
-from ..errors import UsageError, from_http_reply
+from ..errors import DeadlineExceeded, Unavailable, UsageError, from_http_reply
 from ..pb.inference import grpc_service_pb2 as pb
 from ..tls import ClientTls
 
@@ -74,13 +74,21 @@ class HttpCalls:
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[bytes, Any]:
         session = self._session_or_fail()
-        async with session.request(
-            method, self.url + path, data=body, headers=headers, ssl=self._ssl
-        ) as reply:
-            data = await reply.read()
-            if reply.status != 200:
-                raise from_http_reply(reply.status, data)
-            return data, reply.headers
+        try:
+            async with session.request(
+                method, self.url + path, data=body, headers=headers, ssl=self._ssl
+            ) as reply:
+                data = await reply.read()
+                if reply.status != 200:
+                    raise from_http_reply(reply.status, data)
+                return data, reply.headers
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{method} {self.url}{path} had no reply within {self._timeout.total} s"
+            ) from None
+        except aiohttp.ClientConnectionError as exc:
+            # What grpc says of a server it cannot reach: the same class over both protocols.
+            raise Unavailable(f"{method} {self.url}{path}: {exc}") from None
 
     async def _json(self, method: str, path: str, value: Any = None) -> Any:
         body = None if value is None else json.dumps(value).encode()

@@ -25,6 +25,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from .._threads import LoopThread
 from ..datatypes import BYTES, as_array, deserialize_bytes, from_wire, serialize_bytes
 from ..errors import UsageError
 from ..pb.inference import grpc_service_pb2 as pb
@@ -235,25 +236,28 @@ class SyncRemoteRunner(_Runner):
     def infer(self, **inputs: npt.ArrayLike) -> concurrent.futures.Future[Outputs]:
         request = self._request(inputs)
         result: concurrent.futures.Future[Outputs] = concurrent.futures.Future()
-        call = self._manager._callable("ModelInfer").future(request, timeout=self._manager.timeout)
+        reply = self._manager._future("ModelInfer", request)
 
-        def done(call: Any) -> None:
-            # Runs on a grpc thread when the call completes; only the future is touched here.
+        def done(reply: Any) -> None:
+            # Runs on a grpc thread, or the HTTP client's loop thread, when the call completes;
+            # only the future is touched here.
             try:
-                result.set_result(self._outputs_of(call.result()))
+                result.set_result(self._outputs_of(reply.result()))
             except grpc.RpcError as exc:
                 result.set_exception(to_error(exc))
             except Exception as exc:
                 result.set_exception(exc)
 
-        call.add_done_callback(done)
+        reply.add_done_callback(done)
         return result
 
 
 class SyncRemoteManager:
     """Models of a remote inference service, for blocking code. Use ``with``.
 
-    ``url``: one address, several (round-robin over them) or a ``dns:///`` name.
+    ``url``: one address, several (round-robin over them) or a ``dns:///`` name; or an
+    ``http://`` or ``https://`` URL of the HTTP/REST front end, whose calls run on a loop of
+    the manager's own, in one thread (``infer`` still answers a concurrent Future).
     """
 
     def __init__(
@@ -263,19 +267,23 @@ class SyncRemoteManager:
         self.tls = tls
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
+        self._http: HttpCalls | None = None
+        self._loop: LoopThread | None = None
         self._metadata: dict[str, pb.ModelMetadataResponse] = {}
 
     def connect(self) -> Self:
         """Open the channel and read the ready models' metadata; on failure nothing stays open."""
-        if self._channel is not None:
+        if self._channel is not None or self._http is not None:
             raise UsageError(f"SyncRemoteManager({self.url!r}) is already connected")
-        if is_http_url(self.url):
-            raise UsageError(
-                f"SyncRemoteManager speaks gRPC: give it HOST:PORT, not {self.url!r} (over "
-                "HTTP, use RemoteManager from asyncio)"
-            )
-        self._channel = sync_channel(self.url, channel_options(), self.tls)
         try:
+            if is_http_url(self.url):
+                assert isinstance(self.url, str)
+                http = HttpCalls(self.url, timeout=self.timeout, tls=self.tls)
+                self._loop = LoopThread("asyncinfer-http-client")
+                self._loop.run(http.open())
+                self._http = http
+            else:
+                self._channel = sync_channel(self.url, channel_options(), self.tls)
             self._metadata = _drive(_read_metadata(), self._blocking)
         except BaseException:
             self.close()
@@ -284,8 +292,13 @@ class SyncRemoteManager:
 
     def close(self) -> None:
         channel, self._channel, self._metadata = self._channel, None, {}
+        http, self._http, loop, self._loop = self._http, None, self._loop, None
         if channel is not None:
             channel.close()
+        if loop is not None:
+            if http is not None:
+                loop.run(http.close(), self.timeout)
+            loop.close()
 
     def __enter__(self) -> Self:
         return self.connect()
@@ -294,8 +307,7 @@ class SyncRemoteManager:
         self.close()
 
     def get_models(self) -> list[str]:
-        if self._channel is None:
-            raise UsageError("connect() the SyncRemoteManager (or use `with`) first")
+        self._check()
         return sorted(self._metadata)
 
     def infer_runner(self, name: str, version: str = "") -> SyncRemoteRunner:
@@ -303,14 +315,26 @@ class SyncRemoteManager:
             raise UsageError(f"{self.url} has no ready model '{name}'; it has {self.get_models()}")
         return SyncRemoteRunner(self, name, version, self._metadata[name])
 
-    def _callable(self, method: str) -> Any:
-        if self._channel is None:
+    def _check(self) -> None:
+        if self._channel is None and self._http is None:
             raise UsageError("connect() the SyncRemoteManager (or use `with`) first")
+
+    def _callable(self, method: str) -> Any:
+        self._check()
+        assert self._channel is not None
         return self._channel.unary_unary(
             _SERVICE + method, request_serializer=_serialize, response_deserializer=None
         )
 
+    def _future(self, method: str, request: Any) -> Any:
+        """The reply's bytes as a future: a grpc call future, or a concurrent Future over HTTP."""
+        if self._http is not None and self._loop is not None:
+            return self._loop.submit(self._http.call(method, request))
+        return self._callable(method).future(request, timeout=self.timeout)
+
     def _blocking(self, method: str, request: Any) -> bytes:
+        if self._http is not None and self._loop is not None:
+            return self._loop.run(self._http.call(method, request))
         try:
             return self._callable(method)(request, timeout=self.timeout)  # type: ignore[no-any-return]
         except grpc.RpcError as exc:

@@ -11,7 +11,6 @@ extra brings), and a printer of span trees.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Self
 
 from aiohttp import web
 
+from .._threads import LoopThread
 from ..errors import UsageError
 
 __all__ = ["OtlpReceiver", "ReceivedSpan", "tree_lines"]
@@ -51,8 +51,7 @@ class OtlpReceiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread: LoopThread | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -111,16 +110,17 @@ class OtlpReceiver:
             raise UsageError(
                 "OtlpReceiver needs opentelemetry-proto: pip install 'asyncinfer[otlp]'"
             ) from None
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self._thread = LoopThread("otlp-receiver")
+        self.url = self._thread.run(self._start(), 10)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+            thread.run(self._runner.cleanup(), 10)
+        thread.close()
 
 
 def tree_lines(spans: Sequence[ReceivedSpan]) -> list[str]:
