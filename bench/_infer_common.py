@@ -95,8 +95,11 @@ def perf_analyzer_figures(
     model: str,
     args: argparse.Namespace,
     shapes: Mapping[str, Sequence[int]] | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """perf_analyzer at each level against each server; a failure is recorded, not raised."""
+    """perf_analyzer at each level against each server; a failure is recorded, not raised.
+    ``extra``: more perf_analyzer flags (``--streaming``: every request on one ModelStreamInfer
+    stream per concurrent client)."""
     # Quick runs only prove the path works: short windows, loose stability. Full runs follow
     # ../shared/TOOLS.md's advice for this noisy machine (long windows, retry once).
     interval, stability = (500, 100) if args.quick else (1000, 60)
@@ -105,7 +108,7 @@ def perf_analyzer_figures(
         figures[server.name] = {}
         for concurrency in levels(args):
             figures[server.name][str(concurrency)] = _one_perf_analyzer(
-                server, model, concurrency, interval, stability, shapes
+                server, model, concurrency, interval, stability, shapes, extra
             )
     return figures
 
@@ -117,11 +120,12 @@ def _one_perf_analyzer(
     interval_ms: int,
     stability: int,
     shapes: Mapping[str, Sequence[int]] | None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     run = run_perf_analyzer(
         server.address, model, concurrency=concurrency, shapes=shapes,
         measurement_interval_ms=interval_ms, stability_percent=stability, max_trials=6,
-        kill_after=90,
+        kill_after=90, extra=extra,
     )  # fmt: skip
     try:
         result = asyncio.run(run)

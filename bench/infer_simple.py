@@ -12,7 +12,7 @@ its server CPU per request (issue 10), >= 1 x real Triton's throughput at every 
 with no more CPU per request (issue 10), >= 2.5 x MLServer's and a lower p99 (issue 3).
 
 Run: .venv/bin/python bench/infer_simple.py [--quick] [--servers asyncinfer,bare,triton,mlserver]
-     [--workers N]
+     [--workers N] [--streaming]
 The last stdout line is one JSON object with the figures, `ratio_vs_bare_min`,
 `ratio_vs_triton` (per concurrency), `ratio_vs_triton_min` and `ratio_vs_mlserver_min` (those
 of the servers run). Exit status 1 when any request or perf_analyzer run failed.
@@ -32,6 +32,8 @@ from _peers import asyncinfer_spec, bare_spec, mlserver_spec
 from _triton import triton_spec
 
 SERVERS = ("asyncinfer", "bare", "triton", "mlserver")
+# The servers with ModelStreamInfer (the bare server has only the unary RPCs).
+STREAMING_SERVERS = ("asyncinfer", "triton")
 GOAL_VS_BARE = 0.95
 GOAL_CPU_VS_BARE = 1.05
 GOAL_VS_TRITON = 1.0
@@ -79,11 +81,31 @@ def comparisons(load: dict[str, Any], pa: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def streaming_comparisons(pa: dict[str, Any], streaming: dict[str, Any]) -> dict[str, Any]:
+    """Streaming as a lever: asyncinfer streamed over Triton streamed, and over its own unary
+    figures (perf_analyzer both). Not a goal of its own; the goals above are unary."""
+    result: dict[str, Any] = {}
+    if "asyncinfer" in streaming and "triton" in streaming:
+        result["streaming_ratio_vs_triton"] = common.ratios(streaming, "asyncinfer", "triton")
+        result["streaming_ratio_vs_triton_min"] = common.minimum(
+            result["streaming_ratio_vs_triton"]
+        )
+    if "asyncinfer" in streaming and "asyncinfer" in pa:
+        both = {"streamed": streaming["asyncinfer"], "unary": pa["asyncinfer"]}
+        result["asyncinfer_streaming_vs_unary"] = common.ratios(both, "streamed", "unary")
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(parser, concurrency="1,16,64", repeats=3, duration=1.5)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     parser.add_argument("--workers", type=int, default=1, help="asyncinfer worker processes")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="also perf_analyzer --streaming (ModelStreamInfer) against asyncinfer and Triton",
+    )
     args = parser.parse_args()
     common.apply_quick(args)
     started = time.monotonic()
@@ -98,6 +120,12 @@ def main() -> int:
             if args.no_perf_analyzer
             else common.perf_analyzer_figures(pa_servers, "simple", args)
         )
+        streamed = [s for s in pa_servers if s.name in STREAMING_SERVERS]
+        streaming = (
+            common.perf_analyzer_figures(streamed, "simple", args, extra=["--streaming"])
+            if args.streaming and not args.no_perf_analyzer
+            else {}
+        )
     result = {
         "bench": "infer_simple",
         "model": "simple",
@@ -107,6 +135,7 @@ def main() -> int:
         "asyncinfer_workers": args.workers,
         "load_client": load,
         "perf_analyzer": pa,
+        **({"perf_analyzer_streaming": streaming} if streaming else {}),
         "wall_s": round(time.monotonic() - started, 1),
         "goals": {
             "ratio_vs_bare_min": GOAL_VS_BARE,
@@ -116,8 +145,9 @@ def main() -> int:
             "ratio_vs_mlserver_min": GOAL_VS_MLSERVER,
         },
         **comparisons(load, pa),
+        **streaming_comparisons(pa, streaming),
     }
-    problems = common.failures(load, pa)
+    problems = common.failures(load, pa, streaming)
     result["failures"] = problems
     emit(result)
     return 1 if problems else 0
