@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import os
 import random
 import resource
@@ -481,13 +482,23 @@ async def _capacity(address: str, request: bytes, seconds: float, concurrency: i
         return done / (time.monotonic() - start)
 
 
-async def _latency(call: Any, request: bytes, count: int) -> float:
-    """Median seconds of ``count`` calls one at a time."""
+#: Recovery's probes, and the baseline they are compared with, are one call every this many
+#: seconds: a call after an idle pause costs about three times one sent right behind another
+#: (both event loops sleep in between), so both sides must be paced alike.
+PROBE_PAUSE_S = 0.01
+#: Recovery: the last this many probes all answered OK, their median within twice the baseline.
+RECOVERY_WINDOW = 9
+
+
+async def _latency(call: Any, request: bytes, count: int, pause: float = 0.0) -> float:
+    """Median seconds of ``count`` calls one at a time, each followed by ``pause`` idle."""
     times = []
     for _ in range(count):
         start = time.perf_counter()
         await call(request, timeout=10)
         times.append(time.perf_counter() - start)
+        if pause:
+            await asyncio.sleep(pause)
     return statistics.median(times)
 
 
@@ -530,24 +541,36 @@ async def _open_loop(
     return results, offered, skipped
 
 
-async def _recovery(address: str, request: bytes, baseline: float, limit: float) -> float:
-    """Seconds until three calls in a row take at most twice the baseline (1 ms floor)."""
+async def _recovery(
+    address: str,
+    request: bytes,
+    baseline: float,
+    limit: float,
+    *,
+    window: int = RECOVERY_WINDOW,
+    probe_timeout: float = 10.0,
+) -> float:
+    """Seconds until the service is back: the last ``window`` probes (one every
+    :data:`PROBE_PAUSE_S`, on a new channel) all answered OK and took, in the median, at most
+    twice ``baseline`` (the same probes' median before the load; 1 ms floor). inf if that does
+    not happen within ``limit`` seconds. A median, not every probe: one probe descheduled on a
+    shared machine is noise, not a server still busy."""
+    bound = max(2 * baseline, 0.001)
+    last: collections.deque[float] = collections.deque(maxlen=window)
     async with grpc.aio.insecure_channel(address) as channel:
         call = _infer_call(channel)
         start = time.monotonic()
-        good = 0
         while time.monotonic() - start < limit:
             begin = time.perf_counter()
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await call(request, timeout=10)
-                if time.perf_counter() - begin <= max(2 * baseline, 0.001):
-                    good += 1
-                    if good == 3:
-                        return time.monotonic() - start
-                    continue
-            good = 0
-            await asyncio.sleep(0.01)
-        return float("inf")
+            try:
+                await call(request, timeout=probe_timeout)
+                last.append(time.perf_counter() - begin)
+            except grpc.aio.AioRpcError:
+                last.append(math.inf)
+            if len(last) == window and statistics.median(last) <= bound and math.inf not in last:
+                return time.monotonic() - start
+            await asyncio.sleep(PROBE_PAUSE_S)
+        return math.inf
 
 
 def overload(
@@ -566,11 +589,7 @@ def overload(
 
     async def run() -> dict[str, Any]:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            baseline = await _latency(
-                _infer_call(channel),
-                data,
-                50,
-            )
+            baseline = await _latency(_infer_call(channel), data, 50, PROBE_PAUSE_S)
         capacity = await _capacity(server.address, data, measure_s, concurrency=16)
         rss_before = psutil.Process(server.process.pid).memory_info().rss
         served_before = metrics(server).get("nv_inference_request_success", 0.0)
