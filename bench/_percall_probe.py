@@ -3,12 +3,13 @@
 Starts each server as bench/infer_simple.py does, warms it, then drives a fixed number of
 requests with bench/_load_client.py at each concurrency while ``perf stat`` (task-clock,
 context switches, CPU migrations) or ``strace -f -c`` (syscall counts) watches every thread of
-the server's processes. Figures are divided by the requests the server worked on. Wall-clock
+the server's processes, or reads each thread's user and system CPU time from /proc (threads).
+Figures are divided by the requests the server worked on. Wall-clock
 throughput is not reported: it means little on a shared machine; these counts do not depend on
 the machine's load (strace's do slow the server, but count the same calls).
 
 Run: .venv/bin/python bench/_percall_probe.py [--servers asyncinfer,bare] [--concurrency 1,16,64]
-     [--requests 4000] [--tool perf|strace|both]
+     [--requests 4000] [--tool perf|strace|threads|both] [--repeats N]
 The last stdout line is one JSON object: per server, per concurrency, per figure.
 """
 
@@ -68,6 +69,25 @@ def _thread_times(pids: list[int]) -> dict[str, list[float]]:
     return times
 
 
+def _thread_probe(
+    server: RunningServer, pids: list[int], concurrency: int, requests: int
+) -> dict[str, Any]:
+    """User and system CPU microseconds per request, per thread name and in all."""
+    before = _thread_times(pids)
+    level = _load(server.address, concurrency, requests)
+    after = _thread_times(pids)
+    sent = level["requests_total"]
+    per_thread = {}
+    for name, (user, system) in after.items():
+        user_before, system_before = before.get(name, [0.0, 0.0])
+        figures = [round((user - user_before) / sent * 1e6, 1),
+                   round((system - system_before) / sent * 1e6, 1)]  # fmt: skip
+        if sum(figures) > 0:
+            per_thread[name] = figures
+    total = [round(sum(v[i] for v in per_thread.values()), 1) for i in (0, 1)]
+    return {"requests": sent, "us_user_sys": {"all": total, **per_thread}}
+
+
 def _watch(tool: str, pids: list[int], out: Path) -> subprocess.Popen[bytes]:
     if tool == "perf":
         pid_list = ",".join(map(str, pids))
@@ -109,17 +129,7 @@ def _strace_figures(text: str) -> dict[str, float]:
 def probe(server: RunningServer, tool: str, concurrency: int, requests: int) -> dict[str, Any]:
     pids = _pids(server)
     if tool == "threads":
-        before = _thread_times(pids)
-        level = _load(server.address, concurrency, requests)
-        after = _thread_times(pids)
-        sent = level["requests_total"]
-        per_thread = {
-            name: [round((a - b) / sent * 1e6, 1) for a, b in zip(after[name], before.get(name, [0, 0]))]
-            for name in after
-        }
-        per_thread = {k: v for k, v in per_thread.items() if sum(v) > 0}
-        total = [round(sum(v[i] for v in per_thread.values()), 1) for i in (0, 1)]
-        return {"requests": sent, "us_user_sys": {"all": total, **per_thread}}
+        return _thread_probe(server, pids, concurrency, requests)
     out = BUILD / "bench-logs" / f"probe-{server.name}-{tool}-{concurrency}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     watcher = _watch(tool, pids, out)
