@@ -29,7 +29,7 @@ from typing import Any
 from _harness import BENCH, BUILD, RunningServer, python, run_json, serving
 from _peers import asyncinfer_spec, bare_spec
 
-PERF_EVENTS = "task-clock,context-switches,cpu-migrations"
+PERF_EVENTS = "task-clock,context-switches,cpu-migrations,page-faults"
 
 
 def _pids(server: RunningServer) -> list[int]:
