@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from time import perf_counter
 from typing import Any, NoReturn
 
@@ -133,12 +134,41 @@ async def _open_stream(
     return peer
 
 
-def _hold_reply(call: GrpcContext, reply: bytes, budget: ConnectionBudget, where: str) -> None:
-    """Count a unary reply's encoded bytes until gRPC has sent it (the call's done callback)."""
+def _hold_reply(
+    call: GrpcContext,
+    reply: bytes,
+    budget: ConnectionBudget,
+    where: str,
+    loop: asyncio.AbstractEventLoop | None,
+) -> None:
+    """Count a unary reply's encoded bytes until gRPC has sent it (or the call ended without).
+
+    They are given back when the call's task ends: grpc.aio runs the handler in that task and
+    sends the reply (and the status) before it ends. Not ``call.add_done_callback``: grpc.aio
+    keeps that callback, bound to the context, in the call's state, which the context holds, a
+    reference cycle that kept every finished call (its core call and buffers too) alive until
+    the next garbage collection, and made those collections several times as frequent.
+    ``loop``: the server's, when known (finding the running loop costs a getpid() call).
+    """
     size = len(reply)
     peer = call.peer()
     budget.take(peer, size, where)
-    call.add_done_callback(lambda _call: budget.give(peer, size))  # type: ignore[arg-type]
+    task = asyncio.current_task(loop)
+    if task is None:  # not run by grpc.aio (a direct call): the call's own callback
+        call.add_done_callback(lambda _call: budget.give(peer, size))  # type: ignore[arg-type]
+    else:
+        task.add_done_callback(partial(_give_back, budget, peer, size))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # built outside a loop: each call looks its loop up
+        return None
+
+
+def _give_back(budget: ConnectionBudget, peer: str, size: int, _task: object) -> None:
+    budget.give(peer, size)
 
 
 def _call_span(
@@ -167,6 +197,8 @@ def _single_reply(
     path = cls.rpc_path()
     streams, unsent = limits.streams, limits.unsent_replies
     settings, traced_rpc = tracing.settings, cls.trace_calls
+    # The server builds its handlers on its own loop, the one grpc.aio runs them on.
+    loop = _running_loop()
 
     async def handle(raw: Any, call: GrpcContext) -> Any:
         arrived = perf_counter()
@@ -192,7 +224,7 @@ def _single_reply(
             span = None if traced is None else traced.span
             context: Any = cls(resources, CallInfo(call, tracing, span))
             reply = encode(await context.execute(request))
-            _hold_reply(call, reply, unsent, path)
+            _hold_reply(call, reply, unsent, path, loop)
         except asyncio.CancelledError as exc:
             admission.cancelled += 1
             error = exc

@@ -45,6 +45,9 @@ from .statistics import ModelStats, RequestClock
 
 __all__ = ["ENABLE_EMPTY_FINAL", "FINAL", "LoadedModel", "scheduling_parameters"]
 
+#: ``scheduling_parameters`` of a request without parameters.
+_NO_PARAMETERS = (0, 0)
+
 #: Request parameter: also send a decoupled request's flags-only final (as an empty response).
 ENABLE_EMPTY_FINAL = "triton_enable_empty_final_response"
 #: Response parameter, sent when ENABLE_EMPTY_FINAL asks: whether the response is the last.
@@ -151,12 +154,15 @@ class LoadedModel:
         if plan is None:
             plan = self.plans.plan(inputs, outputs, key)
         arrays = read_planned(request, self.signature, plan.reads)
-        priority, timeout_us = scheduling_parameters(self.name, request.parameters)
+        parameters = request.parameters
+        priority, timeout_us = (
+            scheduling_parameters(self.name, parameters) if parameters else _NO_PARAMETERS
+        )
         model_request = SizedRequest(
             arrays,
             batch_size=plan.batch_size,
             requested_output_names=plan.output_names,
-            parameters=request.parameters,
+            parameters=parameters,
             id=request.id,
             deadline=_deadline(request),
         )
