@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from asyncinfer.datatypes import serialize_bytes
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.http.codec import decode_request, encode_response
+from asyncinfer.inference.http.codec import decode_request, encode_response, json_elements
 from asyncinfer.inference.infer_types import ElementValues, InferResponse, OutputTensor
 
 
@@ -83,3 +84,101 @@ def test_nesting_other_than_the_shape_is_refused(rows: int, columns: int) -> Non
     )  # fmt: skip
     with pytest.raises(InvalidArgument, match="does not nest as its shape"):
         decode_request(body, None, "m", None)
+
+
+def _reference_header(
+    response: InferResponse, binary_default: bool, binary_outputs: dict[str, bool]
+) -> bytes:
+    """The response header as ``json.dumps`` writes the message: what encode_response's
+    piecewise writing must match byte for byte."""
+    outputs = []
+    for output in response.outputs:
+        entry: dict[str, Any] = {
+            "name": output.name,
+            "datatype": output.datatype,
+            "shape": list(output.shape),
+        }
+        if binary_outputs.get(output.name, binary_default):
+            size = (
+                len(serialize_bytes(output.data))
+                if output.datatype == "BYTES"
+                else (output.data.nbytes)
+            )
+            entry["parameters"] = {"binary_data_size": size}
+        else:
+            entry["data"] = json_elements(output.data, output.datatype)
+        outputs.append(entry)
+    message: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+    }
+    if response.id:
+        message["id"] = response.id
+    if response.parameters:
+        message["parameters"] = response.parameters
+    message["outputs"] = outputs
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+_TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from('\x00\x1f\x7f"\\/\u2028é'))
+_DTYPES = st.sampled_from(
+    ["int8", "uint8", "int16", "int32", "int64", "uint64", "bool", "float16", "float32",
+     "float64"]
+)  # fmt: skip
+
+
+@st.composite
+def _outputs(draw: st.DrawFn) -> OutputTensor:
+    if draw(st.booleans()):
+        texts = draw(st.lists(st.binary(max_size=4) | _TEXT.map(str.encode), max_size=4))
+        array = np.array(texts, dtype=np.object_).reshape(-1)
+        return OutputTensor(draw(_TEXT), "BYTES", array)
+    dtype = np.dtype(draw(_DTYPES))
+    values = hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+    return OutputTensor(draw(_TEXT), dtype.name.upper(), draw(values))
+
+
+@given(
+    st.lists(_outputs(), max_size=4),
+    _TEXT,
+    _TEXT,
+    st.dictionaries(_TEXT, st.integers() | st.booleans() | _TEXT | st.floats(), max_size=3),
+    st.booleans(),
+    st.data(),
+)
+def test_encoded_header_is_what_json_dumps_writes(
+    outputs: list[OutputTensor],
+    version: str,
+    request_id: str,
+    parameters: dict[str, Any],
+    binary_default: bool,
+    data: st.DataObject,
+) -> None:
+    names = [output.name for output in outputs]
+    binary = data.draw(st.dictionaries(st.sampled_from(names), st.booleans()) if names else
+                       st.just({}))  # fmt: skip
+    response = InferResponse("m\u00e9\n", version, request_id, outputs, parameters)
+    parts, length = encode_response(response, binary_default, binary)
+    expected = _reference_header(response, binary_default, binary)
+    assert parts[0] == expected
+    assert length == (len(expected) if len(parts) > 1 else None)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([1.5, np.nan, -np.inf, np.inf, -0.0, 1e16, 1e-7], np.float32),
+        np.array([[0.1, 2.0**70]], np.float64),
+        np.array([np.nan], np.float16),
+        np.array([2**64 - 1, 0], np.uint64),
+        np.array([-(2**63), 2**63 - 1], np.int64),
+        np.array([True, False]),
+        np.zeros((0, 3), np.int32),
+    ],
+)
+def test_special_elements_are_written_as_json_dumps_writes_them(
+    array: np.ndarray[Any, Any],
+) -> None:
+    datatype = "BOOL" if array.dtype == np.bool_ else array.dtype.name.upper()
+    response = InferResponse("m", "1", "", [OutputTensor("X", datatype, array)])
+    assert encode_response(response, False, {})[0][0] == _reference_header(response, False, {})
