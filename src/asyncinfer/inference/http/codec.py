@@ -14,6 +14,7 @@ A response's outputs go back in request order, each as JSON ``data`` or, when th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -382,10 +383,7 @@ def encode_response(
     outputs: list[str] = []
     tail: list[bytes | memoryview] = []
     for output in response.outputs:
-        entry = (
-            f'{{"name":{_quote(output.name)},"datatype":{_quote(output.datatype)},'
-            f'"shape":{_numbers_json(list(output.shape))}'
-        )
+        entry = _entry_start(output.name, output.datatype, output.data.shape)
         if output.shm is None:  # one in shared memory is sent with no data, no parameters
             if binary_outputs.get(output.name, binary_default):
                 data = (
@@ -398,10 +396,7 @@ def encode_response(
             else:
                 entry += f',"data":{_elements_json(output.data, output.datatype)}'
         outputs.append(entry + "}")
-    head = (
-        f'{{"model_name":{_quote(response.model_name)},'
-        f'"model_version":{_quote(response.model_version)}'
-    )
+    head = _head_start(response.model_name, response.model_version)
     if response.id:
         head += f',"id":{_quote(response.id)}'
     if response.parameters:
@@ -416,6 +411,20 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _quote = json.encoder.encode_basestring_ascii
 #: Float types whose ``tolist()`` gives Python floats, written by the encoder as their repr.
 _FLOATS = (np.float16, np.float32, np.float64)
+
+
+@functools.lru_cache(maxsize=1024)
+def _entry_start(name: str, datatype: str, shape: tuple[int, ...]) -> str:
+    """An output's JSON up to its data: the same for every response of a model and shape."""
+    return (
+        f'{{"name":{_quote(name)},"datatype":{_quote(datatype)},'
+        f'"shape":{_numbers_json(list(shape))}'
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _head_start(model_name: str, model_version: str) -> str:
+    return f'{{"model_name":{_quote(model_name)},"model_version":{_quote(model_version)}'
 
 
 def _numbers_json(values: list[Any]) -> str:

@@ -14,7 +14,12 @@ from hypothesis.extra import numpy as hnp
 
 from asyncinfer.datatypes import serialize_bytes
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.http.codec import decode_request, encode_response, json_elements
+from asyncinfer.inference.http.codec import (
+    HeaderPlans,
+    decode_request,
+    encode_response,
+    json_elements,
+)
 from asyncinfer.inference.infer_types import ElementValues, InferResponse, OutputTensor
 
 
@@ -182,3 +187,56 @@ def test_special_elements_are_written_as_json_dumps_writes_them(
     datatype = "BOOL" if array.dtype == np.bool_ else array.dtype.name.upper()
     response = InferResponse("m", "1", "", [OutputTensor("X", datatype, array)])
     assert encode_response(response, False, {})[0][0] == _reference_header(response, False, {})
+
+
+def _summary(decoded: Any) -> tuple[Any, ...]:
+    request = decoded.request
+    inputs = [(t.name, t.datatype, t.shape, bytes(t.data)) for t in request.inputs]
+    outputs = [(o.name, o.class_count, o.shm) for o in request.outputs]
+    return (inputs, outputs, dict(request.parameters), request.id, request.shm,
+            decoded.binary_default, decoded.binary_outputs)  # fmt: skip
+
+
+@given(st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=3), st.data())
+def test_a_header_seen_again_decodes_as_it_did(payloads: list[bytes], data: st.DataObject) -> None:
+    header = {
+        "id": "r", "parameters": {"binary_data_output": True, "priority": 2},
+        "inputs": [{"name": f"I{i}", "datatype": "UINT8", "shape": [len(p)],
+                    "parameters": {"binary_data_size": len(p)}} for i, p in enumerate(payloads)],
+        "outputs": [{"name": "O", "parameters": {"binary_data": False, "classification": 1}}],
+    }  # fmt: skip
+    plans = HeaderPlans()
+    body, length = _body(header, *payloads)
+    first = decode_request(body, length, "m", None, plans)
+    assert _summary(first) == _summary(decode_request(body, length, "m", None))
+    others = [data.draw(st.binary(min_size=len(p), max_size=len(p))) for p in payloads]
+    again, _ = _body(header, *others)
+    second = decode_request(again, length, "m", None, plans)
+    assert _summary(second) == _summary(decode_request(again, length, "m", None))
+    assert second.request is not first.request and second.request.inputs[0].data == others[0]
+    # A body whose binary data is not what the header says fails as it would unplanned.
+    short = again[:-1]
+    with pytest.raises(InvalidArgument) as planned:
+        decode_request(short, length, "m", None, plans)
+    with pytest.raises(InvalidArgument) as unplanned:
+        decode_request(short, length, "m", None)
+    assert planned.value.message == unplanned.value.message
+
+
+def test_headers_with_json_data_or_shared_memory_get_no_plan() -> None:
+    plans = HeaderPlans()
+    for tensor in (
+        {"data": [1]},
+        {"parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 1}},
+    ):
+        header = {"inputs": [{"name": "A", "datatype": "UINT8", "shape": [1], **tensor},
+                             {"name": "B", "datatype": "UINT8", "shape": [1],
+                              "parameters": {"binary_data_size": 1}}]}  # fmt: skip
+        body, length = _body(header, b"\x01")
+        decode_request(body, length, "m", None, plans)
+        assert plans.get(("m", body[: int(length)])) is None
+    binary = {"name": "A", "datatype": "UINT8", "shape": [1], "parameters": {"binary_data_size": 1}}
+    body, length = _body({"inputs": [binary]}, b"\x01")
+    decode_request(body, length, "m", None, plans)
+    assert plans.get(("m", body[: int(length)])) is not None
+    assert plans.get(("other", body[: int(length)])) is None
