@@ -145,18 +145,23 @@ class _Plan:
 class HeaderPlans:
     """The plans of the last ``size`` distinct request headers (each at most ``max_bytes``)
     whose inputs all had binary data: a header seen again (a client sending one kind of
-    request: the same model, names, shapes and sizes) is not parsed and checked again."""
+    request: the same model, names, shapes and sizes) is not parsed and checked again.
+
+    A plan is made at a header's second sighting, so that headers that never repeat (a new
+    request id in each, say) cost a set entry, not a plan each."""
 
     def __init__(self, size: int = 128, max_bytes: int = 4096) -> None:
         self.size, self.max_bytes = size, max_bytes
         self._plans: dict[tuple[str, bytes], _Plan] = {}
+        self._seen: dict[tuple[str, bytes], None] = {}  # headers met once, oldest first
 
     def get(self, key: tuple[str, bytes]) -> _Plan | None:
         return self._plans.get(key)
 
     def learn(self, key: tuple[str, bytes], decoded: DecodedRequest) -> None:
-        """Keep the plan of ``decoded`` (decoded from header ``key``) if it can be reused:
-        every input binary, no shared memory, parameters immutable values."""
+        """Keep the plan of ``decoded`` (decoded from header ``key``) if it can be reused
+        (every input binary, no shared memory, parameters immutable values) and the header
+        was met before."""
         request = decoded.request
         if (
             not all(type(tensor.data) is memoryview for tensor in request.inputs)
@@ -164,9 +169,18 @@ class HeaderPlans:
             or not all(type(value) in _PLAIN for value in request.parameters.values())
         ):
             return
-        if len(self._plans) >= self.size:
-            del self._plans[next(iter(self._plans))]  # the oldest
-        self._plans[key] = _Plan(decoded)
+        if key not in self._seen:
+            _bounded_put(self._seen, key, None, self.size)
+            return
+        del self._seen[key]
+        _bounded_put(self._plans, key, _Plan(decoded), self.size)
+
+
+def _bounded_put(table: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """``table[key] = value``, first dropping the oldest entry when it holds ``size``."""
+    if len(table) >= size:
+        del table[next(iter(table))]
+    table[key] = value
 
 
 #: Parameter values a plan may share between requests: immutable.

@@ -208,6 +208,9 @@ def test_a_header_seen_again_decodes_as_it_did(payloads: list[bytes], data: st.D
     plans = HeaderPlans()
     body, length = _body(header, *payloads)
     first = decode_request(body, length, "m", None, plans)
+    assert plans.get(("m", body[: int(length)])) is None  # planned at its second sighting
+    first = decode_request(body, length, "m", None, plans)
+    assert plans.get(("m", body[: int(length)])) is not None
     assert _summary(first) == _summary(decode_request(body, length, "m", None))
     others = [data.draw(st.binary(min_size=len(p), max_size=len(p))) for p in payloads]
     again, _ = _body(header, *others)
@@ -233,10 +236,25 @@ def test_headers_with_json_data_or_shared_memory_get_no_plan() -> None:
                              {"name": "B", "datatype": "UINT8", "shape": [1],
                               "parameters": {"binary_data_size": 1}}]}  # fmt: skip
         body, length = _body(header, b"\x01")
-        decode_request(body, length, "m", None, plans)
+        for _ in range(3):
+            decode_request(body, length, "m", None, plans)
         assert plans.get(("m", body[: int(length)])) is None
     binary = {"name": "A", "datatype": "UINT8", "shape": [1], "parameters": {"binary_data_size": 1}}
     body, length = _body({"inputs": [binary]}, b"\x01")
     decode_request(body, length, "m", None, plans)
+    decode_request(body, length, "m", None, plans)
     assert plans.get(("m", body[: int(length)])) is not None
     assert plans.get(("other", body[: int(length)])) is None
+
+
+def test_header_plans_are_bounded() -> None:
+    plans = HeaderPlans(size=2)
+    keys = []
+    for size in range(1, 5):
+        binary = {"name": "A", "datatype": "UINT8", "shape": [size],
+                  "parameters": {"binary_data_size": size}}  # fmt: skip
+        body, length = _body({"inputs": [binary]}, bytes(size))
+        for _ in range(2):
+            decode_request(body, length, "m", None, plans)
+        keys.append(("m", body[: int(length)]))
+    assert [plans.get(key) is not None for key in keys] == [False, False, True, True]
