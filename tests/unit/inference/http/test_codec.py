@@ -19,6 +19,7 @@ from asyncinfer.inference.http.codec import (
     decode_request,
     encode_response,
     json_elements,
+    parse_json,
 )
 from asyncinfer.inference.infer_types import ElementValues, InferResponse, OutputTensor
 
@@ -258,3 +259,47 @@ def test_header_plans_are_bounded() -> None:
             decode_request(body, length, "m", None, plans)
         keys.append(("m", body[: int(length)]))
     assert [plans.get(key) is not None for key in keys] == [False, False, True, True]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _parsed_as_json_does(text: bytes) -> None:
+    try:
+        expected: Any = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        expected = exc
+    try:
+        got: Any = parse_json(text, "t")
+    except InvalidArgument as exc:
+        got = exc
+    if isinstance(expected, Exception):
+        assert isinstance(got, InvalidArgument)
+        return
+    # repr tells 1 from 1.0 and True, and -0.0 from 0.0; NaN compares by its repr too.
+    assert repr(got) == repr(expected)
+
+
+@given(_JSON_VALUES, st.booleans())
+def test_parse_json_reads_what_json_reads(value: Any, ascii: bool) -> None:
+    _parsed_as_json_does(json.dumps(value, ensure_ascii=ascii).encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'"\\ud800"', b'"\\udc80x"', b"NaN", b"[Infinity, -Infinity]", b"1e400", b"-0",
+     b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551616",
+     b"18446744073709551615", b"\xef\xbb\xbf{}", b'{"a":1,"a":2}', b"5e-324", b"1E2",
+     '"\u00e9"'.encode("utf-16"), '{"a":1}'.encode("utf-32-le"), b'"\xed\xa0\x80"', b"[1,]",
+     b"{", b"", b" [] ", b"\x00", b"0.1e1", b"[" * 2000 + b"]" * 2000],
+)  # fmt: skip
+def test_parse_json_agrees_with_json_where_orjson_differs(text: bytes) -> None:
+    try:
+        _parsed_as_json_does(text)
+    except RecursionError:
+        with pytest.raises(RecursionError):
+            parse_json(text, "t")
