@@ -409,8 +409,9 @@ def encode_response(
 
     The header is written piece by piece, byte for byte what ``json.dumps(message,
     separators=(",", ":"))`` writes for it (the codec's tests compare the two): strings with
-    the encoder's own escaping, integer and finite float elements as their ``repr`` (what
-    the encoder writes for them), anything else through the encoder itself.
+    the encoder's own escaping, integer and boolean elements by orjson and finite floats as
+    their ``repr`` (both what the encoder writes for them), anything else through the
+    encoder itself.
     """
     outputs: list[str] = []
     tail: list[bytes | memoryview] = []
@@ -468,12 +469,14 @@ def _numbers_json(values: list[Any]) -> str:
 def _elements_json(array: np.ndarray[Any, Any], datatype: str) -> str:
     """A tensor's ``data`` as JSON: :func:`json_elements`, encoded."""
     values = json_elements(array, datatype)
-    kind = array.dtype.kind
-    if datatype != BYTES and (
-        kind in "iu" or (array.dtype.type in _FLOATS and bool(np.isfinite(array).all()))
-    ):
-        return _numbers_json(values)  # ints, or floats that are neither NaN nor infinite
-    text: str = _ENCODER.encode(values)
+    if datatype != BYTES:
+        kind = array.dtype.kind
+        if kind in "iub":  # Python ints and bools: orjson writes them as json does
+            text: str = orjson.dumps(values).decode()
+            return text
+        if array.dtype.type in _FLOATS and bool(np.isfinite(array).all()):
+            return _numbers_json(values)  # orjson writes 1e16 where json writes 1e+16
+    text = _ENCODER.encode(values)
     return text
 
 
