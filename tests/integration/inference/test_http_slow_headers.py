@@ -21,7 +21,7 @@ async def test_headers_sent_slowly_are_cut_off(monkeypatch: pytest.MonkeyPatch) 
     server = build_server(REPOSITORY, grpc_port=0, http_port=0)
     await server.start()
     try:
-        (http,) = [f for f in server._front_ends if isinstance(f, front_end.HttpFrontEnd)]
+        (http,) = [f for f in server.front_ends if isinstance(f, front_end.HttpFrontEnd)]
         reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
         started = time.monotonic()
         writer.write(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n")
