@@ -14,11 +14,13 @@ A response's outputs go back in request order, each as JSON ``data`` or, when th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ...datatypes import BYTES, serialize_bytes, tensor_bytes
 from ...errors import InvalidArgument, echo
@@ -32,7 +34,14 @@ from ..infer_types import (
 )
 from ..shared_memory import RequestShm, shm_span
 
-__all__ = ["HEADER_LENGTH", "DecodedRequest", "decode_request", "encode_response", "parse_json"]
+__all__ = [
+    "HEADER_LENGTH",
+    "DecodedRequest",
+    "HeaderPlans",
+    "decode_request",
+    "encode_response",
+    "parse_json",
+]
 
 #: The binary data extension's header: the byte length of the JSON that starts the body.
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -49,9 +58,22 @@ class DecodedRequest:
 
 
 def parse_json(text: bytes | memoryview, what: str) -> Any:
-    """The JSON value of ``text``; InvalidArgument saying where it is malformed."""
+    """The JSON value of ``text``; InvalidArgument saying where it is malformed.
+
+    The value is what ``json.loads`` makes of it: orjson parses it when it can (a few times
+    faster), and json itself when orjson refuses it (json's error texts and positions, and
+    what json accepts beyond the standard: NaN, Infinity, lone surrogates, UTF-16 and -32)
+    or when the text has a run of 19 or more digits (orjson reads an integer past 64 bits
+    as a float; json, exactly).
+    """
+    data = bytes(text)
+    if _LONG_DIGITS not in data.translate(_DIGITS_AS_NINES):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # json says what is wrong, or accepts what orjson does not
     try:
-        return json.loads(bytes(text))
+        return json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(
             f"failed to parse the {what} JSON buffer: {exc.msg} at offset {exc.pos}"
@@ -62,28 +84,125 @@ def parse_json(text: bytes | memoryview, what: str) -> Any:
         ) from None
 
 
+_DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
+_LONG_DIGITS = b"9" * 19  # the shortest integer that may be past 64 bits
+
+
 def decode_request(
     body: bytes,
     header_length: str | None,
     model: str,
     shm: RequestShm | None,
+    plans: HeaderPlans | None = None,
 ) -> DecodedRequest:
-    """The request ``body`` carries for ``model`` (``header_length``: the header's value)."""
+    """The request ``body`` carries for ``model`` (``header_length``: the header's value).
+
+    With ``plans``, a JSON header met before (byte for byte, for this model) whose inputs are
+    all binary is not parsed again: its plan makes the same request over this body's data.
+    """
     split = _split(body, header_length)
-    message = parse_json(memoryview(body)[:split], "request")
+    key = None
+    if plans is not None and split < len(body) and split <= plans.max_bytes:
+        key = (model, body[:split])
+        plan = plans.get(key)
+        if plan is not None and plan.binary_bytes == len(body) - split:
+            return plan.request(memoryview(body)[split:], shm)
+    message = parse_json(body if split == len(body) else memoryview(body)[:split], "request")
     where = _Where("request", "", model)
     if not isinstance(message, dict):
         raise InvalidArgument(f"{where} must be a JSON object, not {_kind(message)}")
     binary = memoryview(body)[split:]
     inputs = _inputs(_field(message, "inputs", list, where, required=True), binary, model)
-    parameters = dict(_field(message, "parameters", dict, where) or {})
+    raw = message.get("parameters")
+    parameters = {} if raw is None else dict(_field(message, "parameters", dict, where))
     binary_default = parameters.pop("binary_data_output", False)
     if not isinstance(binary_default, bool):
         raise InvalidArgument(f"{where}: parameter 'binary_data_output' must be a boolean")
     outputs, binary_outputs = _outputs(_field(message, "outputs", list, where) or [], model)
     request_id = _field(message, "id", str, where) or ""
     request = InferRequest(inputs, outputs, parameters, request_id, None, shm)
-    return DecodedRequest(request, binary_default, binary_outputs)
+    decoded = DecodedRequest(request, binary_default, binary_outputs)
+    if key is not None and plans is not None:
+        plans.learn(key, decoded)
+    return decoded
+
+
+class _Plan:
+    """What a header decoded to, to make its request again over another body's binary data:
+    each input's name, datatype, shape and byte range, and the request's options."""
+
+    __slots__ = ("binary_bytes", "binary_default", "binary_outputs", "id", "inputs", "outputs",
+                 "parameters")  # fmt: skip
+
+    def __init__(self, decoded: DecodedRequest) -> None:
+        request = decoded.request
+        self.inputs: list[tuple[str, str, tuple[int, ...], int, int]] = []
+        offset = 0
+        for tensor in request.inputs:
+            end = offset + memoryview(tensor.data).nbytes  # type: ignore[arg-type]
+            self.inputs.append((tensor.name, tensor.datatype, tensor.shape, offset, end))
+            offset = end
+        self.binary_bytes = offset
+        self.outputs = [(output.name, output.class_count) for output in request.outputs]
+        self.parameters = dict(request.parameters)
+        self.id = request.id
+        self.binary_default = decoded.binary_default
+        self.binary_outputs = dict(decoded.binary_outputs)
+
+    def request(self, binary: memoryview, shm: RequestShm | None) -> DecodedRequest:
+        """A new request over ``binary``: what decoding the header again would make."""
+        inputs = [
+            InferInput(name, datatype, shape, binary[start:end])
+            for name, datatype, shape, start, end in self.inputs
+        ]
+        outputs = [RequestedOutput(name, count) for name, count in self.outputs]
+        request = InferRequest(inputs, outputs, dict(self.parameters), self.id, None, shm)
+        return DecodedRequest(request, self.binary_default, dict(self.binary_outputs))
+
+
+class HeaderPlans:
+    """The plans of the last ``size`` distinct request headers (each at most ``max_bytes``)
+    whose inputs all had binary data: a header seen again (a client sending one kind of
+    request: the same model, names, shapes and sizes) is not parsed and checked again.
+
+    A plan is made at a header's second sighting, so that headers that never repeat (a new
+    request id in each, say) cost a set entry, not a plan each."""
+
+    def __init__(self, size: int = 128, max_bytes: int = 4096) -> None:
+        self.size, self.max_bytes = size, max_bytes
+        self._plans: dict[tuple[str, bytes], _Plan] = {}
+        self._seen: dict[tuple[str, bytes], None] = {}  # headers met once, oldest first
+
+    def get(self, key: tuple[str, bytes]) -> _Plan | None:
+        return self._plans.get(key)
+
+    def learn(self, key: tuple[str, bytes], decoded: DecodedRequest) -> None:
+        """Keep the plan of ``decoded`` (decoded from header ``key``) if it can be reused
+        (every input binary, no shared memory, parameters immutable values) and the header
+        was met before."""
+        request = decoded.request
+        if (
+            not all(type(tensor.data) is memoryview for tensor in request.inputs)
+            or any(output.shm is not None for output in request.outputs)
+            or not all(type(value) in _PLAIN for value in request.parameters.values())
+        ):
+            return
+        if key not in self._seen:
+            _bounded_put(self._seen, key, None, self.size)
+            return
+        del self._seen[key]
+        _bounded_put(self._plans, key, _Plan(decoded), self.size)
+
+
+def _bounded_put(table: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """``table[key] = value``, first dropping the oldest entry when it holds ``size``."""
+    if len(table) >= size:
+        del table[next(iter(table))]
+    table[key] = value
+
+
+#: Parameter values a plan may share between requests: immutable.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _split(body: bytes, header_length: str | None) -> int:
@@ -144,16 +263,30 @@ def _inputs(tensors: list[Any], binary: memoryview, model: str) -> list[InferInp
     inputs = []
     offset = 0
     for index, tensor in enumerate(tensors):
-        where = _Where("input", index, model)
         if not isinstance(tensor, dict):
+            where = _Where("input", index, model)
             raise InvalidArgument(f"{where} must be a JSON object, not {_kind(tensor)}")
-        name = _field(tensor, "name", str, where, required=True)
+        # Each field read and type-checked inline; _field only to say what is wrong.
+        name = tensor.get("name")
+        if type(name) is not str:
+            name = _field(tensor, "name", str, _Where("input", index, model), required=True)
         where = _Where("input", name, model)
-        datatype = _field(tensor, "datatype", str, where, required=True)
-        shape = _shape(_field(tensor, "shape", list, where, required=True), where)
-        parameters = dict(_field(tensor, "parameters", dict, where) or {})
-        size = parameters.pop("binary_data_size", None)
-        data: InputData | None = shm_span(parameters, str(where)) if parameters else None
+        datatype = tensor.get("datatype")
+        if type(datatype) is not str:
+            datatype = _field(tensor, "datatype", str, where, required=True)
+        shape = tensor.get("shape")
+        if type(shape) is not list:
+            shape = _field(tensor, "shape", list, where, required=True)
+        shape = _shape(shape, where)
+        parameters = tensor.get("parameters")
+        size = None
+        data: InputData | None = None
+        if parameters is not None:
+            if type(parameters) is not dict:
+                parameters = _field(tensor, "parameters", dict, where)
+            size = parameters.get("binary_data_size")
+            if not _SHM_PARAMETERS.isdisjoint(parameters):
+                data = shm_span(parameters, str(where))
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise InvalidArgument(f"{where}: 'binary_data_size' must be a byte count >= 0")
@@ -179,8 +312,17 @@ def _inputs(tensors: list[Any], binary: memoryview, model: str) -> list[InferInp
     return inputs
 
 
+#: The parameters that put a tensor in shared memory (shm_span reads them, and only them).
+_SHM_PARAMETERS = frozenset(
+    ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+)
+_INT = frozenset((int,))
+
+
 def _shape(value: list[Any], where: _Where) -> tuple[int, ...]:
-    if not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+    if not _INT.issuperset(map(type, value)) and not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    ):
         raise InvalidArgument(f"{where}: 'shape' must be an array of integers, not {value!r:.80}")
     return tuple(value)
 
@@ -235,19 +377,26 @@ def _flatten(data: list[Any], shape: tuple[int, ...], where: _Where) -> list[Any
 def _outputs(tensors: list[Any], model: str) -> tuple[list[RequestedOutput], dict[str, bool]]:
     outputs, binary = [], {}
     for index, tensor in enumerate(tensors):
-        where = _Where("output", index, model)
         if not isinstance(tensor, dict):
+            where = _Where("output", index, model)
             raise InvalidArgument(f"{where} must be a JSON object, not {_kind(tensor)}")
-        name = _field(tensor, "name", str, where, required=True)
-        where = _Where("output", name, model)
-        parameters = dict(_field(tensor, "parameters", dict, where) or {})
-        wanted = parameters.pop("binary_data", None)
-        if wanted is not None:
-            if not isinstance(wanted, bool):
-                raise InvalidArgument(f"{where}: parameter 'binary_data' must be a boolean")
-            binary[name] = wanted
-        count = parameters.pop("classification", None)
-        span = shm_span(parameters, str(where)) if parameters else None
+        name = tensor.get("name")
+        if type(name) is not str:
+            name = _field(tensor, "name", str, _Where("output", index, model), required=True)
+        parameters = tensor.get("parameters")
+        count = span = None
+        if parameters is not None:
+            where = _Where("output", name, model)
+            if type(parameters) is not dict:
+                parameters = _field(tensor, "parameters", dict, where)
+            wanted = parameters.get("binary_data")
+            if wanted is not None:
+                if not isinstance(wanted, bool):
+                    raise InvalidArgument(f"{where}: parameter 'binary_data' must be a boolean")
+                binary[name] = wanted
+            count = parameters.get("classification")
+            if not _SHM_PARAMETERS.isdisjoint(parameters):
+                span = shm_span(parameters, str(where))
         outputs.append(RequestedOutput(name, count, span))
     return outputs, binary
 
@@ -256,15 +405,18 @@ def encode_response(
     response: InferResponse, binary_default: bool, binary_outputs: Mapping[str, bool]
 ) -> tuple[list[bytes | memoryview], int | None]:
     """The body of ``response`` as parts to join, and the JSON header's length when binary
-    data follows it (None: the body is JSON only)."""
-    outputs: list[dict[str, Any]] = []
+    data follows it (None: the body is JSON only).
+
+    The header is written piece by piece, byte for byte what ``json.dumps(message,
+    separators=(",", ":"))`` writes for it (the codec's tests compare the two): strings with
+    the encoder's own escaping, integer and boolean elements by orjson and finite floats as
+    their ``repr`` (both what the encoder writes for them), anything else through the
+    encoder itself.
+    """
+    outputs: list[str] = []
     tail: list[bytes | memoryview] = []
     for output in response.outputs:
-        entry: dict[str, Any] = {
-            "name": output.name,
-            "datatype": output.datatype,
-            "shape": list(output.shape),
-        }
+        entry = _entry_start(output.name, output.datatype, output.data.shape)
         if output.shm is None:  # one in shared memory is sent with no data, no parameters
             if binary_outputs.get(output.name, binary_default):
                 data = (
@@ -272,22 +424,60 @@ def encode_response(
                     if output.datatype == BYTES
                     else tensor_bytes(output.data)
                 )
-                entry["parameters"] = {"binary_data_size": len(data)}
+                entry += f',"parameters":{{"binary_data_size":{len(data)}}}'
                 tail.append(data)
             else:
-                entry["data"] = json_elements(output.data, output.datatype)
-        outputs.append(entry)
-    message: dict[str, Any] = {
-        "model_name": response.model_name,
-        "model_version": response.model_version,
-    }
+                entry += f',"data":{_elements_json(output.data, output.datatype)}'
+        outputs.append(entry + "}")
+    head = _head_start(response.model_name, response.model_version)
     if response.id:
-        message["id"] = response.id
+        head += f',"id":{_quote(response.id)}'
     if response.parameters:
-        message["parameters"] = response.parameters
-    message["outputs"] = outputs
-    header = json.dumps(message, separators=(",", ":")).encode()
+        head += f',"parameters":{_ENCODER.encode(response.parameters)}'
+    header = f'{head},"outputs":[{",".join(outputs)}]}}'.encode()
     return [header, *tail], (len(header) if tail else None)
+
+
+#: What ``json.dumps(value, separators=(",", ":"))`` encodes with, made once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: The encoder's own string escaping (ensure_ascii), as it writes every string.
+_quote = json.encoder.encode_basestring_ascii
+#: Float types whose ``tolist()`` gives Python floats, written by the encoder as their repr.
+_FLOATS = (np.float16, np.float32, np.float64)
+
+
+@functools.lru_cache(maxsize=1024)
+def _entry_start(name: str, datatype: str, shape: tuple[int, ...]) -> str:
+    """An output's JSON up to its data: the same for every response of a model and shape."""
+    return (
+        f'{{"name":{_quote(name)},"datatype":{_quote(datatype)},'
+        f'"shape":{_numbers_json(list(shape))}'
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _head_start(model_name: str, model_version: str) -> str:
+    return f'{{"model_name":{_quote(model_name)},"model_version":{_quote(model_version)}'
+
+
+def _numbers_json(values: list[Any]) -> str:
+    """A list of Python ints (or finite floats) as the encoder writes it: the list's repr
+    is the same text with a space after each comma, and no other spaces."""
+    return str(values).replace(" ", "")
+
+
+def _elements_json(array: np.ndarray[Any, Any], datatype: str) -> str:
+    """A tensor's ``data`` as JSON: :func:`json_elements`, encoded."""
+    values = json_elements(array, datatype)
+    if datatype != BYTES:
+        kind = array.dtype.kind
+        if kind in "iub":  # Python ints and bools: orjson writes them as json does
+            text: str = orjson.dumps(values).decode()
+            return text
+        if array.dtype.type in _FLOATS and bool(np.isfinite(array).all()):
+            return _numbers_json(values)  # orjson writes 1e16 where json writes 1e+16
+    text = _ENCODER.encode(values)
+    return text
 
 
 def json_elements(array: np.ndarray[Any, Any], datatype: str) -> list[Any]:

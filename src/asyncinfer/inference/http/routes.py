@@ -28,7 +28,7 @@ from ..control_calls import (
 from ..request_tracing import traced_request
 from ..service import SERVER_NAME, InferenceResources
 from .body import read_body
-from .codec import HEADER_LENGTH, decode_request, encode_response, parse_json
+from .codec import HEADER_LENGTH, HeaderPlans, decode_request, encode_response, parse_json
 from .generate import generate, generate_stream
 from .proto_json import message_json
 
@@ -39,10 +39,12 @@ _VERSIONED = "/v2/models/{model}/versions/{version}"
 _JSON = "application/json"
 
 
+#: What ``json.dumps(value, separators=(",", ":"))`` encodes with, made once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def json_response(value: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(value, separators=(",", ":")).encode(), status=status, content_type=_JSON
-    )
+    return web.Response(body=_ENCODER.encode(value).encode(), status=status, content_type=_JSON)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Routes:
     resources: InferenceResources
     body_timeout: float
     max_body_bytes: int
+    #: Request headers seen before, by model: a repeated binary request skips its JSON.
+    header_plans: HeaderPlans = dataclasses.field(default_factory=HeaderPlans)
 
     async def _body(self, request: web.Request) -> bytes:
         return await read_body(request, self.max_body_bytes, self.body_timeout)
@@ -117,7 +121,7 @@ class Routes:
         header_length = request.headers.get(HEADER_LENGTH)
         # The leases on shared memory last until the reply is encoded: its arrays may view them.
         with self.resources.shm.scope() as scope:
-            decoded = decode_request(body, header_length, model.name, scope)
+            decoded = decode_request(body, header_length, model.name, scope, self.header_plans)
             if self.resources.trace_settings.active:
                 # One span per request when the model's trace settings sample it; the caller's
                 # W3C ``traceparent`` header is its parent.
@@ -135,8 +139,9 @@ class Routes:
             headers = {"Content-Type": _JSON}
         else:
             headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(json_length)}
-        reply = web.Response(body=b"".join(parts), headers=headers)
-        if "Accept-Encoding" in request.headers:
+        reply = web.Response(body=parts[0] if len(parts) == 1 else b"".join(parts), headers=headers)
+        accepted = request.headers.get("Accept-Encoding")
+        if accepted is not None and _compressible(accepted.lower()):
             reply.enable_compression()
         return reply
 
@@ -260,6 +265,13 @@ class Routes:
         if request.method == "POST":
             changes = await self._json_body(request, "log settings")
         return json_response(self.resources.log_settings.update(changes))
+
+
+def _compressible(accepted: str) -> bool:
+    """Whether aiohttp compresses a reply for this (lowercased) Accept-Encoding, as it reads
+    one: only when it names deflate or gzip (for identity or any other coding it sends the
+    body as it is, so it need not be asked)."""
+    return "deflate" in accepted or "gzip" in accepted
 
 
 def _typed(body: dict[str, Any], key: str, kind: type, what: str, default: Any = None) -> Any:

@@ -12,8 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from asyncinfer.datatypes import serialize_bytes
 from asyncinfer.errors import InvalidArgument
-from asyncinfer.inference.http.codec import decode_request, encode_response
+from asyncinfer.inference.http.codec import (
+    HeaderPlans,
+    decode_request,
+    encode_response,
+    json_elements,
+    parse_json,
+)
 from asyncinfer.inference.infer_types import ElementValues, InferResponse, OutputTensor
 
 
@@ -83,3 +90,216 @@ def test_nesting_other_than_the_shape_is_refused(rows: int, columns: int) -> Non
     )  # fmt: skip
     with pytest.raises(InvalidArgument, match="does not nest as its shape"):
         decode_request(body, None, "m", None)
+
+
+def _reference_header(
+    response: InferResponse, binary_default: bool, binary_outputs: dict[str, bool]
+) -> bytes:
+    """The response header as ``json.dumps`` writes the message: what encode_response's
+    piecewise writing must match byte for byte."""
+    outputs = []
+    for output in response.outputs:
+        entry: dict[str, Any] = {
+            "name": output.name,
+            "datatype": output.datatype,
+            "shape": list(output.shape),
+        }
+        if binary_outputs.get(output.name, binary_default):
+            size = (
+                len(serialize_bytes(output.data))
+                if output.datatype == "BYTES"
+                else (output.data.nbytes)
+            )
+            entry["parameters"] = {"binary_data_size": size}
+        else:
+            entry["data"] = json_elements(output.data, output.datatype)
+        outputs.append(entry)
+    message: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+    }
+    if response.id:
+        message["id"] = response.id
+    if response.parameters:
+        message["parameters"] = response.parameters
+    message["outputs"] = outputs
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+_TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from('\x00\x1f\x7f"\\/\u2028é'))
+_DTYPES = st.sampled_from(
+    ["int8", "uint8", "int16", "int32", "int64", "uint64", "bool", "float16", "float32",
+     "float64"]
+)  # fmt: skip
+
+
+@st.composite
+def _outputs(draw: st.DrawFn) -> OutputTensor:
+    if draw(st.booleans()):
+        texts = draw(st.lists(st.binary(max_size=4) | _TEXT.map(str.encode), max_size=4))
+        array = np.array(texts, dtype=np.object_).reshape(-1)
+        return OutputTensor(draw(_TEXT), "BYTES", array)
+    dtype = np.dtype(draw(_DTYPES))
+    values = hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+    return OutputTensor(draw(_TEXT), dtype.name.upper(), draw(values))
+
+
+@given(
+    st.lists(_outputs(), max_size=4),
+    _TEXT,
+    _TEXT,
+    st.dictionaries(_TEXT, st.integers() | st.booleans() | _TEXT | st.floats(), max_size=3),
+    st.booleans(),
+    st.data(),
+)
+def test_encoded_header_is_what_json_dumps_writes(
+    outputs: list[OutputTensor],
+    version: str,
+    request_id: str,
+    parameters: dict[str, Any],
+    binary_default: bool,
+    data: st.DataObject,
+) -> None:
+    names = [output.name for output in outputs]
+    binary = data.draw(st.dictionaries(st.sampled_from(names), st.booleans()) if names else
+                       st.just({}))  # fmt: skip
+    response = InferResponse("m\u00e9\n", version, request_id, outputs, parameters)
+    parts, length = encode_response(response, binary_default, binary)
+    expected = _reference_header(response, binary_default, binary)
+    assert parts[0] == expected
+    assert length == (len(expected) if len(parts) > 1 else None)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([1.5, np.nan, -np.inf, np.inf, -0.0, 1e16, 1e-7], np.float32),
+        np.array([[0.1, 2.0**70]], np.float64),
+        np.array([np.nan], np.float16),
+        np.array([2**64 - 1, 0], np.uint64),
+        np.array([-(2**63), 2**63 - 1], np.int64),
+        np.array([True, False]),
+        np.zeros((0, 3), np.int32),
+    ],
+)
+def test_special_elements_are_written_as_json_dumps_writes_them(
+    array: np.ndarray[Any, Any],
+) -> None:
+    datatype = "BOOL" if array.dtype == np.bool_ else array.dtype.name.upper()
+    response = InferResponse("m", "1", "", [OutputTensor("X", datatype, array)])
+    assert encode_response(response, False, {})[0][0] == _reference_header(response, False, {})
+
+
+def _summary(decoded: Any) -> tuple[Any, ...]:
+    request = decoded.request
+    inputs = [(t.name, t.datatype, t.shape, bytes(t.data)) for t in request.inputs]
+    outputs = [(o.name, o.class_count, o.shm) for o in request.outputs]
+    return (inputs, outputs, dict(request.parameters), request.id, request.shm,
+            decoded.binary_default, decoded.binary_outputs)  # fmt: skip
+
+
+@given(st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=3), st.data())
+def test_a_header_seen_again_decodes_as_it_did(payloads: list[bytes], data: st.DataObject) -> None:
+    header = {
+        "id": "r", "parameters": {"binary_data_output": True, "priority": 2},
+        "inputs": [{"name": f"I{i}", "datatype": "UINT8", "shape": [len(p)],
+                    "parameters": {"binary_data_size": len(p)}} for i, p in enumerate(payloads)],
+        "outputs": [{"name": "O", "parameters": {"binary_data": False, "classification": 1}}],
+    }  # fmt: skip
+    plans = HeaderPlans()
+    body, length = _body(header, *payloads)
+    first = decode_request(body, length, "m", None, plans)
+    assert plans.get(("m", body[: int(length)])) is None  # planned at its second sighting
+    first = decode_request(body, length, "m", None, plans)
+    assert plans.get(("m", body[: int(length)])) is not None
+    assert _summary(first) == _summary(decode_request(body, length, "m", None))
+    others = [data.draw(st.binary(min_size=len(p), max_size=len(p))) for p in payloads]
+    again, _ = _body(header, *others)
+    second = decode_request(again, length, "m", None, plans)
+    assert _summary(second) == _summary(decode_request(again, length, "m", None))
+    assert second.request is not first.request and second.request.inputs[0].data == others[0]
+    # A body whose binary data is not what the header says fails as it would unplanned.
+    short = again[:-1]
+    with pytest.raises(InvalidArgument) as planned:
+        decode_request(short, length, "m", None, plans)
+    with pytest.raises(InvalidArgument) as unplanned:
+        decode_request(short, length, "m", None)
+    assert planned.value.message == unplanned.value.message
+
+
+def test_headers_with_json_data_or_shared_memory_get_no_plan() -> None:
+    plans = HeaderPlans()
+    for tensor in (
+        {"data": [1]},
+        {"parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 1}},
+    ):
+        header = {"inputs": [{"name": "A", "datatype": "UINT8", "shape": [1], **tensor},
+                             {"name": "B", "datatype": "UINT8", "shape": [1],
+                              "parameters": {"binary_data_size": 1}}]}  # fmt: skip
+        body, length = _body(header, b"\x01")
+        for _ in range(3):
+            decode_request(body, length, "m", None, plans)
+        assert plans.get(("m", body[: int(length)])) is None
+    binary = {"name": "A", "datatype": "UINT8", "shape": [1], "parameters": {"binary_data_size": 1}}
+    body, length = _body({"inputs": [binary]}, b"\x01")
+    decode_request(body, length, "m", None, plans)
+    decode_request(body, length, "m", None, plans)
+    assert plans.get(("m", body[: int(length)])) is not None
+    assert plans.get(("other", body[: int(length)])) is None
+
+
+def test_header_plans_are_bounded() -> None:
+    plans = HeaderPlans(size=2)
+    keys = []
+    for size in range(1, 5):
+        binary = {"name": "A", "datatype": "UINT8", "shape": [size],
+                  "parameters": {"binary_data_size": size}}  # fmt: skip
+        body, length = _body({"inputs": [binary]}, bytes(size))
+        for _ in range(2):
+            decode_request(body, length, "m", None, plans)
+        keys.append(("m", body[: int(length)]))
+    assert [plans.get(key) is not None for key in keys] == [False, False, True, True]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _parsed_as_json_does(text: bytes) -> None:
+    try:
+        expected: Any = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        expected = exc
+    try:
+        got: Any = parse_json(text, "t")
+    except InvalidArgument as exc:
+        got = exc
+    if isinstance(expected, Exception):
+        assert isinstance(got, InvalidArgument)
+        return
+    # repr tells 1 from 1.0 and True, and -0.0 from 0.0; NaN compares by its repr too.
+    assert repr(got) == repr(expected)
+
+
+@given(_JSON_VALUES, st.booleans())
+def test_parse_json_reads_what_json_reads(value: Any, ascii: bool) -> None:
+    _parsed_as_json_does(json.dumps(value, ensure_ascii=ascii).encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'"\\ud800"', b'"\\udc80x"', b"NaN", b"[Infinity, -Infinity]", b"1e400", b"-0",
+     b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551616",
+     b"18446744073709551615", b"\xef\xbb\xbf{}", b'{"a":1,"a":2}', b"5e-324", b"1E2",
+     '"\u00e9"'.encode("utf-16"), '{"a":1}'.encode("utf-32-le"), b'"\xed\xa0\x80"', b"[1,]",
+     b"{", b"", b" [] ", b"\x00", b"0.1e1", b"[" * 2000 + b"]" * 2000],
+)  # fmt: skip
+def test_parse_json_agrees_with_json_where_orjson_differs(text: bytes) -> None:
+    try:
+        _parsed_as_json_does(text)
+    except RecursionError:
+        with pytest.raises(RecursionError):
+            parse_json(text, "t")
