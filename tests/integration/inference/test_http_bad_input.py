@@ -184,6 +184,20 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
         "has binary data and also 'data' or shared memory: give one",
     ),
     (
+        "JSON nested past any sane depth",
+        b"[" * 100_000 + b"]" * 100_000,
+        {},
+        400,
+        "failed to parse the request JSON buffer: nested too deeply",
+    ),
+    (
+        "tensor data nested past any sane depth",
+        json.dumps(_simple(data=["DEEP"])).replace('"DEEP"', "[" * 5000 + "]" * 5000).encode(),
+        {},
+        400,
+        "failed to parse the request JSON buffer: nested too deeply",
+    ),
+    (
         "corrupt gzip body",
         b"\x1f\x8b\x08\x00not gzip at all",
         {"Content-Encoding": "gzip"},

@@ -82,6 +82,12 @@ def parse_json(text: bytes | memoryview, what: str) -> Any:
         raise InvalidArgument(
             f"failed to parse the {what} JSON buffer: not UTF-8 at offset {exc.start}"
         ) from None
+    except RecursionError:
+        # orjson refuses past 1,024 levels, and json then runs out of Python's stack.
+        raise InvalidArgument(
+            f"failed to parse the {what} JSON buffer: nested too deeply (JSON arrays and "
+            "objects may nest about 1,000 levels at most)"
+        ) from None
 
 
 _DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9" * 10)
