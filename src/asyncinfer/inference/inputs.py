@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, Datatype, object_array
+from ..datatypes import BYTES, DATATYPES, Datatype, object_array
 from ..errors import InvalidArgument, StringCountError
 from ..signature import Signature
 from .infer_types import ElementValues, InferInput, InferRequest
@@ -130,6 +130,14 @@ def _from_values(values: ElementValues, tensor: InferInput, sig: Signature, what
     return _numbers(items, datatype, f"{values.source} of {what}").reshape(shape)
 
 
+# Each integer dtype's range, made once (np.iinfo costs microseconds a call).
+_RANGES = {
+    dt.dtype: (int(np.iinfo(dt.dtype).min), int(np.iinfo(dt.dtype).max))
+    for dt in DATATYPES.values()
+    if dt.dtype.kind in "iu"
+}
+
+
 def _numbers(items: Any, datatype: Datatype, what: str) -> Array:
     """``items`` as an array of ``datatype``; InvalidArgument when one is out of its range or
     not a number of its kind."""
@@ -139,8 +147,8 @@ def _numbers(items: Any, datatype: Datatype, what: str) -> Array:
         if dtype.kind in "iu" and wide.size:
             if wide.dtype.kind not in "iub":
                 raise TypeError(wide.dtype)
-            info = np.iinfo(dtype)
-            if int(wide.min()) < info.min or int(wide.max()) > info.max:
+            low, high = _RANGES[dtype]
+            if int(wide.min()) < low or int(wide.max()) > high:
                 raise InvalidArgument(f"{what} holds values outside the range of {datatype.wire}")
         return wide.astype(dtype)
     except (TypeError, ValueError, OverflowError):
