@@ -24,6 +24,7 @@ from ....errors import RpcError
 from ... import python_model
 from ...inprocess import ModelCaller
 from .._bls_pipe import PipeCaller
+from .._inline import INLINE
 from .pb_types import (
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
@@ -325,6 +326,14 @@ class InferenceRequest:
             return iter(piped) if decoupled else piped
         caller, loop = bls.checked("InferenceRequest.exec()")
         if _on_loop(loop):
+            policy = INLINE.get()
+            if policy is not None:  # a def execute the server ran on the loop: never again
+                policy.forbid("it called InferenceRequest.exec()")
+                raise TritonModelException(
+                    "InferenceRequest.exec() was called by a def execute that ran on the event "
+                    "loop, where it would wait forever; this model's executes run in worker "
+                    "threads from now on (set parameter sync_execute: 'thread' to start so)"
+                )
             raise TritonModelException(
                 "InferenceRequest.exec() would block the event loop that runs the call; in "
                 "an async def execute, use 'await request.async_exec()'"
