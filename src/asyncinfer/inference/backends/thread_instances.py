@@ -127,9 +127,7 @@ class ThreadBackend:
                 f"failed to load '{name}' version {version}: initialize() raised {one_line(exc)}"
             ) from None
         decoupled = config.model_transaction_policy.decoupled
-        return cls(
-            name, version, instances, decoupled=decoupled, overlap=overlap, policy=policy
-        )
+        return cls(name, version, instances, decoupled=decoupled, overlap=overlap, policy=policy)
 
     async def execute(self, requests: list[Request]) -> list[Response]:
         """Run the model on ``requests``; one Response each, in order.
