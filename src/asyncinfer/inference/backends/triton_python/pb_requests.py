@@ -17,7 +17,7 @@ import contextvars
 import dataclasses
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from ....errors import RpcError
@@ -338,8 +338,7 @@ class InferenceRequest:
                 "InferenceRequest.exec() would block the event loop that runs the call; in "
                 "an async def execute, use 'await request.async_exec()'"
             )
-        future = asyncio.run_coroutine_threadsafe(self._call(caller, decoupled), loop)
-        result = future.result()
+        result = _wait_on(loop, self._call(caller, decoupled))
         return iter(result) if decoupled else result
 
     async def async_exec(self, decoupled: bool = False) -> Any:
@@ -416,6 +415,30 @@ class InferenceRequest:
         if self._timeout:
             parameters["timeout"] = int(self._timeout)
         return parameters
+
+
+def _wait_on(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``work`` on ``loop`` (from another thread) and wait for its result: what
+    ``run_coroutine_threadsafe(...).result()`` does, with one task and one lock instead of a
+    concurrent Future, its condition and the callbacks that chain them."""
+    done = threading.Lock()
+    done.acquire()
+    tasks: list[asyncio.Task[Any]] = []
+
+    def start() -> None:
+        task = loop.create_task(work)
+        tasks.append(task)
+        task.add_done_callback(lambda _: done.release())
+
+    try:
+        loop.call_soon_threadsafe(start)  # in a copy of this thread's context, as a Task
+    except RuntimeError:  # closed in between
+        work.close()
+        raise unsupported(
+            "InferenceRequest.exec()", "the server that loaded the model has stopped"
+        ) from None
+    done.acquire()
+    return tasks[0].result()
 
 
 def _response(arrays: Mapping[str, Any]) -> InferenceResponse:
