@@ -22,6 +22,7 @@ from asyncinfer.inference.backends._inline import (
     blocking_names,
 )
 from asyncinfer.inference.backends.thread_instances import ThreadBackend, inline_policy
+from asyncinfer.inference.model import LoadedModel
 from asyncinfer.inference.python_model import Request
 from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
 
@@ -211,7 +212,7 @@ class TritonPythonModel:
 
 
 class _NoModels:
-    def get(self, name: str, version: str = "") -> object:
+    def get(self, name: str, version: str = "") -> LoadedModel:
         raise AssertionError("never reached")
 
     def is_ready(self, name: str, version: str = "") -> bool:
