@@ -18,9 +18,10 @@ under the model parameter ``sync_execute: "auto"`` (the default) a version's exe
   is halved back after :data:`MAX_PROMOTE_AFTER` quick executes on the loop;
 - a model that can block on the loop never runs on it: a decoupled model, and one whose
   model.py names a blocking call (:data:`BLOCKING_NAMES`: sync BLS ``InferenceRequest.exec``,
-  ``run_coroutine_threadsafe``, waits, joins, locks, sleeps). A sync BLS ``exec()`` that still
-  reaches the loop (from a helper module the scan did not see) fails that execute with a clear
-  error and moves the version to threads for good; it never hangs.
+  ``run_coroutine_threadsafe``, waits, locks, sleeps; not ``join``, which is mostly
+  ``str.join`` and ``os.path.join``). A sync BLS ``exec()`` that still reaches the loop (from
+  a helper module the scan did not see) fails that execute with a clear error and moves the
+  version to threads for good; it never hangs.
 
 ``sync_execute: "thread"`` keeps every execute in a worker thread. Either way one instance runs
 one execute at a time.
@@ -61,7 +62,6 @@ BLOCKING_NAMES = frozenset(
         "run_coroutine_threadsafe",
         "result",  # concurrent.futures.Future.result()
         "wait",
-        "join",
         "acquire",
         "sleep",
         "Barrier",
