@@ -241,3 +241,27 @@ async def test_a_sync_bls_exec_on_the_loop_fails_clearly_and_moves_the_model_to_
     (answer,) = await backend.execute([Request({"IN": np.arange(2)}, parameters={"x": 1})])
     assert answer.error is not None and "not ready" in answer.error.message
     await backend.unload()
+
+
+RAISES = """
+from asyncinfer.inference.python_model import Response, Tensor
+
+class Model:
+    def execute(self, requests):
+        if requests[0].input("IN").as_numpy()[0] < 0:
+            raise ValueError("negative")
+        return [Response([Tensor("OUT", r.input("IN").as_numpy())]) for r in requests]
+"""
+
+
+async def test_an_execute_raises_the_same_in_a_thread_and_on_the_loop(
+    tmp_path: pathlib.Path, steady: None
+) -> None:
+    backend = await _load(tmp_path, RAISES)
+    with pytest.raises(ValueError, match="negative"):
+        await backend.execute([Request({"IN": np.array([-1])})])
+    await _run(backend, PROMOTE_AFTER)
+    assert backend._policy.inline
+    with pytest.raises(ValueError, match="negative"):
+        await backend.execute([Request({"IN": np.array([-1])})])
+    await backend.unload()
