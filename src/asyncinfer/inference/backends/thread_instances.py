@@ -3,7 +3,9 @@ this process, finalize them.
 
 Each configured instance (instance_group count, default 1) is one ``Model`` object; a call
 leases one for its execute, so a model's own state is never used by two calls at once.
-``async def`` hooks run on the loop; plain ``def`` hooks run in a worker thread.
+``async def`` hooks run on the loop; plain ``def`` hooks run in a worker thread, except that a
+plain ``def execute`` measured to be quick runs on the loop (model parameter ``sync_execute``:
+``"auto"``, the default, or ``"thread"``; the rules are in _inline.py).
 
 The model parameter ``execute_overlap`` (default 1) lets one instance run that many ``async
 def execute`` calls at once: a model that awaits a downstream call (another model, a service)
@@ -14,9 +16,14 @@ any asyncio code; a plain ``def execute`` cannot overlap (it would share state a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import logging
 import pathlib
+import queue
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,12 +33,14 @@ from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
 from ..model_files import model_file
 from ..python_model import Request, Response
+from ._inline import INLINE, InlinePolicy, blocking_names
 from .base import instance_count
 from .model_module import DEFAULT_FILENAME, import_model, initialize_args, model_class, one_line
 
-__all__ = ["OVERLAP", "ThreadBackend", "execute_overlap"]
+__all__ = ["OVERLAP", "SYNC_EXECUTE", "ThreadBackend", "execute_overlap", "inline_policy"]
 
 OVERLAP = "execute_overlap"  # model parameter: async executes per instance at once
+SYNC_EXECUTE = "sync_execute"  # model parameter: "auto" (quick ones on the loop) or "thread"
 
 log = logging.getLogger("asyncinfer.inference")
 
@@ -58,6 +67,7 @@ class ThreadBackend:
         *,
         decoupled: bool = False,
         overlap: int = 1,
+        policy: InlinePolicy | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -71,6 +81,10 @@ class ThreadBackend:
         )
         #: Executes one instance may run at once (execute_overlap); each is one lease of it.
         self._overlap = overlap
+        #: Where a plain def execute runs (the loop or a thread); never the loop by default.
+        self._policy = policy or InlinePolicy(False, "no policy was given")
+        #: The thread of each instance (by id) that runs its plain def executes, made on use.
+        self._threads: dict[int, _InstanceThread] = {}
         for _ in range(overlap):
             for instance in self._instances:
                 self._idle.put_nowait(instance)
@@ -99,6 +113,7 @@ class ThreadBackend:
         module = await asyncio.to_thread(import_model, path, name, version)
         model_type = model_class(module, path, name, version)
         overlap = execute_overlap(config, model_type)
+        policy = inline_policy(config, path)
         args: dict[str, Any] = dict(initialize_args(config, version, repository))
         if models is not None:
             args["models"] = ModelCaller(models)
@@ -118,7 +133,7 @@ class ThreadBackend:
                 f"failed to load '{name}' version {version}: initialize() raised {one_line(exc)}"
             ) from None
         decoupled = config.model_transaction_policy.decoupled
-        return cls(name, version, instances, decoupled=decoupled, overlap=overlap)
+        return cls(name, version, instances, decoupled=decoupled, overlap=overlap, policy=policy)
 
     async def execute(self, requests: list[Request]) -> list[Response]:
         """Run the model on ``requests``; one Response each, in order.
@@ -133,10 +148,7 @@ class ThreadBackend:
             if self._async_execute:
                 responses = await instance.execute(requests)
             else:
-                responses = await uninterrupted(
-                    asyncio.to_thread(instance.execute, requests),
-                    on_cancel=lambda: _mark_cancelled(requests),
-                )
+                responses = await self._sync_execute(instance, requests)
         finally:
             # Returned on every path, cancellation included; a cancelled sync execute returns
             # it only once its thread has ended (uninterrupted), never while it still runs.
@@ -165,8 +177,34 @@ class ThreadBackend:
     async def execute_on(self, index: int, requests: list[Request]) -> list[Response]:
         """Run ``requests`` on instance ``index``: the sequence batcher pins sequences to
         instances and runs one batch per instance at a time, so the instance is its alone."""
-        responses = await _call(self._instances[index].execute, requests)
+        instance = self._instances[index]
+        if self._async_execute:
+            responses = await instance.execute(requests)
+        else:
+            responses = await self._sync_execute(instance, requests)
         return self._check(responses, requests)
+
+    async def _sync_execute(self, instance: Any, requests: list[Request]) -> Any:
+        """A plain def execute: on the loop while the policy says so, else in a thread; timed
+        either way, for the policy."""
+        policy = self._policy
+        if policy.inline:
+            token = INLINE.set(policy)
+            cpu, wall = time.thread_time(), time.perf_counter()
+            try:
+                return instance.execute(requests)
+            finally:
+                policy.ran_inline(time.thread_time() - cpu, time.perf_counter() - wall)
+                INLINE.reset(token)
+        thread = self._threads.get(id(instance))
+        if thread is None:
+            thread = self._threads[id(instance)] = _InstanceThread(
+                f"{self.name}-{len(self._threads)}"
+            )
+        return await uninterrupted(
+            thread.run(policy, instance.execute, requests),
+            on_cancel=lambda: _mark_cancelled(requests),
+        )
 
     async def unload(self) -> None:
         """Refuse new calls, wait for the calls in flight to hand their instances back, then
@@ -174,8 +212,78 @@ class ThreadBackend:
         self._closing = True
         for _ in range(len(self._instances) * self._overlap):
             await self._idle.get()
+        for thread in self._threads.values():
+            thread.stop()
+        self._threads.clear()
         await _finalize_all(self._instances)
         self._instances.clear()
+
+
+class _InstanceThread:
+    """The thread that runs one instance's plain def executes, one at a time (the instance is
+    leased, so there is never more than one). Cheaper than ``asyncio.to_thread``: no executor
+    bookkeeping, one Future, and the thread waits on its own queue."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._serve, name=f"execute-{name}", daemon=True).start()
+
+    def run(
+        self, policy: InlinePolicy, execute: Any, requests: list[Request]
+    ) -> asyncio.Future[Any]:
+        """``execute(requests)`` in the thread, in a copy of the caller's context (as
+        ``asyncio.to_thread``); the Future of its result."""
+        future = self._loop.create_future()
+        self._jobs.put((contextvars.copy_context(), policy, execute, requests, future))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._one(*job)
+            del job  # nothing of a call outlives it here
+
+    def _one(
+        self,
+        context: contextvars.Context,
+        policy: InlinePolicy,
+        execute: Any,
+        requests: list[Request],
+        future: asyncio.Future[Any],
+    ) -> None:
+        try:
+            result = context.run(_timed, policy, execute, requests)
+        except BaseException as exc:  # any: the awaiting call raises it
+            self._answer(_set_exception, future, exc)
+        else:
+            self._answer(_set_result, future, result)
+
+    def _answer(self, how: Any, future: asyncio.Future[Any], value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(how, future, value)
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        if isinstance(exc, StopIteration):  # a Future cannot carry it
+            exc = RuntimeError(f"execute() raised {exc!r}")
+        future.set_exception(exc)
+
+
+def _timed(policy: InlinePolicy, execute: Any, requests: list[Request]) -> Any:
+    """Run a plain def execute in its thread and tell the policy how long it took."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    responses = execute(requests)
+    policy.ran_in_thread(time.thread_time() - cpu, time.perf_counter() - wall)
+    return responses
 
 
 def _mark_cancelled(requests: list[Request]) -> None:
@@ -205,6 +313,29 @@ def execute_overlap(config: ModelConfig, model_type: type) -> int:
             "time; remove one or the other"
         )
     return overlap
+
+
+def inline_policy(config: ModelConfig, path: pathlib.Path) -> InlinePolicy:
+    """The ``sync_execute`` parameter and what model.py calls: may a plain def execute of this
+    model run on the loop (_inline.py has the rules)."""
+    text = config.parameters[SYNC_EXECUTE].string_value if SYNC_EXECUTE in config.parameters else ""
+    mode = text.strip().lower() or "auto"
+    if mode not in ("auto", "thread"):
+        raise ModelLoadFailed(
+            f"failed to load '{config.name}', parameter '{SYNC_EXECUTE}' must be 'auto' or "
+            f"'thread', not '{text}'"
+        )
+    if mode == "thread":
+        return InlinePolicy(False, f"parameter '{SYNC_EXECUTE}' is 'thread'")
+    if config.model_transaction_policy.decoupled:
+        return InlinePolicy(False, "the model is decoupled")
+    try:
+        names = blocking_names(path)
+    except (OSError, SyntaxError, ValueError) as exc:  # it imported, so this is unexpected
+        return InlinePolicy(False, f"its code could not be scanned ({one_line(exc)})")
+    if names:
+        return InlinePolicy(False, f"{path.name} uses {', '.join(sorted(names))}")
+    return InlinePolicy(True)
 
 
 async def _finalize_all(instances: Sequence[Any]) -> None:

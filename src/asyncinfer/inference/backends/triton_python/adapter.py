@@ -6,7 +6,8 @@ gives the Triton model Triton's args (``model_config`` as Triton's JSON, ``model
 and the rest) and binds its BLS calls; ``execute(requests)`` hands it pb_utils
 InferenceRequests over the same arrays (no copy) and turns its InferenceResponses back into
 Responses, checking what it returned as Triton does; ``finalize()`` is its finalize. A
-``def execute`` stays a thread-run execute and an ``async def execute`` a loop-run one.
+``def execute`` stays a plain one (run in a thread, or on the loop while quick) and an
+``async def execute`` a loop-run one.
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ class _Adapter:
 
 
 class _ThreadExecute(_Adapter):
-    """A ``def execute``: runs in a worker thread, where BLS ``exec()`` may block."""
+    """A ``def execute``: runs in its instance's thread, where BLS ``exec()`` may block, or on
+    the loop while it is quick and cannot block (thread_instances.py, _inline.py)."""
 
     def execute(self, requests: list[python_model.Request]) -> list[python_model.Response] | None:
         token = CURRENT.set(self._bls)

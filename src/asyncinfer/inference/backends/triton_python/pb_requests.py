@@ -17,13 +17,14 @@ import contextvars
 import dataclasses
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from ....errors import RpcError
 from ... import python_model
 from ...inprocess import ModelCaller
 from .._bls_pipe import PipeCaller
+from .._inline import INLINE
 from .pb_types import (
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
@@ -229,7 +230,7 @@ class InferenceRequest:
         self._model_name = model_name
         self._model_version = model_version
         self._inputs: list[Tensor] | None = _tensors(inputs, "InferenceRequest inputs")
-        self._requested = list(requested_output_names)
+        self._requested: list[str] | None = list(requested_output_names)
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._flags = flags
@@ -239,14 +240,22 @@ class InferenceRequest:
 
     @classmethod
     def of_model(cls, request: python_model.Request, model_name: str) -> InferenceRequest:
-        """The pb_utils view of a request asyncinfer hands a model (no copy of its inputs)."""
+        """The pb_utils view of a request asyncinfer hands a model (no copy of its inputs);
+        its inputs, parameters and flags are read from ``request`` when first asked for."""
         self = cls.__new__(cls)
-        parameters = request.parameters
         self._model_name = model_name
         self._model_version = -1
-        self._inputs = None  # made on first use
-        self._requested = list(request.requested_output_names)
+        self._inputs = None
+        self._requested = None  # not read from the request yet (_read)
         self._request_id = request.id
+        self._model = request
+        return self
+
+    def _read(self) -> None:
+        """Fill in what a model's request says besides its inputs (once, on first use)."""
+        request = self._model
+        assert request is not None
+        parameters = request.parameters
         self._correlation_id = parameters.get("sequence_id", 0)
         self._flags = (
             TRITONSERVER_REQUEST_FLAG_SEQUENCE_START if parameters.get("sequence_start") else 0
@@ -257,15 +266,14 @@ class InferenceRequest:
             for k, v in parameters.items()
             if k not in _RESERVED
         }
-        self._model = request
-        return self
+        self._requested = list(request.requested_output_names)
 
     # ------------------------------------------------------------------ what a model reads
 
     def inputs(self) -> list[Tensor]:
         if self._inputs is None:
             assert self._model is not None
-            self._inputs = [Tensor(t.name, t.as_numpy()) for t in self._model.inputs()]
+            self._inputs = [Tensor._of(t.name, t.as_numpy()) for t in self._model.inputs()]
         return self._inputs
 
     def get_input_tensor_by_name(self, name: str) -> Tensor | None:
@@ -275,21 +283,32 @@ class InferenceRequest:
         return None
 
     def requested_output_names(self) -> list[str]:
+        if self._requested is None:
+            self._read()
+        assert self._requested is not None
         return self._requested
 
     def request_id(self) -> str:
         return self._request_id
 
     def correlation_id(self) -> int | str:
+        if self._requested is None:
+            self._read()
         return self._correlation_id
 
     def flags(self) -> int:
+        if self._requested is None:
+            self._read()
         return self._flags
 
     def timeout(self) -> int:
+        if self._requested is None:
+            self._read()
         return int(self._timeout)
 
     def parameters(self) -> str:
+        if self._requested is None:
+            self._read()
         return json.dumps(self._parameters)
 
     def model_name(self) -> str:
@@ -325,12 +344,19 @@ class InferenceRequest:
             return iter(piped) if decoupled else piped
         caller, loop = bls.checked("InferenceRequest.exec()")
         if _on_loop(loop):
+            policy = INLINE.get()
+            if policy is not None:  # a def execute the server ran on the loop: never again
+                policy.forbid("it called InferenceRequest.exec()")
+                raise TritonModelException(
+                    "InferenceRequest.exec() was called by a def execute that ran on the event "
+                    "loop, where it would wait forever; this model's executes run in worker "
+                    "threads from now on (set parameter sync_execute: 'thread' to start so)"
+                )
             raise TritonModelException(
                 "InferenceRequest.exec() would block the event loop that runs the call; in "
                 "an async def execute, use 'await request.async_exec()'"
             )
-        future = asyncio.run_coroutine_threadsafe(self._call(caller, decoupled), loop)
-        result = future.result()
+        result = _wait_on(loop, self._call(caller, decoupled))
         return iter(result) if decoupled else result
 
     async def async_exec(self, decoupled: bool = False) -> Any:
@@ -356,6 +382,8 @@ class InferenceRequest:
         )
 
     def _call_arguments(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self._requested is None:
+            self._read()
         inputs = {tensor.name(): tensor.as_numpy() for tensor in self._inputs or ()}
         kwargs: dict[str, Any] = {
             "version": self._version(),
@@ -409,8 +437,32 @@ class InferenceRequest:
         return parameters
 
 
+def _wait_on(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``work`` on ``loop`` (from another thread) and wait for its result: what
+    ``run_coroutine_threadsafe(...).result()`` does, with one task and one lock instead of a
+    concurrent Future, its condition and the callbacks that chain them."""
+    done = threading.Lock()
+    done.acquire()
+    tasks: list[asyncio.Task[Any]] = []
+
+    def start() -> None:
+        task = loop.create_task(work)
+        tasks.append(task)
+        task.add_done_callback(lambda _: done.release())
+
+    try:
+        loop.call_soon_threadsafe(start)  # in a copy of this thread's context, as a Task
+    except RuntimeError:  # closed in between
+        work.close()
+        raise unsupported(
+            "InferenceRequest.exec()", "the server that loaded the model has stopped"
+        ) from None
+    done.acquire()
+    return tasks[0].result()
+
+
 def _response(arrays: Mapping[str, Any]) -> InferenceResponse:
-    return InferenceResponse([Tensor(name, array) for name, array in arrays.items()])
+    return InferenceResponse([Tensor._of(name, array) for name, array in arrays.items()])
 
 
 def is_model_ready(model_name: str, model_version: str = "") -> bool:

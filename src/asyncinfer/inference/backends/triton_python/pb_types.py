@@ -192,6 +192,15 @@ class Tensor:
         self._name = name
         self._array = array if isinstance(array, np.ndarray) else np.asarray(array)
 
+    @classmethod
+    def _of(cls, name: str, array: npt.NDArray[Any]) -> Tensor:
+        """A Tensor over an array the server already holds under a str name (a request's
+        input, a BLS answer's output): nothing to check or convert."""
+        self = cls.__new__(cls)
+        self._name = name
+        self._array = array
+        return self
+
     def name(self) -> str:
         return self._name
 
@@ -234,7 +243,10 @@ class Tensor:
 
     def to_model(self) -> python_model.Tensor:
         """asyncinfer's Tensor of this one (str/bytes arrays become BYTES object arrays)."""
-        return python_model.Tensor(self._name, as_array(self._array))
+        array = self._array
+        if array.dtype.kind not in "SU":  # already what a response carries (as_array's rule)
+            return python_model.Tensor(self._name, array)
+        return python_model.Tensor(self._name, as_array(array))
 
     def __repr__(self) -> str:
         return f"Tensor({self._name!r}, shape={self._array.shape}, dtype={self._array.dtype})"

@@ -1,0 +1,267 @@
+"""Where a plain def execute runs: quick ones move to the event loop, slow ones, blocking ones,
+decoupled models and ``sync_execute: "thread"`` stay in worker threads, and a sync BLS exec()
+that reaches the loop fails clearly instead of hanging."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from asyncinfer.errors import ModelLoadFailed
+from asyncinfer.inference.backends import _inline
+from asyncinfer.inference.backends._inline import (
+    INLINE_BUDGET_S,
+    INLINE_WALL_S,
+    MAX_PROMOTE_AFTER,
+    PROMOTE_AFTER,
+    InlinePolicy,
+    blocking_names,
+)
+from asyncinfer.inference.backends.thread_instances import ThreadBackend, inline_policy
+from asyncinfer.inference.model import LoadedModel
+from asyncinfer.inference.python_model import Request
+from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
+
+QUICK = 1e-6
+
+
+def test_quick_thread_executes_promote_and_two_slow_inline_ones_demote() -> None:
+    policy = InlinePolicy(True)
+    for _ in range(PROMOTE_AFTER - 1):
+        policy.ran_in_thread(QUICK, QUICK)
+    assert not policy.inline
+    policy.ran_in_thread(QUICK, QUICK)
+    assert policy.inline
+    policy.ran_inline(INLINE_BUDGET_S, QUICK)  # one slow one: the collector, the OS
+    assert policy.inline
+    policy.ran_inline(QUICK, QUICK)
+    policy.ran_inline(QUICK, INLINE_WALL_S)
+    assert policy.inline, "a quick one in between clears the first strike"
+    policy.ran_inline(QUICK, INLINE_WALL_S)
+    assert not policy.inline
+    for _ in range(PROMOTE_AFTER):
+        policy.ran_in_thread(QUICK, QUICK)
+    assert not policy.inline, "coming back takes twice as many quick executes"
+    for _ in range(PROMOTE_AFTER):
+        policy.ran_in_thread(QUICK, QUICK)
+    assert policy.inline
+
+
+def test_one_very_slow_inline_execute_demotes_and_a_slow_thread_one_resets_the_run() -> None:
+    policy = InlinePolicy(True)
+    for _ in range(PROMOTE_AFTER):
+        policy.ran_in_thread(QUICK, QUICK)
+    policy.ran_inline(QUICK, 10 * INLINE_WALL_S)
+    assert not policy.inline
+    for _ in range(2 * PROMOTE_AFTER - 1):
+        policy.ran_in_thread(QUICK, QUICK)
+    policy.ran_in_thread(INLINE_BUDGET_S, QUICK)
+    policy.ran_in_thread(QUICK, QUICK)
+    assert not policy.inline, "the slow one started the run again"
+    for _ in range(2 * PROMOTE_AFTER - 1):
+        policy.ran_in_thread(QUICK, QUICK)
+    assert policy.inline
+
+
+def test_a_policy_that_is_not_allowed_never_inlines() -> None:
+    policy = InlinePolicy(False, "why")
+    for _ in range(MAX_PROMOTE_AFTER + 1):
+        policy.ran_in_thread(QUICK, QUICK)
+    assert not policy.inline
+    allowed = InlinePolicy(True)
+    for _ in range(PROMOTE_AFTER):
+        allowed.ran_in_thread(QUICK, QUICK)
+    allowed.forbid("it called exec()")
+    assert not allowed.inline and not allowed.allowed and allowed.reason == "it called exec()"
+
+
+def test_blocking_names_sees_calls_in_functions_but_not_annotations(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "model.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import triton_python_backend_utils as pb_utils
+
+            class TritonPythonModel:
+                def execute(self, requests: list[pb_utils.InferenceRequest]):
+                    return [pb_utils.InferenceResponse([]) for _ in requests]
+            """
+        )
+    )
+    assert blocking_names(path) == frozenset()
+    path.write_text(
+        textwrap.dedent(
+            """
+            import time
+            import triton_python_backend_utils as pb_utils
+
+            class TritonPythonModel:
+                def execute(self, requests):
+                    helper = lambda r: pb_utils.InferenceRequest("m", r.inputs(), []).exec()
+                    time.sleep(0)
+                    return [helper(r) for r in requests]
+            """
+        )
+    )
+    assert blocking_names(path) == {"InferenceRequest", "exec", "sleep"}
+
+
+QUICK_MODEL = """
+import threading
+from asyncinfer.inference.python_model import Response, Tensor
+
+class Model:
+    def initialize(self, args):
+        self.threads = []
+
+    def execute(self, requests):
+        self.threads.append(threading.get_ident())
+        return [Response([Tensor("OUT", r.input("IN").as_numpy())]) for r in requests]
+"""
+
+
+async def _load(tmp_path: pathlib.Path, source: str, **parameters: str) -> ThreadBackend:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text(textwrap.dedent(source))
+    config = ModelConfig(name="m", backend="python")
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    return await ThreadBackend.load(config, 1, tmp_path / "m" / "1", tmp_path)
+
+
+async def _run(backend: ThreadBackend, calls: int) -> None:
+    for _ in range(calls):
+        (response,) = await backend.execute([Request({"IN": np.arange(3)})])
+        np.testing.assert_array_equal(response.outputs()["OUT"], np.arange(3))
+
+
+@pytest.fixture
+def steady(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounds this busy test machine cannot overrun by accident (nothing else changes)."""
+    monkeypatch.setattr(_inline, "INLINE_BUDGET_S", 0.5)
+    monkeypatch.setattr(_inline, "INLINE_WALL_S", 5.0)
+
+
+async def test_a_quick_sync_execute_moves_to_the_loop(tmp_path: pathlib.Path, steady: None) -> None:
+    backend = await _load(tmp_path, QUICK_MODEL)
+    await _run(backend, PROMOTE_AFTER + 4)
+    (instance,) = backend._instances
+    loop_thread = threading.get_ident()
+    assert loop_thread not in instance.threads[:PROMOTE_AFTER], "it starts in threads"
+    assert instance.threads[PROMOTE_AFTER:] == [loop_thread] * 4
+    await backend.unload()
+
+
+async def test_sync_execute_thread_keeps_it_in_threads(
+    tmp_path: pathlib.Path, steady: None
+) -> None:
+    backend = await _load(tmp_path, QUICK_MODEL, sync_execute="thread")
+    await _run(backend, PROMOTE_AFTER + 4)
+    (instance,) = backend._instances
+    assert threading.get_ident() not in instance.threads
+    await backend.unload()
+
+
+async def test_a_slow_sync_execute_stays_in_threads(tmp_path: pathlib.Path) -> None:
+    sleeps = "def execute(self, requests):\n        __import__('time').sleep(0.002)"
+    backend = await _load(tmp_path, QUICK_MODEL.replace("def execute(self, requests):", sleeps))
+    await _run(backend, PROMOTE_AFTER + 4)
+    (instance,) = backend._instances
+    assert threading.get_ident() not in instance.threads
+    await backend.unload()
+
+
+async def test_a_decoupled_model_or_a_blocking_one_never_inlines(tmp_path: pathlib.Path) -> None:
+    config = ModelConfig(name="m", backend="python")
+    config.model_transaction_policy.decoupled = True
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(QUICK_MODEL))
+    policy = inline_policy(config, path)
+    assert not policy.allowed and "decoupled" in policy.reason
+    waits = "self.threads = []\n        event = threading.Event()\n        event.wait(0)"
+    path.write_text(textwrap.dedent(QUICK_MODEL).replace("self.threads = []", waits))
+    policy = inline_policy(ModelConfig(name="m"), path)
+    assert not policy.allowed and "Event" in policy.reason and "wait" in policy.reason
+
+
+async def test_a_bad_sync_execute_parameter_fails_the_load(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ModelLoadFailed, match="'sync_execute' must be 'auto' or 'thread'"):
+        await _load(tmp_path, QUICK_MODEL, sync_execute="fast")
+
+
+HIDDEN_BLS = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        kind = getattr(pb_utils, "Inference" + "Request")
+        out = []
+        for request in requests:
+            if request.parameters() != "{}":  # only once on the loop: the call would block
+                getattr(kind("other", [], []), "ex" + "ec")()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", 1 + request
+                .get_input_tensor_by_name("IN").as_numpy())]))
+        return out
+"""
+
+
+class _NoModels:
+    def get(self, name: str, version: str = "") -> LoadedModel:
+        raise AssertionError("never reached")
+
+    def is_ready(self, name: str, version: str = "") -> bool:
+        return False
+
+
+async def test_a_sync_bls_exec_on_the_loop_fails_clearly_and_moves_the_model_to_threads(
+    tmp_path: pathlib.Path, steady: None
+) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text(HIDDEN_BLS)
+    config = ModelConfig(name="m", backend="python")
+    backend = await ThreadBackend.load(
+        config, 1, tmp_path / "m" / "1", tmp_path, models=_NoModels()
+    )
+    assert backend._policy.allowed, "the scan cannot see through getattr"
+    for _ in range(PROMOTE_AFTER):
+        await backend.execute([Request({"IN": np.arange(2)})])
+    assert backend._policy.inline
+    (failed,) = await backend.execute([Request({"IN": np.arange(2)}, parameters={"x": 1})])
+    assert failed.error is not None
+    assert "ran on the event loop" in failed.error.message
+    assert "sync_execute" in failed.error.message
+    assert not backend._policy.inline and not backend._policy.allowed
+    # In a thread now, the same call reaches the (empty) server instead of the loop check.
+    (answer,) = await backend.execute([Request({"IN": np.arange(2)}, parameters={"x": 1})])
+    assert answer.error is not None and "not ready" in answer.error.message
+    await backend.unload()
+
+
+RAISES = """
+from asyncinfer.inference.python_model import Response, Tensor
+
+class Model:
+    def execute(self, requests):
+        if requests[0].input("IN").as_numpy()[0] < 0:
+            raise ValueError("negative")
+        return [Response([Tensor("OUT", r.input("IN").as_numpy())]) for r in requests]
+"""
+
+
+async def test_an_execute_raises_the_same_in_a_thread_and_on_the_loop(
+    tmp_path: pathlib.Path, steady: None
+) -> None:
+    backend = await _load(tmp_path, RAISES)
+    with pytest.raises(ValueError, match="negative"):
+        await backend.execute([Request({"IN": np.array([-1])})])
+    await _run(backend, PROMOTE_AFTER)
+    assert backend._policy.inline
+    with pytest.raises(ValueError, match="negative"):
+        await backend.execute([Request({"IN": np.array([-1])})])
+    await backend.unload()
