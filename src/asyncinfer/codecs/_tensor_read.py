@@ -8,14 +8,21 @@ must not be zero, strings must end in NUL. Then the tensor checks: a known fixed
 dimensions >= 0, and exactly product(shape) * element size bytes of data. One pass does both,
 and the data is never copied: each array is a read-only view of the buffer.
 
-This runs once per received message on the event loop, so it is written for speed: the name of
-the field being checked (``Where``) is a small tuple, turned into text only for an error.
+This runs once per received message on the event loop, so it is written for speed. The walk
+notes how far into the buffer it read (its *header*: everything but the data vectors' bytes,
+which no check looks at), and the layout it found (name, dtype, offset, shape of each tensor)
+is kept in a small LRU cache under the exact header bytes and the buffer's size. A message
+whose size and header are byte-identical to one already verified would walk the same path to
+the same layout, so it skips the walk: it costs one copy of its header (a few hundred bytes)
+to look up and one ``np.frombuffer`` per tensor. Any other message is walked in full.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -30,6 +37,12 @@ __all__ = ["read_tensors"]
 Arrays = dict[str, npt.NDArray[Any]]
 #: (tensor index or None, tensor name or None, field or None): what is being read.
 Where = tuple[int | None, str | None, str | None]
+#: Per tensor: name, dtype, element count, offset of the data, shape (None: 1-D, ``(count,)``).
+Layout = tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None], ...]
+
+#: Layouts kept, and the longest header kept (a header is copied for each lookup).
+CACHE_ENTRIES = 64
+MAX_CACHED_HEADER = 16 << 10
 
 _KNOWN = ", ".join(name for name in DATATYPES if name != BYTES)
 _BY_WIRE = {dt.wire.encode(): dt for dt in DATATYPES.values() if dt.wire != BYTES}
@@ -40,58 +53,190 @@ _ROOT: Where = (None, None, "root")
 _MESSAGE: Where = (None, None, "TensorMessage")
 _TENSORS: Where = (None, None, "tensors")
 
+# (size, header bytes) -> layout, least recently used first. Decoding runs on the event loop
+# and in client threads alike, so updates hold the lock; a lookup is one dict read.
+_layouts: OrderedDict[tuple[int, bytes], Layout] = OrderedDict()
+# size -> length of the header cached last for a message of that size: where to cut the key.
+# Only a hint (a wrong one costs a walk), with one entry per cached layout at most.
+_header_lengths: dict[int, int] = {}
+_lock = threading.Lock()
+
 
 def read_tensors(buf: memoryview) -> Arrays:
     """The tensors of the message in ``buf``, by name, as views over ``buf``."""
     size = len(buf)
-    if size < 8:
-        raise _bad((None, None, "buffer"), f"has {size} bytes; a TensorMessage needs at least 8 "
-                   "(root offset, file identifier)")  # fmt: skip
-    if size > MAX_BUFFER:
-        raise _bad((None, None, "buffer"), f"has {size} bytes; at most {MAX_BUFFER} fit")
-    if buf[4:8] != IDENTIFIER:
-        raise _bad((None, None, "buffer"), f"has file identifier {bytes(buf[4:8])!r}; a "
-                   f"TensorMessage has {IDENTIFIER!r}")  # fmt: skip
-    root = _follow(buf, 0, size, _ROOT)
-    (tensors,) = _table(buf, root, size, _MESSAGE, 1)
-    if not tensors:
-        return {}
-    start, count = _vector_at(buf, tensors, size, 4, _TENSORS)
+    end = _header_lengths.get(size)
+    if end is not None:
+        key = (size, bytes(buf[:end]))
+        layout = _layouts.get(key)
+        if layout is not None:
+            with _lock:
+                if key in _layouts:
+                    _layouts.move_to_end(key)
+            return _views(buf, layout)
+    walk = _Walk(buf)
+    layout = walk.message()
+    # Only an immutable buffer's header is kept: one that could change while it is walked
+    # could be filed under bytes the walk never saw.
+    if walk.reach <= MAX_CACHED_HEADER and type(buf.obj) is bytes:
+        _remember(size, bytes(buf[: walk.reach]), layout)
+    return _views(buf, layout)
+
+
+def clear_cache() -> None:
+    """Forget every verified layout (tests)."""
+    with _lock:
+        _layouts.clear()
+        _header_lengths.clear()
+
+
+def _views(buf: memoryview, layout: Layout) -> Arrays:
     arrays: Arrays = {}
-    for index in range(count):
-        name, array = _tensor(buf, _follow(buf, start + 4 * index, size, (index, None, None)),
-                              size, index)  # fmt: skip
-        if name in arrays:
-            raise _bad((index, None, "name"), f"{name!r} appears twice; names must be unique")
-        arrays[name] = array
+    for name, dtype, count, offset, shape in layout:
+        array = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+        arrays[name] = array if shape is None else array.reshape(shape)
     return arrays
 
 
-def _tensor(buf: memoryview, pos: int, size: int, index: int) -> tuple[str, npt.NDArray[Any]]:
-    fields = _table(buf, pos, size, (index, None, None), 4)
-    if not all(fields):
-        missing = TENSOR_FIELDS[fields.index(0)]
-        raise _bad((index, None, missing), "is missing; every tensor needs it")
-    start, length = _string(buf, fields[0], size, (index, None, "name"))
-    try:
-        name = str(buf[start : start + length], "utf-8")
-    except UnicodeDecodeError as exc:
-        raise _bad(
-            (index, None, "name"), f"is not UTF-8 ({exc.reason} at byte {exc.start})"
-        ) from None
-    if not name:
-        raise _bad((index, None, "name"), "is empty")
-    start, length = _string(buf, fields[1], size, (index, name, "datatype"))
-    datatype = _datatype(bytes(buf[start : start + length]), (index, name, "datatype"))
-    shape = _shape(buf, fields[2], size, (index, name, "shape"))
-    where: Where = (index, name, "data")
-    start, length = _vector_at(buf, fields[3], size, 1, where)
-    elements = math.prod(shape)
-    if length != elements * datatype.itemsize:
-        raise _bad(where, f"has {length} bytes; shape {list(shape)} of {datatype.wire} needs "
-                   f"{elements * datatype.itemsize}")  # fmt: skip
-    array = np.frombuffer(buf, dtype=datatype.dtype, count=elements, offset=start)
-    return name, array.reshape(shape)
+def _remember(size: int, header: bytes, layout: Layout) -> None:
+    with _lock:
+        _layouts[size, header] = layout
+        _layouts.move_to_end((size, header))
+        _header_lengths[size] = len(header)
+        while len(_layouts) > CACHE_ENTRIES:
+            (old_size, old_header), _ = _layouts.popitem(last=False)
+            if _header_lengths.get(old_size) == len(old_header):
+                del _header_lengths[old_size]
+
+
+class _Walk:
+    """One verifying pass over a message; ``reach`` is the end of the furthest byte it read."""
+
+    __slots__ = ("buf", "reach", "size")
+
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+        self.size = len(buf)
+        self.reach = 0
+
+    def message(self) -> Layout:
+        buf, size = self.buf, self.size
+        if size < 8:
+            raise _bad((None, None, "buffer"), f"has {size} bytes; a TensorMessage needs at "
+                       "least 8 (root offset, file identifier)")  # fmt: skip
+        if size > MAX_BUFFER:
+            raise _bad((None, None, "buffer"), f"has {size} bytes; at most {MAX_BUFFER} fit")
+        self.reach = 8
+        if buf[4:8] != IDENTIFIER:
+            raise _bad((None, None, "buffer"), f"has file identifier {bytes(buf[4:8])!r}; a "
+                       f"TensorMessage has {IDENTIFIER!r}")  # fmt: skip
+        root = self.follow(0, _ROOT)
+        (tensors,) = self.table(root, _MESSAGE, 1)
+        if not tensors:
+            return ()
+        start, count = self.vector_at(tensors, 4, _TENSORS)
+        layout = []
+        names: set[str] = set()
+        for index in range(count):
+            tensor = self.tensor(self.follow(start + 4 * index, (index, None, None)), index)
+            if tensor[0] in names:
+                raise _bad((index, None, "name"), f"{tensor[0]!r} appears twice; names must be "
+                           "unique")  # fmt: skip
+            names.add(tensor[0])
+            layout.append(tensor)
+        return tuple(layout)
+
+    def tensor(
+        self, pos: int, index: int
+    ) -> tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None]:
+        buf = self.buf
+        fields = self.table(pos, (index, None, None), 4)
+        if not all(fields):
+            missing = TENSOR_FIELDS[fields.index(0)]
+            raise _bad((index, None, missing), "is missing; every tensor needs it")
+        start, length = self.string(fields[0], (index, None, "name"))
+        try:
+            name = str(buf[start : start + length], "utf-8")
+        except UnicodeDecodeError as exc:
+            raise _bad(
+                (index, None, "name"), f"is not UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
+        if not name:
+            raise _bad((index, None, "name"), "is empty")
+        start, length = self.string(fields[1], (index, name, "datatype"))
+        datatype = _datatype(bytes(buf[start : start + length]), (index, name, "datatype"))
+        shape = self.shape(fields[2], (index, name, "shape"))
+        where: Where = (index, name, "data")
+        start, length = self.vector_at(fields[3], 1, where)  # reads its length, not its bytes
+        elements = math.prod(shape)
+        if length != elements * datatype.itemsize:
+            raise _bad(where, f"has {length} bytes; shape {list(shape)} of {datatype.wire} "
+                       f"needs {elements * datatype.itemsize}")  # fmt: skip
+        return name, datatype.dtype, elements, start, None if shape == (elements,) else shape
+
+    def shape(self, field: int, where: Where) -> tuple[int, ...]:
+        start, dims = self.vector_at(field, 8, where)
+        if dims > MAX_DIMS:
+            raise _bad(where, f"has {dims} dimensions; at most {MAX_DIMS} are supported")
+        self.reach = max(self.reach, start + 8 * dims)
+        shape: tuple[int, ...] = _SHAPES[dims].unpack_from(self.buf, start)
+        if dims and min(shape) < 0:
+            raise _bad(where, f"is {list(shape)}; dimensions must be >= 0")
+        return shape
+
+    def table(self, pos: int, where: Where, slots: int) -> list[int]:
+        """The positions of the table's first ``slots`` 4-byte fields (0: absent), all checked."""
+        buf, size = self.buf, self.size
+        if pos % 4 or pos + 4 > size:
+            raise _bad(where, f"table at byte {pos} is misaligned or past the end of {size} bytes")
+        vtable = pos - I32.unpack_from(buf, pos)[0]
+        if vtable % 2 or vtable < 0 or vtable + 4 > size:
+            raise _bad(where, f"vtable at byte {vtable} is misaligned or outside the {size} bytes")
+        vsize = U16.unpack_from(buf, vtable)[0]
+        if vsize % 2 or vsize < 4 or vtable + vsize > size:
+            raise _bad(where, f"vtable of {vsize} bytes at byte {vtable} is malformed or cut off")
+        present = min(slots, (vsize - 4) // 2)
+        self.reach = max(self.reach, pos + 4, vtable + 4 + 2 * present)
+        fields = [0] * slots
+        for slot, offset in enumerate(_SLOTS[present].unpack_from(buf, vtable + 4)):
+            if offset:
+                field = fields[slot] = pos + offset
+                if field % 4 or field + 4 > size:
+                    raise _bad(where, f"field {slot} at byte {field} is misaligned or past the end")
+        return fields
+
+    def follow(self, field: int, where: Where) -> int:
+        """Where the 4-byte offset at ``field`` points, checked to lie inside the buffer."""
+        offset: int = _U32(self.buf, field)[0]
+        self.reach = max(self.reach, field + 4)
+        target = field + offset
+        if offset == 0 or offset >= 2**31 or target >= self.size:
+            raise _bad(where, f"offset {offset} at byte {field} points outside the {self.size} "
+                       "bytes")  # fmt: skip
+        return target
+
+    def vector_at(self, field: int, item: int, where: Where) -> tuple[int, int]:
+        """(start, count) of the vector of ``item``-byte elements the offset at ``field`` points
+        to, both checked to lie inside the buffer. Reads the offset and the count only."""
+        size = self.size
+        pos = self.follow(field, where)
+        start = pos + 4
+        if pos % 4 or start > size or start % item:
+            raise _bad(where, f"vector at byte {pos} is misaligned or past the end of {size} bytes")
+        self.reach = max(self.reach, start)
+        count: int = _U32(self.buf, pos)[0]
+        if count * item > size - start:
+            raise _bad(where, f"vector of {count} x {item} bytes at byte {start} runs past the "
+                       f"end ({size})")  # fmt: skip
+        return start, count
+
+    def string(self, field: int, where: Where) -> tuple[int, int]:
+        """(start, length) of the NUL-terminated string the offset at ``field`` points to."""
+        start, length = self.vector_at(field, 1, where)
+        if start + length >= self.size or self.buf[start + length] != 0:
+            raise _bad(where, "string is not NUL-terminated inside the buffer")
+        self.reach = max(self.reach, start + length + 1)
+        return start, length
 
 
 def _datatype(name: bytes, where: Where) -> Datatype:
@@ -101,70 +246,6 @@ def _datatype(name: bytes, where: Where) -> Datatype:
         what = "BYTES is not supported here" if text == BYTES else f"{text!r} is not a datatype"
         raise _bad(where, f"{what}; expected one of {_KNOWN}")
     return datatype
-
-
-def _shape(buf: memoryview, field: int, size: int, where: Where) -> tuple[int, ...]:
-    start, dims = _vector_at(buf, field, size, 8, where)
-    if dims > MAX_DIMS:
-        raise _bad(where, f"has {dims} dimensions; at most {MAX_DIMS} are supported")
-    shape: tuple[int, ...] = _SHAPES[dims].unpack_from(buf, start)
-    if dims and min(shape) < 0:
-        raise _bad(where, f"is {list(shape)}; dimensions must be >= 0")
-    return shape
-
-
-def _table(buf: memoryview, pos: int, size: int, where: Where, slots: int) -> list[int]:
-    """The positions of the table's first ``slots`` 4-byte fields (0: absent), all checked."""
-    if pos % 4 or pos + 4 > size:
-        raise _bad(where, f"table at byte {pos} is misaligned or past the end of {size} bytes")
-    vtable = pos - I32.unpack_from(buf, pos)[0]
-    if vtable % 2 or vtable < 0 or vtable + 4 > size:
-        raise _bad(where, f"vtable at byte {vtable} is misaligned or outside the {size} bytes")
-    vsize = U16.unpack_from(buf, vtable)[0]
-    if vsize % 2 or vsize < 4 or vtable + vsize > size:
-        raise _bad(where, f"vtable of {vsize} bytes at byte {vtable} is malformed or cut off")
-    present = min(slots, (vsize - 4) // 2)
-    fields = [0] * slots
-    for slot, offset in enumerate(_SLOTS[present].unpack_from(buf, vtable + 4)):
-        if offset:
-            field = fields[slot] = pos + offset
-            if field % 4 or field + 4 > size:
-                raise _bad(where, f"field {slot} at byte {field} is misaligned or past the end")
-    return fields
-
-
-def _follow(buf: memoryview, field: int, size: int, where: Where) -> int:
-    """Where the 4-byte offset at ``field`` points, checked to lie inside the buffer."""
-    offset: int = _U32(buf, field)[0]
-    target = field + offset
-    if offset == 0 or offset >= 2**31 or target >= size:
-        raise _bad(where, f"offset {offset} at byte {field} points outside the {size} bytes")
-    return target
-
-
-def _vector_at(buf: memoryview, field: int, size: int, item: int, where: Where) -> tuple[int, int]:
-    """(start, count) of the vector of ``item``-byte elements the offset at ``field`` points
-    to, both checked to lie inside the buffer."""
-    offset: int = _U32(buf, field)[0]
-    pos = field + offset
-    if offset == 0 or offset >= 2**31 or pos >= size:
-        raise _bad(where, f"offset {offset} at byte {field} points outside the {size} bytes")
-    start = pos + 4
-    if pos % 4 or start > size or start % item:
-        raise _bad(where, f"vector at byte {pos} is misaligned or past the end of {size} bytes")
-    count: int = _U32(buf, pos)[0]
-    if count * item > size - start:
-        raise _bad(where, f"vector of {count} x {item} bytes at byte {start} runs past the end "
-                   f"({size})")  # fmt: skip
-    return start, count
-
-
-def _string(buf: memoryview, field: int, size: int, where: Where) -> tuple[int, int]:
-    """(start, length) of the NUL-terminated string the offset at ``field`` points to."""
-    start, length = _vector_at(buf, field, size, 1, where)
-    if start + length >= size or buf[start + length] != 0:
-        raise _bad(where, "string is not NUL-terminated inside the buffer")
-    return start, length
 
 
 def _bad(where: Where, what: str) -> InvalidArgument:
