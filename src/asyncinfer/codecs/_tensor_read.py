@@ -9,12 +9,13 @@ dimensions >= 0, and exactly product(shape) * element size bytes of data. One pa
 and the data is never copied: each array is a read-only view of the buffer.
 
 This runs once per received message on the event loop, so it is written for speed. The walk
-notes how far into the buffer it read (its *header*: everything but the data vectors' bytes,
-which no check looks at), and the layout it found (name, dtype, offset, shape of each tensor)
-is kept in a small LRU cache under the exact header bytes and the buffer's size. A message
-whose size and header are byte-identical to one already verified would walk the same path to
-the same layout, so it skips the walk: it costs one copy of its header (a few hundred bytes)
-to look up and one ``np.frombuffer`` per tensor. Any other message is walked in full.
+notes which bytes it read (the *header*: every table, offset, string, shape and vector length,
+never the bytes of a data vector, which no check looks at), and the layout it found (name,
+dtype, offset and shape of each tensor) is kept in a small LRU cache under the buffer's size,
+the header's place and the header's exact bytes. A message of that size with byte-identical
+bytes in those places would walk the same path to the same layout, so it skips the walk: it
+costs one copy of its header (a few hundred bytes) to look it up and one ``np.frombuffer`` per
+tensor. Any other message is walked in full.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ Where = tuple[int | None, str | None, str | None]
 #: Per tensor: name, dtype, element count, offset of the data, shape (None: 1-D, ``(count,)``).
 Layout = tuple[tuple[str, np.dtype[Any], int, int, tuple[int, ...] | None], ...]
 
-#: Layouts kept, and the longest header kept (a header is copied for each lookup).
+#: Layouts kept, and the most header bytes kept for one (a header is copied for each lookup).
 CACHE_ENTRIES = 64
 MAX_CACHED_HEADER = 16 << 10
+# Read places this close together, with no data vector between them, are kept as one piece of
+# the header: fewer, longer pieces. The bytes between them (padding) are compared too, which
+# only makes a key stricter; data bytes never are, so that new data finds the layout.
+_JOIN_GAP = 64
 
 _KNOWN = ", ".join(name for name in DATATYPES if name != BYTES)
 _BY_WIRE = {dt.wire.encode(): dt for dt in DATATYPES.values() if dt.wire != BYTES}
@@ -53,21 +58,23 @@ _ROOT: Where = (None, None, "root")
 _MESSAGE: Where = (None, None, "TensorMessage")
 _TENSORS: Where = (None, None, "tensors")
 
-# (size, header bytes) -> layout, least recently used first. Decoding runs on the event loop
-# and in client threads alike, so updates hold the lock; a lookup is one dict read.
-_layouts: OrderedDict[tuple[int, bytes], Layout] = OrderedDict()
-# size -> length of the header cached last for a message of that size: where to cut the key.
-# Only a hint (a wrong one costs a walk), with one entry per cached layout at most.
-_header_lengths: dict[int, int] = {}
+#: Where a header lies in a buffer: (start, end) pieces, in order, disjoint.
+Cut = tuple[tuple[int, int], ...]
+# (size, cut, header bytes) -> layout, least recently used first. Decoding runs on the event
+# loop and in client threads alike, so updates hold the lock; a lookup is one dict read.
+_layouts: OrderedDict[tuple[int, Cut, bytes], Layout] = OrderedDict()
+# size -> the cut of the layout cached last for a message of that size: where to look. Only a
+# hint (a wrong one costs a walk); one entry per cached layout at most.
+_cuts: dict[int, Cut] = {}
 _lock = threading.Lock()
 
 
 def read_tensors(buf: memoryview) -> Arrays:
     """The tensors of the message in ``buf``, by name, as views over ``buf``."""
     size = len(buf)
-    end = _header_lengths.get(size)
-    if end is not None:
-        key = (size, bytes(buf[:end]))
+    cut = _cuts.get(size)
+    if cut is not None:
+        key = (size, cut, _header(buf, cut))
         layout = _layouts.get(key)
         if layout is not None:
             with _lock:
@@ -76,10 +83,11 @@ def read_tensors(buf: memoryview) -> Arrays:
             return _views(buf, layout)
     walk = _Walk(buf)
     layout = walk.message()
+    cut = walk.cut()
     # Only an immutable buffer's header is kept: one that could change while it is walked
     # could be filed under bytes the walk never saw.
-    if walk.reach <= MAX_CACHED_HEADER and type(buf.obj) is bytes:
-        _remember(size, bytes(buf[: walk.reach]), layout)
+    if sum(end - start for start, end in cut) <= MAX_CACHED_HEADER and type(buf.obj) is bytes:
+        _remember((size, cut, _header(buf, cut)), layout)
     return _views(buf, layout)
 
 
@@ -87,7 +95,14 @@ def clear_cache() -> None:
     """Forget every verified layout (tests)."""
     with _lock:
         _layouts.clear()
-        _header_lengths.clear()
+        _cuts.clear()
+
+
+def _header(buf: memoryview, cut: Cut) -> bytes:
+    if len(cut) == 1:
+        ((start, end),) = cut
+        return bytes(buf[start:end])
+    return b"".join([buf[start:end] for start, end in cut])
 
 
 def _views(buf: memoryview, layout: Layout) -> Arrays:
@@ -98,26 +113,47 @@ def _views(buf: memoryview, layout: Layout) -> Arrays:
     return arrays
 
 
-def _remember(size: int, header: bytes, layout: Layout) -> None:
+def _remember(key: tuple[int, Cut, bytes], layout: Layout) -> None:
     with _lock:
-        _layouts[size, header] = layout
-        _layouts.move_to_end((size, header))
-        _header_lengths[size] = len(header)
+        _layouts[key] = layout
+        _layouts.move_to_end(key)
+        _cuts[key[0]] = key[1]
         while len(_layouts) > CACHE_ENTRIES:
-            (old_size, old_header), _ = _layouts.popitem(last=False)
-            if _header_lengths.get(old_size) == len(old_header):
-                del _header_lengths[old_size]
+            (size, cut, _), _ = _layouts.popitem(last=False)
+            if _cuts.get(size) == cut:
+                del _cuts[size]
 
 
 class _Walk:
-    """One verifying pass over a message; ``reach`` is the end of the furthest byte it read."""
+    """One verifying pass over a message: ``read`` holds every (start, end) of bytes it read,
+    ``data`` every data vector's (start, end), which it did not read."""
 
-    __slots__ = ("buf", "reach", "size")
+    __slots__ = ("buf", "data", "read", "size")
 
     def __init__(self, buf: memoryview) -> None:
         self.buf = buf
         self.size = len(buf)
-        self.reach = 0
+        self.read: list[tuple[int, int]] = []
+        self.data: list[tuple[int, int]] = []
+
+    def cut(self) -> Cut:
+        """Every place read, in order: overlapping ones joined, and nearby ones when no data
+        vector lies between them."""
+        places = sorted([(*place, False) for place in self.read] +
+                        [(*place, True) for place in self.data])  # fmt: skip
+        pieces: list[tuple[int, int]] = []
+        data_end = -1  # the furthest end of the data vectors that start before this place
+        for start, end, is_data in places:
+            if is_data:
+                data_end = max(data_end, end)
+                continue
+            if pieces:
+                last_start, last_end = pieces[-1]
+                if start <= last_end or (start - last_end <= _JOIN_GAP and data_end <= last_end):
+                    pieces[-1] = (last_start, max(last_end, end))
+                    continue
+            pieces.append((start, end))
+        return tuple(pieces)
 
     def message(self) -> Layout:
         buf, size = self.buf, self.size
@@ -126,7 +162,7 @@ class _Walk:
                        "least 8 (root offset, file identifier)")  # fmt: skip
         if size > MAX_BUFFER:
             raise _bad((None, None, "buffer"), f"has {size} bytes; at most {MAX_BUFFER} fit")
-        self.reach = 8
+        self.read.append((0, 8))
         if buf[4:8] != IDENTIFIER:
             raise _bad((None, None, "buffer"), f"has file identifier {bytes(buf[4:8])!r}; a "
                        f"TensorMessage has {IDENTIFIER!r}")  # fmt: skip
@@ -168,6 +204,7 @@ class _Walk:
         shape = self.shape(fields[2], (index, name, "shape"))
         where: Where = (index, name, "data")
         start, length = self.vector_at(fields[3], 1, where)  # reads its length, not its bytes
+        self.data.append((start, start + length))
         elements = math.prod(shape)
         if length != elements * datatype.itemsize:
             raise _bad(where, f"has {length} bytes; shape {list(shape)} of {datatype.wire} "
@@ -178,7 +215,7 @@ class _Walk:
         start, dims = self.vector_at(field, 8, where)
         if dims > MAX_DIMS:
             raise _bad(where, f"has {dims} dimensions; at most {MAX_DIMS} are supported")
-        self.reach = max(self.reach, start + 8 * dims)
+        self.read.append((start, start + 8 * dims))
         shape: tuple[int, ...] = _SHAPES[dims].unpack_from(self.buf, start)
         if dims and min(shape) < 0:
             raise _bad(where, f"is {list(shape)}; dimensions must be >= 0")
@@ -196,7 +233,7 @@ class _Walk:
         if vsize % 2 or vsize < 4 or vtable + vsize > size:
             raise _bad(where, f"vtable of {vsize} bytes at byte {vtable} is malformed or cut off")
         present = min(slots, (vsize - 4) // 2)
-        self.reach = max(self.reach, pos + 4, vtable + 4 + 2 * present)
+        self.read += ((pos, pos + 4), (vtable, vtable + 4 + 2 * present))
         fields = [0] * slots
         for slot, offset in enumerate(_SLOTS[present].unpack_from(buf, vtable + 4)):
             if offset:
@@ -208,7 +245,7 @@ class _Walk:
     def follow(self, field: int, where: Where) -> int:
         """Where the 4-byte offset at ``field`` points, checked to lie inside the buffer."""
         offset: int = _U32(self.buf, field)[0]
-        self.reach = max(self.reach, field + 4)
+        self.read.append((field, field + 4))
         target = field + offset
         if offset == 0 or offset >= 2**31 or target >= self.size:
             raise _bad(where, f"offset {offset} at byte {field} points outside the {self.size} "
@@ -223,7 +260,7 @@ class _Walk:
         start = pos + 4
         if pos % 4 or start > size or start % item:
             raise _bad(where, f"vector at byte {pos} is misaligned or past the end of {size} bytes")
-        self.reach = max(self.reach, start)
+        self.read.append((pos, start))
         count: int = _U32(self.buf, pos)[0]
         if count * item > size - start:
             raise _bad(where, f"vector of {count} x {item} bytes at byte {start} runs past the "
@@ -235,7 +272,7 @@ class _Walk:
         start, length = self.vector_at(field, 1, where)
         if start + length >= self.size or self.buf[start + length] != 0:
             raise _bad(where, "string is not NUL-terminated inside the buffer")
-        self.reach = max(self.reach, start + length + 1)
+        self.read.append((start, start + length + 1))
         return start, length
 
 
