@@ -8,6 +8,10 @@ data vectors follow, each on a 64-byte boundary. The result is a list of pieces,
 own memory among them, that the payload codec joins into the message: the only write of the
 data.
 
+Everything but the data depends only on each tensor's name, dtype and shape, so the pieces
+between the data vectors are kept in a small LRU cache under exactly those: a reply of the
+same names, dtypes and shapes as one before costs a dict lookup and a check of each array.
+
 Layout, offsets from the start of the buffer::
 
     0   root offset -> ROOT          4   file identifier "AITM"
@@ -20,19 +24,25 @@ Layout, offsets from the start of the buffer::
 
 from __future__ import annotations
 
+import math
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, DATATYPES, from_numpy
+from ..datatypes import BYTES, DATATYPES, Datatype, from_numpy
 from ..errors import UsageError
 from ._tensor_layout import DATA_ALIGNMENT, IDENTIFIER, MAX_BUFFER, MAX_DIMS
 from .base import BytesLike
 
 __all__ = ["write_tensors"]
+
+#: Frames kept (one per distinct tuple of names, dtypes and shapes).
+CACHE_ENTRIES = 64
 
 _ROOT_VTABLE, _TENSOR_VTABLE, _ROOT = 8, 16, 28
 _TENSORS = 36
@@ -54,17 +64,87 @@ _DATATYPE_BLOCKS = {
 }
 
 
+# Per tensor: name, dtype and shape as given.
+Key = tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]
+
+
+class _Frame:
+    """A message's pieces around its data: ``heads[i]`` goes before tensor i's data (the first
+    holds the whole header); per tensor, the dtype its data is sent as, and whether an array
+    of the given dtype and shape is already what is sent (1-D uint8: no view needed)."""
+
+    __slots__ = ("as_is", "dtypes", "heads")
+
+    def __init__(self, heads: list[bytes], dtypes: list[np.dtype[Any]], as_is: list[bool]):
+        self.heads, self.dtypes, self.as_is = heads, dtypes, as_is
+
+
+# Key -> frame, least recently used first; updates hold the lock (client threads encode too).
+_frames: OrderedDict[Key, _Frame] = OrderedDict()
+_lock = threading.Lock()
+_U8 = np.dtype(np.uint8)
+
+
 def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
     """The pieces of the message holding ``tensors`` (name -> array), in order."""
-    count = len(tensors)
+    arrays = []
+    key = []
+    exact = True  # a str subclass may compare equal to a str and encode differently
+    for name, value in tensors.items():
+        array = value if type(value) is np.ndarray else np.asarray(value)
+        arrays.append(array)
+        key.append((name, array.dtype, array.shape))
+        exact = exact and type(name) is str
+    frozen: Key = tuple(key)
+    frame = _frames.get(frozen) if exact else None
+    if frame is None:
+        frame = _frame(frozen)
+        if exact:
+            _remember(frozen, frame)
+    else:
+        with _lock:
+            if frozen in _frames:
+                _frames.move_to_end(frozen)
+    if not arrays:
+        return [frame.heads[0]]
+    pieces: list[BytesLike] = []
+    for head, array, dtype, as_is in zip(
+        frame.heads, arrays, frame.dtypes, frame.as_is, strict=True
+    ):
+        pieces.append(head)
+        if not array.flags.c_contiguous or array.dtype != dtype:
+            array = np.ascontiguousarray(array, dtype=dtype)  # the one copy, only if needed
+        # A view: bytes of any dtype, bfloat16 included.
+        pieces.append(array if as_is else array.reshape(-1).view(np.uint8))
+    return pieces
+
+
+def clear_cache() -> None:
+    """Forget every frame (tests)."""
+    with _lock:
+        _frames.clear()
+
+
+def _remember(key: Key, frame: _Frame) -> None:
+    with _lock:
+        _frames[key] = frame
+        _frames.move_to_end(key)
+        while len(_frames) > CACHE_ENTRIES:
+            _frames.popitem(last=False)
+
+
+def _frame(key: Key) -> _Frame:
+    """Lay out the header and the gaps for tensors of these names, dtypes and shapes."""
+    count = len(key)
     tables = _TENSORS + 4 + 4 * count
     pos = tables + _TABLE_BYTES * count  # names, datatypes and shapes follow the tables
     words: list[int] = [count]  # the tensors vector, then each table, as uint32 words
     words += (tables + _TABLE_BYTES * i - (_TENSORS + 4 + 4 * i) for i in range(count))
     blocks: list[bytes] = []
-    arrays = []
-    for index, (name, value) in enumerate(tensors.items()):
-        name_block, datatype_block, shape_block, data = _prepare(name, value)
+    sizes = []
+    dtypes = []
+    for index, (name, dtype, shape) in enumerate(key):
+        name_block, datatype_block, shape_block, datatype = _prepare(name, dtype, shape)
         table = tables + _TABLE_BYTES * index
         name_at = pos
         datatype_at = name_at + len(name_block)
@@ -77,49 +157,44 @@ def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
         pos = shape_at + len(shape_block)
         words += (table - _TENSOR_VTABLE, name_at - table - 4, datatype_at - table - 8,
                   shape_at - table - 12, 0)  # fmt: skip
-        arrays.append(data)
-    return _with_data(words, blocks, arrays, pos)
+        sizes.append(math.prod(shape) * datatype.itemsize)
+        dtypes.append(datatype.dtype)
+    heads = _with_data(words, blocks, sizes, pos)
+    as_is = [dtype == _U8 and len(shape) == 1 for _, dtype, shape in key]
+    return _Frame(heads, dtypes, as_is)
 
 
-def _with_data(
-    words: list[int], blocks: list[bytes], arrays: list[npt.NDArray[Any]], end: int
-) -> list[BytesLike]:
-    """Place each data vector on its boundary after the header; the message's pieces."""
+def _with_data(words: list[int], blocks: list[bytes], sizes: list[int], end: int) -> list[bytes]:
+    """Place each data vector (of ``sizes`` bytes) on its boundary after the header; the pieces
+    before each one (the first with the header), or the header alone when there is none."""
     gaps = []
-    for index, data in enumerate(arrays):
+    for index, nbytes in enumerate(sizes):
         start = -(-(end + 4) // DATA_ALIGNMENT) * DATA_ALIGNMENT
-        field = _TENSORS + 4 + 4 * len(arrays) + _TABLE_BYTES * index + 16
-        words[1 + len(arrays) + 5 * index + 4] = start - 4 - field
-        gaps.append(bytes(start - 4 - end) + _LENGTH.pack(data.nbytes))
-        end = start + data.nbytes
+        field = _TENSORS + 4 + 4 * len(sizes) + _TABLE_BYTES * index + 16
+        words[1 + len(sizes) + 5 * index + 4] = start - 4 - field
+        gaps.append(bytes(start - 4 - end) + _LENGTH.pack(nbytes))
+        end = start + nbytes
     if end > MAX_BUFFER:
         raise UsageError(f"the tensors need {end} bytes; a FlatBuffer holds at most {MAX_BUFFER}")
-    header = [_PREAMBLE, struct.pack(f"<{len(words)}I", *words), *blocks]
-    if not arrays:
-        return [b"".join(header)]
-    pieces: list[BytesLike] = [b"".join([*header, gaps[0]]), arrays[0]]
-    for gap, data in zip(gaps[1:], arrays[1:], strict=True):
-        pieces += (gap, data)
-    return pieces
+    header = b"".join([_PREAMBLE, struct.pack(f"<{len(words)}I", *words), *blocks])
+    return [header + gaps[0], *gaps[1:]] if gaps else [header]
 
 
-def _prepare(name: str, value: npt.ArrayLike) -> tuple[bytes, bytes, bytes, Any]:
-    """A tensor's name, datatype and shape blocks and its data as a uint8 view."""
-    array = value if type(value) is np.ndarray else np.asarray(value)
-    datatype = from_numpy(array.dtype)
+def _prepare(
+    name: str, dtype: np.dtype[Any], shape: tuple[int, ...]
+) -> tuple[bytes, bytes, bytes, Datatype]:
+    """A tensor's name, datatype and shape blocks, and the datatype it is sent as."""
+    datatype = from_numpy(dtype)
     if datatype is None or datatype.wire == BYTES:
         raise UsageError(
-            f"tensor {name!r} has dtype {array.dtype}; the FlatBuffers tensor message carries "
+            f"tensor {name!r} has dtype {dtype}; the FlatBuffers tensor message carries "
             "fixed-size datatypes (bool, ints, floats, bfloat16), not strings or objects"
         )
     if not name:
         raise UsageError("tensor names must not be empty")
-    if array.ndim > MAX_DIMS:
-        raise UsageError(f"tensor {name!r} has {array.ndim} dimensions; at most {MAX_DIMS}")
-    if array.dtype != datatype.dtype or not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array, dtype=datatype.dtype)  # the one copy, only if needed
+    if len(shape) > MAX_DIMS:
+        raise UsageError(f"tensor {name!r} has {len(shape)} dimensions; at most {MAX_DIMS}")
     encoded = name.encode()
     name_block = _LENGTH.pack(len(encoded)) + encoded + _PADS[len(encoded) % 4]
-    shape_block = _SHAPES[array.ndim].pack(array.ndim, *array.shape)
-    data = array.reshape(-1).view(np.uint8)  # a view: bytes of any dtype, bfloat16 included
-    return name_block, _DATATYPE_BLOCKS[datatype.wire], shape_block, data
+    shape_block = _SHAPES[len(shape)].pack(len(shape), *shape)
+    return name_block, _DATATYPE_BLOCKS[datatype.wire], shape_block, datatype
