@@ -61,7 +61,8 @@ _TENSORS: Where = (None, None, "tensors")
 #: Where a header lies in a buffer: (start, end) pieces, in order, disjoint.
 Cut = tuple[tuple[int, int], ...]
 # (size, cut, header bytes) -> layout, least recently used first. Decoding runs on the event
-# loop and in client threads alike, so updates hold the lock; a lookup is one dict read.
+# loop and in client threads alike, so insertions hold the lock; a hit reads the dict and moves
+# its entry to the end, each atomic.
 _layouts: OrderedDict[tuple[int, Cut, bytes], Layout] = OrderedDict()
 # size -> the cut of the layout cached last for a message of that size: where to look. Only a
 # hint (a wrong one costs a walk); one entry per cached layout at most.
@@ -77,9 +78,10 @@ def read_tensors(buf: memoryview) -> Arrays:
         key = (size, cut, _header(buf, cut))
         layout = _layouts.get(key)
         if layout is not None:
-            with _lock:
-                if key in _layouts:
-                    _layouts.move_to_end(key)
+            try:  # noqa: SIM105 (contextlib.suppress costs more per hit)
+                _layouts.move_to_end(key)
+            except KeyError:  # another thread evicted it just now
+                pass
             return _views(buf, layout)
     walk = _Walk(buf)
     layout = walk.message()
@@ -108,7 +110,7 @@ def _header(buf: memoryview, cut: Cut) -> bytes:
 def _views(buf: memoryview, layout: Layout) -> Arrays:
     arrays: Arrays = {}
     for name, dtype, count, offset, shape in layout:
-        array = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+        array = np.frombuffer(buf, dtype, count, offset)  # positional: keywords cost more
         arrays[name] = array if shape is None else array.reshape(shape)
     return arrays
 

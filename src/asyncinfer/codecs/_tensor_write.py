@@ -68,19 +68,14 @@ _DATATYPE_BLOCKS = {
 Key = tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]
 
 
-class _Frame:
-    """A message's pieces around its data: ``heads[i]`` goes before tensor i's data (the first
-    holds the whole header); per tensor, the dtype its data is sent as, and whether an array
-    of the given dtype and shape is already what is sent (1-D uint8: no view needed)."""
+# What a message's frame holds for each tensor, in order: the bytes that go before its data
+# (the first tensor's hold the whole header), the dtype its data is sent as, and whether an
+# array of the given dtype and shape is already what is sent (1-D uint8: no view needed).
+Frame = tuple[tuple[bytes, np.dtype[Any], bool], ...]
 
-    __slots__ = ("as_is", "dtypes", "heads")
-
-    def __init__(self, heads: list[bytes], dtypes: list[np.dtype[Any]], as_is: list[bool]):
-        self.heads, self.dtypes, self.as_is = heads, dtypes, as_is
-
-
-# Key -> frame, least recently used first; updates hold the lock (client threads encode too).
-_frames: OrderedDict[Key, _Frame] = OrderedDict()
+# Key -> frame, least recently used first. Updates hold the lock (client threads encode too);
+# a hit only moves its entry to the end, which is atomic.
+_frames: OrderedDict[Key, tuple[Frame, bytes]] = OrderedDict()
 _lock = threading.Lock()
 _U8 = np.dtype(np.uint8)
 
@@ -96,26 +91,25 @@ def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
         key.append((name, array.dtype, array.shape))
         exact = exact and type(name) is str
     frozen: Key = tuple(key)
-    frame = _frames.get(frozen) if exact else None
-    if frame is None:
-        frame = _frame(frozen)
+    cached = _frames.get(frozen) if exact else None
+    if cached is None:
+        cached = _frame(frozen)
         if exact:
-            _remember(frozen, frame)
+            _remember(frozen, cached)
     else:
-        with _lock:
-            if frozen in _frames:
-                _frames.move_to_end(frozen)
+        try:  # noqa: SIM105 (contextlib.suppress costs more per hit)
+            _frames.move_to_end(frozen)
+        except KeyError:  # another thread evicted it just now
+            pass
+    frame, header = cached
     if not arrays:
-        return [frame.heads[0]]
+        return [header]
     pieces: list[BytesLike] = []
-    for head, array, dtype, as_is in zip(
-        frame.heads, arrays, frame.dtypes, frame.as_is, strict=True
-    ):
-        pieces.append(head)
-        if not array.flags.c_contiguous or array.dtype != dtype:
+    for (head, dtype, as_is), array in zip(frame, arrays, strict=True):
+        if (array.dtype is not dtype and array.dtype != dtype) or not array.flags.c_contiguous:
             array = np.ascontiguousarray(array, dtype=dtype)  # the one copy, only if needed
         # A view: bytes of any dtype, bfloat16 included.
-        pieces.append(array if as_is else array.reshape(-1).view(np.uint8))
+        pieces += (head, array if as_is else array.reshape(-1).view(np.uint8))
     return pieces
 
 
@@ -125,7 +119,7 @@ def clear_cache() -> None:
         _frames.clear()
 
 
-def _remember(key: Key, frame: _Frame) -> None:
+def _remember(key: Key, frame: tuple[Frame, bytes]) -> None:
     with _lock:
         _frames[key] = frame
         _frames.move_to_end(key)
@@ -133,7 +127,7 @@ def _remember(key: Key, frame: _Frame) -> None:
             _frames.popitem(last=False)
 
 
-def _frame(key: Key) -> _Frame:
+def _frame(key: Key) -> tuple[Frame, bytes]:
     """Lay out the header and the gaps for tensors of these names, dtypes and shapes."""
     count = len(key)
     tables = _TENSORS + 4 + 4 * count
@@ -161,7 +155,7 @@ def _frame(key: Key) -> _Frame:
         dtypes.append(datatype.dtype)
     heads = _with_data(words, blocks, sizes, pos)
     as_is = [dtype == _U8 and len(shape) == 1 for _, dtype, shape in key]
-    return _Frame(heads, dtypes, as_is)
+    return tuple(zip(heads, dtypes, as_is, strict=True)) if key else (), heads[0]
 
 
 def _with_data(words: list[int], blocks: list[bytes], sizes: list[int], end: int) -> list[bytes]:
