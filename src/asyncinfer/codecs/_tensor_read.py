@@ -70,27 +70,30 @@ _cuts: dict[int, Cut] = {}
 _lock = threading.Lock()
 
 
-def read_tensors(buf: memoryview) -> Arrays:
-    """The tensors of the message in ``buf``, by name, as views over ``buf``."""
-    size = len(buf)
+def read_tensors(buf: bytes | memoryview, start: int = 0) -> Arrays:
+    """The tensors of the message in ``buf[start:]``, by name, as views over ``buf``."""
+    if type(buf) is not bytes and type(buf) is not memoryview:
+        buf = memoryview(buf)
+    size = len(buf) - start
     cut = _cuts.get(size)
     if cut is not None:
-        key = (size, cut, _header(buf, cut))
+        key = (size, cut, _header(buf, start, cut))
         layout = _layouts.get(key)
         if layout is not None:
             try:  # noqa: SIM105 (contextlib.suppress costs more per hit)
                 _layouts.move_to_end(key)
             except KeyError:  # another thread evicted it just now
                 pass
-            return _views(buf, layout)
-    walk = _Walk(buf)
+            return _views(buf, start, layout)
+    view = memoryview(buf)[start:]
+    walk = _Walk(view)
     layout = walk.message()
     cut = walk.cut()
     # Only an immutable buffer's header is kept: one that could change while it is walked
     # could be filed under bytes the walk never saw.
-    if sum(end - start for start, end in cut) <= MAX_CACHED_HEADER and type(buf.obj) is bytes:
-        _remember((size, cut, _header(buf, cut)), layout)
-    return _views(buf, layout)
+    if sum(b - a for a, b in cut) <= MAX_CACHED_HEADER and type(view.obj) is bytes:
+        _remember((size, cut, _header(view, 0, cut)), layout)
+    return _views(buf, start, layout)
 
 
 def clear_cache() -> None:
@@ -100,17 +103,19 @@ def clear_cache() -> None:
         _cuts.clear()
 
 
-def _header(buf: memoryview, cut: Cut) -> bytes:
+def _header(buf: bytes | memoryview, at: int, cut: Cut) -> bytes:
+    """The bytes of the header that ``cut`` places in the message at ``buf[at:]``."""
     if len(cut) == 1:
         ((start, end),) = cut
-        return bytes(buf[start:end])
-    return b"".join([buf[start:end] for start, end in cut])
+        piece = buf[at + start : at + end]
+        return piece if type(piece) is bytes else bytes(piece)
+    return b"".join([buf[at + start : at + end] for start, end in cut])
 
 
-def _views(buf: memoryview, layout: Layout) -> Arrays:
+def _views(buf: bytes | memoryview, at: int, layout: Layout) -> Arrays:
     arrays: Arrays = {}
     for name, dtype, count, offset, shape in layout:
-        array = np.frombuffer(buf, dtype, count, offset)  # positional: keywords cost more
+        array = np.frombuffer(buf, dtype, count, at + offset)  # positional: keywords cost more
         arrays[name] = array if shape is None else array.reshape(shape)
     return arrays
 

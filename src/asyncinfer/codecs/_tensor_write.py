@@ -38,8 +38,9 @@ from ..datatypes import BYTES, DATATYPES, Datatype, from_numpy
 from ..errors import UsageError
 from ._tensor_layout import DATA_ALIGNMENT, IDENTIFIER, MAX_BUFFER, MAX_DIMS
 from .base import BytesLike
+from .payload import framing
 
-__all__ = ["write_tensors"]
+__all__ = ["write_message", "write_tensors"]
 
 #: Frames kept (one per distinct tuple of names, dtypes and shapes).
 CACHE_ENTRIES = 64
@@ -73,15 +74,48 @@ Key = tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]
 # array of the given dtype and shape is already what is sent (1-D uint8: no view needed).
 Frame = tuple[tuple[bytes, np.dtype[Any], bool], ...]
 
-# Key -> frame, least recently used first. Updates hold the lock (client threads encode too);
+
+class _Entry:
+    """A cached frame, the header alone, the payload's size, and the first piece with the
+    carrier message's key and length in front, by key."""
+
+    __slots__ = ("frame", "framed", "header", "size")
+
+    def __init__(self, frame: Frame, header: bytes, size: int) -> None:
+        self.frame, self.header, self.size = frame, header, size
+        self.framed: dict[bytes, bytes] = {}
+
+
+# Key -> entry, least recently used first. Updates hold the lock (client threads encode too);
 # a hit only moves its entry to the end, which is atomic.
-_frames: OrderedDict[Key, tuple[Frame, bytes]] = OrderedDict()
+_frames: OrderedDict[Key, _Entry] = OrderedDict()
 _lock = threading.Lock()
 _U8 = np.dtype(np.uint8)
 
 
 def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
     """The pieces of the message holding ``tensors`` (name -> array), in order."""
+    entry, arrays = _entry(tensors)
+    if not arrays:
+        return [entry.header]
+    return _pieces(entry.frame, arrays, entry.frame[0][0])
+
+
+def write_message(tensors: Mapping[str, npt.ArrayLike], tag: bytes) -> bytes:
+    """The whole carrier message: ``tag``, the payload's length (payload.framing), then the
+    message holding ``tensors``; its one write of the data."""
+    entry, arrays = _entry(tensors)
+    first = entry.framed.get(tag)
+    if first is None:
+        first = entry.framed[tag] = framing(tag, entry.size) + (
+            entry.frame[0][0] if arrays else entry.header
+        )
+    if not arrays:
+        return first
+    return b"".join(_pieces(entry.frame, arrays, first))  # type: ignore[arg-type]  # ndarrays are buffers
+
+
+def _entry(tensors: Mapping[str, npt.ArrayLike]) -> tuple[_Entry, list[npt.NDArray[Any]]]:
     arrays = []
     key = []
     exact = True  # a str subclass may compare equal to a str and encode differently
@@ -91,25 +125,28 @@ def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
         key.append((name, array.dtype, array.shape))
         exact = exact and type(name) is str
     frozen: Key = tuple(key)
-    cached = _frames.get(frozen) if exact else None
-    if cached is None:
-        cached = _frame(frozen)
+    entry = _frames.get(frozen) if exact else None
+    if entry is None:
+        entry = _frame(frozen)
         if exact:
-            _remember(frozen, cached)
+            _remember(frozen, entry)
     else:
         try:  # noqa: SIM105 (contextlib.suppress costs more per hit)
             _frames.move_to_end(frozen)
         except KeyError:  # another thread evicted it just now
             pass
-    frame, header = cached
-    if not arrays:
-        return [header]
+    return entry, arrays
+
+
+def _pieces(frame: Frame, arrays: list[npt.NDArray[Any]], first: bytes) -> list[BytesLike]:
+    """``first``, then each array's data and the bytes before the next."""
     pieces: list[BytesLike] = []
     for (head, dtype, as_is), array in zip(frame, arrays, strict=True):
         if (array.dtype is not dtype and array.dtype != dtype) or not array.flags.c_contiguous:
             array = np.ascontiguousarray(array, dtype=dtype)  # the one copy, only if needed
         # A view: bytes of any dtype, bfloat16 included.
         pieces += (head, array if as_is else array.reshape(-1).view(np.uint8))
+    pieces[0] = first
     return pieces
 
 
@@ -119,7 +156,7 @@ def clear_cache() -> None:
         _frames.clear()
 
 
-def _remember(key: Key, frame: tuple[Frame, bytes]) -> None:
+def _remember(key: Key, frame: _Entry) -> None:
     with _lock:
         _frames[key] = frame
         _frames.move_to_end(key)
@@ -127,7 +164,7 @@ def _remember(key: Key, frame: tuple[Frame, bytes]) -> None:
             _frames.popitem(last=False)
 
 
-def _frame(key: Key) -> tuple[Frame, bytes]:
+def _frame(key: Key) -> _Entry:
     """Lay out the header and the gaps for tensors of these names, dtypes and shapes."""
     count = len(key)
     tables = _TENSORS + 4 + 4 * count
@@ -153,14 +190,18 @@ def _frame(key: Key) -> tuple[Frame, bytes]:
                   shape_at - table - 12, 0)  # fmt: skip
         sizes.append(math.prod(shape) * datatype.itemsize)
         dtypes.append(datatype.dtype)
-    heads = _with_data(words, blocks, sizes, pos)
+    heads, size = _with_data(words, blocks, sizes, pos)
     as_is = [dtype == _U8 and len(shape) == 1 for _, dtype, shape in key]
-    return tuple(zip(heads, dtypes, as_is, strict=True)) if key else (), heads[0]
+    frame = tuple(zip(heads, dtypes, as_is, strict=True)) if key else ()
+    return _Entry(frame, heads[0], size)
 
 
-def _with_data(words: list[int], blocks: list[bytes], sizes: list[int], end: int) -> list[bytes]:
+def _with_data(
+    words: list[int], blocks: list[bytes], sizes: list[int], end: int
+) -> tuple[list[bytes], int]:
     """Place each data vector (of ``sizes`` bytes) on its boundary after the header; the pieces
-    before each one (the first with the header), or the header alone when there is none."""
+    before each one (the first with the header), or the header alone when there is none, and
+    the message's size."""
     gaps = []
     for index, nbytes in enumerate(sizes):
         start = -(-(end + 4) // DATA_ALIGNMENT) * DATA_ALIGNMENT
@@ -171,7 +212,7 @@ def _with_data(words: list[int], blocks: list[bytes], sizes: list[int], end: int
     if end > MAX_BUFFER:
         raise UsageError(f"the tensors need {end} bytes; a FlatBuffer holds at most {MAX_BUFFER}")
     header = b"".join([_PREAMBLE, struct.pack(f"<{len(words)}I", *words), *blocks])
-    return [header + gaps[0], *gaps[1:]] if gaps else [header]
+    return ([header + gaps[0], *gaps[1:]] if gaps else [header]), end
 
 
 def _prepare(

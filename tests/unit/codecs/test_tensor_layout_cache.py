@@ -13,10 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asyncinfer import codecs
 from asyncinfer.codecs import _tensor_read
 from asyncinfer.codecs._tensor_read import clear_cache, read_tensors
 from asyncinfer.codecs._tensor_write import write_tensors
 from asyncinfer.errors import InvalidArgument
+
+from ...codec_services import Blob
 
 
 @pytest.fixture(autouse=True)
@@ -236,3 +239,39 @@ def test_mutable_buffers_and_long_headers_are_not_cached() -> None:
     long_name = message(**{"n" * (_tensor_read.MAX_CACHED_HEADER + 1): np.zeros(3, "u1")})
     assert outcome(long_name)[0] == "ok"
     assert not _tensor_read._layouts
+
+
+FLAT = codecs.FLATBUFFERS.bind(Blob.DESCRIPTOR)
+
+
+def decoded(message: bytes | bytearray) -> tuple[str, Any]:
+    try:
+        arrays = FLAT.decode(message)  # type: ignore[arg-type]  # a bytearray, as bytes
+    except InvalidArgument as exc:
+        return "error", exc.message
+    return "ok", {name: (a.dtype.str, a.shape, a.tobytes()) for name, a in arrays.items()}
+
+
+def test_the_codec_reads_the_message_in_place_as_it_reads_the_payload() -> None:
+    ours = FLAT.encode({"a": np.arange(5, dtype="<i4"), "bb": np.ones((2, 2), "<f8")})
+    theirs = Blob(data=ours[8:]).SerializeToString()  # protobuf's framing: a 1-byte length
+    assert theirs != ours and theirs.endswith(ours[8:])
+    for cached in (False, True):
+        if not cached:
+            clear_cache()
+        expected = outcome(ours[8:])
+        assert expected[0] == "ok"
+        for message in (ours, theirs, bytearray(ours)):
+            got = decoded(message)
+            assert got == ("ok", {n: (d, s, data) for n, d, s, _, data in expected[1]})
+    arrays = FLAT.decode(ours)
+    assert not arrays["a"].flags.writeable
+    assert np.shares_memory(arrays["a"], np.frombuffer(ours, np.uint8))
+
+
+def test_bad_framing_is_refused_by_the_codec_cached_or_not() -> None:
+    ours = FLAT.encode({"x": np.zeros(4, "u1")})
+    FLAT.decode(ours)
+    for bad in (ours[:-1], ours + b"\x00", b"\x12" + ours[1:], ours[:8]):
+        with pytest.raises(InvalidArgument):
+            FLAT.decode(bad)

@@ -11,11 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from asyncinfer import codecs
 from asyncinfer.codecs import _tensor_write
 from asyncinfer.codecs._tensor_read import read_tensors
 from asyncinfer.codecs._tensor_write import clear_cache, write_tensors
 from asyncinfer.errors import UsageError
 
+from ...codec_services import Blob
+
+FLAT = codecs.FLATBUFFERS.bind(Blob.DESCRIPTOR)
+RAW = codecs.RAW.bind(Blob.DESCRIPTOR)
 DTYPES = ["?", "u1", "<u2", ">u4", "<u8", "i1", "<i2", "<i4", ">i8", "<f2", "<f4", ">f8"]
 
 
@@ -94,3 +99,15 @@ def test_the_cache_is_bounded() -> None:
         write_tensors({"x": np.zeros(n, "u1")})
     assert len(_tensor_write._frames) == _tensor_write.CACHE_ENTRIES
     assert (("x", np.dtype("u1"), (0,)),) not in _tensor_write._frames
+
+
+@settings(max_examples=100, deadline=None)
+@given(tensor_maps)
+def test_the_codec_writes_the_whole_message_as_the_payload_framing_would(
+    tensors: dict[str, np.ndarray],
+) -> None:
+    payload = cold(tensors)
+    for _ in range(2):  # cold, then from the cache
+        message = FLAT.encode(tensors)
+        assert message == RAW.encode(payload)  # the key and padded length, then the payload
+        assert Blob.FromString(message).data == payload
