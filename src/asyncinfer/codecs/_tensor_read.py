@@ -68,6 +68,11 @@ _layouts: OrderedDict[tuple[int, Cut, bytes], Layout] = OrderedDict()
 # hint (a wrong one costs a walk); one entry per cached layout at most.
 _cuts: dict[int, Cut] = {}
 _lock = threading.Lock()
+# Sizes of the messages walked once and not cached (at most SEEN_SIZES, then forgotten).
+_seen: dict[int, None] = {}
+SEEN_SIZES = 1024
+#: Cache a layout the first time its message's size is seen (tests), not the second.
+ADMIT_FIRST = False
 
 
 def read_tensors(buf: bytes | memoryview, start: int = 0) -> Arrays:
@@ -88,11 +93,12 @@ def read_tensors(buf: bytes | memoryview, start: int = 0) -> Arrays:
     view = memoryview(buf)[start:]
     walk = _Walk(view)
     layout = walk.message()
-    cut = walk.cut()
     # Only an immutable buffer's header is kept: one that could change while it is walked
     # could be filed under bytes the walk never saw.
-    if sum(b - a for a, b in cut) <= MAX_CACHED_HEADER and type(view.obj) is bytes:
-        _remember((size, cut, _header(view, 0, cut)), layout)
+    if type(view.obj) is bytes and _admit(size):
+        cut = walk.cut()
+        if sum(b - a for a, b in cut) <= MAX_CACHED_HEADER:
+            _remember((size, cut, _header(view, 0, cut)), layout)
     return _views(buf, start, layout)
 
 
@@ -101,6 +107,18 @@ def clear_cache() -> None:
     with _lock:
         _layouts.clear()
         _cuts.clear()
+        _seen.clear()
+
+
+def _admit(size: int) -> bool:
+    """Whether to cache the layout of a message of ``size`` bytes: not the first time that size
+    comes, so that messages of ever-new sizes pay only the walk."""
+    if ADMIT_FIRST or size in _seen:
+        return True
+    if len(_seen) >= SEEN_SIZES:
+        _seen.clear()
+    _seen[size] = None
+    return False
 
 
 def _header(buf: bytes | memoryview, at: int, cut: Cut) -> bytes:
@@ -146,20 +164,24 @@ class _Walk:
     def cut(self) -> Cut:
         """Every place read, in order: overlapping ones joined, and nearby ones when no data
         vector lies between them."""
-        places = sorted([(*place, False) for place in self.read] +
-                        [(*place, True) for place in self.data])  # fmt: skip
-        pieces: list[tuple[int, int]] = []
+        data = sorted(self.data)
+        taken, count = 0, len(data)
         data_end = -1  # the furthest end of the data vectors that start before this place
-        for start, end, is_data in places:
-            if is_data:
-                data_end = max(data_end, end)
-                continue
-            if pieces:
-                last_start, last_end = pieces[-1]
-                if start <= last_end or (start - last_end <= _JOIN_GAP and data_end <= last_end):
-                    pieces[-1] = (last_start, max(last_end, end))
-                    continue
-            pieces.append((start, end))
+        pieces: list[tuple[int, int]] = []
+        first, last = -1, -1
+        for start, end in sorted(self.read):
+            if start > last:
+                while taken < count and data[taken][0] < start:
+                    data_end = max(data_end, data[taken][1])
+                    taken += 1
+                if first < 0:
+                    first = start
+                elif start - last > _JOIN_GAP or data_end > last:
+                    pieces.append((first, last))
+                    first = start
+            last = max(last, end)
+        if first >= 0:
+            pieces.append((first, last))
         return tuple(pieces)
 
     def message(self) -> Layout:

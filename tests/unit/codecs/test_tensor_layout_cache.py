@@ -23,7 +23,8 @@ from ...codec_services import Blob
 
 
 @pytest.fixture(autouse=True)
-def _cold_cache() -> Iterator[None]:
+def _cold_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(_tensor_read, "ADMIT_FIRST", True)  # a layout is cached when first read
     clear_cache()
     yield
     clear_cache()
@@ -275,3 +276,13 @@ def test_bad_framing_is_refused_by_the_codec_cached_or_not() -> None:
     for bad in (ours[:-1], ours + b"\x00", b"\x12" + ours[1:], ours[:8]):
         with pytest.raises(InvalidArgument):
             FLAT.decode(bad)
+
+
+def test_a_layout_is_cached_the_second_time_its_size_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_tensor_read, "ADMIT_FIRST", False)
+    counted = walks(monkeypatch)
+    for _ in range(3):
+        read_tensors(memoryview(TWO))
+    assert len(counted) == 2 and list(_tensor_read._layouts) == [key(TWO)]
