@@ -10,7 +10,7 @@ order rotated each round so slow drift of the machine favours none; figures are 
 Goals (issue 16): FlatBuffers >= 2x protobuf's throughput at 1 MiB and above; within 1.2x of
 hand-framed bytes (raw / FlatBuffers <= 1.2); no slower than protobuf at 16 KiB.
 
-Run: .venv/bin/python bench/codecs.py [--quick] [--rounds 3] [--duration 2]
+Run: .venv/bin/python bench/payload_codecs.py [--quick] [--rounds 3] [--duration 2]
 The last stdout line is one JSON object with the figures and `flatbuffers_vs_protobuf_min`
 (the smallest FlatBuffers / protobuf throughput ratio at 1 MiB and above).
 """

@@ -8,6 +8,10 @@ data vectors follow, each on a 64-byte boundary. The result is a list of pieces,
 own memory among them, that the payload codec joins into the message: the only write of the
 data.
 
+Everything but the data depends only on each tensor's name, dtype and shape, so the pieces
+between the data vectors are kept in a small LRU cache under exactly those: a reply of the
+same names, dtypes and shapes as one before costs a dict lookup and a check of each array.
+
 Layout, offsets from the start of the buffer::
 
     0   root offset -> ROOT          4   file identifier "AITM"
@@ -20,19 +24,26 @@ Layout, offsets from the start of the buffer::
 
 from __future__ import annotations
 
+import math
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..datatypes import BYTES, DATATYPES, from_numpy
+from ..datatypes import BYTES, DATATYPES, Datatype, from_numpy
 from ..errors import UsageError
 from ._tensor_layout import DATA_ALIGNMENT, IDENTIFIER, MAX_BUFFER, MAX_DIMS
 from .base import BytesLike
+from .payload import framing
 
-__all__ = ["write_tensors"]
+__all__ = ["write_message", "write_tensors"]
+
+#: Frames kept (one per distinct tuple of names, dtypes and shapes).
+CACHE_ENTRIES = 64
 
 _ROOT_VTABLE, _TENSOR_VTABLE, _ROOT = 8, 16, 28
 _TENSORS = 36
@@ -54,17 +65,117 @@ _DATATYPE_BLOCKS = {
 }
 
 
+# Per tensor: name, dtype and shape as given.
+Key = tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]
+
+
+# What a message's frame holds for each tensor, in order: the bytes that go before its data
+# (the first tensor's hold the whole header), the dtype its data is sent as, and whether an
+# array of the given dtype and shape is already what is sent (1-D uint8: no view needed).
+Frame = tuple[tuple[bytes, np.dtype[Any], bool], ...]
+
+
+class _Entry:
+    """A cached frame, the header alone, the payload's size, and the first piece with the
+    carrier message's key and length in front, by key."""
+
+    __slots__ = ("frame", "framed", "header", "size")
+
+    def __init__(self, frame: Frame, header: bytes, size: int) -> None:
+        self.frame, self.header, self.size = frame, header, size
+        self.framed: dict[bytes, bytes] = {}
+
+
+# Key -> entry, least recently used first. Updates hold the lock (client threads encode too);
+# a hit only moves its entry to the end, which is atomic.
+_frames: OrderedDict[Key, _Entry] = OrderedDict()
+_lock = threading.Lock()
+_U8 = np.dtype(np.uint8)
+
+
 def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
     """The pieces of the message holding ``tensors`` (name -> array), in order."""
-    count = len(tensors)
+    entry, arrays = _entry(tensors)
+    if not arrays:
+        return [entry.header]
+    return _pieces(entry.frame, arrays, entry.frame[0][0])
+
+
+def write_message(tensors: Mapping[str, npt.ArrayLike], tag: bytes) -> bytes:
+    """The whole carrier message: ``tag``, the payload's length (payload.framing), then the
+    message holding ``tensors``; its one write of the data."""
+    entry, arrays = _entry(tensors)
+    first = entry.framed.get(tag)
+    if first is None:
+        first = entry.framed[tag] = framing(tag, entry.size) + (
+            entry.frame[0][0] if arrays else entry.header
+        )
+    if not arrays:
+        return first
+    return b"".join(_pieces(entry.frame, arrays, first))  # type: ignore[arg-type]  # ndarrays are buffers
+
+
+def _entry(tensors: Mapping[str, npt.ArrayLike]) -> tuple[_Entry, list[npt.NDArray[Any]]]:
+    arrays = []
+    key = []
+    exact = True  # a str subclass may compare equal to a str and encode differently
+    for name, value in tensors.items():
+        array = value if type(value) is np.ndarray else np.asarray(value)
+        arrays.append(array)
+        key.append((name, array.dtype, array.shape))
+        exact = exact and type(name) is str
+    frozen: Key = tuple(key)
+    entry = _frames.get(frozen) if exact else None
+    if entry is None:
+        entry = _frame(frozen)
+        if exact:
+            _remember(frozen, entry)
+    else:
+        try:  # noqa: SIM105 (contextlib.suppress costs more per hit)
+            _frames.move_to_end(frozen)
+        except KeyError:  # another thread evicted it just now
+            pass
+    return entry, arrays
+
+
+def _pieces(frame: Frame, arrays: list[npt.NDArray[Any]], first: bytes) -> list[BytesLike]:
+    """``first``, then each array's data and the bytes before the next."""
+    pieces: list[BytesLike] = []
+    for (head, dtype, as_is), array in zip(frame, arrays, strict=True):
+        if (array.dtype is not dtype and array.dtype != dtype) or not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array, dtype=dtype)  # the one copy, only if needed
+        # A view: bytes of any dtype, bfloat16 included.
+        pieces += (head, array if as_is else array.reshape(-1).view(np.uint8))
+    pieces[0] = first
+    return pieces
+
+
+def clear_cache() -> None:
+    """Forget every frame (tests)."""
+    with _lock:
+        _frames.clear()
+
+
+def _remember(key: Key, frame: _Entry) -> None:
+    with _lock:
+        _frames[key] = frame
+        _frames.move_to_end(key)
+        while len(_frames) > CACHE_ENTRIES:
+            _frames.popitem(last=False)
+
+
+def _frame(key: Key) -> _Entry:
+    """Lay out the header and the gaps for tensors of these names, dtypes and shapes."""
+    count = len(key)
     tables = _TENSORS + 4 + 4 * count
     pos = tables + _TABLE_BYTES * count  # names, datatypes and shapes follow the tables
     words: list[int] = [count]  # the tensors vector, then each table, as uint32 words
     words += (tables + _TABLE_BYTES * i - (_TENSORS + 4 + 4 * i) for i in range(count))
     blocks: list[bytes] = []
-    arrays = []
-    for index, (name, value) in enumerate(tensors.items()):
-        name_block, datatype_block, shape_block, data = _prepare(name, value)
+    sizes = []
+    dtypes = []
+    for index, (name, dtype, shape) in enumerate(key):
+        name_block, datatype_block, shape_block, datatype = _prepare(name, dtype, shape)
         table = tables + _TABLE_BYTES * index
         name_at = pos
         datatype_at = name_at + len(name_block)
@@ -77,49 +188,48 @@ def write_tensors(tensors: Mapping[str, npt.ArrayLike]) -> list[BytesLike]:
         pos = shape_at + len(shape_block)
         words += (table - _TENSOR_VTABLE, name_at - table - 4, datatype_at - table - 8,
                   shape_at - table - 12, 0)  # fmt: skip
-        arrays.append(data)
-    return _with_data(words, blocks, arrays, pos)
+        sizes.append(math.prod(shape) * datatype.itemsize)
+        dtypes.append(datatype.dtype)
+    heads, size = _with_data(words, blocks, sizes, pos)
+    as_is = [dtype == _U8 and len(shape) == 1 for _, dtype, shape in key]
+    frame = tuple(zip(heads, dtypes, as_is, strict=True)) if key else ()
+    return _Entry(frame, heads[0], size)
 
 
 def _with_data(
-    words: list[int], blocks: list[bytes], arrays: list[npt.NDArray[Any]], end: int
-) -> list[BytesLike]:
-    """Place each data vector on its boundary after the header; the message's pieces."""
+    words: list[int], blocks: list[bytes], sizes: list[int], end: int
+) -> tuple[list[bytes], int]:
+    """Place each data vector (of ``sizes`` bytes) on its boundary after the header; the pieces
+    before each one (the first with the header), or the header alone when there is none, and
+    the message's size."""
     gaps = []
-    for index, data in enumerate(arrays):
+    for index, nbytes in enumerate(sizes):
         start = -(-(end + 4) // DATA_ALIGNMENT) * DATA_ALIGNMENT
-        field = _TENSORS + 4 + 4 * len(arrays) + _TABLE_BYTES * index + 16
-        words[1 + len(arrays) + 5 * index + 4] = start - 4 - field
-        gaps.append(bytes(start - 4 - end) + _LENGTH.pack(data.nbytes))
-        end = start + data.nbytes
+        field = _TENSORS + 4 + 4 * len(sizes) + _TABLE_BYTES * index + 16
+        words[1 + len(sizes) + 5 * index + 4] = start - 4 - field
+        gaps.append(bytes(start - 4 - end) + _LENGTH.pack(nbytes))
+        end = start + nbytes
     if end > MAX_BUFFER:
         raise UsageError(f"the tensors need {end} bytes; a FlatBuffer holds at most {MAX_BUFFER}")
-    header = [_PREAMBLE, struct.pack(f"<{len(words)}I", *words), *blocks]
-    if not arrays:
-        return [b"".join(header)]
-    pieces: list[BytesLike] = [b"".join([*header, gaps[0]]), arrays[0]]
-    for gap, data in zip(gaps[1:], arrays[1:], strict=True):
-        pieces += (gap, data)
-    return pieces
+    header = b"".join([_PREAMBLE, struct.pack(f"<{len(words)}I", *words), *blocks])
+    return ([header + gaps[0], *gaps[1:]] if gaps else [header]), end
 
 
-def _prepare(name: str, value: npt.ArrayLike) -> tuple[bytes, bytes, bytes, Any]:
-    """A tensor's name, datatype and shape blocks and its data as a uint8 view."""
-    array = value if type(value) is np.ndarray else np.asarray(value)
-    datatype = from_numpy(array.dtype)
+def _prepare(
+    name: str, dtype: np.dtype[Any], shape: tuple[int, ...]
+) -> tuple[bytes, bytes, bytes, Datatype]:
+    """A tensor's name, datatype and shape blocks, and the datatype it is sent as."""
+    datatype = from_numpy(dtype)
     if datatype is None or datatype.wire == BYTES:
         raise UsageError(
-            f"tensor {name!r} has dtype {array.dtype}; the FlatBuffers tensor message carries "
+            f"tensor {name!r} has dtype {dtype}; the FlatBuffers tensor message carries "
             "fixed-size datatypes (bool, ints, floats, bfloat16), not strings or objects"
         )
     if not name:
         raise UsageError("tensor names must not be empty")
-    if array.ndim > MAX_DIMS:
-        raise UsageError(f"tensor {name!r} has {array.ndim} dimensions; at most {MAX_DIMS}")
-    if array.dtype != datatype.dtype or not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array, dtype=datatype.dtype)  # the one copy, only if needed
+    if len(shape) > MAX_DIMS:
+        raise UsageError(f"tensor {name!r} has {len(shape)} dimensions; at most {MAX_DIMS}")
     encoded = name.encode()
     name_block = _LENGTH.pack(len(encoded)) + encoded + _PADS[len(encoded) % 4]
-    shape_block = _SHAPES[array.ndim].pack(array.ndim, *array.shape)
-    data = array.reshape(-1).view(np.uint8)  # a view: bytes of any dtype, bfloat16 included
-    return name_block, _DATATYPE_BLOCKS[datatype.wire], shape_block, data
+    shape_block = _SHAPES[len(shape)].pack(len(shape), *shape)
+    return name_block, _DATATYPE_BLOCKS[datatype.wire], shape_block, datatype

@@ -15,16 +15,18 @@ varints), so the payload starts 8 bytes into the message: its own alignment is k
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from .._wire import padded_varint, read_varint, varint
 from ..errors import ConfigError, InvalidArgument
 from .base import BoundCodec, BytesLike, Codec
 
-__all__ = ["HEADER_BYTES", "PayloadCodec"]
+__all__ = ["HEADER_BYTES", "PayloadCodec", "framed_as_ours", "framing"]
 
 #: Where the payload starts in a message written by a payload codec.
 HEADER_BYTES = 8
@@ -85,7 +87,24 @@ _TYPE_NAMES = {
 
 
 def _nbytes(piece: Any) -> int:
-    return memoryview(piece).nbytes
+    if type(piece) is bytes:
+        return len(piece)
+    return piece.nbytes if type(piece) is np.ndarray else memoryview(piece).nbytes
+
+
+@functools.lru_cache(maxsize=256)
+def framing(tag: bytes, length: int) -> bytes:
+    """The key and length we write in front of a payload of ``length`` bytes (8 bytes, the
+    length padded, unless it needs more)."""
+    return tag + (padded_varint(length, HEADER_BYTES - len(tag)) or varint(length))
+
+
+def framed_as_ours(data: bytes, tag: bytes) -> bool:
+    """Whether ``data`` is framed as we frame it: ``tag``, then the length of the rest padded
+    to fill 8 bytes (so the payload is ``data[HEADER_BYTES:]``, all of it valid framing)."""
+    size = len(data) - HEADER_BYTES
+    header = framing(tag, size) if size >= 0 else b""
+    return len(header) == HEADER_BYTES and data.startswith(header)
 
 
 class _Carried(BoundCodec):
@@ -106,6 +125,8 @@ class _Carried(BoundCodec):
         """A view of the payload in ``data``, or InvalidArgument if it is not all the message."""
         if not data:
             return _EMPTY  # proto3 leaves an empty bytes field out: the message is empty
+        if framed_as_ours(data, self._tag):  # the usual case
+            return memoryview(data)[HEADER_BYTES:]
         if not data.startswith(self._tag):
             raise InvalidArgument(
                 f"the message must hold only its bytes field {self._where()}, and it starts "
@@ -128,9 +149,7 @@ class _Carried(BoundCodec):
 
     def encode(self, value: Any) -> bytes:
         pieces: Sequence[Any] = self._codec.encode_payload(value)
-        length = sum(map(_nbytes, pieces))
-        prefix = padded_varint(length, HEADER_BYTES - len(self._tag)) or varint(length)
-        return b"".join((self._tag, prefix, *pieces))
+        return b"".join((framing(self._tag, sum(map(_nbytes, pieces))), *pieces))
 
     def from_json(self, value: Any) -> Any:
         return self._codec.payload_from_json(value)

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.descriptor import Descriptor
 
 from ..datatypes import BYTES, DATATYPES
 from ..errors import UsageError
 from ._tensor_read import read_tensors
-from ._tensor_write import write_tensors
-from .base import BytesLike
-from .payload import PayloadCodec
+from ._tensor_write import write_message, write_tensors
+from .base import BoundCodec, BytesLike
+from .payload import HEADER_BYTES, PayloadCodec, _Carried, _carrier_field, framed_as_ours
 
 __all__ = ["FlatBuffersCodec", "Tensors"]
 
@@ -37,12 +38,10 @@ class FlatBuffersCodec(PayloadCodec):
         return read_tensors(payload)
 
     def encode_payload(self, value: Any) -> Sequence[BytesLike]:
-        if type(value) is not dict and not isinstance(value, Mapping):
-            raise UsageError(
-                f"a FlatBuffers tensor message is a mapping of name -> array, not "
-                f"{type(value).__name__}"
-            )
-        return write_tensors(value)
+        return write_tensors(_mapping(value))
+
+    def bind(self, message: Descriptor) -> BoundCodec:
+        return _CarriedTensors(self, message, _carrier_field(self, message))
 
     def payload_from_json(self, value: Any) -> dict[str, npt.NDArray[Any]]:
         """``{"tensors": [{"name", "datatype", "shape", "data": [numbers]}]}``, as the schema."""
@@ -59,6 +58,30 @@ class FlatBuffersCodec(PayloadCodec):
                 raise UsageError(f"tensors[{index}]: the name {name!r} appears twice")
             arrays[name] = array
         return arrays
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise UsageError(
+            f"a FlatBuffers tensor message is a mapping of name -> array, not "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
+class _CarriedTensors(_Carried):
+    """The codec bound to its carrier: the same messages as every payload codec's, read and
+    written whole (no view of the payload on the way in, no list of pieces on the way out)."""
+
+    __slots__ = ()
+
+    def decode(self, data: bytes) -> Any:
+        if type(data) is bytes and framed_as_ours(data, self._tag):
+            return read_tensors(data, HEADER_BYTES)
+        return read_tensors(self.unwrap(data))
+
+    def encode(self, value: Any) -> bytes:
+        return write_message(_mapping(value), self._tag)
 
 
 def _tensor_from_json(tensor: Any, where: str) -> tuple[str, npt.NDArray[Any]]:

@@ -128,3 +128,45 @@ def test_a_users_codec_round_trips() -> None:
     assert bound.decode(bound.encode({"a": [1, 2]})) == {"a": [1, 2]}
     with pytest.raises(InvalidArgument, match="not JSON"):
         bound.decode(RAW.encode(b"{"))
+
+
+@given(st.binary(max_size=40), st.sampled_from([1, 15, 16, 2047, 2048, 2**21, 2**28, 2**29 - 1]))
+def test_the_fast_reading_of_our_framing_agrees_with_the_varint_reading(
+    payload: bytes, number: int
+) -> None:
+    """Unwrapping reads a message framed as we frame it by comparing its first 8 bytes; that
+    must give what reading the key and varint gives, for every field number and length."""
+    tag = varint(number << 3 | 2)
+    for prefix in (padded_varint(len(payload), 8 - len(tag)), varint(len(payload))):
+        if prefix is None:
+            continue
+        message = tag + prefix + payload
+        length, start = read_varint(message, len(tag))
+        expected = message[start:] if start + length == len(message) else None
+        for extra in (b"", b"x"):  # and with a byte too many, which is invalid
+            bound = _bound_to_field(number)
+            try:
+                got: bytes | None = bytes(bound.unwrap(message + extra))
+            except InvalidArgument:
+                got = None
+            assert got == (expected if not extra else None)
+
+
+def _bound_to_field(number: int) -> Any:
+    from asyncinfer.codecs.payload import _Carried
+
+    field = Blob.DESCRIPTOR.fields[0]
+    carried = _Carried(codecs.RAW, BLOB, field)
+    carried._tag = varint(number << 3 | 2)  # as if the carrier declared field ``number``
+    return carried
+
+
+def test_a_length_that_does_not_fit_the_padded_framing_is_read_as_a_varint() -> None:
+    """Field 2**28 has a 5-byte key, leaving 3 bytes for a padded length (< 2**21): a longer
+    payload's length is a plain varint, and a message one byte short of it is invalid."""
+    bound = _bound_to_field(2**28)
+    length = 1 << 21
+    short = varint(2**28 << 3 | 2) + varint(length) + bytes(length - 1)  # 8 + length bytes
+    with pytest.raises(InvalidArgument, match=f"says it has {length} bytes, and {length - 1}"):
+        bound.unwrap(short)
+    assert len(bound.unwrap(bound.encode(bytes(length)))) == length
