@@ -23,7 +23,7 @@ between, checks included, is the data plane's (:class:`~asyncinfer.inference.mod
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy.typing as npt
@@ -96,19 +96,37 @@ class RequestedOutput:
 
 class Cancellation:
     """Whether the caller of a request has gone away; the data plane marks it when the request
-    is cancelled, and a model running it can look."""
+    is cancelled, and a model running it can look (in process), or is told through
+    ``add_callback`` (a process instance, which cannot read this object)."""
 
-    __slots__ = ("_cancelled",)
+    __slots__ = ("_callbacks", "_cancelled")
 
     def __init__(self) -> None:
         self._cancelled = False
+        self._callbacks: list[Callable[[], None]] | None = None
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled
 
     def cancel(self) -> None:
+        """Mark it; the callbacks run now, once, on the canceller's thread."""
+        if self._cancelled:
+            return
         self._cancelled = True
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback()
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when this is cancelled: at once if it already is. A callback
+        must not raise (it runs inside whoever cancels)."""
+        if self._cancelled:
+            callback()
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
 
 @dataclasses.dataclass(slots=True)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from asyncinfer.inference.infer_types import InferInput, InferRequest, RequestedOutput
+from asyncinfer.inference.infer_types import (
+    Cancellation,
+    InferInput,
+    InferRequest,
+    RequestedOutput,
+)
 
 
 def test_in_process_inputs_declare_the_arrays_datatype_and_shape() -> None:
@@ -30,3 +35,16 @@ def test_in_process_inputs_declare_the_arrays_datatype_and_shape() -> None:
 def test_an_array_without_a_datatype_declares_its_numpy_name() -> None:
     # The data plane then refuses it with the model's expected datatype in the message.
     assert InferInput.of("X", np.zeros(2, np.complex64)).datatype == "complex64"
+
+
+def test_a_cancellation_calls_back_once_and_at_once_when_already_cancelled() -> None:
+    cancellation = Cancellation()
+    calls: list[str] = []
+    cancellation.add_callback(lambda: calls.append("first"))
+    cancellation.add_callback(lambda: calls.append("second"))
+    assert calls == []
+    cancellation.cancel()
+    cancellation.cancel()
+    assert cancellation.cancelled and calls == ["first", "second"]
+    cancellation.add_callback(lambda: calls.append("late"))
+    assert calls == ["first", "second", "late"]

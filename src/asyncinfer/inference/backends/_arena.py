@@ -5,6 +5,11 @@ and mapped by the instance process through an inherited descriptor. Only one exe
 flight per instance, so the layout is a bump allocation per execute: the server writes request
 inputs into the first half, the instance writes response outputs into the second half. The pipe
 carries only ``TensorMeta`` tuples (name, dtype, shape, offset, size), never array data.
+
+After an execute's inputs come its requests' cancellation flags, one byte each: the server sets
+a request's byte when its caller goes away, and the model's ``Request.cancelled()`` in the
+instance reads it (:class:`Flag`), no message, no system call. They are written as zeros with
+every execute's inputs, so a flag never outlives its request, nor a restart of the instance.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ import numpy.typing as npt
 
 from ...datatypes import deserialize_bytes, serialize_bytes
 
-__all__ = ["Arena", "ArenaFull", "TensorMeta", "read_tensors", "write_tensors"]
+__all__ = [
+    "Arena",
+    "ArenaFull",
+    "Flag",
+    "TensorMeta",
+    "read_tensors",
+    "write_flags",
+    "write_tensors",
+]
 
 Array = npt.NDArray[Any]
 #: (name, numpy dtype string or "BYTES", shape, offset, byte size)
@@ -134,3 +147,36 @@ def read_tensors(arena: Arena, metas: Sequence[TensorMeta], *, copy: bool) -> di
             array.flags.writeable = False
         arrays[name] = array
     return arrays
+
+
+def write_flags(arena: Arena, start: int, limit: int, count: int) -> int:
+    """Zero ``count`` flag bytes in ``arena[start:limit]``, after an execute's inputs; the
+    first one's offset (ArenaFull when they do not fit)."""
+    offset = _align(start)
+    if offset + count > limit:
+        raise ArenaFull(offset + count - start, limit - start)
+    arena.view[offset : offset + count] = bytes(count)
+    return offset
+
+
+class Flag:
+    """One request's cancellation flag as a process instance sees it: ``cancelled`` reads its
+    byte in the arena while the execute runs; ``freeze`` (when the execute has returned and the
+    byte may go to the next execute) keeps the last value read."""
+
+    __slots__ = ("_arena", "_frozen", "_offset")
+
+    def __init__(self, arena: Arena, offset: int) -> None:
+        self._arena = arena
+        self._offset = offset
+        self._frozen: bool | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        frozen = self._frozen
+        if frozen is not None:
+            return frozen
+        return self._arena.view[self._offset] != 0
+
+    def freeze(self) -> None:
+        self._frozen = self.cancelled

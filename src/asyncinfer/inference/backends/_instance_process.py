@@ -6,8 +6,13 @@ server went away). Tensors come and go through the shared-memory arena (_arena.p
 carries only small control messages:
 
     server -> instance   ("execute", [RequestMeta, ...])  |  ("stop", None)
-    instance -> server   ("ready", pid)  |  ("failed", message)
-                         ("done", [ResponseMeta, ...])  |  ("error", message)
+    instance -> server   ("ready", (pid, changed))  |  ("failed", message)
+                         ("done", ([ResponseMeta, ...], changed))  |  ("error", (message, changed))
+
+A request's ``cancelled()`` reads its flag byte in the arena (_arena.Flag), set by the server
+when the caller goes away. ``changed`` is what the model did to its custom metrics since the
+previous reply (custom_metrics.Changes, None when nothing): the server applies it to its own
+families, so they are exported like a thread instance's.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..custom_metrics import Changes, record_changes
 from ..python_model import Request, Response
-from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_tensors
+from ._arena import Arena, ArenaFull, Flag, TensorMeta, read_tensors, write_tensors
 from ._bls_pipe import PipeCaller
 from .model_module import import_model, model_class, one_line  # the same rules as in-process
 
 __all__ = ["RequestMeta", "ResponseMeta", "main"]
 
-#: id, parameters, requested output names, input tensors
-RequestMeta = tuple[str, dict[str, Any], tuple[str, ...], list[TensorMeta]]
+#: id, parameters, requested output names, input tensors, offset of its cancellation flag
+RequestMeta = tuple[str, dict[str, Any], tuple[str, ...], list[TensorMeta], int]
 #: error message (None: success), output tensors, the error's status class name ("": INTERNAL),
 #: response parameters
 ResponseMeta = tuple[str | None, list[TensorMeta], str, dict[str, Any]]
@@ -58,6 +64,7 @@ def main(
     """Run one instance until "stop" or until the server closes the pipe."""
     loop = asyncio.new_event_loop()
     arena = Arena.attach(arena_fd, arena_size)
+    changes = record_changes()  # before the import: a module may make its families there
     try:
         module = import_model(pathlib.Path(model_path), name, version)
         instance = model_class(module, pathlib.Path(model_path), name, version)()
@@ -69,9 +76,9 @@ def main(
         message = exc.message if hasattr(exc, "message") else one_line(exc)
         connection.send(("failed", message))
         return
-    connection.send(("ready", os.getpid()))
+    connection.send(("ready", (os.getpid(), changes.take())))
     try:
-        _serve(connection, loop, arena, instance, name)
+        _serve(connection, loop, arena, instance, name, changes)
     finally:
         hook = getattr(instance, "finalize", None)
         if hook is not None:
@@ -90,7 +97,12 @@ def _run(loop: asyncio.AbstractEventLoop, hook: Any, *args: Any) -> Any:
 
 
 def _serve(
-    connection: Connection, loop: asyncio.AbstractEventLoop, arena: Arena, instance: Any, name: str
+    connection: Connection,
+    loop: asyncio.AbstractEventLoop,
+    arena: Arena,
+    instance: Any,
+    name: str,
+    changes: Changes,
 ) -> None:
     while True:
         try:
@@ -99,6 +111,7 @@ def _serve(
             return  # the server is gone
         if kind == "stop":
             return
+        requests: list[Request] = []
         try:
             requests = [_request(arena, meta) for meta in payload]
             responses = _run(loop, instance.execute, requests)
@@ -107,16 +120,28 @@ def _serve(
                     f"model '{name}' execute() must return a list of {len(requests)} Response "
                     f"objects, got {type(responses).__name__}"
                 )
-            del requests  # views into the arena's input half end here
-            connection.send(("done", _write_responses(arena, list(responses), name)))
+            _end(requests)
+            requests = []  # views into the arena's input half end here
+            metas = _write_responses(arena, list(responses), name)
+            connection.send(("done", (metas, changes.take())))
         except BaseException as exc:
-            connection.send(("error", one_line(exc)))
+            _end(requests)
+            connection.send(("error", (one_line(exc), changes.take())))
 
 
 def _request(arena: Arena, meta: RequestMeta) -> Request:
-    request_id, parameters, requested, tensors = meta
+    request_id, parameters, requested, tensors, flag = meta
     inputs = read_tensors(arena, tensors, copy=False)
-    return Request(inputs, requested_output_names=requested, parameters=parameters, id=request_id)
+    request = Request(inputs, requested_output_names=requested, parameters=parameters, id=request_id)
+    request._cancellation = Flag(arena, flag)
+    return request
+
+
+def _end(requests: list[Request]) -> None:
+    """The execute has returned: its flag bytes go to the next execute, so a request the model
+    keeps answers ``cancelled()`` with the last value its flag had."""
+    for request in requests:
+        request._cancellation.freeze()
 
 
 def _write_responses(arena: Arena, responses: list[Any], name: str) -> list[ResponseMeta]:

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from ...pb.inference.model_config_pb2 import ModelConfig
 from ..python_model import Request, Response
 
-__all__ = ["Backend", "backend_healthy", "instance_count"]
+__all__ = ["Backend", "backend_healthy", "instance_count", "mark_cancelled"]
 
 
 @runtime_checkable
@@ -50,3 +50,12 @@ def backend_healthy(backend: object) -> bool:
     (``healthy``), such as process instances that all died and could not be restarted."""
     healthy = getattr(backend, "healthy", True)
     return bool(healthy)
+
+
+def mark_cancelled(requests: list[Request]) -> None:
+    """The call running ``requests`` was cancelled (its callers went away or its deadline
+    passed): tell the running execute through ``Request.cancelled()`` now, not when it ends."""
+    for request in requests:
+        cancellation = request._cancellation
+        if cancellation is not None:
+            cancellation.cancel()

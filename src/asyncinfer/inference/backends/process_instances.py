@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -38,13 +39,14 @@ from ...errors import (
     Unavailable,
 )
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ..custom_metrics import Changed, Mirror
 from ..inprocess import ModelCaller, ModelLookup
 from ..model_files import model_file
 from ..python_model import ModelError, Request, Response, Tensor
-from ._arena import Arena, ArenaFull, read_tensors, write_tensors
+from ._arena import Arena, ArenaFull, TensorMeta, read_tensors, write_flags, write_tensors
 from ._bls_pipe import BLS_KINDS, answer_bls
 from ._instance_process import RequestMeta, ResponseMeta
-from .base import instance_count
+from .base import instance_count, mark_cancelled
 from .model_module import DEFAULT_FILENAME, initialize_args
 
 __all__ = ["INSTANCE_KIND", "SHM_BYTES", "ProcessBackend", "instance_kind"]
@@ -63,6 +65,8 @@ STOP_TIMEOUT_S = 5.0
 RESTART_ATTEMPTS = 4
 RESTART_BACKOFF_S = 0.5
 INSTANCE_MODULE = "asyncinfer.inference.backends._instance_process"
+#: The instance's replies, each (payload, the custom metrics' changes since the last reply).
+REPLIES = ("ready", "done", "error")
 
 
 def instance_kind(config: ModelConfig) -> str:
@@ -154,6 +158,8 @@ class _Instance:
         self.restarts = 0
         #: Where the model's in-process calls go (its args["models"] in the instance process).
         self.models: ModelCaller | None = None
+        #: Where its custom metrics' changes go: the model's families in this process.
+        self.metrics: Mirror | None = None
         self._calls: set[asyncio.Task[tuple[str, Any]]] = set()
 
     # ------------------------------------------------------------------ life cycle
@@ -278,6 +284,7 @@ class _Instance:
             assert self._connection is not None
             metas = self._write(requests)
             waiter = self._waiter = asyncio.get_running_loop().create_future()
+            self._watch(requests, metas, waiter)
             try:
                 self._connection.send(("execute", metas))
             except OSError:
@@ -296,29 +303,50 @@ class _Instance:
         finally:
             if not handed_over:
                 self._lock.release()
-        kind, payload = await asyncio.shield(waiter)
+        try:
+            kind, payload = await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            # The call running these requests was cancelled: the execute sees it now through
+            # the flags (_watch), as a thread instance's does; its reply is dropped.
+            mark_cancelled(requests)
+            raise
         if kind == "error":
             raise RuntimeError(f"model '{self.model}' instance {self.label}: {payload}")
         responses: list[Response] = payload
         return responses
 
     def _write(self, requests: list[Request]) -> list[RequestMeta]:
-        metas: list[RequestMeta] = []
+        """The requests' inputs, then one cancellation flag byte each, into the input half."""
+        written: list[list[TensorMeta]] = []
         offset = 0
-        for request in requests:
-            arrays = {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
-            try:
+        try:
+            for request in requests:
+                arrays = {tensor.name: tensor.as_numpy() for tensor in request.inputs()}
                 tensors, offset = write_tensors(self._arena, offset, self._arena.half, arrays)
-            except ArenaFull as exc:
-                raise ResourceExhausted(
-                    f"the inputs of the request(s) to model '{self.model}' need {exc.needed} "
-                    f"bytes of shared memory, more than the {exc.available} that instance "
-                    f"{self.label} has for inputs; raise the model parameter '{SHM_BYTES}'"
-                ) from None
-            metas.append(
-                (request.id, dict(request.parameters), request.requested_output_names, tensors)
-            )
-        return metas
+                written.append(tensors)
+            flags = write_flags(self._arena, offset, self._arena.half, len(requests))
+        except ArenaFull as exc:
+            raise ResourceExhausted(
+                f"the inputs of the request(s) to model '{self.model}' need {exc.needed} "
+                f"bytes of shared memory, more than the {exc.available} that instance "
+                f"{self.label} has for inputs; raise the model parameter '{SHM_BYTES}'"
+            ) from None
+        return [
+            (r.id, dict(r.parameters), r.requested_output_names, tensors, flags + i)
+            for i, (r, tensors) in enumerate(zip(requests, written, strict=True))
+        ]
+
+    def _watch(
+        self, requests: list[Request], metas: list[RequestMeta], waiter: asyncio.Future[Any]
+    ) -> None:
+        """Set a request's flag byte when its caller goes away (at once if it already has);
+        the instance's ``Request.cancelled()`` reads it. Only while ``waiter`` is pending: the
+        execute runs and the arena's input half is its own (the lock is released only when
+        the waiter is done; after that the byte may hold the next execute's inputs)."""
+        for request, meta in zip(requests, metas, strict=True):
+            cancellation = request._cancellation
+            if cancellation is not None:
+                cancellation.add_callback(functools.partial(_flag, self._arena, meta[4], waiter))
 
     # ------------------------------------------------------------------ the pipe
 
@@ -332,6 +360,10 @@ class _Instance:
         if kind in BLS_KINDS:  # a call the running execute makes; its waiter stays pending
             self._answer_bls(kind, payload)
             return
+        if kind in REPLIES:
+            payload, changed = payload
+            if changed is not None and self.metrics is not None:
+                self._apply_metrics(changed)
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
@@ -347,6 +379,14 @@ class _Instance:
                 )
                 return
         waiter.set_result((kind, payload))
+
+    def _apply_metrics(self, changed: Changed) -> None:
+        # A reader callback must not raise (see _on_readable): a malformed change is logged.
+        assert self.metrics is not None
+        try:
+            self.metrics.apply(changed)
+        except Exception:
+            log.exception("custom metrics of instance %s could not be applied", self.label)
 
     def _response(self, meta: ResponseMeta) -> Response:
         error, tensors, status, parameters = meta
@@ -454,6 +494,11 @@ class _Instance:
         self._ready.set()
 
 
+def _flag(arena: Arena, offset: int, waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():  # see _Instance._watch
+        arena.view[offset] = 1
+
+
 async def _wait(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
@@ -462,11 +507,14 @@ async def _wait(process: subprocess.Popen[bytes]) -> None:
 class ProcessBackend:
     """A python model whose instances are processes; same Backend surface as ThreadBackend."""
 
-    def __init__(self, name: str, version: int, instances: list[_Instance]) -> None:
+    def __init__(
+        self, name: str, version: int, instances: list[_Instance], metrics: Mirror
+    ) -> None:
         self.name = name
         self.version = version
         self.decoupled = False
         self._instances = instances
+        self._metrics = metrics  # the families its instances made, exported until unload
         self._idle: asyncio.Queue[_Instance] = asyncio.Queue()
         for instance in instances:
             self._idle.put_nowait(instance)
@@ -490,6 +538,7 @@ class ProcessBackend:
         size = _shm_bytes(config)
         args = initialize_args(config, version, repository)
         instances: list[_Instance] = []
+        metrics = Mirror(name)
         try:
             for index in range(instance_count(config)):
                 spawn_args = (
@@ -500,6 +549,7 @@ class ProcessBackend:
                 )
                 instance = _Instance.create(name, index, size, spawn_args)
                 instance.models = ModelCaller(models) if models is not None else None
+                instance.metrics = metrics
                 instances.append(instance)
             await _start_all(instances)
         except BaseException:
@@ -507,7 +557,7 @@ class ProcessBackend:
             # goes, its process, pipe and arena descriptor with it.
             await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
             raise
-        return cls(name, version, instances)
+        return cls(name, version, instances, metrics)
 
     @property
     def instance_count(self) -> int:
@@ -552,3 +602,4 @@ class ProcessBackend:
     async def unload(self) -> None:
         await asyncio.gather(*(i.stop() for i in self._instances), return_exceptions=True)
         self._instances.clear()
+        self._metrics.clear()

@@ -34,7 +34,7 @@ from ..inprocess import ModelCaller, ModelLookup
 from ..model_files import model_file
 from ..python_model import Request, Response
 from ._inline import INLINE, InlinePolicy, blocking_names
-from .base import instance_count
+from .base import instance_count, mark_cancelled
 from .model_module import DEFAULT_FILENAME, import_model, initialize_args, model_class, one_line
 
 __all__ = ["OVERLAP", "SYNC_EXECUTE", "ThreadBackend", "execute_overlap", "inline_policy"]
@@ -203,7 +203,7 @@ class ThreadBackend:
             )
         return await uninterrupted(
             thread.run(policy, instance.execute, requests),
-            on_cancel=lambda: _mark_cancelled(requests),
+            on_cancel=lambda: mark_cancelled(requests),
         )
 
     async def unload(self) -> None:
@@ -284,15 +284,6 @@ def _timed(policy: InlinePolicy, execute: Any, requests: list[Request]) -> Any:
     responses = execute(requests)
     policy.ran_in_thread(time.thread_time() - cpu, time.perf_counter() - wall)
     return responses
-
-
-def _mark_cancelled(requests: list[Request]) -> None:
-    """The call running ``requests`` was cancelled (its callers went away or its deadline
-    passed): tell the running execute through ``Request.cancelled()`` now, not when it ends."""
-    for request in requests:
-        cancellation = request._cancellation
-        if cancellation is not None:
-            cancellation.cancel()
 
 
 def execute_overlap(config: ModelConfig, model_type: type) -> int:

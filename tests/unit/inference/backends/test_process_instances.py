@@ -1,6 +1,7 @@
 """Process instances under failure: a model that cannot restart is marked broken once (no
 re-spawn loop), an unload during a restart wakes the waiting request, an instance that died
-between requests answers UNAVAILABLE, and a reply that cannot be read fails only its request."""
+between requests answers UNAVAILABLE, and a reply that cannot be read fails only its request.
+And their cancellation flags: set while the execute runs, never by a request that has ended."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 
 from asyncinfer.errors import Internal, ModelLoadFailed, Unavailable
-from asyncinfer.inference.backends._arena import BYTES
+from asyncinfer.inference.backends._arena import BYTES, Arena, ArenaFull, Flag, write_flags
 from asyncinfer.inference.backends.process_instances import ProcessBackend, _Instance
+from asyncinfer.inference.infer_types import Cancellation
 from asyncinfer.inference.python_model import Request
 from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
 
@@ -136,7 +138,8 @@ async def test_a_reply_that_cannot_be_read_fails_only_its_request() -> None:
         instance._connection = ours
         waiter = instance._waiter = asyncio.get_running_loop().create_future()
         # A BYTES output whose 3 bytes cannot hold even one 4-byte length prefix.
-        theirs.send(("done", [(None, [("OUT", BYTES, (1,), instance._arena.half, 3)])]))
+        bad = [(None, [("OUT", BYTES, (1,), instance._arena.half, 3)], "", {})]
+        theirs.send(("done", (bad, None)))
         instance._on_readable()
         with pytest.raises(Internal, match="model 'model' instance model_0: bad response"):
             await waiter
@@ -213,3 +216,89 @@ async def test_a_backend_whose_every_instance_is_broken_is_not_healthy(
         assert not backend.healthy
     finally:
         await backend.unload()
+
+
+# IN[0] > 0: wait (30 s at most) until cancelled. OUT = [cancelled, sum of IN].
+WATCHER = textwrap.dedent(
+    """
+    import time
+    import numpy as np
+    from asyncinfer.inference.python_model import Response, Tensor
+
+    class Model:
+        def execute(self, requests):
+            (request,) = requests
+            values = request.input("IN").as_numpy()
+            start = time.monotonic()
+            while values[0] > 0 and not request.cancelled() and time.monotonic() < start + 30:
+                time.sleep(0.005)
+            out = np.array([int(request.cancelled()), int(values.sum())], np.int64)
+            return [Response([Tensor("OUT", out)])]
+    """
+)
+
+
+def _cancellable(values: list[int]) -> tuple[list[Request], Cancellation]:
+    request = Request({"IN": np.array(values, np.int32)})
+    cancellation = request._cancellation = Cancellation()
+    return [request], cancellation
+
+
+async def _answer(backend: ProcessBackend, requests: list[Request]) -> list[int]:
+    (response,) = await asyncio.wait_for(backend.execute(requests), 20)
+    return [int(v) for v in response.outputs()["OUT"]]
+
+
+async def test_a_running_execute_sees_its_flag_and_only_its_own(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "watcher" / "1").mkdir(parents=True)
+    (tmp_path / "watcher" / "1" / "model.py").write_text(WATCHER)
+    config = ModelConfig(name="watcher", backend="python")
+    backend = await ProcessBackend.load(config, 1, tmp_path / "watcher" / "1", tmp_path)
+    try:
+        requests, first = _cancellable([1])
+        running = asyncio.create_task(_answer(backend, requests))
+        await asyncio.sleep(0.3)
+        assert not running.done()  # it waits for its flag
+        first.cancel()
+        assert await running == [1, 1]
+        # The next request on the instance uses the same flag byte: written as 0 again.
+        requests, _ = _cancellable([0])
+        assert await _answer(backend, requests) == [0, 0]
+        # Cancelled before it reached the instance: seen at once.
+        requests, early = _cancellable([0])
+        early.cancel()
+        assert await _answer(backend, requests) == [1, 0]
+        # A request that has ended, cancelled while the next one runs, must not write its
+        # flag byte: that byte now lies inside the next request's input (4 bytes per item).
+        requests, ended = _cancellable([0])
+        assert await _answer(backend, requests) == [0, 0]
+        requests, last = _cancellable([1] + [0] * 999)
+        running = asyncio.create_task(_answer(backend, requests))
+        await asyncio.sleep(0.3)
+        ended.cancel()
+        await asyncio.sleep(0.1)
+        assert not running.done()
+        last.cancel()
+        assert await running == [1, 1]
+    finally:
+        await backend.unload()
+
+
+def test_flags_are_zeroed_after_the_inputs_and_frozen_when_the_execute_ends() -> None:
+    arena = Arena.create(4096)
+    try:
+        arena.view[0 : arena.half] = b"\xff" * arena.half
+        offset = write_flags(arena, 10, arena.half, 3)
+        assert offset == 64  # aligned after the inputs
+        assert bytes(arena.view[offset : offset + 3]) == bytes(3)
+        flag = Flag(arena, offset + 1)
+        assert not flag.cancelled
+        arena.view[offset + 1] = 1  # what the server does when the caller goes
+        assert flag.cancelled
+        flag.freeze()
+        arena.view[offset + 1] = 0  # the next execute's bytes
+        assert flag.cancelled
+        with pytest.raises(ArenaFull):
+            write_flags(arena, arena.half - 2, arena.half, 3)
+    finally:
+        arena.close()
