@@ -124,7 +124,9 @@ class Metric:
                     f"here, {len(counts) - 1} in the process instance"
                 )
             else:
-                self._counts = [mine + theirs for mine, theirs in zip(self._counts, counts, strict=True)]
+                self._counts = [
+                    mine + theirs for mine, theirs in zip(self._counts, counts, strict=True)
+                ]
                 self._sum += amount
                 self._value += sum(counts)
 
@@ -319,8 +321,7 @@ class Mirror:
         if name not in self._refused:
             self._refused.add(name)
             log.warning(
-                "custom metric family '%s' of model '%s' (a process instance) is not "
-                "exported: %s",
+                "custom metric family '%s' of model '%s' (a process instance) is not exported: %s",
                 name,
                 self._model,
                 exc,

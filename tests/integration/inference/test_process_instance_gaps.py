@@ -40,8 +40,8 @@ output [ {{ name: "OUT" data_type: TYPE_INT32 dims: [ -1 ] }} ]
 instance_group [ {{ kind: KIND_CPU count: {count} }} ]
 """
 
-# IN[0] > 0: wait (30 s at most) until the caller has gone, then write "<seen> <seconds>" to
-# the file seen-<IN[0]>. IN[0] == 0: answer OUT = [1 if cancelled else 0] at once.
+# IN[0] > 0: create the file started-<IN[0]>, wait (30 s at most) until the caller has gone,
+# then write "<seen> <seconds>" to the file seen-<IN[0]>. OUT = [1 if cancelled else 0].
 OWN_CANCEL = """
 import os, time
 import numpy as np
@@ -55,6 +55,7 @@ class Model:
         request = requests[0]
         tag = int(request.input("IN").as_numpy()[0])
         if tag > 0:
+            open(os.path.join(self.folder, f"started-{tag}"), "w").close()
             start = time.monotonic()
             while not request.cancelled() and time.monotonic() < start + 30:
                 time.sleep(0.01)
@@ -72,12 +73,13 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.folder = os.path.join(args["model_repository"], args["model_name"])
+        self.folder = args["model_repository"]  # Triton's: the model's own folder
 
     def execute(self, requests):
         request = requests[0]
         tag = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
         if tag > 0:
+            open(os.path.join(self.folder, f"started-{tag}"), "w").close()
             start = time.monotonic()
             while not request.is_cancelled() and time.monotonic() < start + 30:
                 time.sleep(0.01)
@@ -100,7 +102,8 @@ class Model:
     def initialize(self, args):
         labels = {"model": args["model_name"]}
         MetricFamily("gaps_loads", "instances initialized").metric(labels).increment(1)
-        self.unused = MetricFamily("gaps_unused", "never changed", MetricFamily.GAUGE).metric(labels)
+        unused = MetricFamily("gaps_unused", "never changed", MetricFamily.GAUGE)
+        self.unused = unused.metric(labels)
         self.requests = MetricFamily("gaps_requests", "requests").metric(labels)
         self.last = MetricFamily("gaps_last", "last size", MetricFamily.GAUGE).metric(labels)
         self.sizes = MetricFamily("gaps_sizes", "sizes", MetricFamily.HISTOGRAM).metric(
@@ -157,14 +160,18 @@ def _inputs(values: list[int]) -> list[grpcclient.InferInput]:
     return [tensor]
 
 
-def _seen(path: pathlib.Path) -> tuple[str, float]:
-    """What the model wrote once it saw its caller go (it gives up after 30 s)."""
+def _wait_for(path: pathlib.Path) -> str:
     for _ in range(400):  # bounded: 20 s
-        if path.exists() and path.read_text():
-            seen, seconds = path.read_text().split()
-            return seen, float(seconds)
+        if path.exists() and (path.name.startswith("started") or path.read_text()):
+            return path.read_text()
         time.sleep(0.05)
     raise AssertionError(f"the model wrote no {path.name}")
+
+
+def _seen(path: pathlib.Path) -> tuple[str, float]:
+    """What the model wrote once it saw its caller go (it gives up after 30 s)."""
+    seen, seconds = _wait_for(path).split()
+    return seen, float(seconds)
 
 
 def _not_cancelled_next(client: grpcclient.InferenceServerClient, model: str) -> None:
@@ -179,13 +186,15 @@ def test_a_running_execute_sees_the_client_cancel(
 ) -> None:
     answers: queue.Queue[Any] = queue.Queue()
     call = client.async_infer(model, _inputs([1]), lambda result, error: answers.put(error))
-    time.sleep(0.5)  # the execute is running in the instance process by now
+    _wait_for(root / model / "started-1")  # the execute runs in the instance process
+    time.sleep(0.2)
     call.cancel()
     error = answers.get(timeout=10)
     assert isinstance(error, InferenceServerException) and "CANCELLED" in str(error.status())
     seen, seconds = _seen(root / model / "seen-1")
     assert seen == "True"
-    assert seconds < 10  # it stopped because it saw the flag, not because it gave up at 30 s
+    # After the cancel (not a flag left from before), and not because it gave up at 30 s.
+    assert 0.1 < seconds < 10
     _not_cancelled_next(client, model)
 
 
@@ -198,7 +207,7 @@ def test_a_running_execute_sees_the_deadline_pass(
     assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
     seen, seconds = _seen(root / model / "seen-2")
     assert seen == "True"
-    assert 0.3 < seconds < 10
+    assert 0.05 < seconds < 10  # not at once: the previous request's flag was not left set
     _not_cancelled_next(client, model)
     assert client.is_model_ready(model)
 

@@ -157,11 +157,12 @@ def test_a_family_that_clashes_with_the_servers_is_logged_once_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     theirs = MetricFamily("unit_relay_clash", "a gauge here", MetricFamily.GAUGE).metric()
-    histogram = MetricFamily("unit_relay_bounds", "h", MetricFamily.HISTOGRAM).metric(
-        buckets=[1.0]
-    )
+    histogram = MetricFamily("unit_relay_bounds", "h", MetricFamily.HISTOGRAM).metric(buckets=[1.0])
     mirror = Mirror("clashing")
-    families = [("unit_relay_clash", "a counter there", "counter"), ("unit_relay_bounds", "h", "histogram")]
+    families = [
+        ("unit_relay_clash", "a counter there", "counter"),
+        ("unit_relay_bounds", "h", "histogram"),
+    ]
     series: list[custom_metrics.SeriesChange] = [
         ("unit_relay_clash", (), None, "add", 1.0, []),
         ("unit_relay_bounds", (), [1.0, 2.0], "observe", 1.5, [0, 1, 0]),

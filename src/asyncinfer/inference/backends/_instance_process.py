@@ -132,7 +132,9 @@ def _serve(
 def _request(arena: Arena, meta: RequestMeta) -> Request:
     request_id, parameters, requested, tensors, flag = meta
     inputs = read_tensors(arena, tensors, copy=False)
-    request = Request(inputs, requested_output_names=requested, parameters=parameters, id=request_id)
+    request = Request(
+        inputs, requested_output_names=requested, parameters=parameters, id=request_id
+    )
     request._cancellation = Flag(arena, flag)
     return request
 
