@@ -18,6 +18,7 @@ import pytest
 
 from asyncinfer.errors import Internal, ModelLoadFailed, Unavailable
 from asyncinfer.inference.backends._arena import BYTES, Arena, ArenaFull, Flag, write_flags
+from asyncinfer.inference.backends._instance_process import ResponseMeta
 from asyncinfer.inference.backends.process_instances import ProcessBackend, _Instance
 from asyncinfer.inference.infer_types import Cancellation
 from asyncinfer.inference.python_model import Request
@@ -138,7 +139,7 @@ async def test_a_reply_that_cannot_be_read_fails_only_its_request() -> None:
         instance._connection = ours
         waiter = instance._waiter = asyncio.get_running_loop().create_future()
         # A BYTES output whose 3 bytes cannot hold even one 4-byte length prefix.
-        bad = [(None, [("OUT", BYTES, (1,), instance._arena.half, 3)], "", {})]
+        bad: list[ResponseMeta] = [(None, [("OUT", BYTES, (1,), instance._arena.half, 3)], "", {})]
         theirs.send(("done", (bad, None)))
         instance._on_readable()
         with pytest.raises(Internal, match="model 'model' instance model_0: bad response"):
