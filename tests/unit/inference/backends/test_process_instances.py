@@ -219,10 +219,10 @@ async def test_a_backend_whose_every_instance_is_broken_is_not_healthy(
         await backend.unload()
 
 
-# IN[0] > 0: wait (30 s at most) until cancelled. OUT = [cancelled, sum of IN].
+# IN[0] > 0: wait (30 s at most) until cancelled; IN[0] < 0: crash. OUT = [cancelled, sum].
 WATCHER = textwrap.dedent(
     """
-    import time
+    import os, time
     import numpy as np
     from asyncinfer.inference.python_model import Response, Tensor
 
@@ -230,6 +230,8 @@ WATCHER = textwrap.dedent(
         def execute(self, requests):
             (request,) = requests
             values = request.input("IN").as_numpy()
+            if values[0] < 0:
+                os._exit(3)
             start = time.monotonic()
             while values[0] > 0 and not request.cancelled() and time.monotonic() < start + 30:
                 time.sleep(0.005)
@@ -281,6 +283,15 @@ async def test_a_running_execute_sees_its_flag_and_only_its_own(tmp_path: pathli
         assert not running.done()
         last.cancel()
         assert await running == [1, 1]
+        # An instance that died with its request's flag set is restarted with none set.
+        requests, crashing = _cancellable([-1])
+        crashing.cancel()
+        with pytest.raises(Unavailable, match=r"exited \(code 3\)"):
+            await backend.execute(requests)
+        (instance,) = backend._instances
+        await _until(lambda: instance.restarts == 1 and instance._ready.is_set(), "restarted")
+        requests, _ = _cancellable([0])
+        assert await _answer(backend, requests) == [0, 0]
     finally:
         await backend.unload()
 
