@@ -386,18 +386,20 @@ def _add_inference_flags(parser: argparse.ArgumentParser) -> None:
 def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
-    if not args.allow_grpc:
-        raise ConfigError(
-            "--allow-grpc false is not supported: asyncinfer's server always serves gRPC "
-            "(bind it to 127.0.0.1 with --grpc-address to keep it local)"
-        )
+    for protocol, name in (("grpc", "gRPC"), ("http", "HTTP")):
+        given = [f"--{protocol}-{what}" for what in ("port", "address") if getattr(args, f"{protocol}_{what}")]
+        if given and not getattr(args, f"allow_{protocol}"):
+            raise ConfigError(
+                f"{' and '.join(given)} {'serve' if len(given) > 1 else 'serves'} {name}, "
+                f"which --allow-{protocol} false turns off: drop one or the other"
+            )
     host = args.grpc_address or args.host or "127.0.0.1"
     metrics_port = args.metrics_port if args.metrics_port is not None else 8002
     factory = functools.partial(
         build_server,
         args.model_repository,
         host=host,
-        grpc_port=8001 if args.grpc_port is None else args.grpc_port,
+        grpc_port=(8001 if args.grpc_port is None else args.grpc_port) if args.allow_grpc else None,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         allow_client_shm=args.allow_client_shm,

@@ -28,6 +28,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     #: 0 picks a free port; Server.start() returns the bound one.
     port: int = 0
+    #: Serve gRPC on ``port``. False: the server's front ends (HTTP) are all it serves, and
+    #: it must have one; gRPC health, reflection and ``tls`` then have no port to apply to.
+    serve_grpc: bool = True
     #: SO_REUSEPORT, chosen explicitly: required for workers > 1, off by default so that a port
     #: already in use is an error instead of a silent share with a stranger.
     reuse_port: bool = False
@@ -80,6 +83,11 @@ class ServerConfig:
             raise ConfigError(
                 f"workers={self.workers} share one port through SO_REUSEPORT: "
                 "set reuse_port=True (or --reuse-port) to allow it"
+            )
+        if not self.serve_grpc and self.tls is not None:
+            raise ConfigError(
+                "tls secures the gRPC port, and serve_grpc=False serves none: drop one of them "
+                "(the HTTP front end takes its own TLS)"
             )
         if self.grace < 0:
             raise ConfigError(f"grace must be seconds >= 0, not {self.grace}")

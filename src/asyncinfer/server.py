@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Protocol, Self
 
@@ -100,6 +101,8 @@ class Server:
         self._services: dict[str, _Service] = {}
         self._admissions: dict[str, Admission] = {}
         self._grpc: grpc.aio.Server | None = None
+        #: Set when stop() has finished; None until start() (whether or not gRPC is served).
+        self._terminated: asyncio.Event | None = None
         self._health: health_aio.HealthServicer | None = None
         self._started: list[Resources] = []
         self._port: int | None = None
@@ -112,7 +115,7 @@ class Server:
 
     def add_service(self, resources: Resources, *contexts: type[AnyContext]) -> None:
         """Serve ``contexts`` (all RPCs of one gRPC service) sharing ``resources``."""
-        if self._grpc is not None:
+        if self._terminated is not None:
             raise UsageError("add_service() must come before start()")
         if not isinstance(resources, Resources):
             raise ConfigError(f"resources must be a Resources instance, not {resources!r}")
@@ -138,7 +141,7 @@ class Server:
 
     def add_front_end(self, front_end: FrontEnd) -> None:
         """Serve ``front_end`` too, on this server's loop, for as long as the server runs."""
-        if self._grpc is not None:
+        if self._terminated is not None:
             raise UsageError("add_front_end() must come before start()")
         self._front_ends.append(front_end)
 
@@ -148,6 +151,12 @@ class Server:
 
     @property
     def port(self) -> int:
+        """The bound gRPC port."""
+        if not self.config.serve_grpc:
+            raise UsageError(
+                "this server serves no gRPC port (serve_grpc=False); its front ends' URLs are "
+                "in server.front_ends"
+            )
         if self._port is None:
             raise UsageError("the server is not started; port is known after start()")
         return self._port
@@ -163,28 +172,29 @@ class Server:
 
     @property
     def address(self) -> str:
+        """HOST:PORT of gRPC, or without gRPC (serve_grpc=False), of the first front end."""
+        if not self.config.serve_grpc:
+            if self._terminated is None or not self._front_ends:
+                raise UsageError("the server is not started; its address is known after start()")
+            return urllib.parse.urlsplit(self._front_ends[0].url).netloc
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         return f"{host}:{self.port}"
 
     async def start(self) -> int:
-        """Start Resources, bind, serve. Returns the bound port."""
-        if self._grpc is not None:
+        """Start Resources, bind, serve. Returns the bound gRPC port (0 without gRPC)."""
+        if self._terminated is not None:
             raise UsageError("start() was already called")
         if not self._services:
             raise ConfigError("no services: call add_service() before start()")
-        restrictions = self.config.restrictions
-        channelz_before = channelz_server_ids()
-        server = grpc.aio.server(
-            options=self.config.grpc_options(),
-            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
-            interceptors=[
-                self._calls,
-                *([RestrictingInterceptor(restrictions)] if restrictions else []),
-                *self.interceptors,
-            ],
-        )
-        self._grpc = server
         config = self.config
+        if not config.serve_grpc and not self._front_ends:
+            raise ConfigError(
+                "serve_grpc=False leaves nothing to serve: add a front end (HTTP) or serve gRPC"
+            )
+        self._terminated = asyncio.Event()
+        channelz_before = channelz_server_ids()
+        server = self._grpc_server() if config.serve_grpc else None
+        self._grpc = server
         self.limits = ServerLimits(
             max_streams=config.max_streams,
             max_streams_per_connection=config.max_streams_per_connection,
@@ -194,13 +204,15 @@ class Server:
         self.tracing.configure(config.trace, workers=config.workers)
         try:
             await self._start_resources()
-            self._add_handlers(server)
-            self._port = self._bind(server)
+            if server is not None:
+                self._add_handlers(server)
+                self._port = self._bind(server)
             await self._start_metrics()
             for front_end in self._front_ends:
                 await front_end.start(config)
-            await server.start()
-            self._calls.identify(channelz_before)
+            if server is not None:
+                await server.start()
+                self._calls.identify(channelz_before)
         except BaseException:
             await self._stop_front_ends()
             await self._stop_metrics()
@@ -212,23 +224,28 @@ class Server:
             log.info("metrics on %s", self.metrics_url)
         for front_end in self._front_ends:
             log.info("%s on %s", front_end.name, front_end.url)
-        return self._port
+        return self._port or 0
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain in-flight calls for ``grace`` seconds (the config's by default), then stop."""
-        if self._grpc is None:
+        if self._terminated is None:
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._stop_front_ends()
-        await self._grpc.stop(self.config.grace if grace is None else grace)
+        if self._grpc is not None:
+            await self._grpc.stop(self.config.grace if grace is None else grace)
         await self._stop_metrics()
         await self._stop_resources()
         await asyncio.to_thread(self.tracing.shutdown)  # exports the spans not yet sent
+        self._terminated.set()
 
     async def wait_for_termination(self) -> None:
-        if self._grpc is None:
+        if self._terminated is None:
             raise UsageError("start() the server before waiting for it")
-        await self._grpc.wait_for_termination()
+        if self._grpc is not None:
+            await self._grpc.wait_for_termination()
+        else:
+            await self._terminated.wait()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -247,6 +264,18 @@ class Server:
     def _call_counts(self) -> CallCounts:
         arrived = {path: admission.arrived for path, admission in self._admissions.items()}
         return self._calls.counts(arrived)
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        restrictions = self.config.restrictions
+        return grpc.aio.server(
+            options=self.config.grpc_options(),
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+            interceptors=[
+                self._calls,
+                *([RestrictingInterceptor(restrictions)] if restrictions else []),
+                *self.interceptors,
+            ],
+        )
 
     def _add_handlers(self, server: grpc.aio.Server) -> None:
         for service in self._services.values():

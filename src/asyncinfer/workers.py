@@ -222,7 +222,8 @@ class Supervisor:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._drain()
-            reservation.close()
+            if reservation is not None:
+                reservation.close()
             if metrics is not None:
                 metrics.stop_thread()
         return 0
@@ -338,9 +339,12 @@ class Supervisor:
                 process.join()
 
 
-def _reserve_port(config: ServerConfig) -> tuple[socket.socket, int]:
+def _reserve_port(config: ServerConfig) -> tuple[socket.socket | None, int]:
     """Bind (without listening) a SO_REUSEPORT socket so that port 0 becomes one port for all
-    workers; the socket takes no connections, it only keeps the port ours while workers restart."""
+    workers; the socket takes no connections, it only keeps the port ours while workers restart.
+    Without gRPC there is no port to reserve (the HTTP port is a fixed one; app.build_server)."""
+    if not config.serve_grpc:
+        return None, config.port
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

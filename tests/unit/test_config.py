@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from asyncinfer import ConfigError, ServerConfig
+from asyncinfer.tls import ServerTls
 
 
 @pytest.mark.parametrize(
@@ -14,6 +15,7 @@ from asyncinfer import ConfigError, ServerConfig
         ({"grace": -1.0}, "grace must be seconds >= 0"),
         ({"max_receive_message_bytes": 0}, "max_receive_message_bytes must be positive"),
         ({"loop": "tokio"}, "loop must be"),
+        ({"serve_grpc": False, "tls": ServerTls("c.pem", "k.pem")}, "serve_grpc=False serves"),
     ],
 )
 def test_invalid_configuration_says_what_to_change(

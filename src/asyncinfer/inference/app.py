@@ -33,7 +33,7 @@ def build_server(
     model_repository: str | pathlib.Path,
     *,
     host: str = "127.0.0.1",
-    grpc_port: int = 8001,
+    grpc_port: int | None = 8001,
     model_control_mode: ControlMode = "none",
     load_models: Sequence[str] = (),
     allow_client_shm: bool = False,
@@ -52,6 +52,7 @@ def build_server(
 ) -> Server:
     """A Server for ``model_repository``; nothing is loaded until the server starts.
 
+    ``grpc_port`` None serves no gRPC (tritonserver's ``--allow-grpc false``): HTTP alone.
     ``http_port`` also serves the KServe v2 REST protocol there (tritonserver's 8000; None:
     off, the default here so that tests and embedders choose; 0 picks a free one), on
     ``http_host`` (None: ``host``), on the same loop and over the same models as gRPC; over
@@ -81,6 +82,11 @@ def build_server(
         )
     # Each worker process builds its server here: its heap reuses large tensors' blocks.
     tune_host_heap()
+    if grpc_port is None and http_port is None:
+        raise ConfigError(
+            "nothing to serve: gRPC and HTTP are both off; allow one of them "
+            "(--allow-grpc, --allow-http) or give a grpc_port or http_port"
+        )
     if workers > 1 and http_port == 0:
         raise ConfigError(
             "http_port 0 with workers > 1: each worker would pick a different port; give a "
@@ -96,7 +102,8 @@ def build_server(
     )
     server = Server(
         host=host,
-        port=grpc_port,
+        port=0 if grpc_port is None else grpc_port,
+        serve_grpc=grpc_port is not None,
         workers=workers,
         reuse_port=workers > 1,
         max_receive_message_bytes=INFERENCE_RECEIVE_BYTES,

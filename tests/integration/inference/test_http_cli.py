@@ -1,10 +1,11 @@
 """`asyncinfer serve --model-repository` with tritonserver's ports and flags: HTTP beside gRPC
 (one process and two workers sharing the port), the defaults 8000/8001/8002, --allow-*,
 --*-address, --exit-timeout-secs, the --log-* flags, and tritonserver flags that asyncinfer
-does not have, each refused by name."""
+does not have, each refused by name; --allow-grpc false serves HTTP alone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -12,12 +13,16 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
+from asyncinfer import ConfigError, Server, UsageError
 from asyncinfer.cli import _inference_factory, _parser
+from asyncinfer.inference import build_server
 from asyncinfer.inference.http import HttpFrontEnd
 from asyncinfer.testing import ServerProcess
 
+from tests.services import Ping, TrackedResources
 from .inference_servers import REPOSITORY
 
 CLI = [sys.executable, "-m", "asyncinfer.cli"]
@@ -99,10 +104,47 @@ def test_two_workers_share_the_http_port() -> None:
             assert _infer(f"http://127.0.0.1:{port}") == [2 * i for i in range(16)]
 
 
+def _listening_ports(pid: int) -> set[int]:
+    return {
+        c.laddr.port
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+def test_http_only_serves_no_grpc_port() -> None:
+    argv = [
+        *CLI, "serve", "--model-repository", str(REPOSITORY), "--allow-grpc", "false",
+        "--http-port", "0", "--allow-metrics", "false",
+    ]  # fmt: skip
+    with ServerProcess(argv) as proc:
+        assert proc.http_url == f"http://{proc.address}"  # the ready line names the HTTP port
+        assert _infer(proc.http_url) == [2 * i for i in range(16)]
+        assert _get(f"{proc.http_url}/v2/health/ready")[0] == 200
+        (pid,) = proc.worker_pids.values()
+        assert _listening_ports(pid) == {int(proc.address.rpartition(":")[2])}
+
+
+def test_http_only_with_two_workers() -> None:
+    port = _free_port()
+    argv = [
+        *CLI, "serve", "--model-repository", str(REPOSITORY), "--allow-grpc", "false",
+        "--workers", "2", "--http-port", str(port), "--allow-metrics", "false",
+    ]  # fmt: skip
+    with ServerProcess(argv, workers=2, timeout=60) as proc:
+        assert proc.address == f"127.0.0.1:{port}"
+        for _ in range(8):
+            assert _infer(f"http://127.0.0.1:{port}") == [2 * i for i in range(16)]
+        for pid in proc.worker_pids.values():
+            assert _listening_ports(pid) == {port}
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--allow-grpc", "false"], "--allow-grpc false is not supported"),
+        (["--allow-grpc", "false", "--allow-http", "false"], "nothing to serve"),
+        (["--allow-grpc", "false", "--grpc-port", "5"], "--grpc-port serves gRPC, which --allow"),
+        (["--allow-http=false", "--http-address", "::1"], "--http-address serves HTTP, which"),
         (["--backend-directory", "/opt/x"], "--backend-directory: tritonserver flag(s) not supp"),
         (["--http-thread-count", "4", "--id", "x"], "--http-thread-count, --id: tritonserver"),
         (["--http-port", "0", "--workers", "2"], "http_port 0 with workers > 1"),
@@ -152,3 +194,29 @@ def test_siege_and_async_drive_an_http_endpoint(http_url: str, tmp_path: Path) -
     )  # fmt: skip
     assert bad.returncode == 0
     assert json.loads(report.read_text())["failed"] == 3
+
+
+async def test_http_only_server_in_process() -> None:
+    server = build_server(REPOSITORY, grpc_port=None, http_port=0)
+    assert not server.config.serve_grpc
+    await server.start()
+    try:
+        (front_end,) = server.front_ends
+        assert front_end.url == f"http://{server.address}"
+        with pytest.raises(UsageError, match="serves no gRPC port"):
+            server.port  # noqa: B018
+        waiting = asyncio.create_task(server.wait_for_termination())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+    finally:
+        await server.stop()
+    await asyncio.wait_for(waiting, 10)
+
+
+async def test_serving_nothing_is_refused() -> None:
+    with pytest.raises(ConfigError, match="nothing to serve"):
+        build_server(REPOSITORY, grpc_port=None)
+    server = Server(serve_grpc=False)
+    server.add_service(TrackedResources(), Ping)
+    with pytest.raises(ConfigError, match="serve_grpc=False leaves nothing to serve"):
+        await server.start()
