@@ -387,7 +387,11 @@ def _inference_factory(args: argparse.Namespace) -> Callable[[], Server]:
     if args.port is not None:
         raise ConfigError("with --model-repository, give the port as --grpc-port")
     for protocol, name in (("grpc", "gRPC"), ("http", "HTTP")):
-        given = [f"--{protocol}-{what}" for what in ("port", "address") if getattr(args, f"{protocol}_{what}")]
+        given = [
+            f"--{protocol}-{what}"
+            for what in ("port", "address")
+            if getattr(args, f"{protocol}_{what}")
+        ]
         if given and not getattr(args, f"allow_{protocol}"):
             raise ConfigError(
                 f"{' and '.join(given)} {'serve' if len(given) > 1 else 'serves'} {name}, "

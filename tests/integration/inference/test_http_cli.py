@@ -21,8 +21,8 @@ from asyncinfer.cli import _inference_factory, _parser
 from asyncinfer.inference import build_server
 from asyncinfer.inference.http import HttpFrontEnd
 from asyncinfer.testing import ServerProcess
-
 from tests.services import Ping, TrackedResources
+
 from .inference_servers import REPOSITORY
 
 CLI = [sys.executable, "-m", "asyncinfer.cli"]
