@@ -67,6 +67,22 @@ def asyncinfer_spec(*models: str, name: str = "asyncinfer", workers: int = 1) ->
     )
 
 
+def framework_spec(*models: str, name: str = "framework") -> ServerSpec:
+    """bench/_framework_server.py: asyncinfer's gRPC framework around the bare server's
+    inference (no data plane), as ``asyncinfer serve`` is started by asyncinfer_spec."""
+    command = [
+        python(), str(BENCH / "_framework_server.py"),
+        "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "0",
+        "--allow-http", "false", "--allow-metrics", "false",
+    ]  # fmt: skip
+    return ServerSpec(
+        name=name,
+        command=command,
+        ready=triton_ready(*models),
+        port_pattern=r"asyncinfer: .*serving on \S+:(\d+)",
+    )
+
+
 def _mlserver_stamp() -> Path:
     return MLSERVER_VENV / (".installed-" + "-".join(MLSERVER_REQUIREMENTS).replace("=", ""))
 

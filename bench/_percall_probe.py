@@ -8,8 +8,11 @@ Figures are divided by the requests the server worked on. Wall-clock
 throughput is not reported: it means little on a shared machine; these counts do not depend on
 the machine's load (strace's do slow the server, but count the same calls).
 
-Run: .venv/bin/python bench/_percall_probe.py [--servers asyncinfer,bare] [--concurrency 1,16,64]
-     [--requests 4000] [--tool perf|strace|threads|both] [--repeats N]
+``framework`` (bench/_framework_server.py) is asyncinfer's gRPC framework around the bare server's
+inference: asyncinfer - framework is the data plane's cost, framework - bare the framework's.
+
+Run: .venv/bin/python bench/_percall_probe.py [--servers asyncinfer,framework,bare]
+     [--concurrency 1,16,64] [--requests 4000] [--tool perf|strace|threads|both] [--repeats N]
 The last stdout line is one JSON object: per server, per concurrency, per figure.
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import BENCH, BUILD, RunningServer, python, run_json, serving
-from _peers import asyncinfer_spec, bare_spec
+from _peers import asyncinfer_spec, bare_spec, framework_spec
 
 PERF_EVENTS = "task-clock,context-switches,cpu-migrations,page-faults"
 
@@ -154,7 +157,11 @@ def main() -> int:
     parser.add_argument("--tool", choices=("perf", "strace", "threads", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    makers = {"asyncinfer": lambda: asyncinfer_spec("simple"), "bare": lambda: bare_spec("simple")}
+    makers = {
+        "asyncinfer": lambda: asyncinfer_spec("simple"),
+        "framework": lambda: framework_spec("simple"),
+        "bare": lambda: bare_spec("simple"),
+    }
     specs = [makers[name]() for name in args.servers.split(",")]
     tools = ("perf", "strace") if args.tool == "both" else (args.tool,)
     levels = [int(c) for c in args.concurrency.split(",")]
