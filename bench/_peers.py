@@ -54,26 +54,23 @@ def asyncinfer_spec(*models: str, name: str = "asyncinfer", workers: int = 1) ->
             "asyncinfer's inference service (asyncinfer.inference) is not on this branch: "
             "merge the `infer` branch, or leave asyncinfer out of --servers"
         )
-    command = [
-        str(Path(python()).parent / "asyncinfer"), "serve",
-        "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "0",
-        "--workers", str(workers), "--allow-http", "false", "--allow-metrics", "false"
-    ]  # fmt: skip
-    return ServerSpec(
-        name=name,
-        command=command,
-        ready=triton_ready(*models),
-        port_pattern=r"asyncinfer: .*serving on \S+:(\d+)",
-    )
+    return _serve_spec(name, [str(Path(python()).parent / "asyncinfer"), "serve"], models, workers)
 
 
 def framework_spec(*models: str, name: str = "framework") -> ServerSpec:
     """bench/_framework_server.py: asyncinfer's gRPC framework around the bare server's
     inference (no data plane), as ``asyncinfer serve`` is started by asyncinfer_spec."""
+    return _serve_spec(name, [python(), str(BENCH / "_framework_server.py")], models)
+
+
+def _serve_spec(
+    name: str, program: list[str], models: tuple[str, ...], workers: int = 1
+) -> ServerSpec:
+    """``program`` with asyncinfer serve's flags for the benchmarks' repository: gRPC only, on a
+    free port, no metrics."""
     command = [
-        python(), str(BENCH / "_framework_server.py"),
-        "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "0",
-        "--allow-http", "false", "--allow-metrics", "false",
+        *program, "--model-repository", str(MODEL_REPOSITORY), "--grpc-port", "0",
+        "--workers", str(workers), "--allow-http", "false", "--allow-metrics", "false",
     ]  # fmt: skip
     return ServerSpec(
         name=name,

@@ -12,6 +12,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import tritonclient.grpc.aio as aioclient
+
+from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.server import Server
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples"
@@ -55,3 +59,21 @@ class ThreadedServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+async def infer_on_fresh_connections(
+    address: str, model: str, array: np.ndarray, calls: int, *, name: str = "IN"
+) -> None:
+    """``calls`` inferences of ``array`` as input ``name``, each on a connection of its own, so
+    that SO_REUSEPORT spreads them over a server's workers."""
+    datatype = {np.dtype(np.int32): "INT32", np.dtype(np.float32): "FP32"}[array.dtype]
+    for _ in range(calls):
+        client = aioclient.InferenceServerClient(
+            address, channel_args=[(k, v) for k, v in OWN_CONNECTION]
+        )
+        try:
+            tensor = aioclient.InferInput(name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array)
+            await client.infer(model, [tensor])
+        finally:
+            await client.close()

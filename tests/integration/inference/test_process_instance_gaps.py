@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.inference.app import build_server
 from asyncinfer.testing import ServerProcess
 
-from .inference_servers import ThreadedServer
+from .inference_servers import ThreadedServer, infer_on_fresh_connections
 
 CONFIG = """
 name: "{name}"
@@ -252,14 +250,7 @@ async def test_custom_metrics_of_process_instances_are_summed_across_workers(
     calls = 12
     with ServerProcess(argv, workers=2, timeout=90) as proc:
         assert proc.metrics_url
-        for _ in range(calls):  # a fresh connection each: SO_REUSEPORT spreads them
-            client = aioclient.InferenceServerClient(
-                proc.address, channel_args=[(k, v) for k, v in OWN_CONNECTION]
-            )
-            tensor = aioclient.InferInput("IN", [2], "INT32")
-            tensor.set_data_from_numpy(np.ones(2, np.int32))
-            await client.infer("gaps_metrics", [tensor])
-            await client.close()
+        await infer_on_fresh_connections(proc.address, "gaps_metrics", np.ones(2, np.int32), calls)
         lines = await asyncio.to_thread(_scrape, proc.metrics_url)
         assert proc.stop() == 0
     labels = '{model="gaps_metrics"}'

@@ -19,14 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from asyncinfer.client.channel import OWN_CONNECTION
 from asyncinfer.inference.app import build_server
 from asyncinfer.testing import ServerProcess
 
-from .inference_servers import REPOSITORY, ThreadedServer
+from .inference_servers import REPOSITORY, ThreadedServer, infer_on_fresh_connections
 
 EXAMPLES = (
     "triton_add_sub",
@@ -541,14 +539,9 @@ async def test_custom_metrics_of_two_workers_are_summed(tmp_path: pathlib.Path) 
     calls = 16
     with ServerProcess(argv, workers=2, timeout=60) as proc:
         assert proc.metrics_url
-        for _ in range(calls):  # a fresh connection each: SO_REUSEPORT spreads them
-            client = aioclient.InferenceServerClient(
-                proc.address, channel_args=[(k, v) for k, v in OWN_CONNECTION]
-            )
-            tensor = aioclient.InferInput("IN", [2], "FP32")
-            tensor.set_data_from_numpy(np.ones(2, np.float32))
-            await client.infer("triton_metrics", [tensor])
-            await client.close()
+        await infer_on_fresh_connections(
+            proc.address, "triton_metrics", np.ones(2, np.float32), calls
+        )
         url = proc.metrics_url
 
         def scrape() -> str:
