@@ -4,12 +4,14 @@ Builds asyncinfer's inference server on examples/model_repository, takes the rea
 method handler (framework admission, reply limits and tracing included) and awaits it directly
 with the serialized request a tritonclient would send: no network, no grpc.aio call. For
 comparison it runs bench/_bare_triton.py's ``infer`` on the same bytes (parse, infer,
-serialize). Each round times N requests with ``time.process_time``; the figure is the median of
-5 rounds in µs per request. The real server's gap is larger (cache effects), so this is the
-lower bound that data-plane work for issue 10 is measured with.
+serialize). Each round times N requests with ``time.process_time``, in tasks of 64
+(``PER_TASK``); the figure is the median of 5 rounds in µs per request. The real server's gap
+is larger (cache effects), so this is the lower bound that data-plane work for issue 10 is
+measured with.
 
 Run: .venv/bin/python bench/_dataplane_probe.py [--requests N] [--profile]
-The last stdout line is one JSON object: per side, the median and the rounds.
+The last stdout line is one JSON object: per side, the median and the rounds; ``ratio``, the
+median of the rounds' asyncinfer / bare.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +68,28 @@ class _Call:
         pass
 
 
-Loop = Callable[[int], Awaitable[None]]
+Loop = Callable[[int], Coroutine[Any, Any, None]]
+
+
+#: Requests run in one task. grpc.aio runs each call in a task of its own, and the handler
+#: holds a reply's bytes (a callback, its arguments, a context) until that task ends: run all
+#: in one task, they pile up and set off garbage collections the server never has.
+PER_TASK = 64
+
+
+async def _in_tasks(run: Loop, requests: int) -> None:
+    for start in range(0, requests, PER_TASK):
+        await asyncio.create_task(run(min(PER_TASK, requests - start)))
 
 
 async def _rounds(sides: dict[str, Loop], requests: int) -> dict[str, list[float]]:
-    # Each run in a task of its own, as grpc.aio runs a call: the handler holds each reply's
-    # bytes until its task ends, which gives them back (and frees their callbacks) per run.
     for run in sides.values():
-        await asyncio.create_task(run(2000))  # warm-up: plan caches, allocator
+        await _in_tasks(run, 2000)  # warm-up: plan caches, allocator
     rounds: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(ROUNDS):
         for name, run in sides.items():
             start = time.process_time()
-            await asyncio.create_task(run(requests))
+            await _in_tasks(run, requests)
             rounds[name].append((time.process_time() - start) / requests * 1e6)
     return rounds
 
@@ -116,10 +127,16 @@ async def _main(requests: int, profile: bool) -> dict[str, Any]:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     finally:
         await server.stop()
-    return {
+    result: dict[str, Any] = {
         name: {"median_us": round(statistics.median(v), 2), "rounds_us": [round(x, 2) for x in v]}
         for name, v in rounds.items()
     }
+    # Per round, against the bare function timed beside it: steadier than the µs on a machine
+    # whose speed drifts between runs.
+    ratios = [ours / bare for ours, bare in zip(rounds["asyncinfer"], rounds["bare"], strict=True)]
+    result["ratio"] = round(statistics.median(ratios), 3)
+    print(f"asyncinfer / bare: {result['ratio']:.3f} (median of the rounds' ratios)")
+    return result
 
 
 def main(argv: Sequence[str]) -> int:
