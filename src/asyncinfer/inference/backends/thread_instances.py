@@ -143,7 +143,10 @@ class ThreadBackend:
         """
         if self._closing:
             raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
-        instance = await self._idle.get()
+        idle = self._idle
+        # An idle instance is taken at once, as Queue.get() would take it (no waiter is passed
+        # over: get() takes an item whenever one is there), without a coroutine per call.
+        instance = idle.get_nowait() if idle.qsize() else await idle.get()
         try:
             if self._async_execute:
                 responses = await instance.execute(requests)
@@ -152,7 +155,7 @@ class ThreadBackend:
         finally:
             # Returned on every path, cancellation included; a cancelled sync execute returns
             # it only once its thread has ended (uninterrupted), never while it still runs.
-            self._idle.put_nowait(instance)
+            idle.put_nowait(instance)
         if self.decoupled:
             if responses is not None and any(r is not None for r in responses):
                 raise TypeError(
