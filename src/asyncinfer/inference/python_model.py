@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +81,15 @@ class Tensor:
         return f"Tensor({self.name!r}, shape={self._array.shape}, dtype={self._array.dtype})"
 
 
+def _tensor(name: str, array: npt.NDArray[Any], new: Any = Tensor.__new__) -> Tensor:
+    """A Tensor of an array the server made (already an ndarray: ``__init__`` without its
+    ``np.asarray``)."""
+    tensor: Tensor = new(Tensor)
+    tensor.name = name
+    tensor._array = array
+    return tensor
+
+
 class Request:
     """One inference request as a model sees it: inputs, requested outputs, parameters, id."""
 
@@ -109,6 +118,25 @@ class Request:
         self._sender: ResponseSender | None = None
         # The data plane's Cancellation of the call (infer_types.Cancellation), when it has one.
         self._cancellation: Any = None
+
+    @classmethod
+    def _of_arrays(
+        cls,
+        arrays: Mapping[str, npt.NDArray[Any]],
+        requested_output_names: tuple[str, ...],
+        parameters: Mapping[str, Any],
+        id: str,
+    ) -> Self:
+        """For the server only: ``__init__``'s request from the data plane's checked arrays,
+        set field by field (every request's path: no keyword matching, no ``np.asarray``)."""
+        request = cls.__new__(cls)
+        request._inputs = {name: _tensor(name, array) for name, array in arrays.items()}
+        request.requested_output_names = requested_output_names
+        request.parameters = dict(parameters) if parameters else {}
+        request.id = id
+        request._sender = None
+        request._cancellation = None
+        return request
 
     def cancelled(self) -> bool:
         """Whether the caller of this request has gone away (cancelled, or past its
