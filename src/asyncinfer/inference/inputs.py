@@ -50,7 +50,9 @@ def read_planned(
     miscounted: StringCountError | None = None
     for tensor, read in zip(request.inputs, reads, strict=True):
         data = tensor.data
-        if read is not None and _planned_size(data, read.nbytes):
+        if read is not None and (
+            len(data) == read.nbytes if type(data) is bytes else _planned_size(data, read.nbytes)
+        ):
             # A read-only view over the received bytes, as _from_raw makes.
             arrays[tensor.name] = np.frombuffer(data, read.dtype).reshape(read.shape)  # type: ignore[arg-type]
             continue
