@@ -192,6 +192,8 @@ class RequestShm:
             lease.write(data)
 
     def close(self) -> None:
+        if not self._leases:  # the usual request: no shared memory
+            return
         leases, self._leases = self._leases, []
         for lease in leases:
             lease.release()
