@@ -164,6 +164,8 @@ class ThreadBackend:
                     "request.response_sender() and return None"
                 )
             return []
+        if type(responses) is list and len(responses) == len(requests):
+            return responses[:]  # _check's answer, without the call (the usual execute)
         return self._check(responses, requests)
 
     def _check(self, responses: Any, requests: list[Request]) -> list[Response]:
