@@ -144,10 +144,9 @@ class ThreadBackend:
         """
         if self._closing:
             raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
-        idle = self._idle
-        instance = idle.take_nowait()  # the usual call: an instance is free
-        if instance is None:
-            instance = await idle.take()
+        idle, free = self._idle, self._idle.free
+        # take() and give() inline for the usual call: an instance free, nobody waiting.
+        instance = free.popleft() if free and not idle.waiters else await idle.take()
         try:
             if self._async_execute:
                 responses = await instance.execute(requests)
@@ -156,7 +155,10 @@ class ThreadBackend:
         finally:
             # Returned on every path, cancellation included; a cancelled sync execute returns
             # it only once its thread has ended (uninterrupted), never while it still runs.
-            idle.give(instance)
+            if idle.waiters:
+                idle.give(instance)
+            else:
+                free.append(instance)
         if self.decoupled:
             if responses is not None and any(r is not None for r in responses):
                 raise TypeError(
@@ -230,22 +232,18 @@ class _Idle:
     served: a returned instance goes straight to the oldest waiter. Cheaper than an
     asyncio.Queue on every call's path: a free instance is a deque pop, no coroutine."""
 
-    __slots__ = ("_free", "_waiters")
+    __slots__ = ("free", "waiters")
 
     def __init__(self) -> None:
-        self._free: collections.deque[Any] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
-
-    def take_nowait(self) -> Any:
-        """A free instance, None when none is (or a call already waits for one)."""
-        return self._free.popleft() if self._free and not self._waiters else None
+        self.free: collections.deque[Any] = collections.deque()
+        self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
 
     async def take(self) -> Any:
         """The next instance handed back, in the order the calls began to wait."""
-        if self._free and not self._waiters:
-            return self._free.popleft()
+        if self.free and not self.waiters:
+            return self.free.popleft()
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        self.waiters.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -254,17 +252,17 @@ class _Idle:
                 self.give(waiter.result())
             else:
                 with contextlib.suppress(ValueError):  # give() may have dropped it already
-                    self._waiters.remove(waiter)
+                    self.waiters.remove(waiter)
             raise
 
     def give(self, instance: Any) -> None:
         """Hand ``instance`` to the oldest waiter, or make it free."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        while self.waiters:
+            waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(instance)
                 return
-        self._free.append(instance)
+        self.free.append(instance)
 
 
 class _InstanceThread:
