@@ -156,8 +156,9 @@ class LoadedModel:
         priority, timeout_us = (
             scheduling_parameters(self.name, parameters) if parameters else _NO_PARAMETERS
         )
+        deadline = request.deadline if request.expires is None else _deadline(request)
         model_request = SizedRequest.planned(
-            arrays, plan.batch_size, plan.output_names, parameters, request.id, _deadline(request)
+            arrays, plan.batch_size, plan.output_names, parameters, request.id, deadline
         )
         model_request._cancellation = request.cancellation  # Request.cancelled() reads it
         return _Prepared(model_request, plan, priority, timeout_us)
@@ -224,7 +225,7 @@ class LoadedModel:
             plan.checks,
         )
         parameters = dict(response.parameters) if response.parameters else {}
-        return InferResponse(self.name, self._version_text, request.id, outputs, parameters)
+        return InferResponse(self.config.name, self._version_text, request.id, outputs, parameters)
 
     # ------------------------------------------------------------------ a stream of responses
 
