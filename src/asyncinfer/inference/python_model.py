@@ -81,13 +81,7 @@ class Tensor:
         return f"Tensor({self.name!r}, shape={self._array.shape}, dtype={self._array.dtype})"
 
 
-def _tensor(name: str, array: npt.NDArray[Any], new: Any = Tensor.__new__) -> Tensor:
-    """A Tensor of an array the server made (already an ndarray: ``__init__`` without its
-    ``np.asarray``)."""
-    tensor: Tensor = new(Tensor)
-    tensor.name = name
-    tensor._array = array
-    return tensor
+_new_tensor = Tensor.__new__
 
 
 class Request:
@@ -130,7 +124,12 @@ class Request:
         """For the server only: ``__init__``'s request from the data plane's checked arrays,
         set field by field (every request's path: no keyword matching, no ``np.asarray``)."""
         request = cls.__new__(cls)
-        request._inputs = {name: _tensor(name, array) for name, array in arrays.items()}
+        inputs = request._inputs = {}
+        for name, array in arrays.items():
+            tensor = _new_tensor(Tensor)  # an ndarray already: __init__ without np.asarray
+            tensor.name = name
+            tensor._array = array
+            inputs[name] = tensor
         request.requested_output_names = requested_output_names
         request.parameters = dict(parameters) if parameters else {}
         request.id = id
