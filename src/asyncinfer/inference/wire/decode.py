@@ -16,7 +16,7 @@ from ...errors import InvalidArgument
 from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
 from ..infer_types import ElementValues, InferInput, InferRequest, InputData, RequestedOutput
 from ..shared_memory import RequestShm, ShmSpan, shm_span
-from .parameters import parameter_values
+from .parameters import NO_PARAMETERS, parameter_values
 
 __all__ = ["infer_request"]
 
@@ -65,9 +65,9 @@ def infer_request(
         if requested
         else []
     )
-    return InferRequest(
-        inputs, outputs, parameter_values(message.parameters), message.id, deadline, shm
-    )
+    parameters = message.parameters
+    values = parameter_values(parameters) if parameters else NO_PARAMETERS
+    return InferRequest(inputs, outputs, values, message.id, deadline, shm)
 
 
 def _plain_inputs(
