@@ -126,9 +126,10 @@ class Request:
         request = cls.__new__(cls)
         inputs = request._inputs = {}
         for name, array in arrays.items():
-            tensor = _new_tensor(Tensor)  # an ndarray already: __init__ without np.asarray
+            tensor = _new_tensor(Tensor)
             tensor.name = name
-            tensor._array = array
+            # __init__'s np.asarray, skipped for a plain ndarray (what the data plane reads)
+            tensor._array = array if type(array) is np.ndarray else np.asarray(array)
             inputs[name] = tensor
         request.requested_output_names = requested_output_names
         request.parameters = dict(parameters) if parameters else {}
