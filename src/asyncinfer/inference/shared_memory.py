@@ -213,4 +213,5 @@ class RequestShm:
             # unregistered meanwhile from unmapping. Clear those finished frames' locals first
             # (the traceback text stays), as pools._Acquire.__aexit__ does.
             traceback.clear_frames(tb)
-        self.close()
+        if self._leases:  # none, for the usual request
+            self.close()
