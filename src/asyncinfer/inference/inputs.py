@@ -50,9 +50,12 @@ def read_planned(
     miscounted: StringCountError | None = None
     for tensor, read in zip(request.inputs, reads, strict=True):
         data = tensor.data
-        if read is not None and _planned_size(data, read.nbytes):
-            # A read-only view over the received bytes, as _from_raw makes.
-            arrays[tensor.name] = np.frombuffer(data, read.dtype).reshape(read.shape)  # type: ignore[arg-type]
+        if read is not None and (
+            len(data) == read.nbytes if type(data) is bytes else _planned_size(data, read.nbytes)
+        ):
+            # A read-only view over the received bytes, as _from_raw makes (in one call: its
+            # size was just checked).
+            arrays[tensor.name] = _view(read.shape, read.dtype, data)  # type: ignore[arg-type]
             continue
         try:
             arrays[tensor.name] = _read(tensor, sig, request.shm)
@@ -61,6 +64,9 @@ def read_planned(
     if miscounted is not None:
         raise miscounted
     return arrays
+
+
+_view = np.ndarray  # (shape, dtype, buffer): frombuffer(...).reshape(shape) for the right size
 
 
 def _planned_size(data: object, nbytes: int) -> bool:

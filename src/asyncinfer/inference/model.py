@@ -37,8 +37,8 @@ from ..signature import Signature
 from .backends.base import Backend
 from .infer_types import InferRequest, InferResponse
 from .inputs import read_planned
-from .outputs import OutputCheck, OutputPlan, all_outputs, respond
-from .plans import PlanCache, declaration_key
+from .outputs import all_outputs, respond
+from .plans import PlanCache, RequestPlan, declaration_key
 from .python_model import Response, ResponseSender, Sent
 from .scheduling import Scheduler, SizedRequest
 from .statistics import ModelStats, RequestClock
@@ -72,13 +72,11 @@ def scheduling_parameters(model: str, parameters: Mapping[str, Any]) -> tuple[in
 
 @dataclasses.dataclass(slots=True)
 class _Prepared:
-    """A request ready for the scheduler: the model's Request, its output plans and their
-    expected arrays, batch size."""
+    """A request ready for the scheduler: the model's Request, its declaration's plan (batch
+    size, output plans and their expected arrays), its scheduling parameters."""
 
     request: SizedRequest
-    plans: list[OutputPlan]
-    checks: tuple[OutputCheck | None, ...]
-    batch_size: int
+    plan: RequestPlan
     priority: int
     timeout_us: int
 
@@ -140,7 +138,7 @@ class LoadedModel:
             )
         with RequestClock(self.stats, request.timing) as clock:
             prepared = self._prepare(request)
-            clock.inputs_done(prepared.batch_size)
+            clock.inputs_done(prepared.plan.batch_size)
             response = self._checked(await self._submit(prepared, request))
             clock.computed()
             return self._respond(request, response, prepared)
@@ -158,18 +156,12 @@ class LoadedModel:
         priority, timeout_us = (
             scheduling_parameters(self.name, parameters) if parameters else _NO_PARAMETERS
         )
-        model_request = SizedRequest(
-            arrays,
-            batch_size=plan.batch_size,
-            requested_output_names=plan.output_names,
-            parameters=parameters,
-            id=request.id,
-            deadline=_deadline(request),
+        deadline = request.deadline if request.expires is None else _deadline(request)
+        model_request = SizedRequest.planned(
+            arrays, plan.batch_size, plan.output_names, parameters, request.id, deadline
         )
         model_request._cancellation = request.cancellation  # Request.cancelled() reads it
-        return _Prepared(
-            model_request, plan.outputs, plan.checks, plan.batch_size, priority, timeout_us
-        )
+        return _Prepared(model_request, plan, priority, timeout_us)
 
     async def _submit(self, prepared: _Prepared, request: InferRequest) -> Response | None:
         """Run the request through the scheduler, within its deadline.
@@ -222,18 +214,18 @@ class LoadedModel:
     def _respond(
         self, request: InferRequest, response: Response, prepared: _Prepared
     ) -> InferResponse:
-        batch_size = prepared.batch_size if self._batched else None
+        plan = prepared.plan
         outputs = respond(
             response.outputs(),
-            prepared.plans,
+            plan.outputs,
             self.signature,
             self.labels,
-            batch_size,
+            plan.batch_size if self._batched else None,
             request.shm,
-            prepared.checks,
+            plan.checks,
         )
         parameters = dict(response.parameters) if response.parameters else {}
-        return InferResponse(self.name, self._version_text, request.id, outputs, parameters)
+        return InferResponse(self.config.name, self._version_text, request.id, outputs, parameters)
 
     # ------------------------------------------------------------------ a stream of responses
 
@@ -269,7 +261,7 @@ class LoadedModel:
                 clock.fail()
                 yield self._failure(request, exc)
                 return
-            clock.inputs_done(prepared.batch_size)
+            clock.inputs_done(prepared.plan.batch_size)
             queue: asyncio.Queue[Sent] = asyncio.Queue()
             prepared.request._attach_sender(
                 ResponseSender(asyncio.get_running_loop(), queue, request.id)

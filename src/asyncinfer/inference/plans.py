@@ -64,10 +64,12 @@ def declaration_key(inputs: Sequence[InferInput], outputs: Sequence[RequestedOut
     """The key of a request's declaration; None when its outputs carry options (not planned)."""
     names: tuple[str, ...] = ()
     if outputs:
+        requested = []
         for output in outputs:
             if output.class_count is not None or output.shm is not None:
                 return None
-        names = tuple([output.name for output in outputs])
+            requested.append(output.name)
+        names = tuple(requested)
     return tuple([(tensor.name, tensor.datatype, tensor.shape) for tensor in inputs]), names
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +81,9 @@ class Tensor:
         return f"Tensor({self.name!r}, shape={self._array.shape}, dtype={self._array.dtype})"
 
 
+_new_tensor = Tensor.__new__
+
+
 class Request:
     """One inference request as a model sees it: inputs, requested outputs, parameters, id."""
 
@@ -109,6 +112,31 @@ class Request:
         self._sender: ResponseSender | None = None
         # The data plane's Cancellation of the call (infer_types.Cancellation), when it has one.
         self._cancellation: Any = None
+
+    @classmethod
+    def _of_arrays(
+        cls,
+        arrays: Mapping[str, npt.NDArray[Any]],
+        requested_output_names: tuple[str, ...],
+        parameters: Mapping[str, Any],
+        id: str,
+    ) -> Self:
+        """For the server only: ``__init__``'s request from the data plane's checked arrays,
+        set field by field (every request's path: no keyword matching, no ``np.asarray``)."""
+        request = cls.__new__(cls)
+        inputs = request._inputs = {}
+        for name, array in arrays.items():
+            tensor = _new_tensor(Tensor)
+            tensor.name = name
+            # __init__'s np.asarray, skipped for a plain ndarray (what the data plane reads)
+            tensor._array = array if type(array) is np.ndarray else np.asarray(array)
+            inputs[name] = tensor
+        request.requested_output_names = requested_output_names
+        request.parameters = dict(parameters) if parameters else {}
+        request.id = id
+        request._sender = None
+        request._cancellation = None
+        return request
 
     def cancelled(self) -> bool:
         """Whether the caller of this request has gone away (cancelled, or past its

@@ -192,6 +192,8 @@ class RequestShm:
             lease.write(data)
 
     def close(self) -> None:
+        if not self._leases:  # the usual request: no shared memory
+            return
         leases, self._leases = self._leases, []
         for lease in leases:
             lease.release()
@@ -211,4 +213,5 @@ class RequestShm:
             # unregistered meanwhile from unmapping. Clear those finished frames' locals first
             # (the traceback text stays), as pools._Acquire.__aexit__ does.
             traceback.clear_frames(tb)
-        self.close()
+        if self._leases:  # none, for the usual request
+            self.close()

@@ -163,7 +163,7 @@ class ModelRepository:
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The ready version a request names; errors carry Triton's texts."""
-        number = parse_version(version)
+        number = parse_version(version) if version else None  # '': the latest (usual)
         record = self._records.get(name)
         if record is None:
             raise NotFound(f"Request for unknown model: '{name}' is not found")

@@ -40,19 +40,20 @@ class ModelInferRpc(UnaryContext[ReceivedInfer, pb.ModelInferResponse, Inference
 
     async def execute(self, received: ReceivedInfer) -> bytes:  # type: ignore[override]
         request = received.message
-        model = self.resources.repository.get(request.model_name, request.model_version)
+        resources = self.resources
+        model = resources.repository.get(request.model_name, request.model_version)
         # The deadline is handed on as ``expires``, with no timer: grpc.aio cancels this call
         # at its deadline itself, which the data plane sees as its caller going away (marked,
         # and dropped before it runs); ``expires`` only lets it refuse to start a call whose
         # deadline passed while the loop was busy, before that cancellation arrived. The leases
         # on shared memory last until the reply is framed, on every path; the response (whose
         # arrays may view leased memory) is a temporary of one expression.
-        with self.resources.shm.scope() as scope:
+        with resources.shm.scope() as scope:
             decoded = infer_request(request, scope, raw=received.raw)
             remaining = self.call.time_remaining()
             if remaining is not None:  # no timer: gRPC cancels the call; schedulers drop it
                 decoded.expires = time.monotonic() + remaining
-            if self.resources.trace_settings.active:
+            if resources.trace_settings.active:
                 return await self._traced(model, decoded)
             return response_bytes(await model.infer(decoded))
 

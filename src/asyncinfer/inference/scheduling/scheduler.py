@@ -73,6 +73,22 @@ class SizedRequest(Request):
         #: request past it is dropped, never run (None: no deadline).
         self.deadline = deadline
 
+    @classmethod
+    def planned(
+        cls,
+        arrays: Mapping[str, npt.NDArray[Any]],
+        batch_size: int,
+        requested_output_names: tuple[str, ...],
+        parameters: Mapping[str, Any],
+        id: str,
+        deadline: float | None,
+    ) -> SizedRequest:
+        """The data plane's request: arrays it checked, positional (every request's path)."""
+        request = cls._of_arrays(arrays, requested_output_names, parameters, id)
+        request.batch_size = batch_size
+        request.deadline = deadline
+        return request
+
 
 def deadline_of(request: Request) -> float | None:
     """The caller's deadline of ``request`` (``time.monotonic()`` seconds), if it has one."""

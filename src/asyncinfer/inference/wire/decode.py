@@ -16,7 +16,7 @@ from ...errors import InvalidArgument
 from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
 from ..infer_types import ElementValues, InferInput, InferRequest, InputData, RequestedOutput
 from ..shared_memory import RequestShm, ShmSpan, shm_span
-from .parameters import parameter_values
+from .parameters import NO_PARAMETERS, parameter_values
 
 __all__ = ["infer_request"]
 
@@ -51,35 +51,62 @@ def infer_request(
     model = message.model_name
     # Slices, not iteration: a upb repeated field hands its items over in one call.
     tensors = message.inputs[:]
+    if raw is None:
+        raw = message.raw_input_contents[:]
+    inputs = _plain_inputs(tensors, raw) if len(raw) == len(tensors) else None
+    if inputs is None:
+        inputs = _inputs(message, tensors, raw)
+    requested = message.outputs[:]
+    outputs = (
+        [
+            _requested(output, model) if output.parameters else RequestedOutput(output.name)
+            for output in requested
+        ]
+        if requested
+        else []
+    )
+    parameters = message.parameters
+    values = parameter_values(parameters) if parameters else NO_PARAMETERS
+    return InferRequest(inputs, outputs, values, message.id, deadline, shm)
+
+
+def _plain_inputs(
+    tensors: list[ModelInferRequest.InferInputTensor], raw: Sequence[bytes | memoryview]
+) -> list[InferInput] | None:
+    """The usual request's inputs, in one pass: one raw entry per input, in order, and no
+    input with parameters (shared memory) or typed contents. None when any input is not so:
+    ``_inputs`` then reads them all, with its checks in their order."""
+    inputs = []
+    for tensor, data in zip(tensors, raw, strict=True):
+        if tensor.parameters or tensor.HasField("contents"):
+            return None
+        inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data))
+    return inputs
+
+
+def _inputs(
+    message: ModelInferRequest,
+    tensors: list[ModelInferRequest.InferInputTensor],
+    raw: Sequence[bytes | memoryview],
+) -> list[InferInput]:
+    """Every input of ``message``, its shared memory, raw and typed contents checked."""
+    model = message.model_name
     spans: list[ShmSpan | None] | None = None  # None: no input names shared memory (usual)
     for index, tensor in enumerate(tensors):
         if tensor.parameters:
             if spans is None:
                 spans = [None] * len(tensors)
             spans[index] = _span(tensor.parameters, f"input '{tensor.name}' for model '{model}'")
-    if raw is None:
-        raw = message.raw_input_contents[:]
     if raw:
         _check_raw(message, tensors, spans, raw)
-    inputs: list[InferInput]
-    if spans is None and raw:  # the usual request: one raw entry per input, in order
-        inputs = [
-            InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data)
-            for tensor, data in zip(tensors, raw, strict=True)
-        ]
-    else:
-        entries = iter(raw)
-        inputs = []
-        for index, tensor in enumerate(tensors):
-            data: InputData | None = None if spans is None else spans[index]
-            if data is None:
-                data = next(entries) if raw else _contents(tensor, model)
-            inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data))
-    requested = message.outputs[:]
-    outputs = [_requested(output, model) for output in requested] if requested else []
-    return InferRequest(
-        inputs, outputs, parameter_values(message.parameters), message.id, deadline, shm
-    )
+    entries = iter(raw)
+    inputs = []
+    for index, tensor in enumerate(tensors):
+        data: InputData | None = None if spans is None else spans[index]
+        if data is None:
+            data = next(entries) if raw else _contents(tensor, model)
+        inputs.append(InferInput(tensor.name, tensor.datatype, tuple(tensor.shape[:]), data))
+    return inputs
 
 
 def _span(parameters: Mapping[str, InferParameter], what: str) -> ShmSpan | None:
@@ -126,8 +153,7 @@ def _contents(tensor: ModelInferRequest.InferInputTensor, model: str) -> Element
 
 
 def _requested(output: ModelInferRequest.InferRequestedOutputTensor, model: str) -> RequestedOutput:
-    if not output.parameters:
-        return RequestedOutput(output.name)
+    """An output with parameters (an output without is just its name)."""
     values = parameter_values(output.parameters)
     span = shm_span(values, f"output '{output.name}' for model '{model}'")
     return RequestedOutput(output.name, values.get("classification"), span)

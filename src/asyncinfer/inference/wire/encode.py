@@ -54,7 +54,8 @@ def response_bytes(response: InferResponse) -> bytes:
         raw.append(params.SerializeToString())
     # Fields in number order, as protobuf writes them: name, version, id, outputs, then the raw
     # entries. One join, so each tensor is copied exactly once, into the reply.
-    return b"".join((*frames, *raw))
+    frames += raw
+    return b"".join(frames)
 
 
 def stream_response(

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from asyncinfer.inference.backends.thread_instances import ThreadBackend
+from asyncinfer.inference.backends.thread_instances import ThreadBackend, _Idle
 from asyncinfer.inference.python_model import Request
 from asyncinfer.pb.inference.model_config_pb2 import ModelConfig
 
@@ -62,3 +62,38 @@ async def test_a_cancelled_sync_execute_keeps_its_instance_until_its_thread_ends
     assert first.cancelled()
     assert instance.most == 1, "the second call ran on the instance beside the cancelled one"
     await backend.unload()
+
+
+async def test_waiting_calls_get_the_instance_in_turn_and_a_cancelled_waiter_loses_none(
+    tmp_path: pathlib.Path,
+) -> None:
+    backend = await _backend(tmp_path)
+    (instance,) = backend._instances
+    finished: list[str] = []
+
+    async def call(name: str, seconds: float) -> None:
+        await backend.execute(_request(seconds))
+        finished.append(name)
+
+    busy = asyncio.create_task(call("busy", 0.1))
+    while instance.running == 0:  # noqa: ASYNC110 - the instance's own counter
+        await asyncio.sleep(0.005)
+    waiting = [asyncio.create_task(call(name, 0.01)) for name in ("a", "gone", "b", "c")]
+    await asyncio.sleep(0.01)  # all four wait for the one instance, in this order
+    waiting[1].cancel()
+    await asyncio.gather(busy, *waiting, return_exceptions=True)
+    assert waiting[1].cancelled()
+    assert finished == ["busy", "a", "b", "c"]
+    assert instance.most == 1
+    await asyncio.wait_for(backend.unload(), 5)  # the instance came back: unload gets it
+
+
+async def test_an_instance_handed_to_a_waiter_cancelled_before_it_ran_goes_to_the_next() -> None:
+    idle = _Idle()
+    first, second = asyncio.create_task(idle.take()), asyncio.create_task(idle.take())
+    await asyncio.sleep(0)  # both wait
+    idle.give("instance")  # handed to the first waiter...
+    first.cancel()  # ...which is cancelled before it runs again
+    assert await asyncio.wait_for(second, 1) == "instance"
+    assert first.cancelled()
+    assert not idle.free and not idle.waiters

@@ -1,0 +1,153 @@
+"""In-process CPU cost of one `simple` ModelInfer through asyncinfer's handler and the bare one's.
+
+Builds asyncinfer's inference server on examples/model_repository, takes the real ModelInfer
+method handler (framework admission, reply limits and tracing included) and awaits it directly
+with the serialized request a tritonclient would send: no network, no grpc.aio call. For
+comparison it runs bench/_bare_triton.py's ``infer`` on the same bytes (parse, infer,
+serialize). Each round times N requests with ``time.process_time``, in tasks of 64
+(``PER_TASK``); the figure is the median of 5 rounds in µs per request. The real server's gap
+is larger (cache effects), so this is the lower bound that data-plane work for issue 10 is
+measured with.
+
+Run: .venv/bin/python bench/_dataplane_probe.py [--requests N] [--profile]
+The last stdout line is one JSON object: per side, the median and the rounds; ``ratio``, the
+median of the rounds' asyncinfer / bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import _bare_triton as bare
+import numpy as np
+from tritonclient.grpc import service_pb2 as tpb
+
+from asyncinfer._handlers import make_handler
+from asyncinfer.admission import Admission
+from asyncinfer.inference import build_server
+from asyncinfer.inference.rpc.infer import ModelInferRpc
+
+REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
+ROUNDS = 5
+
+
+def _request_bytes() -> bytes:
+    request = tpb.ModelInferRequest(model_name="simple")
+    for name in ("INPUT0", "INPUT1"):
+        request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        request.raw_input_contents.append(np.arange(16, dtype=np.int32).tobytes())
+    for name in ("OUTPUT0", "OUTPUT1"):
+        request.outputs.add(name=name)
+    data: bytes = request.SerializeToString()
+    return data
+
+
+class _Call:
+    """The parts of a grpc.aio servicer context that the handler reads."""
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5555"
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
+        return ()
+
+    def add_done_callback(self, callback: Callable[..., object]) -> None:
+        pass
+
+
+Loop = Callable[[int], Coroutine[Any, Any, None]]
+
+
+#: Requests run in one task. grpc.aio runs each call in a task of its own, and the handler
+#: holds a reply's bytes (a callback, its arguments, a context) until that task ends: run all
+#: in one task, they pile up and set off garbage collections the server never has.
+PER_TASK = 64
+
+
+async def _in_tasks(run: Loop, requests: int) -> None:
+    for start in range(0, requests, PER_TASK):
+        await asyncio.create_task(run(min(PER_TASK, requests - start)))
+
+
+async def _rounds(sides: dict[str, Loop], requests: int) -> dict[str, list[float]]:
+    for run in sides.values():
+        await _in_tasks(run, 2000)  # warm-up: plan caches, allocator
+    rounds: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(ROUNDS):
+        for name, run in sides.items():
+            start = time.process_time()
+            await _in_tasks(run, requests)
+            rounds[name].append((time.process_time() - start) / requests * 1e6)
+    return rounds
+
+
+async def _main(requests: int, profile: bool) -> dict[str, Any]:
+    server = build_server(REPOSITORY, grpc_port=0)
+    await server.start()
+    try:
+        service = next(iter(server._services.values()))
+        handler = make_handler(
+            ModelInferRpc, service.resources, Admission("/probe", 1024), server.limits,
+            server.tracing,
+        )  # fmt: skip
+        handle: Any = handler.unary_unary
+        raw = _request_bytes()
+        call = _Call()
+
+        async def ours(n: int) -> None:
+            for _ in range(n):
+                await handle(raw, call)
+
+        async def theirs(n: int) -> None:
+            for _ in range(n):
+                bare.infer(tpb.ModelInferRequest.FromString(raw)).SerializeToString()
+
+        rounds = await _rounds({"asyncinfer": ours, "bare": theirs}, requests)
+        for name, values in rounds.items():
+            shown = ", ".join(f"{v:.1f}" for v in values)
+            print(f"{name}: {statistics.median(values):.2f} µs/request (median of 5: {shown})")
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await ours(requests)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+    finally:
+        await server.stop()
+    result: dict[str, Any] = {
+        name: {"median_us": round(statistics.median(v), 2), "rounds_us": [round(x, 2) for x in v]}
+        for name, v in rounds.items()
+    }
+    # Per round, against the bare function timed beside it: steadier than the µs on a machine
+    # whose speed drifts between runs.
+    ratios = [ours / bare for ours, bare in zip(rounds["asyncinfer"], rounds["bare"], strict=True)]
+    result["ratio"] = round(statistics.median(ratios), 3)
+    print(f"asyncinfer / bare: {result['ratio']:.3f} (median of the rounds' ratios)")
+    return result
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20000, help="requests per round")
+    parser.add_argument("--profile", action="store_true", help="cProfile one more round")
+    args = parser.parse_args(argv)
+    result = asyncio.run(_main(args.requests, args.profile))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
