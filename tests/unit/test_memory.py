@@ -59,6 +59,25 @@ def test_arrays_are_views_into_the_stack() -> None:
     assert raw.nbytes == 0
 
 
+def test_high_water_is_the_most_ever_used_across_resets() -> None:
+    stack = host_stack(alignment=64)
+    assert stack.statistics()["high_water"] == 0
+    x = stack.array((256,), np.float32)
+    assert stack.statistics()["high_water"] == 1024  # before any reset, while in use
+    del x
+    stack.reset()
+    y = stack.array((16,), "int64")
+    assert stack.statistics()["high_water"] == 1024 and stack.statistics()["used"] == 128
+    del y
+    stack.reset()
+    z = stack.array((1024,), np.uint8)
+    w = stack.array((100,), np.uint8)
+    assert stack.statistics()["high_water"] == 1024 + 100
+    del z, w
+    stack.reset()
+    assert stack.statistics()["high_water"] == 1124 and stack.statistics()["resets"] == 3
+
+
 def test_overflow_names_the_sizes() -> None:
     stack = host_stack(4096)
     stack.allocate(4000)

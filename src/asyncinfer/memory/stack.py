@@ -104,6 +104,12 @@ _DTYPES: dict[Any, np.dtype[Any]] = {
 }
 
 
+_dtype_of = _DTYPES.get
+_prod = math.prod
+_ndarray = np.ndarray
+_refcount = sys.getrefcount
+
+
 class _Block:
     """A whole host block as numpy sees it (the base of a stack's byte array)."""
 
@@ -211,12 +217,13 @@ class MemoryStack:
             raise UsageError(
                 f"stack {self.name!r} holds device memory: use allocate() and pass the address"
             )
-        dt = _DTYPES.get(dtype) if type(dtype) is not np.dtype else dtype
+        # Module-level bindings below: this is every host array's path (bench/pools.py).
+        dt = _dtype_of(dtype)
         if dt is None:
             dt = np.dtype(dtype)
         if type(shape) is not tuple:
             shape = tuple(shape)
-        nbytes = math.prod(shape) * dt.itemsize
+        nbytes = _prod(shape) * dt.itemsize
         if nbytes < 0:
             raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}")
         if alignment is None:
@@ -236,12 +243,10 @@ class MemoryStack:
                 f"(alignment {align}); {self.available} of {self.capacity} bytes left"
             )
         try:
-            array = np.ndarray(shape, dt, host, start)
+            array = _ndarray(shape, dt, host, start)
         except ValueError:  # numpy refuses negative extents (before anything is taken)
             raise UsageError(f"stack {self.name!r}: negative extent in shape {shape}") from None
-        self._top = end
-        if end > self._high_water:
-            self._high_water = end
+        self._top = end  # the high-water mark is taken at reset() and statistics()
         return array
 
     def copy_in(self, source: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -261,13 +266,16 @@ class MemoryStack:
 
     def reset(self) -> None:
         """Forget every allocation. Refused while any region or view of it is alive."""
-        live = len(self._views) + self._live_arrays()
+        host = self._host  # _live_arrays inline (the same three references counted)
+        live = len(self._views) + (0 if host is None else _refcount(host) - self._host_refs)
         if live:
             raise UsageError(
                 f"memory stack {self.name!r} cannot reset: {live} view(s) still alive over "
                 f"{self._top} of {self.capacity} bytes; drop them (copy what you keep) "
                 "before the lease returns"
             )
+        if self._top > self._high_water:
+            self._high_water = self._top
         self._top = 0
         self._resets += 1
 
@@ -283,7 +291,7 @@ class MemoryStack:
             "kind": self.allocation.kind,
             "capacity": self.capacity,
             "used": self._top,
-            "high_water": self._high_water,
+            "high_water": max(self._high_water, self._top),
             "live_views": self.live_views(),
             "resets": self._resets,
         }
