@@ -80,13 +80,13 @@ def build_server(
             "--model-control-mode explicit needs a single worker: each worker process has its "
             "own models, so a load through one worker would not reach the others"
         )
-    # Each worker process builds its server here: its heap reuses large tensors' blocks.
-    tune_host_heap()
     if grpc_port is None and http_port is None:
         raise ConfigError(
             "nothing to serve: gRPC and HTTP are both off; allow one of them "
             "(--allow-grpc, --allow-http) or give a grpc_port or http_port"
         )
+    # Each worker process builds its server here: its heap reuses large tensors' blocks.
+    tune_host_heap()
     if workers > 1 and http_port == 0:
         raise ConfigError(
             "http_port 0 with workers > 1: each worker would pick a different port; give a "

@@ -107,7 +107,6 @@ _DTYPES: dict[Any, np.dtype[Any]] = {
 _dtype_of = _DTYPES.get
 _prod = math.prod
 _ndarray = np.ndarray
-_refcount = sys.getrefcount
 
 
 class _Block:
@@ -198,8 +197,7 @@ class MemoryStack:
                 f"memory stack {self.name!r}: cannot allocate {nbytes} bytes "
                 f"(alignment {align}); {self.available} of {self.capacity} bytes left"
             )
-        self._top = start + nbytes
-        self._high_water = max(self._high_water, self._top)
+        self._top = start + nbytes  # the high-water mark is taken at reset() and statistics()
         region = Region(self, start, nbytes, shape, typestr)
         # The weak reference must itself stay referenced for its callback to run. The callback
         # runs in whichever thread drops the last reference; set.discard is atomic under the GIL.
@@ -266,8 +264,7 @@ class MemoryStack:
 
     def reset(self) -> None:
         """Forget every allocation. Refused while any region or view of it is alive."""
-        host = self._host  # _live_arrays inline (the same three references counted)
-        live = len(self._views) + (0 if host is None else _refcount(host) - self._host_refs)
+        live = self.live_views()
         if live:
             raise UsageError(
                 f"memory stack {self.name!r} cannot reset: {live} view(s) still alive over "

@@ -144,9 +144,9 @@ class ThreadBackend:
         """
         if self._closing:
             raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
-        idle, free = self._idle, self._idle.free
-        # take() and give() inline for the usual call: an instance free, nobody waiting.
-        instance = free.popleft() if free and not idle.waiters else await idle.take()
+        idle = self._idle
+        # take() inline for the usual call (an instance free, nobody waiting): no coroutine.
+        instance = idle.free.popleft() if idle.free and not idle.waiters else await idle.take()
         try:
             if self._async_execute:
                 responses = await instance.execute(requests)
@@ -155,10 +155,7 @@ class ThreadBackend:
         finally:
             # Returned on every path, cancellation included; a cancelled sync execute returns
             # it only once its thread has ended (uninterrupted), never while it still runs.
-            if idle.waiters:
-                idle.give(instance)
-            else:
-                free.append(instance)
+            idle.give(instance)
         if self.decoupled:
             if responses is not None and any(r is not None for r in responses):
                 raise TypeError(
