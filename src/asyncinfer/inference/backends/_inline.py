@@ -17,11 +17,16 @@ under the model parameter ``sync_execute: "auto"`` (the default) a version's exe
   :data:`MAX_PROMOTE_AFTER`), so a model that is only sometimes quick settles in threads, and
   is halved back after :data:`MAX_PROMOTE_AFTER` quick executes on the loop;
 - a model that can block on the loop never runs on it: a decoupled model, and one whose
-  model.py names a blocking call (:data:`BLOCKING_NAMES`: sync BLS ``InferenceRequest.exec``,
-  ``run_coroutine_threadsafe``, waits, locks, sleeps; not ``join``, which is mostly
-  ``str.join`` and ``os.path.join``). A sync BLS ``exec()`` that still reaches the loop (from
-  a helper module the scan did not see) fails that execute with a clear error and moves the
-  version to threads for good; it never hangs.
+  model.py names a blocking call (:data:`BLOCKING_NAMES`: ``run_coroutine_threadsafe``,
+  waits, locks, sleeps; not ``join``, which is mostly ``str.join`` and ``os.path.join``);
+- a model whose only such names are a sync BLS call's (:data:`LOOP_WAITS`: pb_utils'
+  ``InferenceRequest(...).exec()``) waits only for work the loop itself does, so it may run on
+  the loop in a greenlet of its own (:func:`run_suspendable`): ``exec()`` there hands the call
+  to the loop and the execute resumes with its answer, with no thread hop either way. Its time
+  is what the execute itself ran, without the waits (in threads too: ``exec()`` reports them
+  through :func:`note_wait`). A sync BLS ``exec()`` that still reaches the loop outside such a
+  greenlet (from a helper module the scan did not see) fails that execute with a clear error
+  and moves the version to threads for good; it never hangs.
 
 ``sync_execute: "thread"`` keeps every execute in a worker thread. Either way one instance runs
 one execute at a time.
@@ -32,17 +37,28 @@ from __future__ import annotations
 import contextvars
 import inspect
 import pathlib
+import threading
+import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import greenlet
 
 __all__ = [
     "BLOCKING_NAMES",
     "INLINE",
     "INLINE_BUDGET_S",
     "INLINE_WALL_S",
+    "LOOP_WAITS",
     "MAX_PROMOTE_AFTER",
     "InlinePolicy",
+    "await_on_loop",
     "blocking_names",
+    "note_wait",
+    "run_suspendable",
+    "suspendable",
+    "take_waits",
 ]
 
 #: The CPU time (seconds) of a quick execute: what one on the loop may cost the other calls.
@@ -69,6 +85,8 @@ BLOCKING_NAMES = frozenset(
         "Event",
     }
 )
+#: The :data:`BLOCKING_NAMES` of a sync BLS call, the one wait a greenlet on the loop can serve.
+LOOP_WAITS = frozenset({"InferenceRequest", "exec"})
 
 
 def _names(code: types.CodeType) -> Iterator[str]:
@@ -93,12 +111,22 @@ class InlinePolicy:
     """Whether the next plain ``def execute`` of one model version runs on the loop (see the
     module's rules); fed the measured time of every execute."""
 
-    __slots__ = ("_fast_run", "_promote_after", "_strikes", "allowed", "inline", "reason")
+    __slots__ = (
+        "_fast_run",
+        "_promote_after",
+        "_strikes",
+        "allowed",
+        "inline",
+        "reason",
+        "suspends",
+    )
 
-    def __init__(self, allowed: bool, reason: str = "") -> None:
+    def __init__(self, allowed: bool, reason: str = "", *, suspends: bool = False) -> None:
         #: False: never on the loop (``reason`` says why).
         self.allowed = allowed
         self.reason = reason
+        #: On the loop, the execute runs in a greenlet, where a sync BLS call may wait.
+        self.suspends = suspends
         self.inline = False
         self._fast_run = 0  # quick executes in a row, in threads or on the loop
         self._strikes = 0  # slow executes in a row on the loop
@@ -145,3 +173,88 @@ class InlinePolicy:
 INLINE: contextvars.ContextVar[InlinePolicy | None] = contextvars.ContextVar(
     "asyncinfer_inline_execute", default=None
 )
+
+
+# ---------------------------------------------------------------------- executes that wait
+
+
+# greenlet has no type stubs: its class is Any to mypy.
+class _LoopExecute(greenlet.greenlet):  # type: ignore[misc]
+    """A plain def execute running on the event loop in a greenlet of its own, driven by
+    :func:`run_suspendable` (its parent, the loop's greenlet)."""
+
+
+class _Awaiting:
+    """What a :class:`_LoopExecute` hands its driver: the work it waits for."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Coroutine[Any, Any, Any]) -> None:
+        self.work = work
+
+
+async def run_suspendable(
+    policy: InlinePolicy, execute: Callable[[Any], Any], requests: Any
+) -> Any:
+    """``execute(requests)`` on the loop, in a greenlet where :func:`await_on_loop` may wait
+    for work on the loop; the policy is told the time the execute itself ran.
+
+    Run in a copy of the caller's context, as a thread's execute is. The caller keeps the
+    execute going to its end if it is cancelled (``uninterrupted``), as for a thread: an
+    execute is never left suspended halfway with its instance leased.
+    """
+    context = contextvars.copy_context()
+    context.run(INLINE.set, policy)
+    runner = _LoopExecute(execute)
+    runner.gr_context = context
+    cpu = wall = 0.0
+    sent: Any = requests
+    error: BaseException | None = None
+    try:
+        while True:
+            started_cpu, started = time.thread_time(), time.perf_counter()
+            try:
+                asked = runner.switch(sent) if error is None else runner.throw(error)
+            finally:
+                cpu += time.thread_time() - started_cpu
+                wall += time.perf_counter() - started
+            if runner.dead:
+                return asked
+            sent, error = None, None
+            try:
+                sent = await asked.work
+            except BaseException as exc:  # raised where the execute waits: it decides
+                error = exc
+    finally:
+        policy.ran_inline(cpu, wall)
+
+
+def suspendable() -> bool:
+    """Whether this code runs in an execute that :func:`run_suspendable` drives."""
+    return type(greenlet.getcurrent()) is _LoopExecute
+
+
+def await_on_loop(work: Coroutine[Any, Any, Any]) -> Any:
+    """From an execute :func:`run_suspendable` drives (check :func:`suspendable`): suspend it
+    until the loop has run ``work``; its result, or its exception raised here."""
+    current = greenlet.getcurrent()
+    if type(current) is not _LoopExecute:
+        work.close()
+        raise RuntimeError("await_on_loop() outside an execute run_suspendable drives")
+    return current.parent.switch(_Awaiting(work))
+
+
+_waits = threading.local()
+
+
+def note_wait(seconds: float) -> None:
+    """An execute in this thread waited ``seconds`` for the loop (a sync BLS call): time the
+    policy leaves out of its wall-clock figure."""
+    _waits.seconds = getattr(_waits, "seconds", 0.0) + seconds
+
+
+def take_waits() -> float:
+    """The seconds :func:`note_wait` counted in this thread since the last call; resets."""
+    seconds: float = getattr(_waits, "seconds", 0.0)
+    _waits.seconds = 0.0
+    return seconds

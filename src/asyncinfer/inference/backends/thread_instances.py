@@ -34,7 +34,7 @@ from ...pb.inference.model_config_pb2 import ModelConfig
 from ..inprocess import ModelCaller, ModelLookup
 from ..model_files import model_file
 from ..python_model import Request, Response
-from ._inline import INLINE, InlinePolicy, blocking_names
+from ._inline import INLINE, LOOP_WAITS, InlinePolicy, blocking_names, run_suspendable, take_waits
 from .base import instance_count, mark_cancelled
 from .model_module import DEFAULT_FILENAME, import_model, initialize_args, model_class, one_line
 
@@ -193,6 +193,11 @@ class ThreadBackend:
         """A plain def execute: on the loop while the policy says so, else in a thread; timed
         either way, for the policy."""
         policy = self._policy
+        if policy.inline and policy.suspends:  # in a greenlet, where a sync BLS call waits
+            return await uninterrupted(
+                run_suspendable(policy, instance.execute, requests),
+                on_cancel=lambda: mark_cancelled(requests),
+            )
         if policy.inline:
             token = INLINE.set(policy)
             cpu, wall = time.thread_time(), time.perf_counter()
@@ -322,10 +327,13 @@ def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 def _timed(policy: InlinePolicy, execute: Any, requests: list[Request]) -> Any:
-    """Run a plain def execute in its thread and tell the policy how long it took."""
+    """Run a plain def execute in its thread and tell the policy how long it took, less the
+    time it waited for the loop (sync BLS calls)."""
+    take_waits()  # none left over from an execute that raised
     cpu, wall = time.thread_time(), time.perf_counter()
     responses = execute(requests)
-    policy.ran_in_thread(time.thread_time() - cpu, time.perf_counter() - wall)
+    ran = time.perf_counter() - wall - take_waits()
+    policy.ran_in_thread(time.thread_time() - cpu, ran)
     return responses
 
 
@@ -367,9 +375,11 @@ def inline_policy(config: ModelConfig, path: pathlib.Path) -> InlinePolicy:
         names = blocking_names(path)
     except (OSError, SyntaxError, ValueError) as exc:  # it imported, so this is unexpected
         return InlinePolicy(False, f"its code could not be scanned ({one_line(exc)})")
-    if names:
+    if names and not names <= LOOP_WAITS:
         return InlinePolicy(False, f"{path.name} uses {', '.join(sorted(names))}")
-    return InlinePolicy(True)
+    # A sync BLS call waits only for the loop's work: on the loop, such executes run in a
+    # greenlet, where exec() suspends them instead of blocking the loop.
+    return InlinePolicy(True, suspends=bool(names))
 
 
 async def _finalize_all(instances: Sequence[Any]) -> None:

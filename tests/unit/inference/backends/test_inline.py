@@ -1,9 +1,13 @@
 """Where a plain def execute runs: quick ones move to the event loop, slow ones, blocking ones,
-decoupled models and ``sync_execute: "thread"`` stay in worker threads, and a sync BLS exec()
-that reaches the loop fails clearly instead of hanging."""
+decoupled models and ``sync_execute: "thread"`` stay in worker threads, a sync BLS exec() runs
+on the loop in a greenlet, and one that reaches the loop outside it fails clearly instead of
+hanging."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import pathlib
 import textwrap
 import threading
@@ -265,3 +269,93 @@ async def test_an_execute_raises_the_same_in_a_thread_and_on_the_loop(
     with pytest.raises(ValueError, match="negative"):
         await backend.execute([Request({"IN": np.array([-1])})])
     await backend.unload()
+
+
+# ------------------------------------------------------------------ executes that wait (greenlets)
+
+CALLER_VALUE: contextvars.ContextVar[str] = contextvars.ContextVar("caller_value", default="")
+
+
+async def _answer_later(value: int) -> int:
+    await asyncio.sleep(0.05)
+    return value * 10
+
+
+async def _fail_later() -> int:
+    await asyncio.sleep(0)
+    raise ValueError("the work failed")
+
+
+class _Recording(InlinePolicy):
+    """A policy that keeps what it was told."""
+
+    def __init__(self, allowed: bool, suspends: bool) -> None:
+        super().__init__(allowed, suspends=suspends)
+        self.times: list[tuple[float, float]] = []
+
+    def ran_inline(self, cpu: float, wall: float) -> None:
+        self.times.append((cpu, wall))
+        super().ran_inline(cpu, wall)
+
+
+async def test_a_suspendable_execute_waits_for_loop_work_on_the_loop() -> None:
+    seen: list[object] = []
+
+    def execute(requests: list[int]) -> list[int]:
+        seen.extend([threading.get_ident(), CALLER_VALUE.get(), _inline.INLINE.get()])
+        assert _inline.suspendable()
+        answers = [_inline.await_on_loop(_answer_later(r)) for r in requests]
+        try:
+            _inline.await_on_loop(_fail_later())
+        except ValueError as exc:  # raised where the execute waits
+            answers.append(len(str(exc)))
+        return answers
+
+    policy = _Recording(True, suspends=True)
+    CALLER_VALUE.set("the caller's")
+    answers = await _inline.run_suspendable(policy, execute, [1, 2])
+    assert answers == [10, 20, len("the work failed")]
+    assert seen == [threading.get_ident(), "the caller's", policy]
+    assert _inline.INLINE.get() is None, "the execute ran in a copy of the caller's context"
+    ((cpu, wall),) = policy.times
+    assert wall < 0.1, "the 0.1 s of waits are not the execute's time"
+    assert 0 < cpu <= wall + 0.01
+
+
+async def test_a_suspendable_execute_that_raises_raises_to_its_caller() -> None:
+    def execute(requests: list[int]) -> list[int]:
+        _inline.await_on_loop(_answer_later(1))
+        raise KeyError("after the wait")
+
+    with pytest.raises(KeyError, match="after the wait"):
+        await _inline.run_suspendable(InlinePolicy(True, suspends=True), execute, [])
+
+
+async def test_waiting_on_the_loop_outside_a_suspendable_execute_is_refused() -> None:
+    assert not _inline.suspendable()
+    work = _answer_later(1)
+    with pytest.raises(RuntimeError, match="outside an execute run_suspendable drives"):
+        _inline.await_on_loop(work)
+    assert inspect.getcoroutinestate(work) == inspect.CORO_CLOSED, "closed, never left unawaited"
+
+
+def test_waits_noted_in_a_thread_are_taken_once() -> None:
+    _inline.take_waits()
+    _inline.note_wait(0.25)
+    _inline.note_wait(0.5)
+    assert _inline.take_waits() == 0.75
+    assert _inline.take_waits() == 0.0
+
+
+def test_only_sync_bls_names_let_a_blocking_model_run_on_the_loop(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "model.py"
+    bls = "def execute(self, requests):\n        pb_utils.InferenceRequest('m', [], []).exec()"
+    path.write_text(textwrap.dedent(QUICK_MODEL).replace("def execute(self, requests):", bls))
+    policy = inline_policy(ModelConfig(name="m"), path)
+    assert policy.allowed and policy.suspends
+    path.write_text(textwrap.dedent(QUICK_MODEL))
+    policy = inline_policy(ModelConfig(name="m"), path)
+    assert policy.allowed and not policy.suspends, "no BLS: a plain call, no greenlet"
+    sleeps = bls + "\n        time.sleep(0)"
+    path.write_text(textwrap.dedent(QUICK_MODEL).replace("def execute(self, requests):", sleeps))
+    assert not inline_policy(ModelConfig(name="m"), path).allowed

@@ -17,6 +17,7 @@ import contextvars
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from ....errors import RpcError
 from ... import python_model
 from ...inprocess import ModelCaller
 from .._bls_pipe import PipeCaller
-from .._inline import INLINE
+from .._inline import INLINE, await_on_loop, note_wait, suspendable
 from .pb_types import (
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_END,
     TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
@@ -337,13 +338,17 @@ class InferenceRequest:
 
     def exec(self, decoupled: bool = False) -> Any:
         """Run this request on its model and wait: an InferenceResponse (an iterator of them
-        when ``decoupled``). Called from a thread (a ``def execute``), never on the loop."""
+        when ``decoupled``). Called from a ``def execute``: in a thread, or on the loop in the
+        greenlet such an execute runs in there (_inline.py), which waits without blocking it."""
         bls = _bls()
         if bls.pipe is not None:
             piped = self._piped(bls.pipe, decoupled)
             return iter(piped) if decoupled else piped
         caller, loop = bls.checked("InferenceRequest.exec()")
         if _on_loop(loop):
+            if suspendable():  # a def execute on the loop, in its greenlet: it waits there
+                result = await_on_loop(self._call(caller, decoupled))
+                return iter(result) if decoupled else result
             policy = INLINE.get()
             if policy is not None:  # a def execute the server ran on the loop: never again
                 policy.forbid("it called InferenceRequest.exec()")
@@ -457,7 +462,9 @@ def _wait_on(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, Any]) ->
         raise unsupported(
             "InferenceRequest.exec()", "the server that loaded the model has stopped"
         ) from None
+    waiting = time.perf_counter()
     done.acquire()
+    note_wait(time.perf_counter() - waiting)  # the loop's time, not the execute's
     return tasks[0].result()
 
 
