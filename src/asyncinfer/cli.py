@@ -10,6 +10,7 @@
     asyncinfer siege http://127.0.0.1:8000 /v2/models/simple/infer --request '{"inputs": ...}' \
         --rate 500 --duration 10                          # an HTTP endpoint (body: --request)
     asyncinfer health 127.0.0.1:8001                      # exit 0 when SERVING (HEALTHCHECK)
+    asyncinfer health http://127.0.0.1:8000               # the same over HTTP (/v2/health/ready)
 
 Load clients find the RPC and its message types through server reflection, and build the
 request from JSON (protobuf's JSON mapping; bytes are base64). For a FlatBuffers or raw method
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"asyncinfer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_serve(commands.add_parser("serve", help="serve an application's services"))
-    _add_health(commands.add_parser("health", help="ask a server's gRPC health service"))
+    _add_health(commands.add_parser("health", help="ask a server whether it is serving"))
     for name, help_text in (
         ("sync", "one call in flight; prints calls/s"),
         ("async", "many calls in flight (closed loop)"),
@@ -503,8 +504,14 @@ def _configured(factory: Callable[[], Server], overrides: dict[str, Any]) -> Ser
 
 
 def _add_health(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="HOST:PORT")
-    parser.add_argument("--service", default="", help='a service name; "" is the whole server')
+    parser.add_argument(
+        "target", help="HOST:PORT (gRPC health service) or http[s]://HOST:PORT (HTTP readiness)"
+    )
+    parser.add_argument(
+        "--service",
+        default="",
+        help='a gRPC service name, or over HTTP a model name; "" is the whole server',
+    )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds")
     parser.set_defaults(run=_run_health)
 

@@ -125,6 +125,35 @@ def test_http_only_serves_no_grpc_port() -> None:
         assert _listening_ports(pid) == {int(proc.address.rpartition(":")[2])}
 
 
+def _health(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [*CLI, "health", "--timeout", "5", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_health_asks_an_http_only_server_over_http() -> None:
+    argv = [
+        *CLI, "serve", "--model-repository", str(REPOSITORY), "--allow-grpc", "false",
+        "--http-port", "0", "--allow-metrics", "false",
+    ]  # fmt: skip
+    with ServerProcess(argv) as proc:
+        url = proc.http_url
+        serving = _health(url)
+        assert serving.returncode == 0, serving.stderr
+        assert serving.stdout.strip() == f"{url} (server): SERVING"
+        model = _health(url, "--service", "simple")
+        assert model.returncode == 0 and model.stdout.strip() == f"{url} simple: SERVING"
+        unknown = _health(url, "--service", "no_such_model")
+        assert unknown.returncode == 1 and "no_such_model: NOT_SERVING (HTTP 400)" in unknown.stdout
+        grpc = _health(proc.address)  # nothing serves gRPC there
+        assert grpc.returncode == 1 and "UNREACHABLE" in grpc.stdout
+    closed = _free_port()
+    gone = _health(f"http://127.0.0.1:{closed}")
+    assert gone.returncode == 1 and "UNREACHABLE (" in gone.stdout
+    bad = _health("ftp://127.0.0.1:1")
+    assert bad.returncode == 2
+    assert "a health target is HOST:PORT (gRPC) or http[s]://HOST:PORT (HTTP)" in bad.stderr
+
+
 def test_http_only_with_two_workers() -> None:
     port = _free_port()
     argv = [
