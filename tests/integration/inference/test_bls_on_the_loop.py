@@ -188,8 +188,8 @@ def test_a_caller_that_goes_away_while_exec_waits_leaves_the_server_serving(
         with pytest.raises(InferenceServerException) as raised:
             _call(client, "caller", data, timeout=0.1, slow=True)
         assert raised.value.status() == "StatusCode.DEADLINE_EXCEEDED"
-        # Meanwhile the loop serves others; the execute finishes its exec() calls, then gives
-        # its instance back to the next call, which waits for it.
+        # The loop served others meanwhile; the execute's exec() calls answered CANCELLED, it
+        # ended and gave its instance back to the next call.
         started = time.monotonic()
         total, thread = _call(client, "caller", data)
         np.testing.assert_array_equal(total, 2 * data)

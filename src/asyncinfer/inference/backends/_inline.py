@@ -34,6 +34,7 @@ one execute at a time.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import pathlib
@@ -194,13 +195,19 @@ class _Awaiting:
 
 
 async def run_suspendable(
-    policy: InlinePolicy, execute: Callable[[Any], Any], requests: Any
+    policy: InlinePolicy,
+    execute: Callable[[Any], Any],
+    requests: Any,
+    on_cancel: Callable[[], object] | None = None,
 ) -> Any:
     """``execute(requests)`` on the loop, in a greenlet where :func:`await_on_loop` may wait
     for work on the loop; the policy is told the time the execute itself ran.
 
-    Run in a copy of the caller's context, as a thread's execute is. The caller keeps the
-    execute going to its end if it is cancelled (``uninterrupted``), as for a thread: an
+    Run in a copy of the caller's context, as a thread's execute is, and in the caller's task.
+    When that task is cancelled while the execute waits, the work it waits for is cancelled
+    and the wait raises CancelledError in the execute (exec() answers it as a cancelled
+    request), ``on_cancel`` runs, and every later wait of that execute raises at once; the
+    execute still runs to its end, as in a thread, and then the cancellation propagates. An
     execute is never left suspended halfway with its instance leased.
     """
     context = contextvars.copy_context()
@@ -210,19 +217,37 @@ async def run_suspendable(
     cpu = wall = 0.0
     sent: Any = requests
     error: BaseException | None = None
+    cancelled: asyncio.CancelledError | None = None
     try:
         while True:
             started_cpu, started = time.thread_time(), time.perf_counter()
             try:
                 asked = runner.switch(sent) if error is None else runner.throw(error)
+            except BaseException:
+                if cancelled is not None:  # what it raised after its caller went is moot
+                    raise cancelled from None
+                raise
             finally:
                 cpu += time.thread_time() - started_cpu
                 wall += time.perf_counter() - started
             if runner.dead:
+                if cancelled is not None:
+                    raise cancelled
                 return asked
             sent, error = None, None
+            if cancelled is not None:  # the caller is gone: no more waits
+                asked.work.close()
+                error = asyncio.CancelledError()
+                continue
             try:
                 sent = await asked.work
+            except asyncio.CancelledError as exc:
+                error = exc
+                task = asyncio.current_task()
+                if task is None or task.cancelling():  # this call's, not the work's own
+                    cancelled = exc
+                    if on_cancel is not None:
+                        on_cancel()
             except BaseException as exc:  # raised where the execute waits: it decides
                 error = exc
     finally:

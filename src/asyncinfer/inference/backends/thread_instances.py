@@ -194,9 +194,8 @@ class ThreadBackend:
         either way, for the policy."""
         policy = self._policy
         if policy.inline and policy.suspends:  # in a greenlet, where a sync BLS call waits
-            return await uninterrupted(
-                run_suspendable(policy, instance.execute, requests),
-                on_cancel=lambda: mark_cancelled(requests),
+            return await run_suspendable(
+                policy, instance.execute, requests, lambda: mark_cancelled(requests)
             )
         if policy.inline:
             token = INLINE.set(policy)

@@ -359,3 +359,35 @@ def test_only_sync_bls_names_let_a_blocking_model_run_on_the_loop(tmp_path: path
     sleeps = bls + "\n        time.sleep(0)"
     path.write_text(textwrap.dedent(QUICK_MODEL).replace("def execute(self, requests):", sleeps))
     assert not inline_policy(ModelConfig(name="m"), path).allowed
+
+
+async def test_a_suspendable_execute_whose_caller_goes_runs_to_its_end() -> None:
+    started, gone, ended = asyncio.Event(), [], []
+    waits: list[str] = []
+
+    async def forever() -> int:
+        started.set()
+        await asyncio.sleep(3600)
+        return 0
+
+    def execute(requests: list[int]) -> str:
+        for work in (forever(), _answer_later(1)):
+            try:
+                _inline.await_on_loop(work)
+                waits.append("answered")
+            except asyncio.CancelledError:
+                waits.append("cancelled")
+        ended.append(True)
+        raise ValueError("moot: its caller has gone")
+
+    policy = _Recording(True, suspends=True)
+    call = asyncio.create_task(
+        _inline.run_suspendable(policy, execute, [], lambda: gone.append(True))
+    )
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert waits == ["cancelled", "cancelled"], "the wait and every later one raise"
+    assert ended == [True] and gone == [True]
+    assert len(policy.times) == 1

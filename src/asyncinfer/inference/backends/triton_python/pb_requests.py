@@ -347,7 +347,10 @@ class InferenceRequest:
         caller, loop = bls.checked("InferenceRequest.exec()")
         if _on_loop(loop):
             if suspendable():  # a def execute on the loop, in its greenlet: it waits there
-                result = await_on_loop(self._call(caller, decoupled))
+                try:
+                    result = await_on_loop(self._call(caller, decoupled))
+                except asyncio.CancelledError:  # the execute's caller has gone
+                    result = self._cancelled(decoupled)
                 return iter(result) if decoupled else result
             policy = INLINE.get()
             if policy is not None:  # a def execute the server ran on the loop: never again
@@ -375,6 +378,16 @@ class InferenceRequest:
             return await self._call(caller, decoupled)
         future = asyncio.run_coroutine_threadsafe(self._call(caller, decoupled), loop)
         return await asyncio.wrap_future(future)
+
+    def _cancelled(self, decoupled: bool) -> Any:
+        """The answer of a BLS call made for a request whose caller has gone: not made."""
+        error = TritonError(
+            f"BLS request to model '{self._model_name}' was cancelled: the request that made "
+            "it was cancelled (its caller went away or its deadline passed)",
+            TritonError.CANCELLED,
+        )
+        failed = InferenceResponse(error=error)
+        return [failed] if decoupled else failed
 
     def _version(self) -> str:
         return "" if self._model_version < 0 else str(self._model_version)
