@@ -14,14 +14,12 @@ holds both.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import collections
-import contextlib
 import dataclasses
 import math
 
 from .errors import ResourceExhausted
+from .pools import Handover
 
 __all__ = [
     "Admission",
@@ -109,7 +107,7 @@ class Admission:
     """
 
     __slots__ = (
-        "_waiters",
+        "_handover",
         "arrived",
         "cancelled",
         "completed",
@@ -133,11 +131,11 @@ class Admission:
         self.cancelled = 0
         self.rejected = 0
         self.times = CallTimes()
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._handover: Handover[None] = Handover(self._slot_free)
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is ahead in the queue."""
-        if self.limit is None or (self.in_flight < self.limit and not self._waiters):
+        if self.limit is None or (self.in_flight < self.limit and not self._handover.waiters):
             self.in_flight += 1
             return True
         return False
@@ -147,41 +145,25 @@ class Admission:
         if self.try_acquire():
             return
         timeout = _min_timeout(time_remaining, self.queue_timeout)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        # Cancelled while queued (client gone, server stopping), the wait leaves no trace; a
+        # slot handed over in the same loop step as the timeout or cancellation is passed on.
         try:
-            async with asyncio.timeout(_loop_timeout(timeout)):
-                await waiter
+            await self._handover.wait(_loop_timeout(timeout))
         except TimeoutError:
-            self._abandon(waiter)
             self.rejected += 1
             raise ResourceExhausted(
-                f"{self.name}: {self.limit} calls in flight and {len(self._waiters)} waiting; "
-                f"no slot freed within {timeout:.3g}s. Retry later, or raise the RPC's "
+                f"{self.name}: {self.limit} calls in flight and {len(self._handover.waiters)} "
+                f"waiting; no slot freed within {timeout:.3g}s. Retry later, or raise the RPC's "
                 "max_in_flight / queue_timeout"
             ) from None
-        except BaseException:
-            # Cancelled while queued (client gone, server stopping): leave no trace.
-            self._abandon(waiter)
-            raise
-
-    def _abandon(self, waiter: asyncio.Future[None]) -> None:
-        # release() may have handed this waiter a slot in the same loop iteration that its
-        # timeout or cancellation fired; that slot is ours now and must be passed on.
-        if waiter.done() and not waiter.cancelled():
-            self.release()
-        else:
-            waiter.cancel()
-            with contextlib.suppress(ValueError):  # release() may have popped it already
-                self._waiters.remove(waiter)
 
     def release(self) -> None:
         """Give a slot back: to the first live waiter if there is one, else to the pool."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot moves to the waiter; in_flight unchanged
-                return
+        # Handed over, the slot moves to the waiter: in_flight is unchanged.
+        if not self._handover.hand(None):
+            self.in_flight -= 1
+
+    def _slot_free(self, _: None) -> None:
         self.in_flight -= 1
 
     def statistics(self) -> AdmissionStatistics:
@@ -189,8 +171,7 @@ class Admission:
             name=self.name,
             limit=self.limit,
             in_flight=self.in_flight,
-            # A copy first: the metrics thread calls this while the loop may change the queue.
-            waiting=sum(1 for w in list(self._waiters) if not w.done()),
+            waiting=self._handover.waiting(),  # the metrics thread calls this too
             completed=self.completed,
             failed=self.failed,
             cancelled=self.cancelled,

@@ -16,6 +16,9 @@ waiter, so a newcomer never takes it first. An acquisition that waits longer tha
 fails with ``ResourceExhausted`` naming the pool; acquiring from a closed pool fails with
 ``Unavailable``. ``await pool.drain()`` is the graceful close: new acquisitions fail at once,
 the waiting ones are still served, and it returns when every item is back.
+
+:class:`Handover` is that first-come-first-served hand-over on its own, for any owner of
+freed things (admission slots, python-model instances as well as pool items).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError, ResourceExhausted, Unavailable, UsageError
 
-__all__ = ["Lease", "Pool", "PoolStatistics"]
+__all__ = ["Handover", "Lease", "Pool", "PoolStatistics"]
 
 T = TypeVar("T")
 log = logging.getLogger("asyncinfer.pools")
@@ -52,6 +55,77 @@ class PoolStatistics:
     leaks: int
     retired: int
     closed: bool
+
+
+class Handover(Generic[T]):
+    """The waiters for something freed elsewhere (a slot, an item, an instance), first come
+    first served: ``hand(value)`` gives a freed value to the oldest live waiter, and when
+    nobody waits the owner keeps it.
+
+    A waiter can be cancelled or time out in the same loop step that a value was handed to
+    it. The value is its own by then: it passes it on to the next waiter, or to
+    ``keep(value)`` when there is none, so nothing handed over is ever lost.
+
+    ``waiters`` is the line itself, oldest first, for the owner's fast path: while it is
+    empty a free value may be taken at once, without a Future, and nobody is passed over. It
+    can briefly hold waiters that are done but have not left yet; ``waiting()`` counts only
+    the live ones.
+    """
+
+    __slots__ = ("_keep", "waiters")
+
+    def __init__(self, keep: Callable[[T], object]) -> None:
+        self._keep = keep
+        self.waiters: collections.deque[asyncio.Future[T]] = collections.deque()
+
+    async def wait(self, within: float | None = None) -> T:
+        """Queue for the next value handed over, at most ``within`` seconds (None: no bound),
+        then ``TimeoutError``; a waiter that leaves without a value leaves no trace."""
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            if within is None:
+                return await waiter
+            async with asyncio.timeout(within):
+                return await waiter
+        except BaseException:
+            self._abandon(waiter)
+            raise
+
+    def _abandon(self, waiter: asyncio.Future[T]) -> None:
+        # The waiting task ended (cancelled, timed out) but hand() may have given it a value
+        # in the same loop step, before the task could run: pass the value on, never lose it.
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            value = waiter.result()
+            if not self.hand(value):
+                self._keep(value)
+            return
+        waiter.cancel()
+        with contextlib.suppress(ValueError):  # hand() or fail() took it off the line already
+            self.waiters.remove(waiter)
+
+    def hand(self, value: T) -> bool:
+        """Give ``value`` to the oldest live waiter; False when nobody waits (keep it)."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(value)
+                return True
+        return False
+
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Fail every live waiter, each with an exception of its own from ``error()``."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error())
+
+    def waiting(self) -> int:
+        """The live waiters. Safe from another thread (a metrics scrape): it counts a copy of
+        the line, which the loop may be changing meanwhile."""
+        return sum(1 for waiter in list(self.waiters) if not waiter.done())
 
 
 class Lease(Generic[T]):
@@ -168,7 +242,7 @@ class Pool(Generic[T]):
         self._factory = factory
         self._timeout = timeout
         self._size = len(self._idle)
-        self._waiters: collections.deque[asyncio.Future[T]] = collections.deque()
+        self._handover: Handover[T] = Handover(self._keep)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = self._draining = False
         self._quiet: asyncio.Future[None] | None = None  # drain() waits on it
@@ -184,48 +258,34 @@ class Pool(Generic[T]):
         # Recorded here too: a leaked lease is given back through this loop (see _leaked).
         with contextlib.suppress(RuntimeError):  # no running loop: a synchronous caller
             self._loop = asyncio.get_running_loop()
-        if not self._idle or self._waiters:
+        if not self._idle or self._handover.waiters:
             raise ResourceExhausted(f"pool {self.name!r}: all {self._size} items are leased")
         return self._grant(self._idle.popleft())
 
     async def _lease(self, wait: float | None) -> Lease[T]:
         self._check_open()
         self._loop = asyncio.get_running_loop()
-        if self._idle and not self._waiters:
+        if self._idle and not self._handover.waiters:
             return self._grant(self._idle.popleft())
-        waiter: asyncio.Future[T] = self._loop.create_future()
-        self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(wait):
-                item = await waiter
+            item = await self._handover.wait(wait)
         except BaseException as exc:
-            self._abandon(waiter)
+            self._wake_drain()  # one waiter fewer: drain() may be waiting for that
             if isinstance(exc, TimeoutError):
                 self._timeouts += 1
                 raise ResourceExhausted(
                     f"pool {self.name!r}: no item free within {wait} s "
-                    f"({self._size} items, all leased; {len(self._waiters)} waiting)"
+                    f"({self._size} items, all leased; {len(self._handover.waiters)} waiting)"
                 ) from None
             raise
         return self._grant(item)
-
-    def _abandon(self, waiter: asyncio.Future[T]) -> None:
-        # The waiting task ended (cancelled, timed out) but may have been handed an item in
-        # the same loop step: give that item to the next waiter so it is never lost.
-        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-            self._give_back(waiter.result(), reset=False)
-            return
-        waiter.cancel()
-        with contextlib.suppress(ValueError):  # already handed over or failed by close()
-            self._waiters.remove(waiter)
-        self._wake_drain()
 
     def _grant(self, item: T) -> Lease[T]:
         self._acquired += 1
         return Lease(self, item)
 
-    def _give_back(self, item: T, *, reset: bool = True) -> None:
-        if reset and self._reset is not None:
+    def _give_back(self, item: T) -> None:
+        if self._reset is not None:
             try:
                 self._reset(item)
             except BaseException:
@@ -234,11 +294,10 @@ class Pool(Generic[T]):
         self._hand_over(item)
 
     def _hand_over(self, item: T) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
+        if not self._handover.hand(item):
+            self._keep(item)
+
+    def _keep(self, item: T) -> None:
         self._idle.append(item)
         self._wake_drain()
 
@@ -277,7 +336,7 @@ class Pool(Generic[T]):
             raise Unavailable(f"pool {self.name!r} is closed")
 
     def _is_quiet(self) -> bool:
-        return len(self._idle) >= self._size and not any(not w.done() for w in self._waiters)
+        return len(self._idle) >= self._size and not self._handover.waiting()
 
     def _wake_drain(self) -> None:
         if self._quiet is not None and not self._quiet.done() and self._is_quiet():
@@ -301,10 +360,7 @@ class Pool(Generic[T]):
     def close(self) -> None:
         """Refuse new acquisitions and fail the waiting ones; leases out may still return."""
         self._closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(Unavailable(f"pool {self.name!r} closed while waiting"))
+        self._handover.fail(lambda: Unavailable(f"pool {self.name!r} closed while waiting"))
 
     @property
     def closed(self) -> bool:
@@ -325,7 +381,7 @@ class Pool(Generic[T]):
             size=self._size,
             idle=idle,
             leased=self._size - idle,
-            waiting=sum(not w.done() for w in self._waiters),
+            waiting=self._handover.waiting(),
             acquired=self._acquired,
             timeouts=self._timeouts,
             leaks=self._leaks,

@@ -1,4 +1,5 @@
-"""Object pools: leases, FIFO fairness, timeouts, reset hook, leaks, closing, cancellation."""
+"""Object pools: leases, FIFO fairness, timeouts, reset hook, leaks, closing, cancellation; the
+Handover they (and admission, and python-model instances) wait in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncinfer.errors import ResourceExhausted, Unavailable, UsageError
-from asyncinfer.pools import Pool
+from asyncinfer.pools import Handover, Pool
 
 
 async def test_lease_gives_item_and_returns_it() -> None:
@@ -279,3 +280,83 @@ async def test_a_leaked_nowait_lease_comes_back_on_the_loop_thread() -> None:
         await asyncio.sleep(0.01)
     assert returned_on == [threading.get_ident()]
     assert pool.leaks() == 1 and pool.statistics().idle == 1
+
+
+async def test_handover_serves_waiters_first_come_first_served() -> None:
+    kept: list[int] = []
+    handover = Handover(kept.append)
+    assert not handover.hand(0), "nobody waits: the owner keeps it"
+    tasks = []
+    for _ in range(3):
+        tasks.append(asyncio.create_task(handover.wait()))
+        await asyncio.sleep(0)  # each waiter queues before the next starts
+    assert [handover.hand(value) for value in (1, 2, 3)] == [True, True, True]
+    assert await asyncio.gather(*tasks) == [1, 2, 3]
+    assert not handover.waiters and kept == []
+
+
+async def test_handover_to_a_waiter_cancelled_in_the_same_step_passes_the_value_on() -> None:
+    kept: list[str] = []
+    handover = Handover(kept.append)
+    first = asyncio.create_task(handover.wait())
+    second = asyncio.create_task(handover.wait())
+    third = asyncio.create_task(handover.wait())
+    await asyncio.sleep(0)
+    assert handover.hand("x")  # to `first`, which has not run yet ...
+    first.cancel()  # ... and is cancelled before it could: "x" goes on to `second`
+    assert await asyncio.wait_for(second, 1) == "x"
+    assert first.cancelled() and kept == []
+    assert handover.hand("y")  # to `third`, cancelled alike with nobody behind it ...
+    third.cancel()
+    await asyncio.gather(third, return_exceptions=True)
+    assert kept == ["y"], "... so the owner keeps it"
+    assert not handover.waiters
+
+
+async def test_handover_wait_times_out_and_leaves_the_line() -> None:
+    handover: Handover[int] = Handover(lambda value: None)
+    with pytest.raises(TimeoutError):
+        await handover.wait(0.01)
+    assert not handover.waiters and handover.waiting() == 0
+    late = asyncio.create_task(handover.wait(1))
+    await asyncio.sleep(0)
+    assert handover.hand(7)  # a bounded wait that is served returns the value
+    assert await late == 7
+
+
+async def test_handover_to_a_waiter_timing_out_in_the_same_step_passes_the_value_on() -> None:
+    kept: list[str] = []
+    handover = Handover(kept.append)
+    waiter = asyncio.create_task(handover.wait(0))  # its timeout fires in the next step
+    await asyncio.sleep(0)  # the waiter queues and arms its timeout
+    assert handover.hand("x"), "handed over before the timeout ran"
+    with pytest.raises(TimeoutError):
+        await waiter
+    assert kept == ["x"]
+
+
+async def test_handover_fail_fails_every_live_waiter_with_its_own_error() -> None:
+    handover: Handover[int] = Handover(lambda value: None)
+    tasks = [asyncio.create_task(handover.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    tasks[1].cancel()  # done, still in line: not failed again
+    handover.fail(lambda: Unavailable("closed while waiting"))
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], Unavailable) and isinstance(results[2], Unavailable)
+    assert results[0] is not results[2]
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert not handover.waiters and not handover.hand(1)
+
+
+async def test_handover_counts_only_live_waiters() -> None:
+    handover: Handover[int] = Handover(lambda value: None)
+    tasks = [asyncio.create_task(handover.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert handover.waiting() == 3
+    tasks[0].cancel()  # done at once; it leaves the line when it next runs
+    assert (handover.waiting(), len(handover.waiters)) == (2, 3)
+    await asyncio.gather(tasks[0], return_exceptions=True)
+    assert (handover.waiting(), len(handover.waiters)) == (2, 2)
+    assert handover.hand(1) and handover.hand(2)
+    assert await asyncio.gather(*tasks[1:]) == [1, 2]
+    assert handover.waiting() == 0

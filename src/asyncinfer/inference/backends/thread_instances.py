@@ -31,6 +31,7 @@ from typing import Any
 from ..._threads import uninterrupted
 from ...errors import ModelLoadFailed, Unavailable
 from ...pb.inference.model_config_pb2 import ModelConfig
+from ...pools import Handover
 from ..inprocess import ModelCaller, ModelLookup
 from ..model_files import model_file
 from ..python_model import Request, Response
@@ -146,7 +147,9 @@ class ThreadBackend:
             raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
         idle = self._idle
         # take() inline for the usual call (an instance free, nobody waiting): no coroutine.
-        instance = idle.free.popleft() if idle.free and not idle.waiters else await idle.take()
+        instance = (
+            idle.free.popleft() if idle.free and not idle.handover.waiters else await idle.take()
+        )
         try:
             if self._async_execute:
                 responses = await instance.execute(requests)
@@ -233,37 +236,23 @@ class _Idle:
     served: a returned instance goes straight to the oldest waiter. Cheaper than an
     asyncio.Queue on every call's path: a free instance is a deque pop, no coroutine."""
 
-    __slots__ = ("free", "waiters")
+    __slots__ = ("free", "handover")
 
     def __init__(self) -> None:
         self.free: collections.deque[Any] = collections.deque()
-        self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # A waiter cancelled after an instance was handed to it passes the instance on.
+        self.handover: Handover[Any] = Handover(self.free.append)
 
     async def take(self) -> Any:
         """The next instance handed back, in the order the calls began to wait."""
-        if self.free and not self.waiters:
+        if self.free and not self.handover.waiters:
             return self.free.popleft()
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Cancelled after an instance was handed over: pass it on, never lose it.
-            if waiter.done() and not waiter.cancelled():
-                self.give(waiter.result())
-            else:
-                with contextlib.suppress(ValueError):  # give() may have dropped it already
-                    self.waiters.remove(waiter)
-            raise
+        return await self.handover.wait()
 
     def give(self, instance: Any) -> None:
         """Hand ``instance`` to the oldest waiter, or make it free."""
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(instance)
-                return
-        self.free.append(instance)
+        if not self.handover.hand(instance):
+            self.free.append(instance)
 
 
 class _InstanceThread:

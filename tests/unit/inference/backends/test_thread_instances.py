@@ -96,4 +96,4 @@ async def test_an_instance_handed_to_a_waiter_cancelled_before_it_ran_goes_to_th
     first.cancel()  # ...which is cancelled before it runs again
     assert await asyncio.wait_for(second, 1) == "instance"
     assert first.cancelled()
-    assert not idle.free and not idle.waiters
+    assert not idle.free and not idle.handover.waiters
