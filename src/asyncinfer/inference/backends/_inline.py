@@ -180,13 +180,13 @@ INLINE: contextvars.ContextVar[InlinePolicy | None] = contextvars.ContextVar(
 
 
 # greenlet has no type stubs: its class is Any to mypy.
-class _LoopExecute(greenlet.greenlet):  # type: ignore[misc]
+class _ExecuteGreenlet(greenlet.greenlet):  # type: ignore[misc]
     """A plain def execute running on the event loop in a greenlet of its own, driven by
     :func:`run_suspendable` (its parent, the loop's greenlet)."""
 
 
 class _Awaiting:
-    """What a :class:`_LoopExecute` hands its driver: the work it waits for."""
+    """What a :class:`_ExecuteGreenlet` hands its driver: the work it waits for."""
 
     __slots__ = ("work",)
 
@@ -212,7 +212,7 @@ async def run_suspendable(
     """
     context = contextvars.copy_context()
     context.run(INLINE.set, policy)
-    runner = _LoopExecute(execute)
+    runner = _ExecuteGreenlet(execute)
     runner.gr_context = context
     cpu = wall = 0.0
     sent: Any = requests
@@ -256,14 +256,14 @@ async def run_suspendable(
 
 def suspendable() -> bool:
     """Whether this code runs in an execute that :func:`run_suspendable` drives."""
-    return type(greenlet.getcurrent()) is _LoopExecute
+    return type(greenlet.getcurrent()) is _ExecuteGreenlet
 
 
 def await_on_loop(work: Coroutine[Any, Any, Any]) -> Any:
     """From an execute :func:`run_suspendable` drives (check :func:`suspendable`): suspend it
     until the loop has run ``work``; its result, or its exception raised here."""
     current = greenlet.getcurrent()
-    if type(current) is not _LoopExecute:
+    if type(current) is not _ExecuteGreenlet:
         work.close()
         raise RuntimeError("await_on_loop() outside an execute run_suspendable drives")
     return current.parent.switch(_Awaiting(work))
