@@ -64,7 +64,8 @@ def compute(body: bytes, headers: Mapping[str, str], model: str) -> tuple[bytes,
     return b"".join([head, *tail]), reply_headers
 
 
-def serve_aiohttp(port: int) -> None:
+def aiohttp_app() -> Any:
+    """The bare aiohttp application (bench/_http_probe.py drives it in process too)."""
     from aiohttp import web
 
     async def infer(request: web.Request) -> web.Response:
@@ -77,6 +78,13 @@ def serve_aiohttp(port: int) -> None:
     app = web.Application(client_max_size=64 << 20)
     app.router.add_post("/v2/models/{m}/infer", infer)
     app.router.add_get("/v2/health/ready", ready)
+    return app
+
+
+def serve_aiohttp(port: int) -> None:
+    from aiohttp import web
+
+    app = aiohttp_app()
     try:
         import uvloop
 
