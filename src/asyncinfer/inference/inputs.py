@@ -144,10 +144,27 @@ _RANGES = {
 }
 
 
+#: numpy 2 refuses a Python int out of an integer dtype's range (OverflowError); numpy 1
+#: wrapped it around with a warning.
+_CHECKED_INT_CONVERSION = int(np.__version__.split(".", 1)[0]) >= 2
+
+
 def _numbers(items: Any, datatype: Datatype, what: str) -> Array:
     """``items`` as an array of ``datatype``; InvalidArgument when one is out of its range or
     not a number of its kind."""
     dtype = datatype.dtype
+    if (
+        _CHECKED_INT_CONVERSION
+        and dtype.kind in "iu"
+        and type(items) is list
+        and all(type(item) is int for item in items)
+    ):
+        # The usual JSON integer tensor: converted and range-checked by numpy in one call
+        # (reductions over a small array cost microseconds each); past the range, below.
+        try:
+            return np.array(items, dtype=dtype)
+        except OverflowError:
+            pass
     try:
         wide = np.array(items, dtype=np.uint64 if datatype.wire == "UINT64" else None)
         if dtype.kind in "iu" and wide.size:

@@ -59,7 +59,11 @@ def test_elements_of_every_datatype(datatype: str, values: list[object]) -> None
     ("datatype", "values", "message"),
     [
         ("INT8", [300], "int_contents of input 'X' for model 'm' holds values outside the range"),
+        ("UINT8", [-1], "holds values outside the range of UINT8"),
+        ("INT64", [2**63], "holds values outside the range of INT64"),
+        ("UINT64", [2**64], "holds values that are not UINT64"),
         ("INT32", [1.5], "holds values that are not INT32"),
+        ("INT32", ["1"], "holds values that are not INT32"),
         ("INT32", [1, 2], r"unexpected number of elements 2 in int_contents of input 'X'"),
     ],
 )
