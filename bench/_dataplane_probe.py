@@ -9,9 +9,17 @@ serialize). Each round times N requests with ``time.process_time``, in tasks of 
 is larger (cache effects), so this is the lower bound that data-plane work for issue 10 is
 measured with.
 
+``--repository DIR --models A,B`` probes other models that take ``simple``'s request (INT32
+INPUT0 and INPUT1 [1, 16], outputs OUTPUT0 and OUTPUT1), each a side of its own, e.g.
+bench/triton_models' ``triton_add_sub`` and ``triton_bls``; ``--in-threads NAME`` adds a copy
+of model NAME, ``NAME_in_threads``, whose config sets ``sync_execute: "thread"`` (the
+repository is copied to a temporary folder first), to set a plain def execute kept in worker
+threads beside the same one moved to the loop.
+
 Run: .venv/bin/python bench/_dataplane_probe.py [--requests N] [--profile]
+     [--repository DIR --models A,B] [--in-threads NAME]
 The last stdout line is one JSON object: per side, the median and the rounds; ``ratio``, the
-median of the rounds' asyncinfer / bare.
+median of the rounds' asyncinfer / bare (the first model's, with --models).
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ import asyncio
 import cProfile
 import json
 import pstats
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -41,8 +51,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_reposi
 ROUNDS = 5
 
 
-def _request_bytes() -> bytes:
-    request = tpb.ModelInferRequest(model_name="simple")
+def _request_bytes(model: str = "simple") -> bytes:
+    request = tpb.ModelInferRequest(model_name=model)
     for name in ("INPUT0", "INPUT1"):
         request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
         request.raw_input_contents.append(np.arange(16, dtype=np.int32).tobytes())
@@ -94,8 +104,10 @@ async def _rounds(sides: dict[str, Loop], requests: int) -> dict[str, list[float
     return rounds
 
 
-async def _main(requests: int, profile: bool) -> dict[str, Any]:
-    server = build_server(REPOSITORY, grpc_port=0)
+async def _main(
+    requests: int, profile: bool, repository: Path = REPOSITORY, models: Sequence[str] = ()
+) -> dict[str, Any]:
+    server = build_server(repository, grpc_port=0)
     await server.start()
     try:
         service = next(iter(server._services.values()))
@@ -107,22 +119,27 @@ async def _main(requests: int, profile: bool) -> dict[str, Any]:
         raw = _request_bytes()
         call = _Call()
 
-        async def ours(n: int) -> None:
-            for _ in range(n):
-                await handle(raw, call)
+        def ours(model_raw: bytes) -> Loop:
+            async def run(n: int) -> None:
+                for _ in range(n):
+                    await handle(model_raw, call)
+
+            return run
 
         async def theirs(n: int) -> None:
             for _ in range(n):
                 bare.infer(tpb.ModelInferRequest.FromString(raw)).SerializeToString()
 
-        rounds = await _rounds({"asyncinfer": ours, "bare": theirs}, requests)
+        names = list(models) or ["asyncinfer"]
+        sides = {name: ours(_request_bytes(name) if models else raw) for name in names}
+        rounds = await _rounds({**sides, "bare": theirs}, requests)
         for name, values in rounds.items():
             shown = ", ".join(f"{v:.1f}" for v in values)
             print(f"{name}: {statistics.median(values):.2f} µs/request (median of 5: {shown})")
         if profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            await ours(requests)
+            await sides[names[0]](requests)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     finally:
@@ -133,18 +150,45 @@ async def _main(requests: int, profile: bool) -> dict[str, Any]:
     }
     # Per round, against the bare function timed beside it: steadier than the µs on a machine
     # whose speed drifts between runs.
-    ratios = [ours / bare for ours, bare in zip(rounds["asyncinfer"], rounds["bare"], strict=True)]
+    first = rounds[names[0]]
+    ratios = [ours / bare for ours, bare in zip(first, rounds["bare"], strict=True)]
     result["ratio"] = round(statistics.median(ratios), 3)
-    print(f"asyncinfer / bare: {result['ratio']:.3f} (median of the rounds' ratios)")
+    print(f"{names[0]} / bare: {result['ratio']:.3f} (median of the rounds' ratios)")
     return result
+
+
+def _with_copy_in_threads(repository: Path, name: str, into: Path) -> Path:
+    """``repository`` copied under ``into``, with ``NAME_in_threads``: model ``name`` whose
+    config also sets ``sync_execute: "thread"``."""
+    copy = into / "repository"
+    shutil.copytree(repository, copy, symlinks=False)
+    source = copy / name
+    if not (source / "config.pbtxt").is_file():
+        raise SystemExit(f"--in-threads {name}: no {name}/config.pbtxt in {repository}")
+    target = copy / f"{name}_in_threads"
+    shutil.copytree(source, target)
+    config = (target / "config.pbtxt").read_text()
+    config = config.replace(f'name: "{name}"', f'name: "{name}_in_threads"', 1)
+    config += '\nparameters { key: "sync_execute" value: { string_value: "thread" } }\n'
+    (target / "config.pbtxt").write_text(config)
+    return copy
 
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000, help="requests per round")
     parser.add_argument("--profile", action="store_true", help="cProfile one more round")
+    parser.add_argument("--repository", type=Path, default=REPOSITORY)
+    parser.add_argument("--models", default="", help="comma-separated; default: simple")
+    parser.add_argument("--in-threads", default="", help="add a sync_execute: thread copy")
     args = parser.parse_args(argv)
-    result = asyncio.run(_main(args.requests, args.profile))
+    models = [m for m in args.models.split(",") if m]
+    with tempfile.TemporaryDirectory() as scratch:
+        repository = args.repository
+        if args.in_threads:
+            repository = _with_copy_in_threads(repository, args.in_threads, Path(scratch))
+            models.append(f"{args.in_threads}_in_threads")
+        result = asyncio.run(_main(args.requests, args.profile, repository, models))
     print(json.dumps(result))
     return 0
 
