@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,9 @@ class _Call:
         pass
 
 
-Loop = Callable[[int], Coroutine[Any, Any, None]]
+#: n -> a coroutine running n requests: None, or the CPU seconds they took when the side
+#: times itself (to leave out work made ready for them, as bench/_http_probe.py's do).
+Loop = Callable[[int], Coroutine[Any, Any, float | None]]
 
 
 #: Requests run in one task. grpc.aio runs each call in a task of its own, and the handler
@@ -87,21 +89,44 @@ Loop = Callable[[int], Coroutine[Any, Any, None]]
 PER_TASK = 64
 
 
-async def _in_tasks(run: Loop, requests: int) -> None:
+async def in_tasks(run: Loop, requests: int) -> float:
+    """The CPU seconds of ``requests`` requests, run in tasks of :data:`PER_TASK`."""
+    spent = 0.0
     for start in range(0, requests, PER_TASK):
-        await asyncio.create_task(run(min(PER_TASK, requests - start)))
+        began = time.process_time()
+        reported = await asyncio.create_task(run(min(PER_TASK, requests - start)))
+        spent += time.process_time() - began if reported is None else reported
+    return spent
 
 
-async def _rounds(sides: dict[str, Loop], requests: int) -> dict[str, list[float]]:
+async def timed_rounds(sides: Mapping[str, Loop], requests: int) -> dict[str, list[float]]:
+    """µs of CPU per request of each side, :data:`ROUNDS` rounds interleaved, after a
+    warm-up (plan caches, allocator)."""
     for run in sides.values():
-        await _in_tasks(run, 2000)  # warm-up: plan caches, allocator
+        await in_tasks(run, 2000)
     rounds: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(ROUNDS):
         for name, run in sides.items():
-            start = time.process_time()
-            await _in_tasks(run, requests)
-            rounds[name].append((time.process_time() - start) / requests * 1e6)
+            rounds[name].append(await in_tasks(run, requests) / requests * 1e6)
     return rounds
+
+
+def medians(rounds: Mapping[str, list[float]], prefix: str = "") -> dict[str, Any]:
+    """Per side its median and rounds, printed, and as the summary's entries."""
+    for name, values in rounds.items():
+        shown = ", ".join(f"{v:.1f}" for v in values)
+        print(f"{prefix}{name}: {statistics.median(values):.2f} µs/request (median of 5: {shown})")
+    return {
+        name: {"median_us": round(statistics.median(v), 2), "rounds_us": [round(x, 2) for x in v]}
+        for name, v in rounds.items()
+    }
+
+
+def round_ratio(rounds: Mapping[str, list[float]], side: str, against: str) -> float:
+    """The median of the rounds' ``side`` / ``against``: per round, against the side timed
+    beside it, steadier than the µs on a machine whose speed drifts between runs."""
+    ratios = [a / b for a, b in zip(rounds[side], rounds[against], strict=True)]
+    return round(statistics.median(ratios), 3)
 
 
 async def _main(
@@ -132,10 +157,8 @@ async def _main(
 
         names = list(models) or ["asyncinfer"]
         sides = {name: ours(_request_bytes(name) if models else raw) for name in names}
-        rounds = await _rounds({**sides, "bare": theirs}, requests)
-        for name, values in rounds.items():
-            shown = ", ".join(f"{v:.1f}" for v in values)
-            print(f"{name}: {statistics.median(values):.2f} µs/request (median of 5: {shown})")
+        rounds = await timed_rounds({**sides, "bare": theirs}, requests)
+        result = medians(rounds)
         if profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -144,15 +167,7 @@ async def _main(
             pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     finally:
         await server.stop()
-    result: dict[str, Any] = {
-        name: {"median_us": round(statistics.median(v), 2), "rounds_us": [round(x, 2) for x in v]}
-        for name, v in rounds.items()
-    }
-    # Per round, against the bare function timed beside it: steadier than the µs on a machine
-    # whose speed drifts between runs.
-    first = rounds[names[0]]
-    ratios = [ours / bare for ours, bare in zip(first, rounds["bare"], strict=True)]
-    result["ratio"] = round(statistics.median(ratios), 3)
+    result["ratio"] = round_ratio(rounds, names[0], "bare")
     print(f"{names[0]} / bare: {result['ratio']:.3f} (median of the rounds' ratios)")
     return result
 

@@ -33,16 +33,15 @@ import asyncio
 import cProfile
 import json
 import pstats
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import _bare_http as bare
 import numpy as np
 import tritonclient.http as httpclient
+from _dataplane_probe import REPOSITORY, in_tasks, medians, round_ratio, timed_rounds
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
@@ -50,11 +49,7 @@ from aiohttp.test_utils import make_mocked_request
 from asyncinfer.inference import build_server
 from asyncinfer.inference.http.front_end import HttpFrontEnd
 
-REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "model_repository"
-ROUNDS = 5
 PATH = "/v2/models/simple/infer"
-#: Requests awaited in one task (made before it starts, outside the timing).
-PER_TASK = 64
 
 
 def _body(binary: bool) -> tuple[bytes, dict[str, str]]:
@@ -93,7 +88,9 @@ def _request(app: web.Application, body: bytes, headers: dict[str, str]) -> web.
     return make_mocked_request("POST", PATH, headers, app=app, payload=payload, loop=loop)
 
 
-Side = Callable[[int], Any]  # n -> coroutine returning the seconds of CPU its handling took
+#: n -> a coroutine returning the CPU seconds its handling of n requests took (in tasks of
+#: _dataplane_probe.PER_TASK, the requests made before each, outside the timing).
+Side = Callable[[int], Coroutine[Any, Any, float]]
 
 
 def _app_side(
@@ -145,34 +142,6 @@ def _compute_side(body: bytes, headers: dict[str, str]) -> Side:
     return run
 
 
-async def _timed(run: Side, requests: int) -> float:
-    spent = 0.0
-    for start in range(0, requests, PER_TASK):
-        spent += await asyncio.create_task(run(min(PER_TASK, requests - start)))
-    return spent
-
-
-async def _rounds(sides: dict[str, Side], requests: int) -> dict[str, list[float]]:
-    for run in sides.values():
-        await _timed(run, 2000)  # warm-up: header plans, caches, allocator
-    rounds: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(ROUNDS):
-        for name, run in sides.items():
-            rounds[name].append(await _timed(run, requests) / requests * 1e6)
-    return rounds
-
-
-def _summary(rounds: dict[str, list[float]]) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        name: {"median_us": round(statistics.median(v), 2), "rounds_us": [round(x, 2) for x in v]}
-        for name, v in rounds.items()
-    }
-    for key, against in (("ratio", "bare"), ("ratio_app", "bare_app")):
-        ratios = [a / b for a, b in zip(rounds["asyncinfer"], rounds[against], strict=True)]
-        result[key] = round(statistics.median(ratios), 3)
-    return result
-
-
 async def _main(requests: int, profile: bool) -> dict[str, Any]:
     server = build_server(REPOSITORY, grpc_port=0, http_port=0)
     await server.start()
@@ -191,18 +160,15 @@ async def _main(requests: int, profile: bool) -> dict[str, Any]:
                 "bare_app": _app_side(theirs, body, headers),
                 "bare": _compute_side(body, headers),
             }
-            rounds = await _rounds(sides, requests)
-            for name, values in rounds.items():
-                shown = ", ".join(f"{v:.1f}" for v in values)
-                print(f"{encoding} {name}: {statistics.median(values):.2f} µs/request "
-                      f"(median of 5: {shown})")  # fmt: skip
-            result[encoding] = _summary(rounds)
-            ratios = result[encoding]
+            rounds = await timed_rounds(sides, requests)
+            ratios = result[encoding] = medians(rounds, f"{encoding} ")
+            ratios["ratio"] = round_ratio(rounds, "asyncinfer", "bare")
+            ratios["ratio_app"] = round_ratio(rounds, "asyncinfer", "bare_app")
             print(f"{encoding} asyncinfer / bare: {ratios['ratio']:.3f}, / bare_app: "
                   f"{ratios['ratio_app']:.3f} (medians of the rounds' ratios)")  # fmt: skip
             if profile:
                 profiler = cProfile.Profile()
-                await _timed(_app_side(ours, body, headers, profiler=profiler), requests)
+                await in_tasks(_app_side(ours, body, headers, profiler=profiler), requests)
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     finally:
         await server.stop()
