@@ -50,13 +50,28 @@ def read_planned(
     miscounted: StringCountError | None = None
     for tensor, read in zip(request.inputs, reads, strict=True):
         data = tensor.data
-        if read is not None and (
-            len(data) == read.nbytes if type(data) is bytes else _planned_size(data, read.nbytes)
-        ):
-            # A read-only view over the received bytes, as _from_raw makes (in one call: its
-            # size was just checked).
-            arrays[tensor.name] = _view(read.shape, read.dtype, data)  # type: ignore[arg-type]
-            continue
+        if read is not None:
+            if type(data) is ElementValues:
+                # Elements given one by one (JSON ``data``): the usual list of exactly the
+                # planned count, all of the dtype's kind, is converted in one call.
+                values = data.values
+                array = (
+                    _plain_values(values, read.dtype)
+                    if len(values) * read.dtype.itemsize == read.nbytes
+                    else None
+                )
+                if array is not None:
+                    arrays[tensor.name] = array.reshape(read.shape)
+                    continue
+            elif (
+                len(data) == read.nbytes
+                if type(data) is bytes
+                else _planned_size(data, read.nbytes)
+            ):
+                # A read-only view over the received bytes, as _from_raw makes (in one call:
+                # its size was just checked).
+                arrays[tensor.name] = _view(read.shape, read.dtype, data)  # type: ignore[arg-type]
+                continue
         try:
             arrays[tensor.name] = _read(tensor, sig, request.shm)
         except StringCountError as exc:
@@ -144,32 +159,38 @@ _RANGES = {
 }
 
 
-#: numpy 2 refuses a Python int out of an integer dtype's range (OverflowError); numpy 1
-#: wrapped it around with a warning.
-_CHECKED_INT_CONVERSION = int(np.__version__.split(".", 1)[0]) >= 2
+#: Per dtype kind, the one Python type whose values numpy converts to that kind exactly as the
+#: checked path below does (ints range-checked by numpy 2 itself; numpy 1 wrapped them around).
+_PLAIN_KIND: dict[str, frozenset[type]] = {"f": frozenset((float,)), "b": frozenset((bool,))}
+if int(np.__version__.split(".", 1)[0]) >= 2:
+    _PLAIN_KIND |= {"i": frozenset((int,)), "u": frozenset((int,))}
+
+
+def _plain_values(items: Any, dtype: np.dtype[Any]) -> Array | None:
+    """``items`` as an array of ``dtype`` in one numpy call when they are the usual kind: a
+    list of Python ints for an integer dtype (in its range), floats for a float one, bools for
+    BOOL. None for anything else, which the checked path reads (and words any error of)."""
+    kind = _PLAIN_KIND.get(dtype.kind)
+    if kind is None or type(items) is not list or not kind.issuperset(map(type, items)):
+        return None
+    try:
+        return np.array(items, dtype)
+    except OverflowError:  # an int past the dtype's range
+        return None
 
 
 def _numbers(items: Any, datatype: Datatype, what: str) -> Array:
     """``items`` as an array of ``datatype``; InvalidArgument when one is out of its range or
     not a number of its kind."""
+    plain = _plain_values(items, datatype.dtype)
+    if plain is not None:
+        return plain
     dtype = datatype.dtype
-    if (
-        _CHECKED_INT_CONVERSION
-        and dtype.kind in "iu"
-        and type(items) is list
-        and all(type(item) is int for item in items)
-    ):
-        # The usual JSON integer tensor: converted and range-checked by numpy in one call
-        # (reductions over a small array cost microseconds each); past the range, below.
-        try:
-            return np.array(items, dtype=dtype)
-        except OverflowError:
-            pass
     try:
         wide = np.array(items, dtype=np.uint64 if datatype.wire == "UINT64" else None)
+        if wide.size and wide.dtype.kind not in ("iub" if dtype.kind in "iu" else "iubf"):
+            raise TypeError(wide.dtype)  # strings, objects: not numbers (nor floats for ints)
         if dtype.kind in "iu" and wide.size:
-            if wide.dtype.kind not in "iub":
-                raise TypeError(wide.dtype)
             low, high = _RANGES[dtype]
             if int(wide.min()) < low or int(wide.max()) > high:
                 raise InvalidArgument(f"{what} holds values outside the range of {datatype.wire}")

@@ -237,6 +237,23 @@ async def test_bad_body_answers_status_and_message_and_server_keeps_serving(
     await _assert_serving(session, address)
 
 
+@pytest.mark.parametrize("data", [["1.5", "2"], [None, 1.0], [1.0, {"a": 1}]])
+async def test_float_data_that_is_not_numbers_is_refused(
+    address: str, session: aiohttp.ClientSession, data: list[Any]
+) -> None:
+    """Strings are not FP32 elements, not even ones that spell a number (numpy would read them)."""
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": data}]}
+    path = "/v2/models/identity_fp32/infer"
+    got, reply = await _post(session, address, json.dumps(body).encode(), path=path)
+    assert got == 400, reply
+    wanted = "data of input 'INPUT0' for model 'identity_fp32' holds values that are not FP32"
+    assert wanted in reply["error"]
+    await _assert_serving(session, address)
+    good = {"inputs": [{**body["inputs"][0], "data": [1.5, 2]}]}
+    got, reply = await _post(session, address, json.dumps(good).encode(), path=path)
+    assert (got, reply["outputs"][0]["data"]) == (200, [1.5, 2.0]), reply
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "text"),
     [
