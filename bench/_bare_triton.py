@@ -1,9 +1,9 @@
 """The baseline: a bare grpc.aio server speaking the Triton protocol subset the benchmarks need.
 
-It serves `simple` (INT32 add/sub on [B, 16], max_batch_size 8) and `custom_identity_int32`
-(INT32 [B, -1]) with plain protobuf serialization, using tritonclient's generated modules so it
-shares no code with asyncinfer. It is what "the same work without a framework" costs, and the
-benchmarks report asyncinfer as a ratio of it.
+It serves `simple` (INT32 add/sub on [B, 16], max_batch_size 8; also as `triton_add_sub`) and
+`custom_identity_int32` (INT32 [B, -1]) with plain protobuf serialization, using tritonclient's
+generated modules so it shares no code with asyncinfer. It is what "the same work without a
+framework" costs, and the benchmarks report asyncinfer as a ratio of it.
 
 Run: python bench/_bare_triton.py --port 0   (prints "bare_triton listening on HOST:PORT")
 """
@@ -53,6 +53,8 @@ MODELS = {
     m.name: m
     for m in (
         Model("simple", 8, ("INPUT0", "INPUT1"), ("OUTPUT0", "OUTPUT1"), (16,), _simple),
+        # bench/python_backend.py's add_sub model: the same work under its name there.
+        Model("triton_add_sub", 8, ("INPUT0", "INPUT1"), ("OUTPUT0", "OUTPUT1"), (16,), _simple),
         Model("custom_identity_int32", 1024, ("INPUT0",), ("OUTPUT0",), (-1,), _identity),
     )
 }

@@ -2,11 +2,12 @@
 and does no other work.
 
 ModelInfer reads nothing of the request but its length: the reply to a request of a given size
-is framed once, from the first such request (an identity's reply: its inputs as raw outputs),
-and every later request of that size gets the same bytes back. What a request costs this
-server is grpc.aio receiving the message and sending the reply: the least any Python gRPC server
-can spend per request, and the figure asyncinfer's CPU per request is compared with
-(``cpu_vs_floor``). The other RPCs the load client and perf_analyzer call (readiness,
+is framed once, from the first such request (bench/_bare_triton.py's answer to it: an
+identity's inputs as its outputs, add/sub's sum and difference), and every later request of
+that size gets the same bytes back (the load clients send one request over and over). What a
+request costs this server is grpc.aio receiving the message and sending the reply: the least
+any Python gRPC server can spend per request, and the figure asyncinfer's CPU per request is
+compared with (``cpu_vs_floor``). The other RPCs the load client and perf_analyzer call (readiness,
 metadata, config, statistics) are bench/_bare_triton.py's.
 
 Run: python bench/_floor_server.py --port 0   (prints "floor_server listening on HOST:PORT")
@@ -20,7 +21,7 @@ import signal
 from typing import Any
 
 import grpc
-from _bare_triton import INT32_MAX, Service
+from _bare_triton import INT32_MAX, Service, infer
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
@@ -36,20 +37,9 @@ class Replies:
     def reply(self, raw: bytes) -> bytes:
         framed = self._by_size.get(len(raw))
         if framed is None:
-            framed = self._by_size[len(raw)] = _identity_reply(raw)
+            reply = infer(pb.ModelInferRequest.FromString(raw))
+            framed = self._by_size[len(raw)] = reply.SerializeToString()
         return framed
-
-
-def _identity_reply(raw: bytes) -> bytes:
-    request = pb.ModelInferRequest.FromString(raw)
-    response = pb.ModelInferResponse(
-        model_name=request.model_name, model_version="1", id=request.id
-    )
-    for tensor, data in zip(request.inputs, request.raw_input_contents, strict=False):
-        response.outputs.add(name="OUTPUT0", datatype=tensor.datatype, shape=tensor.shape)
-        response.raw_output_contents.append(data)
-    framed: bytes = response.SerializeToString()
-    return framed
 
 
 async def serve(host: str, port: int) -> None:

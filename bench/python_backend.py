@@ -9,14 +9,23 @@ Both servers serve bench/triton_models as it is:
 - ``custom_identity_int32`` with 1,048,576 INT32 elements (4 MiB each way), at c=1 and 4.
 
 The load client (bench/_load_client.py, tritonclient's asyncio client at fixed concurrency, a
-process of its own) runs rounds against both servers in rotated order; figures are medians.
+process of its own) runs rounds against the servers in rotated order; figures are medians.
+
+The ceiling: bench/_floor_server.py, a grpc.aio server that answers each request with reply
+bytes framed once and does no other work, runs in the same rounds on add_sub. Its throughput
+against Triton's (``ceiling_vs_triton``) is the most any Python server on grpc.aio reaches on
+this machine, asyncinfer included. A BLS request is one such unary call plus a call of add_sub,
+so no grpc.aio server answers it faster than the floor answers add_sub: ``bls_ceiling_vs_triton``
+(the floor's add_sub over Triton's BLS, level by level) is the most asyncinfer's BLS ratio can
+be.
 
 Goals (issue 13): asyncinfer >= 1x Triton's throughput at every level and at 4 MiB, with a
 lower p99; >= 2x on the BLS model.
 
 Run: .venv/bin/python bench/python_backend.py [--quick] [--repeats 3] [--duration 2]
 The last stdout line is one JSON object with ``ratio_vs_triton_min`` (asyncinfer / Triton
-throughput, the lowest over every case and level).
+throughput, the lowest over every case and level), ``ceiling_vs_triton_min`` (the floor's over
+Triton's, the lowest) and ``bls_ceiling_vs_triton_max``.
 """
 
 from __future__ import annotations
@@ -28,17 +37,19 @@ from pathlib import Path
 from typing import Any
 
 import _infer_common as common
-from _harness import BUILD, ServerSpec, emit, python, serving, triton_ready
+from _harness import BUILD, ServerSpec, emit, python, ratio, serving, triton_ready
+from _peers import floor_spec
 from _triton import TRITON_MODELS, triton_spec
 
 ELEMENTS = 1_048_576
-#: case -> (model, concurrency levels, load-client arguments)
-CASES: dict[str, tuple[str, str, list[str]]] = {
-    "add_sub": ("triton_add_sub", "1,16,64", []),
-    "bls": ("triton_bls", "1,16", []),
-    "identity_4mib": ("custom_identity_int32", "1,4", ["--elements", str(ELEMENTS)]),
+#: case -> (model, concurrency levels, load-client arguments, whether the floor runs it)
+CASES: dict[str, tuple[str, str, list[str], bool]] = {
+    "add_sub": ("triton_add_sub", "1,16,64", [], True),
+    "bls": ("triton_bls", "1,16", [], False),
+    "identity_4mib": ("custom_identity_int32", "1,4", ["--elements", str(ELEMENTS)], False),
 }
-MODELS = sorted({model for model, _, _ in CASES.values()})
+MODELS = sorted({model for model, *_ in CASES.values()})
+FLOOR_MODELS = sorted({model for model, *_, floor in CASES.values() if floor})
 GOALS = {"ratio_vs_triton_min": 1.0, "bls_ratio_min": 2.0}
 
 
@@ -55,10 +66,13 @@ def asyncinfer_spec(repository: Path) -> ServerSpec:
     )
 
 
-def run_case(servers: list[Any], case: str, args: argparse.Namespace) -> dict[str, Any]:
-    model, concurrency, client_args = CASES[case]
+def run_case(servers: dict[str, Any], case: str, args: argparse.Namespace) -> dict[str, Any]:
+    model, concurrency, client_args, floor = CASES[case]
     case_args = argparse.Namespace(**{**vars(args), "concurrency": concurrency})
-    load = common.summarize(common.load_rounds(servers, model, case_args, client_args))
+    names = ["asyncinfer", "triton", *(["floor"] if floor else [])]
+    load = common.summarize(
+        common.load_rounds([servers[n] for n in names], model, case_args, client_args)
+    )
     ratios = common.ratios(load, "asyncinfer", "triton")
     p99_lower = {
         level: figures["p99_ms"] is not None
@@ -69,10 +83,40 @@ def run_case(servers: list[Any], case: str, args: argparse.Namespace) -> dict[st
     for level, value in ratios.items():
         a, t = load["asyncinfer"][level], load["triton"][level]
         shown = "n/a" if value is None else f"{value:.2f}"
+        ceiling = ""
+        if floor:
+            f = load["floor"][level]["throughput"]
+            ceiling = f" | floor {f:8.1f}/s ({_shown(ratio(f, t['throughput']))})"
         print(f"{case:14} c={level:>3}: asyncinfer {a['throughput']:8.1f}/s p99 {a['p99_ms']:.2f} "
-              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {shown}",
-              flush=True)  # fmt: skip
-    return {"model": model, "load_client": load, "ratio_vs_triton": ratios, "p99_lower": p99_lower}
+              f"ms | triton {t['throughput']:8.1f}/s p99 {t['p99_ms']:.2f} ms | ratio {shown}"
+              f"{ceiling}", flush=True)  # fmt: skip
+    result = {
+        "model": model,
+        "load_client": load,
+        "ratio_vs_triton": ratios,
+        "p99_lower": p99_lower,
+    }
+    if floor:
+        result["ceiling_vs_triton"] = common.ratios(load, "floor", "triton")
+        result["ratio_vs_floor"] = common.ratios(load, "asyncinfer", "floor")
+    return result
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x triton"
+
+
+def bls_ceiling(cases: dict[str, Any]) -> dict[str, float | None]:
+    """Per BLS level: the floor's add_sub throughput over Triton's BLS throughput, the most a
+    BLS ratio can be at that level (None where add_sub was not run at that level)."""
+    add_sub = cases["add_sub"]["load_client"]["floor"]
+    bls = cases["bls"]["load_client"]["triton"]
+    return {
+        level: ratio(add_sub[level]["throughput"], figures["throughput"])
+        if level in add_sub
+        else None
+        for level, figures in bls.items()
+    }
 
 
 def main() -> int:
@@ -81,10 +125,18 @@ def main() -> int:
     args = parser.parse_args()
     common.apply_quick(args)
     started = time.monotonic()
-    specs = [asyncinfer_spec(TRITON_MODELS), triton_spec(*MODELS)]
+    specs = [asyncinfer_spec(TRITON_MODELS), triton_spec(*MODELS), floor_spec(*FLOOR_MODELS)]
     with serving(specs, BUILD / "bench-logs" / "python_backend") as running:
-        servers = [running["asyncinfer"], running["triton"]]
-        cases = {case: run_case(servers, case, args) for case in CASES}
+        cases = {case: run_case(running, case, args) for case in CASES}
+    ceilings = {
+        f"{case}@c{level}": value
+        for case, result in cases.items()
+        for level, value in result.get("ceiling_vs_triton", {}).items()
+    }
+    bls_ceilings = bls_ceiling(cases)
+    for level, value in bls_ceilings.items():
+        print(f"bls ceiling    c={level:>3}: floor add_sub / triton BLS = "
+              f"{'n/a' if value is None else f'{value:.2f}'}", flush=True)  # fmt: skip
     every = {
         f"{case}@c{level}": value
         for case, result in cases.items()
@@ -101,6 +153,12 @@ def main() -> int:
         "ratio_vs_triton": every,
         "ratio_vs_triton_min": common.minimum(every),
         "bls_ratio_min": common.minimum(cases["bls"]["ratio_vs_triton"]),
+        "ceiling_vs_triton": ceilings,
+        "ceiling_vs_triton_min": common.minimum(ceilings),
+        "bls_ceiling_vs_triton": bls_ceilings,
+        "bls_ceiling_vs_triton_max": max(
+            (v for v in bls_ceilings.values() if v is not None), default=None
+        ),
         "p99_lower_everywhere": all(
             lower for result in cases.values() for lower in result["p99_lower"].values()
         ),
