@@ -77,7 +77,7 @@ def test_elements_of_every_datatype(datatype: str, values: list[object], planned
         ("INT32", [1.5], "holds values that are not INT32"),
         ("INT32", ["1"], "holds values that are not INT32"),
         ("INT32", [1, 2], r"unexpected number of elements 2 in int_contents of input 'X'"),
-        ("INT32", [True], None),  # a bool is an int to numpy: read, as Triton's JSON reader does
+        ("INT32", [True], None),  # a bool is an int to numpy: the checked path reads it as 1
         ("FP32", [1], None),  # an int is a number for a float input
         ("FP32", ["1.5"], "holds values that are not FP32"),
         ("BOOL", [1], None),
