@@ -10,9 +10,9 @@ sequential calls in interleaved rounds of these cases:
   message, one ``np.frombuffer`` over a reply), so that each piece is timed as it costs inside
   the loop, caches full of gRPC's work, not in a hot micro-loop.
 
-``--tuned-heap`` runs the server and this client with asyncinfer's host heap settings
-(asyncinfer.memory.host_heap: the server through glibc's environment variables, the client
-through ``tune_host_heap``), which only inference servers apply to themselves.
+The server tunes its heap (asyncinfer.memory.host_heap), as every process ``asyncinfer.serve``
+runs does; ``--tuned-heap`` tunes this client's too (``tune_host_heap``), which no client does
+by itself.
 
 Run: .venv/bin/python bench/_codecs_probe.py [--size 16384] [--calls 3000] [--rounds 6]
      [--tuned-heap]
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import statistics
 import sys
@@ -40,7 +39,7 @@ from payload_codecs import SERVER
 
 from asyncinfer import codecs
 from asyncinfer.client import AsyncClient
-from asyncinfer.memory.host_heap import MMAP_THRESHOLD_BYTES, TRIM_BYTES, tune_host_heap
+from asyncinfer.memory.host_heap import tune_host_heap
 
 CASES = ("protobuf", "flatbuffers", "raw", "raw+encode", "raw+decode", "raw+frombuffer")
 
@@ -110,15 +109,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--size", type=int, default=16 << 10, help="payload bytes")
     parser.add_argument("--calls", type=int, default=3000, help="calls per case per round")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--tuned-heap", action="store_true", help="asyncinfer's heap settings")
+    parser.add_argument("--tuned-heap", action="store_true", help="tune this client's heap too")
     args = parser.parse_args(argv)
-    spec = SERVER
     if args.tuned_heap:
         tune_host_heap()
-        env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
-               "MALLOC_TRIM_THRESHOLD_": str(TRIM_BYTES)}  # fmt: skip
-        spec = dataclasses.replace(SERVER, env=env)
-    with serving([spec], BUILD / "bench-logs" / "codecs_probe") as running:
+    with serving([SERVER], BUILD / "bench-logs" / "codecs_probe") as running:
         result = asyncio.run(_measure(running["asyncinfer"].address, args.size, args.calls,
                                       args.rounds))  # fmt: skip
     for case in CASES:

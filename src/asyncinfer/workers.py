@@ -35,6 +35,7 @@ from . import logs
 from ._metrics_aggregate import supervisor_registry
 from .affinity import CpuSet, cpus_for_worker, pin_process, read_topology
 from .config import ServerConfig
+from .memory.host_heap import tune_host_heap
 from .metrics import MetricsEndpoint
 from .server import Server
 
@@ -101,6 +102,10 @@ async def _serve_one(
     heartbeat: Callable[[], None] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop gracefully."""
+    # A process that serves reuses large messages' heap blocks (memory.host_heap), whatever
+    # its services are: the page faults of fresh blocks cost custom services moving MiB-sized
+    # messages as much as inference servers.
+    tune_host_heap()
     server = factory()
     if port != server.config.port:
         server.config = dataclasses.replace(server.config, port=port)

@@ -283,6 +283,34 @@ def test_inference_processes_keep_large_blocks_in_the_heap() -> None:
     assert tune_host_heap() is True  # once per process, then the cached answer
 
 
+_SERVE_ONE = """
+from asyncinfer import workers
+from asyncinfer.memory import host_heap
+
+def factory():
+    print("tuned before the server was built:", host_heap._tuned, flush=True)
+    raise SystemExit(0)
+
+workers.run_loop(workers._serve_one(factory, 0, announce=print))
+"""
+
+
+def test_every_serving_process_tunes_its_heap_before_building_its_server() -> None:
+    """Custom services too, not only inference servers: a process asyncinfer.serve runs (alone
+    or as a worker) has the heap settings before its factory builds the server."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the host heap settings are glibc's mallopt; this C library is not glibc")
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVE_ONE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "tuned before the server was built: True"
+
+
 @pytest.mark.parametrize("shape", [(-1,), (-1, 0), (-1, -2), (-2, -3), (2, -3)])
 def test_negative_extents_are_refused_and_take_nothing(shape: tuple[int, ...]) -> None:
     stack = host_stack()

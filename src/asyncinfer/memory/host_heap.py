@@ -10,8 +10,10 @@ about half the server's CPU per 4 MiB request, for a bare grpc.aio server as muc
 lets freed memory stay in the heap (up to ``TRIM_BYTES`` unused at its top), so the next
 request's blocks are pages already mapped.
 
-It is process-wide, applied once by each inference server process as it is built
-(asyncinfer.inference.app). Elsewhere than glibc (musl, macOS) it does nothing and says so.
+It is process-wide, applied once by each process that serves: every process ``asyncinfer.serve``
+runs (alone or as a worker, whatever its services) and each inference server as it is built
+(asyncinfer.inference.app, which may run embedded). Elsewhere than glibc (musl, macOS) it does
+nothing and says so.
 """
 
 from __future__ import annotations
