@@ -3,12 +3,21 @@ before any handler ran (refused over ``max_concurrent_rpcs``, or cancelled or ti
 queued in the core) are counted too.
 
 Three places count: the core (channelz's ``calls_started``, ``calls_succeeded``,
-``calls_failed`` of this server; grpcio keeps them for every server), :class:`CallCounter`, the
-first interceptor of every Server, which sees each call that reaches Python (per method, every
-service), and each RPC's Admission, which counts the calls its handler started (``arrived``).
-``started - reached`` is the calls the core took and Python never saw (shed or cancelled while
-queued in the core, or queued there now); ``reached - arrived`` of an RPC is the calls grpc.aio
-refused between the interceptors and the handler (over ``max_concurrent_rpcs``).
+``calls_failed`` of this server; grpcio keeps them for every server), :class:`CallCounter`, which
+sees each call that reaches Python (per method, every service), and each RPC's Admission, which
+counts the calls its handler started (``arrived``). ``started - reached`` is the calls the core
+took and Python never saw (shed or cancelled while queued in the core, or queued there now);
+``reached - arrived`` of an RPC is the calls grpc.aio refused between the handler lookup and the
+handler (over ``max_concurrent_rpcs``).
+
+The counter sits where it costs least. A server with interceptors (restrictions, the
+application's own) runs grpc.aio's asynchronous interceptor chain for every call anyway, and the
+counter is its first link, so calls an interceptor refuses are counted as reached. A server with
+none is spared that chain (a coroutine and an await per call): the counter is the first generic
+handler instead, whose lookup grpc.aio runs for every call, before its concurrency check, and it
+answers "not mine" so that the lookup goes on. Services that register their methods with the
+core (health and reflection's generated code) would skip generic handlers, so a Server adds them
+through :func:`generic_only`.
 
 channelz is reached through grpcio's own binding (``grpc._cython.cygrpc``), which the
 grpcio-channelz servicer uses as well; if a grpcio release drops it, the core counts read as
@@ -27,7 +36,7 @@ import grpc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CallCounter", "CallCounts", "CallsCollector", "channelz_server_ids"]
+__all__ = ["CallCounter", "CallCounts", "CallsCollector", "channelz_server_ids", "generic_only"]
 
 log = logging.getLogger("asyncinfer.server")
 
@@ -66,8 +75,12 @@ class CallCounts:
         return None if self.started is None else max(0, self.started - self.reached)
 
 
-class CallCounter(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Counts the calls that reach Python, and reads the core's counts of the same server."""
+class CallCounter(grpc.aio.ServerInterceptor, grpc.GenericRpcHandler):  # type: ignore[type-arg,misc]
+    """Counts the calls that reach Python, and reads the core's counts of the same server.
+
+    Install it once: as the first interceptor (:meth:`intercept_service`) of a server that has
+    interceptors, or as the first generic handler (:meth:`service`) of one that has none.
+    """
 
     def __init__(self) -> None:
         self.reached: dict[str, int] = {}
@@ -81,6 +94,11 @@ class CallCounter(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         method = handler_call_details.method
         self.reached[method] = self.reached.get(method, 0) + 1
         return await continuation(handler_call_details)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> None:
+        """Counts the call and serves none: the lookup goes on to the next handler."""
+        method = handler_call_details.method
+        self.reached[method] = self.reached.get(method, 0) + 1
 
     def identify(self, before: set[int]) -> None:
         """After start: this server is the one channelz id that was not there ``before``."""
@@ -112,6 +130,29 @@ class CallCounter(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             succeeded=field("callsSucceeded"),
             failed=field("callsFailed"),
         )
+
+
+class _GenericOnly:
+    """A server as generated ``add_*Servicer_to_server`` code sees it, with generic handlers only.
+
+    Generated code adds each service twice, as a generic handler and as methods registered with
+    the core; grpc.aio looks registered methods up before any generic handler, past the
+    counter. Dropping the registration leaves the generic handler, which serves the same calls.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: Any) -> None:
+        del service_name, handlers  # served by the generic handler added with them
+
+
+def generic_only(server: grpc.aio.Server) -> Any:
+    """``server`` for generated registration code, so that the counter sees its calls too."""
+    return _GenericOnly(server)
 
 
 class CallsCollector(Collector):

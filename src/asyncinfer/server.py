@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
-from ._calls import CallCounter, CallCounts, CallsCollector, channelz_server_ids
+from ._calls import CallCounter, CallCounts, CallsCollector, channelz_server_ids, generic_only
 from ._handlers import AnyContext, make_handler
 from ._reflection import pools_of
 from .admission import Admission, AdmissionStatistics, ServerLimits
@@ -267,15 +267,20 @@ class Server:
 
     def _grpc_server(self) -> grpc.aio.Server:
         restrictions = self.config.restrictions
-        return grpc.aio.server(
+        interceptors = [
+            *([RestrictingInterceptor(restrictions)] if restrictions else []),
+            *self.interceptors,
+        ]
+        server = grpc.aio.server(
             options=self.config.grpc_options(),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
-            interceptors=[
-                self._calls,
-                *([RestrictingInterceptor(restrictions)] if restrictions else []),
-                *self.interceptors,
-            ],
+            # With interceptors the counter leads them; without, it is the first handler (and
+            # every call is spared grpc.aio's interceptor chain): see _calls.
+            interceptors=[self._calls, *interceptors] if interceptors else None,
         )
+        if not interceptors:
+            server.add_generic_rpc_handlers((self._calls,))
+        return server
 
     def _add_handlers(self, server: grpc.aio.Server) -> None:
         for service in self._services.values():
@@ -294,7 +299,7 @@ class Server:
         names = list(self._services)
         if self.config.health:
             self._health = health_aio.HealthServicer()
-            health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, generic_only(server))
             names.append(health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
         if self.config.reflection:
             # Services in a private descriptor pool (inference) need it searched as well.
@@ -305,7 +310,7 @@ class Server:
             )
             reflection.enable_server_reflection(
                 [*names, reflection.SERVICE_NAME],
-                server,
+                generic_only(server),
                 pool=pools,  # type: ignore[arg-type]
             )
 
