@@ -97,19 +97,45 @@ def perf_analyzer_figures(
     shapes: Mapping[str, Sequence[int]] | None = None,
     extra: Sequence[str] = (),
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """perf_analyzer at each level against each server; a failure is recorded, not raised.
-    ``extra``: more perf_analyzer flags (``--streaming``: every request on one ModelStreamInfer
-    stream per concurrent client)."""
+    """perf_analyzer at each level against each server, in ``args.repeats`` interleaved rounds
+    (the server order rotated per round, as the load client's); per server and level, the
+    medians of the rounds that measured. A failure is recorded, not raised. ``extra``: more
+    perf_analyzer flags (``--streaming``: every request on one ModelStreamInfer stream per
+    concurrent client)."""
     # Quick runs only prove the path works: short windows, loose stability. Full runs follow
     # ../shared/TOOLS.md's advice for this noisy machine (long windows, retry once).
     interval, stability = (500, 100) if args.quick else (1000, 60)
-    figures: dict[str, dict[str, dict[str, Any]]] = {}
-    for server in servers:
-        figures[server.name] = {}
-        for concurrency in levels(args):
-            figures[server.name][str(concurrency)] = _one_perf_analyzer(
-                server, model, concurrency, interval, stability, shapes, extra
-            )
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        server.name: {str(level): [] for level in levels(args)} for server in servers
+    }
+    for round_ in range(args.repeats):
+        shift = round_ % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
+            for concurrency in levels(args):
+                runs[server.name][str(concurrency)].append(
+                    _one_perf_analyzer(
+                        server, model, concurrency, interval, stability, shapes, extra
+                    )
+                )
+    return {
+        name: {level: _pa_medians(rounds) for level, rounds in by_level.items()}
+        for name, by_level in runs.items()
+    }
+
+
+def _pa_medians(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One server and level: the medians of the rounds that measured, with every round's
+    attempts and errors summed; the first failure's text when no round measured."""
+    measured = [r for r in rounds if "error" not in r]
+    if not measured:
+        return {"error": rounds[0]["error"], "runs": 0}
+    figures: dict[str, Any] = median_of(measured, ("throughput", "p50_ms", "p99_ms"))
+    figures["attempts"] = sum(r["attempts"] for r in measured)
+    figures["errors"] = sum(r["errors"] for r in measured)
+    figures["runs"] = len(measured)
+    failed = [r["error"] for r in rounds if "error" in r]
+    if failed:
+        figures["error"] = f"{len(failed)} of {len(rounds)} rounds failed: {failed[0]}"
     return figures
 
 

@@ -6,7 +6,8 @@ concurrency 1 and 4, in one run on one machine.
 
 The same load client as bench/infer_simple.py (a separate process, tritonclient's asyncio
 client at fixed concurrency) drives every server for several short rounds; the figures are
-medians. perf_analyzer then measures each with the same tensor shape.
+medians. perf_analyzer then measures each with the same tensor shape, in as many interleaved
+rounds; its figures are medians too.
 
 Goals: asyncinfer's server CPU per request <= 1.5 x the floor's (`cpu_vs_floor`) and its
 throughput >= the bare server's (issue 10; issue 3 asked >= 2 x, `large_vs_bare_min`), and

@@ -5,7 +5,8 @@ and by MLServer, in one run on one machine.
 One load client (bench/_load_client.py: tritonclient's asyncio client at fixed concurrency, a
 separate process) drives every server the same way at each concurrency, for several short
 rounds; the figures are medians. perf_analyzer then measures asyncinfer, the bare server and
-Triton (it cannot drive MLServer, which has no ModelConfig RPC).
+Triton (it cannot drive MLServer, which has no ModelConfig RPC) in as many interleaved rounds,
+and its figures are medians too.
 
 Goals: asyncinfer >= 0.95 x the bare server's throughput at every concurrency and at most 1.05 x
 its server CPU per request (issue 10), >= 1 x real Triton's throughput at every concurrency
