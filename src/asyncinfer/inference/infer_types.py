@@ -35,6 +35,7 @@ from .statistics import RequestTiming
 
 __all__ = [
     "Cancellation",
+    "DeclarationKey",
     "ElementValues",
     "InferInput",
     "InferRequest",
@@ -45,6 +46,10 @@ __all__ = [
 ]
 
 Array = npt.NDArray[Any]
+
+#: A request's declaration: ((name, datatype, shape) per input, in order), (requested output
+#: names). The data plane plans each declaration once (plans.py).
+DeclarationKey = tuple[tuple[tuple[str, str, tuple[int, ...]], ...], tuple[str, ...]]
 
 
 # Not frozen: these are made per request, and a frozen dataclass costs several times as much
@@ -147,6 +152,9 @@ class InferRequest:
     #: cancels the call itself then (gRPC): no timer is armed for it, but a request past it
     #: is never started, and a scheduler drops it instead of running it.
     expires: float | None = None
+    #: Its declaration's key, when the front end knows it already (the gRPC decoder's, for an
+    #: envelope it decoded before); None: the data plane works it out.
+    declaration: DeclarationKey | None = None
 
     @classmethod
     def of_arrays(

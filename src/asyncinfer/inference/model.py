@@ -147,7 +147,9 @@ class LoadedModel:
         """Inputs checked and read, outputs planned, scheduling parameters read: the
         declaration's checks come from its plan, made at its first request."""
         inputs, outputs = request.inputs, request.outputs
-        key = declaration_key(inputs, outputs)
+        key = request.declaration
+        if key is None:
+            key = declaration_key(inputs, outputs)
         plan = None if key is None else self.plans.get(key)
         if plan is None:
             plan = self.plans.plan(inputs, outputs, key)

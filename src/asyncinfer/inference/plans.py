@@ -25,16 +25,13 @@ import numpy as np
 
 from ..datatypes import BYTES, from_numpy
 from ..signature import Signature
-from .infer_types import InferInput, RequestedOutput
+from .infer_types import DeclarationKey, InferInput, RequestedOutput
 from .outputs import OutputCheck, OutputPlan, plan_outputs
 
 __all__ = ["PLANS_PER_MODEL", "PlanCache", "RawRead", "RequestPlan", "declaration_key"]
 
 #: Declarations remembered per loaded model; a new one past this evicts the oldest.
 PLANS_PER_MODEL = 256
-
-#: A declaration: ((name, datatype, shape) per input, in order), (requested output names).
-Key = tuple[tuple[tuple[str, str, tuple[int, ...]], ...], tuple[str, ...]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,7 +57,9 @@ class RequestPlan:
     checks: tuple[OutputCheck | None, ...]
 
 
-def declaration_key(inputs: Sequence[InferInput], outputs: Sequence[RequestedOutput]) -> Key | None:
+def declaration_key(
+    inputs: Sequence[InferInput], outputs: Sequence[RequestedOutput]
+) -> DeclarationKey | None:
     """The key of a request's declaration; None when its outputs carry options (not planned)."""
     names: tuple[str, ...] = ()
     if outputs:
@@ -84,17 +83,20 @@ class PlanCache:
         self._signature = signature
         self._all_outputs = all_outputs
         self._all_names = tuple(plan.spec.name for plan in all_outputs)
-        self._plans: dict[Key, RequestPlan] = {}
+        self._plans: dict[DeclarationKey, RequestPlan] = {}
         self.capacity = capacity
 
     def __len__(self) -> int:
         return len(self._plans)
 
-    def get(self, key: Key) -> RequestPlan | None:
+    def get(self, key: DeclarationKey) -> RequestPlan | None:
         return self._plans.get(key)
 
     def plan(
-        self, inputs: Sequence[InferInput], outputs: Sequence[RequestedOutput], key: Key | None
+        self,
+        inputs: Sequence[InferInput],
+        outputs: Sequence[RequestedOutput],
+        key: DeclarationKey | None,
     ) -> RequestPlan:
         """Check the declaration (InvalidArgument with Triton's text, as unplanned) and plan
         it; remembered under ``key`` unless that is None."""

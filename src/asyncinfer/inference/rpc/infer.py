@@ -23,7 +23,7 @@ from ..model import LoadedModel
 from ..request_tracing import traced_request
 from ..service import InferenceResources
 from ..shared_memory import RequestShm
-from ..wire.decode import infer_request
+from ..wire.decode import received_request
 from ..wire.encode import response_bytes, stream_error, stream_response
 from ..wire.received import InferRequestCodec, ReceivedInfer
 from .control import SERVICE
@@ -49,7 +49,7 @@ class ModelInferRpc(UnaryContext[ReceivedInfer, pb.ModelInferResponse, Inference
         # on shared memory last until the reply is framed, on every path; the response (whose
         # arrays may view leased memory) is a temporary of one expression.
         with resources.shm.scope() as scope:
-            decoded = infer_request(request, scope, raw=received.raw)
+            decoded = received_request(received, scope)
             remaining = self.call.time_remaining()
             if remaining is not None:  # no timer: gRPC cancels the call; schedulers drop it
                 decoded.expires = time.monotonic() + remaining
@@ -108,7 +108,7 @@ async def _replies(
 ) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
     """The framed stream items of every response to ``received``."""
     message = received.message
-    request = infer_request(message, scope, raw=received.raw)
+    request = received_request(received, scope)
     async with contextlib.aclosing(model.stream(request)) as responses:
         async for response in responses:
             yield stream_response(message, response)
@@ -123,7 +123,7 @@ async def _traced_replies(
 ) -> AsyncGenerator[bytes | pb.ModelStreamInferResponse, None]:
     """``_replies`` under the request's span (when its model's trace settings sample it)."""
     message = received.message
-    request = infer_request(message, scope, raw=received.raw)
+    request = received_request(received, scope)
     with traced_request(tracing, model, request, headers) as active:
         async with contextlib.aclosing(model.stream(request)) as responses:
             async for response in responses:

@@ -6,6 +6,12 @@ the requested outputs with their options, and the parameters as plain values. Th
 checks and reads the rest. The two rules that belong to protobuf's layout are checked here,
 first, as Triton's clients expect: raw and typed contents never mix, and there is one raw entry
 per input not in shared memory.
+
+A client sends the same envelope (model, declarations, outputs: everything but the tensors'
+bytes) request after request. An envelope with no id and no parameters, whose inputs are all
+plain raw entries and whose outputs carry no options, is decoded once: its declarations and
+their key are kept (:data:`DECLARED_ENVELOPES` of them, at most :data:`DECLARED_ENVELOPE_BYTES`
+each) and the next request with the same bytes only pairs them with its raw entries.
 """
 
 from __future__ import annotations
@@ -14,11 +20,25 @@ from collections.abc import Mapping, Sequence
 
 from ...errors import InvalidArgument
 from ...pb.inference.grpc_service_pb2 import InferParameter, InferTensorContents, ModelInferRequest
-from ..infer_types import ElementValues, InferInput, InferRequest, InputData, RequestedOutput
+from ..infer_types import (
+    DeclarationKey,
+    ElementValues,
+    InferInput,
+    InferRequest,
+    InputData,
+    RequestedOutput,
+)
+from ..plans import declaration_key
 from ..shared_memory import RequestShm, ShmSpan, shm_span
 from .parameters import NO_PARAMETERS, parameter_values
+from .received import ReceivedInfer
 
-__all__ = ["infer_request"]
+__all__ = ["DECLARED_ENVELOPES", "DECLARED_ENVELOPE_BYTES", "infer_request", "received_request"]
+
+#: Envelopes whose decoding is kept; when full, the next new one starts the set afresh.
+DECLARED_ENVELOPES = 1024
+#: Longer envelopes are decoded every time (the kept ones hold at most 1024 x this).
+DECLARED_ENVELOPE_BYTES = 1024
 
 # Which typed-contents field carries each datatype (FP16 and BF16 have none: raw only).
 _CONTENTS_FIELD = {
@@ -35,6 +55,57 @@ _CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+
+
+class _Declared:
+    """What one envelope decodes to, less its tensors' bytes."""
+
+    __slots__ = ("inputs", "key", "outputs")
+
+    def __init__(self, request: InferRequest, key: DeclarationKey) -> None:
+        self.inputs = key[0]  # (name, datatype, shape) per input, in order
+        self.outputs = tuple(request.outputs)
+        self.key = key
+
+
+_declared: dict[bytes, _Declared | None] = {}
+
+
+def received_request(received: ReceivedInfer, shm: RequestShm | None = None) -> InferRequest:
+    """The InferRequest of a received ModelInferRequest, its envelope's decoding reused when
+    a request before it had the same envelope."""
+    envelope = received.envelope()
+    if envelope is None:
+        return infer_request(received.message, shm, raw=received.raw)
+    raw = received.raw
+    assert raw is not None  # envelope() moved them out
+    declared = _declared.get(envelope, _declared)
+    if declared is _declared:  # not seen: decode it in full, and keep what can be reused
+        request = infer_request(received.message, shm, raw=raw)
+        if len(envelope) <= DECLARED_ENVELOPE_BYTES:
+            if len(_declared) >= DECLARED_ENVELOPES:
+                _declared.clear()
+            _declared[envelope] = _declaration(request, len(raw))
+        return request
+    if declared is None or len(raw) != len(declared.inputs):
+        return infer_request(received.message, shm, raw=raw)
+    inputs = [
+        InferInput(name, datatype, shape, data)
+        for (name, datatype, shape), data in zip(declared.inputs, raw, strict=True)
+    ]
+    outputs = list(declared.outputs)  # the request's own, as a full decoding's
+    return InferRequest(inputs, outputs, NO_PARAMETERS, "", None, shm, declaration=declared.key)
+
+
+def _declaration(request: InferRequest, entries: int) -> _Declared | None:
+    """What of ``request`` the next one with its envelope reuses; None when it has more than
+    its declarations (data in shared memory or typed contents, outputs with options)."""
+    if len(request.inputs) != entries:
+        return None
+    if not all(type(tensor.data) in (bytes, memoryview) for tensor in request.inputs):
+        return None
+    key = declaration_key(request.inputs, request.outputs)  # None: outputs with options
+    return None if key is None else _Declared(request, key)
 
 
 def infer_request(

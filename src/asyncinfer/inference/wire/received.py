@@ -37,13 +37,35 @@ _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
 class ReceivedInfer:
     """One received ModelInferRequest: its ``message``, and its raw entries when they were
-    split off (``raw``: views of the received bytes; None: they are in ``message``)."""
+    split off (``raw``: views of the received bytes, or the message's own entries once
+    :meth:`envelope` moved them out; None: they are in ``message``)."""
 
-    __slots__ = ("message", "raw")
+    __slots__ = ("_envelope", "message", "raw")
 
-    def __init__(self, message: ModelInferRequest, raw: Sequence[memoryview] | None = None) -> None:
+    def __init__(
+        self,
+        message: ModelInferRequest,
+        raw: Sequence[bytes | memoryview] | None = None,
+        envelope: bytes | None = None,
+    ) -> None:
         self.message = message
         self.raw = raw
+        self._envelope = envelope
+
+    def envelope(self) -> bytes | None:
+        """The envelope's bytes (the message less its raw entries), which repeat from one
+        request to the next of a client: the gRPC decoder's key for what it decoded before.
+        None for a message with an id or parameters, which vary per request. A message whose
+        raw entries are still its own has them moved out to ``raw`` first."""
+        message = self.message
+        if message.id or message.parameters:
+            return None
+        if self._envelope is None:
+            if self.raw is None:
+                self.raw = message.raw_input_contents[:]
+                message.ClearField("raw_input_contents")
+            self._envelope = message.SerializeToString()
+        return self._envelope
 
 
 def split_raw_inputs(data: bytes) -> tuple[bytes, list[memoryview]] | None:
@@ -92,7 +114,7 @@ class _BoundInferRequest(BoundCodec):
         if len(data) >= SPLIT_BYTES:
             split = split_raw_inputs(data)
             if split is not None:
-                return ReceivedInfer(_parse(split[0]), split[1])
+                return ReceivedInfer(_parse(split[0]), split[1], split[0])
         return ReceivedInfer(_parse(data))
 
     def encode(self, value: Any) -> bytes:
