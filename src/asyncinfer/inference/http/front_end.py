@@ -14,12 +14,12 @@ import socket
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from ...errors import ConfigError, RpcError, UsageError, bounded_message, echo, internal_error
 from ...restriction import Restrictions
 from .body import UnreadBody
-from .routes import API_OF_PATH, add_routes, json_response
+from .routes import add_routes, json_response
 
 if TYPE_CHECKING:
     from ...config import ServerConfig
@@ -41,41 +41,52 @@ def error_response(status: int, message: str) -> web.Response:
     return json_response({"error": bounded_message(message)}, status)
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except RpcError as exc:
-        reply = error_response(exc.http_status, exc.message)
-        if isinstance(exc, UnreadBody):
-            reply.force_close()
-        return reply
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        what = f"{request.method} {echo(request.path)}"
-        return error_response(exc.status, f"{exc.reason}: {what}")
-    except Exception as exc:
-        error = internal_error(exc, f"HTTP {request.method} {request.path}")
-        return error_response(error.http_status, error.message)
+def _guarded(handler: Handler, api: str | None, restrictions: Restrictions) -> Handler:
+    """``handler`` answering every failure as ``{"error": ...}`` (an unexpected exception as
+    "internal error (id=...)", logged once), and refusing calls of a restricted ``api``
+    without its key header with 403 and tritonserver's text (the header is the key itself
+    over HTTP). A wrapper per route rather than aiohttp middlewares, which cost every request
+    two more coroutines and a lookup."""
+    restricted = api is not None and any(api in group.protocols for group in restrictions.groups)
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            if restricted:
+                refused = restrictions.refusal(api, request.headers.get, "", noun="API")
+                if refused is not None:
+                    return error_response(403, refused)
+            return await handler(request)
+        except RpcError as exc:
+            reply = error_response(exc.http_status, exc.message)
+            if isinstance(exc, UnreadBody):
+                reply.force_close()
+            return reply
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            what = f"{request.method} {echo(request.path)}"
+            return error_response(exc.status, f"{exc.reason}: {what}")
+        except Exception as exc:
+            error = internal_error(exc, f"HTTP {request.method} {request.path}")
+            return error_response(error.http_status, error.message)
+
+    return guarded
 
 
-def _restricting(restrictions: Restrictions) -> Middleware:
-    """Refuse calls of a restricted API without its key header: 403, tritonserver's text (the
-    header is the key itself over HTTP)."""
+def _add_unmatched(app: web.Application) -> None:
+    """The last route, for every path and method no other route takes: 405 when another
+    route has the path (for other methods), 404 otherwise, as aiohttp's router says them."""
+    routes = list(app.router.resources())
 
-    @web.middleware
-    async def restrict(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        api = API_OF_PATH.get(resource.canonical if resource is not None else "")
-        refused = restrictions.refusal(api, request.headers.get, "", noun="API")
-        if refused is not None:
-            return error_response(403, refused)
-        response: web.StreamResponse = await handler(request)
-        return response
+    async def unmatched(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in routes:
+            allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
 
-    return restrict
+    app.router.add_route("*", "/{path:.*}", _guarded(unmatched, None, Restrictions()))
 
 
 class HttpFrontEnd:
@@ -123,18 +134,16 @@ class HttpFrontEnd:
 
     async def start(self, config: ServerConfig) -> None:
         host = self.host or config.host
-        middlewares: list[Middleware] = [_errors]
-        if self.restrictions:
-            middlewares.append(_restricting(self.restrictions))
-        app = web.Application(
-            client_max_size=config.max_receive_message_bytes, middlewares=middlewares
-        )
+        app = web.Application(client_max_size=config.max_receive_message_bytes)
+        restrictions = self.restrictions
         add_routes(
             app,
             self.resources,
             body_timeout=self.body_timeout,
             max_body_bytes=config.max_receive_message_bytes,
+            wrap=lambda handler, api: _guarded(handler, api, restrictions),
         )
+        _add_unmatched(app)
         ssl_context = self.tls.ssl_context() if self.tls else None
         runner = web.AppRunner(
             app,

@@ -12,9 +12,11 @@ import base64
 import binascii
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ...errors import InvalidArgument, Unimplemented, echo
 from ..control_calls import (
@@ -329,9 +331,14 @@ API_OF_PATH = {path: api for _, path, _, api in ROUTES}
 
 
 def add_routes(
-    app: web.Application, resources: InferenceResources, *, body_timeout: float, max_body_bytes: int
+    app: web.Application,
+    resources: InferenceResources,
+    *,
+    body_timeout: float,
+    max_body_bytes: int,
+    wrap: Callable[[Handler, str], Handler] = lambda handler, api: handler,
 ) -> None:
-    """Every route of the protocol on ``app``."""
+    """Every route of the protocol on ``app``, each handler as ``wrap(handler, its API)``."""
     routes = Routes(resources, body_timeout, max_body_bytes)
-    for method, path, name, _ in ROUTES:
-        app.router.add_route(method, path, getattr(routes, name))
+    for method, path, name, api in ROUTES:
+        app.router.add_route(method, path, wrap(getattr(routes, name), api))
