@@ -75,7 +75,7 @@ class CallCounts:
         return None if self.started is None else max(0, self.started - self.reached)
 
 
-class CallCounter(grpc.aio.ServerInterceptor, grpc.GenericRpcHandler):  # type: ignore[type-arg,misc]
+class CallCounter(grpc.aio.ServerInterceptor, grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Counts the calls that reach Python, and reads the core's counts of the same server.
 
     Install it once: as the first interceptor (:meth:`intercept_service`) of a server that has

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from typing import Any
 
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,7 +64,7 @@ class _Refuse(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return grpc.unary_unary_rpc_method_handler(self._deny)
         return await continuation(handler_call_details)
 
-    async def _deny(self, request: object, context: grpc.aio.ServicerContext) -> None:
+    async def _deny(self, request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no")
 
 
@@ -82,7 +83,7 @@ async def _reach_every_kind(target: str) -> None:
             pass
         for method in ("/nobody.Serves/This", "/asyncinfer.examples.Ping/Echo"):
             try:
-                await channel.unary_unary(method)(b"", timeout=5)
+                await channel.unary_unary(method, None, None)(b"", timeout=5)
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() in (
                     grpc.StatusCode.UNIMPLEMENTED,

@@ -68,6 +68,7 @@ class _Declared:
         self.key = key
 
 
+#: Envelope bytes -> what they decode to; None for one decoded in full every time.
 _declared: dict[bytes, _Declared | None] = {}
 
 
@@ -79,14 +80,14 @@ def received_request(received: ReceivedInfer, shm: RequestShm | None = None) -> 
         return infer_request(received.message, shm, raw=received.raw)
     raw = received.raw
     assert raw is not None  # envelope() moved them out
-    declared = _declared.get(envelope, _declared)
-    if declared is _declared:  # not seen: decode it in full, and keep what can be reused
+    if envelope not in _declared:  # not seen: decode it in full, and keep what can be reused
         request = infer_request(received.message, shm, raw=raw)
         if len(envelope) <= DECLARED_ENVELOPE_BYTES:
             if len(_declared) >= DECLARED_ENVELOPES:
                 _declared.clear()
             _declared[envelope] = _declaration(request, len(raw))
         return request
+    declared = _declared[envelope]
     if declared is None or len(raw) != len(declared.inputs):
         return infer_request(received.message, shm, raw=raw)
     inputs = [

@@ -83,9 +83,9 @@ def test_inputs_without_data_or_without_a_typed_field() -> None:
 
 
 def _received(message: ModelInferRequest) -> ReceivedInfer:
-    return (
-        InferRequestCodec().bind(ModelInferRequest.DESCRIPTOR).decode(message.SerializeToString())
-    )
+    codec = InferRequestCodec().bind(ModelInferRequest.DESCRIPTOR)  # type: ignore[arg-type]
+    received: ReceivedInfer = codec.decode(message.SerializeToString())
+    return received
 
 
 def _plain(model: str, payload: bytes, request_id: str = "") -> ModelInferRequest:
