@@ -32,6 +32,7 @@ from ..infer_types import (
     InputData,
     RequestedOutput,
 )
+from ..plans import declaration_key
 from ..shared_memory import RequestShm, shm_span
 
 __all__ = [
@@ -137,8 +138,8 @@ class _Plan:
     """What a header decoded to, to make its request again over another body's binary data:
     each input's name, datatype, shape and byte range, and the request's options."""
 
-    __slots__ = ("binary_bytes", "binary_default", "binary_outputs", "id", "inputs", "outputs",
-                 "parameters")  # fmt: skip
+    __slots__ = ("binary_bytes", "binary_default", "binary_outputs", "declaration", "id", "inputs",
+                 "outputs", "parameters")  # fmt: skip
 
     def __init__(self, decoded: DecodedRequest) -> None:
         request = decoded.request
@@ -154,6 +155,9 @@ class _Plan:
         self.id = request.id
         self.binary_default = decoded.binary_default
         self.binary_outputs = dict(decoded.binary_outputs)
+        #: Handed on with each request, so that the data plane's plan lookup does not work it
+        #: out again (None: outputs with options, planned per request).
+        self.declaration = declaration_key(request.inputs, request.outputs)
 
     def request(self, binary: memoryview, shm: RequestShm | None) -> DecodedRequest:
         """A new request over ``binary``: what decoding the header again would make."""
@@ -162,7 +166,10 @@ class _Plan:
             for name, datatype, shape, start, end in self.inputs
         ]
         outputs = [RequestedOutput(name, count) for name, count in self.outputs]
-        request = InferRequest(inputs, outputs, dict(self.parameters), self.id, None, shm)
+        request = InferRequest(
+            inputs, outputs, dict(self.parameters), self.id, None, shm,
+            declaration=self.declaration,
+        )  # fmt: skip
         return DecodedRequest(request, self.binary_default, dict(self.binary_outputs))
 
 

@@ -22,6 +22,7 @@ from asyncinfer.inference.http.codec import (
     parse_json,
 )
 from asyncinfer.inference.infer_types import ElementValues, InferResponse, OutputTensor
+from asyncinfer.inference.plans import declaration_key
 
 
 def _body(header: dict[str, Any], *tail: bytes) -> tuple[bytes, str]:
@@ -218,6 +219,8 @@ def test_a_header_seen_again_decodes_as_it_did(payloads: list[bytes], data: st.D
     second = decode_request(again, length, "m", None, plans)
     assert _summary(second) == _summary(decode_request(again, length, "m", None))
     assert second.request is not first.request and second.request.inputs[0].data == others[0]
+    # The classification output has options: no declaration key to hand on.
+    assert second.request.declaration is None
     # A body whose binary data is not what the header says fails as it would unplanned.
     short = again[:-1]
     with pytest.raises(InvalidArgument) as planned:
@@ -225,6 +228,21 @@ def test_a_header_seen_again_decodes_as_it_did(payloads: list[bytes], data: st.D
     with pytest.raises(InvalidArgument) as unplanned:
         decode_request(short, length, "m", None)
     assert planned.value.message == unplanned.value.message
+
+
+def test_a_planned_header_hands_its_declaration_key_on() -> None:
+    header = {
+        "inputs": [{"name": "I", "datatype": "UINT8", "shape": [2],
+                    "parameters": {"binary_data_size": 2}}],
+        "outputs": [{"name": "O"}],
+    }  # fmt: skip
+    plans = HeaderPlans()
+    body, length = _body(header, b"ab")
+    for _ in range(2):  # planned at its second sighting
+        assert decode_request(body, length, "m", None, plans).request.declaration is None
+    planned = decode_request(body, length, "m", None, plans).request
+    assert planned.declaration == declaration_key(planned.inputs, planned.outputs)
+    assert planned.declaration == ((("I", "UINT8", (2,)),), ("O",))
 
 
 def test_headers_with_json_data_or_shared_memory_get_no_plan() -> None:
