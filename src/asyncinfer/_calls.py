@@ -91,8 +91,7 @@ class CallCounter(grpc.aio.ServerInterceptor, grpc.GenericRpcHandler):  # type: 
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
-        method = handler_call_details.method
-        self.reached[method] = self.reached.get(method, 0) + 1
+        self.service(handler_call_details)
         return await continuation(handler_call_details)
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> None:

@@ -129,6 +129,10 @@ class Restrictions:
     def __bool__(self) -> bool:
         return bool(self.groups)
 
+    def group_of(self, protocol: str | None) -> RestrictedGroup | None:
+        """The group that restricts ``protocol``; None when it is not restricted."""
+        return next((g for g in self.groups if protocol in g.protocols), None)
+
     def refusal(
         self,
         protocol: str | None,
@@ -141,7 +145,7 @@ class Restrictions:
         ``header(name)`` reads the call's header ``name``; the expected one is ``prefix + key``.
         ``noun``: what the text calls it (tritonserver says "API" over HTTP).
         """
-        group = next((g for g in self.groups if protocol in g.protocols), None)
+        group = self.group_of(protocol)
         if group is None:
             return None
         name = prefix + group.key

@@ -47,7 +47,7 @@ def _guarded(handler: Handler, api: str | None, restrictions: Restrictions) -> H
     without its key header with 403 and tritonserver's text (the header is the key itself
     over HTTP). A wrapper per route rather than aiohttp middlewares, which cost every request
     two more coroutines and a lookup."""
-    restricted = api is not None and any(api in group.protocols for group in restrictions.groups)
+    restricted = api is not None and restrictions.group_of(api) is not None
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:

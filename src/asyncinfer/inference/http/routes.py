@@ -34,7 +34,7 @@ from .codec import HEADER_LENGTH, HeaderPlans, decode_request, encode_response, 
 from .generate import generate, generate_stream
 from .proto_json import message_json
 
-__all__ = ["API_OF_PATH", "ROUTES", "add_routes"]
+__all__ = ["ROUTES", "add_routes"]
 
 _MODEL = "/v2/models/{model}"
 _VERSIONED = "/v2/models/{model}/versions/{version}"
@@ -326,8 +326,6 @@ def _table() -> list[tuple[str, str, str, str]]:
 
 
 ROUTES = _table()
-#: Route path (aiohttp's canonical form) -> the API it belongs to.
-API_OF_PATH = {path: api for _, path, _, api in ROUTES}
 
 
 def add_routes(
