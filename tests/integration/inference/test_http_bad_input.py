@@ -299,6 +299,31 @@ async def test_a_content_length_shorter_than_the_body(
     await _assert_serving(session, address)
 
 
+def _chunked(body: bytes, size: int = 4096) -> bytes:
+    """``body`` as HTTP/1.1 chunks: a request without a Content-Length."""
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        (json.dumps(_simple()).encode(), b"200", b'"data":[0,2,4,'),
+        (b" " * (LIMIT + 1), b"413", f"server's limit of {LIMIT} bytes".encode()),
+    ],
+    ids=["whole", "oversize"],
+)
+async def test_a_chunked_body_is_read_whole_and_bounded(
+    address: str, session: aiohttp.ClientSession, body: bytes, status: bytes, text: bytes
+) -> None:
+    # No Content-Length to check first: the limit is checked on what arrived.
+    head = b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reply = await _raw(address, head + _chunked(body), close=False)
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:200]
+    assert text in reply
+    await _assert_serving(session, address)
+
+
 async def test_an_incomplete_body_times_out(address: str, session: aiohttp.ClientSession) -> None:
     body = json.dumps(_simple()).encode()
     head = (

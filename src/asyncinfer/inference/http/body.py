@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -46,9 +46,16 @@ async def read_body(request: web.Request, limit: int, seconds: float) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit, f"its Content-Length is {declared}")
+    content = request.content
     try:
-        if request.content.is_eof():  # all of it has arrived (small bodies): nothing to bound
-            return await request.read()
+        if content.is_eof():  # all of it has arrived (small bodies): nothing to bound
+            if hdrs.CONTENT_ENCODING in request.headers:
+                return await request.read()  # inflated as read() reads it
+            # Taken as it arrived, in one call: read() would await two more reads and copy it.
+            body = content.read_nowait()
+            if len(body) > limit:  # no Content-Length (chunked): read() would refuse it
+                raise _too_large(limit, "it grew past that as it arrived")
+            return body
         async with asyncio.timeout(seconds):
             return await request.read()
     except TimeoutError:
