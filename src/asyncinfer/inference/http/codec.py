@@ -68,12 +68,10 @@ def parse_json(text: bytes | memoryview, what: str) -> Any:
     as a float; json, exactly).
     """
     data = bytes(text)
-    if _LONG_DIGITS not in data.translate(_DIGITS_AS_NINES):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass  # json says what is wrong, or accepts what orjson does not
-    try:
+    value = _plain_json(data)
+    if value is not _REFUSED:
+        return value
+    try:  # json says what is wrong, or accepts what orjson does not
         return json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(
@@ -104,17 +102,39 @@ def decode_request(
 ) -> DecodedRequest:
     """The request ``body`` carries for ``model`` (``header_length``: the header's value).
 
-    With ``plans``, a JSON header met before (byte for byte, for this model) whose inputs are
-    all binary is not parsed again: its plan makes the same request over this body's data.
+    With ``plans``, a request met before is not checked again: a JSON header met before (byte
+    for byte, for this model) whose inputs are all binary is not parsed again, and a JSON body
+    that is one met before but for its inputs' ``data`` and its ``id`` only has those read.
+    Either way its plan makes the same request as decoding it in full would.
     """
     split = _split(body, header_length)
     key = None
-    if plans is not None and split < len(body) and split <= plans.max_bytes:
-        key = (model, body[:split])
-        plan = plans.get(key)
-        if plan is not None and plan.binary_bytes == len(body) - split:
-            return plan.request(memoryview(body)[split:], shm)
-    message = parse_json(body if split == len(body) else memoryview(body)[:split], "request")
+    if plans is None:
+        message = parse_json(body if split == len(body) else memoryview(body)[:split], "request")
+    elif split < len(body):
+        if split <= plans.max_bytes:
+            key = (model, body[:split], False)
+            plan = plans.get(key)
+            if plan is not None and plan.binary_bytes == len(body) - split:
+                binary = memoryview(body)[split:]
+                data: list[InputData] = [binary[start:end] for start, end in plan.spans]
+                return plan.request(data, plan.id, shm)
+        message = parse_json(memoryview(body)[:split], "request")
+    else:
+        message = _plain_json(body)
+        if message is _REFUSED:
+            message = parse_json(body, "request")
+        else:
+            values = _take_values(message)
+            if values is not None:
+                text = _unvarying(message)
+                _put_back(message, values)
+                if text is not None and len(text) <= plans.max_bytes:
+                    key = (model, text, True)
+                    plan = plans.get(key)
+                    if plan is not None:
+                        elements: list[InputData] = [ElementValues(d, "data") for d in values[1:]]
+                        return plan.request(elements, values[0] or "", shm)
     where = _Where("request", "", model)
     if not isinstance(message, dict):
         raise InvalidArgument(f"{where} must be a JSON object, not {_kind(message)}")
@@ -134,21 +154,80 @@ def decode_request(
     return decoded
 
 
-class _Plan:
-    """What a header decoded to, to make its request again over another body's binary data:
-    each input's name, datatype, shape and byte range, and the request's options."""
+def _plain_json(body: bytes) -> Any:
+    """The JSON value of ``body`` when orjson parses it as json would; _REFUSED otherwise (for
+    json to parse, or to say what is wrong)."""
+    if _LONG_DIGITS in body.translate(_DIGITS_AS_NINES):
+        return _REFUSED
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _REFUSED
 
-    __slots__ = ("binary_bytes", "binary_default", "binary_outputs", "declaration", "id", "inputs",
-                 "outputs", "parameters")  # fmt: skip
+
+#: What _plain_json gives for a text that orjson does not parse as json would.
+_REFUSED = object()
+
+
+def _take_values(message: Any) -> list[Any] | None:
+    """The request's ``id`` and each input's ``data``, set to null in ``message`` (put them
+    back with :func:`_put_back`); None, with ``message`` untouched, unless every input is an
+    object with a flat array of ``data`` and the id is a string or absent."""
+    if type(message) is not dict:
+        return None
+    inputs = message.get("inputs")
+    request_id = message.get("id")
+    if type(inputs) is not list or (request_id is not None and type(request_id) is not str):
+        return None
+    values: list[Any] = [request_id]
+    for tensor in inputs:
+        data = tensor.get("data") if type(tensor) is dict else None
+        if type(data) is not list or (data and type(data[0]) is list):
+            return None  # nested data, and anything else, take the full decode
+        values.append(data)
+    if request_id is not None:
+        message["id"] = None
+    for tensor in inputs:
+        tensor["data"] = None
+    return values
+
+
+def _unvarying(message: dict[str, Any]) -> bytes | None:
+    """``message`` (its data and id taken) as orjson writes it: exactly what orjson parsed, with
+    no NaN, no integer past 64 bits and no lone surrogate to write; None past the nesting orjson
+    writes (255 levels, where it reads 1,024)."""
+    try:
+        return orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _put_back(message: dict[str, Any], values: list[Any]) -> None:
+    if values[0] is not None:
+        message["id"] = values[0]
+    for tensor, data in zip(message["inputs"], values[1:], strict=True):
+        tensor["data"] = data
+
+
+class _Plan:
+    """What a request decoded to, to make it again with another request's input data: each
+    input's name, datatype and shape (and its byte range, when binary), and the request's
+    options."""
+
+    __slots__ = ("binary_bytes", "binary_default", "binary_outputs", "declaration", "id",
+                 "inputs", "outputs", "parameters", "spans")  # fmt: skip
 
     def __init__(self, decoded: DecodedRequest) -> None:
         request = decoded.request
-        self.inputs: list[tuple[str, str, tuple[int, ...], int, int]] = []
+        self.inputs = [(tensor.name, tensor.datatype, tensor.shape) for tensor in request.inputs]
+        #: Each binary input's byte range in the binary data after the header.
+        self.spans: list[tuple[int, int]] = []
         offset = 0
         for tensor in request.inputs:
-            end = offset + memoryview(tensor.data).nbytes  # type: ignore[arg-type]
-            self.inputs.append((tensor.name, tensor.datatype, tensor.shape, offset, end))
-            offset = end
+            if type(tensor.data) is memoryview:
+                end = offset + tensor.data.nbytes
+                self.spans.append((offset, end))
+                offset = end
         self.binary_bytes = offset
         self.outputs = [(output.name, output.class_count) for output in request.outputs]
         self.parameters = dict(request.parameters)
@@ -159,43 +238,50 @@ class _Plan:
         #: out again (None: outputs with options, planned per request).
         self.declaration = declaration_key(request.inputs, request.outputs)
 
-    def request(self, binary: memoryview, shm: RequestShm | None) -> DecodedRequest:
-        """A new request over ``binary``: what decoding the header again would make."""
+    def request(
+        self, data: list[InputData], request_id: str, shm: RequestShm | None
+    ) -> DecodedRequest:
+        """A new request with each input's ``data`` and ``request_id``: what decoding it in
+        full would make."""
         inputs = [
-            InferInput(name, datatype, shape, binary[start:end])
-            for name, datatype, shape, start, end in self.inputs
+            InferInput(name, datatype, shape, values)
+            for (name, datatype, shape), values in zip(self.inputs, data, strict=True)
         ]
         outputs = [RequestedOutput(name, count) for name, count in self.outputs]
         request = InferRequest(
-            inputs, outputs, dict(self.parameters), self.id, None, shm,
+            inputs, outputs, dict(self.parameters), request_id, None, shm,
             declaration=self.declaration,
         )  # fmt: skip
         return DecodedRequest(request, self.binary_default, dict(self.binary_outputs))
 
 
 class HeaderPlans:
-    """The plans of the last ``size`` distinct request headers (each at most ``max_bytes``)
-    whose inputs all had binary data: a header seen again (a client sending one kind of
-    request: the same model, names, shapes and sizes) is not parsed and checked again.
+    """The plans of the last ``size`` distinct requests a client sent again (each key at most
+    ``max_bytes``), keyed by model and what does not vary between its requests: a binary
+    request's JSON header when every input is binary, or a JSON request's body less its
+    inputs' ``data`` and its id when every input has flat ``data``. A request met again (a
+    client sending one kind of request: the same model, names, shapes and options) is not
+    checked again.
 
-    A plan is made at a header's second sighting, so that headers that never repeat (a new
-    request id in each, say) cost a set entry, not a plan each."""
+    A plan is made at a key's second sighting, so that requests that never repeat (new
+    parameters in each, say) cost a set entry, not a plan each."""
 
     def __init__(self, size: int = 128, max_bytes: int = 4096) -> None:
         self.size, self.max_bytes = size, max_bytes
-        self._plans: dict[tuple[str, bytes], _Plan] = {}
-        self._seen: dict[tuple[str, bytes], None] = {}  # headers met once, oldest first
+        self._plans: dict[_Key, _Plan] = {}
+        self._seen: dict[_Key, None] = {}  # keys met once, oldest first
 
-    def get(self, key: tuple[str, bytes]) -> _Plan | None:
+    def get(self, key: _Key) -> _Plan | None:
         return self._plans.get(key)
 
-    def learn(self, key: tuple[str, bytes], decoded: DecodedRequest) -> None:
-        """Keep the plan of ``decoded`` (decoded from header ``key``) if it can be reused
-        (every input binary, no shared memory, parameters immutable values) and the header
-        was met before."""
+    def learn(self, key: _Key, decoded: DecodedRequest) -> None:
+        """Keep the plan of ``decoded`` (decoded from a request of ``key``) if it can be
+        reused (every input binary, or every input JSON ``data`` as the key says; no shared
+        memory; parameters immutable values) and the key was met before."""
         request = decoded.request
+        kind = ElementValues if key[2] else memoryview
         if (
-            not all(type(tensor.data) is memoryview for tensor in request.inputs)
+            not all(type(tensor.data) is kind for tensor in request.inputs)
             or any(output.shm is not None for output in request.outputs)
             or not all(type(value) in _PLAIN for value in request.parameters.values())
         ):
@@ -205,6 +291,11 @@ class HeaderPlans:
             return
         del self._seen[key]
         _bounded_put(self._plans, key, _Plan(decoded), self.size)
+
+
+#: A plan's key: the model, the request's text that does not vary, and whether it is JSON
+#: (its body less data and id) or not (a binary request's header).
+_Key = tuple[str, bytes, bool]
 
 
 def _bounded_put(table: dict[Any, Any], key: Any, value: Any, size: int) -> None:

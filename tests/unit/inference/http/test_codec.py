@@ -210,9 +210,9 @@ def test_a_header_seen_again_decodes_as_it_did(payloads: list[bytes], data: st.D
     plans = HeaderPlans()
     body, length = _body(header, *payloads)
     first = decode_request(body, length, "m", None, plans)
-    assert plans.get(("m", body[: int(length)])) is None  # planned at its second sighting
+    assert plans.get(("m", body[: int(length)], False)) is None  # planned at its second sighting
     first = decode_request(body, length, "m", None, plans)
-    assert plans.get(("m", body[: int(length)])) is not None
+    assert plans.get(("m", body[: int(length)], False)) is not None
     assert _summary(first) == _summary(decode_request(body, length, "m", None))
     others = [data.draw(st.binary(min_size=len(p), max_size=len(p))) for p in payloads]
     again, _ = _body(header, *others)
@@ -257,13 +257,117 @@ def test_headers_with_json_data_or_shared_memory_get_no_plan() -> None:
         body, length = _body(header, b"\x01")
         for _ in range(3):
             decode_request(body, length, "m", None, plans)
-        assert plans.get(("m", body[: int(length)])) is None
+        assert plans.get(("m", body[: int(length)], False)) is None
     binary = {"name": "A", "datatype": "UINT8", "shape": [1], "parameters": {"binary_data_size": 1}}
     body, length = _body({"inputs": [binary]}, b"\x01")
     decode_request(body, length, "m", None, plans)
     decode_request(body, length, "m", None, plans)
-    assert plans.get(("m", body[: int(length)])) is not None
-    assert plans.get(("other", body[: int(length)])) is None
+    assert plans.get(("m", body[: int(length)], False)) is not None
+    assert plans.get(("other", body[: int(length)], False)) is None
+
+
+def _json_summary(decoded: Any) -> tuple[Any, ...]:
+    request = decoded.request
+    inputs = [(t.name, t.datatype, t.shape, type(t.data), getattr(t.data, "values", t.data),
+               getattr(t.data, "source", None)) for t in request.inputs]  # fmt: skip
+    outputs = [(o.name, o.class_count, o.shm) for o in request.outputs]
+    return (inputs, outputs, dict(request.parameters), request.id, request.shm,
+            decoded.binary_default, decoded.binary_outputs)  # fmt: skip
+
+
+def _json_request(
+    values: list[list[Any]], request_id: Any = "absent", shapes: list[int] | None = None
+) -> bytes:
+    message: dict[str, Any] = {
+        "parameters": {"priority": 1, "binary_data_output": False, "data": "kept"},
+        "inputs": [{"name": f"I{i}", "datatype": "INT32", "data": v,
+                    "shape": [len(v) if shapes is None else shapes[i]]}
+                   for i, v in enumerate(values)],
+        "outputs": [{"name": "O", "parameters": {"binary_data": True}}, {"name": "P"}],
+    }  # fmt: skip
+    if request_id != "absent":
+        message["id"] = request_id
+    return json.dumps(message).encode()
+
+
+_ELEMENT = (
+    st.integers(-(2**31), 2**31 - 1)
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_ELEMENTS = st.lists(_ELEMENT, max_size=6)
+
+
+@given(st.lists(_ELEMENTS, min_size=1, max_size=3), st.data())
+def test_a_json_request_seen_again_decodes_as_it_did(
+    first: list[list[Any]], data: st.DataObject
+) -> None:
+    plans = HeaderPlans()
+    first_ids: list[str | None] = ["a", "b"]  # planned at its second sighting; ids vary
+    for request_id in first_ids:
+        body = _json_request(first, request_id)
+        assert decode_request(body, None, "m", None, plans).request.declaration is None
+    # The same declaration (shapes), other data: of the same count, or not (the data plane
+    # checks the count).
+    again = [
+        data.draw(st.lists(_ELEMENT, min_size=len(v), max_size=len(v)) | _ELEMENTS) for v in first
+    ]
+    shapes = [len(v) for v in first]
+    again_ids: list[str | None] = ["c", None]  # an id of null is no id, as decoded in full
+    for request_id in again_ids:
+        body = _json_request(again, request_id, shapes)
+        planned = decode_request(body, None, "m", None, plans)
+        assert planned.request.declaration is not None  # made by the plan
+        assert _json_summary(planned) == _json_summary(decode_request(body, None, "m", None))
+    # Another model's request is not planned by this one's.
+    assert decode_request(body, None, "other", None, plans).request.declaration is None
+
+
+@pytest.mark.parametrize(
+    ("tensor", "why"),
+    [
+        ({"data": [[1, 2]], "shape": [1, 2]}, "nested data"),
+        ({"data": 1, "shape": [1]}, "one element given bare"),
+        ({"data": None}, "null data"),
+        ({"parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}},
+         "shared memory"),
+        ({"data": [1.5, float("nan")], "datatype": "FP32"}, "NaN, read by json"),
+        ({"data": [2**70, 1], "datatype": "INT64"}, "an integer past 64 bits, read by json"),
+    ],
+)  # fmt: skip
+def test_json_requests_the_plans_do_not_cover_are_decoded_in_full(
+    tensor: dict[str, Any], why: str
+) -> None:
+    plans = HeaderPlans()
+    header = {"inputs": [{"name": "A", "datatype": "INT32", "shape": [2], **tensor}]}
+    body = json.dumps(header).encode()
+    for _ in range(3):
+        decoded = decode_request(body, None, "m", None, plans)
+        assert decoded.request.declaration is None, why
+    assert _json_summary(decoded) == _json_summary(decode_request(body, None, "m", None))
+
+
+def test_a_json_request_that_fails_fails_as_it_would_unplanned() -> None:
+    plans = HeaderPlans()
+    good = {"inputs": [{"name": "A", "datatype": "INT32", "shape": [2], "data": [1, 2]}]}
+    for _ in range(3):
+        decode_request(json.dumps(good).encode(), None, "m", None, plans)
+    bad_bodies = [
+        {**good, "id": 5},  # an id that is not a string
+        {"inputs": [{**good["inputs"][0], "data": [[1], [2, 3]]}]},  # nested unlike its shape
+        {**good, "parameters": {"x": [[[[1]]]]} | {"deep": json.loads("[" * 300 + "]" * 300)}},
+    ]
+    for message in bad_bodies:
+        body = json.dumps(message).encode()
+        try:
+            unplanned: Any = decode_request(body, None, "m", None)
+        except InvalidArgument as exc:
+            with pytest.raises(InvalidArgument) as planned:
+                decode_request(body, None, "m", None, plans)
+            assert planned.value.message == exc.message
+        else:  # nested past what orjson writes: decoded in full, not planned
+            decoded = decode_request(body, None, "m", None, plans)
+            assert decoded.request.parameters == unplanned.request.parameters
 
 
 def test_header_plans_are_bounded() -> None:
@@ -275,7 +379,7 @@ def test_header_plans_are_bounded() -> None:
         body, length = _body({"inputs": [binary]}, bytes(size))
         for _ in range(2):
             decode_request(body, length, "m", None, plans)
-        keys.append(("m", body[: int(length)]))
+        keys.append(("m", body[: int(length)], False))
     assert [plans.get(key) is not None for key in keys] == [False, False, True, True]
 
 
