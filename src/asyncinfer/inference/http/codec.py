@@ -172,7 +172,7 @@ _REFUSED = object()
 def _take_values(message: Any) -> list[Any] | None:
     """The request's ``id`` and each input's ``data``, set to null in ``message`` (put them
     back with :func:`_put_back`); None, with ``message`` untouched, unless every input is an
-    object with a flat array of ``data`` and the id is a string or absent."""
+    object with a flat array of ``data`` and the id is a string, null or absent."""
     if type(message) is not dict:
         return None
     inputs = message.get("inputs")
