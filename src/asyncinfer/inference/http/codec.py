@@ -108,7 +108,7 @@ def decode_request(
     Either way its plan makes the same request as decoding it in full would.
     """
     split = _split(body, header_length)
-    key = None
+    key: _Key | None = None
     if plans is None:
         message = parse_json(body if split == len(body) else memoryview(body)[:split], "request")
     elif split < len(body):
@@ -125,16 +125,9 @@ def decode_request(
         if message is _REFUSED:
             message = parse_json(body, "request")
         else:
-            values = _take_values(message)
-            if values is not None:
-                text = _unvarying(message)
-                _put_back(message, values)
-                if text is not None and len(text) <= plans.max_bytes:
-                    key = (model, text, True)
-                    plan = plans.get(key)
-                    if plan is not None:
-                        elements: list[InputData] = [ElementValues(d, "data") for d in values[1:]]
-                        return plan.request(elements, values[0] or "", shm)
+            planned, key = _planned_json(message, model, shm, plans)
+            if planned is not None:
+                return planned
     where = _Where("request", "", model)
     if not isinstance(message, dict):
         raise InvalidArgument(f"{where} must be a JSON object, not {_kind(message)}")
@@ -152,6 +145,26 @@ def decode_request(
     if key is not None and plans is not None:
         plans.learn(key, decoded)
     return decoded
+
+
+def _planned_json(
+    message: Any, model: str, shm: RequestShm | None, plans: HeaderPlans
+) -> tuple[DecodedRequest | None, _Key | None]:
+    """The request a plan makes of the parsed JSON body ``message`` (None when there is no
+    plan for it yet), and its plan's key (None when such a body is not planned)."""
+    values = _take_values(message)
+    if values is None:
+        return None, None
+    text = _unvarying(message)
+    _put_back(message, values)
+    if text is None or len(text) > plans.max_bytes:
+        return None, None
+    key = (model, text, True)
+    plan = plans.get(key)
+    if plan is None:
+        return None, key
+    elements: list[InputData] = [ElementValues(data, "data") for data in values[1:]]
+    return plan.request(elements, values[0] or "", shm), key
 
 
 def _plain_json(body: bytes) -> Any:
